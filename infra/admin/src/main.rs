@@ -1,1 +1,120 @@
-fn main(){}
+//! `paysession-admin`: operator commands on a data directory's merchants and API clients.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use paysession_app::merchants::{provision, rotate_secret, NewMerchant, ProvisionError};
+use paysession_app::ports::MerchantStore;
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "paysession-admin", version, about = "Manage paysession merchants and API clients")]
+struct Args {
+    /// Data directory of the embedded store (the one paysession-local uses).
+    #[arg(long, global = true, default_value = "./.paysession")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Merchants (tenants).
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// API clients of merchants.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MerchantCommand {
+    /// Create a merchant with one API client; prints {merchant_id, client_id, client_secret}.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Name shown on the hosted payment page (default: --name).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Accent colour of the hosted page, like #635bff.
+        #[arg(long)]
+        brand_color: Option<String>,
+        /// A URL sessions may use as success_url/cancel_url (repeatable).
+        #[arg(long = "redirect-url")]
+        redirect_urls: Vec<String>,
+        /// Comma-separated methods to enable (default: all): card,ewallet,virtual_account,qr,bank_transfer.
+        #[arg(long, value_delimiter = ',')]
+        payment_methods: Vec<String>,
+    },
+    /// List merchants as JSON lines.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Replace a client's secret; the old one stops working at once. Prints the new one.
+    RotateSecret {
+        client_id: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paysession-admin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let store = paysession_runtime::open_data_dir(&args.data_dir)?;
+    match args.command {
+        Command::Merchant { command: MerchantCommand::Create { name, display_name, brand_color, redirect_urls, payment_methods } } => {
+            let input = NewMerchant { name, display_name, brand_color, redirect_urls, payment_methods };
+            let p = provision(&store, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
+                ProvisionError::Invalid(msg) => format!("invalid merchant: {msg}"),
+                ProvisionError::Store(e) => e.to_string(),
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "merchant_id": p.merchant.id,
+                    "client_id": p.client_id,
+                    "client_secret": p.client_secret.expose(),
+                }))
+                .expect("json")
+            );
+        }
+        Command::Merchant { command: MerchantCommand::List } => {
+            for m in store.list_merchants().await.map_err(|e| e.to_string())? {
+                let clients: Vec<String> =
+                    store.list_clients(&m.id).await.map_err(|e| e.to_string())?.into_iter().map(|c| c.client_id).collect();
+                println!(
+                    "{}",
+                    json!({
+                        "merchant_id": m.id, "name": m.name, "display_name": m.display_name,
+                        "brand_color": m.brand_color, "redirect_urls": m.redirect_urls,
+                        "payment_methods": m.payment_methods, "client_ids": clients, "created_at": m.created_at,
+                    })
+                );
+            }
+        }
+        Command::Client { command: ClientCommand::RotateSecret { client_id } } => {
+            let secret = rotate_secret(&store, &client_id, None)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no client with id {client_id}"))?;
+            println!("{}", serde_json::to_string_pretty(&json!({"client_id": client_id, "client_secret": secret.expose()})).expect("json"));
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,74 @@
-fn main(){}
+//! `paysession-local`: the whole API in one process on an embedded store.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use paysession_local::{start, LocalOptions};
+
+/// Runs paysession locally (sandbox mode) on an embedded store that survives restarts.
+#[derive(Parser, Debug)]
+#[command(name = "paysession-local", version)]
+struct Args {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Where the embedded database lives.
+    #[arg(long, default_value = "./.paysession")]
+    data_dir: PathBuf,
+    /// Base URL of hosted-page links (default http://HOST:PORT).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Allow webhook endpoints on private addresses such as http://127.0.0.1.
+    #[arg(long)]
+    allow_private_webhooks: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let args = Args::parse();
+    let opts = LocalOptions {
+        host: args.host,
+        port: args.port,
+        data_dir: args.data_dir.clone(),
+        public_url: args.public_url,
+        allow_private_webhooks: args.allow_private_webhooks,
+        demo_client_id: std::env::var("PAYSESSION_DEMO_CLIENT_ID").ok().filter(|v| !v.is_empty()),
+        demo_client_secret: std::env::var("PAYSESSION_DEMO_CLIENT_SECRET").ok().filter(|v| !v.is_empty()),
+    };
+    let running = match start(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paysession-local: {e}");
+            std::process::exit(1);
+        }
+    };
+    let d = &running.demo;
+    println!("paysession-local listening on {} (sandbox mode)", running.base_url);
+    println!("data directory: {}", args.data_dir.display());
+    println!("demo merchant:  {}", d.merchant_id);
+    println!("client_id:      {}", d.client_id);
+    println!("client_secret:  {}", d.client_secret);
+    println!();
+    println!("get a token:");
+    println!("  curl -s -u '{}:{}' -d grant_type=client_credentials {}/oauth/token", d.client_id, d.client_secret, running.base_url);
+    println!("API description: {}/openapi.json", running.base_url);
+    wait_for_signal().await;
+    println!("shutting down");
+    running.stop().await;
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

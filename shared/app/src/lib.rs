@@ -1,1 +1,11 @@
+//! Ports and use cases of paysession: everything that is not pure domain and not a
+//! specific adapter (SQLite, DynamoDB) or transport (HTTP).
 
+pub mod auth;
+pub mod clock;
+pub mod ids;
+pub mod merchants;
+pub mod ports;
+pub mod secret;
+
+pub use ports::{Deps, StoreError};

@@ -187,7 +187,7 @@ impl PaymentSession {
             unreachable!("a struct serialises to an object")
         };
         for internal in ["merchant_id", "version", "page_token_hash", "id", "status"] {
-            fields.remove(internal);
+            fields.shift_remove(internal);
         }
         let mut out = Map::new();
         out.insert("id".into(), Value::String(self.id.clone()));

@@ -1,1 +1,437 @@
+//! The embedded store: SQLite in one file under the data directory. It implements the same
+//! ports as the DynamoDB adapter with the same guarantees — each write one transaction,
+//! conditional on the version read — and survives restarts.
 
+mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use paysession_app::merchants::{ApiClient, Merchant};
+use paysession_app::ports::{
+    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery,
+    SessionStore, SettingsStore, StoreError, StoredResponse,
+};
+use paysession_domain::session::{EventRecord, PaymentSession};
+use paysession_domain::ExpirationMode;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// A handle to the database; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(backend)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) `dir/paysession.db`.
+    pub fn open_dir(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create data dir {}: {e}", dir.display())))?;
+        Self::open(&dir.join("paysession.db"))
+    }
+
+    pub fn open(file: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(file).map_err(|e| backend(format!("cannot open {}: {e}", file.display())))?;
+        schema::prepare(&conn).map_err(backend)?;
+        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` on the connection off the async executor.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Runs `f` in an immediate transaction: committed if it returns `Ok`, else rolled back.
+    async fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A small key-value area for process settings (signing key, test clock offset).
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)
+        })
+        .await
+    }
+
+    pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with(move |c| {
+            c.execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// Every stored row as text, for audits (e.g. "no card number anywhere in storage").
+    pub async fn dump_all_text(&self) -> Result<String, StoreError> {
+        self.with(|c| schema::dump(c).map_err(backend)).await
+    }
+}
+
+fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &[EventRecord]) -> Result<(), StoreError> {
+    for ev in events {
+        tx.execute(
+            "INSERT INTO events(id, merchant_id, session_id, type, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![ev.id, merchant_id, ev.session_id, ev.event_type, ms(ev.created_at), to_json(ev)?],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Result<(), StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE idempotency SET state = 'done', response = ?1, expires_at_ms = ?2
+             WHERE merchant_id = ?3 AND key = ?4 AND state = 'in_flight' AND owner = ?5",
+            params![to_json(&c.response)?, ms(c.expires_at), c.merchant_id, c.key, c.owner],
+        )
+        .map_err(backend)?;
+    if n == 1 { Ok(()) } else { Err(StoreError::IdempotencyLost) }
+}
+
+fn session_row(s: &PaymentSession) -> Result<(String, i64, bool, i64), StoreError> {
+    Ok((to_json(s)?, ms(s.expires_at), s.expiration_mode == ExpirationMode::Strict, ms(s.created_at)))
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create_session(
+        &self,
+        session: &PaymentSession,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
+        self.tx(move |tx| {
+            let (body, expires, strict, created) = session_row(&s)?;
+            let inserted = tx.execute(
+                "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
+                     created_at_ms, version, page_token_hash, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![s.id, s.merchant_id, s.customer_id, s.reference, s.status.as_str(), expires, strict, created,
+                        s.version as i64, s.page_token_hash, body],
+            );
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reference") =>
+                {
+                    return Err(StoreError::DuplicateReference);
+                }
+                Err(e) => return Err(backend(e)),
+                Ok(_) => {}
+            }
+            insert_events(tx, &s.merchant_id, &events)?;
+            if let Some(c) = &idem {
+                complete_idempotency(tx, c)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
+        self.tx(move |tx| {
+            let (body, expires, strict, _) = session_row(&s)?;
+            let n = tx
+                .execute(
+                    "UPDATE sessions SET status = ?1, expires_at_ms = ?2, strict = ?3, version = ?4, body = ?5
+                     WHERE id = ?6 AND merchant_id = ?7 AND version = ?8",
+                    params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id,
+                            expected_version as i64],
+                )
+                .map_err(backend)?;
+            if n != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+            insert_events(tx, &s.merchant_id, &events)?;
+            if let Some(c) = &idem {
+                complete_idempotency(tx, c)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
+        let (m, id) = (merchant_id.to_string(), id.to_string());
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM sessions WHERE id = ?1 AND merchant_id = ?2", [id, m], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
+        let (m, q) = (merchant_id.to_string(), q.clone());
+        self.with(move |c| {
+            let mut sql = String::from("SELECT body FROM sessions WHERE merchant_id = ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![m.into()];
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(cid) = &q.customer_id {
+                arg(&mut sql, " AND customer_id = ?", cid.clone().into());
+            }
+            if let Some(r) = &q.reference {
+                arg(&mut sql, " AND reference = ?", r.clone().into());
+            }
+            if let Some(t) = q.created_after {
+                arg(&mut sql, " AND created_at_ms > ?", ms(t).into());
+            }
+            if let Some(status) = q.status {
+                arg(&mut sql, &format!(" AND {} = ?", schema::effective_status_sql(ms(q.now))), status.as_str().to_string().into());
+            }
+            if let Some(Cursor { created_at, id }) = &q.after {
+                arg(&mut sql, " AND (created_at_ms < ?", ms(*created_at).into());
+                arg(&mut sql, " OR (created_at_ms = ?", ms(*created_at).into());
+                arg(&mut sql, " AND id < ?))", id.clone().into());
+            }
+            sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
+            let mut stmt = c.prepare(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let mut items = rows.iter().map(|b| from_json(b)).collect::<Result<Vec<PaymentSession>, _>>()?;
+            let has_more = items.len() > q.limit;
+            items.truncate(q.limit);
+            Ok(Page { items, has_more })
+        })
+        .await
+    }
+
+    async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let (m, id) = (merchant_id.to_string(), session_id.to_string());
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare("SELECT body FROM events WHERE merchant_id = ?1 AND session_id = ?2 ORDER BY seq")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([m, id], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.iter().map(|b| from_json(b)).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for EmbeddedStore {
+    async fn begin(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        locked_until: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let (m, k, f, o) = (merchant_id.to_string(), key.to_string(), fingerprint.to_string(), owner.to_string());
+        self.tx(move |tx| {
+            let existing: Option<(String, String, i64, i64, Option<String>)> = tx
+                .query_row(
+                    "SELECT fingerprint, state, locked_until_ms, expires_at_ms, response FROM idempotency
+                     WHERE merchant_id = ?1 AND key = ?2",
+                    [&m, &k],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let now_ms = ms(now);
+            let decision = match existing {
+                Some((fp, state, _, expires, Some(resp))) if state == "done" && expires > now_ms => {
+                    return Ok(if fp == f { IdempotencyBegin::Replay(from_json::<StoredResponse>(&resp)?) } else { IdempotencyBegin::Mismatch });
+                }
+                Some((fp, state, locked, _, _)) if state == "in_flight" && locked > now_ms => {
+                    return Ok(if fp == f { IdempotencyBegin::InFlight } else { IdempotencyBegin::Mismatch });
+                }
+                // Absent, expired, or an abandoned claim: take it.
+                _ => IdempotencyBegin::Started,
+            };
+            tx.execute(
+                "INSERT INTO idempotency(merchant_id, key, fingerprint, state, owner, locked_until_ms, expires_at_ms, response)
+                 VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, NULL)
+                 ON CONFLICT(merchant_id, key) DO UPDATE SET fingerprint = ?3, state = 'in_flight', owner = ?4,
+                     locked_until_ms = ?5, expires_at_ms = ?5, response = NULL",
+                params![m, k, f, o, ms(locked_until)],
+            )
+            .map_err(backend)?;
+            Ok(decision)
+        })
+        .await
+    }
+
+    async fn complete(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
+        let c = completion.clone();
+        self.tx(move |tx| complete_idempotency(tx, &c)).await
+    }
+
+    async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError> {
+        let (m, k, o) = (merchant_id.to_string(), key.to_string(), owner.to_string());
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM idempotency WHERE merchant_id = ?1 AND key = ?2 AND state = 'in_flight' AND owner = ?3",
+                [m, k, o],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MerchantStore for EmbeddedStore {
+    async fn create_merchant(&self, merchant: &Merchant, client: &ApiClient) -> Result<(), StoreError> {
+        let (m, cl) = (merchant.clone(), client.clone());
+        self.tx(move |tx| {
+            let (m_body, c_body) = (to_json(&m)?, to_json(&cl)?);
+            let ins_m = tx.execute(
+                "INSERT INTO merchants(id, created_at_ms, body) VALUES (?1, ?2, ?3)",
+                params![m.id, ms(m.created_at), m_body],
+            );
+            let ins_c = ins_m.and_then(|_| {
+                tx.execute(
+                    "INSERT INTO clients(client_id, merchant_id, body) VALUES (?1, ?2, ?3)",
+                    params![cl.client_id, cl.merchant_id, c_body],
+                )
+            });
+            match ins_c {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    Err(StoreError::AlreadyExists)
+                }
+                Err(e) => Err(backend(e)),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get_merchant(&self, merchant_id: &str) -> Result<Option<Merchant>, StoreError> {
+        let id = merchant_id.to_string();
+        self.with(move |c| {
+            let body: Option<String> =
+                c.query_row("SELECT body FROM merchants WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT body FROM merchants ORDER BY created_at_ms, id").map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.iter().map(|b| from_json(b)).collect()
+        })
+        .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
+        let id = client_id.to_string();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM clients WHERE client_id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {
+        let id = merchant_id.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare("SELECT body FROM clients WHERE merchant_id = ?1 ORDER BY client_id").map_err(backend)?;
+            let rows = stmt
+                .query_map([id], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.iter().map(|b| from_json(b)).collect()
+        })
+        .await
+    }
+
+    async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError> {
+        let cl = client.clone();
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO clients(client_id, merchant_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(client_id) DO UPDATE SET body = ?3",
+                params![cl.client_id, cl.merchant_id, to_json(&cl)?],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+
+#[async_trait]
+impl SettingsStore for EmbeddedStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta_get(key).await
+    }
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.meta_set(key, value).await
+    }
+}

@@ -1,0 +1,8 @@
+//! `paysession-local`: every function's handler mounted on the routes of template.yaml,
+//! served by one hyper server over the embedded store, always in sandbox mode.
+
+mod demo;
+mod server;
+
+pub use demo::{DemoCredentials, DEMO_CLIENT_ID};
+pub use server::{start, LocalOptions, Running};

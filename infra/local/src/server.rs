@@ -1,0 +1,134 @@
+//! The hyper server: converts each request into the `lambda_http` request the functions
+//! receive in AWS and runs the same handler.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use paysession_app::Deps;
+use paysession_http::dispatch::{handle, unrouted};
+use paysession_http::lambda_http::{Body, Request};
+use paysession_http::problem::ApiError;
+use paysession_http::request::MAX_BODY;
+use paysession_http::routes::{resolve, Resolved};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::demo::{ensure_demo_merchant, DemoCredentials};
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Base of hosted-page URLs; defaults to `http://{host}:{port}`.
+    pub public_url: Option<String>,
+    pub allow_private_webhooks: bool,
+    pub demo_client_id: Option<String>,
+    pub demo_client_secret: Option<String>,
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub demo: DemoCredentials,
+    pub deps: Deps,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in progress finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+pub async fn start(opts: LocalOptions) -> Result<Running, String> {
+    let listener = TcpListener::bind((opts.host.as_str(), opts.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.host, opts.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base_url = format!("http://{}:{}", opts.host, addr.port());
+    let public_url = opts.public_url.clone().unwrap_or_else(|| base_url.clone());
+
+    let store = paysession_runtime::open_data_dir(&opts.data_dir)?;
+    let key = paysession_runtime::local_signing_key(&store).await?;
+    let deps = paysession_runtime::embedded_deps(store, key, public_url, true).await?;
+    let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
+
+    let (shutdown, mut stop) = watch::channel(false);
+    let shared = Arc::new(deps.clone());
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let deps = shared.clone();
+                    let mut stop = stop.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| {
+                            let deps = deps.clone();
+                            async move { Ok::<_, Infallible>(serve(&deps, req).await) }
+                        });
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = stop.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        while connections.join_next().await.is_some() {}
+    });
+    Ok(Running { addr, base_url, demo, deps, shutdown, task })
+}
+
+async fn serve(deps: &Deps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    // One byte over the limit is enough to know the body is too large.
+    let collected = Limited::new(body, MAX_BODY + 1).collect().await;
+    let bytes = match collected {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            let empty = Request::from_parts(parts, Body::Empty);
+            return to_hyper(unrouted(ApiError::PayloadTooLarge, &empty));
+        }
+    };
+    let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+    let req = Request::from_parts(parts, body);
+    let resp = match resolve(req.method(), req.uri().path(), deps.config.sandbox) {
+        Resolved::Found(info, params) => handle(deps, info, params, req).await,
+        Resolved::MethodNotAllowed(methods) => unrouted(ApiError::MethodNotAllowed(methods), &req),
+        Resolved::NotFound => unrouted(ApiError::NotFound(format!("no route for {}", req.uri().path())), &req),
+    };
+    to_hyper(resp)
+}
+
+fn to_hyper(resp: http::Response<Body>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = resp.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    hyper::Response::from_parts(parts, Full::new(bytes))
+}

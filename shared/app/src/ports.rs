@@ -1,0 +1,183 @@
+//! Storage ports. Each method is one access pattern that maps to one DynamoDB request
+//! (a `GetItem`, a `Query`, or a `TransactWriteItems`), so the embedded and AWS adapters
+//! give the same guarantees: a state change, its events and its guards commit together
+//! or not at all.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use paysession_domain::session::{EventRecord, PaymentSession};
+use paysession_domain::SessionStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::TokenSigner;
+use crate::clock::{Clock, TestClock};
+use crate::merchants::{ApiClient, Merchant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another session of the merchant has the same (customer_id, reference).
+    #[error("a session with this customer_id and reference already exists")]
+    DuplicateReference,
+    /// The record changed since it was read (optimistic lock lost).
+    #[error("the record was changed concurrently")]
+    VersionConflict,
+    /// A uniqueness guard on a non-session record (merchant id, client id).
+    #[error("the record already exists")]
+    AlreadyExists,
+    #[error("the idempotency record is no longer held by this request")]
+    IdempotencyLost,
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A response stored for an idempotency key, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// Completes an idempotency record inside the transaction of the change it answers.
+#[derive(Debug, Clone)]
+pub struct IdempotencyCompletion {
+    pub merchant_id: String,
+    pub key: String,
+    /// The claim this request made in [`IdempotencyStore::begin`].
+    pub owner: String,
+    pub response: StoredResponse,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// This request owns the key until `locked_until`.
+    Started,
+    /// A completed request with the same fingerprint: replay its response.
+    Replay(StoredResponse),
+    /// Another request holds the key right now.
+    InFlight,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request with `fingerprint`. An in-flight claim whose
+    /// `locked_until` has passed belongs to a request that died and is taken over;
+    /// a completed record past `expires_at` is forgotten.
+    async fn begin(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        locked_until: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError>;
+    /// Stores the response of a request that changed nothing (e.g. a 409).
+    async fn complete(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError>;
+    /// Drops the claim after a failure that may succeed on retry (5xx).
+    async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// Filters of `GET /v1/payment_sessions`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub customer_id: Option<String>,
+    pub reference: Option<String>,
+    /// Compared with the status as of `now` (expired-on-read included).
+    pub status: Option<SessionStatus>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub limit: usize,
+    /// Continue after this position (exclusive), newest first.
+    pub after: Option<Cursor>,
+    pub now: DateTime<Utc>,
+}
+
+/// A position in the newest-first order of a merchant's sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Inserts a session with its events and the (merchant, customer_id, reference) guard.
+    async fn create_session(
+        &self,
+        session: &PaymentSession,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces a session if its stored version is still `expected_version`, appending
+    /// its events.
+    async fn update_session(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+
+    /// A merchant's session; another merchant's id reads as absent.
+    async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError>;
+
+    async fn list_sessions(&self, merchant_id: &str, query: &SessionQuery) -> Result<Page<PaymentSession>, StoreError>;
+
+    /// The session's events, oldest first.
+    async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait MerchantStore: Send + Sync {
+    /// Inserts a merchant and its first API client together.
+    async fn create_merchant(&self, merchant: &Merchant, client: &ApiClient) -> Result<(), StoreError>;
+    async fn get_merchant(&self, merchant_id: &str) -> Result<Option<Merchant>, StoreError>;
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError>;
+    async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError>;
+    /// Replaces a client's record (secret rotation).
+    async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError>;
+}
+
+/// Small process-wide settings (the sandbox test-clock offset).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// Settings of one deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL of hosted pages, e.g. `http://127.0.0.1:3000`.
+    pub public_url: String,
+    /// Sandbox mode: test clock and sandbox endpoints exist.
+    pub sandbox: bool,
+}
+
+/// Everything a handler needs, built once per cold start (or once by the local server).
+#[derive(Clone)]
+pub struct Deps {
+    pub sessions: Arc<dyn SessionStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub merchants: Arc<dyn MerchantStore>,
+    pub settings: Arc<dyn SettingsStore>,
+    /// Business time: expiry, schedules, retries. Follows the test clock in sandbox.
+    pub clock: Arc<dyn Clock>,
+    /// Present in sandbox mode only.
+    pub test_clock: Option<TestClock>,
+    pub tokens: Arc<TokenSigner>,
+    pub config: Config,
+}

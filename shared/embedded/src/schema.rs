@@ -1,0 +1,94 @@
+//! Table definitions. Sessions keep their JSON body plus the columns the access patterns
+//! filter and sort on, mirroring the DynamoDB key design.
+
+use rusqlite::Connection;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS merchants (
+    id TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    strict INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    page_token_hash TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sessions_reference ON sessions(merchant_id, customer_id, reference);
+CREATE INDEX IF NOT EXISTS sessions_newest ON sessions(merchant_id, created_at_ms DESC, id DESC);
+CREATE UNIQUE INDEX IF NOT EXISTS sessions_page ON sessions(page_token_hash) WHERE page_token_hash IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    merchant_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events(merchant_id, session_id, seq);
+CREATE TABLE IF NOT EXISTS idempotency (
+    merchant_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    locked_until_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    response TEXT,
+    PRIMARY KEY (merchant_id, key)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL lets the admin CLI read while the server writes; FULL sync makes a committed
+    // payment state survive a power cut.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)
+}
+
+/// SQL for a session's status as seen at `now_ms` (expired-on-read), matching
+/// `paysession_domain::lifecycle::effective_status`.
+pub fn effective_status_sql(now_ms: i64) -> String {
+    format!(
+        "(CASE WHEN expires_at_ms <= {now_ms} AND (status IN ('requires_confirmation', 'open', 'active')
+              OR (strict = 1 AND status IN ('requires_action', 'processing'))) THEN 'expired' ELSE status END)"
+    )
+}
+
+pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
+    let mut out = String::new();
+    for table in ["merchants", "clients", "sessions", "events", "idempotency", "meta"] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            for i in 0..cols {
+                let v: rusqlite::types::Value = row.get(i)?;
+                out.push_str(&format!("{v:?}\t"));
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}

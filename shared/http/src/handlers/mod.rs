@@ -1,0 +1,3 @@
+pub mod misc;
+pub mod oauth;
+pub mod sessions;

@@ -1,0 +1,125 @@
+//! `POST /oauth/token`: the client-credentials grant (RFC 6749 §4.4), errors per §5.2.
+
+use base64::Engine;
+use http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use paysession_app::auth::{self, scopes_to_string, OAuthError};
+use paysession_app::Deps;
+use serde_json::json;
+
+use crate::request::{parse_form, percent_decode, Call};
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
+    let mut resp = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+        .body(Body::Text(json!({"error": error, "error_description": description}).to_string()))
+        .expect("static parts");
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"paysession\""));
+    }
+    resp
+}
+
+fn invalid_request(description: &str) -> Response<Body> {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_credentials(header_value: &str) -> Option<(String, String)> {
+    let encoded = header_value.strip_prefix("Basic ").or_else(|| header_value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((percent_decode(id)?, percent_decode(secret)?))
+}
+
+pub async fn token(deps: &Deps, call: &Call<'_>) -> Response<Body> {
+    let ct = call.header("content-type").unwrap_or("");
+    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return invalid_request("send the parameters as application/x-www-form-urlencoded");
+    }
+    let Some(form) = parse_form(call.body_bytes()) else {
+        return invalid_request("the form body is not valid percent-encoded UTF-8");
+    };
+    let get = |name: &str| -> Result<Option<&str>, Response<Body>> {
+        let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(invalid_request(&format!("parameter {name} is repeated")));
+        }
+        Ok(first)
+    };
+    let fields = (|| Ok((get("grant_type")?, get("scope")?, get("client_id")?, get("client_secret")?)))();
+    let (grant_type, scope, form_id, form_secret) = match fields {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    match grant_type {
+        None => return invalid_request("grant_type is required"),
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported");
+        }
+    }
+    let basic = call.header("authorization").map(basic_credentials);
+    let (client_id, secret) = match (basic, form_id, form_secret) {
+        (Some(Some(_)), Some(_), _) | (Some(Some(_)), _, Some(_)) => {
+            return invalid_request("authenticate with either HTTP Basic or form parameters, not both");
+        }
+        (Some(None), _, _) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "the Authorization header is not valid Basic credentials");
+        }
+        (Some(Some(creds)), None, None) => creds,
+        (None, Some(id), Some(secret)) => (id.to_string(), secret.to_string()),
+        (None, _, _) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required (HTTP Basic)");
+        }
+    };
+    let client = match auth::find_client(deps.merchants.as_ref(), &client_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "client lookup failed");
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later");
+        }
+    };
+    let tokens = deps.tokens.clone();
+    let scope = scope.map(str::to_string);
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async executor.
+    let outcome = tokio::task::spawn_blocking(move || auth::grant(client, &secret, scope.as_deref(), &tokens)).await;
+    match outcome {
+        Ok(Ok(grant)) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::PRAGMA, "no-cache")
+            .body(Body::Text(
+                json!({
+                    "access_token": grant.access_token.expose(),
+                    "token_type": "Bearer",
+                    "expires_in": auth::expires_in(),
+                    "scope": scopes_to_string(&grant.scopes),
+                })
+                .to_string(),
+            ))
+            .expect("static parts"),
+        Ok(Err(OAuthError::InvalidClient)) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret")
+        }
+        Ok(Err(OAuthError::InvalidScope)) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scope must be a space-separated subset of the client's scopes: sessions:read sessions:write mandates:write webhooks:manage",
+        ),
+        Ok(Err(OAuthError::Store(e))) => {
+            tracing::error!(error = %e, "token grant failed");
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token grant task failed");
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later")
+        }
+    }
+}

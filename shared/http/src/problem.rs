@@ -1,0 +1,145 @@
+//! One error type for every API function, mapped to RFC 9457 problem+json in one place.
+
+use http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use paysession_domain::FieldError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    MalformedRequest(String),
+    /// RFC 6750 `invalid_token` (or no token at all when `None`).
+    Unauthorized(Option<String>),
+    InsufficientScope(&'static str),
+    NotFound(String),
+    MethodNotAllowed(Vec<http::Method>),
+    DuplicateReference,
+    IdempotencyKeyInUse,
+    InvalidStateTransition(String),
+    PayloadTooLarge,
+    UnsupportedMediaType(&'static str),
+    Validation(Vec<FieldError>),
+    IdempotencyKeyReuse,
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable `code` and HTTP status of each error.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use ApiError::*;
+        match self {
+            MalformedRequest(_) => ("malformed_request", StatusCode::BAD_REQUEST),
+            Unauthorized(_) => ("invalid_token", StatusCode::UNAUTHORIZED),
+            InsufficientScope(_) => ("insufficient_scope", StatusCode::FORBIDDEN),
+            NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            DuplicateReference => ("duplicate_reference", StatusCode::CONFLICT),
+            IdempotencyKeyInUse => ("idempotency_key_in_use", StatusCode::CONFLICT),
+            InvalidStateTransition(_) => ("invalid_state_transition", StatusCode::CONFLICT),
+            PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            UnsupportedMediaType(_) => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            Validation(errors) if !errors.is_empty() && errors.iter().all(|e| e.code == paysession_domain::FieldCode::UnknownField) => {
+                ("unknown_field", StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            Validation(_) => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
+            IdempotencyKeyReuse => ("idempotency_key_reuse", StatusCode::UNPROCESSABLE_ENTITY),
+            Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// Every top-level code, for the OpenAPI document and its sync test.
+    pub const CODES: &'static [&'static str] = &[
+        "malformed_request", "invalid_token", "insufficient_scope", "not_found", "method_not_allowed",
+        "duplicate_reference", "idempotency_key_in_use", "invalid_state_transition", "payload_too_large",
+        "unsupported_media_type", "unknown_field", "validation_failed", "idempotency_key_reuse", "internal_error",
+    ];
+
+    fn title(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MalformedRequest(_) => "Malformed request",
+            Unauthorized(_) => "Authentication required",
+            InsufficientScope(_) => "Insufficient scope",
+            NotFound(_) => "Not found",
+            MethodNotAllowed(_) => "Method not allowed",
+            DuplicateReference => "Duplicate reference",
+            IdempotencyKeyInUse => "Idempotency key in use",
+            InvalidStateTransition(_) => "Invalid state transition",
+            PayloadTooLarge => "Payload too large",
+            UnsupportedMediaType(_) => "Unsupported media type",
+            Validation(_) => "Validation failed",
+            IdempotencyKeyReuse => "Idempotency key reused",
+            Internal(_) => "Internal error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        use ApiError::*;
+        match self {
+            MalformedRequest(d) | NotFound(d) | InvalidStateTransition(d) => d.clone(),
+            Unauthorized(Some(d)) => d.clone(),
+            Unauthorized(None) => "send an access token: Authorization: Bearer <token> (get one from POST /oauth/token)".into(),
+            InsufficientScope(s) => format!("this operation needs the scope {s}"),
+            MethodNotAllowed(m) => format!("allowed methods: {}", methods(m)),
+            DuplicateReference => "a session with this customer_id and reference already exists; list sessions by reference to find it".into(),
+            IdempotencyKeyInUse => "a request with this Idempotency-Key is still being processed; retry later".into(),
+            PayloadTooLarge => "request bodies are limited to 64 KiB".into(),
+            UnsupportedMediaType(expected) => format!("send Content-Type: {expected}"),
+            Validation(errors) => format!("{} field(s) failed validation", errors.len()),
+            IdempotencyKeyReuse => "this Idempotency-Key was used with a different request".into(),
+            // Internal details stay in the logs.
+            Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
+        }
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let (code, status) = self.code_and_status();
+        let mut body = json!({
+            "type": format!("https://paysession.dev/problems/{code}"),
+            "title": self.title(),
+            "status": status.as_u16(),
+            "detail": self.detail(),
+            "code": code,
+        });
+        if let ApiError::Validation(errors) = self {
+            body["errors"] = json!(errors);
+        }
+        let mut resp = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/problem+json")
+            .body(Body::Text(body.to_string()))
+            .expect("static headers are valid");
+        match self {
+            ApiError::Unauthorized(detail) => {
+                let v = match detail {
+                    Some(d) => format!("Bearer realm=\"paysession\", error=\"invalid_token\", error_description=\"{}\"", d.replace('"', "'")),
+                    None => "Bearer realm=\"paysession\"".to_string(),
+                };
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
+            }
+            ApiError::InsufficientScope(scope) => {
+                let v = format!("Bearer realm=\"paysession\", error=\"insufficient_scope\", scope=\"{scope}\"");
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
+            }
+            ApiError::MethodNotAllowed(m) => {
+                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&methods(m)).expect("ascii"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+fn methods(m: &[http::Method]) -> String {
+    m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl From<paysession_app::StoreError> for ApiError {
+    fn from(e: paysession_app::StoreError) -> Self {
+        use paysession_app::StoreError as S;
+        match e {
+            S::DuplicateReference => ApiError::DuplicateReference,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

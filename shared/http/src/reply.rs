@@ -1,0 +1,86 @@
+//! A handler's successful answer, and the idempotency wrapper every POST goes through.
+
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use paysession_app::auth::Principal;
+use paysession_app::ports::StoredResponse;
+use paysession_app::Deps;
+use serde_json::Value;
+
+use crate::idempotency::{self, Claim, Start};
+use crate::problem::ApiError;
+use crate::request::{body_bytes, Call};
+
+pub struct Reply {
+    pub response: StoredResponse,
+    /// The idempotency record was completed in the same write as the change.
+    pub recorded: bool,
+    pub replayed: bool,
+    pub headers: Vec<(HeaderName, &'static str)>,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, body: &Value) -> Reply {
+        Reply::from_stored(stored_json(status, body), false)
+    }
+    pub fn from_stored(response: StoredResponse, recorded: bool) -> Reply {
+        Reply { response, recorded, replayed: false, headers: Vec::new() }
+    }
+    pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+    pub fn into_response(self) -> Response<Body> {
+        let mut resp = Response::builder()
+            .status(self.response.status)
+            .header(header::CONTENT_TYPE, self.response.content_type.as_str())
+            .body(Body::Text(self.response.body))
+            .expect("valid status and content type");
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, HeaderValue::from_static(value));
+        }
+        if self.replayed {
+            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        resp
+    }
+}
+
+pub fn stored_json(status: StatusCode, body: &Value) -> StoredResponse {
+    StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body: body.to_string() }
+}
+
+fn stored_error(e: &ApiError) -> StoredResponse {
+    let resp = e.to_response();
+    StoredResponse {
+        status: resp.status().as_u16(),
+        content_type: "application/problem+json".into(),
+        body: String::from_utf8_lossy(body_bytes(resp.body())).into_owned(),
+    }
+}
+
+/// Runs a POST under its `Idempotency-Key`: a finished request is replayed, a concurrent
+/// one refused, and the outcome settled. `exec` should complete the claim inside its own
+/// store write (returning a `recorded` reply); anything it does not record is settled here.
+pub async fn idempotent(
+    deps: &Deps,
+    principal: &Principal,
+    call: &Call<'_>,
+    exec: impl AsyncFnOnce(Option<&Claim>) -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    let claim = match idempotency::start(deps, principal, call).await? {
+        Start::Replay(response) => {
+            return Ok(Reply { response, recorded: true, replayed: true, headers: Vec::new() });
+        }
+        Start::Proceed(claim) => claim,
+    };
+    let result = exec(claim.as_ref()).await;
+    if let Some(claim) = &claim {
+        match &result {
+            Ok(reply) if reply.recorded => {}
+            Ok(reply) => idempotency::finish_unrecorded(deps, claim, &reply.response).await,
+            Err(e) => idempotency::finish_unrecorded(deps, claim, &stored_error(e)).await,
+        }
+    }
+    result
+}

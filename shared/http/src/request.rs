@@ -1,0 +1,132 @@
+//! Reading requests: body limits, content types, JSON, query strings, request ids.
+
+use http::header;
+use lambda_http::{Body, Request};
+use paysession_domain::errors::{Errors, FieldCode};
+use serde_json::Value;
+
+use crate::problem::ApiError;
+
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// One request as a handler sees it.
+pub struct Call<'a> {
+    pub req: &'a Request,
+    pub params: Vec<(&'static str, String)>,
+    pub request_id: String,
+}
+
+impl Call<'_> {
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    pub fn body_bytes(&self) -> &[u8] {
+        body_bytes(self.req.body())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The JSON object body of a POST. An empty body reads as `{}` when `empty_ok`.
+    pub fn json_body(&self, empty_ok: bool) -> Result<Value, ApiError> {
+        let bytes = self.body_bytes();
+        if bytes.iter().all(u8::is_ascii_whitespace) && empty_ok {
+            return Ok(Value::Object(Default::default()));
+        }
+        let ct = self.header(header::CONTENT_TYPE.as_str()).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::UnsupportedMediaType("application/json"));
+        }
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedRequest(format!("body is not valid JSON: {e}")))
+    }
+
+    /// Query parameters, percent-decoded. Repeated or unknown names are validation errors.
+    pub fn query(&self, known: &[&'static str]) -> Result<Vec<(String, String)>, ApiError> {
+        let raw = self.req.uri().query().unwrap_or("");
+        let mut errors = Errors::new();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (Some(k), Some(v)) = (percent_decode(k), percent_decode(v)) else {
+                return Err(ApiError::MalformedRequest("query string is not valid percent-encoded UTF-8".into()));
+            };
+            if !known.contains(&k.as_str()) {
+                errors.add(k.clone(), FieldCode::UnknownField, "is not a recognised query parameter");
+            } else if out.iter().any(|(name, _)| *name == k) {
+                errors.add(k.clone(), FieldCode::Duplicate, "is given more than once");
+            }
+            out.push((k, v));
+        }
+        if errors.is_empty() { Ok(out) } else { Err(ApiError::Validation(errors.into_vec())) }
+    }
+}
+
+pub fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// `application/x-www-form-urlencoded` and query strings: `+` is a space.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b'%' => return None,
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let s = std::str::from_utf8(body).ok()?;
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+/// The caller's `x-request-id` when it is a sane token, else a fresh UUID.
+pub fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(paysession_app::ids::new_uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%e2%82%ac").as_deref(), Some("€"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(parse_form(b"grant_type=client_credentials&scope=a+b").unwrap()[1], ("scope".into(), "a b".into()));
+    }
+}
