@@ -1,1 +1,152 @@
+//! Test harness: a real `paysession-local` server in-process on a free port, over a
+//! temporary data directory, and a small HTTP client for it.
 
+use std::path::{Path, PathBuf};
+
+use paysession_local::{start, LocalOptions, Running};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub struct Server {
+    pub running: Option<Running>,
+    pub base: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Field paths of a problem's `errors`.
+    pub fn error_fields(&self) -> Vec<(String, String)> {
+        self.json()["errors"]
+            .as_array()
+            .map(|a| a.iter().map(|e| (e["field"].as_str().unwrap().to_string(), e["code"].as_str().unwrap().to_string())).collect())
+            .unwrap_or_default()
+    }
+}
+
+async fn start_in(dir: &Path) -> Running {
+    start(LocalOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: dir.to_path_buf(),
+        public_url: None,
+        allow_private_webhooks: false,
+        demo_client_id: None,
+        demo_client_secret: None,
+    })
+    .await
+    .expect("server starts")
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_at(&dir).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_at(dir: &Path) -> Server {
+        let running = start_in(dir).await;
+        Server {
+            base: running.base_url.clone(),
+            client_id: running.demo.client_id.clone(),
+            client_secret: running.demo.client_secret.clone(),
+            dir: dir.to_path_buf(),
+            running: Some(running),
+            _tmp: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops and starts the server on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        self.running.take().expect("running").stop().await;
+        let running = start_in(&self.dir).await;
+        self.base = running.base_url.clone();
+        self.client_id = running.demo.client_id.clone();
+        self.client_secret = running.demo.client_secret.clone();
+        self.running = Some(running);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn token_for(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let r = self.http.post(self.url("/oauth/token")).basic_auth(client_id, Some(secret)).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 200, "token request failed");
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn token(&self) -> String {
+        self.token_for(&self.client_id, &self.client_secret, None).await
+    }
+
+    /// A second merchant with its own client, through the same provisioning the CLI uses.
+    pub async fn other_merchant(&self) -> (String, String) {
+        let deps = &self.running.as_ref().unwrap().deps;
+        let p = paysession_app::merchants::provision(
+            deps.merchants.as_ref(),
+            &paysession_app::merchants::NewMerchant { name: "Other".into(), ..Default::default() },
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        (p.client_id, p.client_secret.expose().clone())
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+        let mut rb = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b.to_string());
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request sent");
+        Resp { status: r.status(), headers: r.headers().clone(), text: r.text().await.unwrap() }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, token, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body), &[]).await
+    }
+
+    pub async fn create(&self, token: &str, body: &Value) -> Resp {
+        self.post("/v1/payment_sessions", token, body).await
+    }
+
+    pub async fn advance_clock(&self, token: &str, seconds: i64) -> Resp {
+        self.post("/v1/test_clock/advance", token, &json!({"seconds": seconds})).await
+    }
+}
+
+/// A minimal valid create body with a given reference.
+pub fn session_body(reference: &str) -> Value {
+    json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_1", "reference": reference})
+}

@@ -7,14 +7,17 @@ use crate::routes::{match_path, Route};
 
 /// Serves `route` until the runtime stops. `deps` are built once per cold start.
 pub async fn serve(route: Route, deps: Deps) -> Result<(), Error> {
-    let info = route.info();
     let deps = &deps;
-    lambda_http::run(service_fn(move |req: Request| async move {
-        // API Gateway already routed the request here; the template gives the parameters.
-        let params = match_path(info.path, req.uri().path()).unwrap_or_default();
-        Ok::<Response<Body>, Error>(crate::dispatch::handle(deps, info, params, req).await)
-    }))
-    .await
+    lambda_http::run(service_fn(move |req: Request| async move { Ok::<Response<Body>, Error>(invoke(route, deps, req).await) }))
+        .await
+}
+
+/// One invocation: what the runtime calls for each API Gateway event.
+pub async fn invoke(route: Route, deps: &Deps, req: Request) -> Response<Body> {
+    let info = route.info();
+    // API Gateway already routed the request here; the path gives the parameters.
+    let params = match_path(info.path, req.uri().path()).unwrap_or_default();
+    crate::dispatch::handle(deps, info, params, req).await
 }
 
 /// JSON logs for CloudWatch, level from `RUST_LOG` (default info).

@@ -43,10 +43,10 @@ impl Call<'_> {
         serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedRequest(format!("body is not valid JSON: {e}")))
     }
 
-    /// Query parameters, percent-decoded. Repeated or unknown names are validation errors.
-    pub fn query(&self, known: &[&'static str]) -> Result<Vec<(String, String)>, ApiError> {
+    /// Query parameters, percent-decoded. Repeated or unknown names are recorded in
+    /// `errors` beside whatever the caller finds wrong with the values.
+    pub fn query(&self, known: &[&'static str], errors: &mut Errors) -> Result<Vec<(String, String)>, ApiError> {
         let raw = self.req.uri().query().unwrap_or("");
-        let mut errors = Errors::new();
         let mut out: Vec<(String, String)> = Vec::new();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -60,7 +60,7 @@ impl Call<'_> {
             }
             out.push((k, v));
         }
-        if errors.is_empty() { Ok(out) } else { Err(ApiError::Validation(errors.into_vec())) }
+        Ok(out)
     }
 }
 

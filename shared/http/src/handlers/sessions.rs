@@ -79,10 +79,10 @@ fn decode_cursor(s: &str) -> Option<Cursor> {
 }
 
 pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    let params = call.query(&["customer_id", "reference", "status", "created_after", "limit", "starting_after"])?;
+    let mut e = Errors::new();
+    let params = call.query(&["customer_id", "reference", "status", "created_after", "limit", "starting_after"], &mut e)?;
     let now = deps.clock.now();
     let mut q = SessionQuery { limit: 20, now, ..Default::default() };
-    let mut e = Errors::new();
     let mut starting_after = None;
     for (k, v) in &params {
         match k.as_str() {
@@ -101,7 +101,7 @@ pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, 
                 _ => e.add("limit", FieldCode::OutOfRange, "must be an integer from 1 to 100"),
             },
             "starting_after" => starting_after = Some(v.clone()),
-            _ => unreachable!("query() rejects unknown parameters"),
+            _ => {} // unknown: already recorded by query()
         }
     }
     if let Some(s) = starting_after {
@@ -134,7 +134,11 @@ pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, 
 }
 
 pub async fn events(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    call.query(&[])?;
+    let mut e = Errors::new();
+    call.query(&[], &mut e)?;
+    if !e.is_empty() {
+        return Err(ApiError::Validation(e.into_vec()));
+    }
     let id = call.param("id");
     deps.sessions.get_session(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
     let events = deps.sessions.session_events(&p.merchant_id, id).await?;

@@ -1,0 +1,133 @@
+//! Session lifecycle over HTTP: confirm, cancel, expire, events, the test clock, races,
+//! and persistence across restarts.
+
+use paysession_tests::{session_body, Server};
+use serde_json::json;
+
+fn types(events: &serde_json::Value) -> Vec<String> {
+    events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn confirm_then_cancel_with_events() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let mut b = session_body("lc-1");
+    b["auto_confirm"] = json!(false);
+    let created = s.create(&t, &b).await.json();
+    assert_eq!(created["status"], "requires_confirmation");
+    assert_eq!(created["allowed_actions"], json!(["confirm", "cancel", "expire"]));
+    let id = created["id"].as_str().unwrap();
+
+    let confirmed = s.post(&format!("/v1/payment_sessions/{id}/confirm"), &t, &json!({})).await;
+    assert_eq!(confirmed.status, 200);
+    let c = confirmed.json();
+    assert_eq!(c["status"], "open");
+    assert!(c["payment_request_id"].as_str().unwrap().starts_with("pr_"));
+
+    let again = s.post(&format!("/v1/payment_sessions/{id}/confirm"), &t, &json!({})).await;
+    assert_eq!((again.status.as_u16(), again.json()["code"].as_str()), (409, Some("invalid_state_transition")));
+
+    let bad = s.post(&format!("/v1/payment_sessions/{id}/cancel"), &t, &json!({"reason": "bored"})).await;
+    assert_eq!(bad.status, 422);
+    let cancelled = s.post(&format!("/v1/payment_sessions/{id}/cancel"), &t, &json!({"reason": "duplicate"})).await.json();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["cancellation_reason"], "duplicate");
+    assert_eq!(cancelled["allowed_actions"], json!([]));
+
+    let events = s.get(&format!("/v1/payment_sessions/{id}/events"), &t).await.json();
+    assert_eq!(
+        types(&events),
+        ["payment_session.created", "payment_session.updated", "payment_session.updated", "payment_session.cancelled"]
+    );
+    let data = events["data"].as_array().unwrap();
+    assert_eq!(data[1]["data"]["previous_status"], "requires_confirmation");
+    assert_eq!(data[1]["data"]["object"]["status"], "open");
+    assert_eq!(data[3]["data"]["previous_status"], "open");
+    assert!(data.iter().all(|e| e["id"].as_str().unwrap().starts_with("evt_")));
+}
+
+#[tokio::test]
+async fn multiple_sessions_confirm_to_active() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let mut b = session_body("multi");
+    b["payment_type"] = json!("multiple");
+    b["auto_confirm"] = json!(false);
+    let id = s.create(&t, &b).await.json()["id"].as_str().unwrap().to_string();
+    let r = s.post(&format!("/v1/payment_sessions/{id}/confirm"), &t, &json!({})).await.json();
+    assert_eq!(r["status"], "active");
+}
+
+#[tokio::test]
+async fn concurrent_transitions_one_wins() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    for round in 0..5 {
+        let id = s.create(&t, &session_body(&format!("race-{round}"))).await.json()["id"].as_str().unwrap().to_string();
+        let cancel_path = format!("/v1/payment_sessions/{id}/cancel");
+        let expire_path = format!("/v1/payment_sessions/{id}/expire");
+        let empty = json!({});
+        let (a, b) = tokio::join!(s.post(&cancel_path, &t, &empty), s.post(&expire_path, &t, &empty));
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "round {round}: {} / {}", a.text, b.text);
+        let loser = if a.status == 409 { &a } else { &b };
+        assert_eq!(loser.json()["code"], "invalid_state_transition");
+        let events = s.get(&format!("/v1/payment_sessions/{id}/events"), &t).await.json();
+        assert_eq!(types(&events).len(), 3, "created + updated + one terminal event");
+    }
+}
+
+#[tokio::test]
+async fn test_clock_expires_sessions_on_read() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let now = s.get("/v1/test_clock", &t).await.json()["now"].as_str().unwrap().to_string();
+    let now = chrono::DateTime::parse_from_rfc3339(&now).unwrap();
+    let mut b = session_body("exp-1");
+    b["expires_at"] = json!((now + chrono::Duration::seconds(61)).to_rfc3339());
+    let id = s.create(&t, &b).await.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/payment_sessions/{id}");
+
+    let adv = s.advance_clock(&t, 120).await;
+    assert_eq!(adv.status, 200);
+    assert_eq!(adv.json()["offset_seconds"], 120);
+    let got = s.get(&path, &t).await.json();
+    assert_eq!(got["status"], "expired");
+    assert_eq!(got["allowed_actions"], json!([]));
+    let listed = s.get("/v1/payment_sessions?status=expired", &t).await.json();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert_eq!(s.get("/v1/payment_sessions?status=open", &t).await.json()["data"], json!([]));
+
+    let cancel = s.post(&format!("{path}/cancel"), &t, &json!({})).await;
+    assert_eq!((cancel.status.as_u16(), cancel.json()["code"].as_str()), (409, Some("invalid_state_transition")));
+    // An explicit expire writes down what readers already see, with its event.
+    let expire = s.post(&format!("{path}/expire"), &t, &json!({})).await;
+    assert_eq!(expire.status, 200);
+    let events = s.get(&format!("{path}/events"), &t).await.json();
+    assert!(types(&events).contains(&"payment_session.expired".to_string()));
+
+    let bad = s.advance_clock(&t, 0).await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(s.post("/v1/test_clock/advance", &t, &json!({"seconds": 5, "x": 1})).await.status, 422);
+}
+
+#[tokio::test]
+async fn state_survives_restart() {
+    let mut s = Server::start().await;
+    let t = s.token().await;
+    let id = s.create(&t, &session_body("persist")).await.json()["id"].as_str().unwrap().to_string();
+    s.post(&format!("/v1/payment_sessions/{id}/cancel"), &t, &json!({})).await;
+    s.advance_clock(&t, 30).await;
+    let secret_before = s.client_secret.clone();
+
+    s.restart().await;
+    assert_eq!(s.client_secret, secret_before, "demo credentials are stable across restarts");
+    let t = s.token().await;
+    let got = s.get(&format!("/v1/payment_sessions/{id}"), &t).await.json();
+    assert_eq!(got["status"], "cancelled");
+    assert_eq!(s.get(&format!("/v1/payment_sessions/{id}/events"), &t).await.json()["data"].as_array().unwrap().len(), 3);
+    assert_eq!(s.get("/v1/test_clock", &t).await.json()["offset_seconds"], 30);
+    assert_eq!(s.create(&t, &session_body("persist")).await.status, 409);
+}

@@ -1,0 +1,110 @@
+//! POST /oauth/token (RFC 6749 §4.4, errors §5.2) and bearer-token checks (RFC 6750).
+
+use paysession_tests::{session_body, Server};
+use serde_json::Value;
+
+#[tokio::test]
+async fn client_credentials_with_basic_and_form() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["scope"], "sessions:read sessions:write mandates:write webhooks:manage");
+
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &s.client_id), ("client_secret", &s.client_secret), ("scope", "sessions:read")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["scope"], "sessions:read");
+}
+
+#[tokio::test]
+async fn token_errors_follow_rfc6749() {
+    let s = Server::start().await;
+    let post = |form: Vec<(&'static str, String)>, basic: Option<(String, String)>| {
+        let mut rb = s.http.post(s.url("/oauth/token")).form(&form);
+        if let Some((id, secret)) = basic {
+            rb = rb.basic_auth(id, Some(secret));
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+            (status, www, r.json::<Value>().await.unwrap())
+        }
+    };
+    let creds = || Some((s.client_id.clone(), s.client_secret.clone()));
+    let grant = || vec![("grant_type", "client_credentials".to_string())];
+
+    let (st, www, b) = post(grant(), Some((s.client_id.clone(), "wrong".into()))).await;
+    assert_eq!((st, b["error"].as_str()), (401, Some("invalid_client")));
+    assert!(www.unwrap().starts_with("Basic"));
+    let (st, _, b) = post(grant(), Some(("cid_nobody".into(), "x".into()))).await;
+    assert_eq!((st, b["error"].as_str()), (401, Some("invalid_client")));
+    let (st, _, b) = post(grant(), None).await;
+    assert_eq!((st, b["error"].as_str()), (401, Some("invalid_client")));
+    let (st, _, b) = post(vec![("grant_type", "password".into())], creds()).await;
+    assert_eq!((st, b["error"].as_str()), (400, Some("unsupported_grant_type")));
+    let (st, _, b) = post(vec![], creds()).await;
+    assert_eq!((st, b["error"].as_str()), (400, Some("invalid_request")));
+    let (st, _, b) = post(vec![("grant_type", "client_credentials".into()), ("scope", "admin".into())], creds()).await;
+    assert_eq!((st, b["error"].as_str()), (400, Some("invalid_scope")));
+    let (st, _, b) = post(vec![("grant_type", "client_credentials".into()), ("client_id", s.client_id.clone())], creds()).await;
+    assert_eq!((st, b["error"].as_str()), (400, Some("invalid_request")), "two client authentication methods");
+
+    let r = s.http.post(s.url("/oauth/token")).basic_auth(&s.client_id, Some(&s.client_secret)).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    assert_eq!(r.status(), 400, "JSON instead of a form");
+}
+
+#[tokio::test]
+async fn bearer_errors_follow_rfc6750() {
+    let s = Server::start().await;
+    let r = s.http.get(s.url("/v1/payment_sessions")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+
+    let r = s.get("/v1/payment_sessions", "not.a.token").await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert_eq!(r.json()["code"], "invalid_token");
+
+    // A token signed by another key (a forged one) is refused.
+    let good = s.token().await;
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[2] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(s.get("/v1/payment_sessions", &parts.join(".")).await.status, 401);
+
+    let read_only = s.token_for(&s.client_id, &s.client_secret, Some("sessions:read")).await;
+    let r = s.create(&read_only, &session_body("r1")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "insufficient_scope");
+    assert!(r.header("www-authenticate").unwrap().contains("insufficient_scope"));
+    assert_eq!(s.get("/v1/payment_sessions", &read_only).await.status, 200);
+}
+
+#[tokio::test]
+async fn rotated_secret_stops_old_one() {
+    let s = Server::start().await;
+    let (id, secret) = s.other_merchant().await;
+    s.token_for(&id, &secret, None).await;
+    let deps = &s.running.as_ref().unwrap().deps;
+    let new = paysession_app::merchants::rotate_secret(deps.merchants.as_ref(), &id, None).await.unwrap().unwrap();
+    let r = s.http.post(s.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    s.token_for(&id, new.expose(), None).await;
+}
