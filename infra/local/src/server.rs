@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use paysession_app::Deps;
 use paysession_http::dispatch::{handle, unrouted};
 use paysession_http::lambda_http::{Body, Request};
@@ -82,8 +82,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
                             let deps = deps.clone();
                             async move { Ok::<_, Infallible>(serve(&deps, req).await) }
                         });
-                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                         tokio::pin!(conn);
                         tokio::select! {
                             _ = conn.as_mut() => {}
