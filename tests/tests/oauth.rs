@@ -108,3 +108,21 @@ async fn rotated_secret_stops_old_one() {
     assert_eq!(r.status(), 401);
     s.token_for(&id, new.expose(), None).await;
 }
+
+#[tokio::test]
+async fn repeated_parameters_are_refused() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=sessions:read&scope=sessions:write")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_request");
+    assert!(b["error_description"].as_str().unwrap().contains("scope"));
+}

@@ -107,6 +107,19 @@ impl EmbeddedStore {
     }
 }
 
+/// The JSON body of at most one row.
+fn one<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Option<T>, StoreError> {
+    let body: Option<String> = c.query_row(sql, params, |r| r.get(0)).optional().map_err(backend)?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+/// The JSON bodies of every row, in the query's order.
+fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
+    let mut stmt = c.prepare(sql).map_err(backend)?;
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0)).map_err(backend)?.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+    rows.iter().map(|b| from_json(b)).collect()
+}
+
 fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &[EventRecord]) -> Result<(), StoreError> {
     for ev in events {
         tx.execute(
@@ -201,14 +214,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM sessions WHERE id = ?1 AND merchant_id = ?2", [id, m], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
+        self.with(move |c| one(c, "SELECT body FROM sessions WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 
     async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
@@ -238,13 +244,7 @@ impl SessionStore for EmbeddedStore {
                 arg(&mut sql, " AND id < ?))", id.clone().into());
             }
             sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
-            let mut stmt = c.prepare(&sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            let mut items = rows.iter().map(|b| from_json(b)).collect::<Result<Vec<PaymentSession>, _>>()?;
+            let mut items: Vec<PaymentSession> = all(c, &sql, rusqlite::params_from_iter(args))?;
             let has_more = items.len() > q.limit;
             items.truncate(q.limit);
             Ok(Page { items, has_more })
@@ -254,18 +254,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
         let (m, id) = (merchant_id.to_string(), session_id.to_string());
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare("SELECT body FROM events WHERE merchant_id = ?1 AND session_id = ?2 ORDER BY seq")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([m, id], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            rows.iter().map(|b| from_json(b)).collect()
-        })
-        .await
+        self.with(move |c| all(c, "SELECT body FROM events WHERE merchant_id = ?1 AND session_id = ?2 ORDER BY seq", [m, id])).await
     }
 }
 
@@ -363,51 +352,21 @@ impl MerchantStore for EmbeddedStore {
 
     async fn get_merchant(&self, merchant_id: &str) -> Result<Option<Merchant>, StoreError> {
         let id = merchant_id.to_string();
-        self.with(move |c| {
-            let body: Option<String> =
-                c.query_row("SELECT body FROM merchants WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(backend)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
+        self.with(move |c| one(c, "SELECT body FROM merchants WHERE id = ?1", [id])).await
     }
 
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT body FROM merchants ORDER BY created_at_ms, id").map_err(backend)?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            rows.iter().map(|b| from_json(b)).collect()
-        })
-        .await
+        self.with(|c| all(c, "SELECT body FROM merchants ORDER BY created_at_ms, id", [])).await
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
         let id = client_id.to_string();
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM clients WHERE client_id = ?1", [id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
+        self.with(move |c| one(c, "SELECT body FROM clients WHERE client_id = ?1", [id])).await
     }
 
     async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {
         let id = merchant_id.to_string();
-        self.with(move |c| {
-            let mut stmt = c.prepare("SELECT body FROM clients WHERE merchant_id = ?1 ORDER BY client_id").map_err(backend)?;
-            let rows = stmt
-                .query_map([id], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            rows.iter().map(|b| from_json(b)).collect()
-        })
-        .await
+        self.with(move |c| all(c, "SELECT body FROM clients WHERE merchant_id = ?1 ORDER BY client_id", [id])).await
     }
 
     async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError> {

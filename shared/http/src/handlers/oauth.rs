@@ -44,19 +44,14 @@ pub async fn token(deps: &Deps, call: &Call<'_>) -> Response<Body> {
     let Some(form) = parse_form(call.body_bytes()) else {
         return invalid_request("the form body is not valid percent-encoded UTF-8");
     };
-    let get = |name: &str| -> Result<Option<&str>, Response<Body>> {
-        let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(invalid_request(&format!("parameter {name} is repeated")));
+    // RFC 6749 §3.2: parameters must not be repeated.
+    for (i, (name, _)) in form.iter().enumerate() {
+        if form[..i].iter().any(|(earlier, _)| earlier == name) {
+            return invalid_request(&format!("parameter {name} is repeated"));
         }
-        Ok(first)
-    };
-    let fields = (|| Ok((get("grant_type")?, get("scope")?, get("client_id")?, get("client_secret")?)))();
-    let (grant_type, scope, form_id, form_secret) = match fields {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
+    }
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (grant_type, scope, form_id, form_secret) = (get("grant_type"), get("scope"), get("client_id"), get("client_secret"));
     match grant_type {
         None => return invalid_request("grant_type is required"),
         Some("client_credentials") => {}
