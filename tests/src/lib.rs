@@ -1,5 +1,8 @@
 //! Test harness: a real `paysession-local` server in-process on a free port, over a
-//! temporary data directory, and a small HTTP client for it.
+//! temporary data directory, and a small HTTP client for it; and the storage contract.
+
+pub mod contract;
+pub mod dynamo;
 
 use std::path::{Path, PathBuf};
 

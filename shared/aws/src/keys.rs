@@ -1,0 +1,81 @@
+//! The single-table key design. Every partition key of tenant data starts with the
+//! merchant, so a foreign id can never address another tenant's item.
+//!
+//! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
+//! |---|---|---|---|---|
+//! | session | `MER#m#SES#id` | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
+//! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | |
+//! | reference guard | `MER#m#REF#reference#customer` | `REF` | | |
+//! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
+//! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
+//! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
+//! | setting | `SETTING#key` | `SETTING` | | |
+//!
+//! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
+//! string order is the time order.
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const GSI1: &str = "GSI1";
+pub const GSI1PK: &str = "GSI1PK";
+pub const GSI1SK: &str = "GSI1SK";
+pub const GSI2: &str = "GSI2";
+pub const GSI2PK: &str = "GSI2PK";
+pub const GSI2SK: &str = "GSI2SK";
+/// TTL attribute (epoch seconds). Garbage collection only: reads never trust it.
+pub const TTL: &str = "ttl";
+
+pub fn session_pk(merchant: &str, id: &str) -> String {
+    format!("MER#{merchant}#SES#{id}")
+}
+pub const SESSION_SK: &str = "SESSION";
+
+pub fn sessions_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#SESSIONS")
+}
+pub fn customer_gsi2(merchant: &str, customer: &str) -> String {
+    format!("MER#{merchant}#CUS#{customer}")
+}
+pub fn time_sort(created_ms: i64, id: &str) -> String {
+    format!("{created_ms:015}#{id}")
+}
+
+/// Events sort by the session version that wrote them, then their place in that write.
+pub fn event_sk(version: u64, index: usize) -> String {
+    format!("EVT#{version:010}#{index:03}")
+}
+pub const EVENT_SK_PREFIX: &str = "EVT#";
+pub fn events_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#EVENTS")
+}
+
+/// References match `[A-Za-z0-9_-]`, so putting the reference first keeps the key
+/// unambiguous whatever the customer id contains.
+pub fn reference_pk(merchant: &str, reference: &str, customer: &str) -> String {
+    format!("MER#{merchant}#REF#{reference}#{customer}")
+}
+pub const REFERENCE_SK: &str = "REF";
+
+pub fn idempotency_pk(merchant: &str, key: &str) -> String {
+    format!("MER#{merchant}#IDEM#{key}")
+}
+pub const IDEMPOTENCY_SK: &str = "IDEM";
+
+pub fn merchant_pk(merchant: &str) -> String {
+    format!("MER#{merchant}")
+}
+pub const MERCHANT_SK: &str = "MERCHANT";
+pub const MERCHANTS_GSI1: &str = "MERCHANTS";
+
+pub fn client_pk(client_id: &str) -> String {
+    format!("CLIENT#{client_id}")
+}
+pub const CLIENT_SK: &str = "CLIENT";
+pub fn clients_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#CLIENTS")
+}
+
+pub fn setting_pk(key: &str) -> String {
+    format!("SETTING#{key}")
+}
+pub const SETTING_SK: &str = "SETTING";

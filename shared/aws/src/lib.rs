@@ -1,0 +1,26 @@
+//! AWS adapters: the storage ports on DynamoDB, and configuration loading for Lambda.
+
+pub mod keys;
+mod store;
+pub mod table;
+
+pub use store::DynamoStore;
+
+/// An SDK error with its service code and message, for logs and operator messages.
+pub fn describe<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(se) => format!("{}: {}", se.code().unwrap_or("error"), se.message().unwrap_or("no message")),
+        None => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(e)),
+    }
+}
+
+/// A DynamoDB client from the standard AWS environment (region, credentials,
+/// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
+pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&config)
+}

@@ -1,0 +1,559 @@
+//! `DynamoStore`: the storage ports on one DynamoDB table. Every state change is one
+//! `TransactWriteItems` (new state + its events + guards + idempotency completion) with a
+//! condition on the version read.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue as AV, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use paysession_app::merchants::{ApiClient, Merchant};
+use paysession_app::ports::{
+    IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore,
+    SettingsStore, StoreError, StoredResponse,
+};
+use paysession_domain::session::{EventRecord, PaymentSession};
+
+use crate::keys::*;
+
+type Item = HashMap<String, AV>;
+
+/// Transactions that lose to a concurrent transaction on the same items (DynamoDB's
+/// `TransactionConflict`) are retried this many times before giving up.
+const CONFLICT_RETRIES: u32 = 8;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AV {
+    AV::S(v.into())
+}
+fn n(v: i64) -> AV {
+    AV::N(v.to_string())
+}
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
+    serde_json::to_string(v).map(AV::S).map_err(backend)
+}
+fn parse_body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let text = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| backend("item without body"))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
+}
+fn attr_i64(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+fn attr_str<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn item(pairs: impl IntoIterator<Item = (&'static str, AV)>) -> Item {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// What went wrong in a cancelled transaction, by the position of the failing item.
+enum TxOutcome {
+    Done,
+    /// Lost to a concurrent transaction: run it again.
+    Conflict,
+    /// The item at this index failed its condition.
+    ConditionFailed(usize),
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> Put {
+        let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some(c) = condition {
+            p = p.condition_expression(c);
+        }
+        p.build().expect("table and item are set")
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<TxOutcome, StoreError> {
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let err = match result {
+            Ok(_) => return Ok(TxOutcome::Done),
+            Err(e) => e,
+        };
+        let described = crate::describe(&err);
+        match err.into_service_error() {
+            TransactWriteItemsError::TransactionCanceledException(c) => {
+                let reasons = c.cancellation_reasons();
+                if let Some(i) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
+                    return Ok(TxOutcome::ConditionFailed(i));
+                }
+                if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                    return Ok(TxOutcome::Conflict);
+                }
+                Err(StoreError::Backend(format!("transaction cancelled: {described}")))
+            }
+            TransactWriteItemsError::TransactionInProgressException(_) => Ok(TxOutcome::Conflict),
+            _ => Err(StoreError::Backend(described)),
+        }
+    }
+
+    /// Runs a transaction, retrying conflicts with a short growing pause.
+    async fn transact_retrying(&self, items: Vec<TransactWriteItem>) -> Result<Option<usize>, StoreError> {
+        for attempt in 0..CONFLICT_RETRIES {
+            match self.transact(items.clone()).await? {
+                TxOutcome::Done => return Ok(None),
+                TxOutcome::ConditionFailed(i) => return Ok(Some(i)),
+                TxOutcome::Conflict => {
+                    let jitter = u64::from(std::process::id() % 7 + attempt * 3);
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt + 1) + jitter)).await;
+                }
+            }
+        }
+        Err(StoreError::Backend("transaction kept conflicting with concurrent writers".into()))
+    }
+
+    fn session_item(&self, session: &PaymentSession) -> Result<Item, StoreError> {
+        let created = time_sort(ms(session.created_at), &session.id);
+        Ok(item([
+            (PK, s(session_pk(&session.merchant_id, &session.id))),
+            (SK, s(SESSION_SK)),
+            (GSI1PK, s(sessions_gsi1(&session.merchant_id))),
+            (GSI1SK, s(created.clone())),
+            (GSI2PK, s(customer_gsi2(&session.merchant_id, &session.customer_id))),
+            (GSI2SK, s(created)),
+            ("version", n(session.version as i64)),
+            ("status", s(session.status.as_str())),
+            ("body", body(session)?),
+        ]))
+    }
+
+    fn event_items(&self, merchant: &str, session: &PaymentSession, events: &[EventRecord]) -> Result<Vec<TransactWriteItem>, StoreError> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| {
+                let it = item([
+                    (PK, s(session_pk(merchant, &session.id))),
+                    (SK, s(event_sk(session.version, i))),
+                    (GSI1PK, s(events_gsi1(merchant))),
+                    (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
+                    ("type", s(ev.event_type.clone())),
+                    ("body", body(ev)?),
+                ]);
+                Ok(TransactWriteItem::builder().put(self.put(it, Some("attribute_not_exists(PK)"))).build())
+            })
+            .collect()
+    }
+
+    fn completion_update(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(idempotency_pk(&c.merchant_id, &c.key)))
+            .key(SK, s(IDEMPOTENCY_SK))
+            .update_expression("SET #state = :done, #response = :resp, expires_at_ms = :exp, #ttl = :ttl")
+            .condition_expression("#state = :in_flight AND #owner = :owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":owner", s(c.owner.clone()))
+            .expression_attribute_values(":resp", body(&c.response)?)
+            .expression_attribute_values(":exp", n(ms(c.expires_at)))
+            .expression_attribute_values(":ttl", n(c.expires_at.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        Ok(out.item)
+    }
+
+    /// All items of a GSI partition in sort order (newest first when `forward` is false),
+    /// stopping once `want` items passed `keep`.
+    async fn query_index(
+        &self,
+        index: &str,
+        pk_attr: &str,
+        sk_attr: &str,
+        pk: String,
+        sk_below: Option<String>,
+        forward: bool,
+        want: usize,
+        mut keep: impl FnMut(&Item) -> Result<bool, StoreError>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .expression_attribute_names("#pk", pk_attr)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .scan_index_forward(forward)
+                .limit(100)
+                .set_exclusive_start_key(start.take());
+            q = match &sk_below {
+                Some(below) => q
+                    .key_condition_expression("#pk = :pk AND #sk < :below")
+                    .expression_attribute_names("#sk", sk_attr)
+                    .expression_attribute_values(":below", s(below.clone())),
+                None => q.key_condition_expression("#pk = :pk"),
+            };
+            let page = q.send().await.map_err(|e| backend(crate::describe(&e)))?;
+            for it in page.items.unwrap_or_default() {
+                if keep(&it)? {
+                    out.push(it);
+                    if out.len() >= want {
+                        return Ok(out);
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(
+        &self,
+        session: &PaymentSession,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let guard = item([
+            (PK, s(reference_pk(&session.merchant_id, &session.reference, &session.customer_id))),
+            (SK, s(REFERENCE_SK)),
+            ("session_id", s(session.id.clone())),
+        ]);
+        let mut items = vec![
+            TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build(),
+            TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build(),
+        ];
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
+        let idem_index = idempotency.map(|_| items.len());
+        if let Some(c) = idempotency {
+            items.push(self.completion_update(c)?);
+        }
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(1) => Err(StoreError::DuplicateReference),
+            Some(i) if Some(i) == idem_index => Err(StoreError::IdempotencyLost),
+            Some(i) => Err(StoreError::Backend(format!("create condition failed on item {i}"))),
+        }
+    }
+
+    async fn update_session(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.session_item(session)?))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .build()
+            .map_err(backend)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
+        let idem_index = idempotency.map(|_| items.len());
+        if let Some(c) = idempotency {
+            items.push(self.completion_update(c)?);
+        }
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(0) => Err(StoreError::VersionConflict),
+            Some(i) if Some(i) == idem_index => Err(StoreError::IdempotencyLost),
+            // An event key already taken means another writer wrote this version first.
+            Some(_) => Err(StoreError::VersionConflict),
+        }
+    }
+
+    async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
+        self.get_item(session_pk(merchant_id, id), SESSION_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
+        // customer_id + reference is a direct lookup through the reference guard.
+        if let (Some(customer), Some(reference)) = (&q.customer_id, &q.reference) {
+            let guard = self.get_item(reference_pk(merchant_id, reference, customer), REFERENCE_SK).await?;
+            let session = match guard.as_ref().and_then(|g| attr_str(g, "session_id")) {
+                Some(id) => self.get_session(merchant_id, id).await?,
+                None => None,
+            };
+            let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
+            return Ok(Page { items, has_more: false });
+        }
+        let (index, pk_attr, sk_attr, pk) = match &q.customer_id {
+            Some(c) => (GSI2, GSI2PK, GSI2SK, customer_gsi2(merchant_id, c)),
+            None => (GSI1, GSI1PK, GSI1SK, sessions_gsi1(merchant_id)),
+        };
+        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
+        // Status is compared as of `now` with the domain's own rule, so it is filtered here
+        // rather than in a filter expression that would have to restate that rule.
+        let mut parsed = Vec::new();
+        let items = self
+            .query_index(index, pk_attr, sk_attr, pk, below, false, q.limit + 1, |it| {
+                let session: PaymentSession = parse_body(it)?;
+                let keep = matches_query(&session, q);
+                if keep {
+                    parsed.push(session);
+                }
+                Ok(keep)
+            })
+            .await?;
+        let has_more = items.len() > q.limit;
+        parsed.truncate(q.limit);
+        Ok(Page { items: parsed, has_more })
+    }
+
+    async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :evt)")
+                .expression_attribute_values(":pk", s(session_pk(merchant_id, session_id)))
+                .expression_attribute_values(":evt", s(EVENT_SK_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(crate::describe(&e)))?;
+            for it in page.items.unwrap_or_default() {
+                out.push(parse_body(&it)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn matches_query(s: &PaymentSession, q: &SessionQuery) -> bool {
+    q.customer_id.as_ref().is_none_or(|c| *c == s.customer_id)
+        && q.reference.as_ref().is_none_or(|r| *r == s.reference)
+        && q.created_after.is_none_or(|t| s.created_at > t)
+        && q.status.is_none_or(|st| s.status_at(q.now) == st)
+        && q.after.as_ref().is_none_or(|c| (s.created_at, s.id.as_str()) < (c.created_at, c.id.as_str()))
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn begin(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        fingerprint: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        locked_until: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let pk = idempotency_pk(merchant_id, key);
+        // Read, decide, then claim conditionally; a lost race re-reads.
+        for _ in 0..CONFLICT_RETRIES {
+            let existing = self.get_item(pk.clone(), IDEMPOTENCY_SK).await?;
+            let now_ms = ms(now);
+            if let Some(it) = &existing {
+                let same = attr_str(it, "fingerprint") == Some(fingerprint);
+                match attr_str(it, "state") {
+                    Some("done") if attr_i64(it, "expires_at_ms").unwrap_or(0) > now_ms => {
+                        if !same {
+                            return Ok(IdempotencyBegin::Mismatch);
+                        }
+                        let text = attr_str(it, "response").ok_or_else(|| backend("done record without response"))?;
+                        let resp: StoredResponse = serde_json::from_str(text).map_err(backend)?;
+                        return Ok(IdempotencyBegin::Replay(resp));
+                    }
+                    Some("in_flight") if attr_i64(it, "locked_until_ms").unwrap_or(0) > now_ms => {
+                        return Ok(if same { IdempotencyBegin::InFlight } else { IdempotencyBegin::Mismatch });
+                    }
+                    _ => {}
+                }
+            }
+            let claim = item([
+                (PK, s(pk.clone())),
+                (SK, s(IDEMPOTENCY_SK)),
+                ("fingerprint", s(fingerprint)),
+                ("state", s("in_flight")),
+                ("owner", s(owner)),
+                ("locked_until_ms", n(ms(locked_until))),
+                ("expires_at_ms", n(ms(locked_until))),
+                // Abandoned claims are collected a day after their lock lapses.
+                (TTL, n(locked_until.timestamp() + 86_400)),
+            ]);
+            // Take the key only if it is still in the state we decided on.
+            let mut put = self.client.put_item().table_name(&self.table).set_item(Some(claim));
+            put = match &existing {
+                None => put.condition_expression("attribute_not_exists(PK)"),
+                Some(it) => put
+                    .condition_expression("#owner = :seen_owner AND #state = :seen_state")
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":seen_owner", s(attr_str(it, "owner").unwrap_or_default()))
+                    .expression_attribute_values(":seen_state", s(attr_str(it, "state").unwrap_or_default())),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(IdempotencyBegin::Started),
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => return Err(backend(crate::describe(&e))),
+            }
+        }
+        Ok(IdempotencyBegin::InFlight)
+    }
+
+    async fn complete(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
+        match self.transact_retrying(vec![self.completion_update(completion)?]).await? {
+            None => Ok(()),
+            Some(_) => Err(StoreError::IdempotencyLost),
+        }
+    }
+
+    async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(idempotency_pk(merchant_id, key)))
+            .key(SK, s(IDEMPOTENCY_SK))
+            .condition_expression("#state = :in_flight AND #owner = :owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(backend(crate::describe(&e))),
+        }
+    }
+}
+
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+#[async_trait]
+impl MerchantStore for DynamoStore {
+    async fn create_merchant(&self, merchant: &Merchant, client: &ApiClient) -> Result<(), StoreError> {
+        let m = item([
+            (PK, s(merchant_pk(&merchant.id))),
+            (SK, s(MERCHANT_SK)),
+            (GSI1PK, s(MERCHANTS_GSI1)),
+            (GSI1SK, s(time_sort(ms(merchant.created_at), &merchant.id))),
+            ("body", body(merchant)?),
+        ]);
+        let items = vec![
+            TransactWriteItem::builder().put(self.put(m, Some("attribute_not_exists(PK)"))).build(),
+            TransactWriteItem::builder().put(self.put(self.client_item(client)?, Some("attribute_not_exists(PK)"))).build(),
+        ];
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    async fn get_merchant(&self, merchant_id: &str) -> Result<Option<Merchant>, StoreError> {
+        self.get_item(merchant_pk(merchant_id), MERCHANT_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        let items = self.query_index(GSI1, GSI1PK, GSI1SK, MERCHANTS_GSI1.into(), None, true, usize::MAX, |_| Ok(true)).await?;
+        items.iter().map(parse_body).collect()
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
+        self.get_item(client_pk(client_id), CLIENT_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {
+        let items = self.query_index(GSI1, GSI1PK, GSI1SK, clients_gsi1(merchant_id), None, true, usize::MAX, |_| Ok(true)).await?;
+        items.iter().map(parse_body).collect()
+    }
+
+    async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.client_item(client)?))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend(crate::describe(&e)))
+    }
+}
+
+impl DynamoStore {
+    fn client_item(&self, c: &ApiClient) -> Result<Item, StoreError> {
+        Ok(item([
+            (PK, s(client_pk(&c.client_id))),
+            (SK, s(CLIENT_SK)),
+            (GSI1PK, s(clients_gsi1(&c.merchant_id))),
+            (GSI1SK, s(c.client_id.clone())),
+            ("body", body(c)?),
+        ]))
+    }
+}
+
+#[async_trait]
+impl SettingsStore for DynamoStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get_item(setting_pk(key), SETTING_SK).await?.and_then(|it| attr_str(&it, "value").map(str::to_string)))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let it = item([(PK, s(setting_pk(key))), (SK, s(SETTING_SK)), ("value", s(value))]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(it))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| backend(crate::describe(&e)))
+    }
+}

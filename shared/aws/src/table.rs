@@ -1,0 +1,59 @@
+//! The table definition, shared by `paysession-admin init` and checked against
+//! template.yaml by a test, so the two never drift.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+use crate::keys::*;
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("complete key element")
+}
+
+fn gsi(name: &str, pk: &str, sk: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash))
+        .key_schema(key(sk, KeyType::Range))
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .expect("complete index")
+}
+
+/// String key attributes of the table and its indexes.
+pub const KEY_ATTRIBUTES: [&str; 6] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK];
+/// (index, partition key, sort key)
+pub const INDEXES: [(&str, &str, &str); 2] = [(GSI1, GSI1PK, GSI1SK), (GSI2, GSI2PK, GSI2SK)];
+
+/// Creates the table (on demand, stream NEW_AND_OLD_IMAGES) and turns TTL on.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+    let mut req = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
+        .stream_specification(
+            StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewAndOldImages).build().expect("stream spec"),
+        );
+    for a in KEY_ATTRIBUTES {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder().attribute_name(a).attribute_type(ScalarAttributeType::S).build().expect("attribute"),
+        );
+    }
+    for (name, pk, sk) in INDEXES {
+        req = req.global_secondary_indexes(gsi(name, pk, sk));
+    }
+    req.send().await.map_err(|e| format!("cannot create table {table}: {}", crate::describe(&e)))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(TTL).enabled(true).build().expect("ttl spec"))
+        .send()
+        .await
+        .map_err(|e| format!("cannot enable TTL on {table}: {}", crate::describe(&e)))?;
+    Ok(())
+}

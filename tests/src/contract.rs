@@ -1,0 +1,315 @@
+//! The storage contract: the same test bodies run against the embedded store and the
+//! DynamoDB adapter (on DynamoDB Local). Each body gets fresh, empty stores.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use paysession_app::merchants::{ApiClient, Merchant};
+use paysession_app::ports::{
+    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, SessionQuery, SessionStore,
+    SettingsStore, StoreError, StoredResponse,
+};
+use paysession_domain::model::PaymentMethodKind;
+use paysession_domain::session::{events_for, MerchantAction, PaymentSession};
+use paysession_domain::{parse_create_session, MerchantPolicy, SessionStatus};
+use serde_json::json;
+
+#[derive(Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub merchants: Arc<dyn MerchantStore>,
+    pub settings: Arc<dyn SettingsStore>,
+}
+
+impl Stores {
+    pub fn from<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static>(store: T) -> Stores {
+        let s = Arc::new(store);
+        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s }
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()
+}
+
+fn session(merchant: &str, customer: &str, reference: &str, at: DateTime<Utc>) -> PaymentSession {
+    let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+    let body = json!({"amount": 1050, "currency": "EUR", "customer_id": customer, "reference": reference});
+    let spec = parse_create_session(&body, at, &policy).unwrap();
+    PaymentSession::create(spec, paysession_app::ids::new_id("ps"), merchant.into(), None, at)
+}
+
+async fn insert(st: &Stores, s: &PaymentSession) -> Result<(), StoreError> {
+    let events = events_for(None, s, s.created_at, || paysession_app::ids::new_id("evt"));
+    st.sessions.create_session(s, &events, None).await
+}
+
+fn query(now: DateTime<Utc>) -> SessionQuery {
+    SessionQuery { limit: 20, now, ..Default::default() }
+}
+
+pub async fn create_get_and_tenancy(st: Stores) {
+    let s = session("mer_a", "cus_1", "ref-1", t0());
+    insert(&st, &s).await.unwrap();
+    assert_eq!(st.sessions.get_session("mer_a", &s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(st.sessions.get_session("mer_b", &s.id).await.unwrap(), None, "foreign merchant sees nothing");
+    assert_eq!(st.sessions.get_session("mer_a", "ps_missing").await.unwrap(), None);
+    let events = st.sessions.session_events("mer_a", &s.id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "payment_session.created");
+    assert!(st.sessions.session_events("mer_b", &s.id).await.unwrap().is_empty());
+}
+
+pub async fn duplicate_reference_guard(st: Stores) {
+    insert(&st, &session("mer_a", "cus_1", "ref-1", t0())).await.unwrap();
+    let dup = session("mer_a", "cus_1", "ref-1", t0());
+    assert!(matches!(insert(&st, &dup).await, Err(StoreError::DuplicateReference)));
+    // Nothing of the refused session was written.
+    assert_eq!(st.sessions.get_session("mer_a", &dup.id).await.unwrap(), None);
+    assert!(st.sessions.session_events("mer_a", &dup.id).await.unwrap().is_empty());
+    insert(&st, &session("mer_a", "cus_2", "ref-1", t0())).await.unwrap();
+    insert(&st, &session("mer_b", "cus_1", "ref-1", t0())).await.unwrap();
+}
+
+pub async fn concurrent_creates_one_winner(st: Stores) {
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let st = st.clone();
+            tokio::spawn(async move { insert(&st, &session("mer_a", "cus_1", "race", t0())).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut dup = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::DuplicateReference) => dup += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((ok, dup), (1, 19));
+    let mut q = query(t0());
+    q.reference = Some("race".into());
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
+}
+
+pub async fn versioned_updates(st: Stores) {
+    let s = session("mer_a", "cus_1", "v", t0());
+    insert(&st, &s).await.unwrap();
+    let next = s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Duplicate }, t0()).unwrap();
+    let events = events_for(Some(&s), &next, t0(), || paysession_app::ids::new_id("evt"));
+    st.sessions.update_session(&next, s.version, &events, None).await.unwrap();
+    // A writer that read the old version loses.
+    let stale = s.apply(MerchantAction::Expire, t0()).unwrap();
+    let stale_events = events_for(Some(&s), &stale, t0(), || paysession_app::ids::new_id("evt"));
+    assert!(matches!(st.sessions.update_session(&stale, s.version, &stale_events, None).await, Err(StoreError::VersionConflict)));
+    let stored = st.sessions.get_session("mer_a", &s.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, SessionStatus::Cancelled);
+    let types: Vec<String> = st.sessions.session_events("mer_a", &s.id).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["payment_session.created", "payment_session.updated", "payment_session.cancelled"], "events in write order, none from the loser");
+}
+
+pub async fn concurrent_transitions_one_wins(st: Stores) {
+    let s = session("mer_a", "cus_1", "ct", t0());
+    insert(&st, &s).await.unwrap();
+    let run = |action: MerchantAction| {
+        let (st, s) = (st.clone(), s.clone());
+        tokio::spawn(async move {
+            let next = s.apply(action, t0()).unwrap();
+            let events = events_for(Some(&s), &next, t0(), || paysession_app::ids::new_id("evt"));
+            st.sessions.update_session(&next, s.version, &events, None).await
+        })
+    };
+    let a = run(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned });
+    let b = run(MerchantAction::Expire);
+    let results = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Err(StoreError::VersionConflict))).count(), 1);
+    assert_eq!(st.sessions.session_events("mer_a", &s.id).await.unwrap().len(), 3);
+}
+
+pub async fn list_order_filters_cursor(st: Stores) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let customer = if i % 2 == 0 { "cus_even" } else { "cus_odd" };
+        let s = session("mer_a", customer, &format!("r{i}"), t0() + Duration::seconds(i));
+        insert(&st, &s).await.unwrap();
+        ids.push(s.id);
+    }
+    insert(&st, &session("mer_b", "cus_even", "other", t0())).await.unwrap();
+    ids.reverse();
+
+    let mut q = query(t0() + Duration::minutes(1));
+    q.limit = 3;
+    let mut seen = Vec::new();
+    loop {
+        let page = st.sessions.list_sessions("mer_a", &q).await.unwrap();
+        seen.extend(page.items.iter().map(|s| s.id.clone()));
+        if !page.has_more {
+            break;
+        }
+        let last = page.items.last().unwrap();
+        q.after = Some(Cursor { created_at: last.created_at, id: last.id.clone() });
+    }
+    assert_eq!(seen, ids, "newest first, every session once, only this merchant's");
+
+    let mut q = query(t0());
+    q.customer_id = Some("cus_even".into());
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 4);
+    q.reference = Some("r2".into());
+    let one = st.sessions.list_sessions("mer_a", &q).await.unwrap();
+    assert_eq!((one.items.len(), one.items[0].reference.as_str()), (1, "r2"));
+    let mut q = query(t0());
+    q.reference = Some("r3".into());
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
+    let mut q = query(t0());
+    q.created_after = Some(t0() + Duration::seconds(4));
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 2);
+}
+
+pub async fn status_filter_as_of_now(st: Stores) {
+    let s = session("mer_a", "cus_1", "exp", t0());
+    insert(&st, &s).await.unwrap();
+    let mut q = query(t0());
+    q.status = Some(SessionStatus::Open);
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
+    // Past expires_at the stored status is still open, but it reads expired.
+    let later = s.expires_at + Duration::seconds(1);
+    let mut q = query(later);
+    q.status = Some(SessionStatus::Open);
+    assert!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.is_empty());
+    q.status = Some(SessionStatus::Expired);
+    assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
+}
+
+fn completion(key: &str, owner: &str, status: u16) -> IdempotencyCompletion {
+    IdempotencyCompletion {
+        merchant_id: "mer_a".into(),
+        key: key.into(),
+        owner: owner.into(),
+        response: StoredResponse { status, content_type: "application/json".into(), body: format!("{{\"n\":{status}}}") },
+        expires_at: t0() + Duration::hours(24),
+    }
+}
+
+pub async fn idempotency_lifecycle(st: Stores) {
+    let lock = t0() + Duration::seconds(60);
+    let i = &st.idempotency;
+    assert_eq!(i.begin("mer_a", "k", "fp1", "o1", t0(), lock).await.unwrap(), IdempotencyBegin::Started);
+    assert_eq!(i.begin("mer_a", "k", "fp1", "o2", t0(), lock).await.unwrap(), IdempotencyBegin::InFlight);
+    assert_eq!(i.begin("mer_a", "k", "fp2", "o2", t0(), lock).await.unwrap(), IdempotencyBegin::Mismatch);
+    assert_eq!(i.begin("mer_b", "k", "fp2", "o2", t0(), lock).await.unwrap(), IdempotencyBegin::Started, "keys are per merchant");
+    // Completion inside the session transaction.
+    let s = session("mer_a", "cus_1", "idem", t0());
+    let events = events_for(None, &s, t0(), || paysession_app::ids::new_id("evt"));
+    st.sessions.create_session(&s, &events, Some(&completion("k", "o1", 201))).await.unwrap();
+    match i.begin("mer_a", "k", "fp1", "o3", t0(), lock).await.unwrap() {
+        IdempotencyBegin::Replay(r) => assert_eq!((r.status, r.body.as_str()), (201, "{\"n\":201}")),
+        other => panic!("expected replay, got {other:?}"),
+    }
+    assert_eq!(i.begin("mer_a", "k", "fp2", "o3", t0(), lock).await.unwrap(), IdempotencyBegin::Mismatch);
+    // Past retention the key is free again.
+    let later = t0() + Duration::hours(25);
+    assert_eq!(i.begin("mer_a", "k", "fp9", "o4", later, later + Duration::seconds(60)).await.unwrap(), IdempotencyBegin::Started);
+}
+
+pub async fn idempotency_takeover_and_release(st: Stores) {
+    let i = &st.idempotency;
+    let lock = t0() + Duration::seconds(60);
+    assert_eq!(i.begin("mer_a", "k2", "fp", "dead", t0(), lock).await.unwrap(), IdempotencyBegin::Started);
+    // The owner died: after its lock lapses another request takes the key over...
+    let after = lock + Duration::seconds(1);
+    assert_eq!(i.begin("mer_a", "k2", "fp", "alive", after, after + Duration::seconds(60)).await.unwrap(), IdempotencyBegin::Started);
+    // ...and the dead owner can no longer complete it, not even inside a session write.
+    let s = session("mer_a", "cus_1", "zombie", t0());
+    let events = events_for(None, &s, t0(), || paysession_app::ids::new_id("evt"));
+    assert!(matches!(st.sessions.create_session(&s, &events, Some(&completion("k2", "dead", 201))).await, Err(StoreError::IdempotencyLost)));
+    assert_eq!(st.sessions.get_session("mer_a", &s.id).await.unwrap(), None, "the whole transaction rolled back");
+    assert!(matches!(i.complete(&completion("k2", "dead", 409)).await, Err(StoreError::IdempotencyLost)));
+    i.complete(&completion("k2", "alive", 409)).await.unwrap();
+    assert!(matches!(i.begin("mer_a", "k2", "fp", "x", after, after).await.unwrap(), IdempotencyBegin::Replay(_)));
+    // Release frees an in-flight key only for its owner.
+    assert_eq!(i.begin("mer_a", "k3", "fp", "o", t0(), lock).await.unwrap(), IdempotencyBegin::Started);
+    i.release("mer_a", "k3", "someone-else").await.unwrap();
+    assert_eq!(i.begin("mer_a", "k3", "fp", "p", t0(), lock).await.unwrap(), IdempotencyBegin::InFlight);
+    i.release("mer_a", "k3", "o").await.unwrap();
+    assert_eq!(i.begin("mer_a", "k3", "fp", "p", t0(), lock).await.unwrap(), IdempotencyBegin::Started);
+}
+
+pub async fn idempotency_concurrent_claims(st: Stores) {
+    let lock = t0() + Duration::seconds(60);
+    let claims: Vec<_> = (0..10)
+        .map(|n| {
+            let st = st.clone();
+            tokio::spawn(async move { st.idempotency.begin("mer_a", "hot", "fp", &format!("o{n}"), t0(), lock).await.unwrap() })
+        })
+        .collect();
+    let mut started = 0;
+    for c in claims {
+        match c.await.unwrap() {
+            IdempotencyBegin::Started => started += 1,
+            IdempotencyBegin::InFlight => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+}
+
+fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
+    Merchant {
+        id: id.into(),
+        name: id.into(),
+        display_name: id.into(),
+        brand_color: "#000000".into(),
+        redirect_urls: vec![],
+        payment_methods: PaymentMethodKind::ALL.to_vec(),
+        created_at: at,
+    }
+}
+
+fn client(id: &str, merchant: &str) -> ApiClient {
+    ApiClient { client_id: id.into(), merchant_id: merchant.into(), secret_hash: "h".into(), scopes: vec![], created_at: t0() }
+}
+
+pub async fn merchants_clients_settings(st: Stores) {
+    let m = &st.merchants;
+    m.create_merchant(&merchant("mer_1", t0()), &client("cid_1", "mer_1")).await.unwrap();
+    m.create_merchant(&merchant("mer_2", t0() + Duration::seconds(1)), &client("cid_2", "mer_2")).await.unwrap();
+    assert!(matches!(m.create_merchant(&merchant("mer_3", t0()), &client("cid_1", "mer_3")).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(m.get_merchant("mer_3").await.unwrap(), None, "no half-created merchant");
+    let ids: Vec<String> = m.list_merchants().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["mer_1", "mer_2"]);
+    let mut c = m.get_client("cid_1").await.unwrap().unwrap();
+    c.secret_hash = "rotated".into();
+    m.put_client(&c).await.unwrap();
+    assert_eq!(m.get_client("cid_1").await.unwrap().unwrap().secret_hash, "rotated");
+    assert_eq!(m.list_clients("mer_1").await.unwrap().len(), 1);
+    assert_eq!(m.get_client("cid_none").await.unwrap(), None);
+
+    assert_eq!(st.settings.get_setting("x").await.unwrap(), None);
+    st.settings.put_setting("x", "1").await.unwrap();
+    st.settings.put_setting("x", "2").await.unwrap();
+    assert_eq!(st.settings.get_setting("x").await.unwrap().as_deref(), Some("2"));
+}
+
+/// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.
+#[macro_export]
+macro_rules! contract_suite {
+    ($make:expr) => {
+        $crate::contract_suite!(@each $make;
+            create_get_and_tenancy, duplicate_reference_guard, concurrent_creates_one_winner,
+            versioned_updates, concurrent_transitions_one_wins, list_order_filters_cursor,
+            status_filter_as_of_now, idempotency_lifecycle, idempotency_takeover_and_release,
+            idempotency_concurrent_claims, merchants_clients_settings);
+    };
+    (@each $make:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let stores = $make.await;
+                $crate::contract::$name(stores).await;
+            }
+        )+
+    };
+}
