@@ -47,6 +47,7 @@ async fn start_in(dir: &Path) -> Running {
         host: "127.0.0.1".into(),
         port: 0,
         data_dir: dir.to_path_buf(),
+        table: None,
         public_url: None,
         allow_private_webhooks: false,
         demo_client_id: None,

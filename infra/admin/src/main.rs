@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use paysession_app::merchants::{provision, rotate_secret, NewMerchant, ProvisionError};
-use paysession_app::ports::MerchantStore;
+use paysession_runtime::StoreChoice;
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -14,12 +14,18 @@ struct Args {
     /// Data directory of the embedded store (the one paysession-local uses).
     #[arg(long, global = true, default_value = "./.paysession")]
     data_dir: PathBuf,
+    /// Work on this DynamoDB table instead of the data directory (standard AWS
+    /// environment; AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
+    #[arg(long, global = true)]
+    table: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create the DynamoDB table (with --table) exactly as template.yaml defines it.
+    Init,
     /// Merchants (tenants).
     Merchant {
         #[command(subcommand)]
@@ -76,11 +82,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let store = paysession_runtime::open_data_dir(&args.data_dir)?;
+    let choice = match &args.table {
+        Some(t) => StoreChoice::Dynamo(t.clone()),
+        None => StoreChoice::Embedded(args.data_dir.clone()),
+    };
+    if let Command::Init = args.command {
+        let table = args.table.as_deref().ok_or("init creates a DynamoDB table: give --table NAME")?;
+        paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await, table).await?;
+        println!("{}", json!({"table": table, "created": true}));
+        return Ok(());
+    }
+    let opened = paysession_runtime::open_store(&choice).await?;
+    let store = opened.merchants();
+    let store = store.as_ref();
     match args.command {
+        Command::Init => unreachable!("handled above"),
         Command::Merchant { command: MerchantCommand::Create { name, display_name, brand_color, redirect_urls, payment_methods } } => {
             let input = NewMerchant { name, display_name, brand_color, redirect_urls, payment_methods };
-            let p = provision(&store, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
+            let p = provision(store, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
                 ProvisionError::Invalid(msg) => format!("invalid merchant: {msg}"),
                 ProvisionError::Store(e) => e.to_string(),
             })?;
@@ -109,7 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Command::Client { command: ClientCommand::RotateSecret { client_id } } => {
-            let secret = rotate_secret(&store, &client_id, None)
+            let secret = rotate_secret(store, &client_id, None)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no client with id {client_id}"))?;

@@ -18,12 +18,25 @@ struct Args {
     /// Where the embedded database lives.
     #[arg(long, default_value = "./.paysession")]
     data_dir: PathBuf,
+    /// Storage: `embedded` (SQLite in --data-dir) or `dynamodb` (--table, standard AWS
+    /// environment; AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// DynamoDB table name (with --store dynamodb).
+    #[arg(long, required_if_eq("store", "dynamodb"))]
+    table: Option<String>,
     /// Base URL of hosted-page links (default http://HOST:PORT).
     #[arg(long)]
     public_url: Option<String>,
     /// Allow webhook endpoints on private addresses such as http://127.0.0.1.
     #[arg(long)]
     allow_private_webhooks: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreKind {
+    Embedded,
+    Dynamodb,
 }
 
 #[tokio::main]
@@ -35,6 +48,7 @@ async fn main() {
         host: args.host,
         port: args.port,
         data_dir: args.data_dir.clone(),
+        table: if args.store == StoreKind::Dynamodb { args.table.clone() } else { None },
         public_url: args.public_url,
         allow_private_webhooks: args.allow_private_webhooks,
         demo_client_id: std::env::var("PAYSESSION_DEMO_CLIENT_ID").ok().filter(|v| !v.is_empty()),
@@ -49,7 +63,10 @@ async fn main() {
     };
     let d = &running.demo;
     println!("paysession-local listening on {} (sandbox mode)", running.base_url);
-    println!("data directory: {}", args.data_dir.display());
+    match (&args.store, &args.table) {
+        (StoreKind::Dynamodb, Some(t)) => println!("store:          DynamoDB table {t}"),
+        _ => println!("data directory: {}", args.data_dir.display()),
+    }
     println!("demo merchant:  {}", d.merchant_id);
     println!("client_id:      {}", d.client_id);
     println!("client_secret:  {}", d.client_secret);

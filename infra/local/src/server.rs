@@ -18,6 +18,7 @@ use paysession_http::problem::ApiError;
 use paysession_http::request::MAX_BODY;
 use paysession_http::routes::{resolve, Resolved};
 use tokio::net::TcpListener;
+use paysession_runtime::StoreChoice;
 use tokio::sync::watch;
 
 use crate::demo::{ensure_demo_merchant, DemoCredentials};
@@ -28,6 +29,8 @@ pub struct LocalOptions {
     /// 0 picks a free port (tests).
     pub port: u16,
     pub data_dir: PathBuf,
+    /// `Some(table)` runs on DynamoDB instead of the embedded store in `data_dir`.
+    pub table: Option<String>,
     /// Base of hosted-page URLs; defaults to `http://{host}:{port}`.
     pub public_url: Option<String>,
     pub allow_private_webhooks: bool,
@@ -61,9 +64,13 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     let base_url = format!("http://{}:{}", opts.host, addr.port());
     let public_url = opts.public_url.clone().unwrap_or_else(|| base_url.clone());
 
-    let store = paysession_runtime::open_data_dir(&opts.data_dir)?;
-    let key = paysession_runtime::local_signing_key(&store).await?;
-    let deps = paysession_runtime::embedded_deps(store, key, public_url, true).await?;
+    let choice = match &opts.table {
+        Some(t) => StoreChoice::Dynamo(t.clone()),
+        None => StoreChoice::Embedded(opts.data_dir.clone()),
+    };
+    let store = paysession_runtime::open_store(&choice).await?;
+    let key = paysession_runtime::local_signing_key(store.settings()).await?;
+    let deps = store.deps(key, public_url, true).await?;
     let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);

@@ -1,7 +1,7 @@
 //! Wiring: from configuration to [`Deps`]. Functions call [`serve`]; the local server and
-//! the admin CLI call [`embedded_deps`].
+//! the admin CLI call [`open_store`] and [`build_deps`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -9,75 +9,116 @@ use base64::Engine;
 use chrono::Duration;
 use paysession_app::auth::TokenSigner;
 use paysession_app::clock::{Clock, SystemClock, TestClock};
-use paysession_app::ports::{Config, SettingsStore};
+use paysession_app::ports::{Config, IdempotencyStore, MerchantStore, SessionStore, SettingsStore};
 use paysession_app::secret::Secret;
 use paysession_app::Deps;
+use paysession_aws::DynamoStore;
 use paysession_embedded::EmbeddedStore;
 use paysession_http::handlers::misc::TEST_CLOCK_SETTING;
 use paysession_http::Route;
 
 const SIGNING_KEY_SETTING: &str = "token_signing_key";
 
-/// Typed environment of a function. Every key is read once at cold start; a missing or
-/// malformed one stops the function at init with a message naming it.
+/// Where the signing key comes from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER`: an SSM SecureString holding base64.
+    SsmParameter(String),
+    /// `PAYSESSION_TOKEN_SIGNING_KEY`: the base64 value itself (development).
+    Inline(Secret<Vec<u8>>),
+}
+
+/// Typed environment of a function, read once at cold start. A missing or malformed key
+/// stops the function at init with a message naming it.
 #[derive(Debug)]
 pub struct FunctionEnv {
-    /// `PAYSESSION_DATA_DIR`: the embedded store's directory. (The DynamoDB adapter will
-    /// replace this for deployed functions.)
-    pub data_dir: PathBuf,
-    /// `PAYSESSION_TOKEN_SIGNING_KEY`: base64 of at least 32 bytes.
-    pub signing_key: Secret<Vec<u8>>,
+    /// `PAYSESSION_TABLE`: the DynamoDB table.
+    pub table: String,
+    pub signing_key: KeySource,
     /// `PAYSESSION_PUBLIC_URL`: base of hosted-page URLs.
     pub public_url: String,
-    /// `PAYSESSION_SANDBOX`: `true` enables the test clock.
+    /// `PAYSESSION_SANDBOX`: `true` enables sandbox behaviour.
     pub sandbox: bool,
 }
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+pub fn decode_key(b64: &str, what: &str) -> Result<Secret<Vec<u8>>, String> {
+    let key = B64.decode(b64.trim()).map_err(|_| format!("{what} must be base64"))?;
+    if key.len() < 32 {
+        return Err(format!("{what} must decode to at least 32 bytes"));
+    }
+    Ok(Secret::new(key))
 }
 
 impl FunctionEnv {
     pub fn from_env() -> Result<Self, String> {
-        let key_b64 = var("PAYSESSION_TOKEN_SIGNING_KEY")?;
-        let key = B64
-            .decode(key_b64.trim())
-            .map_err(|_| "PAYSESSION_TOKEN_SIGNING_KEY must be base64".to_string())?;
-        if key.len() < 32 {
-            return Err("PAYSESSION_TOKEN_SIGNING_KEY must decode to at least 32 bytes".into());
-        }
-        let public_url = var("PAYSESSION_PUBLIC_URL")?;
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get`, so tests can supply it.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let need = |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| format!("environment variable {k} is not set"));
+        let table = need("PAYSESSION_TABLE")?;
+        let signing_key = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
+            (Some(p), _) if !p.is_empty() => KeySource::SsmParameter(p),
+            (_, Some(v)) if !v.is_empty() => KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
+            _ => {
+                return Err("set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (an SSM SecureString name) or PAYSESSION_TOKEN_SIGNING_KEY".into());
+            }
+        };
+        let public_url = need("PAYSESSION_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err("PAYSESSION_PUBLIC_URL must be an absolute http(s) URL".into());
         }
-        let sandbox = match std::env::var("PAYSESSION_SANDBOX").as_deref() {
-            Ok("true") => true,
-            Ok("false") | Err(_) => false,
-            Ok(other) => return Err(format!("PAYSESSION_SANDBOX must be true or false, not {other:?}")),
+        let sandbox = match get("PAYSESSION_SANDBOX").as_deref() {
+            Some("true") => true,
+            Some("false") | None => false,
+            Some(other) => return Err(format!("PAYSESSION_SANDBOX must be true or false, not {other:?}")),
         };
-        Ok(FunctionEnv { data_dir: PathBuf::from(var("PAYSESSION_DATA_DIR")?), signing_key: Secret::new(key), public_url, sandbox })
+        Ok(FunctionEnv { table, signing_key, public_url, sandbox })
     }
+}
+
+/// Builds a function's dependencies: AWS config, the DynamoDB store and the signing key.
+pub async fn function_deps(env: FunctionEnv) -> Result<Deps, String> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let key = match env.signing_key {
+        KeySource::Inline(k) => k,
+        KeySource::SsmParameter(name) => {
+            let out = aws_sdk_ssm::Client::new(&config)
+                .get_parameter()
+                .name(&name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
+            let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
+            decode_key(&value, &format!("SSM parameter {name}"))?
+        }
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), env.table);
+    build_deps(Arc::new(store), key, env.public_url, env.sandbox).await
 }
 
 /// Runs one route as a Lambda function (the whole of a function's `main`).
 pub async fn serve(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
     paysession_http::lambda::init_logging();
-    let env = FunctionEnv::from_env().map_err(|e| {
-        tracing::error!(error = %e, "configuration error");
+    let deps = match FunctionEnv::from_env() {
+        Ok(env) => function_deps(env).await,
+        Err(e) => Err(e),
+    };
+    let deps = deps.map_err(|e| {
+        tracing::error!(error = %e, "configuration error at init");
         e
     })?;
-    let store = EmbeddedStore::open_dir(&env.data_dir)?;
-    let deps = embedded_deps(store, env.signing_key, env.public_url, env.sandbox).await?;
     paysession_http::lambda::serve(route, deps).await
 }
 
-/// Deps over the embedded store. In sandbox mode the test clock is restored from the store.
-pub async fn embedded_deps(
-    store: EmbeddedStore,
-    signing_key: Secret<Vec<u8>>,
-    public_url: String,
-    sandbox: bool,
-) -> Result<Deps, String> {
+/// A store implementing every port.
+pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static {}
+impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static> Store for T {}
+
+/// Deps over any store. In sandbox mode the test clock is restored from the store.
+pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
     let test_clock = if sandbox {
         let offset_ms = store
             .get_setting(TEST_CLOCK_SETTING)
@@ -93,7 +134,6 @@ pub async fn embedded_deps(
         Some(c) => Arc::new(c.clone()),
         None => Arc::new(SystemClock),
     };
-    let store = Arc::new(store);
     Ok(Deps {
         sessions: store.clone(),
         idempotency: store.clone(),
@@ -106,18 +146,56 @@ pub async fn embedded_deps(
     })
 }
 
-/// The local data directory's signing key, created on first use. Kept in the store so
-/// tokens and the derived demo secret survive restarts.
-pub async fn local_signing_key(store: &EmbeddedStore) -> Result<Secret<Vec<u8>>, String> {
-    if let Some(existing) = store.meta_get(SIGNING_KEY_SETTING).await.map_err(|e| e.to_string())? {
-        return B64.decode(existing).map(Secret::new).map_err(|_| "stored signing key is corrupt".to_string());
-    }
-    let key = paysession_app::ids::random_key();
-    store.meta_set(SIGNING_KEY_SETTING, &B64.encode(&key)).await.map_err(|e| e.to_string())?;
-    Ok(Secret::new(key))
+/// Which store the local server or the admin CLI works on.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    Embedded(PathBuf),
+    /// A DynamoDB table, reached through the standard AWS environment
+    /// (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
+    Dynamo(String),
 }
 
-/// Opens the embedded store of a data directory with a readable error.
-pub fn open_data_dir(dir: &Path) -> Result<EmbeddedStore, String> {
-    EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())
+/// The opened store, kept concrete so callers can reach adapter-specific operations.
+pub enum OpenedStore {
+    Embedded(Arc<EmbeddedStore>),
+    Dynamo(Arc<DynamoStore>),
+}
+
+impl OpenedStore {
+    pub fn settings(&self) -> &dyn SettingsStore {
+        match self {
+            OpenedStore::Embedded(s) => s.as_ref(),
+            OpenedStore::Dynamo(s) => s.as_ref(),
+        }
+    }
+    pub fn merchants(&self) -> Arc<dyn MerchantStore> {
+        match self {
+            OpenedStore::Embedded(s) => s.clone(),
+            OpenedStore::Dynamo(s) => s.clone(),
+        }
+    }
+    pub async fn deps(&self, key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
+        match self {
+            OpenedStore::Embedded(s) => build_deps(s.clone(), key, public_url, sandbox).await,
+            OpenedStore::Dynamo(s) => build_deps(s.clone(), key, public_url, sandbox).await,
+        }
+    }
+}
+
+pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
+    Ok(match choice {
+        StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
+        StoreChoice::Dynamo(table) => OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await, table.clone()))),
+    })
+}
+
+/// The local server's signing key, created on first use and kept in the store so tokens
+/// and the derived demo secret survive restarts. (Deployed functions read theirs from SSM.)
+pub async fn local_signing_key(settings: &dyn SettingsStore) -> Result<Secret<Vec<u8>>, String> {
+    if let Some(existing) = settings.get_setting(SIGNING_KEY_SETTING).await.map_err(|e| e.to_string())? {
+        return decode_key(&existing, "the stored signing key");
+    }
+    let key = paysession_app::ids::random_key();
+    settings.put_setting(SIGNING_KEY_SETTING, &B64.encode(&key)).await.map_err(|e| e.to_string())?;
+    Ok(Secret::new(key))
 }

@@ -1,0 +1,161 @@
+//! Every HTTP function through its real `lambda_http` handler, fed API Gateway HTTP API v2
+//! event fixtures (tests/fixtures/apigw-v2), on DynamoDB Local. Also counts the DynamoDB
+//! requests each operation makes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use paysession_app::merchants::{provision, NewMerchant};
+use paysession_http::lambda::invoke;
+use paysession_http::lambda_http::request::from_str;
+use paysession_http::lambda_http::Body;
+use paysession_http::Route;
+use paysession_runtime::{build_deps, decode_key, FunctionEnv, KeySource};
+use serde_json::Value;
+
+fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = format!("{}/fixtures/apigw-v2/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    // Bodies are JSON strings inside the event: placeholders there were escaped with it.
+    assert!(!text.contains("{{"), "unfilled placeholder in {name}: {text}");
+    text
+}
+
+fn json_body(resp: &http::Response<Body>) -> Value {
+    match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+        _ => Value::Null,
+    }
+}
+
+const KEY_B64: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+#[tokio::test]
+async fn every_function_on_dynamodb_local() {
+    let (store, counter) = paysession_tests::dynamo::counted_table().await;
+    let store = Arc::new(store);
+    let deps = build_deps(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), false).await.unwrap();
+    let merchant = provision(deps.merchants.as_ref(), &NewMerchant { name: "Fixture".into(), ..Default::default() }, None, chrono::Utc::now())
+        .await
+        .unwrap();
+    counter.take();
+    let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+
+    let basic = base64::engine::general_purpose::STANDARD.format_basic(&merchant.client_id, merchant.client_secret.expose());
+    let resp = invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &basic), ("request_id", "r-token")])).unwrap()).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    counts.insert("POST /oauth/token", counter.take());
+    let token = json_body(&resp)["access_token"].as_str().unwrap().to_string();
+    let v = |extra: &[(&'static str, String)]| {
+        let mut all = vec![("token", token.clone()), ("request_id", "r-1".to_string())];
+        all.extend(extra.iter().cloned());
+        all
+    };
+    let call = |route: Route, name: &'static str, vars: Vec<(&'static str, String)>| {
+        let deps = deps.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            invoke(route, &deps, from_str(&fixture(name, &refs)).unwrap()).await
+        }
+    };
+
+    let resp = call(Route::CreateSession, "session-create", v(&[("reference", "fx-1".into())])).await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.body());
+    assert_eq!(resp.headers()["x-request-id"], "r-1");
+    counts.insert("POST /v1/payment_sessions", counter.take());
+    let id = json_body(&resp)["id"].as_str().unwrap().to_string();
+    assert!(json_body(&resp)["url"].as_str().unwrap().starts_with("https://pay.example/pay/"));
+
+    let dup = call(Route::CreateSession, "session-create", v(&[("reference", "fx-1".into())])).await;
+    assert_eq!(dup.status(), 409);
+    counts.insert("POST /v1/payment_sessions (duplicate)", counter.take());
+
+    let resp = call(Route::GetSession, "session-get", v(&[("id", id.clone())])).await;
+    assert_eq!((resp.status().as_u16(), json_body(&resp)["id"].as_str()), (200, Some(id.as_str())));
+    counts.insert("GET /v1/payment_sessions/{id}", counter.take());
+
+    let resp = call(Route::ListSessions, "session-list", v(&[])).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_body(&resp)["data"].as_array().unwrap().len(), 1);
+    counts.insert("GET /v1/payment_sessions?customer_id", counter.take());
+
+    let resp = call(Route::ConfirmSession, "session-confirm", v(&[("id", id.clone())])).await;
+    assert_eq!(resp.status(), 409, "auto-confirmed sessions cannot be confirmed again");
+    counts.insert("POST …/confirm (refused)", counter.take());
+
+    let resp = call(Route::CancelSession, "session-cancel", v(&[("id", id.clone())])).await;
+    assert_eq!((resp.status().as_u16(), json_body(&resp)["status"].as_str()), (200, Some("cancelled")));
+    counts.insert("POST …/cancel", counter.take());
+
+    let resp = call(Route::ExpireSession, "session-expire", v(&[("id", id.clone())])).await;
+    assert_eq!(resp.status(), 409);
+    counts.insert("POST …/expire (refused)", counter.take());
+
+    let resp = call(Route::SessionEvents, "session-events", v(&[("id", id.clone())])).await;
+    assert_eq!(resp.status(), 200);
+    let events = json_body(&resp);
+    let types: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["payment_session.created", "payment_session.updated", "payment_session.cancelled"]);
+    counts.insert("GET …/events", counter.take());
+
+    let resp = call(Route::OpenApi, "openapi", vec![("request_id", "r-2".into())]).await;
+    assert_eq!(resp.status(), 200);
+    counts.insert("GET /openapi.json", counter.take());
+
+    // A second session, expired by the merchant, for the expire path that writes.
+    let resp = call(Route::CreateSession, "session-create", v(&[("reference", "fx-2".into())])).await;
+    let id2 = json_body(&resp)["id"].as_str().unwrap().to_string();
+    counter.take();
+    let resp = call(Route::ExpireSession, "session-expire", v(&[("id", id2.clone())])).await;
+    assert_eq!((resp.status().as_u16(), json_body(&resp)["status"].as_str()), (200, Some("expired")));
+    counts.insert("POST …/expire", counter.take());
+
+    println!("DynamoDB requests per API operation:");
+    for (op, c) in &counts {
+        let total: usize = c.values().sum();
+        println!("  {op:42} {total}  {c:?}");
+    }
+    // The measured figures, pinned so a change to the access pattern is noticed.
+    let total = |op: &str| counts[op].values().sum::<usize>();
+    assert_eq!(total("POST /oauth/token"), 1, "one GetItem of the client");
+    assert_eq!(total("POST /v1/payment_sessions"), 2, "merchant GetItem + one TransactWriteItems");
+    assert_eq!(total("GET /v1/payment_sessions/{id}"), 1);
+    assert_eq!(total("POST …/cancel"), 2, "GetItem + one TransactWriteItems");
+    assert_eq!(total("GET /openapi.json"), 0);
+}
+
+#[tokio::test]
+async fn function_configuration_is_checked_at_init() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let err = FunctionEnv::from_lookup(env(&[])).unwrap_err();
+    assert!(err.contains("PAYSESSION_TABLE"), "{err}");
+    let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t")])).unwrap_err();
+    assert!(err.contains("PAYSESSION_TOKEN_SIGNING_KEY"), "{err}");
+    let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t"), ("PAYSESSION_TOKEN_SIGNING_KEY", "c2hvcnQ=")])).unwrap_err();
+    assert!(err.contains("at least 32 bytes"), "{err}");
+    let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t"), ("PAYSESSION_TOKEN_SIGNING_KEY", KEY_B64), ("PAYSESSION_PUBLIC_URL", "pay.example")])).unwrap_err();
+    assert!(err.contains("PAYSESSION_PUBLIC_URL"), "{err}");
+    let ok = FunctionEnv::from_lookup(env(&[
+        ("PAYSESSION_TABLE", "t"),
+        ("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER", "/paysession/key"),
+        ("PAYSESSION_PUBLIC_URL", "https://pay.example"),
+        ("PAYSESSION_SANDBOX", "true"),
+    ]))
+    .unwrap();
+    assert!(matches!(ok.signing_key, KeySource::SsmParameter(ref p) if p == "/paysession/key"));
+    assert!(ok.sandbox);
+}
+
+trait BasicAuth {
+    fn format_basic(&self, id: &str, secret: &str) -> String;
+}
+impl<E: Engine> BasicAuth for E {
+    fn format_basic(&self, id: &str, secret: &str) -> String {
+        self.encode(format!("{id}:{secret}"))
+    }
+}
