@@ -50,42 +50,39 @@ async fn served_document_is_the_committed_one() {
     assert_eq!(served, std::fs::read_to_string(root().join("docs/openapi.json")).unwrap());
 }
 
-/// Splits template.yaml into its function resources (text between `  XFunction:` lines).
-fn function_blocks(template: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in template.lines() {
-        let is_resource = line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':');
-        if is_resource || line.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            blocks.extend(current.take());
-            if is_resource && line.trim().ends_with("Function:") {
-                current = Some(String::new());
-            }
-        }
-        if let Some(b) = current.as_mut() {
-            b.push_str(line);
-            b.push('\n');
-        }
-    }
-    blocks.extend(current);
-    blocks.retain(|b| b.contains("Type: AWS::Serverless::Function\n"));
-    blocks
+fn template() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join("template.yaml")).unwrap()).unwrap()
+}
+
+fn resources_of_type<'a>(t: &'a serde_yaml::Value, kind: &str) -> Vec<(&'a str, &'a serde_yaml::Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, r)| (k.as_str().unwrap(), r))
+        .collect()
+}
+
+fn strs(v: &serde_yaml::Value) -> Vec<String> {
+    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 #[test]
 fn template_declares_one_function_per_route() {
-    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    let blocks = function_blocks(&template);
+    let t = template();
+    let functions = resources_of_type(&t, "AWS::Serverless::Function");
     let with_function: Vec<_> = table().iter().filter(|r| r.function.is_some()).collect();
-    assert_eq!(blocks.len(), with_function.len(), "function resources vs routes with a function");
+    assert_eq!(functions.len(), with_function.len(), "function resources vs routes with a function");
     for r in &with_function {
         let pkg = r.function.unwrap();
-        let block = blocks
+        let (_, f) = functions
             .iter()
-            .find(|b| b.contains(&format!("CodeUri: target/lambda/{pkg}/")))
+            .find(|(_, f)| f["Properties"]["CodeUri"].as_str() == Some(&format!("target/lambda/{pkg}/")))
             .unwrap_or_else(|| panic!("template.yaml has no function for {pkg}"));
-        assert!(block.contains(&format!("Path: {}\n", r.path)), "{pkg}: path {}", r.path);
-        assert!(block.contains(&format!("Method: {}\n", r.method)), "{pkg}: method {}", r.method);
+        let ev = &f["Properties"]["Events"]["Route"]["Properties"];
+        assert_eq!(ev["Path"].as_str(), Some(r.path), "{pkg}");
+        assert_eq!(ev["Method"].as_str(), Some(r.method.as_str()), "{pkg}");
     }
     let packages: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
         .unwrap()
@@ -93,4 +90,60 @@ fn template_declares_one_function_per_route() {
         .collect();
     let routed: BTreeSet<String> = with_function.iter().map(|r| r.function.unwrap().to_string()).collect();
     assert_eq!(packages, routed, "functions/ packages vs route table");
+}
+
+#[test]
+fn template_policies_are_least_privilege() {
+    let t = template();
+    for (name, f) in resources_of_type(&t, "AWS::Serverless::Function") {
+        let policies = f["Properties"]["Policies"].as_sequence().unwrap_or_else(|| panic!("{name} has no policy"));
+        for p in policies {
+            assert!(p.is_mapping(), "{name}: inline statements only, no managed or template policies");
+            for st in p["Statement"].as_sequence().unwrap() {
+                for action in strs(&st["Action"]) {
+                    assert!(!action.contains('*'), "{name}: wildcard action {action}");
+                    assert!(!["dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:BatchWriteItem"].contains(&action.as_str()), "{name}: {action}");
+                }
+                assert_ne!(st["Resource"].as_str(), Some("*"), "{name}: wildcard resource");
+            }
+        }
+    }
+}
+
+/// The table in template.yaml is the one `paysession-admin init` creates.
+#[test]
+fn template_table_matches_the_code() {
+    use paysession_aws::{keys, table};
+    let t = template();
+    let tables = resources_of_type(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1, "single-table design");
+    let p = &tables[0].1["Properties"];
+    assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    let attrs: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| (a["AttributeName"].as_str().unwrap().into(), a["AttributeType"].as_str().unwrap().into()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = table::KEY_ATTRIBUTES.iter().map(|a| (a.to_string(), "S".to_string())).collect();
+    assert_eq!(attrs, expected);
+    let key = |v: &serde_yaml::Value| -> Vec<(String, String)> {
+        v.as_sequence().unwrap().iter().map(|k| (k["AttributeName"].as_str().unwrap().into(), k["KeyType"].as_str().unwrap().into())).collect()
+    };
+    assert_eq!(key(&p["KeySchema"]), [(keys::PK.to_string(), "HASH".to_string()), (keys::SK.to_string(), "RANGE".to_string())]);
+    let gsis: Vec<(String, Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|g| (g["IndexName"].as_str().unwrap().into(), key(&g["KeySchema"]), g["Projection"]["ProjectionType"].as_str().unwrap().into()))
+        .collect();
+    let expected: Vec<(String, Vec<(String, String)>, String)> = table::INDEXES
+        .iter()
+        .map(|(n, pk, sk)| (n.to_string(), vec![(pk.to_string(), "HASH".into()), (sk.to_string(), "RANGE".into())], "ALL".into()))
+        .collect();
+    assert_eq!(gsis, expected);
+    assert_eq!(p["TimeToLiveSpecification"]["AttributeName"].as_str(), Some(keys::TTL));
+    assert_eq!(p["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true));
+    assert_eq!(p["StreamSpecification"]["StreamViewType"].as_str(), Some("NEW_AND_OLD_IMAGES"));
+    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
 }

@@ -49,3 +49,32 @@ fn bad_input_gets_a_readable_message() {
     let (ok, out, _) = admin(dir.path(), &["merchant", "list"]);
     assert!(ok && out.is_empty(), "failed commands stored nothing");
 }
+
+/// The DynamoDB Local endpoint `scripts/test` started (loopback only).
+fn local_dynamodb() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB, not {endpoint}");
+    endpoint
+}
+
+#[test]
+fn init_and_merchants_on_dynamodb() {
+    local_dynamodb();
+    let table = format!("admin-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = admin(dir.path(), &["--table", &table, "init"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"created\":true"));
+    let (ok, _, err) = admin(dir.path(), &["--table", &table, "init"]);
+    assert!(!ok && err.contains("preexisting table"), "a second init refuses: {err}");
+    let (ok, out, err) = admin(dir.path(), &["--table", &table, "merchant", "create", "--name", "Dyn Shop"]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let (ok, out, _) = admin(dir.path(), &["--table", &table, "merchant", "list"]);
+    assert!(ok && out.contains(created["merchant_id"].as_str().unwrap()));
+    let (ok, _, _) = admin(dir.path(), &["--table", &table, "client", "rotate-secret", created["client_id"].as_str().unwrap()]);
+    assert!(ok);
+    // Nothing went to the embedded store in the data directory.
+    let (ok, out, _) = admin(dir.path(), &["merchant", "list"]);
+    assert!(ok && out.is_empty());
+}

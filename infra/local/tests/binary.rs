@@ -14,9 +14,13 @@ struct Started {
 }
 
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Started {
+    start_with(&["--data-dir", dir.to_str().unwrap()], extra_env)
+}
+
+fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paysession-local"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(dir)
+        .args(["--port", "0"])
+        .args(args)
         .envs(extra_env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -62,8 +66,23 @@ async fn token(http: &reqwest::Client, s: &Started) -> String {
 #[tokio::test]
 async fn walk_through_then_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir.path().to_str().unwrap()];
+    walk_through(&args).await;
+}
+
+/// The same walk-through with the whole API on DynamoDB Local.
+#[tokio::test]
+async fn walk_through_on_dynamodb_local() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    let table = format!("local-{}", std::process::id());
+    paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await, &table).await.unwrap();
+    walk_through(&["--store", "dynamodb", "--table", &table]).await;
+}
+
+async fn walk_through(args: &[&str]) {
     let http = reqwest::Client::new();
-    let s = start(dir.path(), &[]);
+    let s = start_with(args, &[]);
     assert_eq!(s.client_id, "cid_demo");
     assert_eq!(http.get(format!("{}/health", s.base)).send().await.unwrap().status(), 200);
     let t = token(&http, &s).await;
@@ -82,7 +101,7 @@ async fn walk_through_then_restart() {
     let secret = s.secret.clone();
     stop(s);
 
-    let s = start(dir.path(), &[]);
+    let s = start_with(args, &[]);
     assert_eq!(s.secret, secret, "same data dir, same demo secret");
     let t = token(&http, &s).await;
     let got: Value = http.get(format!("{}/v1/payment_sessions?reference=walk-1", s.base)).bearer_auth(&t).send().await.unwrap().json().await.unwrap();

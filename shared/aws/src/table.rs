@@ -2,8 +2,8 @@
 //! template.yaml by a test, so the two never drift.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -28,8 +28,10 @@ pub const KEY_ATTRIBUTES: [&str; 6] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK];
 /// (index, partition key, sort key)
 pub const INDEXES: [(&str, &str, &str); 2] = [(GSI1, GSI1PK, GSI1SK), (GSI2, GSI2PK, GSI2SK)];
 
-/// Creates the table (on demand, stream NEW_AND_OLD_IMAGES) and turns TTL on.
-pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+/// Creates the table (on demand, stream NEW_AND_OLD_IMAGES), turns TTL and point-in-time
+/// recovery on. Returns warnings for settings the endpoint does not support (DynamoDB Local
+/// has no backups).
+pub async fn create_table(client: &Client, table: &str) -> Result<Vec<String>, String> {
     let mut req = client
         .create_table()
         .table_name(table)
@@ -48,6 +50,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         req = req.global_secondary_indexes(gsi(name, pk, sk));
     }
     req.send().await.map_err(|e| format!("cannot create table {table}: {}", crate::describe(&e)))?;
+    wait_active(client, table).await?;
     client
         .update_time_to_live()
         .table_name(table)
@@ -55,5 +58,39 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| format!("cannot enable TTL on {table}: {}", crate::describe(&e)))?;
-    Ok(())
+    let pitr = client
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("pitr spec"),
+        )
+        .send()
+        .await;
+    let mut warnings = Vec::new();
+    match pitr {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().and_then(|se| se.meta().code()) == Some("UnknownOperationException") => {
+            warnings.push(format!("point-in-time recovery not enabled: this endpoint does not support it ({})", crate::describe(&e)));
+        }
+        Err(e) => return Err(format!("cannot enable point-in-time recovery on {table}: {}", crate::describe(&e))),
+    }
+    Ok(warnings)
+}
+
+/// A new table accepts TTL and backup settings only once it is ACTIVE (seconds on AWS,
+/// immediate on DynamoDB Local).
+async fn wait_active(client: &Client, table: &str) -> Result<(), String> {
+    for _ in 0..120 {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| format!("cannot describe table {table}: {}", crate::describe(&e)))?;
+        if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    Err(format!("table {table} did not become ACTIVE within 2 minutes"))
 }
