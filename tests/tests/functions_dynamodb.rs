@@ -115,6 +115,22 @@ async fn every_function_on_dynamodb_local() {
     assert_eq!((resp.status().as_u16(), json_body(&resp)["status"].as_str()), (200, Some("expired")));
     counts.insert("POST …/expire", counter.take());
 
+    // With an Idempotency-Key: the claim, then the same transaction completes it; a replay
+    // reads the record only.
+    let with_key = |reference: &str| {
+        let text = fixture("session-create", &[("token", &token), ("request_id", "r-3"), ("reference", reference)]);
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        event["headers"]["idempotency-key"] = Value::String("fx-key-1".into());
+        from_str(&event.to_string()).unwrap()
+    };
+    let first = invoke(Route::CreateSession, &deps, with_key("fx-3")).await;
+    assert_eq!(first.status(), 201);
+    counts.insert("POST /v1/payment_sessions + Idempotency-Key", counter.take());
+    let replay = invoke(Route::CreateSession, &deps, with_key("fx-3")).await;
+    assert_eq!((replay.status().as_u16(), replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap())), (201, Some("true")));
+    assert_eq!(json_body(&replay), json_body(&first));
+    counts.insert("POST /v1/payment_sessions (replay)", counter.take());
+
     println!("DynamoDB requests per API operation:");
     for (op, c) in &counts {
         let total: usize = c.values().sum();
@@ -127,6 +143,8 @@ async fn every_function_on_dynamodb_local() {
     assert_eq!(total("GET /v1/payment_sessions/{id}"), 1);
     assert_eq!(total("POST …/cancel"), 2, "GetItem + one TransactWriteItems");
     assert_eq!(total("GET /openapi.json"), 0);
+    assert_eq!(total("POST /v1/payment_sessions + Idempotency-Key"), 4, "merchant GetItem + claim GetItem/PutItem + TransactWriteItems");
+    assert_eq!(total("POST /v1/payment_sessions (replay)"), 2, "merchant GetItem + claim GetItem");
 }
 
 #[tokio::test]

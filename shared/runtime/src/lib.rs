@@ -1,6 +1,7 @@
 //! Wiring: from configuration to [`Deps`]. Functions call [`serve`]; the local server and
 //! the admin CLI call [`open_store`] and [`build_deps`].
 
+#[cfg(feature = "embedded")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use paysession_app::ports::{Config, IdempotencyStore, MerchantStore, SessionStor
 use paysession_app::secret::Secret;
 use paysession_app::Deps;
 use paysession_aws::DynamoStore;
+#[cfg(feature = "embedded")]
 use paysession_embedded::EmbeddedStore;
 use paysession_http::handlers::misc::TEST_CLOCK_SETTING;
 use paysession_http::Route;
@@ -149,6 +151,7 @@ pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, p
 /// Which store the local server or the admin CLI works on.
 #[derive(Debug, Clone)]
 pub enum StoreChoice {
+    #[cfg(feature = "embedded")]
     Embedded(PathBuf),
     /// A DynamoDB table, reached through the standard AWS environment
     /// (`AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
@@ -157,6 +160,7 @@ pub enum StoreChoice {
 
 /// The opened store, kept concrete so callers can reach adapter-specific operations.
 pub enum OpenedStore {
+    #[cfg(feature = "embedded")]
     Embedded(Arc<EmbeddedStore>),
     Dynamo(Arc<DynamoStore>),
 }
@@ -164,18 +168,21 @@ pub enum OpenedStore {
 impl OpenedStore {
     pub fn settings(&self) -> &dyn SettingsStore {
         match self {
+            #[cfg(feature = "embedded")]
             OpenedStore::Embedded(s) => s.as_ref(),
             OpenedStore::Dynamo(s) => s.as_ref(),
         }
     }
     pub fn merchants(&self) -> Arc<dyn MerchantStore> {
         match self {
+            #[cfg(feature = "embedded")]
             OpenedStore::Embedded(s) => s.clone(),
             OpenedStore::Dynamo(s) => s.clone(),
         }
     }
     pub async fn deps(&self, key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
         match self {
+            #[cfg(feature = "embedded")]
             OpenedStore::Embedded(s) => build_deps(s.clone(), key, public_url, sandbox).await,
             OpenedStore::Dynamo(s) => build_deps(s.clone(), key, public_url, sandbox).await,
         }
@@ -184,6 +191,7 @@ impl OpenedStore {
 
 pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
     Ok(match choice {
+        #[cfg(feature = "embedded")]
         StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
         StoreChoice::Dynamo(table) => OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await, table.clone()))),
     })
