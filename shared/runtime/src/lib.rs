@@ -101,8 +101,18 @@ pub async fn function_deps(env: FunctionEnv) -> Result<Deps, String> {
     build_deps(Arc::new(store), key, env.public_url, env.sandbox).await
 }
 
-/// Runs one route as a Lambda function (the whole of a function's `main`).
-pub async fn serve(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
+/// Runs one route as a Lambda function: the whole of a function's `main`.
+///
+/// The runtime is built and driven here, not in each binary: a future polled from a
+/// binary's `#[tokio::main]` is monomorphised into that binary with every future it awaits
+/// (the handlers, the AWS SDK), which made each of the nine release builds recompile the
+/// same code. A Lambda sandbox serves one request at a time, so a current-thread runtime
+/// avoids cross-thread hand-offs on every invocation.
+pub fn run(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve(route))
+}
+
+async fn serve(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
     paysession_http::lambda::init_logging();
     let deps = match FunctionEnv::from_env() {
         Ok(env) => function_deps(env).await,
