@@ -256,6 +256,33 @@ pub async fn idempotency_concurrent_claims(st: Stores) {
     assert_eq!(started, 1);
 }
 
+pub async fn aliases_and_saved_methods(st: Stores) {
+    use paysession_domain::payment::{CardSummary, SavedPaymentMethod};
+    use paysession_domain::session::{QrCode, VirtualAccount};
+    let mut s = session("mer_a", "cus_1", "alias", t0());
+    s.page_token_hash = Some("hash-1".into());
+    s.instructions.virtual_account = Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: "9000111122223333".into() });
+    s.instructions.qr = Some(QrCode { payload_id: "qr_abc".into(), payload: "P".into() });
+    insert(&st, &s).await.unwrap();
+    for (kind, value) in [("page", "hash-1"), ("va", "9000111122223333"), ("qr", "qr_abc")] {
+        let found = st.sessions.find_by_alias(kind, value).await.unwrap().expect(kind);
+        assert_eq!(found.id, s.id);
+    }
+    assert!(st.sessions.find_by_alias("page", "hash-2").await.unwrap().is_none());
+    assert!(st.sessions.find_by_alias("va", "hash-1").await.unwrap().is_none(), "kinds do not mix");
+
+    let card = CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2030, fingerprint: "fp".into() };
+    let pm = SavedPaymentMethod {
+        id: "pm_1".into(), merchant_id: "mer_a".into(), customer_id: "cus_1".into(),
+        method: PaymentMethodKind::Card, card, processor_token: "tok".into(), created_at: t0(),
+    };
+    st.sessions.save_payment_method(&pm).await.unwrap();
+    st.sessions.save_payment_method(&pm).await.unwrap();
+    assert_eq!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap(), vec![pm.clone()], "saving again replaces");
+    assert!(st.sessions.list_payment_methods("mer_b", "cus_1").await.unwrap().is_empty());
+    assert!(st.sessions.list_payment_methods("mer_a", "cus_2").await.unwrap().is_empty());
+}
+
 fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
     Merchant {
         id: id.into(),
@@ -301,7 +328,7 @@ macro_rules! contract_suite {
             create_get_and_tenancy, duplicate_reference_guard, concurrent_creates_one_winner,
             versioned_updates, concurrent_transitions_one_wins, list_order_filters_cursor,
             status_filter_as_of_now, idempotency_lifecycle, idempotency_takeover_and_release,
-            idempotency_concurrent_claims, merchants_clients_settings);
+            idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(

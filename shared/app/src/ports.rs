@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use paysession_domain::SessionStatus;
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,15 @@ pub trait SessionStore: Send + Sync {
 
     /// The session's events, oldest first.
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// A session found by one of its aliases (see `PaymentSession::aliases`): the hosted
+    /// page, a virtual-account deposit or a QR payment, none of which know the merchant.
+    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError>;
+
+    /// Stores a saved payment method; saving the same id again replaces it.
+    async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError>;
+
+    async fn list_payment_methods(&self, merchant_id: &str, customer_id: &str) -> Result<Vec<SavedPaymentMethod>, StoreError>;
 }
 
 #[async_trait]

@@ -10,6 +10,8 @@
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
 //! | setting | `SETTING#key` | `SETTING` | | |
+//! | session alias (page token hash, VA number, QR id) | `ALIAS#kind#value` | `ALIAS` | | |
+//! | saved payment method | `MER#m#PM#customer` | `PM#id` | | |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
 //! string order is the time order.
@@ -79,3 +81,15 @@ pub fn setting_pk(key: &str) -> String {
     format!("SETTING#{key}")
 }
 pub const SETTING_SK: &str = "SETTING";
+
+pub fn alias_pk(kind: &str, value: &str) -> String {
+    format!("ALIAS#{kind}#{value}")
+}
+pub const ALIAS_SK: &str = "ALIAS";
+
+pub fn payment_methods_pk(merchant: &str, customer: &str) -> String {
+    format!("MER#{merchant}#PM#{customer}")
+}
+pub fn payment_method_sk(id: &str) -> String {
+    format!("PM#{id}")
+}

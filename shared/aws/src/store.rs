@@ -14,6 +14,7 @@ use paysession_app::ports::{
     IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore,
     SettingsStore, StoreError, StoredResponse,
 };
+use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 
 use crate::keys::*;
@@ -265,6 +266,15 @@ impl SessionStore for DynamoStore {
             TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build(),
             TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build(),
         ];
+        for (kind, value) in session.aliases() {
+            let alias = item([
+                (PK, s(alias_pk(kind, &value))),
+                (SK, s(ALIAS_SK)),
+                ("merchant_id", s(session.merchant_id.clone())),
+                ("session_id", s(session.id.clone())),
+            ]);
+            items.push(TransactWriteItem::builder().put(self.put(alias, Some("attribute_not_exists(PK)"))).build());
+        }
         items.extend(self.event_items(&session.merchant_id, session, events)?);
         let idem_index = idempotency.map(|_| items.len());
         if let Some(c) = idempotency {
@@ -368,6 +378,46 @@ impl SessionStore for DynamoStore {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
+        self.find_by_alias_impl(kind, value).await
+    }
+
+    async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
+        let it = item([
+            (PK, s(payment_methods_pk(&method.merchant_id, &method.customer_id))),
+            (SK, s(payment_method_sk(&method.id))),
+            ("body", body(method)?),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(it)).send().await.map(|_| ()).map_err(|e| backend(crate::describe(&e)))
+    }
+
+    async fn list_payment_methods(&self, merchant_id: &str, customer_id: &str) -> Result<Vec<SavedPaymentMethod>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :pm)")
+            .expression_attribute_values(":pk", s(payment_methods_pk(merchant_id, customer_id)))
+            .expression_attribute_values(":pm", s("PM#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        let mut methods: Vec<SavedPaymentMethod> = page.items.unwrap_or_default().iter().map(parse_body).collect::<Result<_, _>>()?;
+        methods.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(methods)
+    }
+}
+
+impl DynamoStore {
+    async fn find_by_alias_impl(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
+        let Some(alias) = self.get_item(alias_pk(kind, value), ALIAS_SK).await? else { return Ok(None) };
+        match (attr_str(&alias, "merchant_id"), attr_str(&alias, "session_id")) {
+            (Some(m), Some(id)) => self.get_session(m, id).await,
+            _ => Err(backend("alias item without merchant_id/session_id")),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod model;
 pub mod money;
+pub mod payment;
 pub mod reference_data;
 pub mod session;
 

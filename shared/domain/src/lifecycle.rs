@@ -156,6 +156,10 @@ pub fn transition(
         (S::Open, E::AttemptSucceeded) if !ctx.past_expiry => Some(S::Succeeded),
         (S::RequiresAction, E::AttemptProcessing) => may_finish.then_some(S::Processing),
         (S::RequiresAction | S::Processing, E::AttemptSucceeded) => may_finish.then_some(S::Succeeded),
+        // A synchronous decline leaves an open session open while attempts remain.
+        (S::Open, E::AttemptFailed { attempts_remaining }) if !ctx.past_expiry => {
+            Some(if attempts_remaining > 0 { S::Open } else { S::Failed })
+        }
         (S::RequiresAction | S::Processing, E::AttemptFailed { attempts_remaining }) => Some(
             if ctx.past_expiry {
                 S::Expired
@@ -253,7 +257,8 @@ mod tests {
         assert!(transition(S::Open, E::Confirm, SINGLE).is_err());
         assert!(transition(S::RequiresAction, E::Cancel, SINGLE).is_err());
         assert!(transition(S::Open, E::PaymentReceived, SINGLE).is_err());
-        assert!(transition(S::Open, E::AttemptFailed { attempts_remaining: 1 }, SINGLE).is_err());
+        assert_eq!(transition(S::Open, E::AttemptFailed { attempts_remaining: 1 }, SINGLE), Ok(S::Open));
+        assert_eq!(transition(S::Open, E::AttemptFailed { attempts_remaining: 0 }, SINGLE), Ok(S::Failed));
         assert!(transition(S::RequiresConfirmation, E::AttemptSucceeded, SINGLE).is_err());
     }
 

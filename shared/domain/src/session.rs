@@ -16,16 +16,7 @@ use crate::model::*;
 /// Payment attempts allowed per session before it fails (API.md).
 pub const MAX_ATTEMPTS: u32 = 5;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentAttempt {
-    pub id: String,
-    pub method: PaymentMethodKind,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_code: Option<String>,
-    pub amount: i64,
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::payment::{AttemptStatus, CardSummary, PaymentAttempt};
 
 /// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`)
 /// never reach the API: see [`PaymentSession::to_api`].
@@ -74,7 +65,36 @@ pub struct PaymentSession {
     pub version: u64,
     /// SHA-256 of the hosted-page token, for looking the session up from its URL.
     pub page_token_hash: Option<String>,
+    /// Bank-transfer-style instructions shown to the payer (`mode: api` returns them).
+    #[serde(default)]
+    pub instructions: Instructions,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instructions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_account: Option<VirtualAccount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr: Option<QrCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualAccount {
+    pub bank_name: String,
+    pub account_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QrCode {
+    pub payload_id: String,
+    /// The string encoded in the QR image.
+    pub payload: String,
+}
+
+/// Kinds of secondary keys that find a session without knowing its merchant.
+pub const ALIAS_PAGE: &str = "page";
+pub const ALIAS_VIRTUAL_ACCOUNT: &str = "va";
+pub const ALIAS_QR: &str = "qr";
 
 /// The hosted page of a redirect-mode session: the URL handed to the merchant and the hash
 /// under which the store finds the session again.
@@ -136,11 +156,26 @@ impl PaymentSession {
             updated_at: now,
             version: 1,
             page_token_hash,
+            instructions: Instructions::default(),
         }
+    }
+
+    /// Secondary keys written with the session: the hosted-page token hash, the virtual
+    /// account number, the QR payload id.
+    pub fn aliases(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        out.extend(self.page_token_hash.clone().map(|h| (ALIAS_PAGE, h)));
+        out.extend(self.instructions.virtual_account.as_ref().map(|v| (ALIAS_VIRTUAL_ACCOUNT, v.account_number.clone())));
+        out.extend(self.instructions.qr.as_ref().map(|q| (ALIAS_QR, q.payload_id.clone())));
+        out
     }
 
     pub fn past_expiry(&self, now: DateTime<Utc>) -> bool {
         self.expires_at <= now
+    }
+
+    pub fn transition_context(&self, now: DateTime<Utc>) -> TransitionContext {
+        self.context(now)
     }
 
     fn context(&self, now: DateTime<Utc>) -> TransitionContext {
@@ -244,12 +279,18 @@ impl EventRecord {
     }
 }
 
-/// The event types a change from `before` to `after` produces, in order.
-/// Creation: `payment_session.created`. A status change: `payment_session.updated` with
-/// `previous_status`, then the terminal event when the new status is terminal.
+/// The event types a change from `before` to `after` produces, in order, with the
+/// previous status where one applies: `payment_session.created` on creation; then
+/// `payment.updated` for each attempt that appeared or changed; then, if the status
+/// changed, `payment_session.updated` and the terminal event. A change that is neither
+/// (a loose-mode expiry request) is reported as `payment_session.updated`.
 pub fn event_types_for(before: Option<&PaymentSession>, after: &PaymentSession) -> Vec<(&'static str, Option<SessionStatus>)> {
     let Some(before) = before else { return vec![("payment_session.created", None)] };
-    let mut types = vec![("payment_session.updated", Some(before.status))];
+    let mut types: Vec<(&'static str, Option<SessionStatus>)> =
+        changed_attempts(before, after).map(|_| ("payment.updated", None)).collect();
+    if before.status != after.status || types.is_empty() {
+        types.push(("payment_session.updated", Some(before.status)));
+    }
     if before.status != after.status {
         let terminal = match after.status {
             SessionStatus::Succeeded => Some("payment_session.succeeded"),
@@ -263,6 +304,10 @@ pub fn event_types_for(before: Option<&PaymentSession>, after: &PaymentSession) 
     types
 }
 
+fn changed_attempts<'a>(before: &'a PaymentSession, after: &'a PaymentSession) -> impl Iterator<Item = &'a PaymentAttempt> + 'a {
+    after.payments.iter().filter(move |a| !before.payments.contains(a))
+}
+
 /// Builds the event records for a change; `ids` yields fresh `evt_` ids.
 pub fn events_for(
     before: Option<&PaymentSession>,
@@ -271,10 +316,19 @@ pub fn events_for(
     mut ids: impl FnMut() -> String,
 ) -> Vec<EventRecord> {
     let snapshot = after.to_api(now);
+    let mut attempts = before.map(|b| changed_attempts(b, after).collect::<Vec<_>>()).unwrap_or_default().into_iter();
     event_types_for(before, after)
         .into_iter()
         .map(|(t, previous)| {
-            let mut data = serde_json::json!({ "object": snapshot.clone() });
+            let mut data = if t == "payment.updated" {
+                let attempt = attempts.next().expect("one payment.updated per changed attempt");
+                let mut object = serde_json::to_value(attempt).expect("attempt serialises");
+                object["object"] = Value::String("payment".into());
+                object["session_id"] = Value::String(after.id.clone());
+                serde_json::json!({ "object": object })
+            } else {
+                serde_json::json!({ "object": snapshot.clone() })
+            };
             if let Some(p) = previous {
                 data["previous_status"] = Value::String(p.as_str().into());
             }

@@ -14,6 +14,7 @@ use paysession_app::ports::{
     Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery,
     SessionStore, SettingsStore, StoreError, StoredResponse,
 };
+use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use paysession_domain::ExpirationMode;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -173,11 +174,49 @@ impl SessionStore for EmbeddedStore {
                 Err(e) => return Err(backend(e)),
                 Ok(_) => {}
             }
+            for (kind, value) in s.aliases() {
+                tx.execute(
+                    "INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![kind, value, s.merchant_id, s.id],
+                )
+                .map_err(backend)?;
+            }
             insert_events(tx, &s.merchant_id, &events)?;
             if let Some(c) = &idem {
                 complete_idempotency(tx, c)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
+        let (k, v) = (kind.to_string(), value.to_string());
+        self.with(move |c| {
+            one(c, "SELECT s.body FROM aliases a JOIN sessions s ON s.id = a.session_id AND s.merchant_id = a.merchant_id
+                    WHERE a.kind = ?1 AND a.value = ?2", [k, v])
+        })
+        .await
+    }
+
+    async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
+        let m = method.clone();
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO payment_methods(id, merchant_id, customer_id, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET body = ?5",
+                params![m.id, m.merchant_id, m.customer_id, ms(m.created_at), to_json(&m)?],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_payment_methods(&self, merchant_id: &str, customer_id: &str) -> Result<Vec<SavedPaymentMethod>, StoreError> {
+        let (m, c) = (merchant_id.to_string(), customer_id.to_string());
+        self.with(move |conn| {
+            all(conn, "SELECT body FROM payment_methods WHERE merchant_id = ?1 AND customer_id = ?2 ORDER BY created_at_ms, id", [m, c])
         })
         .await
     }

@@ -51,6 +51,21 @@ CREATE TABLE IF NOT EXISTS idempotency (
     response TEXT,
     PRIMARY KEY (merchant_id, key)
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE IF NOT EXISTS payment_methods (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_methods_customer ON payment_methods(merchant_id, customer_id, created_at_ms);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -78,7 +93,7 @@ pub fn effective_status_sql(now_ms: i64) -> String {
 
 pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
     let mut out = String::new();
-    for table in ["merchants", "clients", "sessions", "events", "idempotency", "meta"] {
+    for table in ["merchants", "clients", "sessions", "events", "idempotency", "aliases", "payment_methods", "meta"] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
         let cols = stmt.column_count();
         let mut rows = stmt.query([])?;
