@@ -6,6 +6,7 @@ pub mod clock;
 pub mod ids;
 pub mod merchants;
 pub mod ports;
+pub mod processor;
 pub mod secret;
 
 pub use ports::{Deps, StoreError};

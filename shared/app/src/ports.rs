@@ -189,5 +189,7 @@ pub struct Deps {
     /// Present in sandbox mode only.
     pub test_clock: Option<TestClock>,
     pub tokens: Arc<TokenSigner>,
+    pub processor: Arc<dyn crate::processor::PaymentProcessor>,
+    pub notifier: Arc<dyn crate::processor::Notifier>,
     pub config: Config,
 }

@@ -3,6 +3,7 @@
 //! Everything here is deterministic given its inputs; the current time is always passed
 //! in (see [`clock::Clock`]) so rules can be tested at any instant.
 
+pub mod card;
 pub mod clock;
 pub mod create;
 pub mod errors;

@@ -68,6 +68,21 @@ pub struct PaymentSession {
     /// Bank-transfer-style instructions shown to the payer (`mode: api` returns them).
     #[serde(default)]
     pub instructions: Instructions,
+    /// One-time-code verification of the hosted page (internal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<OtpState>,
+}
+
+/// The current one-time code: only its hash, except in sandbox where the test endpoint
+/// must be able to show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtpState {
+    pub code_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_code: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub tries_left: u32,
+    pub sent_to: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +172,7 @@ impl PaymentSession {
             version: 1,
             page_token_hash,
             instructions: Instructions::default(),
+            otp: None,
         }
     }
 
@@ -221,7 +237,7 @@ impl PaymentSession {
         let Value::Object(mut fields) = serde_json::to_value(self).expect("session serialises") else {
             unreachable!("a struct serialises to an object")
         };
-        for internal in ["merchant_id", "version", "page_token_hash", "id", "status"] {
+        for internal in ["merchant_id", "version", "page_token_hash", "otp", "id", "status"] {
             fields.shift_remove(internal);
         }
         let mut out = Map::new();

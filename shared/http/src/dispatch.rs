@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use paysession_app::Deps;
 
 use crate::auth::authenticate;
-use crate::handlers::{misc, oauth, sessions};
+use crate::handlers::{misc, oauth, sandbox, sessions};
 use crate::problem::ApiError;
 use crate::request::{body_bytes, request_id, Call, MAX_BODY};
 use crate::routes::{Route, RouteInfo};
@@ -21,6 +21,8 @@ pub async fn handle(deps: &Deps, info: &RouteInfo, params: Vec<(&'static str, St
         ApiError::PayloadTooLarge.to_response()
     } else if info.route == Route::OAuthToken {
         oauth::token(deps, &call).await
+    } else if info.route.is_page() {
+        crate::page::handle(deps, info.route, &call).await
     } else {
         match run(deps, info, &call).await {
             Ok(reply) => reply.into_response(),
@@ -71,7 +73,16 @@ async fn run(deps: &Deps, info: &RouteInfo, call: &Call<'_>) -> Result<crate::re
         Route::Health => Ok(misc::health()),
         Route::TestClockGet => misc::test_clock_get(deps).await,
         Route::TestClockAdvance => misc::test_clock_advance(deps, p(), call).await,
-        Route::OAuthToken => unreachable!("handled before authentication"),
+        Route::SandboxDeposit => sandbox::deposit(deps, call).await,
+        Route::SandboxQrPay => sandbox::qr_pay(deps, call).await,
+        Route::SandboxOtp => sandbox::otp(deps, p(), call).await,
+        Route::OAuthToken
+        | Route::PageView
+        | Route::PageCard
+        | Route::PageStart
+        | Route::PageOtp
+        | Route::PageChallenge
+        | Route::PageChallengeDecide => unreachable!("handled before authentication"),
     }
 }
 

@@ -12,12 +12,19 @@ pub async fn serve(route: Route, deps: Deps) -> Result<(), Error> {
         .await
 }
 
-/// One invocation: what the runtime calls for each API Gateway event.
+/// One invocation: what the runtime calls for each API Gateway event. A function serving
+/// several routes (the hosted page, the sandbox) picks the one matching the request among
+/// the routes of the same function as `route`.
 pub async fn invoke(route: Route, deps: &Deps, req: Request) -> Response<Body> {
-    let info = route.info();
-    // API Gateway already routed the request here; the path gives the parameters.
-    let params = match_path(info.path, req.uri().path()).unwrap_or_default();
-    crate::dispatch::handle(deps, info, params, req).await
+    let function = route.info().function;
+    let found = crate::routes::table()
+        .iter()
+        .filter(|i| i.function == function)
+        .find_map(|i| (i.method == req.method()).then(|| match_path(i.path, req.uri().path()).map(|p| (i, p))).flatten());
+    match found {
+        Some((info, params)) => crate::dispatch::handle(deps, info, params, req).await,
+        None => crate::dispatch::unrouted(crate::problem::ApiError::NotFound(format!("no route for {}", req.uri().path())), &req),
+    }
 }
 
 /// JSON logs for CloudWatch, level from `RUST_LOG` (default info).

@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod handlers;
 pub mod idempotency;
 pub mod lambda;
+pub mod page;
 pub mod problem;
 pub mod reply;
 pub mod request;

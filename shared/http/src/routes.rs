@@ -19,6 +19,22 @@ pub enum Route {
     TestClockGet,
     TestClockAdvance,
     Health,
+    PageView,
+    PageCard,
+    PageStart,
+    PageOtp,
+    PageChallenge,
+    PageChallengeDecide,
+    SandboxDeposit,
+    SandboxQrPay,
+    SandboxOtp,
+}
+
+impl Route {
+    /// Routes answered with HTML to the paying customer (no API token).
+    pub fn is_page(self) -> bool {
+        matches!(self, Route::PageView | Route::PageCard | Route::PageStart | Route::PageOtp | Route::PageChallenge | Route::PageChallengeDecide)
+    }
 }
 
 /// How a route is authorised.
@@ -67,6 +83,15 @@ pub fn table() -> &'static [RouteInfo] {
             route!(TestClockGet, GET, "/v1/test_clock", None, Authenticated, true),
             route!(TestClockAdvance, POST, "/v1/test_clock/advance", None, Authenticated, true),
             route!(Health, GET, "/health", None, Public, false),
+            route!(PageView, GET, "/pay/{token}", Some("hosted-page"), Public, false),
+            route!(PageCard, POST, "/pay/{token}/card", Some("hosted-page"), Public, false),
+            route!(PageStart, POST, "/pay/{token}/start", Some("hosted-page"), Public, false),
+            route!(PageOtp, POST, "/pay/{token}/otp", Some("hosted-page"), Public, false),
+            route!(PageChallenge, GET, "/pay/{token}/challenge/{attempt}", Some("hosted-page"), Public, false),
+            route!(PageChallengeDecide, POST, "/pay/{token}/challenge/{attempt}", Some("hosted-page"), Public, false),
+            route!(SandboxDeposit, POST, "/sandbox/virtual_accounts/{number}/deposits", Some("sandbox"), Public, true),
+            route!(SandboxQrPay, POST, "/sandbox/qr/{payload}/pay", Some("sandbox"), Public, true),
+            route!(SandboxOtp, GET, "/sandbox/otp", Some("sandbox"), Authenticated, true),
         ]
     })
 }
@@ -103,6 +128,10 @@ pub fn match_path(template: &str, path: &str) -> Option<Vec<(&'static str, Strin
 fn static_name(segment: &str) -> &'static str {
     match segment {
         "{id}" => "id",
+        "{token}" => "token",
+        "{attempt}" => "attempt",
+        "{number}" => "number",
+        "{payload}" => "payload",
         other => panic!("route template uses unknown parameter {other}"),
     }
 }

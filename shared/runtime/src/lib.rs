@@ -154,6 +154,8 @@ pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, p
         clock,
         test_clock,
         tokens: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
+        processor: Arc::new(paysession_app::processor::SandboxProcessor),
+        notifier: Arc::new(paysession_app::processor::LogNotifier),
         config: Config { public_url, sandbox },
     })
 }

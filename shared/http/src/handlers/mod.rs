@@ -1,3 +1,4 @@
 pub mod misc;
 pub mod oauth;
+pub mod sandbox;
 pub mod sessions;

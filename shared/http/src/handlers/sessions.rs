@@ -53,7 +53,8 @@ pub async fn create(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply
                 token_hash: sha256_hex(token.as_bytes()),
             }
         });
-        let session = PaymentSession::create(spec.clone(), new_id("ps"), merchant.id.clone(), page, now);
+        let mut session = PaymentSession::create(spec.clone(), new_id("ps"), merchant.id.clone(), page, now);
+        crate::page::instructions_for(&mut session);
         let events = events_for(None, &session, now, || new_id("evt"));
         let response = stored_json(StatusCode::CREATED, &session.to_api(now));
         let completion = claim.map(|c| c.completion(&response));

@@ -1,0 +1,137 @@
+//! Sandbox-only endpoints that stand in for the outside world: a bank crediting a virtual
+//! account, a customer's app paying a QR code, and reading the one-time code that the
+//! notifier "sent".
+
+use chrono::DateTime;
+use http::StatusCode;
+use paysession_app::auth::Principal;
+use paysession_app::ids::new_id;
+use paysession_app::Deps;
+use paysession_domain::errors::{Errors, FieldCode};
+use paysession_domain::json::ObjectReader;
+use paysession_domain::model::PaymentMethodKind;
+use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
+use paysession_domain::session::{events_for, PaymentSession, ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT};
+use paysession_domain::PaymentType;
+use serde_json::json;
+
+use crate::problem::ApiError;
+use crate::reply::Reply;
+use crate::request::Call;
+
+fn read_amount(call: &Call<'_>, required: bool) -> Result<Option<i64>, ApiError> {
+    let body = call.json_body(!required)?;
+    let mut e = Errors::new();
+    let mut amount = None;
+    if let Some(mut r) = ObjectReader::new(&body, "", &mut e) {
+        amount = if required { r.required("amount", &mut e) } else { r.get("amount") }.and_then(|v| match v.as_i64() {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                e.add("amount", FieldCode::MustBePositive, "must be a positive integer in minor units");
+                None
+            }
+        });
+        r.finish(&mut e);
+    }
+    if e.is_empty() { Ok(amount) } else { Err(ApiError::Validation(e.into_vec())) }
+}
+
+fn payment_error(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::WrongAmount { expected } => ApiError::Validation(vec![paysession_domain::FieldError {
+            field: "amount".into(),
+            code: FieldCode::InvalidValue,
+            message: format!("must be {expected} for this session"),
+        }]),
+        other => ApiError::InvalidStateTransition(other.to_string()),
+    }
+}
+
+/// A payment received from outside (deposit, QR scan): claim an attempt and settle it, two
+/// conditional writes with their events.
+async fn receive(deps: &Deps, session: PaymentSession, method: PaymentMethodKind, amount: i64) -> Result<Reply, ApiError> {
+    let attempt_id = new_id("pay");
+    let mut current = session;
+    let mut claimed = false;
+    for _ in 0..10 {
+        let now = deps.clock.now();
+        let next = if !claimed {
+            let attempt = PaymentAttempt {
+                id: attempt_id.clone(),
+                method,
+                status: AttemptStatus::Pending,
+                failure_code: None,
+                amount,
+                card: None,
+                next_action_url: None,
+                save_requested: false,
+                created_at: now,
+                updated_at: now,
+            };
+            current.claim_attempt(attempt, now)
+        } else {
+            current.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now)
+        }
+        .map_err(payment_error)?;
+        let events = events_for(Some(&current), &next, now, || new_id("evt"));
+        match deps.sessions.update_session(&next, current.version, &events, None).await {
+            Ok(()) if claimed => return Ok(Reply::json(StatusCode::OK, &next.to_api(deps.clock.now()))),
+            Ok(()) => {
+                claimed = true;
+                current = next;
+            }
+            Err(paysession_app::StoreError::VersionConflict) => {
+                current = deps.sessions.get_session(&current.merchant_id, &current.id).await?.ok_or_else(|| ApiError::NotFound("session vanished".into()))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal("session kept changing".into()))
+}
+
+pub async fn deposit(deps: &Deps, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let amount = read_amount(call, true)?.expect("required");
+    let number = call.param("number");
+    let session = deps
+        .sessions
+        .find_by_alias(ALIAS_VIRTUAL_ACCOUNT, number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no virtual account {number}")))?;
+    receive(deps, session, PaymentMethodKind::VirtualAccount, amount).await
+}
+
+pub async fn qr_pay(deps: &Deps, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let payload = call.param("payload");
+    let session = deps
+        .sessions
+        .find_by_alias(ALIAS_QR, payload)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
+    let multiple = session.payment_type == PaymentType::Multiple;
+    let amount = read_amount(call, multiple)?.unwrap_or(session.amount);
+    receive(deps, session, PaymentMethodKind::Qr, amount).await
+}
+
+/// The current one-time code of one of the caller's sessions.
+pub async fn otp(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let mut e = Errors::new();
+    let params = call.query(&["session_id"], &mut e)?;
+    let id = params.iter().find(|(k, _)| k == "session_id").map(|(_, v)| v.clone());
+    if id.is_none() {
+        e.add("session_id", FieldCode::Required, "is required");
+    }
+    if !e.is_empty() {
+        return Err(ApiError::Validation(e.into_vec()));
+    }
+    let id = id.expect("checked");
+    let session = deps.sessions.get_session(&p.merchant_id, &id).await?.ok_or_else(|| ApiError::NotFound(format!("no payment session with id {id}")))?;
+    let otp = session
+        .otp
+        .filter(|o| o.sandbox_code.is_some())
+        .ok_or_else(|| ApiError::NotFound("no one-time code has been sent for this session".into()))?;
+    let expires: DateTime<chrono::Utc> = otp.expires_at;
+    Ok(Reply::json(
+        StatusCode::OK,
+        &json!({"object": "sandbox_otp", "session_id": id, "code": otp.sandbox_code, "expires_at": expires, "tries_left": otp.tries_left}),
+    ))
+}

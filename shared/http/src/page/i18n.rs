@@ -1,0 +1,114 @@
+//! Page texts in English and German, chosen by the session's `locale` (unknown → English).
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    De,
+}
+
+impl Lang {
+    pub fn from_locale(locale: &str) -> Lang {
+        if locale == "de" { Lang::De } else { Lang::En }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+}
+
+/// A message by key; a missing key is a bug caught by the unit test below.
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    let (en, de) = match key {
+        "title" => ("Payment", "Zahlung"),
+        "pay_to" => ("Pay to", "Zahlung an"),
+        "amount_due" => ("Amount due", "Zu zahlen"),
+        "items" => ("Items", "Positionen"),
+        "recipients" => ("Recipients", "Empfänger"),
+        "due_date" => ("Funds due by", "Zahlungseingang bis"),
+        "descriptor" => ("Statement shows", "Kontoauszug zeigt"),
+        "expires_in" => ("This page expires at", "Diese Seite läuft ab um"),
+        "card" => ("Card", "Karte"),
+        "card_number" => ("Card number", "Kartennummer"),
+        "expiry" => ("Expiry (MM/YY)", "Gültig bis (MM/JJ)"),
+        "cvc" => ("Security code", "Prüfnummer"),
+        "save_card" => ("Save this card for next time", "Karte für das nächste Mal speichern"),
+        "saved_cards" => ("Saved cards", "Gespeicherte Karten"),
+        "pay_saved" => ("Pay with this card", "Mit dieser Karte zahlen"),
+        "pay" => ("Pay", "Bezahlen"),
+        "ewallet" => ("E-wallet", "E-Wallet"),
+        "pay_ewallet" => ("Continue to e-wallet", "Weiter zur E-Wallet"),
+        "bank_transfer" => ("Bank transfer", "Banküberweisung"),
+        "pay_bank" => ("Continue to your bank", "Weiter zu Ihrer Bank"),
+        "virtual_account" => ("Virtual account", "Virtuelles Konto"),
+        "va_hint" => ("Transfer exactly the amount due to this account:", "Überweisen Sie genau den Betrag auf dieses Konto:"),
+        "qr" => ("QR code", "QR-Code"),
+        "qr_hint" => ("Scan with your banking app.", "Mit Ihrer Banking-App scannen."),
+        "cancel" => ("Cancel and return to the merchant", "Abbrechen und zurück zum Händler"),
+        "declined" => ("The payment was declined", "Die Zahlung wurde abgelehnt"),
+        "attempts_left" => ("Attempts left", "Verbleibende Versuche"),
+        "in_progress" => ("A payment is in progress. This page refreshes.", "Eine Zahlung läuft. Diese Seite aktualisiert sich."),
+        "continue" => ("Continue the payment", "Zahlung fortsetzen"),
+        "succeeded" => ("Payment received. Thank you.", "Zahlung erhalten. Vielen Dank."),
+        "failed" => ("The payment failed.", "Die Zahlung ist fehlgeschlagen."),
+        "cancelled" => ("This payment was cancelled.", "Diese Zahlung wurde storniert."),
+        "expired" => ("This payment link has expired.", "Dieser Zahlungslink ist abgelaufen."),
+        "not_found" => ("This payment link does not exist.", "Diesen Zahlungslink gibt es nicht."),
+        "not_ready" => ("This payment is not open yet. Try again later.", "Diese Zahlung ist noch nicht freigegeben."),
+        "return" => ("Return to the merchant", "Zurück zum Händler"),
+        "otp_title" => ("Confirm it is you", "Bestätigen Sie, dass Sie es sind"),
+        "otp_sent" => ("We sent a 6-digit code to", "Wir haben einen 6-stelligen Code gesendet an"),
+        "otp_code" => ("6-digit code", "6-stelliger Code"),
+        "otp_verify" => ("Verify", "Bestätigen"),
+        "otp_resend" => ("Send a new code", "Neuen Code senden"),
+        "otp_wrong" => ("That code is not right.", "Dieser Code ist nicht richtig."),
+        "otp_locked" => ("Too many wrong codes. Request a new code.", "Zu viele falsche Codes. Fordern Sie einen neuen an."),
+        "otp_expired" => ("The code has expired. Request a new one.", "Der Code ist abgelaufen. Fordern Sie einen neuen an."),
+        "otp_unavailable" => ("We cannot verify you: no email or phone is on file. Contact the merchant.", "Keine E-Mail oder Telefonnummer hinterlegt. Wenden Sie sich an den Händler."),
+        "challenge_3ds" => ("Card authentication (3-D Secure, sandbox)", "Kartenauthentifizierung (3-D Secure, Sandbox)"),
+        "challenge_wallet" => ("Sandbox e-wallet", "Sandbox-E-Wallet"),
+        "challenge_bank" => ("Sandbox bank", "Sandbox-Bank"),
+        "approve" => ("Approve", "Genehmigen"),
+        "deny" => ("Decline", "Ablehnen"),
+        "bank_pick" => ("Your bank", "Ihre Bank"),
+        "bank_submitted" => ("Transfer submitted. It settles shortly.", "Überweisung übermittelt. Sie wird in Kürze gebucht."),
+        "settle_now" => ("Settle now (sandbox)", "Jetzt buchen (Sandbox)"),
+        "busy" => ("Another payment for this link is in progress.", "Für diesen Link läuft bereits eine Zahlung."),
+        "forbidden" => ("This form has expired. Reload the page and try again.", "Dieses Formular ist abgelaufen. Laden Sie die Seite neu."),
+        "fix_fields" => ("Please check the highlighted fields.", "Bitte prüfen Sie die markierten Felder."),
+        _ => ("", ""),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::De => de,
+    }
+}
+
+/// Failure codes as the customer reads them.
+pub fn failure(lang: Lang, code: &str) -> &'static str {
+    match (lang, code) {
+        (Lang::En, "card_declined") => "Your card was declined. Try another card.",
+        (Lang::De, "card_declined") => "Ihre Karte wurde abgelehnt. Versuchen Sie eine andere Karte.",
+        (Lang::En, "insufficient_funds") => "Your card has insufficient funds.",
+        (Lang::De, "insufficient_funds") => "Ihre Karte ist nicht ausreichend gedeckt.",
+        (Lang::En, "authentication_failed") => "Card authentication failed.",
+        (Lang::De, "authentication_failed") => "Die Kartenauthentifizierung ist fehlgeschlagen.",
+        (Lang::En, _) => "The payment could not be completed. Try again.",
+        (Lang::De, _) => "Die Zahlung konnte nicht abgeschlossen werden. Versuchen Sie es erneut.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages() {
+        let keys = include_str!("mod.rs").split("t(lang, \"").skip(1).chain(include_str!("html.rs").split("t(lang, \"").skip(1));
+        for chunk in keys {
+            let key = &chunk[..chunk.find('"').unwrap()];
+            assert!(!t(Lang::En, key).is_empty() && !t(Lang::De, key).is_empty(), "missing text for {key}");
+        }
+    }
+}

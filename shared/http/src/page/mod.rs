@@ -1,0 +1,793 @@
+//! The hosted payment page: server-rendered HTML that works without JavaScript.
+//!
+//! Every payment goes claim → processor → outcome, each step one conditional write (see
+//! `paysession_domain::payment`), so two tabs paying at once reach the processor once.
+
+mod html;
+mod i18n;
+pub mod security;
+
+use chrono::{DateTime, Utc};
+use http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use paysession_app::ids::{new_id, sha256_hex};
+use paysession_app::processor::{Outcome, RedirectMethod};
+use paysession_app::Deps;
+use paysession_domain::card::parse_card;
+use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
+use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
+use paysession_domain::session::{events_for, PaymentSession, ALIAS_PAGE};
+use paysession_domain::{FieldError, SessionStatus};
+
+use html::{esc, money, Frame};
+use i18n::{failure, t, Lang};
+
+use crate::request::{parse_form, Call};
+use crate::routes::Route;
+
+/// What a page handler has to work with.
+struct Page<'a> {
+    deps: &'a Deps,
+    call: &'a Call<'a>,
+    token: String,
+    session: PaymentSession,
+    merchant_name: String,
+    brand_color: String,
+    lang: Lang,
+    nonce: String,
+}
+
+pub async fn handle(deps: &Deps, route: Route, call: &Call<'_>) -> Response<Body> {
+    let token = call.param("token").to_string();
+    let session = deps.sessions.find_by_alias(ALIAS_PAGE, &sha256_hex(token.as_bytes())).await;
+    let session = match session {
+        Ok(Some(s)) => s,
+        Ok(None) => return bare(StatusCode::NOT_FOUND, Lang::En, t(Lang::En, "not_found")),
+        Err(e) => {
+            tracing::error!(error = %e, "page lookup failed");
+            return bare(StatusCode::SERVICE_UNAVAILABLE, Lang::En, "Temporarily unavailable. Try again.");
+        }
+    };
+    let merchant = deps.merchants.get_merchant(&session.merchant_id).await.ok().flatten();
+    let (merchant_name, brand_color) =
+        merchant.map(|m| (m.display_name, m.brand_color)).unwrap_or_else(|| ("paysession".into(), "#635bff".into()));
+    let page = Page {
+        deps,
+        call,
+        token,
+        lang: Lang::from_locale(&session.locale),
+        session,
+        merchant_name,
+        brand_color,
+        nonce: security::nonce(),
+    };
+    match route {
+        Route::PageView => page.view().await,
+        Route::PageCard => page.pay_card().await,
+        Route::PageStart => page.start_redirect().await,
+        Route::PageOtp => page.otp().await,
+        Route::PageChallenge => page.challenge().await,
+        Route::PageChallengeDecide => page.decide().await,
+        _ => unreachable!("only page routes reach the page handler"),
+    }
+}
+
+/// A page without a session (unknown link).
+fn bare(status: StatusCode, lang: Lang, text: &str) -> Response<Body> {
+    let nonce = security::nonce();
+    let frame = Frame { lang, nonce: &nonce, merchant: "paysession", brand_color: "#635bff", title: t(lang, "title"), refresh: None };
+    respond(status, &security::csp(None, &nonce), false, html::message(&frame, "alert", text, None))
+}
+
+fn respond(status: StatusCode, csp: &str, framable: bool, body: String) -> Response<Body> {
+    let mut r = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Body::Text(body))
+        .expect("static parts");
+    secure_headers(r.headers_mut(), csp, framable);
+    r
+}
+
+fn secure_headers(h: &mut http::HeaderMap, csp: &str, framable: bool) {
+    h.insert("content-security-policy", HeaderValue::from_str(csp).expect("ascii csp"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if !framable {
+        // For browsers without CSP level 2.
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+}
+
+fn form_field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn query_param(call: &Call<'_>, name: &str) -> Option<String> {
+    call.req.uri().query().and_then(|q| {
+        q.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (k == name).then(|| crate::request::percent_decode(v)).flatten()
+        })
+    })
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+enum WriteFailure {
+    Payment(PaymentError),
+    Store(String),
+}
+
+impl<'a> Page<'a> {
+    fn now(&self) -> DateTime<Utc> {
+        self.deps.clock.now()
+    }
+
+    fn frame(&self, title: &'a str, refresh: Option<u32>) -> Frame<'_> {
+        Frame { lang: self.lang, nonce: &self.nonce, merchant: &self.merchant_name, brand_color: &self.brand_color, title, refresh }
+    }
+
+    fn framable(&self) -> bool {
+        self.session.allowed_domains.iter().any(|d| d.starts_with("https://"))
+    }
+
+    fn html(&self, status: StatusCode, body: String) -> Response<Body> {
+        respond(status, &security::csp(Some(&self.session), &self.nonce), self.framable(), body)
+    }
+
+    fn message(&self, status: StatusCode, class: &str, key: &str, link: Option<(&str, &str)>) -> Response<Body> {
+        let frame = self.frame(t(self.lang, "title"), None);
+        self.html(status, html::message(&frame, class, t(self.lang, key), link))
+    }
+
+    fn redirect(&self, location: &str) -> Response<Body> {
+        let mut r = Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, location)
+            .body(Body::Empty)
+            .expect("valid location");
+        secure_headers(r.headers_mut(), &security::csp(Some(&self.session), &self.nonce), self.framable());
+        r
+    }
+
+    fn page_url(&self, suffix: &str) -> String {
+        format!("/pay/{}{suffix}", self.token)
+    }
+
+    fn back_to_page(&self, proof: &str) -> Response<Body> {
+        self.redirect(&format!("{}?v={}", self.page_url(""), url_encode(proof)))
+    }
+
+    /// The merchant's success URL with `session_id` and `state`.
+    fn success_location(&self) -> Option<String> {
+        let url = self.session.success_url.as_ref()?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut out = format!("{url}{sep}session_id={}", url_encode(&self.session.id));
+        if let Some(state) = &self.session.state {
+            out.push_str(&format!("&state={}", url_encode(state)));
+        }
+        Some(out)
+    }
+
+    /// Applies `change` to the freshest copy of the session in one conditional write,
+    /// re-reading when another writer got there first.
+    async fn write(
+        &mut self,
+        emit_events: bool,
+        change: impl Fn(&PaymentSession, DateTime<Utc>) -> Result<PaymentSession, PaymentError>,
+    ) -> Result<(), WriteFailure> {
+        for attempt in 0..5 {
+            if attempt > 0 {
+                match self.deps.sessions.get_session(&self.session.merchant_id, &self.session.id).await {
+                    Ok(Some(s)) => self.session = s,
+                    Ok(None) => return Err(WriteFailure::Store("session vanished".into())),
+                    Err(e) => return Err(WriteFailure::Store(e.to_string())),
+                }
+            }
+            let now = self.now();
+            let next = change(&self.session, now).map_err(WriteFailure::Payment)?;
+            let events = if emit_events { events_for(Some(&self.session), &next, now, || new_id("evt")) } else { Vec::new() };
+            match self.deps.sessions.update_session(&next, self.session.version, &events, None).await {
+                Ok(()) => {
+                    self.session = next;
+                    return Ok(());
+                }
+                Err(paysession_app::StoreError::VersionConflict) => continue,
+                Err(e) => return Err(WriteFailure::Store(e.to_string())),
+            }
+        }
+        Err(WriteFailure::Store("the session kept changing".into()))
+    }
+
+    fn write_failed(&self, f: WriteFailure, proof: &str) -> Response<Body> {
+        match f {
+            WriteFailure::Payment(PaymentError::AttemptInProgress) => self.message(StatusCode::CONFLICT, "alert", "busy", None),
+            WriteFailure::Payment(_) => self.back_to_page(proof),
+            WriteFailure::Store(e) => {
+                tracing::error!(session_id = %self.session.id, error = %e, "page write failed");
+                self.message(StatusCode::SERVICE_UNAVAILABLE, "alert", "failed", None)
+            }
+        }
+    }
+
+    // ---- GET /pay/{token} ----
+
+    async fn view(mut self) -> Response<Body> {
+        let now = self.now();
+        match self.session.status_at(now) {
+            SessionStatus::Expired => return self.message(StatusCode::GONE, "alert", "expired", None),
+            SessionStatus::Succeeded => {
+                let link = self.success_location();
+                let label = t(self.lang, "return");
+                return self.message(StatusCode::OK, "ok", "succeeded", link.as_deref().map(|l| (l, label)));
+            }
+            SessionStatus::Cancelled => {
+                let link = self.session.cancel_url.clone();
+                return self.message(StatusCode::OK, "alert", "cancelled", link.as_deref().map(|l| (l, t(self.lang, "return"))));
+            }
+            SessionStatus::Failed => return self.message(StatusCode::OK, "alert", "failed", None),
+            SessionStatus::RequiresConfirmation => return self.message(StatusCode::CONFLICT, "alert", "not_ready", None),
+            _ => {}
+        }
+        let proof = query_param(self.call, "v");
+        let app_id = query_param(self.call, "app_id");
+        let verified = security::proof_ok(self.deps, &self.session, proof.as_deref(), now)
+            || security::launched_from_allowed(&self.session, self.call, app_id.as_deref());
+        if !verified {
+            return self.otp_gate(None).await;
+        }
+        let proof = security::issue_proof(self.deps, &self.session, now);
+        self.payment_page(&proof, &[], StatusCode::OK).await
+    }
+
+    /// Shows the one-time-code form, sending a code when none is current.
+    async fn otp_gate(&mut self, error_key: Option<&str>) -> Response<Body> {
+        let now = self.now();
+        let current = self.session.otp.as_ref().is_some_and(|o| o.expires_at > now && o.tries_left > 0);
+        if !current && error_key.is_none() && !self.send_code().await {
+            return self.message(StatusCode::FORBIDDEN, "alert", "otp_unavailable", None);
+        }
+        let dest = self.session.otp.as_ref().map(|o| security::mask(&o.sent_to)).unwrap_or_default();
+        let lang = self.lang;
+        let error = error_key.map(|k| format!(r#"<p class="err" role="alert" id="otp-error">{}</p>"#, t(lang, k))).unwrap_or_default();
+        let csrf = security::csrf_token(self.deps, &self.session);
+        let body = format!(
+            r#"<section aria-labelledby="otp-h"><h2 id="otp-h">{title}</h2>
+<p>{sent} <strong>{dest}</strong>.</p>{error}
+<form method="post" action="{action}">
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="code">{code_label}</label>
+<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{{6}}" maxlength="6" required{invalid}>
+<button type="submit" name="action" value="verify">{verify}</button>
+<button type="submit" name="action" value="resend" class="secondary" formnovalidate>{resend}</button>
+</form></section>"#,
+            title = t(lang, "otp_title"),
+            sent = t(lang, "otp_sent"),
+            dest = esc(&dest),
+            action = self.page_url("/otp"),
+            code_label = t(lang, "otp_code"),
+            invalid = if error_key.is_some() { r#" aria-invalid="true" aria-describedby="otp-error""# } else { "" },
+            verify = t(lang, "otp_verify"),
+            resend = t(lang, "otp_resend"),
+        );
+        let status = if error_key.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+        let frame = self.frame(t(lang, "otp_title"), None);
+        self.html(status, html::page(&frame, &body))
+    }
+
+    /// Issues and sends a new code; false when there is nowhere to send it.
+    async fn send_code(&mut self) -> bool {
+        let sandbox = self.deps.config.sandbox;
+        let Some((_, code)) = security::new_otp(&self.session, sandbox, self.now()) else { return false };
+        let issued = std::sync::Mutex::new(None);
+        let result = self
+            .write(false, |s, now| {
+                let (state, _) = security::new_otp(s, sandbox, now).ok_or(PaymentError::MethodNotAllowed("otp"))?;
+                let mut state = state;
+                // Keep the code we will send: the closure may run again after a race.
+                state.code_hash = sha256_hex(format!("{}:{code}", s.id).as_bytes());
+                state.sandbox_code = sandbox.then(|| code.clone());
+                *issued.lock().unwrap() = Some(state.sent_to.clone());
+                let mut next = s.clone();
+                next.otp = Some(state);
+                next.version += 1;
+                Ok(next)
+            })
+            .await;
+        if result.is_err() {
+            return false;
+        }
+        let dest = issued.into_inner().unwrap().unwrap_or_default();
+        self.deps.notifier.send_code(&self.session.id, &security::mask(&dest), &code).await;
+        true
+    }
+
+    // ---- POST /pay/{token}/otp ----
+
+    async fn otp(mut self) -> Response<Body> {
+        let form = parse_form(self.call.body_bytes()).unwrap_or_default();
+        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+            return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
+        }
+        if form_field(&form, "action") == Some("resend") {
+            self.send_code().await;
+            return self.otp_gate(None).await;
+        }
+        let submitted = form_field(&form, "code").unwrap_or("").to_string();
+        let (verdict, new_state) = security::check_otp(&self.session, &submitted, self.now());
+        if let security::OtpCheck::Ok = verdict {
+            let proof = security::issue_proof(self.deps, &self.session, self.now());
+            return self.back_to_page(&proof);
+        }
+        let state = new_state.clone();
+        let _ = self
+            .write(false, move |s, _| {
+                let mut next = s.clone();
+                next.otp = state.clone();
+                next.version += 1;
+                Ok(next)
+            })
+            .await;
+        let key = match verdict {
+            security::OtpCheck::Locked => "otp_locked",
+            security::OtpCheck::Expired => "otp_expired",
+            _ => "otp_wrong",
+        };
+        self.otp_gate(Some(key)).await
+    }
+
+    fn verified(&self, form: &[(String, String)]) -> Option<String> {
+        let proof = form_field(form, "v")?;
+        security::proof_ok(self.deps, &self.session, Some(proof), self.now()).then(|| proof.to_string())
+    }
+
+    // ---- the payment page ----
+
+    async fn payment_page(&self, proof: &str, errors: &[FieldError], status: StatusCode) -> Response<Body> {
+        let s = &self.session;
+        let lang = self.lang;
+        let now = self.now();
+        let csrf = security::csrf_token(self.deps, s);
+        let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(proof));
+        let mut body = String::new();
+
+        body.push_str(&format!(
+            r#"<section aria-labelledby="amount-h"><h2 id="amount-h">{due}</h2><p class="amount" id="amount">{amount}</p>"#,
+            due = t(lang, "amount_due"),
+            amount = esc(&money(s.amount, &s.currency, lang))
+        ));
+        if let Some(d) = s.due_date {
+            body.push_str(&format!("<p>{}: {d}</p>", t(lang, "due_date")));
+        }
+        if let Some(desc) = &s.statement_descriptor {
+            body.push_str(&format!("<p class=\"muted\">{}: {}</p>", t(lang, "descriptor"), esc(desc)));
+        }
+        body.push_str(&format!(
+            r#"<p class="muted">{}: <time id="expires" datetime="{}">{} UTC</time> <span id="countdown" aria-live="polite"></span></p></section>"#,
+            t(lang, "expires_in"),
+            s.expires_at.to_rfc3339(),
+            s.expires_at.format("%Y-%m-%d %H:%M")
+        ));
+        if !s.items.is_empty() {
+            body.push_str(&format!(r#"<section aria-labelledby="items-h"><h2 id="items-h">{}</h2><table>"#, t(lang, "items")));
+            for it in &s.items {
+                body.push_str(&format!(
+                    r#"<tr><td>{} × {}</td><td class="num">{}</td></tr>"#,
+                    it.quantity,
+                    esc(&it.name),
+                    esc(&money(it.quantity * it.unit_amount, &s.currency, lang))
+                ));
+            }
+            body.push_str("</table></section>");
+        }
+        if !s.recipients.is_empty() {
+            body.push_str(&format!(r#"<section aria-labelledby="rcpt-h"><h2 id="rcpt-h">{}</h2><table>"#, t(lang, "recipients")));
+            for r in &s.recipients {
+                body.push_str(&format!(r#"<tr><td>{}</td><td class="num">{}</td></tr>"#, esc(&r.name), esc(&money(r.amount, &s.currency, lang))));
+            }
+            body.push_str("</table></section>");
+        }
+
+        if let Some(a) = s.open_attempt(now) {
+            if let Some(url) = &a.next_action_url {
+                body.push_str(&format!(
+                    r#"<section><p role="status">{}</p><p><a id="continue" href="{}">{}</a></p></section>"#,
+                    t(lang, "in_progress"),
+                    esc(&format!("{url}?v={}", url_encode(proof))),
+                    t(lang, "continue")
+                ));
+            }
+        }
+        if s.status_at(now) == SessionStatus::Processing || s.open_attempt(now).is_some_and(|a| a.status == AttemptStatus::Pending) {
+            body.push_str(&format!(r#"<section><p role="status" class="ok">{}</p></section>"#, t(lang, "in_progress")));
+            let frame = self.frame(t(lang, "title"), Some(2));
+            return self.html(status, html::page(&frame, &body));
+        }
+        if let Some(last) = s.payments.last().filter(|a| a.status == AttemptStatus::Failed) {
+            body.push_str(&format!(
+                r#"<div class="alert" role="alert" id="payment-error"><strong>{}</strong>: {} {}: {}</div>"#,
+                t(lang, "declined"),
+                failure(lang, last.failure_code.as_deref().unwrap_or("")),
+                t(lang, "attempts_left"),
+                s.attempts_remaining
+            ));
+        }
+        if !errors.is_empty() {
+            body.push_str(&format!(r#"<div class="alert" role="alert">{}</div>"#, t(lang, "fix_fields")));
+        }
+
+        let err_for = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.clone());
+        for m in &s.payment_methods {
+            match m {
+                PaymentMethodKind::Card => {
+                    if s.show_saved_payment_methods {
+                        let saved = self.deps.sessions.list_payment_methods(&s.merchant_id, &s.customer_id).await.unwrap_or_default();
+                        if !saved.is_empty() {
+                            body.push_str(&format!(r#"<section aria-labelledby="saved-h"><h2 id="saved-h">{}</h2>"#, t(lang, "saved_cards")));
+                            for pm in saved {
+                                body.push_str(&format!(
+                                    r#"<form method="post" action="{action}">{hidden}<input type="hidden" name="saved_method" value="{id}"><p>{brand} •••• {last4} ({m:02}/{y})</p><button type="submit">{pay}</button></form>"#,
+                                    action = self.page_url("/card"),
+                                    id = esc(&pm.id),
+                                    brand = esc(&pm.card.brand),
+                                    last4 = esc(&pm.card.last4),
+                                    m = pm.card.exp_month,
+                                    y = pm.card.exp_year % 100,
+                                    pay = t(lang, "pay_saved"),
+                                ));
+                            }
+                            body.push_str("</section>");
+                        }
+                    }
+                    let field = |id: &str, label: &str, mode: &str, ac: &str, extra: &str| {
+                        let err = err_for(id);
+                        format!(
+                            r#"<label for="{id}">{label}</label><input type="text" id="{id}" name="{id}" inputmode="{mode}" autocomplete="{ac}" required {extra}{inv}>{msg}"#,
+                            inv = if err.is_some() { format!(r#" aria-invalid="true" aria-describedby="{id}-err""#) } else { String::new() },
+                            msg = err.map(|m| format!(r#"<p class="err" id="{id}-err">{}</p>"#, esc(&m))).unwrap_or_default(),
+                        )
+                    };
+                    let save = match s.save_payment_method {
+                        Some(SavePaymentMethod::Prompt) => format!(
+                            r#"<p><input type="checkbox" id="save" name="save" value="on"> <label for="save" style="display:inline">{}</label></p>"#,
+                            t(lang, "save_card")
+                        ),
+                        _ => String::new(),
+                    };
+                    body.push_str(&format!(
+                        r#"<section aria-labelledby="card-h"><h2 id="card-h">{title}</h2><form method="post" action="{action}" id="card-form" novalidate>{hidden}{number}{expiry}{cvc}{save}<button type="submit" id="pay-card">{pay} {amount}</button></form></section>"#,
+                        title = t(lang, "card"),
+                        action = self.page_url("/card"),
+                        number = field("card_number", t(lang, "card_number"), "numeric", "cc-number", r#"maxlength="23""#),
+                        expiry = field("expiry", t(lang, "expiry"), "numeric", "cc-exp", r#"maxlength="7" placeholder="MM/YY""#),
+                        cvc = field("cvc", t(lang, "cvc"), "numeric", "cc-csc", r#"maxlength="4""#),
+                        pay = t(lang, "pay"),
+                        amount = esc(&money(s.amount, &s.currency, lang)),
+                    ));
+                }
+                PaymentMethodKind::Ewallet | PaymentMethodKind::BankTransfer => {
+                    let (title, button, value) = if *m == PaymentMethodKind::Ewallet {
+                        (t(lang, "ewallet"), t(lang, "pay_ewallet"), "ewallet")
+                    } else {
+                        (t(lang, "bank_transfer"), t(lang, "pay_bank"), "bank_transfer")
+                    };
+                    body.push_str(&format!(
+                        r#"<section><h2>{title}</h2><form method="post" action="{action}">{hidden}<input type="hidden" name="method" value="{value}"><button type="submit" id="start-{value}">{button}</button></form></section>"#,
+                        action = self.page_url("/start"),
+                    ));
+                }
+                PaymentMethodKind::VirtualAccount => {
+                    if let Some(va) = &s.instructions.virtual_account {
+                        body.push_str(&format!(
+                            r#"<section><h2>{}</h2><p>{}</p><p>{}<br><code id="va-number">{}</code></p></section>"#,
+                            t(lang, "virtual_account"),
+                            t(lang, "va_hint"),
+                            esc(&va.bank_name),
+                            esc(&va.account_number)
+                        ));
+                    }
+                }
+                PaymentMethodKind::Qr => {
+                    if let Some(qr) = &s.instructions.qr {
+                        let svg = qr_svg(&qr.payload);
+                        body.push_str(&format!(
+                            r#"<section><h2>{}</h2><p>{}</p><img id="qr-image" alt="QR code {}" width="200" height="200" src="data:image/svg+xml;base64,{}"><p><code id="qr-payload">{}</code></p></section>"#,
+                            t(lang, "qr"),
+                            t(lang, "qr_hint"),
+                            esc(&qr.payload_id),
+                            svg,
+                            esc(&qr.payload_id)
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(cancel) = &s.cancel_url {
+            body.push_str(&format!(r#"<p><a href="{}" id="cancel">{}</a></p>"#, esc(cancel), t(lang, "cancel")));
+        }
+        // Enhancement only: the page works without it.
+        body.push_str(&format!(
+            r#"<script nonce="{nonce}">
+(function(){{var e=document.getElementById('expires'),c=document.getElementById('countdown');
+if(e&&c){{var end=Date.parse(e.getAttribute('datetime'));var tick=function(){{var s=Math.max(0,Math.round((end-Date.now())/1000));c.textContent='('+Math.floor(s/60)+':'+('0'+s%60).slice(-2)+')';}};tick();setInterval(tick,1000);}}
+var n=document.getElementById('card_number');if(n){{n.addEventListener('input',function(){{var d=n.value.replace(/\D/g,'').slice(0,19);n.value=d.replace(/(.{{4}})/g,'$1 ').trim();}});}}}})();
+</script>"#,
+            nonce = self.nonce
+        ));
+        let frame = self.frame(t(lang, "title"), None);
+        self.html(status, html::page(&frame, &body))
+    }
+
+    // ---- POST /pay/{token}/card ----
+
+    async fn pay_card(mut self) -> Response<Body> {
+        let form = parse_form(self.call.body_bytes()).unwrap_or_default();
+        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+            return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
+        }
+        let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
+        let now = self.now();
+        let save_requested = match self.session.save_payment_method {
+            Some(SavePaymentMethod::Always) => true,
+            Some(SavePaymentMethod::Prompt) => form_field(&form, "save") == Some("on"),
+            _ => false,
+        };
+        // Either a saved method of this customer, or a typed card (never stored).
+        let (card_input, saved) = if let Some(pm_id) = form_field(&form, "saved_method") {
+            let methods = self.deps.sessions.list_payment_methods(&self.session.merchant_id, &self.session.customer_id).await.unwrap_or_default();
+            match methods.into_iter().find(|m| m.id == pm_id).filter(|_| self.session.show_saved_payment_methods) {
+                Some(m) => (None, Some(m)),
+                None => return self.back_to_page(&proof),
+            }
+        } else {
+            match parse_card(form_field(&form, "card_number").unwrap_or(""), form_field(&form, "expiry").unwrap_or(""), form_field(&form, "cvc").unwrap_or(""), now) {
+                Ok(c) => (Some(c), None),
+                Err(errors) => return self.payment_page(&proof, &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+            }
+        };
+        let summary = match (&card_input, &saved) {
+            (Some(c), _) => CardSummary {
+                brand: c.number.brand().into(),
+                last4: c.number.last4().into(),
+                exp_month: c.exp_month,
+                exp_year: c.exp_year,
+                fingerprint: self.deps.tokens.derive(&format!("card-fingerprint:{}", c.number.digits()))[..24].to_string(),
+            },
+            (None, Some(m)) => m.card.clone(),
+            (None, None) => unreachable!("one of the two is set"),
+        };
+        let attempt_id = new_id("pay");
+        let attempt = PaymentAttempt {
+            id: attempt_id.clone(),
+            method: PaymentMethodKind::Card,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount: self.session.amount,
+            card: Some(summary.clone()),
+            next_action_url: None,
+            save_requested,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Err(f) = self.write(true, |s, now| s.claim_attempt(attempt.clone(), now)).await {
+            return self.write_failed(f, &proof);
+        }
+        let (amount, currency) = (self.session.amount, self.session.currency.clone());
+        let outcome = match (&card_input, &saved) {
+            (Some(card), _) => self.deps.processor.authorize_card(card, amount, &currency, save_requested).await,
+            (None, Some(m)) => self.deps.processor.charge_saved(&m.processor_token, amount, &currency).await,
+            (None, None) => unreachable!(),
+        };
+        let saved_id = saved.map(|m| m.id);
+        self.finish(&attempt_id, outcome, Some(summary), saved_id, &proof).await
+    }
+
+    /// Writes a processor outcome onto the attempt and sends the customer on.
+    async fn finish(
+        &mut self,
+        attempt_id: &str,
+        outcome: Outcome,
+        card: Option<CardSummary>,
+        existing_method: Option<String>,
+        proof: &str,
+    ) -> Response<Body> {
+        let challenge_url = self.page_url(&format!("/challenge/{attempt_id}"));
+        let (status, code, next_url) = match &outcome {
+            Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
+            Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string()), None),
+            Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
+            Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url.clone())),
+        };
+        // A successful card payment the customer chose to keep becomes a saved method.
+        let mut method_id = existing_method;
+        if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
+            let id = format!("pm_{}", &sha256_hex(format!("{}:{}:{}", self.session.merchant_id, self.session.customer_id, card.fingerprint).as_bytes())[..32]);
+            let pm = SavedPaymentMethod {
+                id: id.clone(),
+                merchant_id: self.session.merchant_id.clone(),
+                customer_id: self.session.customer_id.clone(),
+                method: PaymentMethodKind::Card,
+                card: card.clone(),
+                processor_token: token.clone(),
+                created_at: self.now(),
+            };
+            if let Err(e) = self.deps.sessions.save_payment_method(&pm).await {
+                tracing::error!(session_id = %self.session.id, error = %e, "could not save payment method");
+            } else {
+                method_id = Some(id);
+            }
+        }
+        let result = self
+            .write(true, |s, now| {
+                let mut next = s.update_attempt(attempt_id, status, code.clone(), next_url.clone(), now)?;
+                if status == AttemptStatus::Succeeded && method_id.is_some() {
+                    next.payment_method_id = method_id.clone();
+                }
+                Ok(next)
+            })
+            .await;
+        if let Err(f) = result {
+            return self.write_failed(f, proof);
+        }
+        tracing::info!(session_id = %self.session.id, attempt_id, status = ?status, "payment attempt updated");
+        match status {
+            AttemptStatus::RequiresAction => self.redirect(&format!("{challenge_url}?v={}", url_encode(proof))),
+            AttemptStatus::Succeeded if self.session.status == SessionStatus::Succeeded => match self.success_location() {
+                Some(loc) => self.redirect(&loc),
+                None => self.back_to_page(proof),
+            },
+            AttemptStatus::Pending => self.redirect(&format!("{challenge_url}?v={}", url_encode(proof))),
+            _ => self.back_to_page(proof),
+        }
+    }
+
+    // ---- POST /pay/{token}/start ----
+
+    async fn start_redirect(mut self) -> Response<Body> {
+        let form = parse_form(self.call.body_bytes()).unwrap_or_default();
+        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+            return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
+        }
+        let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
+        let (kind, method) = match form_field(&form, "method") {
+            Some("ewallet") => (PaymentMethodKind::Ewallet, RedirectMethod::Ewallet),
+            Some("bank_transfer") => (PaymentMethodKind::BankTransfer, RedirectMethod::BankTransfer),
+            _ => return self.back_to_page(&proof),
+        };
+        let now = self.now();
+        let attempt_id = new_id("pay");
+        let attempt = PaymentAttempt {
+            id: attempt_id.clone(),
+            method: kind,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount: self.session.amount,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Err(f) = self.write(true, |s, now| s.claim_attempt(attempt.clone(), now)).await {
+            return self.write_failed(f, &proof);
+        }
+        let outcome = self.deps.processor.start_redirect(method).await;
+        self.finish(&attempt_id, outcome, None, None, &proof).await
+    }
+
+    fn attempt(&self) -> Option<PaymentAttempt> {
+        let id = self.call.param("attempt");
+        self.session.payments.iter().find(|a| a.id == id).cloned()
+    }
+
+    // ---- GET /pay/{token}/challenge/{attempt} ----
+
+    async fn challenge(self) -> Response<Body> {
+        let Some(proof) = query_param(self.call, "v").filter(|p| security::proof_ok(self.deps, &self.session, Some(p), self.now())) else {
+            return self.redirect(&self.page_url(""));
+        };
+        let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
+        let lang = self.lang;
+        let csrf = security::csrf_token(self.deps, &self.session);
+        let action = self.page_url(&format!("/challenge/{}", attempt.id));
+        let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(&proof));
+        let title = match attempt.method {
+            PaymentMethodKind::Card => t(lang, "challenge_3ds"),
+            PaymentMethodKind::Ewallet => t(lang, "challenge_wallet"),
+            _ => t(lang, "challenge_bank"),
+        };
+        let amount = esc(&money(attempt.amount, &self.session.currency, lang));
+        let inner = match (attempt.method, attempt.status) {
+            (PaymentMethodKind::BankTransfer, AttemptStatus::Pending) => format!(
+                r#"<p role="status">{}</p><form method="post" action="{action}">{hidden}<button type="submit" name="decision" value="settle" id="settle">{}</button></form>"#,
+                t(lang, "bank_submitted"),
+                t(lang, "settle_now")
+            ),
+            (_, AttemptStatus::RequiresAction) => {
+                let bank = if attempt.method == PaymentMethodKind::BankTransfer {
+                    format!(
+                        r#"<label for="bank">{}</label><select id="bank" name="bank"><option>Sandbox Sparkasse</option><option>Sandbox Credit Union</option></select>"#,
+                        t(lang, "bank_pick")
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    r#"<p class="amount">{amount}</p><form method="post" action="{action}">{hidden}{bank}<button type="submit" name="decision" value="approve" id="approve">{}</button><button type="submit" name="decision" value="deny" id="deny" class="secondary">{}</button></form>"#,
+                    t(lang, "approve"),
+                    t(lang, "deny")
+                )
+            }
+            _ => return self.back_to_page(&proof),
+        };
+        let body = format!(r#"<section aria-labelledby="ch-h"><h2 id="ch-h">{title}</h2>{inner}</section>"#);
+        let frame = self.frame(title, None);
+        self.html(StatusCode::OK, html::page(&frame, &body))
+    }
+
+    // ---- POST /pay/{token}/challenge/{attempt} ----
+
+    async fn decide(mut self) -> Response<Body> {
+        let form = parse_form(self.call.body_bytes()).unwrap_or_default();
+        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+            return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
+        }
+        let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
+        let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
+        let decision = form_field(&form, "decision").unwrap_or("");
+        let p = &self.deps.processor;
+        let outcome = match (attempt.method, attempt.status, decision) {
+            (PaymentMethodKind::Card, AttemptStatus::RequiresAction, "approve" | "deny") => {
+                p.complete_authentication(decision == "approve").await
+            }
+            (PaymentMethodKind::Ewallet, AttemptStatus::RequiresAction, "approve" | "deny") => {
+                p.provider_decision(RedirectMethod::Ewallet, decision == "approve").await
+            }
+            (PaymentMethodKind::BankTransfer, AttemptStatus::RequiresAction, "approve" | "deny") => {
+                p.provider_decision(RedirectMethod::BankTransfer, decision == "approve").await
+            }
+            (PaymentMethodKind::BankTransfer, AttemptStatus::Pending, "settle") => p.settle().await,
+            _ => return self.back_to_page(&proof),
+        };
+        let card = attempt.card.clone();
+        self.finish(&attempt.id, outcome, card, None, &proof).await
+    }
+}
+
+/// The QR image as base64 SVG.
+fn qr_svg(payload: &str) -> String {
+    use base64::Engine;
+    let svg = qrcode::QrCode::new(payload.as_bytes())
+        .map(|code| code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build())
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(svg)
+}
+
+/// Instructions for the payment methods that need them, derived from the session id so
+/// they are stable (and unique with overwhelming probability: 48 bits of a SHA-256).
+pub fn instructions_for(session: &mut PaymentSession) {
+    let digest = sha256_hex(session.id.as_bytes());
+    if session.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
+        let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
+        session.instructions.virtual_account = Some(paysession_domain::session::VirtualAccount {
+            bank_name: "Sandbox Bank".into(),
+            account_number: format!("8808{n:012}"),
+        });
+    }
+    if session.payment_methods.contains(&PaymentMethodKind::Qr) {
+        let payload_id = format!("qr_{}", &digest[12..36]);
+        session.instructions.qr = Some(paysession_domain::session::QrCode {
+            payload: format!("PAYSESSION|{payload_id}|{}|{}", session.amount, session.currency),
+            payload_id,
+        });
+    }
+}

@@ -1,0 +1,146 @@
+//! The hosted page's defences: CSP with a per-response nonce and `frame-ancestors` from the
+//! session's HTTPS allowed domains, CSRF tokens on every form, and the launch check that
+//! decides whether the customer must enter a one-time code.
+//!
+//! Verification is carried in a signed, expiring proof (`v`) on every form and redirect
+//! rather than in a cookie: inside a merchant's iframe, third-party cookies are blocked.
+
+use chrono::{DateTime, Duration, Utc};
+use paysession_app::Deps;
+use paysession_domain::session::{OtpState, PaymentSession};
+
+use crate::request::Call;
+
+pub const OTP_VALIDITY: Duration = Duration::minutes(10);
+pub const OTP_TRIES: u32 = 5;
+const PROOF_VALIDITY: Duration = Duration::minutes(30);
+
+pub fn nonce() -> String {
+    paysession_app::ids::new_token()[..22].to_string()
+}
+
+/// `Content-Security-Policy` for a page of `session`.
+pub fn csp(session: Option<&PaymentSession>, nonce: &str) -> String {
+    let ancestors: Vec<&str> = session
+        .map(|s| s.allowed_domains.iter().filter(|d| d.starts_with("https://")).map(String::as_str).collect())
+        .unwrap_or_default();
+    let frame_ancestors = if ancestors.is_empty() { "'none'".to_string() } else { ancestors.join(" ") };
+    // Form submissions may end in a redirect to the merchant's success or cancel URL.
+    let mut form_action = vec!["'self'".to_string()];
+    for url in session.iter().flat_map(|s| [&s.success_url, &s.cancel_url]).flatten() {
+        if let Some(origin) = origin_of(url) {
+            form_action.push(origin);
+        }
+    }
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' data:; \
+         form-action {}; frame-ancestors {frame_ancestors}; base-uri 'none'",
+        form_action.join(" ")
+    )
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}").to_ascii_lowercase())
+}
+
+fn mac(deps: &Deps, purpose: &str, data: &str) -> String {
+    deps.tokens.derive(&format!("{purpose}:{data}"))
+}
+
+/// The CSRF token of a session's forms (bound to the page token's hash).
+pub fn csrf_token(deps: &Deps, session: &PaymentSession) -> String {
+    mac(deps, "csrf", session.page_token_hash.as_deref().unwrap_or(&session.id))
+}
+
+pub fn csrf_ok(deps: &Deps, session: &PaymentSession, submitted: Option<&str>) -> bool {
+    let expected = csrf_token(deps, session);
+    submitted.is_some_and(|s| constant_eq(s.as_bytes(), expected.as_bytes()))
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A proof that this browser passed the launch check or the OTP, valid 30 minutes.
+pub fn issue_proof(deps: &Deps, session: &PaymentSession, now: DateTime<Utc>) -> String {
+    let exp = (now + PROOF_VALIDITY).timestamp();
+    format!("{exp}.{}", mac(deps, "verified", &format!("{}:{exp}", session.id)))
+}
+
+pub fn proof_ok(deps: &Deps, session: &PaymentSession, proof: Option<&str>, now: DateTime<Utc>) -> bool {
+    let Some((exp, sig)) = proof.and_then(|p| p.split_once('.')) else { return false };
+    let Ok(exp_ts) = exp.parse::<i64>() else { return false };
+    exp_ts > now.timestamp() && constant_eq(sig.as_bytes(), mac(deps, "verified", &format!("{}:{exp}", session.id)).as_bytes())
+}
+
+/// Whether the page was launched from one of the session's allowed domains: a web origin
+/// (from `Origin` or `Referer`) or an app id (`app_id` query parameter of a webview).
+pub fn launched_from_allowed(session: &PaymentSession, call: &Call<'_>, app_id: Option<&str>) -> bool {
+    if let Some(app) = app_id
+        && session.allowed_domains.iter().any(|d| !d.starts_with("https://") && d == app)
+    {
+        return true;
+    }
+    let origin = call.header("origin").map(str::to_string).or_else(|| call.header("referer").and_then(origin_of));
+    origin.is_some_and(|o| session.allowed_domains.iter().any(|d| d.starts_with("https://") && d.eq_ignore_ascii_case(&o)))
+}
+
+/// Where the code goes: email first, else phone; `None` when the session has neither.
+pub fn otp_destination(session: &PaymentSession) -> Option<String> {
+    let c = session.customer.as_ref()?;
+    c.email.clone().or_else(|| c.phone.clone())
+}
+
+/// Masks a destination for display: `a***@example.com`, `+49******78`.
+pub fn mask(dest: &str) -> String {
+    match dest.split_once('@') {
+        Some((user, domain)) => format!("{}***@{domain}", user.chars().next().unwrap_or('*')),
+        None => {
+            let n = dest.chars().count();
+            dest.chars().enumerate().map(|(i, c)| if i < 3 || i + 2 >= n { c } else { '*' }).collect()
+        }
+    }
+}
+
+/// A new 6-digit code for `session` (its hash stored; in sandbox also the code itself).
+pub fn new_otp(session: &PaymentSession, sandbox: bool, now: DateTime<Utc>) -> Option<(OtpState, String)> {
+    let dest = otp_destination(session).or_else(|| sandbox.then(|| "sandbox".to_string()))?;
+    let raw = u64::from_str_radix(&paysession_app::ids::sha256_hex(paysession_app::ids::new_token().as_bytes())[..12], 16).ok()?;
+    let code = format!("{:06}", raw % 1_000_000);
+    let state = OtpState {
+        code_hash: paysession_app::ids::sha256_hex(format!("{}:{code}", session.id).as_bytes()),
+        sandbox_code: sandbox.then(|| code.clone()),
+        expires_at: now + OTP_VALIDITY,
+        tries_left: OTP_TRIES,
+        sent_to: dest,
+    };
+    Some((state, code))
+}
+
+pub enum OtpCheck {
+    Ok,
+    Wrong,
+    Locked,
+    Expired,
+}
+
+/// Checks a submitted code, returning the verdict and the state to store.
+pub fn check_otp(session: &PaymentSession, submitted: &str, now: DateTime<Utc>) -> (OtpCheck, Option<OtpState>) {
+    let Some(state) = session.otp.clone() else { return (OtpCheck::Expired, None) };
+    if state.expires_at <= now {
+        return (OtpCheck::Expired, Some(state));
+    }
+    if state.tries_left == 0 {
+        return (OtpCheck::Locked, Some(state));
+    }
+    let hash = paysession_app::ids::sha256_hex(format!("{}:{}", session.id, submitted.trim()).as_bytes());
+    if constant_eq(hash.as_bytes(), state.code_hash.as_bytes()) {
+        (OtpCheck::Ok, None)
+    } else {
+        let left = state.tries_left - 1;
+        (if left == 0 { OtpCheck::Locked } else { OtpCheck::Wrong }, Some(OtpState { tries_left: left, ..state }))
+    }
+}
