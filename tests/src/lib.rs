@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod dynamo;
+pub mod page;
 
 use std::path::{Path, PathBuf};
 
@@ -153,4 +154,9 @@ impl Server {
 /// A minimal valid create body with a given reference.
 pub fn session_body(reference: &str) -> Value {
     json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_1", "reference": reference})
+}
+
+/// Percent-decodes a query value.
+pub fn decode(s: &str) -> String {
+    paysession_http::request::percent_decode(s.split('&').next().unwrap_or(s)).unwrap_or_default()
 }

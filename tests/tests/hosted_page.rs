@@ -1,0 +1,327 @@
+//! The hosted page over HTTP, as a browser without JavaScript uses it.
+
+use paysession_tests::page::Customer;
+use paysession_tests::Server;
+use serde_json::{json, Value};
+
+const SHOP: &str = "https://shop.example";
+
+async fn session(s: &Server, t: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "amount": 1050, "currency": "EUR", "customer_id": "cus_page",
+        "reference": format!("page-{}", paysession_app::ids::new_id("r")),
+        "customer": {"email": "ada@example.com"}, "allowed_domains": [SHOP],
+        "success_url": "https://shop.example/success", "cancel_url": "https://shop.example/cancel", "state": "st-1"
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = s.create(t, &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()
+}
+
+async fn api_session(s: &Server, t: &str, id: &str) -> Value {
+    s.get(&format!("/v1/payment_sessions/{id}"), t).await.json()
+}
+
+#[tokio::test]
+async fn card_decline_then_success_redirects_with_state() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({})).await;
+    let mut c = Customer::new(&s, &sess);
+    let page = c.open_from(SHOP).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("€10.50") && page.body.contains("card_number"), "payment form shown without OTP");
+    let csp = page.csp.unwrap();
+    assert!(csp.contains("frame-ancestors https://shop.example") && csp.contains("script-src 'nonce-"), "{csp}");
+
+    let declined = c.pay_card("4000000000000002").await;
+    assert_eq!(declined.status, 303);
+    let page = c.follow(&declined).await;
+    assert!(page.body.contains("payment-error") && page.body.contains("declined"));
+    let r = c.pay_card("4000000000009995").await;
+    let page = c.follow(&r).await;
+    assert!(page.body.contains("insufficient funds"));
+
+    let ok = c.pay_card("4242 4242 4242 4242").await;
+    assert_eq!(ok.status, 303);
+    let loc = ok.location.unwrap();
+    assert_eq!(loc, format!("https://shop.example/success?session_id={}&state=st-1", sess["id"].as_str().unwrap()));
+    let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
+    assert_eq!(api["status"], "succeeded");
+    assert_eq!(api["attempts_remaining"], 3);
+    let statuses: Vec<&str> = api["payments"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["failed", "failed", "succeeded"]);
+    assert_eq!(api["payments"][2]["card"]["last4"], "4242");
+    // The page now shows the status, not a form.
+    let after = c.get(&c.url, &[]).await;
+    assert!(after.body.contains("Payment received") && !after.body.contains("card_number"));
+}
+
+#[tokio::test]
+async fn five_failures_fail_the_session() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({})).await;
+    let mut c = Customer::new(&s, &sess);
+    c.open_from(SHOP).await;
+    for _ in 0..5 {
+        let r = c.pay_card("4000000000000119").await;
+        assert_eq!(r.status, 303);
+    }
+    let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
+    assert_eq!((api["status"].as_str(), api["attempts_remaining"].as_i64()), (Some("failed"), Some(0)));
+    let events = s.get(&format!("/v1/payment_sessions/{}/events", sess["id"].as_str().unwrap()), &t).await.json();
+    assert!(events["data"].as_array().unwrap().iter().any(|e| e["type"] == "payment_session.failed"));
+}
+
+#[tokio::test]
+async fn three_ds_approve_and_deny() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    for (decision, expected) in [("deny", "open"), ("approve", "succeeded")] {
+        let sess = session(&s, &t, json!({})).await;
+        let mut c = Customer::new(&s, &sess);
+        c.open_from(SHOP).await;
+        let r = c.pay_card("4000002760003184").await;
+        assert!(r.location.as_deref().unwrap().contains("/challenge/pay_"));
+        let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
+        assert_eq!(api["status"], "requires_action");
+        let challenge = c.follow(&r).await;
+        assert!(challenge.body.contains("3-D Secure"));
+        let action = challenge.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        let done = c.post(&action, &[("decision", decision)]).await;
+        assert_eq!(done.status, 303);
+        let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
+        assert_eq!(api["status"], expected, "{decision}");
+        if decision == "deny" {
+            assert_eq!(api["payments"][0]["failure_code"], "authentication_failed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ewallet_and_bank_transfer() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    // E-wallet: approve on the wallet page.
+    let sess = session(&s, &t, json!({})).await;
+    let mut c = Customer::new(&s, &sess);
+    c.open_from(SHOP).await;
+    let r = c.post(&format!("{}/start", c.path()), &[("method", "ewallet")]).await;
+    let wallet = c.follow(&r).await;
+    assert!(wallet.body.contains("Sandbox e-wallet"));
+    let action = wallet.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let done = c.post(&action, &[("decision", "approve")]).await;
+    assert!(done.location.unwrap().starts_with("https://shop.example/success"));
+
+    // Bank transfer: approve → processing → settle.
+    let sess = session(&s, &t, json!({})).await;
+    let id = sess["id"].as_str().unwrap().to_string();
+    let mut c = Customer::new(&s, &sess);
+    c.open_from(SHOP).await;
+    let r = c.post(&format!("{}/start", c.path()), &[("method", "bank_transfer")]).await;
+    let bank = c.follow(&r).await;
+    let action = bank.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let approved = c.post(&action, &[("decision", "approve"), ("bank", "Sandbox Sparkasse")]).await;
+    assert_eq!(api_session(&s, &t, &id).await["status"], "processing");
+    let submitted = c.follow(&approved).await;
+    assert!(submitted.body.contains("Transfer submitted"));
+    let settled = c.post(&action, &[("decision", "settle")]).await;
+    assert_eq!(settled.status, 303);
+    assert_eq!(api_session(&s, &t, &id).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn virtual_account_and_qr() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({"mode": "api", "payment_methods": ["virtual_account", "qr"]})).await;
+    let va = sess["instructions"]["virtual_account"]["account_number"].as_str().unwrap().to_string();
+    assert!(sess["url"].is_null(), "api mode: instructions, no page");
+    let wrong = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1000})).send().await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    let ok = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1050})).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.json::<Value>().await.unwrap()["status"], "succeeded");
+    let again = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1050})).send().await.unwrap();
+    assert_eq!(again.status(), 409, "a paid single session takes no second deposit");
+
+    // Multiple: every QR payment and deposit is received; the session stays active.
+    let multi = session(&s, &t, json!({"payment_type": "multiple", "payment_methods": ["qr", "virtual_account"]})).await;
+    let qr = multi["instructions"]["qr"]["payload_id"].as_str().unwrap().to_string();
+    for amount in [300, 700] {
+        let r = s.http.post(s.url(&format!("/sandbox/qr/{qr}/pay"))).json(&json!({"amount": amount})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let api = api_session(&s, &t, multi["id"].as_str().unwrap()).await;
+    assert_eq!(api["status"], "active");
+    assert_eq!(api["payments"].as_array().unwrap().len(), 2);
+    let page = Customer::new(&s, &multi).open_from(SHOP).await;
+    assert!(page.body.contains("qr-image") && page.body.contains("va-number"));
+    assert_eq!(s.http.post(s.url("/sandbox/qr/qr_nope/pay")).json(&json!({})).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn otp_when_not_launched_from_an_allowed_domain() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({})).await;
+    let id = sess["id"].as_str().unwrap().to_string();
+    let mut c = Customer::new(&s, &sess);
+    let gate = c.get(&c.url.clone(), &[("referer", "https://evil.example/")]).await;
+    assert!(gate.body.contains("a***@example.com") && !gate.body.contains("card_number"));
+    c.read_form(&gate);
+    // Paying without the proof goes back to the gate.
+    let sneaky = c.pay_card("4242424242424242").await;
+    assert_eq!(sneaky.status, 303);
+    assert_eq!(api_session(&s, &t, &id).await["payments"], json!([]));
+
+    for _ in 0..4 {
+        let wrong = c.post(&format!("{}/otp", c.path()), &[("code", "000000"), ("action", "verify")]).await;
+        assert_eq!(wrong.status, 422);
+    }
+    let code = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
+    assert_eq!(code["tries_left"], 1);
+    let locked = c.post(&format!("{}/otp", c.path()), &[("code", "111111"), ("action", "verify")]).await;
+    assert!(locked.body.contains("Too many wrong codes"));
+    let right_but_locked = c.post(&format!("{}/otp", c.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(right_but_locked.status, 422, "five tries per code");
+    c.post(&format!("{}/otp", c.path()), &[("action", "resend")]).await;
+    let fresh = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
+    assert_eq!(fresh["tries_left"], 5);
+    let ok = c.post(&format!("{}/otp", c.path()), &[("code", fresh["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(ok.status, 303);
+    let page = c.follow(&ok).await;
+    assert!(page.body.contains("card_number"));
+    assert_eq!(c.pay_card("4242424242424242").await.status, 303);
+    assert_eq!(api_session(&s, &t, &id).await["status"], "succeeded");
+
+    // Ten minutes later a code has expired.
+    let sess2 = session(&s, &t, json!({})).await;
+    let mut c2 = Customer::new(&s, &sess2);
+    let gate = c2.get(&c2.url.clone(), &[]).await;
+    c2.read_form(&gate);
+    let code = s.get(&format!("/sandbox/otp?session_id={}", sess2["id"].as_str().unwrap()), &t).await.json();
+    s.advance_clock(&t, 601).await;
+    let late = c2.post(&format!("{}/otp", c2.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert!(late.body.contains("expired"), "{}", late.status);
+}
+
+#[tokio::test]
+async fn app_webviews_use_app_id() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({"allowed_domains": ["com.shop.app"]})).await;
+    let c = Customer::new(&s, &sess);
+    let ok = c.get(&format!("{}?app_id=com.shop.app", c.url), &[]).await;
+    assert!(ok.body.contains("card_number"));
+    let other = c.get(&format!("{}?app_id=com.evil.app", c.url), &[]).await;
+    assert!(!other.body.contains("card_number"));
+    assert!(ok.csp.unwrap().contains("frame-ancestors 'none'"), "app ids are not web origins");
+}
+
+#[tokio::test]
+async fn csrf_expiry_confirmation_and_status_pages() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({})).await;
+    let mut c = Customer::new(&s, &sess);
+    c.open_from(SHOP).await;
+    c.csrf = "forged".into();
+    assert_eq!(c.pay_card("4242424242424242").await.status, 403);
+
+    let unconfirmed = session(&s, &t, json!({"auto_confirm": false})).await;
+    let u = Customer::new(&s, &unconfirmed).open_from(SHOP).await;
+    assert_eq!(u.status, 409);
+
+    let cancelled = session(&s, &t, json!({})).await;
+    s.post(&format!("/v1/payment_sessions/{}/cancel", cancelled["id"].as_str().unwrap()), &t, &json!({})).await;
+    let page = Customer::new(&s, &cancelled).open_from(SHOP).await;
+    assert!(page.body.contains("cancelled") && page.body.contains("https://shop.example/cancel"));
+
+    assert_eq!(c.get(&format!("{}/pay/nonexistent", s.base), &[]).await.status, 404);
+    s.advance_clock(&t, 16 * 60).await;
+    let expired = c.get(&c.url.clone(), &[("referer", SHOP)]).await;
+    assert_eq!(expired.status, 410);
+    assert!(expired.body.contains("expired"));
+}
+
+#[tokio::test]
+async fn german_locale() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({"locale": "de", "amount": 123456, "items": null})).await;
+    let page = Customer::new(&s, &sess).open_from(SHOP).await;
+    assert!(page.body.contains(r#"<html lang="de">"#) && page.body.contains("1.234,56 €") && page.body.contains("Kartennummer"));
+}
+
+#[tokio::test]
+async fn two_tabs_paying_at_once_charge_once() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    for _ in 0..5 {
+        let sess = session(&s, &t, json!({})).await;
+        let mut a = Customer::new(&s, &sess);
+        a.open_from(SHOP).await;
+        let mut b = Customer::new(&s, &sess);
+        b.open_from(SHOP).await;
+        let (ra, rb) = tokio::join!(a.pay_card("4242424242424242"), b.pay_card("4242424242424242"));
+        let wins = [&ra, &rb].iter().filter(|r| r.location.as_deref().is_some_and(|l| l.starts_with("https://shop.example/success"))).count();
+        assert_eq!(wins, 1, "{} {:?} / {} {:?}", ra.status, ra.location, rb.status, rb.location);
+        let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
+        assert_eq!(api["payments"].as_array().unwrap().len(), 1, "the processor was reached once");
+        assert_eq!(api["status"], "succeeded");
+    }
+}
+
+#[tokio::test]
+async fn saved_cards_are_offered_and_reused() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let first = session(&s, &t, json!({"save_payment_method": "prompt"})).await;
+    let mut c = Customer::new(&s, &first);
+    let page = c.open_from(SHOP).await;
+    assert!(page.body.contains(r#"name="save""#));
+    let r = c.post(&format!("{}/card", c.path()), &[("card_number", "4242424242424242"), ("expiry", "12/30"), ("cvc", "123"), ("save", "on")]).await;
+    assert_eq!(r.status, 303);
+    let api = api_session(&s, &t, first["id"].as_str().unwrap()).await;
+    let pm = api["payment_method_id"].as_str().unwrap().to_string();
+    assert!(pm.starts_with("pm_"));
+
+    let second = session(&s, &t, json!({"show_saved_payment_methods": true})).await;
+    let mut c2 = Customer::new(&s, &second);
+    let page = c2.open_from(SHOP).await;
+    assert!(page.body.contains("•••• 4242") && page.body.contains(&pm));
+    let r = c2.post(&format!("{}/card", c2.path()), &[("saved_method", &pm)]).await;
+    assert!(r.location.unwrap().starts_with("https://shop.example/success"));
+}
+
+#[tokio::test]
+async fn card_numbers_never_reach_storage_or_logs() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let cards = ["4242424242424242", "4000000000000002", "4000002760003184", "4000000000000341"];
+    for card in cards {
+        let sess = session(&s, &t, json!({"save_payment_method": "always", "session_type": "first_in_series"})).await;
+        let mut c = Customer::new(&s, &sess);
+        c.open_from(SHOP).await;
+        c.pay_card(card).await;
+    }
+    let store = paysession_embedded::EmbeddedStore::open_dir(&s.dir).unwrap();
+    let dump = store.dump_all_text().await.unwrap();
+    assert!(dump.contains("4242"), "the audit reads real rows (last4 is kept)");
+    for card in cards {
+        assert!(!dump.contains(card), "PAN {card} found in storage");
+        assert!(!dump.contains(&card[..12]), "a PAN prefix of {card} found in storage");
+    }
+    // WAL and database files on disk, byte for byte.
+    for entry in std::fs::read_dir(&s.dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for card in cards {
+            assert!(!bytes.windows(card.len()).any(|w| w == card.as_bytes()), "PAN {card} in a data file");
+        }
+    }
+}
