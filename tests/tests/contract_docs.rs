@@ -112,6 +112,9 @@ fn template_policies_are_least_privilege() {
     }
 }
 
+/// (index name, key schema, projection)
+type IndexShape = (String, Vec<(String, String)>, String);
+
 /// The table in template.yaml is the one `paysession-admin init` creates.
 #[test]
 fn template_table_matches_the_code() {
@@ -133,13 +136,13 @@ fn template_table_matches_the_code() {
         v.as_sequence().unwrap().iter().map(|k| (k["AttributeName"].as_str().unwrap().into(), k["KeyType"].as_str().unwrap().into())).collect()
     };
     assert_eq!(key(&p["KeySchema"]), [(keys::PK.to_string(), "HASH".to_string()), (keys::SK.to_string(), "RANGE".to_string())]);
-    let gsis: Vec<(String, Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+    let gsis: Vec<IndexShape> = p["GlobalSecondaryIndexes"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|g| (g["IndexName"].as_str().unwrap().into(), key(&g["KeySchema"]), g["Projection"]["ProjectionType"].as_str().unwrap().into()))
         .collect();
-    let expected: Vec<(String, Vec<(String, String)>, String)> = table::INDEXES
+    let expected: Vec<IndexShape> = table::INDEXES
         .iter()
         .map(|(n, pk, sk)| (n.to_string(), vec![(pk.to_string(), "HASH".into()), (sk.to_string(), "RANGE".into())], "ALL".into()))
         .collect();

@@ -185,6 +185,23 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Adds a change's events and idempotency completion to its transaction; returns the
+    /// completion's position so a failed condition there can be told apart.
+    fn append_events_and_completion(
+        &self,
+        items: &mut Vec<TransactWriteItem>,
+        session: &PaymentSession,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<Option<usize>, StoreError> {
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
+        let index = idempotency.map(|_| items.len());
+        if let Some(c) = idempotency {
+            items.push(self.completion_update(c)?);
+        }
+        Ok(index)
+    }
+
     async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -203,9 +220,7 @@ impl DynamoStore {
     /// stopping once `want` items passed `keep`.
     async fn query_index(
         &self,
-        index: &str,
-        pk_attr: &str,
-        sk_attr: &str,
+        (index, pk_attr, sk_attr): (&str, &str, &str),
         pk: String,
         sk_below: Option<String>,
         forward: bool,
@@ -275,11 +290,7 @@ impl SessionStore for DynamoStore {
             ]);
             items.push(TransactWriteItem::builder().put(self.put(alias, Some("attribute_not_exists(PK)"))).build());
         }
-        items.extend(self.event_items(&session.merchant_id, session, events)?);
-        let idem_index = idempotency.map(|_| items.len());
-        if let Some(c) = idempotency {
-            items.push(self.completion_update(c)?);
-        }
+        let idem_index = self.append_events_and_completion(&mut items, session, events, idempotency)?;
         match self.transact_retrying(items).await? {
             None => Ok(()),
             Some(1) => Err(StoreError::DuplicateReference),
@@ -303,11 +314,7 @@ impl SessionStore for DynamoStore {
             .build()
             .map_err(backend)?;
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        items.extend(self.event_items(&session.merchant_id, session, events)?);
-        let idem_index = idempotency.map(|_| items.len());
-        if let Some(c) = idempotency {
-            items.push(self.completion_update(c)?);
-        }
+        let idem_index = self.append_events_and_completion(&mut items, session, events, idempotency)?;
         match self.transact_retrying(items).await? {
             None => Ok(()),
             Some(0) => Err(StoreError::VersionConflict),
@@ -341,7 +348,7 @@ impl SessionStore for DynamoStore {
         // rather than in a filter expression that would have to restate that rule.
         let mut parsed = Vec::new();
         let items = self
-            .query_index(index, pk_attr, sk_attr, pk, below, false, q.limit + 1, |it| {
+            .query_index((index, pk_attr, sk_attr), pk, below, false, q.limit + 1, |it| {
                 let session: PaymentSession = parse_body(it)?;
                 let keep = matches_query(&session, q);
                 if keep {
@@ -552,7 +559,7 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
-        let items = self.query_index(GSI1, GSI1PK, GSI1SK, MERCHANTS_GSI1.into(), None, true, usize::MAX, |_| Ok(true)).await?;
+        let items = self.query_index((GSI1, GSI1PK, GSI1SK), MERCHANTS_GSI1.into(), None, true, usize::MAX, |_| Ok(true)).await?;
         items.iter().map(parse_body).collect()
     }
 
@@ -561,7 +568,7 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {
-        let items = self.query_index(GSI1, GSI1PK, GSI1SK, clients_gsi1(merchant_id), None, true, usize::MAX, |_| Ok(true)).await?;
+        let items = self.query_index((GSI1, GSI1PK, GSI1SK), clients_gsi1(merchant_id), None, true, usize::MAX, |_| Ok(true)).await?;
         items.iter().map(parse_body).collect()
     }
 

@@ -397,15 +397,13 @@ impl<'a> Page<'a> {
             body.push_str("</table></section>");
         }
 
-        if let Some(a) = s.open_attempt(now) {
-            if let Some(url) = &a.next_action_url {
-                body.push_str(&format!(
-                    r#"<section><p role="status">{}</p><p><a id="continue" href="{}">{}</a></p></section>"#,
-                    t(lang, "in_progress"),
-                    esc(&format!("{url}?v={}", url_encode(proof))),
-                    t(lang, "continue")
-                ));
-            }
+        if let Some(url) = s.open_attempt(now).and_then(|a| a.next_action_url.as_ref()) {
+            body.push_str(&format!(
+                r#"<section><p role="status">{}</p><p><a id="continue" href="{}">{}</a></p></section>"#,
+                t(lang, "in_progress"),
+                esc(&format!("{url}?v={}", url_encode(proof))),
+                t(lang, "continue")
+            ));
         }
         if s.status_at(now) == SessionStatus::Processing || s.open_attempt(now).is_some_and(|a| a.status == AttemptStatus::Pending) {
             body.push_str(&format!(r#"<section><p role="status" class="ok">{}</p></section>"#, t(lang, "in_progress")));
