@@ -74,6 +74,9 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);
+    if let Some(source) = store.expiry_sweep() {
+        tokio::spawn(sweeper(deps.clone(), source, stop.clone()));
+    }
     let shared = Arc::new(deps.clone());
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
@@ -105,6 +108,21 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         while connections.join_next().await.is_some() {}
     });
     Ok(Running { addr, base_url, demo, deps, shutdown, task })
+}
+
+/// Expires due sessions once a second, following the (test) clock in `deps`.
+async fn sweeper(deps: Deps, source: std::sync::Arc<dyn paysession_app::expiry::ExpirySweep>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = paysession_app::expiry::sweep(&deps, source.as_ref()).await {
+                    tracing::warn!(error = %e, "expiry sweep failed; retrying next tick");
+                }
+            }
+        }
+    }
 }
 
 async fn serve(deps: &Deps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {

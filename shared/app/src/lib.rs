@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod expiry;
 pub mod ids;
 pub mod merchants;
 pub mod ports;

@@ -78,6 +78,31 @@ pub enum PaymentError {
 }
 
 impl PaymentSession {
+    /// The session after `expires_at` has passed, when that changes anything: an idle
+    /// session becomes expired; with an attempt in flight, strict mode expires it and voids
+    /// the attempt while loose mode lets the attempt settle it. `None` when nothing is due
+    /// (not yet past expiry, already final, or loose with an attempt running), so replayed
+    /// expiry triggers write nothing.
+    pub fn expire_due(&self, now: DateTime<Utc>) -> Option<PaymentSession> {
+        if !self.past_expiry(now) || self.status.is_terminal() {
+            return None;
+        }
+        let to = crate::lifecycle::transition(self.status, SessionEvent::Expire, self.transition_context(now)).ok()?;
+        if to == self.status {
+            return None;
+        }
+        let mut next = self.clone();
+        next.status = to;
+        for a in next.payments.iter_mut().filter(|a| matches!(a.status, AttemptStatus::Pending | AttemptStatus::RequiresAction)) {
+            a.status = AttemptStatus::Failed;
+            a.failure_code = Some("expired".into());
+            a.updated_at = now;
+        }
+        next.updated_at = now;
+        next.version += 1;
+        Some(next)
+    }
+
     /// The attempt still running, if any.
     pub fn open_attempt(&self, now: DateTime<Utc>) -> Option<&PaymentAttempt> {
         self.payments.iter().find(|a| a.is_open(now))
@@ -182,5 +207,51 @@ impl SavedPaymentMethod {
             "id": self.id, "object": "payment_method", "type": self.method.as_str(),
             "customer_id": self.customer_id, "card": self.card, "created_at": self.created_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::ExpirationMode;
+    use crate::{parse_create_session, MerchantPolicy};
+    use chrono::TimeZone;
+
+    fn session(mode: &str) -> PaymentSession {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+        let body = serde_json::json!({"amount": 100, "currency": "EUR", "customer_id": "c", "reference": "r", "expiration_mode": mode});
+        PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "ps_1".into(), "mer_1".into(), None, now)
+    }
+
+    fn in_flight(s: &PaymentSession) -> PaymentSession {
+        let now = s.created_at;
+        let attempt = PaymentAttempt {
+            id: "pay_1".into(), method: PaymentMethodKind::Card, status: AttemptStatus::Pending, failure_code: None,
+            amount: 100, card: None, next_action_url: None, save_requested: false, created_at: now, updated_at: now,
+        };
+        let claimed = s.claim_attempt(attempt, now).unwrap();
+        claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, now).unwrap()
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let s = session("loose");
+        assert!(s.expire_due(s.expires_at - Duration::seconds(1)).is_none(), "not yet");
+        let expired = s.expire_due(s.expires_at).unwrap();
+        assert_eq!(expired.status, SessionStatus::Expired);
+        assert!(expired.expire_due(expired.expires_at + Duration::hours(1)).is_none(), "a replay writes nothing");
+
+        let loose = in_flight(&s);
+        assert!(loose.expire_due(loose.expires_at).is_none(), "loose: the running attempt settles the session");
+        let settled = loose.update_attempt("pay_1", AttemptStatus::Failed, Some("card_declined".into()), None, loose.expires_at).unwrap();
+        assert_eq!(settled.status, SessionStatus::Expired, "a failure after expiry expires it");
+
+        let strict = in_flight(&session("strict"));
+        assert_eq!(strict.expiration_mode, ExpirationMode::Strict);
+        let voided = strict.expire_due(strict.expires_at).unwrap();
+        assert_eq!(voided.status, SessionStatus::Expired);
+        assert_eq!(voided.payments[0].failure_code.as_deref(), Some("expired"));
+        assert!(voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.expires_at).is_err(), "nothing completes after expiry in strict mode");
     }
 }

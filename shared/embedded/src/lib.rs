@@ -433,3 +433,28 @@ impl SettingsStore for EmbeddedStore {
         self.meta_set(key, value).await
     }
 }
+
+#[async_trait]
+impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
+    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(move |c| {
+            // Idle statuses expire at expires_at; in-flight ones too in strict mode (loose
+            // ones are settled by their attempt).
+            let mut stmt = c
+                .prepare(
+                    "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1
+                     AND (status IN ('requires_confirmation', 'open', 'active')
+                          OR (strict = 1 AND status IN ('requires_action', 'processing')))
+                     ORDER BY expires_at_ms LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![ms(now), limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+        .await
+    }
+}

@@ -192,6 +192,15 @@ impl OpenedStore {
             OpenedStore::Dynamo(s) => s.clone(),
         }
     }
+    /// The sweeper source when this store needs one (the embedded store).
+    pub fn expiry_sweep(&self) -> Option<Arc<dyn paysession_app::expiry::ExpirySweep>> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(s) => Some(s.clone()),
+            OpenedStore::Dynamo(_) => None,
+        }
+    }
+
     pub async fn deps(&self, key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
         match self {
             #[cfg(feature = "embedded")]

@@ -1,0 +1,59 @@
+//! Writing down expiry: one conditional transition to `expired` with its events, the same
+//! for every trigger (the local sweeper; the DynamoDB TTL stream consumer). Readers already
+//! see an expired session as expired; this makes it final and tells the merchant.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use paysession_domain::session::events_for;
+
+use crate::ids::new_id;
+use crate::ports::{Deps, StoreError};
+
+/// Expires the session if it is due. `Ok(true)` when this call wrote the expiry; a second
+/// trigger for the same session (a replayed record, a sweep racing another) writes nothing.
+pub async fn expire_if_due(deps: &Deps, merchant_id: &str, session_id: &str) -> Result<bool, StoreError> {
+    for _ in 0..5 {
+        let Some(current) = deps.sessions.get_session(merchant_id, session_id).await? else { return Ok(false) };
+        let now = deps.clock.now();
+        let Some(next) = current.expire_due(now) else { return Ok(false) };
+        let events = events_for(Some(&current), &next, now, || new_id("evt"));
+        match deps.sessions.update_session(&next, current.version, &events, None).await {
+            Ok(()) => {
+                tracing::info!(session_id, "payment session expired");
+                return Ok(true);
+            }
+            Err(StoreError::VersionConflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Backend(format!("session {session_id} kept changing while expiring")))
+}
+
+/// Stores that can list sessions due for expiry (the embedded store; on DynamoDB, TTL
+/// items and the table stream play this part).
+#[async_trait]
+pub trait ExpirySweep: Send + Sync {
+    /// `(merchant_id, session_id)` of up to `limit` sessions whose `expires_at <= now` and
+    /// whose status can still expire.
+    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// One pass of the sweeper: expires everything due, returns how many it wrote.
+pub async fn sweep(deps: &Deps, source: &dyn ExpirySweep) -> Result<usize, StoreError> {
+    let mut written = 0;
+    loop {
+        let due = source.due_for_expiry(deps.clock.now(), 100).await?;
+        let batch = due.len();
+        let mut progressed = false;
+        for (merchant, id) in due {
+            if expire_if_due(deps, &merchant, &id).await? {
+                written += 1;
+                progressed = true;
+            }
+        }
+        // Loose sessions with an attempt running stay due but are not expired yet.
+        if batch < 100 || !progressed {
+            return Ok(written);
+        }
+    }
+}
