@@ -23,7 +23,7 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub fn from<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static>(store: T) -> Stores {
+    pub fn from<T: paysession_runtime::Store>(store: T) -> Stores {
         let s = Arc::new(store);
         Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s }
     }

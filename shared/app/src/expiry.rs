@@ -4,29 +4,25 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use paysession_domain::session::events_for;
+use std::convert::Infallible;
 
-use crate::ids::new_id;
 use crate::ports::{Deps, StoreError};
+use crate::sessions::{update_with, UpdateError};
 
 /// Expires the session if it is due. `Ok(true)` when this call wrote the expiry; a second
 /// trigger for the same session (a replayed record, a sweep racing another) writes nothing.
 pub async fn expire_if_due(deps: &Deps, merchant_id: &str, session_id: &str) -> Result<bool, StoreError> {
-    for _ in 0..5 {
-        let Some(current) = deps.sessions.get_session(merchant_id, session_id).await? else { return Ok(false) };
-        let now = deps.clock.now();
-        let Some(next) = current.expire_due(now) else { return Ok(false) };
-        let events = events_for(Some(&current), &next, now, || new_id("evt"));
-        match deps.sessions.update_session(&next, current.version, &events, None).await {
-            Ok(()) => {
+    let Some(current) = deps.sessions.get_session(merchant_id, session_id).await? else { return Ok(false) };
+    match update_with(deps, current, true, |s, now| Ok::<_, Infallible>(s.expire_due(now))).await {
+        Ok(written) => {
+            if written.is_some() {
                 tracing::info!(session_id, "payment session expired");
-                return Ok(true);
             }
-            Err(StoreError::VersionConflict) => continue,
-            Err(e) => return Err(e),
+            Ok(written.is_some())
         }
+        Err(UpdateError::Store(e)) => Err(e),
+        Err(UpdateError::Refused(never)) => match never {},
     }
-    Err(StoreError::Backend(format!("session {session_id} kept changing while expiring")))
 }
 
 /// Stores that can list sessions due for expiry (the embedded store; on DynamoDB, TTL

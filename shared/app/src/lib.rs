@@ -9,5 +9,6 @@ pub mod merchants;
 pub mod ports;
 pub mod processor;
 pub mod secret;
+pub mod sessions;
 
 pub use ports::{Deps, StoreError};

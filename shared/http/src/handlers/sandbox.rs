@@ -11,7 +11,8 @@ use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
-use paysession_domain::session::{events_for, PaymentSession, ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT};
+use paysession_app::sessions::{update_with, UpdateError};
+use paysession_domain::session::{PaymentSession, ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT};
 use paysession_domain::PaymentType;
 use serde_json::json;
 
@@ -51,42 +52,34 @@ fn payment_error(e: PaymentError) -> ApiError {
 /// conditional writes with their events.
 async fn receive(deps: &Deps, session: PaymentSession, method: PaymentMethodKind, amount: i64) -> Result<Reply, ApiError> {
     let attempt_id = new_id("pay");
-    let mut current = session;
-    let mut claimed = false;
-    for _ in 0..10 {
-        let now = deps.clock.now();
-        let next = if !claimed {
-            let attempt = PaymentAttempt {
-                id: attempt_id.clone(),
-                method,
-                status: AttemptStatus::Pending,
-                failure_code: None,
-                amount,
-                card: None,
-                next_action_url: None,
-                save_requested: false,
-                created_at: now,
-                updated_at: now,
-            };
-            current.claim_attempt(attempt, now)
-        } else {
-            current.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now)
-        }
-        .map_err(payment_error)?;
-        let events = events_for(Some(&current), &next, now, || new_id("evt"));
-        match deps.sessions.update_session(&next, current.version, &events, None).await {
-            Ok(()) if claimed => return Ok(Reply::json(StatusCode::OK, &next.to_api(deps.clock.now()))),
-            Ok(()) => {
-                claimed = true;
-                current = next;
-            }
-            Err(paysession_app::StoreError::VersionConflict) => {
-                current = deps.sessions.get_session(&current.merchant_id, &current.id).await?.ok_or_else(|| ApiError::NotFound("session vanished".into()))?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let claim = |s: &PaymentSession, now| {
+        let attempt = PaymentAttempt {
+            id: attempt_id.clone(),
+            method,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            created_at: now,
+            updated_at: now,
+        };
+        s.claim_attempt(attempt, now).map(Some)
+    };
+    let claimed = written(update_with(deps, session, true, claim).await)?;
+    let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);
+    let paid = written(update_with(deps, claimed, true, settle).await)?;
+    Ok(Reply::json(StatusCode::OK, &paid.to_api(deps.clock.now())))
+}
+
+fn written(r: Result<Option<PaymentSession>, UpdateError<PaymentError>>) -> Result<PaymentSession, ApiError> {
+    match r {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(ApiError::Internal("payment change wrote nothing".into())),
+        Err(UpdateError::Refused(e)) => Err(payment_error(e)),
+        Err(UpdateError::Store(e)) => Err(e.into()),
     }
-    Err(ApiError::Internal("session kept changing".into()))
 }
 
 pub async fn deposit(deps: &Deps, call: &Call<'_>) -> Result<Reply, ApiError> {

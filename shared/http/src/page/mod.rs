@@ -16,7 +16,8 @@ use paysession_app::Deps;
 use paysession_domain::card::parse_card;
 use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
 use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
-use paysession_domain::session::{events_for, PaymentSession, ALIAS_PAGE};
+use paysession_app::sessions::{update_with, UpdateError};
+use paysession_domain::session::{PaymentSession, ALIAS_PAGE};
 use paysession_domain::{FieldError, SessionStatus};
 
 use html::{esc, money, Frame};
@@ -178,34 +179,22 @@ impl<'a> Page<'a> {
         Some(out)
     }
 
-    /// Applies `change` to the freshest copy of the session in one conditional write,
-    /// re-reading when another writer got there first.
+    /// Applies `change` to the session in one conditional write (re-reading on a lost race)
+    /// and keeps the written version.
     async fn write(
         &mut self,
         emit_events: bool,
         change: impl Fn(&PaymentSession, DateTime<Utc>) -> Result<PaymentSession, PaymentError>,
     ) -> Result<(), WriteFailure> {
-        for attempt in 0..5 {
-            if attempt > 0 {
-                match self.deps.sessions.get_session(&self.session.merchant_id, &self.session.id).await {
-                    Ok(Some(s)) => self.session = s,
-                    Ok(None) => return Err(WriteFailure::Store("session vanished".into())),
-                    Err(e) => return Err(WriteFailure::Store(e.to_string())),
-                }
+        match update_with(self.deps, self.session.clone(), emit_events, |s, now| change(s, now).map(Some)).await {
+            Ok(Some(next)) => {
+                self.session = next;
+                Ok(())
             }
-            let now = self.now();
-            let next = change(&self.session, now).map_err(WriteFailure::Payment)?;
-            let events = if emit_events { events_for(Some(&self.session), &next, now, || new_id("evt")) } else { Vec::new() };
-            match self.deps.sessions.update_session(&next, self.session.version, &events, None).await {
-                Ok(()) => {
-                    self.session = next;
-                    return Ok(());
-                }
-                Err(paysession_app::StoreError::VersionConflict) => continue,
-                Err(e) => return Err(WriteFailure::Store(e.to_string())),
-            }
+            Ok(None) => Ok(()),
+            Err(UpdateError::Refused(e)) => Err(WriteFailure::Payment(e)),
+            Err(UpdateError::Store(e)) => Err(WriteFailure::Store(e.to_string())),
         }
-        Err(WriteFailure::Store("the session kept changing".into()))
     }
 
     fn write_failed(&self, f: WriteFailure, proof: &str) -> Response<Body> {
@@ -287,27 +276,20 @@ impl<'a> Page<'a> {
     /// Issues and sends a new code; false when there is nowhere to send it.
     async fn send_code(&mut self) -> bool {
         let sandbox = self.deps.config.sandbox;
-        let Some((_, code)) = security::new_otp(&self.session, sandbox, self.now()) else { return false };
-        let issued = std::sync::Mutex::new(None);
-        let result = self
-            .write(false, |s, now| {
-                let (state, _) = security::new_otp(s, sandbox, now).ok_or(PaymentError::MethodNotAllowed("otp"))?;
-                let mut state = state;
-                // Keep the code we will send: the closure may run again after a race.
-                state.code_hash = sha256_hex(format!("{}:{code}", s.id).as_bytes());
-                state.sandbox_code = sandbox.then(|| code.clone());
-                *issued.lock().unwrap() = Some(state.sent_to.clone());
+        let Some((state, code)) = security::new_otp(&self.session, sandbox, self.now()) else { return false };
+        let dest = security::mask(&state.sent_to);
+        let stored = self
+            .write(false, |s, _| {
                 let mut next = s.clone();
-                next.otp = Some(state);
+                next.otp = Some(state.clone());
                 next.version += 1;
                 Ok(next)
             })
             .await;
-        if result.is_err() {
+        if stored.is_err() {
             return false;
         }
-        let dest = issued.into_inner().unwrap().unwrap_or_default();
-        self.deps.notifier.send_code(&self.session.id, &security::mask(&dest), &code).await;
+        self.deps.notifier.send_code(&self.session.id, &dest, &code).await;
         true
     }
 
