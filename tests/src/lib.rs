@@ -1,9 +1,11 @@
 //! Test harness: a real `paysession-local` server in-process on a free port, over a
 //! temporary data directory, and a small HTTP client for it; and the storage contract.
 
+pub mod aws;
 pub mod contract;
 pub mod dynamo;
 pub mod page;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,8 @@ pub struct Server {
     pub client_id: String,
     pub client_secret: String,
     pub dir: PathBuf,
+    /// Started with `--allow-private-webhooks` (receivers on loopback).
+    pub allow_private_webhooks: bool,
     _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
 }
@@ -43,14 +47,14 @@ impl Resp {
     }
 }
 
-async fn start_in(dir: &Path) -> Running {
+async fn start_in(dir: &Path, allow_private_webhooks: bool) -> Running {
     start(LocalOptions {
         host: "127.0.0.1".into(),
         port: 0,
         data_dir: dir.to_path_buf(),
         table: None,
         public_url: None,
-        allow_private_webhooks: false,
+        allow_private_webhooks,
         demo_client_id: None,
         demo_client_secret: None,
     })
@@ -60,20 +64,34 @@ async fn start_in(dir: &Path) -> Running {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(false).await
+    }
+
+    /// A server that accepts webhook receivers on loopback (`--allow-private-webhooks`).
+    pub async fn start_with_private_webhooks() -> Server {
+        Server::start_with(true).await
+    }
+
+    async fn start_with(allow_private_webhooks: bool) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut s = Server::start_at(&dir).await;
+        let mut s = Server::start_at_with(&dir, allow_private_webhooks).await;
         s._tmp = Some(tmp);
         s
     }
 
     pub async fn start_at(dir: &Path) -> Server {
-        let running = start_in(dir).await;
+        Server::start_at_with(dir, false).await
+    }
+
+    async fn start_at_with(dir: &Path, allow_private_webhooks: bool) -> Server {
+        let running = start_in(dir, allow_private_webhooks).await;
         Server {
             base: running.base_url.clone(),
             client_id: running.demo.client_id.clone(),
             client_secret: running.demo.client_secret.clone(),
             dir: dir.to_path_buf(),
+            allow_private_webhooks,
             running: Some(running),
             _tmp: None,
             http: reqwest::Client::new(),
@@ -83,7 +101,7 @@ impl Server {
     /// Stops and starts the server on the same data directory (a new port).
     pub async fn restart(&mut self) {
         self.running.take().expect("running").stop().await;
-        let running = start_in(&self.dir).await;
+        let running = start_in(&self.dir, self.allow_private_webhooks).await;
         self.base = running.base_url.clone();
         self.client_id = running.demo.client_id.clone();
         self.client_secret = running.demo.client_secret.clone();

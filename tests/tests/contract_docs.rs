@@ -73,7 +73,8 @@ fn template_declares_every_routed_function() {
     let t = template();
     let functions = resources_of_type(&t, "AWS::Serverless::Function");
     let packages_routed: BTreeSet<&str> = table().iter().filter_map(|r| r.function).collect();
-    assert_eq!(functions.len(), packages_routed.len(), "one function resource per functions/ package");
+    let event_packages: BTreeSet<&str> = paysession_runtime::EventFunction::ALL.iter().map(|(_, p)| *p).collect();
+    assert_eq!(functions.len(), packages_routed.len() + event_packages.len(), "one function resource per functions/ package");
     for r in table().iter().filter(|r| r.function.is_some()) {
         let pkg = r.function.unwrap();
         let (_, f) = functions
@@ -90,8 +91,46 @@ fn template_declares_every_routed_function() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    let routed: BTreeSet<String> = packages_routed.iter().map(|s| s.to_string()).collect();
-    assert_eq!(packages, routed, "functions/ packages vs route table");
+    let declared: BTreeSet<String> = packages_routed.iter().chain(&event_packages).map(|s| s.to_string()).collect();
+    assert_eq!(packages, declared, "functions/ packages vs route table and event functions");
+}
+
+fn function<'a>(t: &'a serde_yaml::Value, package: &str) -> &'a serde_yaml::Value {
+    resources_of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| f["Properties"]["CodeUri"].as_str() == Some(&format!("target/lambda/{package}/")))
+        .unwrap_or_else(|| panic!("template.yaml has no function for {package}"))
+        .1
+}
+
+#[test]
+fn template_wires_the_event_functions() {
+    let t = template();
+    let consumer = function(&t, "stream-consumer");
+    let stream = consumer["Properties"]["Events"].as_mapping().unwrap().values().find(|e| e["Type"] == "DynamoDB").expect("a stream event source");
+    assert_eq!(strs(&stream["Properties"]["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+    let patterns: Vec<serde_json::Value> = stream["Properties"]["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| serde_json::from_str(f["Pattern"].as_str().unwrap()).unwrap())
+        .collect();
+    let expiry = patterns.iter().find(|p| p["eventName"][0] == "REMOVE").expect("an expiry filter");
+    assert_eq!(expiry["userIdentity"]["principalId"][0], paysession_aws::stream::TTL_PRINCIPAL);
+    assert_eq!(expiry["dynamodb"]["Keys"]["SK"]["S"][0], paysession_aws::keys::EXPIRY_SK);
+    let outbox = patterns.iter().find(|p| p["eventName"][0] == "INSERT").expect("an outbox filter");
+    assert_eq!(outbox["dynamodb"]["Keys"]["SK"]["S"][0]["prefix"], paysession_aws::keys::EVENT_SK_PREFIX);
+
+    let dispatcher = function(&t, "webhook-dispatcher");
+    let sqs = dispatcher["Properties"]["Events"].as_mapping().unwrap().values().find(|e| e["Type"] == "SQS").expect("an SQS event source");
+    assert_eq!(strs(&sqs["Properties"]["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+    let timeout = dispatcher["Properties"]["Timeout"].as_u64().unwrap();
+    assert!(timeout > paysession_domain::webhook::ATTEMPT_TIMEOUT_SECONDS, "an attempt must fit in one invocation");
+    let queue = &t["Resources"]["WebhookQueue"]["Properties"];
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout, "visibility ≥ 6× the function timeout");
+    assert!(!queue["RedrivePolicy"]["deadLetterTargetArn"].is_null(), "the queue redrives to a dead-letter queue");
+    let alarm = &t["Resources"]["WebhookDeadLetterAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"].as_str(), Some("ApproximateNumberOfMessagesVisible"));
 }
 
 #[test]

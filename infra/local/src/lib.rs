@@ -2,6 +2,7 @@
 //! served by one hyper server over the embedded store, always in sandbox mode.
 
 mod demo;
+mod pipeline;
 mod server;
 
 pub use demo::{DemoCredentials, DEMO_CLIENT_ID};

@@ -70,12 +70,20 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     };
     let store = paysession_runtime::open_store(&choice).await?;
     let key = paysession_runtime::local_signing_key(store.settings()).await?;
-    let deps = store.deps(key, public_url, true).await?;
+    let mut deps = store.deps(key, public_url, true).await?;
+    if opts.allow_private_webhooks {
+        let policy = paysession_domain::webhook::UrlPolicy { allow_private: true };
+        deps.config.allow_private_webhooks = true;
+        deps.sender = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
+    }
     let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);
     if let Some(source) = store.expiry_sweep() {
         tokio::spawn(sweeper(deps.clone(), source, stop.clone()));
+    }
+    if let Some(embedded) = store.embedded() {
+        tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
     }
     let shared = Arc::new(deps.clone());
     let task = tokio::spawn(async move {

@@ -88,6 +88,7 @@ pub enum TokenError {
 }
 
 const ISSUER: &str = "paysession";
+pub const SEALED_PREFIX: &str = "sealed:v1:";
 
 /// Signs and verifies access tokens. Token lifetimes follow the wall clock, never the
 /// sandbox test clock: advancing business time must not log every client out.
@@ -122,6 +123,38 @@ impl TokenSigner {
         mac.update(b"derive:");
         mac.update(label.as_bytes());
         B64.encode(mac.finalize().into_bytes())
+    }
+
+    fn sealing_cipher(&self) -> chacha20poly1305::XChaCha20Poly1305 {
+        use chacha20poly1305::KeyInit;
+        let mut mac = self.mac();
+        mac.update(b"seal:v1");
+        chacha20poly1305::XChaCha20Poly1305::new_from_slice(&mac.finalize().into_bytes()).expect("32-byte key")
+    }
+
+    /// Encrypts a secret the service must read back later (webhook signing secrets, a
+    /// response that shows one), under a key derived from the signing key, so the store
+    /// never holds it in clear. Output: `sealed:v1:` + base64(nonce ‖ ciphertext).
+    pub fn seal(&self, plaintext: &str) -> String {
+        use chacha20poly1305::aead::{Aead, AeadCore, OsRng};
+        let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ct = self.sealing_cipher().encrypt(&nonce, plaintext.as_bytes()).expect("encryption of a bounded buffer");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("{SEALED_PREFIX}{}", B64.encode(out))
+    }
+
+    /// The plaintext of [`TokenSigner::seal`]; `None` if it was sealed under another key or
+    /// altered.
+    pub fn open(&self, sealed: &str) -> Option<Secret<String>> {
+        use chacha20poly1305::aead::Aead;
+        let raw = B64.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
+        if raw.len() < 24 {
+            return None;
+        }
+        let (nonce, ct) = raw.split_at(24);
+        let pt = self.sealing_cipher().decrypt(chacha20poly1305::XNonce::from_slice(nonce), ct).ok()?;
+        String::from_utf8(pt).ok().map(Secret::new)
     }
 
     pub fn issue(&self, client: &ApiClient, scopes: &[Scope]) -> String {
@@ -276,6 +309,21 @@ mod tests {
             scopes: Scope::ALL.to_vec(),
             created_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn sealing() {
+        let s = signer();
+        let a = s.seal("whsec_abc");
+        assert!(a.starts_with(SEALED_PREFIX) && !a.contains("whsec_abc"));
+        assert_ne!(a, s.seal("whsec_abc"), "fresh nonce each time");
+        assert_eq!(s.open(&a).unwrap().expose(), "whsec_abc");
+        let other = TokenSigner::new(Secret::new(vec![8u8; 32]), Arc::new(SystemClock)).unwrap();
+        assert!(other.open(&a).is_none());
+        let mut tampered = a.clone();
+        tampered.pop();
+        tampered.push(if a.ends_with('A') { 'B' } else { 'A' });
+        assert!(s.open(&tampered).is_none());
     }
 
     #[test]

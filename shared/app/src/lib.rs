@@ -10,5 +10,6 @@ pub mod ports;
 pub mod processor;
 pub mod secret;
 pub mod sessions;
+pub mod webhooks;
 
 pub use ports::{Deps, StoreError};

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
+use paysession_domain::webhook::{AttemptResult, Delivery, WebhookEndpoint};
 use paysession_domain::SessionStatus;
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +169,67 @@ pub trait SettingsStore: Send + Sync {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// Filters of `GET /v1/events`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub limit: usize,
+    /// Continue after this position (exclusive).
+    pub after: Option<Cursor>,
+}
+
+/// Webhook endpoints, their deliveries, and the merchant-wide event log.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Inserts an endpoint, refusing a merchant's [`paysession_domain::webhook::MAX_ENDPOINTS`]+1st
+    /// with `AlreadyExists`.
+    async fn create_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+    /// Replaces an endpoint if its stored version is still `expected_version`.
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint, expected_version: u64) -> Result<(), StoreError>;
+    async fn get_endpoint(&self, merchant_id: &str, id: &str) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Oldest first.
+    async fn list_endpoints(&self, merchant_id: &str) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// `false` when there was no such endpoint.
+    async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts a delivery unless one with its id exists; returns the existing one then.
+    async fn create_delivery(&self, delivery: &Delivery) -> Result<Option<Delivery>, StoreError>;
+    async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Replaces a delivery if its stored version is still `expected_version`.
+    async fn update_delivery(&self, delivery: &Delivery, expected_version: u64) -> Result<(), StoreError>;
+    /// An endpoint's deliveries, newest first.
+    async fn list_deliveries(&self, merchant_id: &str, endpoint_id: &str, limit: usize, after: Option<&Cursor>) -> Result<Page<Delivery>, StoreError>;
+
+    async fn list_events(&self, merchant_id: &str, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;
+    async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
+}
+
+/// The wake-up queue of the webhook dispatcher (SQS in AWS). The delivery record is the
+/// truth; a message only says "look at this delivery after `delay`".
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: std::time::Duration) -> Result<(), StoreError>;
+}
+
+/// For stores whose delivery table is itself the queue (the embedded store, polled by
+/// the local dispatcher).
+pub struct PolledQueue;
+
+#[async_trait]
+impl DeliveryQueue for PolledQueue {
+    async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Sends one webhook request. Implementations refuse forbidden addresses, never follow
+/// redirects and give up after the attempt timeout; every outcome is an `AttemptResult`.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    async fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> AttemptResult;
+}
+
 /// Settings of one deployment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -175,6 +237,8 @@ pub struct Config {
     pub public_url: String,
     /// Sandbox mode: test clock and sandbox endpoints exist.
     pub sandbox: bool,
+    /// Local server only (`--allow-private-webhooks`): http and private receivers.
+    pub allow_private_webhooks: bool,
 }
 
 /// Everything a handler needs, built once per cold start (or once by the local server).
@@ -184,6 +248,9 @@ pub struct Deps {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub merchants: Arc<dyn MerchantStore>,
     pub settings: Arc<dyn SettingsStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub sender: Arc<dyn WebhookSender>,
     /// Business time: expiry, schedules, retries. Follows the test clock in sandbox.
     pub clock: Arc<dyn Clock>,
     /// Present in sandbox mode only.

@@ -4,7 +4,10 @@
 //! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
 //! |---|---|---|---|---|
 //! | session | `MER#m#SES#id` | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
-//! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | |
+//! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
+//! | webhook endpoint | `MER#m` | `WE#id` | | |
+//! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
+//! | expiry item (TTL = expires_at) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
 //! | reference guard | `MER#m#REF#reference#customer` | `REF` | | |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
@@ -49,6 +52,36 @@ pub fn event_sk(version: u64, index: usize) -> String {
 pub const EVENT_SK_PREFIX: &str = "EVT#";
 pub fn events_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#EVENTS")
+}
+
+/// Finds an event by id (`GET /v1/events/{id}`).
+pub fn event_gsi2(merchant: &str, id: &str) -> String {
+    format!("MER#{merchant}#EVT#{id}")
+}
+pub const EVENT_GSI2SK: &str = "EVENT";
+
+pub fn endpoint_sk(id: &str) -> String {
+    format!("WE#{id}")
+}
+pub const ENDPOINT_SK_PREFIX: &str = "WE#";
+
+pub fn delivery_pk(merchant: &str, id: &str) -> String {
+    format!("MER#{merchant}#DLV#{id}")
+}
+pub const DELIVERY_SK: &str = "DLV";
+pub fn deliveries_gsi1(merchant: &str, endpoint: &str) -> String {
+    format!("MER#{merchant}#WE#{endpoint}#DLV")
+}
+
+/// The session's expiry item: its TTL deletion drives the transition to `expired`. It
+/// carries GSI key attributes because DynamoDB Local never deletes an expired item that
+/// lacks a GSI's keys (AWS does not care).
+pub const EXPIRY_SK: &str = "EXPIRY";
+pub fn expiries_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#EXPIRIES")
+}
+pub fn expiry_gsi2(merchant: &str, session: &str) -> String {
+    format!("MER#{merchant}#EXPIRY#{session}")
 }
 
 /// References match `[A-Za-z0-9_-]`, so putting the reference first keeps the key

@@ -1,7 +1,11 @@
 //! AWS adapters: the storage ports on DynamoDB, and configuration loading for Lambda.
 
 pub mod keys;
+pub mod sqs;
 mod store;
+pub mod stream;
+pub mod stream_poller;
+mod webhooks;
 pub mod table;
 
 pub use store::DynamoStore;

@@ -19,7 +19,7 @@ use paysession_domain::session::{EventRecord, PaymentSession};
 
 use crate::keys::*;
 
-type Item = HashMap<String, AV>;
+pub(crate) type Item = HashMap<String, AV>;
 
 /// Transactions that lose to a concurrent transaction on the same items (DynamoDB's
 /// `TransactionConflict`) are retried this many times before giving up.
@@ -31,33 +31,33 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AV {
+pub(crate) fn s(v: impl Into<String>) -> AV {
     AV::S(v.into())
 }
-fn n(v: i64) -> AV {
+pub(crate) fn n(v: i64) -> AV {
     AV::N(v.to_string())
 }
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
-fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
+pub(crate) fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
     serde_json::to_string(v).map(AV::S).map_err(backend)
 }
-fn parse_body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     let text = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| backend("item without body"))?;
     serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
 }
-fn attr_i64(item: &Item, name: &str) -> Option<i64> {
+pub(crate) fn attr_i64(item: &Item, name: &str) -> Option<i64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
-fn attr_str<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn attr_str<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn item(pairs: impl IntoIterator<Item = (&'static str, AV)>) -> Item {
+pub(crate) fn item(pairs: impl IntoIterator<Item = (&'static str, AV)>) -> Item {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
@@ -154,6 +154,9 @@ impl DynamoStore {
                     (SK, s(event_sk(session.version, i))),
                     (GSI1PK, s(events_gsi1(merchant))),
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
+                    (GSI2PK, s(event_gsi2(merchant, &ev.id))),
+                    (GSI2SK, s(EVENT_GSI2SK)),
+                    ("merchant_id", s(merchant)),
                     ("type", s(ev.event_type.clone())),
                     ("body", body(ev)?),
                 ]);
@@ -202,7 +205,7 @@ impl DynamoStore {
         Ok(index)
     }
 
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -218,7 +221,7 @@ impl DynamoStore {
 
     /// All items of a GSI partition in sort order (newest first when `forward` is false),
     /// stopping once `want` items passed `keep`.
-    async fn query_index(
+    pub(crate) async fn query_index(
         &self,
         (index, pk_attr, sk_attr): (&str, &str, &str),
         pk: String,
@@ -290,6 +293,7 @@ impl SessionStore for DynamoStore {
             ]);
             items.push(TransactWriteItem::builder().put(self.put(alias, Some("attribute_not_exists(PK)"))).build());
         }
+        items.push(TransactWriteItem::builder().put(self.put(expiry_item(session), None)).build());
         let idem_index = self.append_events_and_completion(&mut items, session, events, idempotency)?;
         match self.transact_retrying(items).await? {
             None => Ok(()),
@@ -429,6 +433,22 @@ impl DynamoStore {
     }
 }
 
+/// The item whose TTL deletion at `expires_at` expires the session (see `stream.rs`).
+fn expiry_item(session: &PaymentSession) -> Item {
+    let (m, id) = (&session.merchant_id, &session.id);
+    item([
+        (PK, s(session_pk(m, id))),
+        (SK, s(EXPIRY_SK)),
+        (GSI1PK, s(expiries_gsi1(m))),
+        (GSI1SK, s(time_sort(ms(session.expires_at), id))),
+        (GSI2PK, s(expiry_gsi2(m, id))),
+        (GSI2SK, s(EXPIRY_SK)),
+        ("merchant_id", s(m.clone())),
+        ("session_id", s(id.clone())),
+        (TTL, n(session.expires_at.timestamp())),
+    ])
+}
+
 fn matches_query(s: &PaymentSession, q: &SessionQuery) -> bool {
     q.customer_id.as_ref().is_none_or(|c| *c == s.customer_id)
         && q.reference.as_ref().is_none_or(|r| *r == s.reference)
@@ -530,7 +550,7 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+pub(crate) fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 

@@ -16,6 +16,7 @@ pub mod money;
 pub mod payment;
 pub mod reference_data;
 pub mod session;
+pub mod webhook;
 
 pub use create::{parse_create_session, MerchantPolicy, SessionSpec};
 pub use errors::{FieldCode, FieldError};

@@ -3,6 +3,7 @@
 //! conditional on the version read — and survives restarts.
 
 mod schema;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 #[derive(Clone)]
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
+    /// Signalled after every committed write, so the local pipeline wakes at once.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -52,7 +55,7 @@ impl EmbeddedStore {
     pub fn open(file: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(file).map_err(|e| backend(format!("cannot open {}: {e}", file.display())))?;
         schema::prepare(&conn).map_err(backend)?;
-        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)), changed: Arc::new(tokio::sync::Notify::new()) })
     }
 
     /// Runs `f` on the connection off the async executor.
@@ -81,6 +84,13 @@ impl EmbeddedStore {
             Ok(out)
         })
         .await
+        .inspect(|_| self.changed.notify_one())
+    }
+
+    /// Completes after the next committed write (or at once if one happened since the
+    /// last call): the local pipeline's wake-up.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// A small key-value area for process settings (signing key, test clock offset).
@@ -430,7 +440,10 @@ impl SettingsStore for EmbeddedStore {
         self.meta_get(key).await
     }
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.meta_set(key, value).await
+        self.meta_set(key, value).await?;
+        // The test clock lives here: moving it can make retries due.
+        self.changed.notify_one();
+        Ok(())
     }
 }
 

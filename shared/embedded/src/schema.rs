@@ -40,6 +40,28 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_session ON events(merchant_id, session_id, seq);
+CREATE INDEX IF NOT EXISTS events_newest ON events(merchant_id, created_at_ms DESC, id DESC);
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_merchant ON webhook_endpoints(merchant_id, created_at_ms, id);
+-- The local delivery queue: due_at_ms is when a pending delivery may next be attempted
+-- (NULL once it is finished), so the dispatcher polls one index.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    due_at_ms INTEGER,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries(merchant_id, endpoint_id, created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(due_at_ms) WHERE due_at_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency (
     merchant_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -93,7 +115,7 @@ pub fn effective_status_sql(now_ms: i64) -> String {
 
 pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
     let mut out = String::new();
-    for table in ["merchants", "clients", "sessions", "events", "idempotency", "aliases", "payment_methods", "meta"] {
+    for table in ["merchants", "clients", "sessions", "events", "idempotency", "aliases", "payment_methods", "meta", "webhook_endpoints", "deliveries"] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
         let cols = stmt.column_count();
         let mut rows = stmt.query([])?;

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use paysession_app::Deps;
 
 use crate::auth::authenticate;
-use crate::handlers::{misc, oauth, sandbox, sessions};
+use crate::handlers::{events, misc, oauth, sandbox, sessions, webhooks};
 use crate::problem::ApiError;
 use crate::request::{body_bytes, request_id, Call, MAX_BODY};
 use crate::routes::{Route, RouteInfo};
@@ -76,6 +76,15 @@ async fn run(deps: &Deps, info: &RouteInfo, call: &Call<'_>) -> Result<crate::re
         Route::SandboxDeposit => sandbox::deposit(deps, call).await,
         Route::SandboxQrPay => sandbox::qr_pay(deps, call).await,
         Route::SandboxOtp => sandbox::otp(deps, p(), call).await,
+        Route::CreateWebhookEndpoint => webhooks::create(deps, p(), call).await,
+        Route::ListWebhookEndpoints => webhooks::list(deps, p(), call).await,
+        Route::GetWebhookEndpoint => webhooks::get(deps, p(), call).await,
+        Route::DeleteWebhookEndpoint => webhooks::delete(deps, p(), call).await,
+        Route::RotateWebhookSecret => webhooks::rotate(deps, p(), call).await,
+        Route::ListWebhookDeliveries => webhooks::deliveries(deps, p(), call).await,
+        Route::ListEvents => events::list(deps, p(), call).await,
+        Route::GetEvent => events::get(deps, p(), call).await,
+        Route::RedeliverEvent => events::redeliver(deps, p(), call).await,
         Route::OAuthToken
         | Route::PageView
         | Route::PageCard

@@ -16,6 +16,8 @@ pub struct Reply {
     /// The idempotency record was completed in the same write as the change.
     pub recorded: bool,
     pub replayed: bool,
+    /// The body shows a secret: its idempotency record is stored sealed.
+    pub sensitive: bool,
     pub headers: Vec<(HeaderName, &'static str)>,
 }
 
@@ -24,7 +26,11 @@ impl Reply {
         Reply::from_stored(stored_json(status, body), false)
     }
     pub fn from_stored(response: StoredResponse, recorded: bool) -> Reply {
-        Reply { response, recorded, replayed: false, headers: Vec::new() }
+        Reply { response, recorded, replayed: false, sensitive: false, headers: Vec::new() }
+    }
+    pub fn sensitive(mut self) -> Reply {
+        self.sensitive = true;
+        self
     }
     pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Reply {
         self.headers.push((name, value));
@@ -45,6 +51,9 @@ impl Reply {
         resp
     }
 }
+
+/// Marks a stored response body that was sealed because it shows a secret.
+const SEALED_BODY: &str = "sealed-response:";
 
 pub fn stored_json(status: StatusCode, body: &Value) -> StoredResponse {
     StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body: body.to_string() }
@@ -69,8 +78,12 @@ pub async fn idempotent(
     exec: impl AsyncFnOnce(Option<&Claim>) -> Result<Reply, ApiError>,
 ) -> Result<Reply, ApiError> {
     let claim = match idempotency::start(deps, principal, call).await? {
-        Start::Replay(response) => {
-            return Ok(Reply { response, recorded: true, replayed: true, headers: Vec::new() });
+        Start::Replay(mut response) => {
+            if let Some(sealed) = response.body.strip_prefix(SEALED_BODY) {
+                let opened = deps.tokens.open(sealed).ok_or_else(|| ApiError::Internal("a stored response cannot be unsealed".into()))?;
+                response.body = opened.expose().clone();
+            }
+            return Ok(Reply { response, recorded: true, replayed: true, sensitive: false, headers: Vec::new() });
         }
         Start::Proceed(claim) => claim,
     };
@@ -78,6 +91,11 @@ pub async fn idempotent(
     if let Some(claim) = &claim {
         match &result {
             Ok(reply) if reply.recorded => {}
+            Ok(reply) if reply.sensitive => {
+                let mut sealed = reply.response.clone();
+                sealed.body = format!("{SEALED_BODY}{}", deps.tokens.seal(&reply.response.body));
+                idempotency::finish_unrecorded(deps, claim, &sealed).await
+            }
             Ok(reply) => idempotency::finish_unrecorded(deps, claim, &reply.response).await,
             Err(e) => idempotency::finish_unrecorded(deps, claim, &stored_error(e)).await,
         }

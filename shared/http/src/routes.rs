@@ -28,6 +28,15 @@ pub enum Route {
     SandboxDeposit,
     SandboxQrPay,
     SandboxOtp,
+    CreateWebhookEndpoint,
+    ListWebhookEndpoints,
+    GetWebhookEndpoint,
+    DeleteWebhookEndpoint,
+    RotateWebhookSecret,
+    ListWebhookDeliveries,
+    ListEvents,
+    GetEvent,
+    RedeliverEvent,
 }
 
 impl Route {
@@ -92,6 +101,15 @@ pub fn table() -> &'static [RouteInfo] {
             route!(SandboxDeposit, POST, "/sandbox/virtual_accounts/{number}/deposits", Some("sandbox"), Public, true),
             route!(SandboxQrPay, POST, "/sandbox/qr/{payload}/pay", Some("sandbox"), Public, true),
             route!(SandboxOtp, GET, "/sandbox/otp", Some("sandbox"), Authenticated, true),
+            route!(CreateWebhookEndpoint, POST, "/v1/webhook_endpoints", Some("webhook-endpoint-create"), Access::Scope(S::WebhooksManage), false),
+            route!(ListWebhookEndpoints, GET, "/v1/webhook_endpoints", Some("webhook-endpoint-list"), Access::Scope(S::WebhooksManage), false),
+            route!(GetWebhookEndpoint, GET, "/v1/webhook_endpoints/{id}", Some("webhook-endpoint-get"), Access::Scope(S::WebhooksManage), false),
+            route!(DeleteWebhookEndpoint, DELETE, "/v1/webhook_endpoints/{id}", Some("webhook-endpoint-delete"), Access::Scope(S::WebhooksManage), false),
+            route!(RotateWebhookSecret, POST, "/v1/webhook_endpoints/{id}/rotate_secret", Some("webhook-endpoint-rotate"), Access::Scope(S::WebhooksManage), false),
+            route!(ListWebhookDeliveries, GET, "/v1/webhook_endpoints/{id}/deliveries", Some("webhook-deliveries"), Access::Scope(S::WebhooksManage), false),
+            route!(ListEvents, GET, "/v1/events", Some("event-list"), Access::Scope(S::SessionsRead), false),
+            route!(GetEvent, GET, "/v1/events/{id}", Some("event-get"), Access::Scope(S::SessionsRead), false),
+            route!(RedeliverEvent, POST, "/v1/events/{id}/redeliver", Some("event-redeliver"), Access::Scope(S::WebhooksManage), false),
         ]
     })
 }

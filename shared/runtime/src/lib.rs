@@ -10,14 +10,17 @@ use base64::Engine;
 use chrono::Duration;
 use paysession_app::auth::TokenSigner;
 use paysession_app::clock::{Clock, SystemClock, TestClock};
-use paysession_app::ports::{Config, IdempotencyStore, MerchantStore, SessionStore, SettingsStore};
+use paysession_app::ports::{Config, IdempotencyStore, MerchantStore, PolledQueue, SessionStore, SettingsStore, WebhookStore};
 use paysession_app::secret::Secret;
+use paysession_domain::webhook::UrlPolicy;
 use paysession_app::Deps;
 use paysession_aws::DynamoStore;
 #[cfg(feature = "embedded")]
-use paysession_embedded::EmbeddedStore;
+pub use paysession_embedded::EmbeddedStore;
 use paysession_http::handlers::misc::TEST_CLOCK_SETTING;
 use paysession_http::Route;
+
+pub use paysession_outbound as outbound;
 
 const SIGNING_KEY_SETTING: &str = "token_signing_key";
 
@@ -41,6 +44,11 @@ pub struct FunctionEnv {
     pub public_url: String,
     /// `PAYSESSION_SANDBOX`: `true` enables sandbox behaviour.
     pub sandbox: bool,
+    /// `PAYSESSION_WEBHOOK_QUEUE_URL`: the SQS queue of webhook deliveries (functions that
+    /// queue deliveries: stream consumer, dispatcher, redeliver).
+    pub webhook_queue_url: Option<String>,
+    /// `PAYSESSION_WEBHOOK_DLQ_URL`: where the dispatcher puts exhausted deliveries.
+    pub webhook_dlq_url: Option<String>,
 }
 
 pub fn decode_key(b64: &str, what: &str) -> Result<Secret<Vec<u8>>, String> {
@@ -76,7 +84,10 @@ impl FunctionEnv {
             Some("false") | None => false,
             Some(other) => return Err(format!("PAYSESSION_SANDBOX must be true or false, not {other:?}")),
         };
-        Ok(FunctionEnv { table, signing_key, public_url, sandbox })
+        let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let webhook_queue_url = optional("PAYSESSION_WEBHOOK_QUEUE_URL");
+        let webhook_dlq_url = optional("PAYSESSION_WEBHOOK_DLQ_URL");
+        Ok(FunctionEnv { table, signing_key, public_url, sandbox, webhook_queue_url, webhook_dlq_url })
     }
 }
 
@@ -98,7 +109,75 @@ pub async fn function_deps(env: FunctionEnv) -> Result<Deps, String> {
         }
     };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), env.table);
-    build_deps(Arc::new(store), key, env.public_url, env.sandbox).await
+    let mut deps = build_deps(Arc::new(store), key, env.public_url, env.sandbox).await?;
+    deps.queue = match env.webhook_queue_url {
+        Some(url) => Arc::new(paysession_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&config), url)),
+        None => Arc::new(UnconfiguredQueue),
+    };
+    Ok(deps)
+}
+
+/// The queue of a function deployed without `PAYSESSION_WEBHOOK_QUEUE_URL`: using it is a
+/// deployment error, reported as such rather than silently dropping deliveries.
+struct UnconfiguredQueue;
+
+#[async_trait::async_trait]
+impl paysession_app::ports::DeliveryQueue for UnconfiguredQueue {
+    async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), paysession_app::StoreError> {
+        Err(paysession_app::StoreError::Backend("PAYSESSION_WEBHOOK_QUEUE_URL is not set for this function".into()))
+    }
+}
+
+/// The functions fed by AWS events rather than HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFunction {
+    /// The table stream: outbox fan-out and TTL expiry.
+    StreamConsumer,
+    /// The webhook queue: one delivery attempt per message.
+    WebhookDispatcher,
+}
+
+impl EventFunction {
+    /// The `functions/` package of each.
+    pub const ALL: [(EventFunction, &'static str); 2] =
+        [(EventFunction::StreamConsumer, "stream-consumer"), (EventFunction::WebhookDispatcher, "webhook-dispatcher")];
+}
+
+/// The whole `main` of an event function (see [`run`] for why the runtime is built here).
+pub fn run_event(kind: EventFunction) -> Result<(), paysession_http::lambda_http::Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve_event(kind))
+}
+
+async fn serve_event(kind: EventFunction) -> Result<(), paysession_http::lambda_http::Error> {
+    use paysession_http::lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
+    use serde_json::Value;
+    paysession_http::lambda::init_logging();
+    let env = FunctionEnv::from_env().inspect_err(|e| tracing::error!(error = %e, "configuration error at init"))?;
+    let urls = (env.webhook_queue_url.clone(), env.webhook_dlq_url.clone());
+    let deps = function_deps(env).await.inspect_err(|e| tracing::error!(error = %e, "configuration error at init"))?;
+    let deps = &deps;
+    match kind {
+        EventFunction::StreamConsumer => {
+            if urls.0.is_none() {
+                return Err("environment variable PAYSESSION_WEBHOOK_QUEUE_URL is not set".into());
+            }
+            lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+                Ok::<Value, lambda_runtime::Error>(paysession_aws::stream::handle_stream_event(deps, &ev.payload).await)
+            }))
+            .await
+        }
+        EventFunction::WebhookDispatcher => {
+            let (Some(queue_url), Some(dead_letter_url)) = urls else {
+                return Err("environment variables PAYSESSION_WEBHOOK_QUEUE_URL and PAYSESSION_WEBHOOK_DLQ_URL must be set".into());
+            };
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let queues = &paysession_aws::sqs::DispatcherQueues { client: aws_sdk_sqs::Client::new(&config), queue_url, dead_letter_url };
+            lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+                Ok::<Value, lambda_runtime::Error>(paysession_aws::sqs::handle_sqs_event(deps, &SystemClock, queues, &ev.payload).await)
+            }))
+            .await
+        }
+    }
 }
 
 /// Runs one route as a Lambda function: the whole of a function's `main`.
@@ -126,8 +205,8 @@ async fn serve(route: Route) -> Result<(), paysession_http::lambda_http::Error> 
 }
 
 /// A store implementing every port.
-pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static {}
-impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + 'static> Store for T {}
+pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static {}
+impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static> Store for T {}
 
 /// Deps over any store. In sandbox mode the test clock is restored from the store.
 pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
@@ -150,13 +229,16 @@ pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, p
         sessions: store.clone(),
         idempotency: store.clone(),
         merchants: store.clone(),
-        settings: store,
+        settings: store.clone(),
+        webhooks: store,
+        queue: Arc::new(PolledQueue),
+        sender: Arc::new(paysession_outbound::GuardedSender::new(UrlPolicy { allow_private: false })),
         clock,
         test_clock,
         tokens: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
         processor: Arc::new(paysession_app::processor::SandboxProcessor),
         notifier: Arc::new(paysession_app::processor::LogNotifier),
-        config: Config { public_url, sandbox },
+        config: Config { public_url, sandbox, allow_private_webhooks: false },
     })
 }
 
@@ -192,6 +274,16 @@ impl OpenedStore {
             OpenedStore::Dynamo(s) => s.clone(),
         }
     }
+    /// The embedded store, when that is what was opened (the local webhook pipeline reads
+    /// its outbox and delivery queue directly).
+    #[cfg(feature = "embedded")]
+    pub fn embedded(&self) -> Option<Arc<EmbeddedStore>> {
+        match self {
+            OpenedStore::Embedded(s) => Some(s.clone()),
+            OpenedStore::Dynamo(_) => None,
+        }
+    }
+
     /// The sweeper source when this store needs one (the embedded store).
     pub fn expiry_sweep(&self) -> Option<Arc<dyn paysession_app::expiry::ExpirySweep>> {
         match self {

@@ -1,4 +1,7 @@
+pub mod events;
+pub mod list;
 pub mod misc;
 pub mod oauth;
 pub mod sandbox;
 pub mod sessions;
+pub mod webhooks;

@@ -1,7 +1,5 @@
 //! Payment-session endpoints: create, get, list, confirm, cancel, expire, events.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use http::StatusCode;
 use paysession_app::auth::Principal;
 use paysession_app::ids::{new_id, new_token, sha256_hex};
@@ -14,6 +12,7 @@ use paysession_domain::session::{events_for, HostedPage, MerchantAction, Payment
 use paysession_domain::{fields, parse_create_session, FieldError, SessionStatus};
 use serde_json::{json, Value};
 
+use crate::handlers::list::{decode_cursor, limit, page};
 use crate::idempotency::Claim;
 use crate::problem::ApiError;
 use crate::reply::{idempotent, stored_json, Reply};
@@ -71,14 +70,6 @@ pub async fn get(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, A
     Ok(Reply::json(StatusCode::OK, &session.to_api(deps.clock.now())))
 }
 
-fn encode_cursor(c: &Cursor) -> String {
-    B64.encode(serde_json::to_vec(c).expect("cursor serialises"))
-}
-
-fn decode_cursor(s: &str) -> Option<Cursor> {
-    B64.decode(s).ok().and_then(|b| serde_json::from_slice(&b).ok())
-}
-
 pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut e = Errors::new();
     let params = call.query(&["customer_id", "reference", "status", "created_after", "limit", "starting_after"], &mut e)?;
@@ -97,10 +88,7 @@ pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, 
                 Ok(t) => q.created_after = Some(t),
                 Err((code, msg)) => e.add("created_after", code, msg),
             },
-            "limit" => match v.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => q.limit = n,
-                _ => e.add("limit", FieldCode::OutOfRange, "must be an integer from 1 to 100"),
-            },
+            "limit" => q.limit = limit(v, &mut e),
             "starting_after" => starting_after = Some(v.clone()),
             _ => {} // unknown: already recorded by query()
         }
@@ -122,16 +110,8 @@ pub async fn list(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, 
     if !e.is_empty() {
         return Err(ApiError::Validation(e.into_vec()));
     }
-    let page = deps.sessions.list_sessions(&p.merchant_id, &q).await?;
-    let next_cursor = page
-        .has_more
-        .then(|| page.items.last().map(|s| encode_cursor(&Cursor { created_at: s.created_at, id: s.id.clone() })))
-        .flatten();
-    let data: Vec<Value> = page.items.iter().map(|s| s.to_api(now)).collect();
-    Ok(Reply::json(
-        StatusCode::OK,
-        &json!({"object": "list", "data": data, "has_more": page.has_more, "next_cursor": next_cursor}),
-    ))
+    let found = deps.sessions.list_sessions(&p.merchant_id, &q).await?;
+    Ok(page(&found.items, found.has_more, |s| (s.created_at, s.id.clone()), |s| s.to_api(now)))
 }
 
 pub async fn events(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {

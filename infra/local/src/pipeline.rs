@@ -1,0 +1,78 @@
+//! The local webhook pipeline, the in-process twin of stream consumer → SQS → dispatcher:
+//! the events table is the outbox (read after a cursor kept in the store), the deliveries
+//! table is the queue (polled by due time on the business clock, so the test clock moves
+//! retries), and both run the same use cases as the Lambda functions. Everything lives in
+//! the store, so a restart resumes where it stopped: a delivery waiting for its retry is
+//! neither lost nor sent twice.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paysession_app::clock::SystemClock;
+use paysession_app::webhooks::{dispatch, fan_out};
+use paysession_app::{Deps, StoreError};
+use paysession_runtime::EmbeddedStore;
+use tokio::sync::{watch, Semaphore};
+
+/// Where the outbox reader stopped (the last event sequence number it fanned out).
+const OUTBOX_CURSOR: &str = "webhook_outbox_seq";
+/// Attempts in flight at once (a slow receiver holds one for up to 15 s).
+const CONCURRENCY: usize = 16;
+/// Polls at least this often, whatever else happens.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+pub async fn run(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        if let Err(e) = fan_out_pass(&deps, &store).await {
+            tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+        }
+        match store.due_deliveries(deps.clock.now(), 64).await {
+            Ok(due) => {
+                for (merchant_id, id) in due {
+                    if !in_flight.lock().expect("lock").insert(id.clone()) {
+                        continue;
+                    }
+                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                    let (deps, in_flight) = (deps.clone(), in_flight.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = dispatch(&deps, &SystemClock, &merchant_id, &id).await {
+                            tracing::warn!(error = %e, delivery_id = %id, "webhook dispatch failed; retrying");
+                        }
+                        in_flight.lock().expect("lock").remove(&id);
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read due deliveries; retrying"),
+        }
+        let wait = match store.next_due().await {
+            Ok(Some(t)) => (t - deps.clock.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+            _ => MAX_IDLE,
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = store.changed() => {}
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+        }
+    }
+}
+
+/// Fans out every event committed since the cursor. The cursor moves after a batch's
+/// deliveries exist, so a crash in between repeats those events, which fan-out tolerates.
+async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreError> {
+    let mut cursor: i64 = store.meta_get(OUTBOX_CURSOR).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    loop {
+        let batch = store.events_after(cursor, 100).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for item in &batch {
+            fan_out(deps, &item.merchant_id, &item.event).await?;
+            cursor = item.seq;
+        }
+        store.meta_set(OUTBOX_CURSOR, &cursor.to_string()).await?;
+    }
+}

@@ -1,0 +1,220 @@
+//! Webhook use cases: registering endpoints, fanning committed events out to them, and
+//! dispatching one delivery attempt. The same functions run in the Lambda functions
+//! (stream consumer, SQS dispatcher) and in the local server's in-process pipeline.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use paysession_domain::session::EventRecord;
+use paysession_domain::webhook::{
+    secret_from_bytes, signature_header, AttemptVerdict, Delivery, EndpointSpec, EndpointStatus,
+    WebhookEndpoint, MAX_ENDPOINTS,
+};
+
+use crate::clock::Clock;
+use crate::ids::new_id;
+use crate::ports::{Deps, StoreError};
+use crate::secret::Secret;
+
+/// A fresh `whsec_` secret (192 random bits).
+pub fn new_secret() -> Secret<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+    Secret::new(secret_from_bytes(&bytes))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("a merchant can have at most {MAX_ENDPOINTS} webhook endpoints")]
+    TooMany,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Registers an endpoint; the returned secret is shown to the merchant once and stored
+/// only sealed.
+pub async fn create_endpoint(deps: &Deps, merchant_id: &str, spec: EndpointSpec) -> Result<(WebhookEndpoint, Secret<String>), EndpointError> {
+    if deps.webhooks.list_endpoints(merchant_id).await?.len() >= MAX_ENDPOINTS {
+        return Err(EndpointError::TooMany);
+    }
+    let secret = new_secret();
+    let endpoint = WebhookEndpoint::create(spec, new_id("we"), merchant_id.to_string(), deps.tokens.seal(secret.expose()), deps.clock.now());
+    match deps.webhooks.create_endpoint(&endpoint).await {
+        Ok(()) => Ok((endpoint, secret)),
+        Err(StoreError::AlreadyExists) => Err(EndpointError::TooMany),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rotates the endpoint's secret; the previous one keeps signing for 24 h.
+pub async fn rotate_secret(deps: &Deps, merchant_id: &str, id: &str) -> Result<Option<(WebhookEndpoint, Secret<String>)>, StoreError> {
+    for _ in 0..5 {
+        let Some(current) = deps.webhooks.get_endpoint(merchant_id, id).await? else { return Ok(None) };
+        let secret = new_secret();
+        let next = current.rotate(deps.tokens.seal(secret.expose()), deps.clock.now());
+        match deps.webhooks.update_endpoint(&next, current.version).await {
+            Ok(()) => return Ok(Some((next, secret))),
+            Err(StoreError::VersionConflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Backend(format!("webhook endpoint {id} kept changing")))
+}
+
+/// Creates one delivery per enabled endpoint of the merchant that subscribes to the event,
+/// and queues it. Safe to run again for the same event (a replayed stream batch or outbox
+/// pass): delivery ids derive from (event, endpoint), and a delivery already queued is not
+/// queued again. Returns the number of deliveries this call queued.
+pub async fn fan_out(deps: &Deps, merchant_id: &str, event: &EventRecord) -> Result<usize, StoreError> {
+    let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
+    let payload = event.to_api().to_string();
+    let now = deps.clock.now();
+    let mut queued = 0;
+    // An endpoint registered after the event does not receive it (the pipeline may lag).
+    for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type) && e.created_at <= event.created_at) {
+        let fresh = Delivery::new(
+            Delivery::fan_out_id(&event.id, &endpoint.id),
+            merchant_id,
+            &endpoint.id,
+            &event.id,
+            &event.event_type,
+            payload.clone(),
+            false,
+            now,
+        );
+        let delivery = match deps.webhooks.create_delivery(&fresh).await? {
+            None => fresh,
+            Some(existing) if existing.queued => continue,
+            Some(existing) => existing,
+        };
+        queue(deps, &delivery).await?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// Queues a new delivery of an event that already happened (`POST /v1/events/{id}/redeliver`)
+/// to every enabled endpoint subscribed to its type. The `webhook-id` stays the event id.
+pub async fn redeliver(deps: &Deps, merchant_id: &str, event: &EventRecord) -> Result<Vec<Delivery>, StoreError> {
+    let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
+    let now = deps.clock.now();
+    let mut out = Vec::new();
+    for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
+        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_string(), true, now);
+        if deps.webhooks.create_delivery(&d).await?.is_none() {
+            out.push(queue(deps, &d).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Sends the wake-up message, then notes that it was sent.
+async fn queue(deps: &Deps, delivery: &Delivery) -> Result<Delivery, StoreError> {
+    deps.queue.enqueue(&delivery.merchant_id, &delivery.id, StdDuration::ZERO).await?;
+    let mut marked = delivery.clone();
+    marked.queued = true;
+    marked.version += 1;
+    match deps.webhooks.update_delivery(&marked, delivery.version).await {
+        // A dispatcher already picked it up and moved it on: it was queued, nothing to note.
+        Ok(()) | Err(StoreError::VersionConflict) => Ok(marked),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the dispatcher should do with the message that asked for this delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// Nothing more to do (delivered, cancelled, or unknown).
+    Finished,
+    /// Look again after this long (the next retry, or an attempt not yet due).
+    RetryIn(StdDuration),
+    /// Every attempt failed (or the receiver answered 410): the delivery is dead.
+    DeadLettered,
+}
+
+fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> StdDuration {
+    (t - now).to_std().unwrap_or(StdDuration::ZERO)
+}
+
+/// Makes the delivery's next attempt if it is due: takes the lease, signs and sends the
+/// payload, records the attempt and its verdict. `wall` stamps `webhook-timestamp`, which
+/// receivers compare with their own clock, so it is never the sandbox test clock.
+pub async fn dispatch(deps: &Deps, wall: &dyn Clock, merchant_id: &str, delivery_id: &str) -> Result<DispatchOutcome, StoreError> {
+    for _ in 0..5 {
+        let Some(delivery) = deps.webhooks.get_delivery(merchant_id, delivery_id).await? else {
+            return Ok(DispatchOutcome::Finished);
+        };
+        let now = deps.clock.now();
+        let Some(not_before) = delivery.not_before() else { return Ok(DispatchOutcome::Finished) };
+        if not_before > now {
+            return Ok(DispatchOutcome::RetryIn(until(not_before, now)));
+        }
+        let endpoint = deps.webhooks.get_endpoint(merchant_id, &delivery.endpoint_id).await?;
+        let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
+            match deps.webhooks.update_delivery(&delivery.cancel(now), delivery.version).await {
+                Ok(()) => return Ok(DispatchOutcome::Finished),
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let claimed = delivery.claim(now);
+        match deps.webhooks.update_delivery(&claimed, delivery.version).await {
+            Ok(()) => {}
+            Err(StoreError::VersionConflict) => continue,
+            Err(e) => return Err(e),
+        }
+        return attempt(deps, wall, &endpoint, claimed).await;
+    }
+    Err(StoreError::Backend(format!("delivery {delivery_id} kept changing")))
+}
+
+async fn attempt(deps: &Deps, wall: &dyn Clock, endpoint: &WebhookEndpoint, claimed: Delivery) -> Result<DispatchOutcome, StoreError> {
+    let attempted_at = deps.clock.now();
+    let timestamp = wall.now().timestamp();
+    let secrets: Vec<Secret<String>> = endpoint.signing_secrets(deps.clock.now()).filter_map(|s| deps.tokens.open(&s.sealed)).collect();
+    let signature = signature_header(secrets.iter().map(|s| s.expose().as_str()), &claimed.event_id, timestamp, &claimed.payload)
+        .ok_or_else(|| StoreError::Backend(format!("webhook endpoint {} has no readable signing secret", endpoint.id)))?;
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", claimed.event_id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+        ("user-agent", "paysession-webhooks/1".to_string()),
+    ];
+    let result = deps.sender.send(&endpoint.url, &headers, &claimed.payload).await;
+    let now = deps.clock.now();
+    tracing::info!(
+        delivery_id = %claimed.id, endpoint_id = %endpoint.id, event_id = %claimed.event_id,
+        status_code = ?result.status_code, duration_ms = result.duration_ms, error = ?result.error,
+        "webhook attempt"
+    );
+    let (recorded, verdict) = claimed.record(attempted_at, result, now);
+    deps.webhooks.update_delivery(&recorded, claimed.version).await?;
+    Ok(match verdict {
+        AttemptVerdict::Delivered => DispatchOutcome::Finished,
+        AttemptVerdict::RetryAt(t) => DispatchOutcome::RetryIn(until(t, now)),
+        AttemptVerdict::Exhausted => DispatchOutcome::DeadLettered,
+        AttemptVerdict::Gone => {
+            disable(deps, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
+            DispatchOutcome::DeadLettered
+        }
+    })
+}
+
+async fn disable(deps: &Deps, merchant_id: &str, id: &str, reason: &str) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        let Some(current) = deps.webhooks.get_endpoint(merchant_id, id).await? else { return Ok(()) };
+        if current.status == EndpointStatus::Disabled {
+            return Ok(());
+        }
+        match deps.webhooks.update_endpoint(&current.disable(reason, deps.clock.now()), current.version).await {
+            Ok(()) => {
+                tracing::warn!(endpoint_id = id, reason, "webhook endpoint disabled");
+                return Ok(());
+            }
+            Err(StoreError::VersionConflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Backend(format!("webhook endpoint {id} kept changing")))
+}

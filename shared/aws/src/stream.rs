@@ -1,0 +1,84 @@
+//! The table stream's consumer: outbox fan-out of committed events, and session expiry
+//! from TTL deletions of expiry items.
+//!
+//! Records arrive in the Lambda DynamoDB-event shape (the local poller converts to the same
+//! shape), already filtered by the event source mapping; the checks are repeated here so a
+//! wider filter can never turn a manual delete into an expiry.
+
+use paysession_app::expiry::expire_if_due;
+use paysession_app::ports::StoreError;
+use paysession_app::webhooks::fan_out;
+use paysession_app::Deps;
+use paysession_domain::session::EventRecord;
+use serde_json::{json, Value};
+
+use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK};
+
+/// The principal of deletions made by DynamoDB's TTL process.
+pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
+fn string_attr<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
+    image.get(name).and_then(|v| v.get("S").or_else(|| v.get("N"))).and_then(Value::as_str)
+}
+
+/// What a record asks for.
+#[derive(Debug, PartialEq)]
+pub enum StreamWork {
+    FanOut { merchant_id: String, event: Box<EventRecord> },
+    Expire { merchant_id: String, session_id: String },
+    Ignore,
+}
+
+pub fn classify(record: &Value) -> Result<StreamWork, String> {
+    let change = &record["dynamodb"];
+    let sk = string_attr(&change["Keys"], "SK").unwrap_or_default();
+    match record["eventName"].as_str() {
+        Some("INSERT") if sk.starts_with(EVENT_SK_PREFIX) => {
+            let image = &change["NewImage"];
+            let body = string_attr(image, "body").ok_or("event item without body")?;
+            let merchant_id = string_attr(image, "merchant_id").ok_or("event item without merchant_id")?;
+            let event: EventRecord = serde_json::from_str(body).map_err(|e| format!("corrupt event item: {e}"))?;
+            Ok(StreamWork::FanOut { merchant_id: merchant_id.to_string(), event: Box::new(event) })
+        }
+        Some("REMOVE") if sk == EXPIRY_SK && record["userIdentity"]["principalId"].as_str() == Some(TTL_PRINCIPAL) => {
+            let image = &change["OldImage"];
+            match (string_attr(image, "merchant_id"), string_attr(image, "session_id")) {
+                (Some(m), Some(s)) => Ok(StreamWork::Expire { merchant_id: m.to_string(), session_id: s.to_string() }),
+                _ => Err("expiry item without merchant_id/session_id".into()),
+            }
+        }
+        _ => Ok(StreamWork::Ignore),
+    }
+}
+
+async fn run(deps: &Deps, work: StreamWork) -> Result<(), StoreError> {
+    match work {
+        StreamWork::FanOut { merchant_id, event } => fan_out(deps, &merchant_id, &event).await.map(|_| ()),
+        StreamWork::Expire { merchant_id, session_id } => expire_if_due(deps, &merchant_id, &session_id).await.map(|_| ()),
+        StreamWork::Ignore => Ok(()),
+    }
+}
+
+/// Handles a DynamoDB stream event (`ReportBatchItemFailures`). Records are processed in
+/// order; at the first failure the rest of the batch is left for the retry, which starts
+/// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
+/// queued, an expiry finds the session already expired.
+pub async fn handle_stream_event(deps: &Deps, event: &Value) -> Value {
+    for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
+        let outcome = match classify(record) {
+            Ok(work) => run(deps, work).await.map_err(|e| e.to_string()),
+            // A record we cannot read will not improve on retry; blocking the shard would
+            // stop every later event, so it is logged loudly and skipped.
+            Err(why) => {
+                tracing::error!(sequence, why, "unreadable stream record skipped");
+                Ok(())
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(sequence, error = %e, "stream record failed; the batch resumes here");
+            return json!({"batchItemFailures": [{"itemIdentifier": sequence}]});
+        }
+    }
+    json!({"batchItemFailures": []})
+}

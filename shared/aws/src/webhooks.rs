@@ -1,0 +1,162 @@
+//! Webhook endpoints, deliveries and the merchant-wide event log on the single table (keys
+//! in `keys.rs`). Every write is conditional on the version read.
+
+use async_trait::async_trait;
+use chrono::Duration;
+use paysession_app::ports::{Cursor, EventQuery, Page, StoreError, WebhookStore};
+use paysession_domain::session::EventRecord;
+use paysession_domain::webhook::{Delivery, WebhookEndpoint};
+
+use crate::keys::*;
+use crate::store::{backend, body, is_condition_failure, item, ms, n, parse_body, s, Item};
+use crate::DynamoStore;
+
+/// Delivery records (with their attempt log) are kept this long after creation.
+const DELIVERY_RETENTION_DAYS: i64 = 30;
+
+fn endpoint_item(e: &WebhookEndpoint) -> Result<Item, StoreError> {
+    Ok(item([
+        (PK, s(merchant_pk(&e.merchant_id))),
+        (SK, s(endpoint_sk(&e.id))),
+        ("version", n(e.version as i64)),
+        ("body", body(e)?),
+    ]))
+}
+
+fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
+    Ok(item([
+        (PK, s(delivery_pk(&d.merchant_id, &d.id))),
+        (SK, s(DELIVERY_SK)),
+        (GSI1PK, s(deliveries_gsi1(&d.merchant_id, &d.endpoint_id))),
+        (GSI1SK, s(time_sort(ms(d.created_at), &d.id))),
+        ("version", n(d.version as i64)),
+        (TTL, n((d.created_at + Duration::days(DELIVERY_RETENTION_DAYS)).timestamp())),
+        ("body", body(d)?),
+    ]))
+}
+
+impl DynamoStore {
+    /// A conditional put: `expected` = `None` inserts, `Some(v)` replaces version `v`.
+    async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
+        let mut req = self.client().put_item().table_name(self.table()).set_item(Some(it));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(PK)"),
+            Some(v) => req.condition_expression("version = :expected").expression_attribute_values(":expected", n(v as i64)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(if expected.is_some() { StoreError::VersionConflict } else { StoreError::AlreadyExists }),
+            Err(e) => Err(backend(crate::describe(&e))),
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookStore for DynamoStore {
+    /// The per-merchant endpoint limit is checked by the use case before this insert.
+    async fn create_endpoint(&self, e: &WebhookEndpoint) -> Result<(), StoreError> {
+        self.put_versioned(endpoint_item(e)?, None).await
+    }
+
+    async fn update_endpoint(&self, e: &WebhookEndpoint, expected_version: u64) -> Result<(), StoreError> {
+        self.put_versioned(endpoint_item(e)?, Some(expected_version)).await
+    }
+
+    async fn get_endpoint(&self, merchant_id: &str, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
+        self.get_item(merchant_pk(merchant_id), &endpoint_sk(id)).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn list_endpoints(&self, merchant_id: &str) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("PK = :pk AND begins_with(SK, :we)")
+            .expression_attribute_values(":pk", s(merchant_pk(merchant_id)))
+            .expression_attribute_values(":we", s(ENDPOINT_SK_PREFIX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        let mut out: Vec<WebhookEndpoint> = page.items.unwrap_or_default().iter().map(parse_body).collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .key(PK, s(merchant_pk(merchant_id)))
+            .key(SK, s(endpoint_sk(id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn create_delivery(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
+        match self.put_versioned(delivery_item(d)?, None).await {
+            Ok(()) => Ok(None),
+            Err(StoreError::AlreadyExists) => match self.get_delivery(&d.merchant_id, &d.id).await? {
+                Some(existing) => Ok(Some(existing)),
+                None => Err(backend("delivery vanished right after a conflicting insert")),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        self.get_item(delivery_pk(merchant_id, id), DELIVERY_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn update_delivery(&self, d: &Delivery, expected_version: u64) -> Result<(), StoreError> {
+        self.put_versioned(delivery_item(d)?, Some(expected_version)).await
+    }
+
+    async fn list_deliveries(&self, merchant_id: &str, endpoint_id: &str, limit: usize, after: Option<&Cursor>) -> Result<Page<Delivery>, StoreError> {
+        let below = after.map(|c| time_sort(ms(c.created_at), &c.id));
+        let items = self
+            .query_index((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), below, false, limit + 1, |_| Ok(true))
+            .await?;
+        let has_more = items.len() > limit;
+        let items = items.iter().take(limit).map(parse_body).collect::<Result<_, _>>()?;
+        Ok(Page { items, has_more })
+    }
+
+    async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
+        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
+        // Newest first: the first event at or before created_after ends the scan.
+        let floor = q.created_after.map(|t| time_sort(ms(t) + 1, ""));
+        let mut reached_floor = false;
+        let items = self
+            .query_index((GSI1, GSI1PK, GSI1SK), events_gsi1(merchant_id), below, false, q.limit + 1, |it| {
+                let sk = it.get(GSI1SK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
+                if floor.as_deref().is_some_and(|f| sk < f) {
+                    reached_floor = true;
+                }
+                let type_ok = q.event_type.as_deref().is_none_or(|t| it.get("type").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(t));
+                Ok(!reached_floor && type_ok)
+            })
+            .await?;
+        let has_more = items.len() > q.limit;
+        let items = items.iter().take(q.limit).map(parse_body).collect::<Result<_, _>>()?;
+        Ok(Page { items, has_more })
+    }
+
+    async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(GSI2)
+            .key_condition_expression("GSI2PK = :pk")
+            .expression_attribute_values(":pk", s(event_gsi2(merchant_id, id)))
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        page.items.unwrap_or_default().first().map(parse_body).transpose()
+    }
+}

@@ -1,0 +1,634 @@
+//! Webhook rules: which URLs may receive events, which events an endpoint wants, the
+//! Standard Webhooks signature, and the retry schedule of a delivery. No IO: address
+//! resolution and HTTP live in adapters, which call [`address_refusal`] on every address.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::errors::{index, Errors, FieldCode, FieldError};
+use crate::json::ObjectReader;
+
+/// Every event type an endpoint can subscribe to (API.md "Webhooks").
+pub const EVENT_TYPES: &[&str] = &[
+    "payment_session.created",
+    "payment_session.updated",
+    "payment_session.succeeded",
+    "payment_session.failed",
+    "payment_session.expired",
+    "payment_session.cancelled",
+    "payment.updated",
+    "mandate.created",
+    "mandate.revoked",
+];
+
+/// Waits before the 2nd … 8th attempt. After the 8th failure the delivery is dead.
+pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600];
+pub const MAX_ATTEMPTS: usize = RETRY_DELAYS_SECONDS.len() + 1;
+/// How long an HTTP attempt may take before it counts as failed.
+pub const ATTEMPT_TIMEOUT_SECONDS: u64 = 15;
+/// An old secret keeps signing this long after a rotation.
+pub const ROTATION_OVERLAP_HOURS: i64 = 24;
+/// Endpoints per merchant: every event fans out to each of them.
+pub const MAX_ENDPOINTS: usize = 16;
+
+/// Where a receiver may live. `allow_private` is the local server's
+/// `--allow-private-webhooks`: plain http and loopback/private networks become allowed;
+/// link-local (cloud metadata) stays refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlPolicy {
+    pub allow_private: bool,
+}
+
+/// A validated `POST /v1/webhook_endpoints` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSpec {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+}
+
+pub fn parse_endpoint_create(body: &Value, policy: UrlPolicy) -> Result<EndpointSpec, Vec<FieldError>> {
+    let mut e = Errors::new();
+    let Some(mut r) = ObjectReader::new(body, "", &mut e) else { return Err(e.into_vec()) };
+    let url = r.required_str("url", &mut e).and_then(|u| match endpoint_url(u, policy) {
+        Ok(u) => Some(u),
+        Err((code, msg)) => {
+            e.add("url", code, msg);
+            None
+        }
+    });
+    let events = r.required("events", &mut e).and_then(|v| parse_event_list(v, &mut e));
+    let description = r.str("description", &mut e).and_then(|d| match crate::fields::text(d, 1, 500) {
+        Ok(d) => Some(d),
+        Err((code, msg)) => {
+            e.add("description", code, msg);
+            None
+        }
+    });
+    r.finish(&mut e);
+    e.finish(|| EndpointSpec { url: url.unwrap_or_default(), events: events.unwrap_or_default(), description })
+}
+
+fn parse_event_list(v: &Value, e: &mut Errors) -> Option<Vec<String>> {
+    let Value::Array(items) = v else {
+        e.add("events", FieldCode::InvalidType, "must be an array of event types or [\"*\"]");
+        return None;
+    };
+    if items.is_empty() {
+        e.add("events", FieldCode::TooFew, "must name at least one event type, or \"*\" for all");
+        return None;
+    }
+    let before = e.len();
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(t) if t == "*" || EVENT_TYPES.contains(&t) => {
+                if out.iter().any(|o| o == t) {
+                    e.add(index("events", i), FieldCode::Duplicate, "is listed twice");
+                } else {
+                    out.push(t.to_string());
+                }
+            }
+            Some(_) => e.add(index("events", i), FieldCode::InvalidValue, format!("must be \"*\" or one of {}", EVENT_TYPES.join(", "))),
+            None => e.add(index("events", i), FieldCode::InvalidType, "must be a string"),
+        }
+    }
+    if out.len() > 1 && out.iter().any(|t| t == "*") {
+        e.add("events", FieldCode::InvalidValue, "\"*\" already means every event; list it alone");
+    }
+    (e.len() == before).then_some(out)
+}
+
+/// Validates a receiver URL at registration: absolute https (http only when private
+/// receivers are allowed), no credentials, no fragment, and an IP-literal host must be a
+/// public address. Hostnames are checked again on every resolved address at delivery.
+pub fn endpoint_url(s: &str, policy: UrlPolicy) -> Result<String, (FieldCode, String)> {
+    let bad = |m: &str| Err((FieldCode::InvalidFormat, m.to_string()));
+    if s.len() > 2048 {
+        return Err((FieldCode::TooLong, "must be at most 2048 characters".into()));
+    }
+    let Ok(url) = url::Url::parse(s) else { return bad("must be an absolute https URL") };
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_private => {}
+        _ => return bad("must be an https URL"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return bad("must not contain credentials");
+    }
+    if url.fragment().is_some() {
+        return bad("must not contain a fragment");
+    }
+    match url.host() {
+        None => bad("must name a host"),
+        Some(url::Host::Ipv4(ip)) => check_literal(IpAddr::V4(ip), policy).map(|_| url.to_string()),
+        Some(url::Host::Ipv6(ip)) => check_literal(IpAddr::V6(ip), policy).map(|_| url.to_string()),
+        Some(url::Host::Domain(d)) => {
+            if is_internal_name(d) && !policy.allow_private {
+                return Err((FieldCode::NotAllowed, format!("{d} is not a public host name")));
+            }
+            Ok(url.to_string())
+        }
+    }
+}
+
+fn check_literal(ip: IpAddr, policy: UrlPolicy) -> Result<(), (FieldCode, String)> {
+    match address_refusal(ip, policy) {
+        Some(why) => Err((FieldCode::NotAllowed, format!("{ip} is {why}; receivers must be public addresses"))),
+        None => Ok(()),
+    }
+}
+
+/// Names that only resolve inside a network (and must never be tried from ours).
+fn is_internal_name(d: &str) -> bool {
+    let d = d.trim_end_matches('.').to_ascii_lowercase();
+    d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local") || !d.contains('.')
+}
+
+/// Why a delivery must not connect to `ip`, or `None` when it may. IPv4-mapped and
+/// IPv4-compatible IPv6 addresses are judged as the IPv4 address they carry.
+pub fn address_refusal(ip: IpAddr, policy: UrlPolicy) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_refusal(v4, policy),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = embedded_v4(v6) {
+                return v4_refusal(v4, policy);
+            }
+            let seg = v6.segments();
+            if v6.is_unspecified() {
+                Some("the unspecified address")
+            } else if v6.is_loopback() {
+                (!policy.allow_private).then_some("a loopback address")
+            } else if seg[0] & 0xffc0 == 0xfe80 {
+                Some("a link-local address")
+            } else if seg[0] & 0xfe00 == 0xfc00 {
+                (!policy.allow_private).then_some("a private (unique local) address")
+            } else if seg[0] & 0xff00 == 0xff00 {
+                Some("a multicast address")
+            } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
+                Some("a documentation address")
+            } else if seg[0] == 0x0064 && seg[1] == 0xff9b {
+                // NAT64 maps IPv4 into this prefix: judge the carried address.
+                v4_refusal(Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8), policy)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let seg = v6.segments();
+    // Deprecated IPv4-compatible form ::a.b.c.d (not :: or ::1).
+    (seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1)).then(|| {
+        Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8)
+    })
+}
+
+fn v4_refusal(ip: Ipv4Addr, policy: UrlPolicy) -> Option<&'static str> {
+    let o = ip.octets();
+    if o[0] == 169 && o[1] == 254 {
+        Some("a link-local address (cloud metadata lives here)")
+    } else if o[0] == 0 {
+        Some("in 0.0.0.0/8 (this host)")
+    } else if ip.is_loopback() {
+        (!policy.allow_private).then_some("a loopback address")
+    } else if ip.is_private() {
+        (!policy.allow_private).then_some("a private address")
+    } else if o[0] == 100 && (64..128).contains(&o[1]) {
+        Some("a carrier-grade NAT address")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("an IETF protocol assignment address")
+    } else if o[0] == 198 && (o[1] == 18 || o[1] == 19) {
+        Some("a benchmarking address")
+    } else if ip.is_documentation() {
+        Some("a documentation address")
+    } else if ip.is_multicast() || o[0] >= 240 {
+        Some("a multicast, reserved or broadcast address")
+    } else {
+        None
+    }
+}
+
+/// Does an endpoint subscribed to `events` want `event_type`?
+pub fn subscribes(events: &[String], event_type: &str) -> bool {
+    events.iter().any(|e| e == "*" || e == event_type)
+}
+
+/// A `whsec_` secret: 24 random bytes, base64. The HMAC key is the decoded bytes.
+pub fn secret_from_bytes(bytes: &[u8]) -> String {
+    format!("whsec_{}", B64.encode(bytes))
+}
+
+/// The `webhook-signature` header value: `v1,<sig>` for each secret, space-separated
+/// (several while a rotation overlaps). `None` when a secret is not a valid `whsec_`.
+pub fn signature_header<'a>(secrets: impl IntoIterator<Item = &'a str>, msg_id: &str, timestamp: i64, body: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for secret in secrets {
+        let key = B64.decode(secret.strip_prefix("whsec_")?).ok()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+        mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
+        mac.update(body.as_bytes());
+        parts.push(format!("v1,{}", B64.encode(mac.finalize().into_bytes())));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    Delivered,
+    /// Every attempt failed, or the receiver answered 410: dead-lettered.
+    Failed,
+    /// The endpoint was deleted or disabled before the delivery finished.
+    Cancelled,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLog {
+    pub number: u32,
+    pub attempted_at: DateTime<Utc>,
+    /// `None` when no response arrived (refused address, timeout, connection error).
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// The result of one HTTP attempt, as the sender saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// What a recorded attempt means for the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptVerdict {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// All attempts used up.
+    Exhausted,
+    /// `410 Gone`: the receiver asked never to be called again.
+    Gone,
+}
+
+/// Classifies an attempt and the next step. 2xx delivers; 410 disables; anything else
+/// (3xx is not followed) is retried on the schedule.
+pub fn verdict(result: &AttemptResult, attempts_made: usize, now: DateTime<Utc>) -> AttemptVerdict {
+    match result.status_code {
+        Some(code) if (200..300).contains(&code) => AttemptVerdict::Delivered,
+        Some(410) => AttemptVerdict::Gone,
+        _ => match RETRY_DELAYS_SECONDS.get(attempts_made.saturating_sub(1)) {
+            Some(delay) if attempts_made < MAX_ATTEMPTS => AttemptVerdict::RetryAt(now + Duration::seconds(*delay)),
+            _ => AttemptVerdict::Exhausted,
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStatus {
+    Enabled,
+    /// Stopped by a `410 Gone`; deliveries are cancelled.
+    Disabled,
+}
+
+/// A signing secret as stored: sealed (encrypted with the deployment key), never in clear.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub sealed: String,
+    /// Set on the previous secret by a rotation; it stops signing then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub merchant_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub status: EndpointStatus,
+    pub disabled_reason: Option<String>,
+    /// Newest first.
+    pub secrets: Vec<SealedSecret>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl WebhookEndpoint {
+    pub fn create(spec: EndpointSpec, id: String, merchant_id: String, sealed_secret: String, now: DateTime<Utc>) -> Self {
+        WebhookEndpoint {
+            id,
+            merchant_id,
+            url: spec.url,
+            events: spec.events,
+            description: spec.description,
+            status: EndpointStatus::Enabled,
+            disabled_reason: None,
+            secrets: vec![SealedSecret { sealed: sealed_secret, expires_at: None }],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
+    /// The secrets that sign a message sent at `now`.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &SealedSecret> {
+        self.secrets.iter().filter(move |s| s.expires_at.is_none_or(|t| t > now))
+    }
+
+    /// A new current secret; the previous one keeps signing for
+    /// [`ROTATION_OVERLAP_HOURS`] (a second rotation ends older overlaps at once).
+    pub fn rotate(&self, sealed_secret: String, now: DateTime<Utc>) -> WebhookEndpoint {
+        let mut next = self.clone();
+        let previous = self.secrets.first().map(|s| SealedSecret {
+            sealed: s.sealed.clone(),
+            expires_at: Some(s.expires_at.unwrap_or(now + Duration::hours(ROTATION_OVERLAP_HOURS)).min(now + Duration::hours(ROTATION_OVERLAP_HOURS))),
+        });
+        next.secrets = std::iter::once(SealedSecret { sealed: sealed_secret, expires_at: None }).chain(previous).collect();
+        next.updated_at = now;
+        next.version += 1;
+        next
+    }
+
+    pub fn disable(&self, reason: &str, now: DateTime<Utc>) -> WebhookEndpoint {
+        let mut next = self.clone();
+        next.status = EndpointStatus::Disabled;
+        next.disabled_reason = Some(reason.to_string());
+        next.updated_at = now;
+        next.version += 1;
+        next
+    }
+
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.status == EndpointStatus::Enabled && subscribes(&self.events, event_type)
+    }
+
+    /// The API representation (never the secret: it is shown once, by create and rotate).
+    pub fn to_api(&self, now: DateTime<Utc>) -> Value {
+        let overlap_until = self.secrets.iter().skip(1).filter_map(|s| s.expires_at).filter(|t| *t > now).max();
+        serde_json::json!({
+            "id": self.id,
+            "object": "webhook_endpoint",
+            "url": self.url,
+            "events": self.events,
+            "description": self.description,
+            "status": self.status,
+            "disabled_reason": self.disabled_reason,
+            "previous_secret_expires_at": overlap_until,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// One event on its way to one endpoint. Its `payload` is the exact body every attempt
+/// sends, so signatures and retries see identical bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub merchant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: Vec<AttemptLog>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A dispatcher holds the delivery while it sends; another may take over after this.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Its queue message was sent (fan-out bookkeeping: a replayed stream record that
+    /// finds this set sends nothing).
+    pub queued: bool,
+    /// Set when the delivery came from `POST /v1/events/{id}/redeliver`.
+    pub redelivery: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// How long a dispatcher may hold a delivery: longer than an attempt can take.
+pub const LEASE_SECONDS: i64 = 60;
+
+impl Delivery {
+    /// The delivery of `event_id` to `endpoint_id` created by the fan-out. Its id is derived
+    /// from the pair, so creating it twice (a replayed stream batch) finds the first.
+    pub fn fan_out_id(event_id: &str, endpoint_id: &str) -> String {
+        use sha2::Digest;
+        let digest = Sha256::digest(format!("{event_id}\n{endpoint_id}").as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("whd_{hex}")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(id: String, merchant_id: &str, endpoint_id: &str, event_id: &str, event_type: &str, payload: String, redelivery: bool, now: DateTime<Utc>) -> Self {
+        Delivery {
+            id,
+            merchant_id: merchant_id.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            event_id: event_id.to_string(),
+            event_type: event_type.to_string(),
+            payload,
+            status: DeliveryStatus::Pending,
+            attempts: Vec::new(),
+            next_attempt_at: Some(now),
+            lease_until: None,
+            queued: false,
+            redelivery,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
+    /// When a pending delivery may next be attempted (its schedule or a running lease).
+    pub fn not_before(&self) -> Option<DateTime<Utc>> {
+        if self.status != DeliveryStatus::Pending {
+            return None;
+        }
+        let scheduled = self.next_attempt_at.unwrap_or(self.created_at);
+        Some(self.lease_until.map_or(scheduled, |l| l.max(scheduled)))
+    }
+
+    /// Takes the lease for an attempt at `now`.
+    pub fn claim(&self, now: DateTime<Utc>) -> Delivery {
+        let mut next = self.clone();
+        next.lease_until = Some(now + Duration::seconds(LEASE_SECONDS));
+        next.updated_at = now;
+        next.version += 1;
+        next
+    }
+
+    /// Records an attempt made under the lease and decides what follows.
+    pub fn record(&self, attempted_at: DateTime<Utc>, result: AttemptResult, now: DateTime<Utc>) -> (Delivery, AttemptVerdict) {
+        let mut next = self.clone();
+        next.attempts.push(AttemptLog {
+            number: self.attempts.len() as u32 + 1,
+            attempted_at,
+            status_code: result.status_code,
+            duration_ms: result.duration_ms,
+            error: result.error.clone(),
+        });
+        let v = verdict(&result, next.attempts.len(), now);
+        (next.status, next.next_attempt_at) = match v {
+            AttemptVerdict::Delivered => (DeliveryStatus::Delivered, None),
+            AttemptVerdict::RetryAt(t) => (DeliveryStatus::Pending, Some(t)),
+            AttemptVerdict::Exhausted | AttemptVerdict::Gone => (DeliveryStatus::Failed, None),
+        };
+        next.lease_until = None;
+        next.updated_at = now;
+        next.version += 1;
+        (next, v)
+    }
+
+    /// Stops a pending delivery whose endpoint is gone or disabled.
+    pub fn cancel(&self, now: DateTime<Utc>) -> Delivery {
+        let mut next = self.clone();
+        next.status = DeliveryStatus::Cancelled;
+        next.next_attempt_at = None;
+        next.lease_until = None;
+        next.updated_at = now;
+        next.version += 1;
+        next
+    }
+
+    pub fn to_api(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "object": "webhook_delivery",
+            "endpoint_id": self.endpoint_id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "status": self.status,
+            "redelivery": self.redelivery,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const STRICT: UrlPolicy = UrlPolicy { allow_private: false };
+    const LOCAL: UrlPolicy = UrlPolicy { allow_private: true };
+
+    #[test]
+    fn standard_webhooks_test_vector() {
+        // The published vector of the Standard Webhooks specification.
+        let sig = signature_header(
+            ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig.as_deref(), Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+        let two = signature_header(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_AAAA"], "m", 1, "{}").unwrap();
+        assert_eq!(two.split(' ').count(), 2);
+        assert!(signature_header(["not-a-secret"], "m", 1, "{}").is_none());
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(endpoint_url("https://hooks.example.com/paysession?x=1", STRICT).is_ok());
+        for bad in [
+            "http://hooks.example.com/",
+            "ftp://hooks.example.com/",
+            "https://user:pw@hooks.example.com/",
+            "https://hooks.example.com/#frag",
+            "https://localhost/",
+            "https://metadata.google.internal/",
+            "https://intranet/",
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0177.0.0.1/",
+            "https://0x7f.1/",
+            "https://10.1.2.3/",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://100.64.0.1/",
+            "https://[::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "not a url",
+        ] {
+            assert!(endpoint_url(bad, STRICT).is_err(), "{bad} must be refused");
+        }
+        assert!(endpoint_url("http://127.0.0.1:9000/hook", LOCAL).is_ok());
+        assert!(endpoint_url("http://169.254.169.254/", LOCAL).is_err(), "metadata stays refused locally");
+    }
+
+    #[test]
+    fn addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(address_refusal(ip("93.184.216.34"), STRICT), None);
+        assert_eq!(address_refusal(ip("2606:2800:220:1:248:1893:25c8:1946"), STRICT), None);
+        for bad in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.100.100.200", "0.0.0.0",
+            "255.255.255.255", "224.0.0.1", "::", "::1", "::ffff:10.0.0.1", "::127.0.0.1", "fe80::1", "fc00::1", "64:ff9b::7f00:1"]
+        {
+            assert!(address_refusal(ip(bad), STRICT).is_some(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn create_body() {
+        let ok = parse_endpoint_create(&serde_json::json!({"url": "https://h.example/x", "events": ["payment.updated"]}), STRICT).unwrap();
+        assert_eq!(ok.events, vec!["payment.updated"]);
+        let errs = parse_endpoint_create(
+            &serde_json::json!({"url": "http://h.example", "events": ["nope", "*", 3], "colour": 1}),
+            STRICT,
+        )
+        .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["url", "events[0]", "events[2]", "colour"]);
+        assert!(parse_endpoint_create(&serde_json::json!({"url": "https://h.example", "events": ["*", "payment.updated"]}), STRICT).is_err());
+        assert!(parse_endpoint_create(&serde_json::json!({"url": "https://h.example", "events": []}), STRICT).is_err());
+    }
+
+    #[test]
+    fn schedule() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let fail = AttemptResult { status_code: Some(500), duration_ms: 3, error: None };
+        let waits: Vec<i64> = (1..=MAX_ATTEMPTS)
+            .map_while(|n| match verdict(&fail, n, now) {
+                AttemptVerdict::RetryAt(t) => Some((t - now).num_seconds()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(waits, RETRY_DELAYS_SECONDS.to_vec());
+        assert_eq!(verdict(&fail, MAX_ATTEMPTS, now), AttemptVerdict::Exhausted);
+        let gone = AttemptResult { status_code: Some(410), ..fail.clone() };
+        assert_eq!(verdict(&gone, 1, now), AttemptVerdict::Gone);
+        let redirect = AttemptResult { status_code: Some(302), ..fail.clone() };
+        assert!(matches!(verdict(&redirect, 1, now), AttemptVerdict::RetryAt(_)));
+        let ok = AttemptResult { status_code: Some(204), ..fail };
+        assert_eq!(verdict(&ok, 3, now), AttemptVerdict::Delivered);
+    }
+}

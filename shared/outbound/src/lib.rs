@@ -1,0 +1,123 @@
+//! The webhook sender: one HTTP POST per attempt, refusing private and metadata addresses.
+//!
+//! The guard runs where the connection is made, not only when the URL was registered: a
+//! hostname is resolved by [`GuardedResolver`] and refused if *any* address it yields is
+//! forbidden, and the connection goes to those checked addresses (no second lookup that
+//! DNS rebinding could change). IP-literal hosts never reach a resolver, so they are
+//! checked before the request. Redirects are never followed and no proxy is used.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use paysession_app::ports::WebhookSender;
+use paysession_domain::webhook::{address_refusal, endpoint_url, AttemptResult, UrlPolicy, ATTEMPT_TIMEOUT_SECONDS};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Refused {}
+
+/// Resolves a receiver's hostname and refuses it if any address is forbidden.
+pub struct GuardedResolver {
+    policy: UrlPolicy,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(Box::new(Refused(format!("{host} has no address"))) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            if let Some((ip, why)) = addrs.iter().find_map(|a| address_refusal(a.ip(), policy).map(|w| (a.ip(), w))) {
+                return Err(Box::new(Refused(format!("refused: {host} resolves to {ip}, {why}"))) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+pub struct GuardedSender {
+    client: reqwest::Client,
+    policy: UrlPolicy,
+}
+
+impl GuardedSender {
+    pub fn new(policy: UrlPolicy) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
+            .connect_timeout(Duration::from_secs(5))
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy }))
+            .build()
+            .expect("static client configuration");
+        GuardedSender { client, policy }
+    }
+
+    /// The reason a URL may not be called, checked before any connection.
+    fn precheck(&self, url: &str) -> Result<reqwest::Url, String> {
+        endpoint_url(url, self.policy).map_err(|(_, why)| format!("refused: {why}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("refused: {e}"))?;
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(why) = literal.and_then(|ip| address_refusal(ip, self.policy)) {
+            return Err(format!("refused: {why}"));
+        }
+        Ok(parsed)
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the interesting part in sources).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {ATTEMPT_TIMEOUT_SECONDS} s");
+    }
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    if let Some(refusal) = parts.iter().find(|p| p.starts_with("refused:")) {
+        return refusal.clone();
+    }
+    parts.join(": ")
+}
+
+#[async_trait]
+impl WebhookSender for GuardedSender {
+    async fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> AttemptResult {
+        let started = Instant::now();
+        let elapsed = |s: Instant| s.elapsed().as_millis() as u64;
+        let parsed = match self.precheck(url) {
+            Ok(u) => u,
+            Err(error) => return AttemptResult { status_code: None, duration_ms: 0, error: Some(error) },
+        };
+        let mut req = self.client.post(parsed).body(body.to_string());
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                let error = (!resp.status().is_success()).then(|| format!("receiver answered {code}"));
+                AttemptResult { status_code: Some(code), duration_ms: elapsed(started), error }
+            }
+            Err(e) => AttemptResult { status_code: None, duration_ms: elapsed(started), error: Some(describe(&e)) },
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The deployed pipeline on real parts: DynamoDB Local's table stream → stream-consumer
+//! handler → SQS on moto → webhook-dispatcher handler → a receiver on loopback; and session
+//! expiry driven by DynamoDB Local really deleting TTL-expired items.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use paysession_app::webhooks;
+use paysession_app::Deps;
+use paysession_aws::stream::handle_stream_event;
+use paysession_aws::stream_poller::{streams_client, StreamPoller};
+use paysession_aws::sqs::handle_sqs_event;
+use paysession_domain::model::PaymentMethodKind;
+use paysession_domain::session::{events_for, MerchantAction, PaymentSession};
+use paysession_domain::webhook::{parse_endpoint_create, UrlPolicy};
+use paysession_domain::{parse_create_session, MerchantPolicy, SessionStatus};
+use paysession_tests::aws::{deps, fresh_queues, receive_event};
+use paysession_tests::dynamo::fresh_table;
+use paysession_tests::receiver::{verify_with_official_library, Receiver};
+use serde_json::{json, Value};
+
+const MERCHANT: &str = "mer_stream";
+
+/// A session valid as of `created` (the validation window is relative to it).
+fn new_session(reference: &str, created: chrono::DateTime<Utc>, expires_in: i64) -> PaymentSession {
+    let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+    let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_1", "reference": reference,
+                      "expires_at": (created + chrono::Duration::seconds(expires_in)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+    let spec = parse_create_session(&body, created, &policy).unwrap();
+    PaymentSession::create(spec, paysession_app::ids::new_id("ps"), MERCHANT.into(), None, created)
+}
+
+async fn create(deps: &Deps, session: &PaymentSession) {
+    let events = events_for(None, session, session.created_at, || paysession_app::ids::new_id("evt"));
+    deps.sessions.create_session(session, &events, None).await.unwrap();
+}
+
+/// Polls the stream until a batch arrives (DynamoDB Local publishes within a second).
+async fn next_batch(poller: &mut StreamPoller) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(batch) = poller.poll().await.unwrap() {
+            return batch;
+        }
+        assert!(Instant::now() < deadline, "no stream records within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failures(response: &Value) -> usize {
+    response["batchItemFailures"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn outbox_stream_to_sqs_to_receiver() {
+    let store = fresh_table().await;
+    let table = store.table().to_string();
+    let dynamodb = store.client().clone();
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let rx = Receiver::start().await;
+    let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
+    let (endpoint, secret) = webhooks::create_endpoint(&deps, MERCHANT, spec).await.unwrap();
+
+    let session = new_session("ref-1", Utc::now(), 3600);
+    create(&deps, &session).await;
+    let batch = next_batch(&mut poller).await;
+    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+
+    let event = receive_event(&queues, &queues.queue_url, 2).await.expect("one message per (event, endpoint)");
+    assert_eq!(event["Records"].as_array().unwrap().len(), 1);
+    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await), 0);
+    let got = rx.wait_for("payment_session.created", |g| g.len() == 1).await;
+    assert_eq!(got[0].event_type(), "payment_session.created");
+    assert_eq!(verify_with_official_library(secret.expose(), &[&got[0]]), vec![json!(true)]);
+
+    // A replayed stream batch (Lambda retries a batch after a timeout) queues nothing new.
+    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+    assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "replay must not enqueue again");
+    let listed = deps.webhooks.list_deliveries(MERCHANT, &endpoint.id, 10, None).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    // Receiver failure: the message stays (batch item failure) with its visibility set to
+    // the 5 s retry delay, then comes back and is delivered.
+    rx.script(&[500]);
+    let cancelled = session.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, Utc::now()).unwrap();
+    let events = events_for(Some(&session), &cancelled, Utc::now(), || paysession_app::ids::new_id("evt"));
+    deps.sessions.update_session(&cancelled, session.version, &events, None).await.unwrap();
+    let batch = next_batch(&mut poller).await;
+    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+    let event = receive_event(&queues, &queues.queue_url, 2).await.expect("updated + cancelled");
+    let n = event["Records"].as_array().unwrap().len();
+    assert_eq!(n, 2, "payment_session.updated and payment_session.cancelled");
+    let response = handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await;
+    assert_eq!(failures(&response), 1, "the 500 keeps its message: {response}");
+    assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "hidden for the retry delay");
+    deps.test_clock.as_ref().unwrap().advance(chrono::Duration::seconds(5));
+    let again = receive_event(&queues, &queues.queue_url, 10).await.expect("the message is back after 5 s");
+    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &again).await), 0);
+    let got = rx.received();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].status, 204);
+    assert_eq!(got[3].header("webhook-id"), got.iter().find(|r| r.status == 500).unwrap().header("webhook-id"));
+    let all: Vec<_> = got.iter().collect();
+    assert!(verify_with_official_library(secret.expose(), &all).iter().all(|v| v == &json!(true)));
+}
+
+#[tokio::test]
+async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
+    let store = fresh_table().await;
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let rx = Receiver::start().await;
+    rx.answer_always(500);
+    let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
+    let (endpoint, _) = webhooks::create_endpoint(&deps, MERCHANT, spec).await.unwrap();
+    // A delivery that already failed seven times: the next failure is its last.
+    let now = deps.clock.now();
+    let mut d = paysession_domain::webhook::Delivery::new("whd_dead".into(), MERCHANT, &endpoint.id, "evt_x", "payment_session.created", "{}".into(), false, now);
+    for _ in 0..7 {
+        let claimed = d.claim(now);
+        d = claimed.record(now, paysession_domain::webhook::AttemptResult { status_code: Some(500), duration_ms: 1, error: None }, now).0;
+    }
+    d.next_attempt_at = Some(now);
+    assert!(deps.webhooks.create_delivery(&d).await.unwrap().is_none());
+    deps.queue.enqueue(MERCHANT, "whd_dead", Duration::ZERO).await.unwrap();
+    let event = receive_event(&queues, &queues.queue_url, 2).await.unwrap();
+    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await), 0);
+    let dead = receive_event(&queues, &queues.dead_letter_url, 2).await.expect("dead-lettered");
+    assert!(dead["Records"][0]["body"].as_str().unwrap().contains("whd_dead"));
+    let stored = deps.webhooks.get_delivery(MERCHANT, "whd_dead").await.unwrap().unwrap();
+    assert_eq!(stored.status, paysession_domain::webhook::DeliveryStatus::Failed);
+    assert_eq!(stored.attempts.len(), 8);
+    assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none());
+}
+
+/// Issue 6: DynamoDB Local deletes the expiry item once its TTL passes and emits a REMOVE
+/// record with the service identity; the stream consumer (fed by the poller, as Lambda
+/// would) expires the session. Nothing calls the expiry code directly.
+#[tokio::test]
+async fn ttl_deletion_expires_the_session() {
+    let store = fresh_table().await;
+    let table = store.table().to_string();
+    let dynamodb = store.client().clone();
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+
+    // Created "59 s ago" with a 61 s expiry (just over the API minimum): due in 2 s.
+    let short = new_session("ttl-short", Utc::now() - chrono::Duration::seconds(59), 61);
+    create(&deps, &short).await;
+    // A manual delete of another session's expiry item is not an expiry.
+    let long = new_session("ttl-long", Utc::now(), 3600);
+    create(&deps, &long).await;
+    dynamodb
+        .delete_item()
+        .table_name(&table)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(paysession_aws::keys::session_pk(MERCHANT, &long.id)))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S(paysession_aws::keys::EXPIRY_SK.into()))
+        .send()
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut batches = Vec::new();
+    let expired_event = loop {
+        if let Some(batch) = poller.poll().await.unwrap() {
+            assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+            batches.push(batch);
+        }
+        let events = deps.sessions.session_events(MERCHANT, &short.id).await.unwrap();
+        if let Some(e) = events.iter().find(|e| e.event_type == "payment_session.expired") {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "DynamoDB Local did not delete the expiry item within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let delay = expired_event.created_at - short.expires_at;
+    println!("expires_at → payment_session.expired on DynamoDB Local: {} ms", delay.num_milliseconds());
+    assert!(delay >= chrono::Duration::zero());
+    let stored = deps.sessions.get_session(MERCHANT, &short.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, SessionStatus::Expired);
+
+    // The REMOVE came from the TTL process; replaying every batch writes nothing more.
+    let removes: Vec<&Value> = batches
+        .iter()
+        .flat_map(|b| b["Records"].as_array().unwrap())
+        .filter(|r| r["eventName"] == "REMOVE")
+        .collect();
+    assert!(removes.iter().any(|r| r["userIdentity"]["principalId"] == paysession_aws::stream::TTL_PRINCIPAL));
+    assert!(removes.iter().any(|r| r["userIdentity"].is_null()), "the manual delete is in the stream too");
+    for batch in &batches {
+        assert_eq!(failures(&handle_stream_event(&deps, batch).await), 0);
+    }
+    let events = deps.sessions.session_events(MERCHANT, &short.id).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.expired").count(), 1);
+    let long_now = deps.sessions.get_session(MERCHANT, &long.id).await.unwrap().unwrap();
+    assert_eq!(long_now.status, SessionStatus::Open, "a manual delete is not an expiry");
+}
