@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
     Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, SessionQuery, SessionStore,
-    SettingsStore, StoreError, StoredResponse,
+    SettingsStore, StoreError, StoredResponse, EventQuery, WebhookStore,
 };
+use paysession_domain::webhook::{AttemptResult, Delivery, DeliveryStatus, EndpointSpec, WebhookEndpoint};
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{events_for, MerchantAction, PaymentSession};
 use paysession_domain::{parse_create_session, MerchantPolicy, SessionStatus};
@@ -20,12 +21,13 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub merchants: Arc<dyn MerchantStore>,
     pub settings: Arc<dyn SettingsStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
 }
 
 impl Stores {
     pub fn from<T: paysession_runtime::Store>(store: T) -> Stores {
         let s = Arc::new(store);
-        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s }
+        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s.clone(), webhooks: s }
     }
 }
 
@@ -320,6 +322,96 @@ pub async fn merchants_clients_settings(st: Stores) {
     assert_eq!(st.settings.get_setting("x").await.unwrap().as_deref(), Some("2"));
 }
 
+fn endpoint(id: &str, merchant: &str, at: DateTime<Utc>) -> WebhookEndpoint {
+    let spec = EndpointSpec { url: "https://hooks.example.com/x".into(), events: vec!["*".into()], description: None };
+    WebhookEndpoint::create(spec, id.into(), merchant.into(), "sealed:v1:AAAA".into(), at)
+}
+
+pub async fn webhook_endpoints_versioned_and_tenanted(st: Stores) {
+    let w = &st.webhooks;
+    w.create_endpoint(&endpoint("we_1", "mer_1", t0())).await.unwrap();
+    w.create_endpoint(&endpoint("we_2", "mer_1", t0() + Duration::seconds(1))).await.unwrap();
+    w.create_endpoint(&endpoint("we_3", "mer_2", t0())).await.unwrap();
+    let ids: Vec<String> = w.list_endpoints("mer_1").await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["we_1", "we_2"], "oldest first, own endpoints only");
+    assert_eq!(w.get_endpoint("mer_2", "we_1").await.unwrap(), None, "foreign id reads as absent");
+    let current = w.get_endpoint("mer_1", "we_1").await.unwrap().unwrap();
+    let rotated = current.rotate("sealed:v1:BBBB".into(), t0() + Duration::seconds(5));
+    w.update_endpoint(&rotated, current.version).await.unwrap();
+    let stale = current.disable("410", t0() + Duration::seconds(6));
+    assert!(matches!(w.update_endpoint(&stale, current.version).await, Err(StoreError::VersionConflict)));
+    assert_eq!(w.get_endpoint("mer_1", "we_1").await.unwrap().unwrap().secrets.len(), 2);
+    assert!(!w.delete_endpoint("mer_2", "we_1").await.unwrap(), "another tenant cannot delete it");
+    assert!(w.delete_endpoint("mer_1", "we_1").await.unwrap());
+    assert!(!w.delete_endpoint("mer_1", "we_1").await.unwrap());
+    assert_eq!(w.get_endpoint("mer_1", "we_1").await.unwrap(), None);
+}
+
+pub async fn deliveries_insert_once_and_update_by_version(st: Stores) {
+    let w = &st.webhooks;
+    let make = |id: &str, at| Delivery::new(id.into(), "mer_1", "we_1", "evt_1", "payment_session.created", "{}".into(), false, at);
+    let first = make(&Delivery::fan_out_id("evt_1", "we_1"), t0());
+    assert!(w.create_delivery(&first).await.unwrap().is_none());
+    // The same (event, endpoint) again — a replayed stream record — finds the first.
+    let again = w.create_delivery(&make(&first.id, t0() + Duration::seconds(9))).await.unwrap().unwrap();
+    assert_eq!(again, first);
+    let claimed = first.claim(t0());
+    w.update_delivery(&claimed, first.version).await.unwrap();
+    assert!(matches!(w.update_delivery(&first.claim(t0()), first.version).await, Err(StoreError::VersionConflict)), "one claim wins");
+    let (recorded, _) = claimed.record(t0(), AttemptResult { status_code: Some(500), duration_ms: 3, error: None }, t0());
+    w.update_delivery(&recorded, claimed.version).await.unwrap();
+    let stored = w.get_delivery("mer_1", &first.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts.len()), (DeliveryStatus::Pending, 1));
+    assert_eq!(w.get_delivery("mer_2", &first.id).await.unwrap(), None);
+    for i in 0..4 {
+        w.create_delivery(&make(&format!("whd_{i}"), t0() + Duration::seconds(i + 1))).await.unwrap();
+    }
+    let page = w.list_deliveries("mer_1", "we_1", 3, None).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["whd_3", "whd_2", "whd_1"]);
+    assert!(page.has_more);
+    let last = page.items.last().unwrap();
+    let rest = w.list_deliveries("mer_1", "we_1", 3, Some(&Cursor { created_at: last.created_at, id: last.id.clone() })).await.unwrap();
+    let ids: Vec<&str> = rest.items.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["whd_0", first.id.as_str()]);
+    assert!(!rest.has_more);
+    assert!(w.list_deliveries("mer_2", "we_1", 10, None).await.unwrap().items.is_empty());
+}
+
+pub async fn merchant_event_log(st: Stores) {
+    for (i, reference) in ["a", "b", "c"].iter().enumerate() {
+        let s = session("mer_1", "cus_1", reference, t0() + Duration::seconds(i as i64));
+        let events = events_for(None, &s, s.created_at, || paysession_app::ids::new_id("evt"));
+        st.sessions.create_session(&s, &events, None).await.unwrap();
+        let cancelled = s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, s.created_at).unwrap();
+        let events = events_for(Some(&s), &cancelled, s.created_at, || paysession_app::ids::new_id("evt"));
+        st.sessions.update_session(&cancelled, s.version, &events, None).await.unwrap();
+    }
+    let other = session("mer_2", "cus_1", "z", t0());
+    st.sessions.create_session(&other, &events_for(None, &other, t0(), || paysession_app::ids::new_id("evt")), None).await.unwrap();
+    let w = &st.webhooks;
+    let all = w.list_events("mer_1", &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(all.items.len(), 9);
+    assert!(all.items.windows(2).all(|p| (p[0].created_at, &p[0].id) > (p[1].created_at, &p[1].id)), "newest first");
+    let created = w.list_events("mer_1", &EventQuery { limit: 100, event_type: Some("payment_session.created".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(created.items.len(), 3);
+    let recent = w.list_events("mer_1", &EventQuery { limit: 100, created_after: Some(t0() + Duration::seconds(1)), ..Default::default() }).await.unwrap();
+    assert_eq!(recent.items.len(), 3, "only the third session's events are after t0+1s");
+    let page = w.list_events("mer_1", &EventQuery { limit: 4, ..Default::default() }).await.unwrap();
+    assert!(page.has_more);
+    let last = page.items.last().unwrap();
+    let next = w
+        .list_events("mer_1", &EventQuery { limit: 10, after: Some(Cursor { created_at: last.created_at, id: last.id.clone() }), ..Default::default() })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.items.iter().chain(&next.items).map(|e| e.id.as_str()).collect();
+    let all_ids: Vec<&str> = all.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, all_ids, "pages join without gaps or repeats");
+    let one = &all.items[4];
+    assert_eq!(w.get_event("mer_1", &one.id).await.unwrap().as_ref(), Some(one));
+    assert_eq!(w.get_event("mer_2", &one.id).await.unwrap(), None, "another tenant's event reads as absent");
+}
+
 /// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.
 #[macro_export]
 macro_rules! contract_suite {
@@ -328,7 +420,9 @@ macro_rules! contract_suite {
             create_get_and_tenancy, duplicate_reference_guard, concurrent_creates_one_winner,
             versioned_updates, concurrent_transitions_one_wins, list_order_filters_cursor,
             status_filter_as_of_now, idempotency_lifecycle, idempotency_takeover_and_release,
-            idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods);
+            idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods,
+            webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
+            merchant_event_log);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(

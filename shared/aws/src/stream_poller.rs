@@ -23,10 +23,8 @@ fn err(e: impl std::fmt::Display) -> String {
 pub async fn streams_client() -> aws_sdk_dynamodbstreams::Client {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(&config);
-    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS").is_err() {
-        if let Ok(url) = std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
-            builder = builder.endpoint_url(url);
-        }
+    if let (Err(_), Ok(url)) = (std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"), std::env::var("AWS_ENDPOINT_URL_DYNAMODB")) {
+        builder = builder.endpoint_url(url);
     }
     aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
 }

@@ -254,4 +254,39 @@ mod tests {
         assert_eq!(voided.payments[0].failure_code.as_deref(), Some("expired"));
         assert!(voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.expires_at).is_err(), "nothing completes after expiry in strict mode");
     }
+
+    /// A payment racing the expiry instant, 50 ms either side of `expires_at`. Nobody claims
+    /// at or after expiry; strict mode never records a success at or after expiry; loose
+    /// mode lets an attempt that reached requires_action/processing in time finish (API.md).
+    /// A claim whose processor answer lands after expiry without having reached those
+    /// states is refused in both modes (the processor `void` gap in ARCHITECTURE.md).
+    #[test]
+    fn payments_at_the_expiry_instant() {
+        let ms = Duration::milliseconds;
+        for mode in ["loose", "strict"] {
+            let s = session(mode);
+            let attempt = |id: &str| PaymentAttempt {
+                id: id.into(), method: PaymentMethodKind::Card, status: AttemptStatus::Pending, failure_code: None,
+                amount: 100, card: None, next_action_url: None, save_requested: false, created_at: s.created_at, updated_at: s.created_at,
+            };
+            assert!(s.claim_attempt(attempt("late"), s.expires_at + ms(50)).is_err(), "{mode}: no claim after expiry");
+            assert!(s.claim_attempt(attempt("at"), s.expires_at).is_err(), "{mode}: no claim at expires_at");
+            let claimed = s.claim_attempt(attempt("pay_1"), s.expires_at - ms(50)).unwrap();
+            let early = claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at - ms(1)).unwrap();
+            assert_eq!(early.status, SessionStatus::Succeeded, "{mode}: settled before expiry");
+            assert!(claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at + ms(50)).is_err());
+            let in_3ds = claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, s.expires_at - ms(50)).unwrap();
+            let late = in_3ds.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at + ms(50));
+            match mode {
+                "strict" => {
+                    assert!(late.is_err(), "strict: a success after expiry is refused");
+                    assert_eq!(in_3ds.expire_due(s.expires_at + ms(50)).unwrap().status, SessionStatus::Expired);
+                }
+                _ => {
+                    assert_eq!(late.unwrap().status, SessionStatus::Succeeded, "loose: the running attempt may finish");
+                    assert!(in_3ds.expire_due(s.expires_at + ms(50)).is_none(), "loose: the sweeper leaves it running");
+                }
+            }
+        }
+    }
 }

@@ -30,6 +30,12 @@ pub struct GuardedResolver {
     policy: UrlPolicy,
 }
 
+impl GuardedResolver {
+    pub fn new(policy: UrlPolicy) -> Self {
+        GuardedResolver { policy }
+    }
+}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
@@ -54,9 +60,14 @@ pub struct GuardedSender {
 
 impl GuardedSender {
     pub fn new(policy: UrlPolicy) -> Self {
+        Self::with_timeout(policy, Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
+    }
+
+    /// A sender with another attempt timeout (tests of the timeout path).
+    pub fn with_timeout(policy: UrlPolicy, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
@@ -84,7 +95,7 @@ impl GuardedSender {
 /// The error and its causes on one line (reqwest hides the interesting part in sources).
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        return format!("timed out after {ATTEMPT_TIMEOUT_SECONDS} s");
+        return "timed out".to_string();
     }
     let mut parts = vec![e.to_string()];
     let mut source = std::error::Error::source(e);
