@@ -198,3 +198,56 @@ async fn ttl_deletion_expires_the_session() {
     let long_now = deps.sessions.get_session(MERCHANT, &long.id).await.unwrap().unwrap();
     assert_eq!(long_now.status, SessionStatus::Open, "a manual delete is not an expiry");
 }
+
+/// `paysession-local --store dynamodb`: the same handlers fed by DynamoDB Local's stream.
+#[tokio::test]
+async fn local_server_on_dynamodb_delivers_from_the_stream() {
+    let store = fresh_table().await;
+    let running = paysession_local::start(paysession_local::LocalOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: std::env::temp_dir(),
+        table: Some(store.table().to_string()),
+        public_url: None,
+        allow_private_webhooks: true,
+        demo_client_id: None,
+        demo_client_secret: None,
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let base = running.base_url.clone();
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&running.demo.client_id, Some(&running.demo.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = token["access_token"].as_str().unwrap().to_string();
+    let rx = Receiver::start().await;
+    let ep: Value = http
+        .post(format!("{base}/v1/webhook_endpoints"))
+        .bearer_auth(&t)
+        .json(&json!({"url": rx.url(), "events": ["payment_session.created"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = http
+        .post(format!("{base}/v1/payment_sessions"))
+        .bearer_auth(&t)
+        .json(&json!({"amount": 500, "currency": "EUR", "customer_id": "cus_1", "reference": "ddb-local-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let got = rx.wait_for("payment_session.created via the stream", |g| g.len() == 1).await;
+    assert_eq!(verify_with_official_library(ep["secret"].as_str().unwrap(), &[&got[0]]), vec![json!(true)]);
+    running.stop().await;
+}

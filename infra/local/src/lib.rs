@@ -2,6 +2,7 @@
 //! served by one hyper server over the embedded store, always in sandbox mode.
 
 mod demo;
+mod dynamo_pipeline;
 mod pipeline;
 mod server;
 

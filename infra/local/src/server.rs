@@ -76,6 +76,11 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         deps.config.allow_private_webhooks = true;
         deps.sender = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
     }
+    let dynamo_queue = store.dynamo().map(|d| {
+        let (queue, rx) = crate::dynamo_pipeline::memory_queue();
+        deps.queue = Arc::new(queue);
+        (d, rx)
+    });
     let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);
@@ -84,6 +89,10 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     }
     if let Some(embedded) = store.embedded() {
         tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
+    }
+    if let Some((dynamo, rx)) = dynamo_queue {
+        tokio::spawn(crate::dynamo_pipeline::run_dispatcher(deps.clone(), rx, stop.clone()));
+        tokio::spawn(crate::dynamo_pipeline::run_stream(deps.clone(), dynamo.client().clone(), dynamo.table().to_string(), stop.clone()));
     }
     let shared = Arc::new(deps.clone());
     let task = tokio::spawn(async move {

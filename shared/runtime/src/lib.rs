@@ -284,6 +284,16 @@ impl OpenedStore {
         }
     }
 
+    /// The DynamoDB store, when that is what was opened (the local server then reads its
+    /// stream).
+    pub fn dynamo(&self) -> Option<Arc<DynamoStore>> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(_) => None,
+            OpenedStore::Dynamo(s) => Some(s.clone()),
+        }
+    }
+
     /// The sweeper source when this store needs one (the embedded store).
     pub fn expiry_sweep(&self) -> Option<Arc<dyn paysession_app::expiry::ExpirySweep>> {
         match self {
