@@ -113,13 +113,7 @@ impl Server {
     }
 
     pub async fn token_for(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
-        let mut form = vec![("grant_type", "client_credentials")];
-        if let Some(s) = scope {
-            form.push(("scope", s));
-        }
-        let r = self.http.post(self.url("/oauth/token")).basic_auth(client_id, Some(secret)).form(&form).send().await.unwrap();
-        assert_eq!(r.status(), 200, "token request failed");
-        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        client_token(&self.http, &self.base, client_id, secret, scope).await
     }
 
     pub async fn token(&self) -> String {
@@ -167,6 +161,17 @@ impl Server {
     pub async fn advance_clock(&self, token: &str, seconds: i64) -> Resp {
         self.post("/v1/test_clock/advance", token, &json!({"seconds": seconds})).await
     }
+}
+
+/// An access token from `base` by client credentials (HTTP Basic).
+pub async fn client_token(http: &reqwest::Client, base: &str, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let r = http.post(format!("{base}/oauth/token")).basic_auth(client_id, Some(secret)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200, "token request failed");
+    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
 }
 
 /// A minimal valid create body with a given reference.

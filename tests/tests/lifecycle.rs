@@ -145,10 +145,11 @@ async fn local_sweeper_expires_under_the_test_clock() {
     let mut strict = session_body("sweep-2");
     strict["expiration_mode"] = json!("strict");
     let id2 = s.create(&t, &strict).await.json()["id"].as_str().unwrap().to_string();
-    s.advance_clock(&t, 15 * 60 + 1).await;
-    // The server's own sweeper (one pass a second) writes the expiry; nothing here calls it.
+    // One second short of expiry: real time carries the clock over `expires_at`, and the
+    // server's own sweeper (one pass a second) writes the expiry; nothing here calls it.
+    s.advance_clock(&t, 15 * 60 - 1).await;
     let mut seen = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..60 {
         seen = event_types(&s, &t, &id).await;
         if seen.contains(&"payment_session.expired".to_string()) {
             break;
@@ -156,6 +157,12 @@ async fn local_sweeper_expires_under_the_test_clock() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(seen, ["payment_session.created", "payment_session.updated", "payment_session.expired"]);
+    let session = s.get(&format!("/v1/payment_sessions/{id}"), &t).await.json();
+    let events = s.get(&format!("/v1/payment_sessions/{id}/events"), &t).await.json();
+    let at = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let delay = at(&events["data"][2]["created_at"]) - at(&session["expires_at"]);
+    println!("expires_at → payment_session.expired, local sweeper: {} ms", delay.num_milliseconds());
+    assert!(delay >= chrono::Duration::zero(), "never before expires_at");
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     assert_eq!(event_types(&s, &t, &id).await.len(), 3, "later sweeps write nothing more");
     assert!(event_types(&s, &t, &id2).await.contains(&"payment_session.expired".to_string()));

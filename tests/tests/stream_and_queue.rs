@@ -47,18 +47,32 @@ async fn next_batch(poller: &mut StreamPoller) -> Value {
     }
 }
 
+/// A fresh table with its stream poller, fresh queues, and Deps over them.
+struct Rig {
+    deps: Deps,
+    queues: paysession_aws::sqs::DispatcherQueues,
+    poller: StreamPoller,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+async fn rig() -> Rig {
+    let store = fresh_table().await;
+    let table = store.table().to_string();
+    let dynamodb = store.client().clone();
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    Rig { deps, queues, poller, dynamodb, table }
+}
+
 fn failures(response: &Value) -> usize {
     response["batchItemFailures"].as_array().unwrap().len()
 }
 
 #[tokio::test]
 async fn outbox_stream_to_sqs_to_receiver() {
-    let store = fresh_table().await;
-    let table = store.table().to_string();
-    let dynamodb = store.client().clone();
-    let queues = fresh_queues().await;
-    let deps = deps(store, &queues).await;
-    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let Rig { deps, queues, mut poller, .. } = rig().await;
     let rx = Receiver::start().await;
     let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
     let (endpoint, secret) = webhooks::create_endpoint(&deps, MERCHANT, spec).await.unwrap();
@@ -140,12 +154,7 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
 /// would) expires the session. Nothing calls the expiry code directly.
 #[tokio::test]
 async fn ttl_deletion_expires_the_session() {
-    let store = fresh_table().await;
-    let table = store.table().to_string();
-    let dynamodb = store.client().clone();
-    let queues = fresh_queues().await;
-    let deps = deps(store, &queues).await;
-    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let Rig { deps, mut poller, dynamodb, table, .. } = rig().await;
 
     // Created "59 s ago" with a 61 s expiry (just over the API minimum): due in 2 s.
     let short = new_session("ttl-short", Utc::now() - chrono::Duration::seconds(59), 61);
@@ -217,17 +226,7 @@ async fn local_server_on_dynamodb_delivers_from_the_stream() {
     .unwrap();
     let http = reqwest::Client::new();
     let base = running.base_url.clone();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&running.demo.client_id, Some(&running.demo.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let t = token["access_token"].as_str().unwrap().to_string();
+    let t = paysession_tests::client_token(&http, &base, &running.demo.client_id, &running.demo.client_secret, None).await;
     let rx = Receiver::start().await;
     let ep: Value = http
         .post(format!("{base}/v1/webhook_endpoints"))

@@ -22,13 +22,34 @@ const CONCURRENCY: usize = 16;
 /// Polls at least this often, whatever else happens.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
-pub async fn run(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+pub async fn run(deps: Deps, store: Arc<EmbeddedStore>, stop: watch::Receiver<bool>) {
+    // Two stages, each woken by every commit: fan-out never waits for slow receivers, and
+    // dispatch never waits for fan-out to catch up with a burst of events.
+    tokio::spawn(fan_out_stage(deps.clone(), store.clone(), stop.clone()));
+    dispatch_stage(deps, store, stop).await
+}
+
+async fn fan_out_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
+    let mut changes = store.subscribe();
     loop {
+        changes.mark_unchanged();
         if let Err(e) = fan_out_pass(&deps, &store).await {
             tracing::warn!(error = %e, "webhook fan-out failed; retrying");
         }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(MAX_IDLE) => {}
+        }
+    }
+}
+
+async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut changes = store.subscribe();
+    loop {
+        changes.mark_unchanged();
         match store.due_deliveries(deps.clock.now(), 64).await {
             Ok(due) => {
                 for (merchant_id, id) in due {
@@ -54,7 +75,7 @@ pub async fn run(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::Receive
         };
         tokio::select! {
             _ = stop.changed() => return,
-            _ = store.changed() => {}
+            _ = changes.changed() => {}
             _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
         }
     }

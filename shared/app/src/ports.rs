@@ -112,6 +112,15 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
+impl<T> Page<T> {
+    /// A page from a read of up to `limit + 1` items: the extra one only says there is more.
+    pub fn from_overfetched(mut items: Vec<T>, limit: usize) -> Self {
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Page { items, has_more }
+    }
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Inserts a session with its events and the (merchant, customer_id, reference) guard.
@@ -210,6 +219,10 @@ pub trait WebhookStore: Send + Sync {
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: std::time::Duration) -> Result<(), StoreError>;
+    /// The stored delivery is itself the queue entry: nothing to send or to note as sent.
+    fn is_the_store(&self) -> bool {
+        false
+    }
 }
 
 /// For stores whose delivery table is itself the queue (the embedded store, polled by
@@ -220,6 +233,9 @@ pub struct PolledQueue;
 impl DeliveryQueue for PolledQueue {
     async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), StoreError> {
         Ok(())
+    }
+    fn is_the_store(&self) -> bool {
+        true
     }
 }
 

@@ -83,8 +83,12 @@ pub async fn fan_out(deps: &Deps, merchant_id: &str, event: &EventRecord) -> Res
             now,
         );
         let delivery = match deps.webhooks.create_delivery(&fresh).await? {
+            None if deps.queue.is_the_store() => {
+                queued += 1;
+                continue;
+            }
             None => fresh,
-            Some(existing) if existing.queued => continue,
+            Some(existing) if existing.queued || deps.queue.is_the_store() => continue,
             Some(existing) => existing,
         };
         queue(deps, &delivery).await?;
@@ -102,7 +106,7 @@ pub async fn redeliver(deps: &Deps, merchant_id: &str, event: &EventRecord) -> R
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
         let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_string(), true, now);
         if deps.webhooks.create_delivery(&d).await?.is_none() {
-            out.push(queue(deps, &d).await?);
+            out.push(if deps.queue.is_the_store() { d } else { queue(deps, &d).await? });
         }
     }
     Ok(out)

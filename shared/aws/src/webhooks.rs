@@ -121,9 +121,7 @@ impl WebhookStore for DynamoStore {
         let items = self
             .query_index((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), below, false, limit + 1, |_| Ok(true))
             .await?;
-        let has_more = items.len() > limit;
-        let items = items.iter().take(limit).map(parse_body).collect::<Result<_, _>>()?;
-        Ok(Page { items, has_more })
+        Ok(Page::from_overfetched(items.iter().map(parse_body).collect::<Result<_, _>>()?, limit))
     }
 
     async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
@@ -141,9 +139,7 @@ impl WebhookStore for DynamoStore {
                 Ok(!reached_floor && type_ok)
             })
             .await?;
-        let has_more = items.len() > q.limit;
-        let items = items.iter().take(q.limit).map(parse_body).collect::<Result<_, _>>()?;
-        Ok(Page { items, has_more })
+        Ok(Page::from_overfetched(items.iter().map(parse_body).collect::<Result<_, _>>()?, q.limit))
     }
 
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {

@@ -24,8 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 #[derive(Clone)]
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
-    /// Signalled after every committed write, so the local pipeline wakes at once.
-    changed: Arc<tokio::sync::Notify>,
+    /// Counts committed writes, so each stage of the local pipeline wakes at once.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -55,7 +55,7 @@ impl EmbeddedStore {
     pub fn open(file: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(file).map_err(|e| backend(format!("cannot open {}: {e}", file.display())))?;
         schema::prepare(&conn).map_err(backend)?;
-        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)), changed: Arc::new(tokio::sync::Notify::new()) })
+        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)), changes: Arc::new(tokio::sync::watch::channel(0).0) })
     }
 
     /// Runs `f` on the connection off the async executor.
@@ -84,13 +84,16 @@ impl EmbeddedStore {
             Ok(out)
         })
         .await
-        .inspect(|_| self.changed.notify_one())
+        .inspect(|_| self.note_change())
     }
 
-    /// Completes after the next committed write (or at once if one happened since the
-    /// last call): the local pipeline's wake-up.
-    pub async fn changed(&self) {
-        self.changed.notified().await
+    fn note_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every committed write: a pipeline stage waits on `changed()`.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// A small key-value area for process settings (signing key, test clock offset).
@@ -293,10 +296,8 @@ impl SessionStore for EmbeddedStore {
                 arg(&mut sql, " AND id < ?))", id.clone().into());
             }
             sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
-            let mut items: Vec<PaymentSession> = all(c, &sql, rusqlite::params_from_iter(args))?;
-            let has_more = items.len() > q.limit;
-            items.truncate(q.limit);
-            Ok(Page { items, has_more })
+            let items: Vec<PaymentSession> = all(c, &sql, rusqlite::params_from_iter(args))?;
+            Ok(Page::from_overfetched(items, q.limit))
         })
         .await
     }
@@ -442,7 +443,7 @@ impl SettingsStore for EmbeddedStore {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.meta_set(key, value).await?;
         // The test clock lives here: moving it can make retries due.
-        self.changed.notify_one();
+        self.note_change();
         Ok(())
     }
 }

@@ -160,16 +160,14 @@ impl WebhookStore for EmbeddedStore {
         let (m, e, after) = (merchant_id.to_string(), endpoint_id.to_string(), after.cloned());
         self.with(move |c| {
             let (after_ms, after_id) = after.map_or((i64::MAX, String::new()), |a| (ms(a.created_at), a.id));
-            let mut items: Vec<Delivery> = all(
+            let items: Vec<Delivery> = all(
                 c,
                 "SELECT body FROM deliveries WHERE merchant_id = ?1 AND endpoint_id = ?2
                    AND (created_at_ms < ?3 OR (created_at_ms = ?3 AND id < ?4))
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?5",
                 params![m, e, after_ms, if after_id.is_empty() { "\u{10ffff}".to_string() } else { after_id }, (limit + 1) as i64],
             )?;
-            let has_more = items.len() > limit;
-            items.truncate(limit);
-            Ok(Page { items, has_more })
+            Ok(Page::from_overfetched(items, limit))
         })
         .await
     }
@@ -178,7 +176,7 @@ impl WebhookStore for EmbeddedStore {
         let (m, q) = (merchant_id.to_string(), q.clone());
         self.with(move |c| {
             let (after_ms, after_id) = q.after.map_or((i64::MAX, "\u{10ffff}".to_string()), |a| (ms(a.created_at), a.id));
-            let mut items: Vec<EventRecord> = all(
+            let items: Vec<EventRecord> = all(
                 c,
                 "SELECT body FROM events WHERE merchant_id = ?1
                    AND (created_at_ms < ?2 OR (created_at_ms = ?2 AND id < ?3))
@@ -186,9 +184,7 @@ impl WebhookStore for EmbeddedStore {
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?6",
                 params![m, after_ms, after_id, q.created_after.map_or(i64::MIN, ms), q.event_type, (q.limit + 1) as i64],
             )?;
-            let has_more = items.len() > q.limit;
-            items.truncate(q.limit);
-            Ok(Page { items, has_more })
+            Ok(Page::from_overfetched(items, q.limit))
         })
         .await
     }

@@ -45,6 +45,16 @@ impl Call<'_> {
 
     /// Query parameters, percent-decoded. Repeated or unknown names are recorded in
     /// `errors` beside whatever the caller finds wrong with the values.
+    /// A POST body that carries no fields: empty or `{}`; anything else is reported.
+    pub fn empty_object_body(&self) -> Result<(), ApiError> {
+        let body = self.json_body(true)?;
+        let mut e = Errors::new();
+        if let Some(r) = paysession_domain::json::ObjectReader::new(&body, "", &mut e) {
+            r.finish(&mut e);
+        }
+        if e.is_empty() { Ok(()) } else { Err(ApiError::Validation(e.into_vec())) }
+    }
+
     pub fn query(&self, known: &[&'static str], errors: &mut Errors) -> Result<Vec<(String, String)>, ApiError> {
         let raw = self.req.uri().query().unwrap_or("");
         let mut out: Vec<(String, String)> = Vec::new();

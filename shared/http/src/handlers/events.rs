@@ -69,14 +69,7 @@ pub async fn get(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, A
 /// Queues the event again to every enabled endpoint subscribed to its type. Answers 202
 /// with the new deliveries (empty when no endpoint wants it).
 pub async fn redeliver(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    let body = call.json_body(true)?;
-    let mut e = Errors::new();
-    if let Some(r) = paysession_domain::json::ObjectReader::new(&body, "", &mut e) {
-        r.finish(&mut e);
-    }
-    if !e.is_empty() {
-        return Err(ApiError::Validation(e.into_vec()));
-    }
+    call.empty_object_body()?;
     let id = call.param("id").to_string();
     idempotent(deps, p, call, async |_: Option<&Claim>| {
         let event = deps.webhooks.get_event(&p.merchant_id, &id).await?.ok_or_else(|| not_found(&id))?;

@@ -96,14 +96,7 @@ pub async fn delete(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply
 }
 
 pub async fn rotate(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    let body = call.json_body(true)?;
-    let mut e = Errors::new();
-    if let Some(r) = paysession_domain::json::ObjectReader::new(&body, "", &mut e) {
-        r.finish(&mut e);
-    }
-    if !e.is_empty() {
-        return Err(ApiError::Validation(e.into_vec()));
-    }
+    call.empty_object_body()?;
     let id = call.param("id").to_string();
     idempotent(deps, p, call, async |_: Option<&Claim>| {
         let (endpoint, secret) = webhooks::rotate_secret(deps, &p.merchant_id, &id).await?.ok_or_else(|| not_found(&id))?;
