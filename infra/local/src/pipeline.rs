@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paysession_app::clock::SystemClock;
-use paysession_app::webhooks::{dispatch, fan_out};
+use paysession_app::webhooks::{dispatch, fan_out, EndpointCache};
 use paysession_app::{Deps, StoreError};
 use paysession_runtime::EmbeddedStore;
 use tokio::sync::{watch, Semaphore};
@@ -90,8 +90,9 @@ async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreErr
         if batch.is_empty() {
             return Ok(());
         }
+        let mut endpoints = EndpointCache::default();
         for item in &batch {
-            fan_out(deps, &item.merchant_id, &item.event).await?;
+            fan_out(deps, &mut endpoints, &item.merchant_id, &item.event).await?;
             cursor = item.seq;
         }
         store.meta_set(OUTBOX_CURSOR, &cursor.to_string()).await?;

@@ -61,12 +61,27 @@ pub async fn rotate_secret(deps: &Deps, merchant_id: &str, id: &str) -> Result<O
     Err(StoreError::Backend(format!("webhook endpoint {id} kept changing")))
 }
 
+/// The endpoints of each merchant seen in one batch of events, read once per merchant
+/// rather than once per event (a stream batch holds up to 100 events of few merchants).
+#[derive(Default)]
+pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
+
+impl EndpointCache {
+    async fn of(&mut self, deps: &Deps, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+        if !self.0.contains_key(merchant_id) {
+            let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
+            self.0.insert(merchant_id.to_string(), endpoints);
+        }
+        Ok(&self.0[merchant_id])
+    }
+}
+
 /// Creates one delivery per enabled endpoint of the merchant that subscribes to the event,
 /// and queues it. Safe to run again for the same event (a replayed stream batch or outbox
 /// pass): delivery ids derive from (event, endpoint), and a delivery already queued is not
 /// queued again. Returns the number of deliveries this call queued.
-pub async fn fan_out(deps: &Deps, merchant_id: &str, event: &EventRecord) -> Result<usize, StoreError> {
-    let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
+pub async fn fan_out(deps: &Deps, endpoints: &mut EndpointCache, merchant_id: &str, event: &EventRecord) -> Result<usize, StoreError> {
+    let endpoints = endpoints.of(deps, merchant_id).await?;
     let payload = event.to_api().to_string();
     let now = deps.clock.now();
     let mut queued = 0;

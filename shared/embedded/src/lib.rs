@@ -134,6 +134,13 @@ fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl r
     rows.iter().map(|b| from_json(b)).collect()
 }
 
+/// `(merchant_id, id)` rows: what the background workers (sweeper, dispatcher) pick up.
+fn id_pairs(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = c.prepare(sql).map_err(backend)?;
+    let rows = stmt.query_map(params, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
 fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &[EventRecord]) -> Result<(), StoreError> {
     for ev in events {
         tx.execute(
@@ -454,20 +461,14 @@ impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
         self.with(move |c| {
             // Idle statuses expire at expires_at; in-flight ones too in strict mode (loose
             // ones are settled by their attempt).
-            let mut stmt = c
-                .prepare(
-                    "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1
-                     AND (status IN ('requires_confirmation', 'open', 'active')
-                          OR (strict = 1 AND status IN ('requires_action', 'processing')))
-                     ORDER BY expires_at_ms LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![ms(now), limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            Ok(rows)
+            id_pairs(
+                c,
+                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1
+                 AND (status IN ('requires_confirmation', 'open', 'active')
+                      OR (strict = 1 AND status IN ('requires_action', 'processing')))
+                 ORDER BY expires_at_ms LIMIT ?2",
+                params![ms(now), limit as i64],
+            )
         })
         .await
     }

@@ -8,7 +8,7 @@ use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{Delivery, WebhookEndpoint, MAX_ENDPOINTS};
 use rusqlite::{params, OptionalExtension};
 
-use crate::{all, backend, from_json, ms, one, to_json, EmbeddedStore};
+use crate::{all, backend, from_json, id_pairs, ms, one, to_json, EmbeddedStore};
 
 /// An event with its place in the outbox and its merchant.
 pub struct OutboxEvent {
@@ -39,15 +39,11 @@ impl EmbeddedStore {
     /// `(merchant_id, delivery_id)` of pending deliveries due at `now`, soonest first.
     pub async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
         self.with(move |c| {
-            let mut stmt = c
-                .prepare("SELECT merchant_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1 ORDER BY due_at_ms LIMIT ?2")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![ms(now), limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            Ok(rows)
+            id_pairs(
+                c,
+                "SELECT merchant_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1 ORDER BY due_at_ms LIMIT ?2",
+                params![ms(now), limit as i64],
+            )
         })
         .await
     }

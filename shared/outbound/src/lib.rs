@@ -53,8 +53,11 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Built on first use: every function's `Deps` holds a sender, but only the dispatcher
+/// sends, and building the client loads the system's CA certificates (cold-start cost).
 pub struct GuardedSender {
-    client: reqwest::Client,
+    client: std::sync::OnceLock<reqwest::Client>,
+    timeout: Duration,
     policy: UrlPolicy,
 }
 
@@ -65,15 +68,20 @@ impl GuardedSender {
 
     /// A sender with another attempt timeout (tests of the timeout path).
     pub fn with_timeout(policy: UrlPolicy, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
-            .build()
-            .expect("static client configuration");
-        GuardedSender { client, policy }
+        GuardedSender { client: std::sync::OnceLock::new(), timeout, policy }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(self.timeout)
+                .connect_timeout(Duration::from_secs(5))
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver { policy: self.policy }))
+                .build()
+                .expect("static client configuration")
+        })
     }
 
     /// The reason a URL may not be called, checked before any connection.
@@ -118,7 +126,7 @@ impl WebhookSender for GuardedSender {
             Ok(u) => u,
             Err(error) => return AttemptResult { status_code: None, duration_ms: 0, error: Some(error) },
         };
-        let mut req = self.client.post(parsed).body(body.to_string());
+        let mut req = self.client().post(parsed).body(body.to_string());
         for (name, value) in headers {
             req = req.header(*name, value);
         }
