@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
-use paysession_app::Deps;
-use paysession_aws::sqs::{DispatcherQueues, SqsQueue};
+use paysession_app::Core;
+use paysession_app::ports::{DeliveryQueue, WebhookSender};
 use paysession_aws::DynamoStore;
+use paysession_aws::sqs::{DispatcherQueues, SqsQueue};
 use paysession_domain::webhook::UrlPolicy;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn loopback(var: &str, what: &str) -> String {
-    let endpoint = std::env::var(var).unwrap_or_else(|_| panic!("{what} is not running: run the suite with scripts/test (it starts it and sets {var})"));
+    let endpoint = std::env::var(var)
+        .unwrap_or_else(|_| panic!("{what} is not running: run the suite with scripts/test (it starts it and sets {var})"));
     assert!(
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "refusing to use {endpoint}: tests only use local AWS stand-ins"
@@ -54,20 +56,36 @@ pub async fn fresh_queues() -> DispatcherQueues {
     DispatcherQueues { client, queue_url: queue, dead_letter_url: dlq }
 }
 
-/// Deps as a deployed function has them (sandbox, so the test clock works), plus a sender
-/// that may reach the loopback receiver.
-pub async fn deps(store: DynamoStore, queues: &DispatcherQueues) -> Deps {
+/// What the event functions use, as a deployed function has it (sandbox, so the test clock
+/// works), with a sender that may reach the loopback receiver.
+pub struct AwsDeps {
+    pub core: Core<DynamoStore>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub sender: Arc<dyn WebhookSender>,
+}
+
+impl std::ops::Deref for AwsDeps {
+    type Target = Core<DynamoStore>;
+    fn deref(&self) -> &Core<DynamoStore> {
+        &self.core
+    }
+}
+
+pub async fn deps(store: DynamoStore, queues: &DispatcherQueues) -> AwsDeps {
     let key = paysession_app::secret::Secret::new(paysession_app::ids::random_key());
-    let mut deps = paysession_runtime::build_deps(Arc::new(store), key, "https://pay.example".into(), true).await.unwrap();
-    deps.queue = Arc::new(SqsQueue::new(queues.client.clone(), queues.queue_url.clone()));
-    deps.sender = Arc::new(paysession_runtime::outbound::GuardedSender::new(UrlPolicy { allow_private: true }));
-    deps.config.allow_private_webhooks = true;
-    deps
+    let mut core = paysession_runtime::build_core(Arc::new(store), key, "https://pay.example".into(), true).await.unwrap();
+    core.config.allow_private_webhooks = true;
+    AwsDeps {
+        core,
+        queue: Arc::new(SqsQueue::new(queues.client.clone(), queues.queue_url.clone())),
+        sender: Arc::new(paysession_runtime::outbound::GuardedSender::new(UrlPolicy { allow_private: true })),
+    }
 }
 
 /// Receives what is visible now (up to 10 messages) as a Lambda SQS event.
 pub async fn receive_event(queues: &DispatcherQueues, url: &str, wait_seconds: i32) -> Option<Value> {
-    let out = queues.client.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(wait_seconds).send().await.unwrap();
+    let out =
+        queues.client.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(wait_seconds).send().await.unwrap();
     let messages = out.messages.unwrap_or_default();
     (!messages.is_empty()).then(|| {
         json!({"Records": messages.iter().map(|m| json!({

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, SessionQuery, SessionStore,
-    SettingsStore, StoreError, StoredResponse, EventQuery, WebhookStore,
+    Cursor, EventQuery, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, SessionQuery, SessionStore,
+    SettingsStore, StoreError, StoredResponse, WebhookStore,
 };
-use paysession_domain::webhook::{AttemptResult, Delivery, DeliveryStatus, EndpointSpec, WebhookEndpoint};
 use paysession_domain::model::PaymentMethodKind;
-use paysession_domain::session::{events_for, MerchantAction, PaymentSession};
-use paysession_domain::{parse_create_session, MerchantPolicy, SessionStatus};
+use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
+use paysession_domain::webhook::{AttemptResult, Delivery, DeliveryStatus, EndpointSpec, WebhookEndpoint};
+use paysession_domain::{MerchantPolicy, SessionStatus, parse_create_session};
 use serde_json::json;
 
 #[derive(Clone)]
@@ -25,7 +25,7 @@ pub struct Stores {
 }
 
 impl Stores {
-    pub fn from<T: paysession_runtime::Store>(store: T) -> Stores {
+    pub fn from<T: paysession_app::Store>(store: T) -> Stores {
         let s = Arc::new(store);
         Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s.clone(), webhooks: s }
     }
@@ -109,7 +109,11 @@ pub async fn versioned_updates(st: Stores) {
     let stored = st.sessions.get_session("mer_a", &s.id).await.unwrap().unwrap();
     assert_eq!(stored.status, SessionStatus::Cancelled);
     let types: Vec<String> = st.sessions.session_events("mer_a", &s.id).await.unwrap().into_iter().map(|e| e.event_type).collect();
-    assert_eq!(types, ["payment_session.created", "payment_session.updated", "payment_session.cancelled"], "events in write order, none from the loser");
+    assert_eq!(
+        types,
+        ["payment_session.created", "payment_session.updated", "payment_session.cancelled"],
+        "events in write order, none from the loser"
+    );
 }
 
 pub async fn concurrent_transitions_one_wins(st: Stores) {
@@ -226,7 +230,10 @@ pub async fn idempotency_takeover_and_release(st: Stores) {
     // ...and the dead owner can no longer complete it, not even inside a session write.
     let s = session("mer_a", "cus_1", "zombie", t0());
     let events = events_for(None, &s, t0(), || paysession_app::ids::new_id("evt"));
-    assert!(matches!(st.sessions.create_session(&s, &events, Some(&completion("k2", "dead", 201))).await, Err(StoreError::IdempotencyLost)));
+    assert!(matches!(
+        st.sessions.create_session(&s, &events, Some(&completion("k2", "dead", 201))).await,
+        Err(StoreError::IdempotencyLost)
+    ));
     assert_eq!(st.sessions.get_session("mer_a", &s.id).await.unwrap(), None, "the whole transaction rolled back");
     assert!(matches!(i.complete(&completion("k2", "dead", 409)).await, Err(StoreError::IdempotencyLost)));
     i.complete(&completion("k2", "alive", 409)).await.unwrap();
@@ -275,8 +282,13 @@ pub async fn aliases_and_saved_methods(st: Stores) {
 
     let card = CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2030, fingerprint: "fp".into() };
     let pm = SavedPaymentMethod {
-        id: "pm_1".into(), merchant_id: "mer_a".into(), customer_id: "cus_1".into(),
-        method: PaymentMethodKind::Card, card, processor_token: "tok".into(), created_at: t0(),
+        id: "pm_1".into(),
+        merchant_id: "mer_a".into(),
+        customer_id: "cus_1".into(),
+        method: PaymentMethodKind::Card,
+        card,
+        processor_token: "tok".into(),
+        created_at: t0(),
     };
     st.sessions.save_payment_method(&pm).await.unwrap();
     st.sessions.save_payment_method(&pm).await.unwrap();
@@ -383,7 +395,8 @@ pub async fn merchant_event_log(st: Stores) {
         let s = session("mer_1", "cus_1", reference, t0() + Duration::seconds(i as i64));
         let events = events_for(None, &s, s.created_at, || paysession_app::ids::new_id("evt"));
         st.sessions.create_session(&s, &events, None).await.unwrap();
-        let cancelled = s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, s.created_at).unwrap();
+        let cancelled =
+            s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, s.created_at).unwrap();
         let events = events_for(Some(&s), &cancelled, s.created_at, || paysession_app::ids::new_id("evt"));
         st.sessions.update_session(&cancelled, s.version, &events, None).await.unwrap();
     }
@@ -393,15 +406,24 @@ pub async fn merchant_event_log(st: Stores) {
     let all = w.list_events("mer_1", &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(all.items.len(), 9);
     assert!(all.items.windows(2).all(|p| (p[0].created_at, &p[0].id) > (p[1].created_at, &p[1].id)), "newest first");
-    let created = w.list_events("mer_1", &EventQuery { limit: 100, event_type: Some("payment_session.created".into()), ..Default::default() }).await.unwrap();
+    let created = w
+        .list_events("mer_1", &EventQuery { limit: 100, event_type: Some("payment_session.created".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(created.items.len(), 3);
-    let recent = w.list_events("mer_1", &EventQuery { limit: 100, created_after: Some(t0() + Duration::seconds(1)), ..Default::default() }).await.unwrap();
+    let recent = w
+        .list_events("mer_1", &EventQuery { limit: 100, created_after: Some(t0() + Duration::seconds(1)), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(recent.items.len(), 3, "only the third session's events are after t0+1s");
     let page = w.list_events("mer_1", &EventQuery { limit: 4, ..Default::default() }).await.unwrap();
     assert!(page.has_more);
     let last = page.items.last().unwrap();
     let next = w
-        .list_events("mer_1", &EventQuery { limit: 10, after: Some(Cursor { created_at: last.created_at, id: last.id.clone() }), ..Default::default() })
+        .list_events(
+            "mer_1",
+            &EventQuery { limit: 10, after: Some(Cursor { created_at: last.created_at, id: last.id.clone() }), ..Default::default() },
+        )
         .await
         .unwrap();
     let ids: Vec<&str> = page.items.iter().chain(&next.items).map(|e| e.id.as_str()).collect();

@@ -9,9 +9,9 @@ pub mod receiver;
 
 use std::path::{Path, PathBuf};
 
-use paysession_local::{start, LocalOptions, Running};
+use paysession_local::{LocalOptions, Running, start};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub struct Server {
     pub running: Option<Running>,
@@ -122,9 +122,9 @@ impl Server {
 
     /// A second merchant with its own client, through the same provisioning the CLI uses.
     pub async fn other_merchant(&self) -> (String, String) {
-        let deps = &self.running.as_ref().unwrap().deps;
+        let core = &self.running.as_ref().unwrap().local.app.core;
         let p = paysession_app::merchants::provision(
-            deps.merchants.as_ref(),
+            core.store.as_ref(),
             &paysession_app::merchants::NewMerchant { name: "Other".into(), ..Default::default() },
             None,
             chrono::Utc::now(),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
@@ -69,15 +69,17 @@ impl Receiver {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let state = state.clone();
                         async move {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect();
+                            let headers =
+                                req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
                             let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             let mut s = state.lock().unwrap();
                             let status = s.script.pop_front().or(s.default_status).unwrap_or(204);
-                            s.received.push(Received { headers, body: String::from_utf8_lossy(&body).into_owned(), status, at: Instant::now() });
+                            s.received.push(Received {
+                                headers,
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                status,
+                                at: Instant::now(),
+                            });
                             let mut resp = hyper::Response::new(Full::new(Bytes::new()));
                             *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             if (300..400).contains(&status) {

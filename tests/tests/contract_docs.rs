@@ -33,8 +33,12 @@ fn openapi_lists_exactly_the_routes() {
 fn openapi_lists_every_error_code() {
     let doc = openapi();
     let listed: BTreeSet<&str> = doc["x-error-codes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let problem_enum: BTreeSet<&str> =
-        doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let problem_enum: BTreeSet<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     let codes: BTreeSet<&str> = ApiError::CODES.iter().copied().collect();
     assert_eq!(listed, codes);
     assert_eq!(problem_enum, codes);
@@ -73,7 +77,7 @@ fn template_declares_every_routed_function() {
     let t = template();
     let functions = resources_of_type(&t, "AWS::Serverless::Function");
     let packages_routed: BTreeSet<&str> = table().iter().filter_map(|r| r.function).collect();
-    let event_packages: BTreeSet<&str> = paysession_runtime::EventFunction::ALL.iter().map(|(_, p)| *p).collect();
+    let event_packages: BTreeSet<&str> = paysession_runtime::EVENT_FUNCTIONS.into_iter().collect();
     assert_eq!(functions.len(), packages_routed.len() + event_packages.len(), "one function resource per functions/ package");
     for r in table().iter().filter(|r| r.function.is_some()) {
         let pkg = r.function.unwrap();
@@ -82,15 +86,13 @@ fn template_declares_every_routed_function() {
             .find(|(_, f)| f["Properties"]["CodeUri"].as_str() == Some(&format!("target/lambda/{pkg}/")))
             .unwrap_or_else(|| panic!("template.yaml has no function for {pkg}"));
         let events = f["Properties"]["Events"].as_mapping().unwrap();
-        let routed = events.values().any(|e| {
-            e["Properties"]["Path"].as_str() == Some(r.path) && e["Properties"]["Method"].as_str() == Some(r.method.as_str())
-        });
+        let routed = events
+            .values()
+            .any(|e| e["Properties"]["Path"].as_str() == Some(r.path) && e["Properties"]["Method"].as_str() == Some(r.method.as_str()));
         assert!(routed, "{pkg} has no event for {} {}", r.method, r.path);
     }
-    let packages: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let packages: BTreeSet<String> =
+        std::fs::read_dir(root().join("functions")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     let declared: BTreeSet<String> = packages_routed.iter().chain(&event_packages).map(|s| s.to_string()).collect();
     assert_eq!(packages, declared, "functions/ packages vs route table and event functions");
 }
@@ -107,7 +109,8 @@ fn function<'a>(t: &'a serde_yaml::Value, package: &str) -> &'a serde_yaml::Valu
 fn template_wires_the_event_functions() {
     let t = template();
     let consumer = function(&t, "stream-consumer");
-    let stream = consumer["Properties"]["Events"].as_mapping().unwrap().values().find(|e| e["Type"] == "DynamoDB").expect("a stream event source");
+    let stream =
+        consumer["Properties"]["Events"].as_mapping().unwrap().values().find(|e| e["Type"] == "DynamoDB").expect("a stream event source");
     assert_eq!(strs(&stream["Properties"]["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
     let patterns: Vec<serde_json::Value> = stream["Properties"]["FilterCriteria"]["Filters"]
         .as_sequence()
@@ -143,7 +146,10 @@ fn template_policies_are_least_privilege() {
             for st in p["Statement"].as_sequence().unwrap() {
                 for action in strs(&st["Action"]) {
                     assert!(!action.contains('*'), "{name}: wildcard action {action}");
-                    assert!(!["dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:BatchWriteItem"].contains(&action.as_str()), "{name}: {action}");
+                    assert!(
+                        !["dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:BatchWriteItem"].contains(&action.as_str()),
+                        "{name}: {action}"
+                    );
                 }
                 assert_ne!(st["Resource"].as_str(), Some("*"), "{name}: wildcard resource");
             }
@@ -172,14 +178,20 @@ fn template_table_matches_the_code() {
     let expected: BTreeSet<(String, String)> = table::KEY_ATTRIBUTES.iter().map(|a| (a.to_string(), "S".to_string())).collect();
     assert_eq!(attrs, expected);
     let key = |v: &serde_yaml::Value| -> Vec<(String, String)> {
-        v.as_sequence().unwrap().iter().map(|k| (k["AttributeName"].as_str().unwrap().into(), k["KeyType"].as_str().unwrap().into())).collect()
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| (k["AttributeName"].as_str().unwrap().into(), k["KeyType"].as_str().unwrap().into()))
+            .collect()
     };
     assert_eq!(key(&p["KeySchema"]), [(keys::PK.to_string(), "HASH".to_string()), (keys::SK.to_string(), "RANGE".to_string())]);
     let gsis: Vec<IndexShape> = p["GlobalSecondaryIndexes"]
         .as_sequence()
         .unwrap()
         .iter()
-        .map(|g| (g["IndexName"].as_str().unwrap().into(), key(&g["KeySchema"]), g["Projection"]["ProjectionType"].as_str().unwrap().into()))
+        .map(|g| {
+            (g["IndexName"].as_str().unwrap().into(), key(&g["KeySchema"]), g["Projection"]["ProjectionType"].as_str().unwrap().into())
+        })
         .collect();
     let expected: Vec<IndexShape> = table::INDEXES
         .iter()

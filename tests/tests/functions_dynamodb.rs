@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
-use paysession_app::merchants::{provision, NewMerchant};
-use paysession_http::lambda::invoke;
-use paysession_http::lambda_http::request::from_str;
-use paysession_http::lambda_http::Body;
+use paysession_app::merchants::{NewMerchant, provision};
 use paysession_http::Route;
-use paysession_runtime::{build_deps, decode_key, FunctionEnv, KeySource};
+use paysession_http::lambda_http::Body;
+use paysession_http::lambda_http::request::from_str;
+use paysession_http::mount::{Mounted, invoke};
+use paysession_runtime::{FunctionEnv, KeySource, build_core, decode_key};
 use serde_json::Value;
 
 fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
@@ -39,15 +39,18 @@ const KEY_B64: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 async fn every_function_on_dynamodb_local() {
     let (store, counter) = paysession_tests::dynamo::counted_table().await;
     let store = Arc::new(store);
-    let deps = build_deps(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), false).await.unwrap();
-    let merchant = provision(deps.merchants.as_ref(), &NewMerchant { name: "Fixture".into(), ..Default::default() }, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    let core = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), false).await.unwrap();
+    let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    let merchant =
+        provision(deps.core.store.as_ref(), &NewMerchant { name: "Fixture".into(), ..Default::default() }, None, chrono::Utc::now())
+            .await
+            .unwrap();
     counter.take();
     let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
 
     let basic = base64::engine::general_purpose::STANDARD.format_basic(&merchant.client_id, merchant.client_secret.expose());
-    let resp = invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &basic), ("request_id", "r-token")])).unwrap()).await;
+    let resp =
+        invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &basic), ("request_id", "r-token")])).unwrap()).await;
     assert_eq!(resp.status(), 200, "{:?}", resp.body());
     counts.insert("POST /oauth/token", counter.take());
     let token = json_body(&resp)["access_token"].as_str().unwrap().to_string();
@@ -149,14 +152,20 @@ async fn every_function_on_dynamodb_local() {
 
 #[tokio::test]
 async fn function_configuration_is_checked_at_init() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let env =
+        |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
     let err = FunctionEnv::from_lookup(env(&[])).unwrap_err();
     assert!(err.contains("PAYSESSION_TABLE"), "{err}");
     let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t")])).unwrap_err();
     assert!(err.contains("PAYSESSION_TOKEN_SIGNING_KEY"), "{err}");
     let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t"), ("PAYSESSION_TOKEN_SIGNING_KEY", "c2hvcnQ=")])).unwrap_err();
     assert!(err.contains("at least 32 bytes"), "{err}");
-    let err = FunctionEnv::from_lookup(env(&[("PAYSESSION_TABLE", "t"), ("PAYSESSION_TOKEN_SIGNING_KEY", KEY_B64), ("PAYSESSION_PUBLIC_URL", "pay.example")])).unwrap_err();
+    let err = FunctionEnv::from_lookup(env(&[
+        ("PAYSESSION_TABLE", "t"),
+        ("PAYSESSION_TOKEN_SIGNING_KEY", KEY_B64),
+        ("PAYSESSION_PUBLIC_URL", "pay.example"),
+    ]))
+    .unwrap_err();
     assert!(err.contains("PAYSESSION_PUBLIC_URL"), "{err}");
     let ok = FunctionEnv::from_lookup(env(&[
         ("PAYSESSION_TABLE", "t"),

@@ -1,8 +1,8 @@
 //! The hosted page over HTTP, as a browser without JavaScript uses it.
 
-use paysession_tests::page::Customer;
 use paysession_tests::Server;
-use serde_json::{json, Value};
+use paysession_tests::page::Customer;
+use serde_json::{Value, json};
 
 const SHOP: &str = "https://shop.example";
 
@@ -141,12 +141,14 @@ async fn virtual_account_and_qr() {
     let sess = session(&s, &t, json!({"mode": "api", "payment_methods": ["virtual_account", "qr"]})).await;
     let va = sess["instructions"]["virtual_account"]["account_number"].as_str().unwrap().to_string();
     assert!(sess["url"].is_null(), "api mode: instructions, no page");
-    let wrong = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1000})).send().await.unwrap();
+    let wrong =
+        s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1000})).send().await.unwrap();
     assert_eq!(wrong.status(), 422);
     let ok = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1050})).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.json::<Value>().await.unwrap()["status"], "succeeded");
-    let again = s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1050})).send().await.unwrap();
+    let again =
+        s.http.post(s.url(&format!("/sandbox/virtual_accounts/{va}/deposits"))).json(&json!({"amount": 1050})).send().await.unwrap();
     assert_eq!(again.status(), 409, "a paid single session takes no second deposit");
 
     // Multiple: every QR payment and deposit is received; the session stays active.
@@ -269,7 +271,8 @@ async fn two_tabs_paying_at_once_charge_once() {
         let mut b = Customer::new(&s, &sess);
         b.open_from(SHOP).await;
         let (ra, rb) = tokio::join!(a.pay_card("4242424242424242"), b.pay_card("4242424242424242"));
-        let wins = [&ra, &rb].iter().filter(|r| r.location.as_deref().is_some_and(|l| l.starts_with("https://shop.example/success"))).count();
+        let wins =
+            [&ra, &rb].iter().filter(|r| r.location.as_deref().is_some_and(|l| l.starts_with("https://shop.example/success"))).count();
         assert_eq!(wins, 1, "{} {:?} / {} {:?}", ra.status, ra.location, rb.status, rb.location);
         let api = api_session(&s, &t, sess["id"].as_str().unwrap()).await;
         assert_eq!(api["payments"].as_array().unwrap().len(), 1, "the processor was reached once");
@@ -285,7 +288,9 @@ async fn saved_cards_are_offered_and_reused() {
     let mut c = Customer::new(&s, &first);
     let page = c.open_from(SHOP).await;
     assert!(page.body.contains(r#"name="save""#));
-    let r = c.post(&format!("{}/card", c.path()), &[("card_number", "4242424242424242"), ("expiry", "12/30"), ("cvc", "123"), ("save", "on")]).await;
+    let r = c
+        .post(&format!("{}/card", c.path()), &[("card_number", "4242424242424242"), ("expiry", "12/30"), ("cvc", "123"), ("save", "on")])
+        .await;
     assert_eq!(r.status, 303);
     let api = api_session(&s, &t, first["id"].as_str().unwrap()).await;
     let pm = api["payment_method_id"].as_str().unwrap().to_string();

@@ -1,7 +1,7 @@
 //! Idempotency-Key: replay byte for byte, reuse with another body, in-flight conflicts,
 //! scoping per merchant.
 
-use paysession_tests::{session_body, Server};
+use paysession_tests::{Server, session_body};
 use reqwest::Method;
 use serde_json::json;
 
@@ -24,7 +24,8 @@ async fn same_key_same_body_replays_byte_for_byte() {
     assert_eq!((other.status.as_u16(), other.json()["code"].as_str()), (422, Some("idempotency_key_reuse")));
     // The same key on another endpoint is a different request, too.
     let id = first.json()["id"].as_str().unwrap().to_string();
-    let cancel = s.call(Method::POST, &format!("/v1/payment_sessions/{id}/cancel"), &t, Some(&json!({})), &[("idempotency-key", "key-1")]).await;
+    let cancel =
+        s.call(Method::POST, &format!("/v1/payment_sessions/{id}/cancel"), &t, Some(&json!({})), &[("idempotency-key", "key-1")]).await;
     assert_eq!(cancel.status, 422);
 }
 

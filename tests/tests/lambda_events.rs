@@ -1,12 +1,12 @@
 //! The Lambda path: API Gateway HTTP API v2 event JSON, parsed by `lambda_http` exactly as
 //! the runtime does, handed to the same invoke function the deployed binaries run.
 
-use paysession_http::lambda::invoke;
-use paysession_http::lambda_http::request::from_str;
-use paysession_http::lambda_http::Body;
 use paysession_http::Route;
+use paysession_http::lambda_http::Body;
+use paysession_http::lambda_http::request::from_str;
+use paysession_http::mount::invoke;
 use paysession_tests::Server;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn event(method: &str, path: &str, token: &str, body: Option<&Value>, path_params: Value) -> String {
     json!({
@@ -50,10 +50,11 @@ fn body_json(resp: &http::Response<Body>) -> Value {
 #[tokio::test]
 async fn create_and_get_through_api_gateway_events() {
     let s = Server::start().await;
-    let deps = &s.running.as_ref().unwrap().deps;
+    let deps = &s.running.as_ref().unwrap().local.app;
     let token = s.token().await;
 
-    let create = from_str(&event("POST", "/v1/payment_sessions", &token, Some(&paysession_tests::session_body("fx-1")), json!(null))).unwrap();
+    let create =
+        from_str(&event("POST", "/v1/payment_sessions", &token, Some(&paysession_tests::session_body("fx-1")), json!(null))).unwrap();
     let resp = invoke(Route::CreateSession, deps, create).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["x-request-id"], "fixture-1");

@@ -1,7 +1,7 @@
 //! Session lifecycle over HTTP: confirm, cancel, expire, events, the test clock, races,
 //! and persistence across restarts.
 
-use paysession_tests::{session_body, Server};
+use paysession_tests::{Server, session_body};
 use serde_json::json;
 
 fn types(events: &serde_json::Value) -> Vec<String> {
@@ -174,7 +174,7 @@ async fn local_sweeper_expires_under_the_test_clock() {
 async fn concurrent_expiry_triggers_write_once() {
     let s = Server::start().await;
     let t = s.token().await;
-    let deps = s.running.as_ref().unwrap().deps.clone();
+    let deps = s.running.as_ref().unwrap().local.app.core.clone();
     let principal_merchant = s.running.as_ref().unwrap().demo.merchant_id.clone();
     for round in 0..5 {
         let id = s.create(&t, &session_body(&format!("race-exp-{round}"))).await.json()["id"].as_str().unwrap().to_string();

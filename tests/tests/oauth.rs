@@ -1,6 +1,6 @@
 //! POST /oauth/token (RFC 6749 §4.4, errors §5.2) and bearer-token checks (RFC 6750).
 
-use paysession_tests::{session_body, Server};
+use paysession_tests::{Server, session_body};
 use serde_json::Value;
 
 #[tokio::test]
@@ -24,7 +24,12 @@ async fn client_credentials_with_basic_and_form() {
     let r = s
         .http
         .post(s.url("/oauth/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &s.client_id), ("client_secret", &s.client_secret), ("scope", "sessions:read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &s.client_id),
+            ("client_secret", &s.client_secret),
+            ("scope", "sessions:read"),
+        ])
         .send()
         .await
         .unwrap();
@@ -66,7 +71,14 @@ async fn token_errors_follow_rfc6749() {
     let (st, _, b) = post(vec![("grant_type", "client_credentials".into()), ("client_id", s.client_id.clone())], creds()).await;
     assert_eq!((st, b["error"].as_str()), (400, Some("invalid_request")), "two client authentication methods");
 
-    let r = s.http.post(s.url("/oauth/token")).basic_auth(&s.client_id, Some(&s.client_secret)).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "JSON instead of a form");
 }
 
@@ -102,9 +114,16 @@ async fn rotated_secret_stops_old_one() {
     let s = Server::start().await;
     let (id, secret) = s.other_merchant().await;
     s.token_for(&id, &secret, None).await;
-    let deps = &s.running.as_ref().unwrap().deps;
-    let new = paysession_app::merchants::rotate_secret(deps.merchants.as_ref(), &id, None).await.unwrap().unwrap();
-    let r = s.http.post(s.url("/oauth/token")).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let core = &s.running.as_ref().unwrap().local.app.core;
+    let new = paysession_app::merchants::rotate_secret(core.store.as_ref(), &id, None).await.unwrap().unwrap();
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     s.token_for(&id, new.expose(), None).await;
 }

@@ -1,8 +1,8 @@
 //! Session endpoints over HTTP: create, get, list, validation, errors, tenancy.
 
-use paysession_tests::{session_body, Server};
+use paysession_tests::{Server, session_body};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn create_then_get() {
@@ -56,8 +56,11 @@ async fn validation_reports_every_field() {
     let s = Server::start().await;
     let t = s.token().await;
     let r = s
-        .create(&t, &json!({"amount": 10.5, "currency": "eur", "reference": "bad ref", "amount_limit": 1,
-            "items": [{"name": "", "quantity": 0, "unit_amount": 1, "type": "x"}]}))
+        .create(
+            &t,
+            &json!({"amount": 10.5, "currency": "eur", "reference": "bad ref", "amount_limit": 1,
+            "items": [{"name": "", "quantity": 0, "unit_amount": 1, "type": "x"}]}),
+        )
         .await;
     assert_eq!(r.status, 422);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
@@ -66,9 +69,14 @@ async fn validation_reports_every_field() {
     assert_eq!(p["status"], 422);
     let fields = r.error_fields();
     for (f, c) in [
-        ("amount", "invalid_type"), ("currency", "invalid_currency"), ("customer_id", "required"),
-        ("reference", "invalid_format"), ("amount_limit", "unknown_field"), ("items[0].name", "too_short"),
-        ("items[0].quantity", "must_be_positive"), ("items[0].type", "invalid_value"),
+        ("amount", "invalid_type"),
+        ("currency", "invalid_currency"),
+        ("customer_id", "required"),
+        ("reference", "invalid_format"),
+        ("amount_limit", "unknown_field"),
+        ("items[0].name", "too_short"),
+        ("items[0].quantity", "must_be_positive"),
+        ("items[0].type", "invalid_value"),
     ] {
         assert!(fields.contains(&(f.to_string(), c.to_string())), "{f}/{c} missing from {fields:?}");
     }

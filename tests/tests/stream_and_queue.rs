@@ -5,19 +5,19 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use paysession_app::ports::{SessionStore as _, WebhookStore as _};
 use paysession_app::webhooks;
-use paysession_app::Deps;
-use paysession_aws::stream::handle_stream_event;
-use paysession_aws::stream_poller::{streams_client, StreamPoller};
 use paysession_aws::sqs::handle_sqs_event;
+use paysession_aws::stream::handle_stream_event;
+use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::model::PaymentMethodKind;
-use paysession_domain::session::{events_for, MerchantAction, PaymentSession};
-use paysession_domain::webhook::{parse_endpoint_create, UrlPolicy};
-use paysession_domain::{parse_create_session, MerchantPolicy, SessionStatus};
-use paysession_tests::aws::{deps, fresh_queues, receive_event};
+use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
+use paysession_domain::webhook::{UrlPolicy, parse_endpoint_create};
+use paysession_domain::{MerchantPolicy, SessionStatus, parse_create_session};
+use paysession_tests::aws::{AwsDeps, deps, fresh_queues, receive_event};
 use paysession_tests::dynamo::fresh_table;
-use paysession_tests::receiver::{verify_with_official_library, Receiver};
-use serde_json::{json, Value};
+use paysession_tests::receiver::{Receiver, verify_with_official_library};
+use serde_json::{Value, json};
 
 const MERCHANT: &str = "mer_stream";
 
@@ -30,9 +30,9 @@ fn new_session(reference: &str, created: chrono::DateTime<Utc>, expires_in: i64)
     PaymentSession::create(spec, paysession_app::ids::new_id("ps"), MERCHANT.into(), None, created)
 }
 
-async fn create(deps: &Deps, session: &PaymentSession) {
+async fn create(deps: &AwsDeps, session: &PaymentSession) {
     let events = events_for(None, session, session.created_at, || paysession_app::ids::new_id("evt"));
-    deps.sessions.create_session(session, &events, None).await.unwrap();
+    deps.store.create_session(session, &events, None).await.unwrap();
 }
 
 /// Polls the stream until a batch arrives (DynamoDB Local publishes within a second).
@@ -49,7 +49,7 @@ async fn next_batch(poller: &mut StreamPoller) -> Value {
 
 /// A fresh table with its stream poller, fresh queues, and Deps over them.
 struct Rig {
-    deps: Deps,
+    deps: AwsDeps,
     queues: paysession_aws::sqs::DispatcherQueues,
     poller: StreamPoller,
     dynamodb: aws_sdk_dynamodb::Client,
@@ -75,43 +75,50 @@ async fn outbox_stream_to_sqs_to_receiver() {
     let Rig { deps, queues, mut poller, .. } = rig().await;
     let rx = Receiver::start().await;
     let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
-    let (endpoint, secret) = webhooks::create_endpoint(&deps, MERCHANT, spec).await.unwrap();
+    let (endpoint, secret) = webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap();
 
     let session = new_session("ref-1", Utc::now(), 3600);
     create(&deps, &session).await;
     let batch = next_batch(&mut poller).await;
-    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &batch).await), 0);
 
     let event = receive_event(&queues, &queues.queue_url, 2).await.expect("one message per (event, endpoint)");
     assert_eq!(event["Records"].as_array().unwrap().len(), 1);
-    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await), 0);
+    assert_eq!(
+        failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await),
+        0
+    );
     let got = rx.wait_for("payment_session.created", |g| g.len() == 1).await;
     assert_eq!(got[0].event_type(), "payment_session.created");
     assert_eq!(verify_with_official_library(secret.expose(), &[&got[0]]), vec![json!(true)]);
 
     // A replayed stream batch (Lambda retries a batch after a timeout) queues nothing new.
-    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &batch).await), 0);
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "replay must not enqueue again");
-    let listed = deps.webhooks.list_deliveries(MERCHANT, &endpoint.id, 10, None).await.unwrap();
+    let listed = deps.store.list_deliveries(MERCHANT, &endpoint.id, 10, None).await.unwrap();
     assert_eq!(listed.items.len(), 1);
 
     // Receiver failure: the message stays (batch item failure) with its visibility set to
     // the 5 s retry delay, then comes back and is delivered.
     rx.script(&[500]);
-    let cancelled = session.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, Utc::now()).unwrap();
+    let cancelled =
+        session.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, Utc::now()).unwrap();
     let events = events_for(Some(&session), &cancelled, Utc::now(), || paysession_app::ids::new_id("evt"));
-    deps.sessions.update_session(&cancelled, session.version, &events, None).await.unwrap();
+    deps.store.update_session(&cancelled, session.version, &events, None).await.unwrap();
     let batch = next_batch(&mut poller).await;
-    assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &batch).await), 0);
     let event = receive_event(&queues, &queues.queue_url, 2).await.expect("updated + cancelled");
     let n = event["Records"].as_array().unwrap().len();
     assert_eq!(n, 2, "payment_session.updated and payment_session.cancelled");
-    let response = handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await;
+    let response = handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await;
     assert_eq!(failures(&response), 1, "the 500 keeps its message: {response}");
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "hidden for the retry delay");
     deps.test_clock.as_ref().unwrap().advance(chrono::Duration::seconds(5));
     let again = receive_event(&queues, &queues.queue_url, 10).await.expect("the message is back after 5 s");
-    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &again).await), 0);
+    assert_eq!(
+        failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &again).await),
+        0
+    );
     let got = rx.received();
     assert_eq!(got.len(), 4);
     assert_eq!(got[3].status, 204);
@@ -128,22 +135,34 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
     let rx = Receiver::start().await;
     rx.answer_always(500);
     let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
-    let (endpoint, _) = webhooks::create_endpoint(&deps, MERCHANT, spec).await.unwrap();
+    let (endpoint, _) = webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap();
     // A delivery that already failed seven times: the next failure is its last.
     let now = deps.clock.now();
-    let mut d = paysession_domain::webhook::Delivery::new("whd_dead".into(), MERCHANT, &endpoint.id, "evt_x", "payment_session.created", "{}".into(), false, now);
+    let mut d = paysession_domain::webhook::Delivery::new(
+        "whd_dead".into(),
+        MERCHANT,
+        &endpoint.id,
+        "evt_x",
+        "payment_session.created",
+        "{}".into(),
+        false,
+        now,
+    );
     for _ in 0..7 {
         let claimed = d.claim(now);
         d = claimed.record(now, paysession_domain::webhook::AttemptResult { status_code: Some(500), duration_ms: 1, error: None }, now).0;
     }
     d.next_attempt_at = Some(now);
-    assert!(deps.webhooks.create_delivery(&d).await.unwrap().is_none());
+    assert!(deps.store.create_delivery(&d).await.unwrap().is_none());
     deps.queue.enqueue(MERCHANT, "whd_dead", Duration::ZERO).await.unwrap();
     let event = receive_event(&queues, &queues.queue_url, 2).await.unwrap();
-    assert_eq!(failures(&handle_sqs_event(&deps, &paysession_app::clock::SystemClock, &queues, &event).await), 0);
+    assert_eq!(
+        failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await),
+        0
+    );
     let dead = receive_event(&queues, &queues.dead_letter_url, 2).await.expect("dead-lettered");
     assert!(dead["Records"][0]["body"].as_str().unwrap().contains("whd_dead"));
-    let stored = deps.webhooks.get_delivery(MERCHANT, "whd_dead").await.unwrap().unwrap();
+    let stored = deps.store.get_delivery(MERCHANT, "whd_dead").await.unwrap().unwrap();
     assert_eq!(stored.status, paysession_domain::webhook::DeliveryStatus::Failed);
     assert_eq!(stored.attempts.len(), 8);
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none());
@@ -175,10 +194,10 @@ async fn ttl_deletion_expires_the_session() {
     let mut batches = Vec::new();
     let expired_event = loop {
         if let Some(batch) = poller.poll().await.unwrap() {
-            assert_eq!(failures(&handle_stream_event(&deps, &batch).await), 0);
+            assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &batch).await), 0);
             batches.push(batch);
         }
-        let events = deps.sessions.session_events(MERCHANT, &short.id).await.unwrap();
+        let events = deps.store.session_events(MERCHANT, &short.id).await.unwrap();
         if let Some(e) = events.iter().find(|e| e.event_type == "payment_session.expired") {
             break e.clone();
         }
@@ -188,23 +207,20 @@ async fn ttl_deletion_expires_the_session() {
     let delay = expired_event.created_at - short.expires_at;
     println!("expires_at → payment_session.expired on DynamoDB Local: {} ms", delay.num_milliseconds());
     assert!(delay >= chrono::Duration::zero());
-    let stored = deps.sessions.get_session(MERCHANT, &short.id).await.unwrap().unwrap();
+    let stored = deps.store.get_session(MERCHANT, &short.id).await.unwrap().unwrap();
     assert_eq!(stored.status, SessionStatus::Expired);
 
     // The REMOVE came from the TTL process; replaying every batch writes nothing more.
-    let removes: Vec<&Value> = batches
-        .iter()
-        .flat_map(|b| b["Records"].as_array().unwrap())
-        .filter(|r| r["eventName"] == "REMOVE")
-        .collect();
+    let removes: Vec<&Value> =
+        batches.iter().flat_map(|b| b["Records"].as_array().unwrap()).filter(|r| r["eventName"] == "REMOVE").collect();
     assert!(removes.iter().any(|r| r["userIdentity"]["principalId"] == paysession_aws::stream::TTL_PRINCIPAL));
     assert!(removes.iter().any(|r| r["userIdentity"].is_null()), "the manual delete is in the stream too");
     for batch in &batches {
-        assert_eq!(failures(&handle_stream_event(&deps, batch).await), 0);
+        assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), batch).await), 0);
     }
-    let events = deps.sessions.session_events(MERCHANT, &short.id).await.unwrap();
+    let events = deps.store.session_events(MERCHANT, &short.id).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.expired").count(), 1);
-    let long_now = deps.sessions.get_session(MERCHANT, &long.id).await.unwrap().unwrap();
+    let long_now = deps.store.get_session(MERCHANT, &long.id).await.unwrap().unwrap();
     assert_eq!(long_now.status, SessionStatus::Open, "a manual delete is not an expiry");
 }
 

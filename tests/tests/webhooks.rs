@@ -3,10 +3,10 @@
 //! official Standard Webhooks library.
 
 use paysession_tests::page::Customer;
-use paysession_tests::receiver::{verify_with_official_library, Received, Receiver};
-use paysession_tests::{session_body, Server};
+use paysession_tests::receiver::{Received, Receiver, verify_with_official_library};
+use paysession_tests::{Server, session_body};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const SHOP: &str = "https://shop.example";
 
@@ -98,7 +98,8 @@ async fn a_paid_session_reaches_the_receiver_signed() {
     let payment = got.iter().find(|r| r.event_type() == "payment.updated").unwrap().json();
     assert_eq!(payment["data"]["object"]["object"], "payment");
 
-    let d = wait_deliveries(&s, &t, ep["id"].as_str().unwrap(), |d| d.len() == got.len() && d.iter().all(|x| x["status"] == "delivered")).await;
+    let d =
+        wait_deliveries(&s, &t, ep["id"].as_str().unwrap(), |d| d.len() == got.len() && d.iter().all(|x| x["status"] == "delivered")).await;
     assert_eq!(d[0]["attempts"][0]["status_code"], 204);
     assert!(d[0]["attempts"][0]["duration_ms"].is_u64());
 }
@@ -238,16 +239,19 @@ async fn rotation_signs_with_both_secrets_for_a_day() {
 async fn endpoints_api_rules() {
     let s = Server::start().await; // no --allow-private-webhooks
     let t = s.token().await;
-    let bad = s
-        .post("/v1/webhook_endpoints", &t, &json!({"url": "http://127.0.0.1:9/x", "events": ["nope"], "extra": 1}))
-        .await;
+    let bad = s.post("/v1/webhook_endpoints", &t, &json!({"url": "http://127.0.0.1:9/x", "events": ["nope"], "extra": 1})).await;
     assert_eq!(bad.status, 422);
-    assert_eq!(bad.error_fields(), vec![
-        ("url".to_string(), "invalid_format".to_string()),
-        ("events[0]".to_string(), "invalid_value".to_string()),
-        ("extra".to_string(), "unknown_field".to_string()),
-    ]);
-    for url in ["https://127.0.0.1/x", "https://169.254.169.254/latest", "https://[::ffff:10.0.0.1]/", "https://2130706433/", "https://localhost/"] {
+    assert_eq!(
+        bad.error_fields(),
+        vec![
+            ("url".to_string(), "invalid_format".to_string()),
+            ("events[0]".to_string(), "invalid_value".to_string()),
+            ("extra".to_string(), "unknown_field".to_string()),
+        ]
+    );
+    for url in
+        ["https://127.0.0.1/x", "https://169.254.169.254/latest", "https://[::ffff:10.0.0.1]/", "https://2130706433/", "https://localhost/"]
+    {
         let r = s.post("/v1/webhook_endpoints", &t, &json!({"url": url, "events": ["*"]})).await;
         assert_eq!(r.status, 422, "{url}: {}", r.text);
         assert_eq!(r.error_fields()[0].0, "url");

@@ -1,6 +1,10 @@
-//! Lambda entry point. Configuration and clients are built once per cold start in
-//! `paysession_runtime::run`; the handler lives in `paysession-http`.
+//! Lambda entry point of the hosted payment page (`/pay/{token}…`, six routes). Only the
+//! page and the sandbox processor are linked into this binary.
+
+use paysession_http::page;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::run(paysession_http::Route::PageView)
+    paysession_runtime::http("hosted-page", |f, info, params, req| {
+        Box::pin(page::serve(&f.core, paysession_runtime::sandbox_payments(), info, params, req))
+    })
 }

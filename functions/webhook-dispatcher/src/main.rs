@@ -1,6 +1,15 @@
-//! Lambda entry point of an event-driven function. Configuration and clients are built once
-//! per cold start in `paysession_runtime::run_event`; the handler lives in `paysession-aws`.
+//! Lambda entry point of the webhook dispatcher: one delivery attempt per SQS message,
+//! retries by the message's visibility timeout, exhausted deliveries to the DLQ.
+
+use paysession_runtime::aws::sqs::handle_sqs_event;
+use paysession_runtime::{dispatcher_queues, webhook_sender};
+
+/// `webhook-timestamp` is wall-clock time: receivers compare it with their own clock.
+static WALL: paysession_runtime::SystemClock = paysession_runtime::SystemClock;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::run_event(paysession_runtime::EventFunction::WebhookDispatcher)
+    paysession_runtime::events(&["PAYSESSION_WEBHOOK_QUEUE_URL", "PAYSESSION_WEBHOOK_DLQ_URL"], |f, event| {
+        let queues = dispatcher_queues(f).expect("both queue URLs are checked at init");
+        Box::pin(handle_sqs_event(&f.core, webhook_sender(), &WALL, queues, event))
+    })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use paysession_app::merchants::{provision, rotate_secret, NewMerchant, ProvisionError};
+use paysession_app::merchants::{NewMerchant, ProvisionError, provision, rotate_secret};
 use paysession_runtime::StoreChoice;
 use serde_json::json;
 
@@ -64,9 +64,7 @@ enum MerchantCommand {
 #[derive(Subcommand, Debug)]
 enum ClientCommand {
     /// Replace a client's secret; the old one stops working at once. Prints the new one.
-    RotateSecret {
-        client_id: String,
-    },
+    RotateSecret { client_id: String },
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -14,7 +14,18 @@ fn create_list_rotate() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = admin(
         dir.path(),
-        &["merchant", "create", "--name", "Acme", "--redirect-url", "https://acme.example/done", "--payment-methods", "card,qr", "--brand-color", "#112233"],
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Acme",
+            "--redirect-url",
+            "https://acme.example/done",
+            "--payment-methods",
+            "card,qr",
+            "--brand-color",
+            "#112233",
+        ],
     );
     assert!(ok, "{err}");
     let created: Value = serde_json::from_str(&out).unwrap();
@@ -38,7 +49,8 @@ fn create_list_rotate() {
 #[test]
 fn bad_input_gets_a_readable_message() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, err) = admin(dir.path(), &["merchant", "create", "--name", " ", "--redirect-url", "ftp://x", "--payment-methods", "cheque"]);
+    let (ok, _, err) =
+        admin(dir.path(), &["merchant", "create", "--name", " ", "--redirect-url", "ftp://x", "--payment-methods", "cheque"]);
     assert!(!ok);
     for part in ["name must be", "ftp://x", "cheque"] {
         assert!(err.contains(part), "{part} not in {err}");

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use paysession_local::{start, LocalOptions};
-use serde_json::{json, Value};
+use paysession_local::{LocalOptions, start};
+use serde_json::{Value, json};
 
 type Arrivals = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
 
@@ -57,7 +57,15 @@ async fn read(request: reqwest::RequestBuilder) -> Value {
 
 /// Creates `count` sessions (references from `first`), `concurrency` at a time, each client
 /// waiting `pace` between its creates.
-async fn create_sessions(http: &reqwest::Client, base: &str, token: &str, first: usize, count: usize, concurrency: usize, pace: Option<Duration>) {
+async fn create_sessions(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    first: usize,
+    count: usize,
+    concurrency: usize,
+    pace: Option<Duration>,
+) {
     let (h, b, tk) = (http.clone(), base.to_string(), token.to_string());
     run(count, concurrency, move |i| {
         let (h, b, tk) = (h.clone(), b.clone(), tk.clone());
@@ -166,12 +174,20 @@ async fn main() {
     .unwrap();
     let base = running.base_url.clone();
     let http = reqwest::Client::new();
-    let token: Value = read(http.post(format!("{base}/oauth/token")).basic_auth(&running.demo.client_id, Some(&running.demo.client_secret)).form(&[("grant_type", "client_credentials")])).await;
+    let token: Value = read(
+        http.post(format!("{base}/oauth/token"))
+            .basic_auth(&running.demo.client_id, Some(&running.demo.client_secret))
+            .form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
     let token = token["access_token"].as_str().unwrap().to_string();
     let (url, arrivals) = receiver().await;
 
     // Baseline: event-sized POSTs straight to the receiver.
-    let sample_body = Arc::new(json!({"id": "evt_x", "object": "event", "type": "payment_session.created", "data": {"object": {"pad": "x".repeat(1500)}}}).to_string());
+    let sample_body = Arc::new(
+        json!({"id": "evt_x", "object": "event", "type": "payment_session.created", "data": {"object": {"pad": "x".repeat(1500)}}})
+            .to_string(),
+    );
     let (h, u, b) = (http.clone(), url.clone(), sample_body.clone());
     let (elapsed, mut lat) = run(n, concurrency, move |i| {
         let (h, u, b) = (h.clone(), u.clone(), b.clone());
@@ -186,7 +202,12 @@ async fn main() {
     let baseline = Figures { per_second: n as f64 / elapsed.as_secs_f64(), p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) };
 
     // Pipeline: one payment_session.created per session, committed by the API.
-    let ep = read(http.post(format!("{base}/v1/webhook_endpoints")).bearer_auth(&token).json(&json!({"url": url, "events": ["payment_session.created"]}))).await;
+    let ep = read(
+        http.post(format!("{base}/v1/webhook_endpoints"))
+            .bearer_auth(&token)
+            .json(&json!({"url": url, "events": ["payment_session.created"]})),
+    )
+    .await;
     assert!(ep["id"].is_string(), "endpoint: {ep}");
     arrivals.lock().unwrap().clear();
     // Phase 1, saturation: creates as fast as `concurrency` clients go; events/s from the
@@ -211,9 +232,20 @@ async fn main() {
     sat.sort_by(f64::total_cmp);
 
     println!("webhook pipeline benchmark: release build, embedded store (SQLite, synchronous=FULL), loopback receiver");
-    println!("  baseline   direct POST to receiver, {concurrency} clients : {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms", baseline.per_second, baseline.p50_ms, baseline.p99_ms);
-    println!("  saturation {n} creates, {concurrency} clients           : {:>8.0} ev/s   p50 {:>8.2} ms  p99 {:>8.2} ms (backlog)", saturated, percentile(&sat, 0.5), percentile(&sat, 0.99));
-    println!("  steady     {paced_n} creates at {:.0}/s                : state change → arrival p50 {:>8.2} ms  p99 {:>8.2} ms", paced.per_second, paced.p50_ms, paced.p99_ms);
+    println!(
+        "  baseline   direct POST to receiver, {concurrency} clients : {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms",
+        baseline.per_second, baseline.p50_ms, baseline.p99_ms
+    );
+    println!(
+        "  saturation {n} creates, {concurrency} clients           : {:>8.0} ev/s   p50 {:>8.2} ms  p99 {:>8.2} ms (backlog)",
+        saturated,
+        percentile(&sat, 0.5),
+        percentile(&sat, 0.99)
+    );
+    println!(
+        "  steady     {paced_n} creates at {:.0}/s                : state change → arrival p50 {:>8.2} ms  p99 {:>8.2} ms",
+        paced.per_second, paced.p50_ms, paced.p99_ms
+    );
     println!(
         "  ratios     saturation / baseline throughput {:.4}×; steady p50 / baseline p50 {:.1}×, p99 / p99 {:.1}×",
         saturated / baseline.per_second,

@@ -2,9 +2,10 @@
 //! once. Its secret is derived from the data directory's signing key (or fixed by the
 //! environment), so it is stable across restarts without being stored in clear.
 
-use paysession_app::auth::{verify_secret, TokenSigner};
-use paysession_app::merchants::{provision, rotate_secret, NewMerchant};
-use paysession_app::Deps;
+use paysession_app::Core;
+use paysession_app::auth::{TokenSigner, verify_secret};
+use paysession_app::merchants::{NewMerchant, provision, rotate_secret};
+use paysession_app::ports::MerchantStore;
 
 pub const DEMO_CLIENT_ID: &str = "cid_demo";
 
@@ -21,18 +22,18 @@ fn derived_secret(signer: &TokenSigner) -> String {
 
 /// Creates the demo merchant on first start; afterwards makes its secret match the one
 /// configured (rotating if `PAYSESSION_DEMO_CLIENT_SECRET` changed).
-pub async fn ensure_demo_merchant(
-    deps: &Deps,
+pub async fn ensure_demo_merchant<S: MerchantStore + ?Sized>(
+    deps: &Core<S>,
     client_id: Option<String>,
     client_secret: Option<String>,
 ) -> Result<DemoCredentials, String> {
     let client_id = client_id.unwrap_or_else(|| DEMO_CLIENT_ID.to_string());
-    let secret = client_secret.unwrap_or_else(|| derived_secret(&deps.tokens));
-    if let Some(existing) = deps.merchants.get_client(&client_id).await.map_err(|e| e.to_string())? {
+    let secret = client_secret.unwrap_or_else(|| derived_secret(&deps.keys));
+    if let Some(existing) = deps.store.get_client(&client_id).await.map_err(|e| e.to_string())? {
         let (hash, s) = (existing.secret_hash.clone(), secret.clone());
         let matches = tokio::task::spawn_blocking(move || verify_secret(&s, &hash)).await.map_err(|e| e.to_string())?;
         if !matches {
-            rotate_secret(deps.merchants.as_ref(), &client_id, Some(secret.clone())).await.map_err(|e| e.to_string())?;
+            rotate_secret(deps.store.as_ref(), &client_id, Some(secret.clone())).await.map_err(|e| e.to_string())?;
         }
         return Ok(DemoCredentials { merchant_id: existing.merchant_id, client_id, client_secret: secret });
     }
@@ -49,7 +50,7 @@ pub async fn ensure_demo_merchant(
         ],
         payment_methods: Vec::new(),
     };
-    let p = provision(deps.merchants.as_ref(), &input, Some((client_id.clone(), secret.clone())), deps.clock.now())
+    let p = provision(deps.store.as_ref(), &input, Some((client_id.clone(), secret.clone())), deps.clock.now())
         .await
         .map_err(|e| e.to_string())?;
     Ok(DemoCredentials { merchant_id: p.merchant.id, client_id, client_secret: secret })

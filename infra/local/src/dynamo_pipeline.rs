@@ -11,18 +11,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paysession_app::clock::SystemClock;
 use paysession_app::ports::{DeliveryQueue, StoreError};
-use paysession_app::webhooks::{dispatch, DispatchOutcome};
-use paysession_app::Deps;
+use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use paysession_aws::stream::handle_stream_event;
-use paysession_aws::stream_poller::{streams_client, StreamPoller};
+use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use tokio::sync::{mpsc, watch};
+
+use crate::server::Local as Deps;
 
 pub struct MemoryQueue(mpsc::UnboundedSender<(String, String)>);
 
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
     async fn enqueue(&self, merchant_id: &str, delivery_id: &str, _delay: Duration) -> Result<(), StoreError> {
-        self.0.send((merchant_id.to_string(), delivery_id.to_string())).map_err(|_| StoreError::Backend("the local delivery queue stopped".into()))
+        self.0
+            .send((merchant_id.to_string(), delivery_id.to_string()))
+            .map_err(|_| StoreError::Backend("the local delivery queue stopped".into()))
     }
 }
 
@@ -38,7 +41,7 @@ pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<(Stri
         let (deps, mut stop) = (deps.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
-                let wait = match dispatch(&deps, &SystemClock, &merchant_id, &id).await {
+                let wait = match dispatch(&deps.app.core, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await {
                     Ok(DispatchOutcome::RetryIn(d)) => d.min(Duration::from_secs(1)),
                     Ok(_) => return,
                     Err(e) => {
@@ -67,7 +70,7 @@ pub async fn run_stream(deps: Deps, dynamodb: aws_sdk_dynamodb::Client, table: S
     loop {
         match poller.poll().await {
             Ok(Some(batch)) => loop {
-                let response = handle_stream_event(&deps, &batch).await;
+                let response = handle_stream_event(&deps.app.core, deps.app.queue.as_ref(), &batch).await;
                 if response["batchItemFailures"].as_array().is_none_or(Vec::is_empty) {
                     break;
                 }

@@ -6,5 +6,5 @@ mod dynamo_pipeline;
 mod pipeline;
 mod server;
 
-pub use demo::{DemoCredentials, DEMO_CLIENT_ID};
-pub use server::{start, LocalOptions, Running};
+pub use demo::{DEMO_CLIENT_ID, DemoCredentials};
+pub use server::{Local, LocalOptions, Running, start};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use paysession_local::{start, LocalOptions};
+use paysession_local::{LocalOptions, start};
 
 /// Runs paysession locally (sandbox mode) on an embedded store that survives restarts.
 #[derive(Parser, Debug)]

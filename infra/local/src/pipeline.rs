@@ -9,11 +9,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
-use paysession_app::webhooks::{dispatch, fan_out, EndpointCache};
-use paysession_app::{Deps, StoreError};
+use paysession_app::webhooks::{EndpointCache, dispatch, fan_out};
 use paysession_runtime::EmbeddedStore;
-use tokio::sync::{watch, Semaphore};
+
+use crate::server::Local as Deps;
+use tokio::sync::{Semaphore, watch};
 
 /// Where the outbox reader stopped (the last event sequence number it fanned out).
 const OUTBOX_CURSOR: &str = "webhook_outbox_seq";
@@ -50,7 +52,7 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
     let mut changes = store.subscribe();
     loop {
         changes.mark_unchanged();
-        match store.due_deliveries(deps.clock.now(), 64).await {
+        match store.due_deliveries(deps.app.core.clock.now(), 64).await {
             Ok(due) => {
                 for (merchant_id, id) in due {
                     if !in_flight.lock().expect("lock").insert(id.clone()) {
@@ -59,7 +61,7 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
                     let Ok(permit) = slots.clone().acquire_owned().await else { return };
                     let (deps, in_flight) = (deps.clone(), in_flight.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = dispatch(&deps, &SystemClock, &merchant_id, &id).await {
+                        if let Err(e) = dispatch(&deps.app.core, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await {
                             tracing::warn!(error = %e, delivery_id = %id, "webhook dispatch failed; retrying");
                         }
                         in_flight.lock().expect("lock").remove(&id);
@@ -70,7 +72,7 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
             Err(e) => tracing::warn!(error = %e, "cannot read due deliveries; retrying"),
         }
         let wait = match store.next_due().await {
-            Ok(Some(t)) => (t - deps.clock.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+            Ok(Some(t)) => (t - deps.app.core.clock.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
             _ => MAX_IDLE,
         };
         tokio::select! {
@@ -92,7 +94,7 @@ async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreErr
         }
         let mut endpoints = EndpointCache::default();
         for item in &batch {
-            fan_out(deps, &mut endpoints, &item.merchant_id, &item.event).await?;
+            fan_out(&deps.app.core, deps.app.queue.as_ref(), &mut endpoints, &item.merchant_id, &item.event).await?;
             cursor = item.seq;
         }
         store.meta_set(OUTBOX_CURSOR, &cursor.to_string()).await?;

@@ -11,17 +11,18 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use paysession_app::Deps;
-use paysession_http::dispatch::{handle, unrouted};
+use paysession_app::ports::{Store, WebhookSender};
 use paysession_http::lambda_http::{Body, Request};
+use paysession_http::mount::{Mounted, handle};
+use paysession_http::pipeline::unrouted;
 use paysession_http::problem::ApiError;
 use paysession_http::request::MAX_BODY;
-use paysession_http::routes::{resolve, Resolved};
-use tokio::net::TcpListener;
+use paysession_http::routes::{Resolved, resolve};
 use paysession_runtime::StoreChoice;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::demo::{ensure_demo_merchant, DemoCredentials};
+use crate::demo::{DemoCredentials, ensure_demo_merchant};
 
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -38,12 +39,20 @@ pub struct LocalOptions {
     pub demo_client_secret: Option<String>,
 }
 
+/// Everything the local server runs: every handler mounted on the store, and the webhook
+/// sender its in-process pipeline delivers with.
+#[derive(Clone)]
+pub struct Local {
+    pub app: Mounted<dyn Store>,
+    pub sender: Arc<dyn WebhookSender>,
+}
+
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
     pub base_url: String,
     pub demo: DemoCredentials,
-    pub deps: Deps,
+    pub local: Local,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -70,18 +79,18 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     };
     let store = paysession_runtime::open_store(&choice).await?;
     let key = paysession_runtime::local_signing_key(store.settings()).await?;
-    let mut deps = store.deps(key, public_url, true).await?;
-    if opts.allow_private_webhooks {
-        let policy = paysession_domain::webhook::UrlPolicy { allow_private: true };
-        deps.config.allow_private_webhooks = true;
-        deps.sender = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
-    }
+    let mut core = store.core(key, public_url, true).await?;
+    core.config.allow_private_webhooks = opts.allow_private_webhooks;
+    let policy = paysession_domain::webhook::UrlPolicy { allow_private: opts.allow_private_webhooks };
+    let sender: Arc<dyn WebhookSender> = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
+    let mut queue: Arc<dyn paysession_app::ports::DeliveryQueue> = Arc::new(paysession_app::ports::PolledQueue);
     let dynamo_queue = store.dynamo().map(|d| {
-        let (queue, rx) = crate::dynamo_pipeline::memory_queue();
-        deps.queue = Arc::new(queue);
+        let (memory, rx) = crate::dynamo_pipeline::memory_queue();
+        queue = Arc::new(memory);
         (d, rx)
     });
-    let demo = ensure_demo_merchant(&deps, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
+    let deps = Local { app: Mounted { core, payments: paysession_app::Payments::sandbox(), queue }, sender };
+    let demo = ensure_demo_merchant(&deps.app.core, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);
     if let Some(source) = store.expiry_sweep() {
@@ -124,17 +133,17 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         }
         while connections.join_next().await.is_some() {}
     });
-    Ok(Running { addr, base_url, demo, deps, shutdown, task })
+    Ok(Running { addr, base_url, demo, local: deps, shutdown, task })
 }
 
 /// Expires due sessions once a second, following the (test) clock in `deps`.
-async fn sweeper(deps: Deps, source: std::sync::Arc<dyn paysession_app::expiry::ExpirySweep>, mut stop: watch::Receiver<bool>) {
+async fn sweeper(deps: Local, source: std::sync::Arc<dyn paysession_app::expiry::ExpirySweep>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {
-                if let Err(e) = paysession_app::expiry::sweep(&deps, source.as_ref()).await {
+                if let Err(e) = paysession_app::expiry::sweep(&deps.app.core, source.as_ref()).await {
                     tracing::warn!(error = %e, "expiry sweep failed; retrying next tick");
                 }
             }
@@ -142,7 +151,7 @@ async fn sweeper(deps: Deps, source: std::sync::Arc<dyn paysession_app::expiry::
     }
 }
 
-async fn serve(deps: &Deps, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn serve(deps: &Local, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     // One byte over the limit is enough to know the body is too large.
     let collected = Limited::new(body, MAX_BODY + 1).collect().await;
@@ -155,8 +164,8 @@ async fn serve(deps: &Deps, req: hyper::Request<Incoming>) -> hyper::Response<Fu
     };
     let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
     let req = Request::from_parts(parts, body);
-    let resp = match resolve(req.method(), req.uri().path(), deps.config.sandbox) {
-        Resolved::Found(info, params) => handle(deps, info, params, req).await,
+    let resp = match resolve(req.method(), req.uri().path(), deps.app.core.config.sandbox) {
+        Resolved::Found(info, params) => handle(&deps.app, info, params, req).await,
         Resolved::MethodNotAllowed(methods) => unrouted(ApiError::MethodNotAllowed(methods), &req),
         Resolved::NotFound => unrouted(ApiError::NotFound(format!("no route for {}", req.uri().path())), &req),
     };

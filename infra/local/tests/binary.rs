@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 struct Started {
     child: Child,
@@ -104,7 +104,8 @@ async fn walk_through(args: &[&str]) {
     let s = start_with(args, &[]);
     assert_eq!(s.secret, secret, "same data dir, same demo secret");
     let t = token(&http, &s).await;
-    let got: Value = http.get(format!("{}/v1/payment_sessions?reference=walk-1", s.base)).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    let got: Value =
+        http.get(format!("{}/v1/payment_sessions?reference=walk-1", s.base)).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
     assert_eq!(got["data"][0]["id"], id.as_str());
     stop(s);
 }

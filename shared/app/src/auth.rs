@@ -4,10 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 #[cfg(test)]
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -15,56 +15,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::clock::Clock;
-use crate::merchants::ApiClient;
+pub use crate::entities::{ApiClient, Principal, Scope, scopes_to_string};
 use crate::ports::{MerchantStore, StoreError};
 use crate::secret::Secret;
 
 pub const TOKEN_LIFETIME_SECS: i64 = 900;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Scope {
-    #[serde(rename = "sessions:read")]
-    SessionsRead,
-    #[serde(rename = "sessions:write")]
-    SessionsWrite,
-    #[serde(rename = "mandates:write")]
-    MandatesWrite,
-    #[serde(rename = "webhooks:manage")]
-    WebhooksManage,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::SessionsRead, Scope::SessionsWrite, Scope::MandatesWrite, Scope::WebhooksManage];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::SessionsRead => "sessions:read",
-            Scope::SessionsWrite => "sessions:write",
-            Scope::MandatesWrite => "mandates:write",
-            Scope::WebhooksManage => "webhooks:manage",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
-
-pub fn scopes_to_string(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-}
-
-/// The authenticated caller of an API request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub merchant_id: String,
-    pub client_id: String,
-    pub scopes: Vec<Scope>,
-}
-
-impl Principal {
-    pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -189,22 +144,14 @@ impl TokenSigner {
         mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
         // Only our own header is ever signed, so after the signature check it needs no
         // parsing; the claims do.
-        let claims: Claims = B64
-            .decode(p)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or(TokenError::Malformed)?;
+        let claims: Claims = B64.decode(p).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or(TokenError::Malformed)?;
         if claims.iss != ISSUER {
             return Err(TokenError::Malformed);
         }
         if claims.exp <= self.clock.now().timestamp() {
             return Err(TokenError::Expired);
         }
-        Ok(Principal {
-            merchant_id: claims.mer,
-            client_id: claims.sub,
-            scopes: claims.scope.split(' ').filter_map(Scope::parse).collect(),
-        })
+        Ok(Principal { merchant_id: claims.mer, client_id: claims.sub, scopes: claims.scope.split(' ').filter_map(Scope::parse).collect() })
     }
 }
 
@@ -279,7 +226,7 @@ pub fn grant(
 
 /// Looks the client up; kept apart from [`grant`] so the blocking hash check can run off
 /// the async executor.
-pub async fn find_client(store: &dyn MerchantStore, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
+pub async fn find_client<S: MerchantStore + ?Sized>(store: &S, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
     if client_id.is_empty() || client_id.len() > 200 {
         return Ok(None);
     }
@@ -290,7 +237,6 @@ pub async fn find_client(store: &dyn MerchantStore, client_id: &str) -> Result<O
 pub fn expires_in() -> i64 {
     TOKEN_LIFETIME_SECS
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -334,7 +280,8 @@ mod tests {
         assert_eq!(p.merchant_id, "mer_1");
         assert_eq!(p.scopes, vec![Scope::SessionsRead]);
         let mut parts: Vec<&str> = t.split('.').collect();
-        let forged = B64.encode(br#"{"iss":"paysession","sub":"cid_1","mer":"mer_2","scope":"sessions:read","iat":0,"exp":99999999999,"jti":"x"}"#);
+        let forged =
+            B64.encode(br#"{"iss":"paysession","sub":"cid_1","mer":"mer_2","scope":"sessions:read","iat":0,"exp":99999999999,"jti":"x"}"#);
         parts[1] = &forged;
         assert_eq!(s.verify(&parts.join(".")), Err(TokenError::BadSignature));
         let other = TokenSigner::new(Secret::new(vec![8u8; 32]), Arc::new(SystemClock)).unwrap();

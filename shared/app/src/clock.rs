@@ -1,7 +1,7 @@
 //! Clock adapters: the system clock, and the sandbox test clock that can be advanced.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 pub use paysession_domain::clock::Clock;

@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::convert::Infallible;
 
-use crate::ports::{Deps, StoreError};
-use crate::sessions::{update_with, UpdateError};
+use crate::context::Core;
+use crate::ports::{SessionStore, StoreError};
+use crate::sessions::{UpdateError, update_with};
 
 /// Expires the session if it is due. `Ok(true)` when this call wrote the expiry; a second
 /// trigger for the same session (a replayed record, a sweep racing another) writes nothing.
-pub async fn expire_if_due(deps: &Deps, merchant_id: &str, session_id: &str) -> Result<bool, StoreError> {
-    let Some(current) = deps.sessions.get_session(merchant_id, session_id).await? else { return Ok(false) };
-    match update_with(deps, current, true, |s, now| Ok::<_, Infallible>(s.expire_due(now))).await {
+pub async fn expire_if_due<S: SessionStore + ?Sized>(cx: &Core<S>, merchant_id: &str, session_id: &str) -> Result<bool, StoreError> {
+    let Some(current) = cx.store.get_session(merchant_id, session_id).await? else { return Ok(false) };
+    match update_with(cx, current, true, |s, now| Ok::<_, Infallible>(s.expire_due(now))).await {
         Ok(written) => {
             if written.is_some() {
                 tracing::info!(session_id, "payment session expired");
@@ -35,14 +36,14 @@ pub trait ExpirySweep: Send + Sync {
 }
 
 /// One pass of the sweeper: expires everything due, returns how many it wrote.
-pub async fn sweep(deps: &Deps, source: &dyn ExpirySweep) -> Result<usize, StoreError> {
+pub async fn sweep<S: SessionStore + ?Sized>(cx: &Core<S>, source: &dyn ExpirySweep) -> Result<usize, StoreError> {
     let mut written = 0;
     loop {
-        let due = source.due_for_expiry(deps.clock.now(), 100).await?;
+        let due = source.due_for_expiry(cx.clock.now(), 100).await?;
         let batch = due.len();
         let mut progressed = false;
         for (merchant, id) in due {
-            if expire_if_due(deps, &merchant, &id).await? {
+            if expire_if_due(cx, &merchant, &id).await? {
                 written += 1;
                 progressed = true;
             }

@@ -3,13 +3,18 @@
 
 pub mod auth;
 pub mod clock;
+pub mod context;
+pub mod entities;
 pub mod expiry;
+pub mod idempotency;
 pub mod ids;
 pub mod merchants;
 pub mod ports;
 pub mod processor;
+pub mod retry;
 pub mod secret;
 pub mod sessions;
 pub mod webhooks;
 
-pub use ports::{Deps, StoreError};
+pub use context::{Config, Core, Payments};
+pub use ports::{Store, StoreError};

@@ -4,42 +4,12 @@
 use chrono::{DateTime, Utc};
 use paysession_domain::fields;
 use paysession_domain::model::PaymentMethodKind;
-use paysession_domain::MerchantPolicy;
-use serde::{Deserialize, Serialize};
 
-use crate::auth::{hash_secret, Scope};
+use crate::auth::hash_secret;
+pub use crate::entities::{ApiClient, Merchant, Scope};
 use crate::ids::{new_id, new_token};
 use crate::ports::{MerchantStore, StoreError};
 use crate::secret::Secret;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Merchant {
-    pub id: String,
-    pub name: String,
-    /// Shown on the hosted page; defaults to `name`.
-    pub display_name: String,
-    /// `#rrggbb`, the hosted page's accent colour.
-    pub brand_color: String,
-    pub redirect_urls: Vec<String>,
-    pub payment_methods: Vec<PaymentMethodKind>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Merchant {
-    pub fn policy(&self) -> MerchantPolicy {
-        MerchantPolicy { payment_methods: self.payment_methods.clone(), redirect_urls: self.redirect_urls.clone() }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiClient {
-    pub client_id: String,
-    pub merchant_id: String,
-    /// Argon2id PHC string; the secret itself is never stored.
-    pub secret_hash: String,
-    pub scopes: Vec<Scope>,
-    pub created_at: DateTime<Utc>,
-}
 
 /// Operator input for a new merchant.
 #[derive(Debug, Clone, Default)]
@@ -127,8 +97,8 @@ pub fn new_client_secret() -> String {
 /// Creates a merchant with one API client holding every scope. `credentials` fixes the
 /// client id and secret (the local demo merchant); otherwise both are generated.
 /// Blocking: hashes the secret with Argon2.
-pub async fn provision(
-    store: &dyn MerchantStore,
+pub async fn provision<S: MerchantStore + ?Sized>(
+    store: &S,
     input: &NewMerchant,
     credentials: Option<(String, String)>,
     now: DateTime<Utc>,
@@ -144,8 +114,8 @@ pub async fn provision(
 }
 
 /// Replaces a client's secret (the old one stops working at once) and returns the new one.
-pub async fn rotate_secret(
-    store: &dyn MerchantStore,
+pub async fn rotate_secret<S: MerchantStore + ?Sized>(
+    store: &S,
     client_id: &str,
     new_secret: Option<String>,
 ) -> Result<Option<Secret<String>>, StoreError> {

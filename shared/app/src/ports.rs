@@ -3,19 +3,15 @@
 //! give the same guarantees: a state change, its events and its guards commit together
 //! or not at all.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use paysession_domain::SessionStatus;
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use paysession_domain::webhook::{AttemptResult, Delivery, WebhookEndpoint};
-use paysession_domain::SessionStatus;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::TokenSigner;
-use crate::clock::{Clock, TestClock};
-use crate::merchants::{ApiClient, Merchant};
+use crate::entities::{ApiClient, Merchant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -208,7 +204,13 @@ pub trait WebhookStore: Send + Sync {
     /// Replaces a delivery if its stored version is still `expected_version`.
     async fn update_delivery(&self, delivery: &Delivery, expected_version: u64) -> Result<(), StoreError>;
     /// An endpoint's deliveries, newest first.
-    async fn list_deliveries(&self, merchant_id: &str, endpoint_id: &str, limit: usize, after: Option<&Cursor>) -> Result<Page<Delivery>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Delivery>, StoreError>;
 
     async fn list_events(&self, merchant_id: &str, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
@@ -246,33 +248,8 @@ pub trait WebhookSender: Send + Sync {
     async fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> AttemptResult;
 }
 
-/// Settings of one deployment.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Base URL of hosted pages, e.g. `http://127.0.0.1:3000`.
-    pub public_url: String,
-    /// Sandbox mode: test clock and sandbox endpoints exist.
-    pub sandbox: bool,
-    /// Local server only (`--allow-private-webhooks`): http and private receivers.
-    pub allow_private_webhooks: bool,
-}
-
-/// Everything a handler needs, built once per cold start (or once by the local server).
-#[derive(Clone)]
-pub struct Deps {
-    pub sessions: Arc<dyn SessionStore>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
-    pub merchants: Arc<dyn MerchantStore>,
-    pub settings: Arc<dyn SettingsStore>,
-    pub webhooks: Arc<dyn WebhookStore>,
-    pub queue: Arc<dyn DeliveryQueue>,
-    pub sender: Arc<dyn WebhookSender>,
-    /// Business time: expiry, schedules, retries. Follows the test clock in sandbox.
-    pub clock: Arc<dyn Clock>,
-    /// Present in sandbox mode only.
-    pub test_clock: Option<TestClock>,
-    pub tokens: Arc<TokenSigner>,
-    pub processor: Arc<dyn crate::processor::PaymentProcessor>,
-    pub notifier: Arc<dyn crate::processor::Notifier>,
-    pub config: Config,
-}
+/// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
+/// only some ports names only those; this is for the places that mount everything (the
+/// local server, the admin CLI).
+pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static {}
+impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static> Store for T {}

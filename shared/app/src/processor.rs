@@ -3,7 +3,7 @@
 //! The seam: the hosted page and the API speak only in [`Outcome`]s. A real PSP connector
 //! implements [`PaymentProcessor`] (card authorisation with its 3-D Secure step, redirect
 //! methods, off-session charges with stored tokens) and replaces [`SandboxProcessor`] in
-//! `Deps`; nothing in the domain changes.
+//! `Payments`; nothing in the domain changes.
 
 use async_trait::async_trait;
 use paysession_domain::card::CardInput;
@@ -12,8 +12,12 @@ use paysession_domain::card::CardInput;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Paid. `token` is a reusable processor token for saving the method.
-    Succeeded { token: Option<String> },
-    Failed { code: &'static str },
+    Succeeded {
+        token: Option<String>,
+    },
+    Failed {
+        code: &'static str,
+    },
     /// The customer must act (3-D Secure challenge, wallet approval, bank page).
     RequiresAction,
     /// Submitted; the result arrives later (bank transfer settlement).

@@ -1,15 +1,107 @@
-//! The one way a session changes outside the merchant API's idempotent handlers: decide in
-//! the domain, write conditionally on the version read with the change's events, and on a
-//! lost race re-read and decide again.
+//! Session use cases: create, the merchant's actions (confirm, cancel, expire), and the one
+//! way any other change is written ([`update_with`]): decide in the domain, write
+//! conditionally on the version read with the change's events, and on a lost race re-read
+//! and decide again.
 
 use chrono::{DateTime, Utc};
-use paysession_domain::session::{events_for, PaymentSession};
+use paysession_domain::errors::FieldCode;
+use paysession_domain::lifecycle::InvalidTransition;
+use paysession_domain::model::{Mode, PaymentMethodKind, SessionType};
+use paysession_domain::session::{HostedPage, MerchantAction, PaymentSession, QrCode, VirtualAccount, events_for};
+use paysession_domain::{FieldError, SessionSpec, parse_create_session};
+use serde_json::Value;
 
-use crate::ids::new_id;
-use crate::ports::{Deps, StoreError};
+use crate::context::Core;
+use crate::entities::Merchant;
+use crate::ids::{new_id, new_token, sha256_hex};
+use crate::ports::{IdempotencyCompletion, MerchantStore, SessionStore, StoreError};
+use crate::retry::{Races, won};
 
-/// Re-reads after this many lost races before giving up.
-const MAX_RACES: usize = 5;
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Every failing field of the request.
+    #[error("the request is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("no payment session with id {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] InvalidTransition),
+    #[error("merchant {0} of a valid token is missing")]
+    MerchantMissing(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validates a create body against the merchant's settings at business time `now`.
+pub async fn validate_create<S: MerchantStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    body: &Value,
+) -> Result<(Merchant, SessionSpec), SessionError> {
+    let merchant = cx.store.get_merchant(merchant_id).await?.ok_or_else(|| SessionError::MerchantMissing(merchant_id.to_string()))?;
+    let spec = parse_create_session(body, cx.clock.now(), &merchant.policy()).map_err(SessionError::Invalid)?;
+    Ok((merchant, spec))
+}
+
+/// Creates the session with its events; `respond` renders the answer and, when the request
+/// holds an idempotency claim, the completion written in the same transaction.
+pub async fn create<S: SessionStore + ?Sized, R>(
+    cx: &Core<S>,
+    merchant: &Merchant,
+    spec: SessionSpec,
+    respond: impl FnOnce(&PaymentSession, DateTime<Utc>) -> (R, Option<IdempotencyCompletion>),
+) -> Result<R, SessionError> {
+    if spec.session_type == SessionType::NextInSeries {
+        // Mandates are created by succeeded first_in_series sessions; until one exists
+        // for this merchant no id can refer to one.
+        return Err(SessionError::Invalid(vec![FieldError {
+            field: "mandate_id".into(),
+            code: FieldCode::NotFound,
+            message: "no active mandate with this id for this customer".into(),
+        }]));
+    }
+    let now = cx.clock.now();
+    let page = (spec.mode == Mode::Redirect).then(|| {
+        let token = new_token();
+        HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
+    });
+    let mut session = PaymentSession::create(spec, new_id("ps"), merchant.id.clone(), page, now);
+    add_instructions(&mut session);
+    let events = events_for(None, &session, now, || new_id("evt"));
+    let (answer, completion) = respond(&session, now);
+    cx.store.create_session(&session, &events, completion.as_ref()).await?;
+    tracing::info!(session_id = %session.id, "payment session created");
+    Ok(answer)
+}
+
+/// Confirm, cancel or expire on the merchant's behalf: one conditional write with the
+/// change's events (and the idempotency completion `respond` gives).
+pub async fn act<S: SessionStore + ?Sized, R>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    id: &str,
+    action: MerchantAction,
+    respond: impl Fn(&PaymentSession, DateTime<Utc>) -> (R, Option<IdempotencyCompletion>),
+) -> Result<R, SessionError> {
+    let mut races = Races::new(format!("session {id}"));
+    loop {
+        let current = cx.store.get_session(merchant_id, id).await?.ok_or_else(|| SessionError::NotFound(id.to_string()))?;
+        let now = cx.clock.now();
+        let next = current.apply(action.clone(), now)?;
+        let events = events_for(Some(&current), &next, now, || new_id("evt"));
+        let (answer, completion) = respond(&next, now);
+        if won(cx.store.update_session(&next, current.version, &events, completion.as_ref()).await)?.is_some() {
+            tracing::info!(session_id = %id, status = next.status.as_str(), "payment session updated");
+            return Ok(answer);
+        }
+        races.lost()?;
+    }
+}
+
+/// A new payment-request id for a confirmation.
+pub fn confirm_action() -> MerchantAction {
+    MerchantAction::Confirm { payment_request_id: new_id("pr") }
+}
 
 #[derive(Debug)]
 pub enum UpdateError<E> {
@@ -18,31 +110,52 @@ pub enum UpdateError<E> {
     Store(StoreError),
 }
 
+impl<E> From<StoreError> for UpdateError<E> {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
 /// Applies `change` to `current` (re-read after each lost race). `change` returns the next
 /// version, or `None` when there is nothing to write. With `emit_events` the write carries
 /// the change's events; internal bookkeeping (one-time codes) writes none.
 /// Returns the written session, or `None` when nothing was written.
-pub async fn update_with<E>(
-    deps: &Deps,
-    mut current: PaymentSession,
+pub async fn update_with<S: SessionStore + ?Sized, E>(
+    cx: &Core<S>,
+    current: PaymentSession,
     emit_events: bool,
     change: impl Fn(&PaymentSession, DateTime<Utc>) -> Result<Option<PaymentSession>, E>,
 ) -> Result<Option<PaymentSession>, UpdateError<E>> {
-    for _ in 0..MAX_RACES {
-        let now = deps.clock.now();
+    let mut races = Races::new(format!("session {}", current.id));
+    let mut current = current;
+    loop {
+        let now = cx.clock.now();
         let Some(next) = change(&current, now).map_err(UpdateError::Refused)? else { return Ok(None) };
         let events = if emit_events { events_for(Some(&current), &next, now, || new_id("evt")) } else { Vec::new() };
-        match deps.sessions.update_session(&next, current.version, &events, None).await {
-            Ok(()) => return Ok(Some(next)),
-            Err(StoreError::VersionConflict) => {
-                current = match deps.sessions.get_session(&current.merchant_id, &current.id).await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return Err(UpdateError::Store(StoreError::Backend(format!("session {} vanished", current.id)))),
-                    Err(e) => return Err(UpdateError::Store(e)),
-                };
-            }
-            Err(e) => return Err(UpdateError::Store(e)),
+        if won(cx.store.update_session(&next, current.version, &events, None).await)?.is_some() {
+            return Ok(Some(next));
         }
+        races.lost()?;
+        current = cx
+            .store
+            .get_session(&current.merchant_id, &current.id)
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("session {} vanished", current.id)))?;
     }
-    Err(UpdateError::Store(StoreError::Backend(format!("session {} kept changing", current.id))))
+}
+
+/// Instructions for the payment methods that need them, derived from the session id so
+/// they are stable (and unique with overwhelming probability: 48 bits of a SHA-256).
+pub fn add_instructions(session: &mut PaymentSession) {
+    let digest = sha256_hex(session.id.as_bytes());
+    if session.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
+        let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
+        session.instructions.virtual_account =
+            Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });
+    }
+    if session.payment_methods.contains(&PaymentMethodKind::Qr) {
+        let payload_id = format!("qr_{}", &digest[12..36]);
+        session.instructions.qr =
+            Some(QrCode { payload: format!("PAYSESSION|{payload_id}|{}|{}", session.amount, session.currency), payload_id });
+    }
 }

@@ -7,13 +7,14 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{
-    secret_from_bytes, signature_header, AttemptVerdict, Delivery, EndpointSpec, EndpointStatus,
-    WebhookEndpoint, MAX_ENDPOINTS,
+    AttemptVerdict, Delivery, EndpointSpec, EndpointStatus, MAX_ENDPOINTS, WebhookEndpoint, secret_from_bytes, signature_header,
 };
 
 use crate::clock::Clock;
+use crate::context::Core;
 use crate::ids::new_id;
-use crate::ports::{Deps, StoreError};
+use crate::ports::{DeliveryQueue, StoreError, WebhookSender, WebhookStore};
+use crate::retry::{Races, won};
 use crate::secret::Secret;
 
 /// A fresh `whsec_` secret (192 random bits).
@@ -33,13 +34,17 @@ pub enum EndpointError {
 
 /// Registers an endpoint; the returned secret is shown to the merchant once and stored
 /// only sealed.
-pub async fn create_endpoint(deps: &Deps, merchant_id: &str, spec: EndpointSpec) -> Result<(WebhookEndpoint, Secret<String>), EndpointError> {
-    if deps.webhooks.list_endpoints(merchant_id).await?.len() >= MAX_ENDPOINTS {
+pub async fn create_endpoint<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    spec: EndpointSpec,
+) -> Result<(WebhookEndpoint, Secret<String>), EndpointError> {
+    if cx.store.list_endpoints(merchant_id).await?.len() >= MAX_ENDPOINTS {
         return Err(EndpointError::TooMany);
     }
     let secret = new_secret();
-    let endpoint = WebhookEndpoint::create(spec, new_id("we"), merchant_id.to_string(), deps.tokens.seal(secret.expose()), deps.clock.now());
-    match deps.webhooks.create_endpoint(&endpoint).await {
+    let endpoint = WebhookEndpoint::create(spec, new_id("we"), merchant_id.to_string(), cx.keys.seal(secret.expose()), cx.clock.now());
+    match cx.store.create_endpoint(&endpoint).await {
         Ok(()) => Ok((endpoint, secret)),
         Err(StoreError::AlreadyExists) => Err(EndpointError::TooMany),
         Err(e) => Err(e.into()),
@@ -47,18 +52,21 @@ pub async fn create_endpoint(deps: &Deps, merchant_id: &str, spec: EndpointSpec)
 }
 
 /// Rotates the endpoint's secret; the previous one keeps signing for 24 h.
-pub async fn rotate_secret(deps: &Deps, merchant_id: &str, id: &str) -> Result<Option<(WebhookEndpoint, Secret<String>)>, StoreError> {
-    for _ in 0..5 {
-        let Some(current) = deps.webhooks.get_endpoint(merchant_id, id).await? else { return Ok(None) };
+pub async fn rotate_secret<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    id: &str,
+) -> Result<Option<(WebhookEndpoint, Secret<String>)>, StoreError> {
+    let mut races = Races::new(format!("webhook endpoint {id}"));
+    loop {
+        let Some(current) = cx.store.get_endpoint(merchant_id, id).await? else { return Ok(None) };
         let secret = new_secret();
-        let next = current.rotate(deps.tokens.seal(secret.expose()), deps.clock.now());
-        match deps.webhooks.update_endpoint(&next, current.version).await {
-            Ok(()) => return Ok(Some((next, secret))),
-            Err(StoreError::VersionConflict) => continue,
-            Err(e) => return Err(e),
+        let next = current.rotate(cx.keys.seal(secret.expose()), cx.clock.now());
+        if won(cx.store.update_endpoint(&next, current.version).await)?.is_some() {
+            return Ok(Some((next, secret)));
         }
+        races.lost()?;
     }
-    Err(StoreError::Backend(format!("webhook endpoint {id} kept changing")))
 }
 
 /// The endpoints of each merchant seen in one batch of events, read once per merchant
@@ -67,9 +75,9 @@ pub async fn rotate_secret(deps: &Deps, merchant_id: &str, id: &str) -> Result<O
 pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
 
 impl EndpointCache {
-    async fn of(&mut self, deps: &Deps, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+    async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
         if !self.0.contains_key(merchant_id) {
-            let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
+            let endpoints = cx.store.list_endpoints(merchant_id).await?;
             self.0.insert(merchant_id.to_string(), endpoints);
         }
         Ok(&self.0[merchant_id])
@@ -80,10 +88,16 @@ impl EndpointCache {
 /// and queues it. Safe to run again for the same event (a replayed stream batch or outbox
 /// pass): delivery ids derive from (event, endpoint), and a delivery already queued is not
 /// queued again. Returns the number of deliveries this call queued.
-pub async fn fan_out(deps: &Deps, endpoints: &mut EndpointCache, merchant_id: &str, event: &EventRecord) -> Result<usize, StoreError> {
-    let endpoints = endpoints.of(deps, merchant_id).await?;
+pub async fn fan_out<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    endpoints: &mut EndpointCache,
+    merchant_id: &str,
+    event: &EventRecord,
+) -> Result<usize, StoreError> {
+    let endpoints = endpoints.of(cx, merchant_id).await?;
     let payload = event.to_api().to_string();
-    let now = deps.clock.now();
+    let now = cx.clock.now();
     let mut queued = 0;
     // An endpoint registered after the event does not receive it (the pipeline may lag).
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type) && e.created_at <= event.created_at) {
@@ -97,16 +111,16 @@ pub async fn fan_out(deps: &Deps, endpoints: &mut EndpointCache, merchant_id: &s
             false,
             now,
         );
-        let delivery = match deps.webhooks.create_delivery(&fresh).await? {
-            None if deps.queue.is_the_store() => {
+        let delivery = match cx.store.create_delivery(&fresh).await? {
+            None if queue.is_the_store() => {
                 queued += 1;
                 continue;
             }
             None => fresh,
-            Some(existing) if existing.queued || deps.queue.is_the_store() => continue,
+            Some(existing) if existing.queued || queue.is_the_store() => continue,
             Some(existing) => existing,
         };
-        queue(deps, &delivery).await?;
+        enqueue_delivery(cx, queue, &delivery).await?;
         queued += 1;
     }
     Ok(queued)
@@ -114,26 +128,36 @@ pub async fn fan_out(deps: &Deps, endpoints: &mut EndpointCache, merchant_id: &s
 
 /// Queues a new delivery of an event that already happened (`POST /v1/events/{id}/redeliver`)
 /// to every enabled endpoint subscribed to its type. The `webhook-id` stays the event id.
-pub async fn redeliver(deps: &Deps, merchant_id: &str, event: &EventRecord) -> Result<Vec<Delivery>, StoreError> {
-    let endpoints = deps.webhooks.list_endpoints(merchant_id).await?;
-    let now = deps.clock.now();
+pub async fn redeliver<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    merchant_id: &str,
+    event: &EventRecord,
+) -> Result<Vec<Delivery>, StoreError> {
+    let endpoints = cx.store.list_endpoints(merchant_id).await?;
+    let now = cx.clock.now();
     let mut out = Vec::new();
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
-        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_string(), true, now);
-        if deps.webhooks.create_delivery(&d).await?.is_none() {
-            out.push(if deps.queue.is_the_store() { d } else { queue(deps, &d).await? });
+        let d =
+            Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_string(), true, now);
+        if cx.store.create_delivery(&d).await?.is_none() {
+            out.push(if queue.is_the_store() { d } else { enqueue_delivery(cx, queue, &d).await? });
         }
     }
     Ok(out)
 }
 
 /// Sends the wake-up message, then notes that it was sent.
-async fn queue(deps: &Deps, delivery: &Delivery) -> Result<Delivery, StoreError> {
-    deps.queue.enqueue(&delivery.merchant_id, &delivery.id, StdDuration::ZERO).await?;
+async fn enqueue_delivery<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    delivery: &Delivery,
+) -> Result<Delivery, StoreError> {
+    queue.enqueue(&delivery.merchant_id, &delivery.id, StdDuration::ZERO).await?;
     let mut marked = delivery.clone();
     marked.queued = true;
     marked.version += 1;
-    match deps.webhooks.update_delivery(&marked, delivery.version).await {
+    match cx.store.update_delivery(&marked, delivery.version).await {
         // A dispatcher already picked it up and moved it on: it was queued, nothing to note.
         Ok(()) | Err(StoreError::VersionConflict) => Ok(marked),
         Err(e) => Err(e),
@@ -158,39 +182,49 @@ fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> StdDuration {
 /// Makes the delivery's next attempt if it is due: takes the lease, signs and sends the
 /// payload, records the attempt and its verdict. `wall` stamps `webhook-timestamp`, which
 /// receivers compare with their own clock, so it is never the sandbox test clock.
-pub async fn dispatch(deps: &Deps, wall: &dyn Clock, merchant_id: &str, delivery_id: &str) -> Result<DispatchOutcome, StoreError> {
-    for _ in 0..5 {
-        let Some(delivery) = deps.webhooks.get_delivery(merchant_id, delivery_id).await? else {
+pub async fn dispatch<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    sender: &dyn WebhookSender,
+    wall: &dyn Clock,
+    merchant_id: &str,
+    delivery_id: &str,
+) -> Result<DispatchOutcome, StoreError> {
+    let mut races = Races::new(format!("delivery {delivery_id}"));
+    loop {
+        let Some(delivery) = cx.store.get_delivery(merchant_id, delivery_id).await? else {
             return Ok(DispatchOutcome::Finished);
         };
-        let now = deps.clock.now();
+        let now = cx.clock.now();
         let Some(not_before) = delivery.not_before() else { return Ok(DispatchOutcome::Finished) };
         if not_before > now {
             return Ok(DispatchOutcome::RetryIn(until(not_before, now)));
         }
-        let endpoint = deps.webhooks.get_endpoint(merchant_id, &delivery.endpoint_id).await?;
+        let endpoint = cx.store.get_endpoint(merchant_id, &delivery.endpoint_id).await?;
         let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
-            match deps.webhooks.update_delivery(&delivery.cancel(now), delivery.version).await {
-                Ok(()) => return Ok(DispatchOutcome::Finished),
-                Err(StoreError::VersionConflict) => continue,
-                Err(e) => return Err(e),
+            if won(cx.store.update_delivery(&delivery.cancel(now), delivery.version).await)?.is_some() {
+                return Ok(DispatchOutcome::Finished);
             }
+            races.lost()?;
+            continue;
         };
         let claimed = delivery.claim(now);
-        match deps.webhooks.update_delivery(&claimed, delivery.version).await {
-            Ok(()) => {}
-            Err(StoreError::VersionConflict) => continue,
-            Err(e) => return Err(e),
+        if won(cx.store.update_delivery(&claimed, delivery.version).await)?.is_some() {
+            return attempt(cx, sender, wall, &endpoint, claimed).await;
         }
-        return attempt(deps, wall, &endpoint, claimed).await;
+        races.lost()?;
     }
-    Err(StoreError::Backend(format!("delivery {delivery_id} kept changing")))
 }
 
-async fn attempt(deps: &Deps, wall: &dyn Clock, endpoint: &WebhookEndpoint, claimed: Delivery) -> Result<DispatchOutcome, StoreError> {
-    let attempted_at = deps.clock.now();
+async fn attempt<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    sender: &dyn WebhookSender,
+    wall: &dyn Clock,
+    endpoint: &WebhookEndpoint,
+    claimed: Delivery,
+) -> Result<DispatchOutcome, StoreError> {
+    let attempted_at = cx.clock.now();
     let timestamp = wall.now().timestamp();
-    let secrets: Vec<Secret<String>> = endpoint.signing_secrets(deps.clock.now()).filter_map(|s| deps.tokens.open(&s.sealed)).collect();
+    let secrets: Vec<Secret<String>> = endpoint.signing_secrets(cx.clock.now()).filter_map(|s| cx.keys.open(&s.sealed)).collect();
     let signature = signature_header(secrets.iter().map(|s| s.expose().as_str()), &claimed.event_id, timestamp, &claimed.payload)
         .ok_or_else(|| StoreError::Backend(format!("webhook endpoint {} has no readable signing secret", endpoint.id)))?;
     let headers = [
@@ -200,40 +234,37 @@ async fn attempt(deps: &Deps, wall: &dyn Clock, endpoint: &WebhookEndpoint, clai
         ("webhook-signature", signature),
         ("user-agent", "paysession-webhooks/1".to_string()),
     ];
-    let result = deps.sender.send(&endpoint.url, &headers, &claimed.payload).await;
-    let now = deps.clock.now();
+    let result = sender.send(&endpoint.url, &headers, &claimed.payload).await;
+    let now = cx.clock.now();
     tracing::info!(
         delivery_id = %claimed.id, endpoint_id = %endpoint.id, event_id = %claimed.event_id,
         status_code = ?result.status_code, duration_ms = result.duration_ms, error = ?result.error,
         "webhook attempt"
     );
     let (recorded, verdict) = claimed.record(attempted_at, result, now);
-    deps.webhooks.update_delivery(&recorded, claimed.version).await?;
+    cx.store.update_delivery(&recorded, claimed.version).await?;
     Ok(match verdict {
         AttemptVerdict::Delivered => DispatchOutcome::Finished,
         AttemptVerdict::RetryAt(t) => DispatchOutcome::RetryIn(until(t, now)),
         AttemptVerdict::Exhausted => DispatchOutcome::DeadLettered,
         AttemptVerdict::Gone => {
-            disable(deps, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
+            disable(cx, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
             DispatchOutcome::DeadLettered
         }
     })
 }
 
-async fn disable(deps: &Deps, merchant_id: &str, id: &str, reason: &str) -> Result<(), StoreError> {
-    for _ in 0..5 {
-        let Some(current) = deps.webhooks.get_endpoint(merchant_id, id).await? else { return Ok(()) };
+async fn disable<S: WebhookStore + ?Sized>(cx: &Core<S>, merchant_id: &str, id: &str, reason: &str) -> Result<(), StoreError> {
+    let mut races = Races::new(format!("webhook endpoint {id}"));
+    loop {
+        let Some(current) = cx.store.get_endpoint(merchant_id, id).await? else { return Ok(()) };
         if current.status == EndpointStatus::Disabled {
             return Ok(());
         }
-        match deps.webhooks.update_endpoint(&current.disable(reason, deps.clock.now()), current.version).await {
-            Ok(()) => {
-                tracing::warn!(endpoint_id = id, reason, "webhook endpoint disabled");
-                return Ok(());
-            }
-            Err(StoreError::VersionConflict) => continue,
-            Err(e) => return Err(e),
+        if won(cx.store.update_endpoint(&current.disable(reason, cx.clock.now()), current.version).await)?.is_some() {
+            tracing::warn!(endpoint_id = id, reason, "webhook endpoint disabled");
+            return Ok(());
         }
+        races.lost()?;
     }
-    Err(StoreError::Backend(format!("webhook endpoint {id} kept changing")))
 }

@@ -5,8 +5,8 @@ pub mod sqs;
 mod store;
 pub mod stream;
 pub mod stream_poller;
-mod webhooks;
 pub mod table;
+mod webhooks;
 
 pub use store::DynamoStore;
 

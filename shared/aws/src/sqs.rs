@@ -10,12 +10,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use paysession_app::Core;
 use paysession_app::clock::Clock;
 use paysession_app::ports::{DeliveryQueue, StoreError};
-use paysession_app::webhooks::{dispatch, DispatchOutcome};
-use paysession_app::Deps;
+use paysession_app::ports::{WebhookSender, WebhookStore};
+use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// SQS caps message delay at 15 minutes.
 const MAX_DELAY: Duration = Duration::from_secs(900);
@@ -70,7 +71,7 @@ impl DeliveryQueue for SqsQueue {
     }
 }
 
-/// What the dispatcher function needs beyond `Deps`.
+/// The queues the dispatcher function reads and dead-letters to.
 pub struct DispatcherQueues {
     pub client: aws_sdk_sqs::Client,
     pub queue_url: String,
@@ -80,15 +81,27 @@ pub struct DispatcherQueues {
 /// Handles an SQS event (`ReportBatchItemFailures`): each message is one delivery attempt,
 /// all of a batch's attempts run concurrently (each may take the full 15 s). Returns the
 /// Lambda response naming the messages to keep.
-pub async fn handle_sqs_event(deps: &Deps, wall: &dyn Clock, queues: &DispatcherQueues, event: &Value) -> Value {
+pub async fn handle_sqs_event<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    sender: &dyn WebhookSender,
+    wall: &dyn Clock,
+    queues: &DispatcherQueues,
+    event: &Value,
+) -> Value {
     let records = event["Records"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let kept = futures_util::future::join_all(records.iter().map(|r| handle_message(deps, wall, queues, r))).await;
+    let kept = futures_util::future::join_all(records.iter().map(|r| handle_message(cx, sender, wall, queues, r))).await;
     let failures: Vec<Value> = kept.into_iter().flatten().map(|id| json!({"itemIdentifier": id})).collect();
     json!({"batchItemFailures": failures})
 }
 
 /// One message; `Some(message_id)` when SQS must keep it.
-async fn handle_message(deps: &Deps, wall: &dyn Clock, queues: &DispatcherQueues, record: &Value) -> Option<String> {
+async fn handle_message<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    sender: &dyn WebhookSender,
+    wall: &dyn Clock,
+    queues: &DispatcherQueues,
+    record: &Value,
+) -> Option<String> {
     let message_id = record["messageId"].as_str().unwrap_or_default();
     let receipt = record["receiptHandle"].as_str().unwrap_or_default();
     let body = record["body"].as_str().unwrap_or_default();
@@ -97,23 +110,32 @@ async fn handle_message(deps: &Deps, wall: &dyn Clock, queues: &DispatcherQueues
         tracing::error!(message_id, "unreadable webhook queue message dropped");
         return None;
     };
-    let keep = match dispatch(deps, wall, &wake.merchant_id, &wake.delivery_id).await {
+    let keep = match dispatch(cx, sender, wall, &wake.merchant_id, &wake.delivery_id).await {
         Ok(DispatchOutcome::Finished) => false,
         Ok(DispatchOutcome::RetryIn(wait)) => {
             let secs = wait.max(Duration::from_secs(1)).min(MAX_VISIBILITY).as_secs() as i32;
-            let delayed = queues.client.change_message_visibility().queue_url(&queues.queue_url).receipt_handle(receipt).visibility_timeout(secs).send().await;
+            let delayed = queues
+                .client
+                .change_message_visibility()
+                .queue_url(&queues.queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(secs)
+                .send()
+                .await;
             if let Err(e) = delayed {
                 tracing::warn!(error = %sqs_error(e), message_id, "cannot delay the retry; it comes back after the default visibility timeout");
             }
             true
         }
-        Ok(DispatchOutcome::DeadLettered) => match queues.client.send_message().queue_url(&queues.dead_letter_url).message_body(body).send().await {
-            Ok(_) => false,
-            Err(e) => {
-                tracing::error!(error = %sqs_error(e), message_id, "cannot dead-letter; keeping the message");
-                true
+        Ok(DispatchOutcome::DeadLettered) => {
+            match queues.client.send_message().queue_url(&queues.dead_letter_url).message_body(body).send().await {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!(error = %sqs_error(e), message_id, "cannot dead-letter; keeping the message");
+                    true
+                }
             }
-        },
+        }
         Err(e) => {
             tracing::warn!(error = %e, message_id, delivery_id = %wake.delivery_id, "dispatch failed; SQS retries it");
             true

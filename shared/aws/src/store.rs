@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue as AV, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
-use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use paysession_app::idempotency::{Decision, Seen, decide};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore,
-    SettingsStore, StoreError, StoredResponse,
+    IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore, SettingsStore, StoreError,
+    StoredResponse,
 };
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
@@ -472,23 +473,22 @@ impl IdempotencyStore for DynamoStore {
         // Read, decide, then claim conditionally; a lost race re-reads.
         for _ in 0..CONFLICT_RETRIES {
             let existing = self.get_item(pk.clone(), IDEMPOTENCY_SK).await?;
-            let now_ms = ms(now);
-            if let Some(it) = &existing {
-                let same = attr_str(it, "fingerprint") == Some(fingerprint);
-                match attr_str(it, "state") {
-                    Some("done") if attr_i64(it, "expires_at_ms").unwrap_or(0) > now_ms => {
-                        if !same {
-                            return Ok(IdempotencyBegin::Mismatch);
-                        }
-                        let text = attr_str(it, "response").ok_or_else(|| backend("done record without response"))?;
-                        let resp: StoredResponse = serde_json::from_str(text).map_err(backend)?;
-                        return Ok(IdempotencyBegin::Replay(resp));
-                    }
-                    Some("in_flight") if attr_i64(it, "locked_until_ms").unwrap_or(0) > now_ms => {
-                        return Ok(if same { IdempotencyBegin::InFlight } else { IdempotencyBegin::Mismatch });
-                    }
-                    _ => {}
+            let seen = existing.as_ref().map(|it| Seen {
+                fingerprint: attr_str(it, "fingerprint").unwrap_or_default(),
+                done: attr_str(it, "state") == Some("done"),
+                locked_until_ms: attr_i64(it, "locked_until_ms").unwrap_or(0),
+                expires_at_ms: attr_i64(it, "expires_at_ms").unwrap_or(0),
+            });
+            match decide(seen, fingerprint, now) {
+                Decision::Replay => {
+                    let it = existing.as_ref().expect("a replay decision has a record");
+                    let text = attr_str(it, "response").ok_or_else(|| backend("done record without response"))?;
+                    let resp: StoredResponse = serde_json::from_str(text).map_err(backend)?;
+                    return Ok(IdempotencyBegin::Replay(resp));
                 }
+                Decision::InFlight => return Ok(IdempotencyBegin::InFlight),
+                Decision::Mismatch => return Ok(IdempotencyBegin::Mismatch),
+                Decision::Claim => {}
             }
             let claim = item([
                 (PK, s(pk.clone())),
@@ -550,7 +550,9 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
-pub(crate) fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+pub(crate) fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
@@ -624,13 +626,6 @@ impl SettingsStore for DynamoStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let it = item([(PK, s(setting_pk(key))), (SK, s(SETTING_SK)), ("value", s(value))]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(it))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| backend(crate::describe(&e)))
+        self.client.put_item().table_name(&self.table).set_item(Some(it)).send().await.map(|_| ()).map_err(|e| backend(crate::describe(&e)))
     }
 }

@@ -5,12 +5,13 @@
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
 //! wider filter can never turn a manual delete into an expiry.
 
+use paysession_app::Core;
 use paysession_app::expiry::expire_if_due;
 use paysession_app::ports::StoreError;
-use paysession_app::webhooks::{fan_out, EndpointCache};
-use paysession_app::Deps;
+use paysession_app::ports::{DeliveryQueue, SessionStore, WebhookStore};
+use paysession_app::webhooks::{EndpointCache, fan_out};
 use paysession_domain::session::EventRecord;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK};
 
@@ -51,10 +52,15 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
     }
 }
 
-async fn run(deps: &Deps, endpoints: &mut EndpointCache, work: StreamWork) -> Result<(), StoreError> {
+async fn run<S: SessionStore + WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    endpoints: &mut EndpointCache,
+    work: StreamWork,
+) -> Result<(), StoreError> {
     match work {
-        StreamWork::FanOut { merchant_id, event } => fan_out(deps, endpoints, &merchant_id, &event).await.map(|_| ()),
-        StreamWork::Expire { merchant_id, session_id } => expire_if_due(deps, &merchant_id, &session_id).await.map(|_| ()),
+        StreamWork::FanOut { merchant_id, event } => fan_out(cx, queue, endpoints, &merchant_id, &event).await.map(|_| ()),
+        StreamWork::Expire { merchant_id, session_id } => expire_if_due(cx, &merchant_id, &session_id).await.map(|_| ()),
         StreamWork::Ignore => Ok(()),
     }
 }
@@ -63,12 +69,12 @@ async fn run(deps: &Deps, endpoints: &mut EndpointCache, work: StreamWork) -> Re
 /// order; at the first failure the rest of the batch is left for the retry, which starts
 /// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
 /// queued, an expiry finds the session already expired.
-pub async fn handle_stream_event(deps: &Deps, event: &Value) -> Value {
+pub async fn handle_stream_event<S: SessionStore + WebhookStore + ?Sized>(cx: &Core<S>, queue: &dyn DeliveryQueue, event: &Value) -> Value {
     let mut endpoints = EndpointCache::default();
     for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
         let outcome = match classify(record) {
-            Ok(work) => run(deps, &mut endpoints, work).await.map_err(|e| e.to_string()),
+            Ok(work) => run(cx, queue, &mut endpoints, work).await.map_err(|e| e.to_string()),
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
             Err(why) => {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 pub struct StreamPoller {
     client: aws_sdk_dynamodbstreams::Client,
@@ -32,7 +32,11 @@ pub async fn streams_client() -> aws_sdk_dynamodbstreams::Client {
 impl StreamPoller {
     /// Starts at the oldest record still in the stream (`TRIM_HORIZON`), as a new event
     /// source mapping with that starting position does.
-    pub async fn for_table(dynamodb: &aws_sdk_dynamodb::Client, client: aws_sdk_dynamodbstreams::Client, table: &str) -> Result<Self, String> {
+    pub async fn for_table(
+        dynamodb: &aws_sdk_dynamodb::Client,
+        client: aws_sdk_dynamodbstreams::Client,
+        table: &str,
+    ) -> Result<Self, String> {
         let described = dynamodb.describe_table().table_name(table).send().await.map_err(|e| crate::describe(&e))?;
         let stream_arn = described.table.and_then(|t| t.latest_stream_arn).ok_or_else(|| format!("table {table} has no stream"))?;
         Ok(StreamPoller { client, stream_arn, iterators: HashMap::new() })

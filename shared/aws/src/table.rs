@@ -1,11 +1,11 @@
 //! The table definition, shared by `paysession-admin init` and checked against
 //! template.yaml by a test, so the two never drift.
 
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
-use aws_sdk_dynamodb::Client;
 
 use crate::keys::*;
 
@@ -39,7 +39,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Vec<String>, S
         .key_schema(key(PK, KeyType::Hash))
         .key_schema(key(SK, KeyType::Range))
         .stream_specification(
-            StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewAndOldImages).build().expect("stream spec"),
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream spec"),
         );
     for a in KEY_ATTRIBUTES {
         req = req.attribute_definitions(

@@ -7,20 +7,15 @@ use paysession_app::ports::{Cursor, EventQuery, Page, StoreError, WebhookStore};
 use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{Delivery, WebhookEndpoint};
 
-use crate::keys::*;
-use crate::store::{backend, body, is_condition_failure, item, ms, n, parse_body, s, Item};
 use crate::DynamoStore;
+use crate::keys::*;
+use crate::store::{Item, backend, body, is_condition_failure, item, ms, n, parse_body, s};
 
 /// Delivery records (with their attempt log) are kept this long after creation.
 const DELIVERY_RETENTION_DAYS: i64 = 30;
 
 fn endpoint_item(e: &WebhookEndpoint) -> Result<Item, StoreError> {
-    Ok(item([
-        (PK, s(merchant_pk(&e.merchant_id))),
-        (SK, s(endpoint_sk(&e.id))),
-        ("version", n(e.version as i64)),
-        ("body", body(e)?),
-    ]))
+    Ok(item([(PK, s(merchant_pk(&e.merchant_id))), (SK, s(endpoint_sk(&e.id))), ("version", n(e.version as i64)), ("body", body(e)?)]))
 }
 
 fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
@@ -45,7 +40,9 @@ impl DynamoStore {
         };
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(if expected.is_some() { StoreError::VersionConflict } else { StoreError::AlreadyExists }),
+            Err(e) if is_condition_failure(&e) => {
+                Err(if expected.is_some() { StoreError::VersionConflict } else { StoreError::AlreadyExists })
+            }
             Err(e) => Err(backend(crate::describe(&e))),
         }
     }
@@ -116,7 +113,13 @@ impl WebhookStore for DynamoStore {
         self.put_versioned(delivery_item(d)?, Some(expected_version)).await
     }
 
-    async fn list_deliveries(&self, merchant_id: &str, endpoint_id: &str, limit: usize, after: Option<&Cursor>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let below = after.map(|c| time_sort(ms(c.created_at), &c.id));
         let items = self
             .query_index((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), below, false, limit + 1, |_| Ok(true))
@@ -135,7 +138,8 @@ impl WebhookStore for DynamoStore {
                 if floor.as_deref().is_some_and(|f| sk < f) {
                     reached_floor = true;
                 }
-                let type_ok = q.event_type.as_deref().is_none_or(|t| it.get("type").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(t));
+                let type_ok =
+                    q.event_type.as_deref().is_none_or(|t| it.get("type").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(t));
                 Ok(!reached_floor && type_ok)
             })
             .await?;

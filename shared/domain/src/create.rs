@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::errors::{index, path, Errors, FieldCode, FieldError};
+use crate::errors::{Errors, FieldCode, FieldError, index, path};
 use crate::fields::{self, FieldResult};
 use crate::iban::{Iban, IbanError};
-use crate::json::{as_int, ObjectReader};
+use crate::json::{ObjectReader, as_int};
 use crate::lifecycle::{ExpirationMode, PaymentType};
 use crate::model::*;
 use crate::money::{Amount, Currency, MAX_AMOUNT};
@@ -63,16 +63,12 @@ pub struct SessionSpec {
 }
 
 /// Parses and validates a create-session body at `now`. Returns every failing field.
-pub fn parse_create_session(
-    body: &Value,
-    now: DateTime<Utc>,
-    merchant: &MerchantPolicy,
-) -> Result<SessionSpec, Vec<FieldError>> {
+pub fn parse_create_session(body: &Value, now: DateTime<Utc>, merchant: &MerchantPolicy) -> Result<SessionSpec, Vec<FieldError>> {
     let mut e = Errors::new();
     let Some(mut r) = ObjectReader::new(body, "", &mut e) else { return Err(e.into_vec()) };
 
-    let session_type = enum_field(&mut r, "session_type", &mut e, SessionType::parse, SessionType::expected)
-        .unwrap_or(SessionType::OneTime);
+    let session_type =
+        enum_field(&mut r, "session_type", &mut e, SessionType::parse, SessionType::expected).unwrap_or(SessionType::OneTime);
 
     let amount = r.required("amount", &mut e).and_then(|v| match as_int(v) {
         Some(n) => Amount::new(n).or_else(|| {
@@ -162,8 +158,8 @@ pub fn parse_create_session(
         }
     }
 
-    let expiration_mode = enum_field(&mut r, "expiration_mode", &mut e, parse_expiration_mode, || "loose, strict".into())
-        .unwrap_or(ExpirationMode::Loose);
+    let expiration_mode =
+        enum_field(&mut r, "expiration_mode", &mut e, parse_expiration_mode, || "loose, strict".into()).unwrap_or(ExpirationMode::Loose);
     let payment_type =
         enum_field(&mut r, "payment_type", &mut e, parse_payment_type, || "single, multiple".into()).unwrap_or(PaymentType::Single);
 
@@ -195,9 +191,7 @@ pub fn parse_create_session(
     let mandate_raw = r.get("mandate");
     let mandate = match (session_type, mandate_raw) {
         (SessionType::FirstInSeries, Some(v)) => parse_mandate(v, amount, now, &mut e),
-        (SessionType::FirstInSeries, None) => {
-            Some(MandateSpec { mandate_type: MandateType::OnDemand, max_amount: None, schedule: None })
-        }
+        (SessionType::FirstInSeries, None) => Some(MandateSpec { mandate_type: MandateType::OnDemand, max_amount: None, schedule: None }),
         (_, Some(_)) => {
             e.add("mandate", FieldCode::NotAllowed, "is only accepted for first_in_series sessions");
             None
@@ -235,22 +229,23 @@ pub fn parse_create_session(
     // just the echo of an earlier error.
     if let Some(amount) = amount {
         if items_given && !e.has_error_at("items") {
-            let total = items.iter().try_fold(0i128, |acc, it| {
-                Some(acc + i128::from(it.quantity) * i128::from(it.unit_amount))
-            });
+            let total = items.iter().try_fold(0i128, |acc, it| Some(acc + i128::from(it.quantity) * i128::from(it.unit_amount)));
             if total != Some(i128::from(amount.minor())) {
-                e.add("items", FieldCode::SumMismatch, format!(
-                    "sum of quantity × unit_amount ({}) must equal amount ({})",
-                    total.unwrap_or_default(), amount.minor()
-                ));
+                e.add(
+                    "items",
+                    FieldCode::SumMismatch,
+                    format!("sum of quantity × unit_amount ({}) must equal amount ({})", total.unwrap_or_default(), amount.minor()),
+                );
             }
         }
         if recipients_given && !e.has_error_at("recipients") {
             let total: i128 = recipients.iter().map(|r| i128::from(r.amount)).sum();
             if total != i128::from(amount.minor()) {
-                e.add("recipients", FieldCode::SumMismatch, format!(
-                    "sum of recipient amounts ({total}) must equal amount ({})", amount.minor()
-                ));
+                e.add(
+                    "recipients",
+                    FieldCode::SumMismatch,
+                    format!("sum of recipient amounts ({total}) must equal amount ({})", amount.minor()),
+                );
             }
         }
     }
@@ -456,9 +451,7 @@ fn parse_account(v: &Value, p: &str, e: &mut Errors) -> Option<RecipientAccount>
         });
         let country = str_with(&mut r, "country", true, e, fields::country);
         match (number, bank_code, country) {
-            (Some(account_number), Some(bank_code), Some(country)) => {
-                Some(RecipientAccount::Local { account_number, bank_code, country })
-            }
+            (Some(account_number), Some(bank_code), Some(country)) => Some(RecipientAccount::Local { account_number, bank_code, country }),
             _ => None,
         }
     };
@@ -550,10 +543,8 @@ fn parse_schedule(v: &Value, now: DateTime<Utc>, e: &mut Errors) -> Option<Sched
             None
         })
     });
-    let interval_count = r
-        .required("interval_count", e)
-        .and_then(|v| positive_int(v, &path(p, "interval_count"), 1, 365, e))
-        .map(|n| n as u32);
+    let interval_count =
+        r.required("interval_count", e).and_then(|v| positive_int(v, &path(p, "interval_count"), 1, 365, e)).map(|n| n as u32);
     let start_date = str_with(&mut r, "start_date", true, e, fields::date).and_then(|d| {
         if d < now.date_naive() {
             e.add(path(p, "start_date"), FieldCode::TooSoon, "must be today or later");
@@ -568,18 +559,9 @@ fn parse_schedule(v: &Value, now: DateTime<Utc>, e: &mut Errors) -> Option<Sched
     {
         e.add(path(p, "end_date"), FieldCode::TooSoon, "must be after start_date");
     }
-    let max_charges = r
-        .get("max_charges")
-        .and_then(|v| positive_int(v, &path(p, "max_charges"), 1, 10_000, e))
-        .map(|n| n as u32);
+    let max_charges = r.get("max_charges").and_then(|v| positive_int(v, &path(p, "max_charges"), 1, 10_000, e)).map(|n| n as u32);
     r.finish(e);
-    Some(Schedule {
-        interval: interval?,
-        interval_count: interval_count?,
-        start_date: start_date?,
-        end_date,
-        max_charges,
-    })
+    Some(Schedule { interval: interval?, interval_count: interval_count?, start_date: start_date?, end_date, max_charges })
 }
 
 fn redirect_field(r: &mut ObjectReader<'_>, key: &'static str, merchant: &MerchantPolicy, e: &mut Errors) -> Option<String> {

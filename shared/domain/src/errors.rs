@@ -62,13 +62,29 @@ impl FieldCode {
 
     /// Every code, for the OpenAPI document and its sync test.
     pub const ALL: &'static [FieldCode] = &[
-        FieldCode::Required, FieldCode::UnknownField, FieldCode::InvalidType,
-        FieldCode::InvalidFormat, FieldCode::InvalidValue, FieldCode::TooShort,
-        FieldCode::TooLong, FieldCode::TooMany, FieldCode::TooFew, FieldCode::MustBePositive,
-        FieldCode::OutOfRange, FieldCode::InvalidCurrency, FieldCode::InvalidCountry,
-        FieldCode::InvalidEmail, FieldCode::InvalidPhone, FieldCode::InvalidChecksum,
-        FieldCode::SumMismatch, FieldCode::CurrencyMismatch, FieldCode::TooSoon,
-        FieldCode::TooLate, FieldCode::NotAllowed, FieldCode::NotFound, FieldCode::Duplicate,
+        FieldCode::Required,
+        FieldCode::UnknownField,
+        FieldCode::InvalidType,
+        FieldCode::InvalidFormat,
+        FieldCode::InvalidValue,
+        FieldCode::TooShort,
+        FieldCode::TooLong,
+        FieldCode::TooMany,
+        FieldCode::TooFew,
+        FieldCode::MustBePositive,
+        FieldCode::OutOfRange,
+        FieldCode::InvalidCurrency,
+        FieldCode::InvalidCountry,
+        FieldCode::InvalidEmail,
+        FieldCode::InvalidPhone,
+        FieldCode::InvalidChecksum,
+        FieldCode::SumMismatch,
+        FieldCode::CurrencyMismatch,
+        FieldCode::TooSoon,
+        FieldCode::TooLate,
+        FieldCode::NotAllowed,
+        FieldCode::NotFound,
+        FieldCode::Duplicate,
     ];
 }
 

@@ -62,9 +62,7 @@ pub fn email(s: &str) -> FieldResult<String> {
 /// E.164: `+`, a non-zero digit, 7 to 14 more digits.
 pub fn phone(s: &str) -> FieldResult<String> {
     let digits = s.strip_prefix('+').unwrap_or("");
-    let ok = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
+    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
     if ok { Ok(s.to_string()) } else { err(FieldCode::InvalidPhone, "must be an E.164 number like +4915112345678") }
 }
 
@@ -98,7 +96,10 @@ pub fn allowed_domain(s: &str) -> FieldResult<AllowedDomain> {
             None => (rest, None),
         };
         if let Some(p) = port
-            && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u32>().map_or(true, |n| n == 0 || n > 65535))
+            && (p.is_empty()
+                || p.len() > 5
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || p.parse::<u32>().map_or(true, |n| n == 0 || n > 65535))
         {
             return err(FieldCode::InvalidFormat, "port must be 1 to 65535");
         }
@@ -114,16 +115,11 @@ pub fn allowed_domain(s: &str) -> FieldResult<AllowedDomain> {
     let segments: Vec<&str> = s.split('.').collect();
     let app_id_ok = s.len() <= 255
         && segments.len() >= 2
-        && segments.iter().all(|seg| {
-            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        });
+        && segments.iter().all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     if app_id_ok {
         Ok(AllowedDomain::AppId(s.to_string()))
     } else {
-        err(
-            FieldCode::InvalidFormat,
-            "must be an HTTPS origin (https://shop.example), an Android package name or an iOS bundle id",
-        )
+        err(FieldCode::InvalidFormat, "must be an HTTPS origin (https://shop.example), an Android package name or an iOS bundle id")
     }
 }
 
@@ -146,8 +142,7 @@ pub fn date(s: &str) -> FieldResult<NaiveDate> {
     if s.len() != 10 {
         return err(FieldCode::InvalidFormat, "must be a date YYYY-MM-DD");
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| err(FieldCode::InvalidFormat, "must be a valid date YYYY-MM-DD"))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").or_else(|_| err(FieldCode::InvalidFormat, "must be a valid date YYYY-MM-DD"))
 }
 
 /// RFC 3339 with an explicit offset; normalised to UTC.

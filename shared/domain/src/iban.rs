@@ -16,8 +16,7 @@ pub enum IbanError {
 impl Iban {
     /// Accepts the electronic form with optional spaces (the print form), any case.
     pub fn parse(input: &str) -> Result<Iban, IbanError> {
-        let compact: String =
-            input.chars().filter(|c| *c != ' ').map(|c| c.to_ascii_uppercase()).collect();
+        let compact: String = input.chars().filter(|c| *c != ' ').map(|c| c.to_ascii_uppercase()).collect();
         if compact.len() < 5 || !compact.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(IbanError::Format);
         }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::errors::{path, Errors, FieldCode};
+use crate::errors::{Errors, FieldCode, path};
 
 pub struct ObjectReader<'a> {
     map: &'a Map<String, Value>,

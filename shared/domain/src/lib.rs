@@ -3,6 +3,9 @@
 //! Everything here is deterministic given its inputs; the current time is always passed
 //! in (see [`clock::Clock`]) so rules can be tested at any instant.
 
+// Money is integer minor units end to end; a float here would be a rounding bug.
+#![deny(clippy::float_arithmetic)]
+
 pub mod card;
 pub mod clock;
 pub mod create;
@@ -18,6 +21,6 @@ pub mod reference_data;
 pub mod session;
 pub mod webhook;
 
-pub use create::{parse_create_session, MerchantPolicy, SessionSpec};
+pub use create::{MerchantPolicy, SessionSpec, parse_create_session};
 pub use errors::{FieldCode, FieldError};
-pub use lifecycle::{transition, ExpirationMode, PaymentType, SessionEvent, SessionStatus};
+pub use lifecycle::{ExpirationMode, PaymentType, SessionEvent, SessionStatus, transition};

@@ -48,10 +48,7 @@ impl SessionStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            SessionStatus::Succeeded | SessionStatus::Failed | SessionStatus::Expired | SessionStatus::Cancelled
-        )
+        matches!(self, SessionStatus::Succeeded | SessionStatus::Failed | SessionStatus::Expired | SessionStatus::Cancelled)
     }
 
     /// Statuses in which no payment attempt is under way: expiry applies at `expires_at`
@@ -90,7 +87,9 @@ pub enum SessionEvent {
     AttemptRequiresAction,
     AttemptProcessing,
     AttemptSucceeded,
-    AttemptFailed { attempts_remaining: u32 },
+    AttemptFailed {
+        attempts_remaining: u32,
+    },
     /// A payment into a `multiple` session (VA deposit, QR payment).
     PaymentReceived,
 }
@@ -129,11 +128,7 @@ pub struct InvalidTransition {
 /// The lifecycle table of API.md. Returns the next status; an `Ok` equal to `from` means
 /// the event is accepted without a status change (a payment into an `active` session, or a
 /// loose-mode expiry waiting for the running attempt).
-pub fn transition(
-    from: SessionStatus,
-    event: SessionEvent,
-    ctx: TransitionContext,
-) -> Result<SessionStatus, InvalidTransition> {
+pub fn transition(from: SessionStatus, event: SessionEvent, ctx: TransitionContext) -> Result<SessionStatus, InvalidTransition> {
     use SessionEvent as E;
     use SessionStatus as S;
     let idle_target = match ctx.payment_type {
@@ -144,11 +139,9 @@ pub fn transition(
     let next = match (from, event) {
         (S::RequiresConfirmation, E::Confirm) => Some(idle_target),
         (S::RequiresConfirmation | S::Open | S::Active, E::Cancel) => Some(S::Cancelled),
-        (S::RequiresConfirmation | S::Open | S::Active, E::Expire) => Some(S::Expired),
-        (S::RequiresAction | S::Processing, E::Expire) => Some(match ctx.expiration_mode {
-            ExpirationMode::Strict => S::Expired,
-            ExpirationMode::Loose => from,
-        }),
+        // Due (or requested): expired per the one expiry rule; otherwise accepted without a
+        // change, the running attempt settling the session.
+        (s, E::Expire) if !s.is_terminal() => Some(if expired_when_past_expiry(s, ctx.expiration_mode) { S::Expired } else { from }),
         // Payments are never started on a session past its expiry; one already running may
         // finish after it only in loose mode.
         (S::Open, E::AttemptRequiresAction) if !ctx.past_expiry => Some(S::RequiresAction),
@@ -160,33 +153,31 @@ pub fn transition(
         (S::Open, E::AttemptFailed { attempts_remaining }) if !ctx.past_expiry => {
             Some(if attempts_remaining > 0 { S::Open } else { S::Failed })
         }
-        (S::RequiresAction | S::Processing, E::AttemptFailed { attempts_remaining }) => Some(
-            if ctx.past_expiry {
-                S::Expired
-            } else if attempts_remaining > 0 {
-                S::Open
-            } else {
-                S::Failed
-            },
-        ),
+        (S::RequiresAction | S::Processing, E::AttemptFailed { attempts_remaining }) => Some(if ctx.past_expiry {
+            S::Expired
+        } else if attempts_remaining > 0 {
+            S::Open
+        } else {
+            S::Failed
+        }),
         (S::Active, E::PaymentReceived) if !ctx.past_expiry => Some(S::Active),
         _ => None,
     };
     next.ok_or(InvalidTransition { from, event })
 }
 
-/// The status a reader sees at `now`: an idle session past `expires_at` is expired even
-/// before anything wrote it (TTL deletion is only garbage collection), and so is one with
-/// an attempt in flight in strict mode.
+/// The expiry rule, the one place it is written: once past `expires_at`, an idle session
+/// is expired whatever the mode, and one with an attempt in flight only in strict mode
+/// (loose mode lets the attempt settle). Readers, the sweeper's SQL and the expiry write
+/// all derive from this.
+pub fn expired_when_past_expiry(status: SessionStatus, mode: ExpirationMode) -> bool {
+    status.is_idle() || (status.is_attempt_in_flight() && mode == ExpirationMode::Strict)
+}
+
+/// The status a reader sees at `now`: expired per [`expired_when_past_expiry`] even
+/// before anything wrote it (TTL deletion is only garbage collection).
 pub fn effective_status(status: SessionStatus, mode: ExpirationMode, past_expiry: bool) -> SessionStatus {
-    if !past_expiry {
-        return status;
-    }
-    match status {
-        s if s.is_idle() => SessionStatus::Expired,
-        s if s.is_attempt_in_flight() && mode == ExpirationMode::Strict => SessionStatus::Expired,
-        s => s,
-    }
+    if past_expiry && expired_when_past_expiry(status, mode) { SessionStatus::Expired } else { status }
 }
 
 /// Merchant actions that the API offers on a session in `status` (`allowed_actions`).
@@ -201,15 +192,12 @@ pub fn allowed_actions(status: SessionStatus, ctx: TransitionContext) -> Vec<&'s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use SessionEvent as E;
     use SessionStatus as S;
+    use proptest::prelude::*;
 
-    const SINGLE: TransitionContext = TransitionContext {
-        payment_type: PaymentType::Single,
-        expiration_mode: ExpirationMode::Loose,
-        past_expiry: false,
-    };
+    const SINGLE: TransitionContext =
+        TransitionContext { payment_type: PaymentType::Single, expiration_mode: ExpirationMode::Loose, past_expiry: false };
 
     fn ctx(payment_type: PaymentType, expiration_mode: ExpirationMode, past_expiry: bool) -> TransitionContext {
         TransitionContext { payment_type, expiration_mode, past_expiry }
@@ -283,8 +271,13 @@ mod tests {
     }
     fn any_event() -> impl Strategy<Value = E> {
         prop_oneof![
-            Just(E::Confirm), Just(E::Cancel), Just(E::Expire), Just(E::AttemptRequiresAction),
-            Just(E::AttemptProcessing), Just(E::AttemptSucceeded), Just(E::PaymentReceived),
+            Just(E::Confirm),
+            Just(E::Cancel),
+            Just(E::Expire),
+            Just(E::AttemptRequiresAction),
+            Just(E::AttemptProcessing),
+            Just(E::AttemptSucceeded),
+            Just(E::PaymentReceived),
             (0u32..6).prop_map(|n| E::AttemptFailed { attempts_remaining: n }),
         ]
     }

@@ -149,11 +149,8 @@ impl PaymentSession {
         next_action_url: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<PaymentSession, PaymentError> {
-        let idx = self
-            .payments
-            .iter()
-            .position(|a| a.id == attempt_id)
-            .ok_or_else(|| PaymentError::UnknownAttempt(attempt_id.to_string()))?;
+        let idx =
+            self.payments.iter().position(|a| a.id == attempt_id).ok_or_else(|| PaymentError::UnknownAttempt(attempt_id.to_string()))?;
         let current = &self.payments[idx];
         if matches!(current.status, AttemptStatus::Succeeded | AttemptStatus::Failed) {
             return Err(InvalidTransition { from: self.status, event: SessionEvent::AttemptSucceeded }.into());
@@ -214,7 +211,7 @@ impl SavedPaymentMethod {
 mod tests {
     use super::*;
     use crate::lifecycle::ExpirationMode;
-    use crate::{parse_create_session, MerchantPolicy};
+    use crate::{MerchantPolicy, parse_create_session};
     use chrono::TimeZone;
 
     fn session(mode: &str) -> PaymentSession {
@@ -227,8 +224,16 @@ mod tests {
     fn in_flight(s: &PaymentSession) -> PaymentSession {
         let now = s.created_at;
         let attempt = PaymentAttempt {
-            id: "pay_1".into(), method: PaymentMethodKind::Card, status: AttemptStatus::Pending, failure_code: None,
-            amount: 100, card: None, next_action_url: None, save_requested: false, created_at: now, updated_at: now,
+            id: "pay_1".into(),
+            method: PaymentMethodKind::Card,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount: 100,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            created_at: now,
+            updated_at: now,
         };
         let claimed = s.claim_attempt(attempt, now).unwrap();
         claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, now).unwrap()
@@ -252,7 +257,10 @@ mod tests {
         let voided = strict.expire_due(strict.expires_at).unwrap();
         assert_eq!(voided.status, SessionStatus::Expired);
         assert_eq!(voided.payments[0].failure_code.as_deref(), Some("expired"));
-        assert!(voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.expires_at).is_err(), "nothing completes after expiry in strict mode");
+        assert!(
+            voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.expires_at).is_err(),
+            "nothing completes after expiry in strict mode"
+        );
     }
 
     /// A payment racing the expiry instant, 50 ms either side of `expires_at`. Nobody claims
@@ -266,8 +274,16 @@ mod tests {
         for mode in ["loose", "strict"] {
             let s = session(mode);
             let attempt = |id: &str| PaymentAttempt {
-                id: id.into(), method: PaymentMethodKind::Card, status: AttemptStatus::Pending, failure_code: None,
-                amount: 100, card: None, next_action_url: None, save_requested: false, created_at: s.created_at, updated_at: s.created_at,
+                id: id.into(),
+                method: PaymentMethodKind::Card,
+                status: AttemptStatus::Pending,
+                failure_code: None,
+                amount: 100,
+                card: None,
+                next_action_url: None,
+                save_requested: false,
+                created_at: s.created_at,
+                updated_at: s.created_at,
             };
             assert!(s.claim_attempt(attempt("late"), s.expires_at + ms(50)).is_err(), "{mode}: no claim after expiry");
             assert!(s.claim_attempt(attempt("at"), s.expires_at).is_err(), "{mode}: no claim at expires_at");

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::create::SessionSpec;
 use crate::lifecycle::{
-    allowed_actions, effective_status, transition, ExpirationMode, InvalidTransition, PaymentType, SessionEvent,
-    SessionStatus, TransitionContext,
+    ExpirationMode, InvalidTransition, PaymentType, SessionEvent, SessionStatus, TransitionContext, allowed_actions, effective_status,
+    transition,
 };
 use crate::model::*;
 
@@ -195,11 +195,7 @@ impl PaymentSession {
     }
 
     fn context(&self, now: DateTime<Utc>) -> TransitionContext {
-        TransitionContext {
-            payment_type: self.payment_type,
-            expiration_mode: self.expiration_mode,
-            past_expiry: self.past_expiry(now),
-        }
+        TransitionContext { payment_type: self.payment_type, expiration_mode: self.expiration_mode, past_expiry: self.past_expiry(now) }
     }
 
     /// The status as of `now` (an idle session past `expires_at` reads as expired).

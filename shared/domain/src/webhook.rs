@@ -4,15 +4,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::errors::{index, Errors, FieldCode, FieldError};
+use crate::errors::{Errors, FieldCode, FieldError, index};
 use crate::json::ObjectReader;
 
 /// Every event type an endpoint can subscribe to (API.md "Webhooks").
@@ -190,9 +190,8 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     let seg = v6.segments();
     // Deprecated IPv4-compatible form ::a.b.c.d (not :: or ::1).
-    (seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1)).then(|| {
-        Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8)
-    })
+    (seg[..6].iter().all(|s| *s == 0) && (seg[6] != 0 || seg[7] > 1))
+        .then(|| Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
 }
 
 fn v4_refusal(ip: Ipv4Addr, policy: UrlPolicy) -> Option<&'static str> {
@@ -365,7 +364,9 @@ impl WebhookEndpoint {
         let mut next = self.clone();
         let previous = self.secrets.first().map(|s| SealedSecret {
             sealed: s.sealed.clone(),
-            expires_at: Some(s.expires_at.unwrap_or(now + Duration::hours(ROTATION_OVERLAP_HOURS)).min(now + Duration::hours(ROTATION_OVERLAP_HOURS))),
+            expires_at: Some(
+                s.expires_at.unwrap_or(now + Duration::hours(ROTATION_OVERLAP_HOURS)).min(now + Duration::hours(ROTATION_OVERLAP_HOURS)),
+            ),
         });
         next.secrets = std::iter::once(SealedSecret { sealed: sealed_secret, expires_at: None }).chain(previous).collect();
         next.updated_at = now;
@@ -443,7 +444,16 @@ impl Delivery {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn new(id: String, merchant_id: &str, endpoint_id: &str, event_id: &str, event_type: &str, payload: String, redelivery: bool, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        id: String,
+        merchant_id: &str,
+        endpoint_id: &str,
+        event_id: &str,
+        event_type: &str,
+        payload: String,
+        redelivery: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
         Delivery {
             id,
             merchant_id: merchant_id.to_string(),
@@ -590,9 +600,24 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(address_refusal(ip("93.184.216.34"), STRICT), None);
         assert_eq!(address_refusal(ip("2606:2800:220:1:248:1893:25c8:1946"), STRICT), None);
-        for bad in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.100.100.200", "0.0.0.0",
-            "255.255.255.255", "224.0.0.1", "::", "::1", "::ffff:10.0.0.1", "::127.0.0.1", "fe80::1", "fc00::1", "64:ff9b::7f00:1"]
-        {
+        for bad in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "fe80::1",
+            "fc00::1",
+            "64:ff9b::7f00:1",
+        ] {
             assert!(address_refusal(ip(bad), STRICT).is_some(), "{bad} must be refused");
         }
     }
@@ -601,14 +626,13 @@ mod tests {
     fn create_body() {
         let ok = parse_endpoint_create(&serde_json::json!({"url": "https://h.example/x", "events": ["payment.updated"]}), STRICT).unwrap();
         assert_eq!(ok.events, vec!["payment.updated"]);
-        let errs = parse_endpoint_create(
-            &serde_json::json!({"url": "http://h.example", "events": ["nope", "*", 3], "colour": 1}),
-            STRICT,
-        )
-        .unwrap_err();
+        let errs = parse_endpoint_create(&serde_json::json!({"url": "http://h.example", "events": ["nope", "*", 3], "colour": 1}), STRICT)
+            .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["url", "events[0]", "events[2]", "colour"]);
-        assert!(parse_endpoint_create(&serde_json::json!({"url": "https://h.example", "events": ["*", "payment.updated"]}), STRICT).is_err());
+        assert!(
+            parse_endpoint_create(&serde_json::json!({"url": "https://h.example", "events": ["*", "payment.updated"]}), STRICT).is_err()
+        );
         assert!(parse_endpoint_create(&serde_json::json!({"url": "https://h.example", "events": []}), STRICT).is_err());
     }
 

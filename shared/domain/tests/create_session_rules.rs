@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_domain::model::PaymentMethodKind;
-use paysession_domain::{parse_create_session, FieldCode, FieldError, MerchantPolicy, PaymentType, SessionSpec};
+use paysession_domain::{FieldCode, FieldError, MerchantPolicy, PaymentType, SessionSpec, parse_create_session};
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()
@@ -36,10 +36,7 @@ fn parse(body: &Value) -> Result<SessionSpec, Vec<FieldError>> {
 #[track_caller]
 fn fails_with(body: Value, field: &str, code: FieldCode) {
     let errs = parse(&body).expect_err("should fail");
-    assert!(
-        errs.iter().any(|e| e.field == field && e.code == code),
-        "expected {field}: {code:?}, got {errs:#?}"
-    );
+    assert!(errs.iter().any(|e| e.field == field && e.code == code), "expected {field}: {code:?}, got {errs:#?}");
 }
 
 #[test]
@@ -117,10 +114,26 @@ fn items_rules() {
         {"name": "Fee", "quantity": 2, "unit_amount": 25, "type": "service_fee", "reference": "fee-1"}
     ]}));
     assert!(parse(&good).is_ok());
-    fails_with(with(json!({"items": [{"name": "Rent", "quantity": 1, "unit_amount": 999, "type": "property"}]})), "items", FieldCode::SumMismatch);
-    fails_with(with(json!({"items": [{"name": "A", "quantity": 0, "unit_amount": 1050, "type": "product"}]})), "items[0].quantity", FieldCode::MustBePositive);
-    fails_with(with(json!({"items": [{"name": "A", "quantity": 1, "unit_amount": -1, "type": "product"}]})), "items[0].unit_amount", FieldCode::OutOfRange);
-    fails_with(with(json!({"items": [{"name": "A", "quantity": 1, "unit_amount": 1050, "type": "car"}]})), "items[0].type", FieldCode::InvalidValue);
+    fails_with(
+        with(json!({"items": [{"name": "Rent", "quantity": 1, "unit_amount": 999, "type": "property"}]})),
+        "items",
+        FieldCode::SumMismatch,
+    );
+    fails_with(
+        with(json!({"items": [{"name": "A", "quantity": 0, "unit_amount": 1050, "type": "product"}]})),
+        "items[0].quantity",
+        FieldCode::MustBePositive,
+    );
+    fails_with(
+        with(json!({"items": [{"name": "A", "quantity": 1, "unit_amount": -1, "type": "product"}]})),
+        "items[0].unit_amount",
+        FieldCode::OutOfRange,
+    );
+    fails_with(
+        with(json!({"items": [{"name": "A", "quantity": 1, "unit_amount": 1050, "type": "car"}]})),
+        "items[0].type",
+        FieldCode::InvalidValue,
+    );
     fails_with(with(json!({"items": []})), "items", FieldCode::TooFew);
     let many: Vec<Value> = (0..101).map(|_| json!({"name": "A", "quantity": 1, "unit_amount": 0, "type": "other"})).collect();
     fails_with(with(json!({"items": many})), "items", FieldCode::TooMany);
@@ -133,10 +146,26 @@ fn recipients_rules() {
         {"name": "Agent", "amount": 50, "currency": "EUR", "account": {"account_number": "12345678", "bank_code": "021000021", "country": "US"}}
     ]}));
     assert!(parse(&good).is_ok(), "{:?}", parse(&good));
-    fails_with(with(json!({"recipients": [{"name": "L", "amount": 1050, "account": {"iban": "DE89370400440532013001"}}]})), "recipients[0].account.iban", FieldCode::InvalidChecksum);
-    fails_with(with(json!({"recipients": [{"name": "L", "amount": 1050, "currency": "USD", "account": {"iban": "DE89370400440532013000"}}]})), "recipients[0].currency", FieldCode::CurrencyMismatch);
-    fails_with(with(json!({"recipients": [{"name": "L", "amount": 1000, "account": {"iban": "DE89370400440532013000"}}]})), "recipients", FieldCode::SumMismatch);
-    fails_with(with(json!({"recipients": [{"name": "L", "amount": 1050, "account": {}}]})), "recipients[0].account.account_number", FieldCode::Required);
+    fails_with(
+        with(json!({"recipients": [{"name": "L", "amount": 1050, "account": {"iban": "DE89370400440532013001"}}]})),
+        "recipients[0].account.iban",
+        FieldCode::InvalidChecksum,
+    );
+    fails_with(
+        with(json!({"recipients": [{"name": "L", "amount": 1050, "currency": "USD", "account": {"iban": "DE89370400440532013000"}}]})),
+        "recipients[0].currency",
+        FieldCode::CurrencyMismatch,
+    );
+    fails_with(
+        with(json!({"recipients": [{"name": "L", "amount": 1000, "account": {"iban": "DE89370400440532013000"}}]})),
+        "recipients",
+        FieldCode::SumMismatch,
+    );
+    fails_with(
+        with(json!({"recipients": [{"name": "L", "amount": 1050, "account": {}}]})),
+        "recipients[0].account.account_number",
+        FieldCode::Required,
+    );
 }
 
 #[test]
@@ -182,12 +211,20 @@ fn session_type_rules() {
     let s = parse(&with(json!({"session_type": "first_in_series"}))).unwrap();
     assert_eq!(s.save_payment_method, Some(paysession_domain::model::SavePaymentMethod::Always));
     assert!(s.mandate.is_some());
-    fails_with(with(json!({"session_type": "first_in_series", "save_payment_method": "never"})), "save_payment_method", FieldCode::NotAllowed);
+    fails_with(
+        with(json!({"session_type": "first_in_series", "save_payment_method": "never"})),
+        "save_payment_method",
+        FieldCode::NotAllowed,
+    );
     fails_with(with(json!({"session_type": "next_in_series"})), "mandate_id", FieldCode::Required);
     fails_with(with(json!({"mandate_id": "md_1"})), "mandate_id", FieldCode::NotAllowed);
     fails_with(with(json!({"mandate": {"type": "on_demand"}})), "mandate", FieldCode::NotAllowed);
     fails_with(with(json!({"session_type": "first_in_series", "mandate": {"type": "scheduled"}})), "mandate.schedule", FieldCode::Required);
-    fails_with(with(json!({"session_type": "first_in_series", "mandate": {"type": "on_demand", "max_amount": 10}})), "mandate.max_amount", FieldCode::OutOfRange);
+    fails_with(
+        with(json!({"session_type": "first_in_series", "mandate": {"type": "on_demand", "max_amount": 10}})),
+        "mandate.max_amount",
+        FieldCode::OutOfRange,
+    );
     let sched = json!({"session_type": "first_in_series", "mandate": {"type": "scheduled",
         "schedule": {"interval": "month", "interval_count": 1, "start_date": "2026-12-01", "end_date": "2026-11-30"}}});
     fails_with(with(sched), "mandate.schedule.end_date", FieldCode::TooSoon);
@@ -217,7 +254,8 @@ fn metadata_limits() {
 
 #[test]
 fn unknown_fields_rejected_everywhere() {
-    let body = with(json!({"amount_limit": 5, "items": [{"name": "A", "quantity": 1, "unit_amount": 1050, "type": "other", "colour": "red"}]}));
+    let body =
+        with(json!({"amount_limit": 5, "items": [{"name": "A", "quantity": 1, "unit_amount": 1050, "type": "other", "colour": "red"}]}));
     fails_with(body.clone(), "amount_limit", FieldCode::UnknownField);
     fails_with(body, "items[0].colour", FieldCode::UnknownField);
 }
@@ -304,8 +342,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 32, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }

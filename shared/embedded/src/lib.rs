@@ -10,15 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use paysession_app::idempotency::{Decision, Seen, decide};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery,
-    SessionStore, SettingsStore, StoreError, StoredResponse,
+    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore, SettingsStore,
+    StoreError, StoredResponse,
 };
+use paysession_domain::ExpirationMode;
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
-use paysession_domain::ExpirationMode;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// A handle to the database; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
@@ -35,7 +36,6 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
-
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(backend)
@@ -99,10 +99,7 @@ impl EmbeddedStore {
     /// A small key-value area for process settings (signing key, test clock offset).
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.with(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)
-        })
-        .await
+        self.with(move |c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)).await
     }
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -182,8 +179,19 @@ impl SessionStore for EmbeddedStore {
                 "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
                      created_at_ms, version, page_token_hash, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![s.id, s.merchant_id, s.customer_id, s.reference, s.status.as_str(), expires, strict, created,
-                        s.version as i64, s.page_token_hash, body],
+                params![
+                    s.id,
+                    s.merchant_id,
+                    s.customer_id,
+                    s.reference,
+                    s.status.as_str(),
+                    expires,
+                    strict,
+                    created,
+                    s.version as i64,
+                    s.page_token_hash,
+                    body
+                ],
             );
             match inserted {
                 Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
@@ -213,8 +221,12 @@ impl SessionStore for EmbeddedStore {
     async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
         let (k, v) = (kind.to_string(), value.to_string());
         self.with(move |c| {
-            one(c, "SELECT s.body FROM aliases a JOIN sessions s ON s.id = a.session_id AND s.merchant_id = a.merchant_id
-                    WHERE a.kind = ?1 AND a.value = ?2", [k, v])
+            one(
+                c,
+                "SELECT s.body FROM aliases a JOIN sessions s ON s.id = a.session_id AND s.merchant_id = a.merchant_id
+                    WHERE a.kind = ?1 AND a.value = ?2",
+                [k, v],
+            )
         })
         .await
     }
@@ -255,8 +267,7 @@ impl SessionStore for EmbeddedStore {
                 .execute(
                     "UPDATE sessions SET status = ?1, expires_at_ms = ?2, strict = ?3, version = ?4, body = ?5
                      WHERE id = ?6 AND merchant_id = ?7 AND version = ?8",
-                    params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id,
-                            expected_version as i64],
+                    params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id, expected_version as i64],
                 )
                 .map_err(backend)?;
             if n != 1 {
@@ -337,17 +348,21 @@ impl IdempotencyStore for EmbeddedStore {
                 )
                 .optional()
                 .map_err(backend)?;
-            let now_ms = ms(now);
-            let decision = match existing {
-                Some((fp, state, _, expires, Some(resp))) if state == "done" && expires > now_ms => {
-                    return Ok(if fp == f { IdempotencyBegin::Replay(from_json::<StoredResponse>(&resp)?) } else { IdempotencyBegin::Mismatch });
+            let seen = existing.as_ref().map(|(fp, state, locked, expires, _)| Seen {
+                fingerprint: fp,
+                done: state == "done",
+                locked_until_ms: *locked,
+                expires_at_ms: *expires,
+            });
+            match decide(seen, &f, now) {
+                Decision::Replay => {
+                    let resp = existing.and_then(|e| e.4).ok_or_else(|| backend("done record without response"))?;
+                    return Ok(IdempotencyBegin::Replay(from_json::<StoredResponse>(&resp)?));
                 }
-                Some((fp, state, locked, _, _)) if state == "in_flight" && locked > now_ms => {
-                    return Ok(if fp == f { IdempotencyBegin::InFlight } else { IdempotencyBegin::Mismatch });
-                }
-                // Absent, expired, or an abandoned claim: take it.
-                _ => IdempotencyBegin::Started,
-            };
+                Decision::InFlight => return Ok(IdempotencyBegin::InFlight),
+                Decision::Mismatch => return Ok(IdempotencyBegin::Mismatch),
+                Decision::Claim => {}
+            }
             tx.execute(
                 "INSERT INTO idempotency(merchant_id, key, fingerprint, state, owner, locked_until_ms, expires_at_ms, response)
                  VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, NULL)
@@ -356,7 +371,7 @@ impl IdempotencyStore for EmbeddedStore {
                 params![m, k, f, o, ms(locked_until)],
             )
             .map_err(backend)?;
-            Ok(decision)
+            Ok(IdempotencyBegin::Started)
         })
         .await
     }
@@ -369,12 +384,9 @@ impl IdempotencyStore for EmbeddedStore {
     async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError> {
         let (m, k, o) = (merchant_id.to_string(), key.to_string(), owner.to_string());
         self.tx(move |tx| {
-            tx.execute(
-                "DELETE FROM idempotency WHERE merchant_id = ?1 AND key = ?2 AND state = 'in_flight' AND owner = ?3",
-                [m, k, o],
-            )
-            .map(|_| ())
-            .map_err(backend)
+            tx.execute("DELETE FROM idempotency WHERE merchant_id = ?1 AND key = ?2 AND state = 'in_flight' AND owner = ?3", [m, k, o])
+                .map(|_| ())
+                .map_err(backend)
         })
         .await
     }
@@ -386,10 +398,8 @@ impl MerchantStore for EmbeddedStore {
         let (m, cl) = (merchant.clone(), client.clone());
         self.tx(move |tx| {
             let (m_body, c_body) = (to_json(&m)?, to_json(&cl)?);
-            let ins_m = tx.execute(
-                "INSERT INTO merchants(id, created_at_ms, body) VALUES (?1, ?2, ?3)",
-                params![m.id, ms(m.created_at), m_body],
-            );
+            let ins_m =
+                tx.execute("INSERT INTO merchants(id, created_at_ms, body) VALUES (?1, ?2, ?3)", params![m.id, ms(m.created_at), m_body]);
             let ins_c = ins_m.and_then(|_| {
                 tx.execute(
                     "INSERT INTO clients(client_id, merchant_id, body) VALUES (?1, ?2, ?3)",
@@ -441,7 +451,6 @@ impl MerchantStore for EmbeddedStore {
     }
 }
 
-
 #[async_trait]
 impl SettingsStore for EmbeddedStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -459,16 +468,11 @@ impl SettingsStore for EmbeddedStore {
 impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
         self.with(move |c| {
-            // Idle statuses expire at expires_at; in-flight ones too in strict mode (loose
-            // ones are settled by their attempt).
-            id_pairs(
-                c,
-                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1
-                 AND (status IN ('requires_confirmation', 'open', 'active')
-                      OR (strict = 1 AND status IN ('requires_action', 'processing')))
-                 ORDER BY expires_at_ms LIMIT ?2",
-                params![ms(now), limit as i64],
-            )
+            let sql = format!(
+                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1 AND {} ORDER BY expires_at_ms LIMIT ?2",
+                schema::expires_when_due_sql()
+            );
+            id_pairs(c, &sql, params![ms(now), limit as i64])
         })
         .await
     }

@@ -104,18 +104,39 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// SQL for a session's status as seen at `now_ms` (expired-on-read), matching
-/// `paysession_domain::lifecycle::effective_status`.
+/// SQL true for a row that reads expired once past `expires_at_ms`: generated from
+/// `paysession_domain::lifecycle::expired_when_past_expiry`, so the rule is written once.
+pub fn expires_when_due_sql() -> String {
+    use paysession_domain::SessionStatus;
+    use paysession_domain::lifecycle::{ExpirationMode, expired_when_past_expiry};
+    let list = |pick: &dyn Fn(SessionStatus) -> bool| {
+        let names: Vec<String> = SessionStatus::ALL.into_iter().filter(|s| pick(*s)).map(|s| format!("'{}'", s.as_str())).collect();
+        if names.is_empty() { "''".to_string() } else { names.join(", ") }
+    };
+    let always = list(&|s| expired_when_past_expiry(s, ExpirationMode::Loose));
+    let strict_only = list(&|s| expired_when_past_expiry(s, ExpirationMode::Strict) && !expired_when_past_expiry(s, ExpirationMode::Loose));
+    format!("(status IN ({always}) OR (strict = 1 AND status IN ({strict_only})))")
+}
+
+/// SQL for a session's status as seen at `now_ms` (expired-on-read).
 pub fn effective_status_sql(now_ms: i64) -> String {
-    format!(
-        "(CASE WHEN expires_at_ms <= {now_ms} AND (status IN ('requires_confirmation', 'open', 'active')
-              OR (strict = 1 AND status IN ('requires_action', 'processing'))) THEN 'expired' ELSE status END)"
-    )
+    format!("(CASE WHEN expires_at_ms <= {now_ms} AND {} THEN 'expired' ELSE status END)", expires_when_due_sql())
 }
 
 pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
     let mut out = String::new();
-    for table in ["merchants", "clients", "sessions", "events", "idempotency", "aliases", "payment_methods", "meta", "webhook_endpoints", "deliveries"] {
+    for table in [
+        "merchants",
+        "clients",
+        "sessions",
+        "events",
+        "idempotency",
+        "aliases",
+        "payment_methods",
+        "meta",
+        "webhook_endpoints",
+        "deliveries",
+    ] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
         let cols = stmt.column_count();
         let mut rows = stmt.query([])?;

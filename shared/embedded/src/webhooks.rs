@@ -5,10 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use paysession_app::ports::{Cursor, EventQuery, Page, StoreError, WebhookStore};
 use paysession_domain::session::EventRecord;
-use paysession_domain::webhook::{Delivery, WebhookEndpoint, MAX_ENDPOINTS};
-use rusqlite::{params, OptionalExtension};
+use paysession_domain::webhook::{Delivery, MAX_ENDPOINTS, WebhookEndpoint};
+use rusqlite::{OptionalExtension, params};
 
-use crate::{all, backend, from_json, id_pairs, ms, one, to_json, EmbeddedStore};
+use crate::{EmbeddedStore, all, backend, from_json, id_pairs, ms, one, to_json};
 
 /// An event with its place in the outbox and its merchant.
 pub struct OutboxEvent {
@@ -115,10 +115,8 @@ impl WebhookStore for EmbeddedStore {
     async fn create_delivery(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
         let d = d.clone();
         self.tx(move |tx| {
-            let existing: Option<String> = tx
-                .query_row("SELECT body FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
+            let existing: Option<String> =
+                tx.query_row("SELECT body FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0)).optional().map_err(backend)?;
             if let Some(body) = existing {
                 return from_json(&body).map(Some);
             }
@@ -152,7 +150,13 @@ impl WebhookStore for EmbeddedStore {
         .await
     }
 
-    async fn list_deliveries(&self, merchant_id: &str, endpoint_id: &str, limit: usize, after: Option<&Cursor>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let (m, e, after) = (merchant_id.to_string(), endpoint_id.to_string(), after.cloned());
         self.with(move |c| {
             let (after_ms, after_id) = after.map_or((i64::MAX, String::new()), |a| (ms(a.created_at), a.id));

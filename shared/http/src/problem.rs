@@ -1,6 +1,6 @@
 //! One error type for every API function, mapped to RFC 9457 problem+json in one place.
 
-use http::{header, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use paysession_domain::FieldError;
 use serde_json::json;
@@ -49,9 +49,20 @@ impl ApiError {
 
     /// Every top-level code, for the OpenAPI document and its sync test.
     pub const CODES: &'static [&'static str] = &[
-        "malformed_request", "invalid_token", "insufficient_scope", "not_found", "method_not_allowed",
-        "duplicate_reference", "idempotency_key_in_use", "invalid_state_transition", "payload_too_large",
-        "unsupported_media_type", "unknown_field", "validation_failed", "idempotency_key_reuse", "internal_error",
+        "malformed_request",
+        "invalid_token",
+        "insufficient_scope",
+        "not_found",
+        "method_not_allowed",
+        "duplicate_reference",
+        "idempotency_key_in_use",
+        "invalid_state_transition",
+        "payload_too_large",
+        "unsupported_media_type",
+        "unknown_field",
+        "validation_failed",
+        "idempotency_key_reuse",
+        "internal_error",
     ];
 
     fn title(&self) -> &'static str {
@@ -81,7 +92,9 @@ impl ApiError {
             Unauthorized(None) => "send an access token: Authorization: Bearer <token> (get one from POST /oauth/token)".into(),
             InsufficientScope(s) => format!("this operation needs the scope {s}"),
             MethodNotAllowed(m) => format!("allowed methods: {}", methods(m)),
-            DuplicateReference => "a session with this customer_id and reference already exists; list sessions by reference to find it".into(),
+            DuplicateReference => {
+                "a session with this customer_id and reference already exists; list sessions by reference to find it".into()
+            }
             IdempotencyKeyInUse => "a request with this Idempotency-Key is still being processed; retry later".into(),
             PayloadTooLarge => "request bodies are limited to 64 KiB".into(),
             UnsupportedMediaType(expected) => format!("send Content-Type: {expected}"),
@@ -112,7 +125,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(detail) => {
                 let v = match detail {
-                    Some(d) => format!("Bearer realm=\"paysession\", error=\"invalid_token\", error_description=\"{}\"", d.replace('"', "'")),
+                    Some(d) => {
+                        format!("Bearer realm=\"paysession\", error=\"invalid_token\", error_description=\"{}\"", d.replace('"', "'"))
+                    }
                     None => "Bearer realm=\"paysession\"".to_string(),
                 };
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&v).expect("ascii"));
@@ -140,6 +155,31 @@ impl From<paysession_app::StoreError> for ApiError {
         match e {
             S::DuplicateReference => ApiError::DuplicateReference,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<paysession_app::idempotency::KeyError> for ApiError {
+    fn from(e: paysession_app::idempotency::KeyError) -> Self {
+        use paysession_app::idempotency::KeyError as K;
+        match e {
+            K::Malformed => ApiError::MalformedRequest(e.to_string()),
+            K::InUse => ApiError::IdempotencyKeyInUse,
+            K::Reused => ApiError::IdempotencyKeyReuse,
+            K::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<paysession_app::sessions::SessionError> for ApiError {
+    fn from(e: paysession_app::sessions::SessionError) -> Self {
+        use paysession_app::sessions::SessionError as E;
+        match e {
+            E::Invalid(fields) => ApiError::Validation(fields),
+            E::NotFound(id) => ApiError::NotFound(format!("no payment session with id {id}")),
+            E::Refused(t) => ApiError::InvalidStateTransition(t.to_string()),
+            e @ E::MerchantMissing(_) => ApiError::Internal(e.to_string()),
+            E::Store(s) => s.into(),
         }
     }
 }

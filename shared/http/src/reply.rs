@@ -1,15 +1,15 @@
 //! A handler's successful answer, and the idempotency wrapper every POST goes through.
 
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
+use paysession_app::Core;
 use paysession_app::auth::Principal;
-use paysession_app::ports::StoredResponse;
-use paysession_app::Deps;
+use paysession_app::idempotency::{self, Claim, Start};
+use paysession_app::ports::{IdempotencyCompletion, IdempotencyStore, StoredResponse};
 use serde_json::Value;
 
-use crate::idempotency::{self, Claim, Start};
 use crate::problem::ApiError;
-use crate::request::{body_bytes, Call};
+use crate::request::{Call, body_bytes};
 
 pub struct Reply {
     pub response: StoredResponse,
@@ -52,9 +52,6 @@ impl Reply {
     }
 }
 
-/// Marks a stored response body that was sealed because it shows a secret.
-const SEALED_BODY: &str = "sealed-response:";
-
 pub fn stored_json(status: StatusCode, body: &Value) -> StoredResponse {
     StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body: body.to_string() }
 }
@@ -71,18 +68,18 @@ fn stored_error(e: &ApiError) -> StoredResponse {
 /// Runs a POST under its `Idempotency-Key`: a finished request is replayed, a concurrent
 /// one refused, and the outcome settled. `exec` should complete the claim inside its own
 /// store write (returning a `recorded` reply); anything it does not record is settled here.
-pub async fn idempotent(
-    deps: &Deps,
+pub async fn idempotent<S: IdempotencyStore + ?Sized>(
+    cx: &Core<S>,
     principal: &Principal,
     call: &Call<'_>,
     exec: impl AsyncFnOnce(Option<&Claim>) -> Result<Reply, ApiError>,
 ) -> Result<Reply, ApiError> {
-    let claim = match idempotency::start(deps, principal, call).await? {
-        Start::Replay(mut response) => {
-            if let Some(sealed) = response.body.strip_prefix(SEALED_BODY) {
-                let opened = deps.tokens.open(sealed).ok_or_else(|| ApiError::Internal("a stored response cannot be unsealed".into()))?;
-                response.body = opened.expose().clone();
-            }
+    let key = call.req.headers().get("idempotency-key").map(|v| v.as_bytes());
+    let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
+    let claim = match idempotency::start(cx, &principal.merchant_id, key, fingerprint).await? {
+        Start::Replay(response) => {
+            let response =
+                idempotency::unsealed(cx, response).ok_or_else(|| ApiError::Internal("a stored response cannot be unsealed".into()))?;
             return Ok(Reply { response, recorded: true, replayed: true, sensitive: false, headers: Vec::new() });
         }
         Start::Proceed(claim) => claim,
@@ -91,14 +88,24 @@ pub async fn idempotent(
     if let Some(claim) = &claim {
         match &result {
             Ok(reply) if reply.recorded => {}
-            Ok(reply) if reply.sensitive => {
-                let mut sealed = reply.response.clone();
-                sealed.body = format!("{SEALED_BODY}{}", deps.tokens.seal(&reply.response.body));
-                idempotency::finish_unrecorded(deps, claim, &sealed).await
-            }
-            Ok(reply) => idempotency::finish_unrecorded(deps, claim, &reply.response).await,
-            Err(e) => idempotency::finish_unrecorded(deps, claim, &stored_error(e)).await,
+            Ok(reply) if reply.sensitive => idempotency::settle(cx, claim, &idempotency::sealed(cx, &reply.response)).await,
+            Ok(reply) => idempotency::settle(cx, claim, &reply.response).await,
+            Err(e) => idempotency::settle(cx, claim, &stored_error(e)).await,
         }
     }
     result
+}
+
+/// The answer of a change and, under an idempotency claim, its completion: what the use
+/// cases' `respond` callbacks return, so the completion commits with the change.
+pub fn respond_json(
+    claim: Option<&Claim>,
+    status: StatusCode,
+) -> impl Fn(&paysession_domain::session::PaymentSession, chrono::DateTime<chrono::Utc>) -> (Reply, Option<IdempotencyCompletion>) + '_ {
+    move |session, now| {
+        let response = stored_json(status, &session.to_api(now));
+        let completion = claim.map(|c| c.completion(&response));
+        let recorded = completion.is_some();
+        (Reply::from_stored(response, recorded), completion)
+    }
 }

@@ -42,7 +42,10 @@ pub enum Route {
 impl Route {
     /// Routes answered with HTML to the paying customer (no API token).
     pub fn is_page(self) -> bool {
-        matches!(self, Route::PageView | Route::PageCard | Route::PageStart | Route::PageOtp | Route::PageChallenge | Route::PageChallengeDecide)
+        matches!(
+            self,
+            Route::PageView | Route::PageCard | Route::PageStart | Route::PageOtp | Route::PageChallenge | Route::PageChallengeDecide
+        )
     }
 }
 
@@ -84,7 +87,14 @@ pub fn table() -> &'static [RouteInfo] {
             route!(CreateSession, POST, "/v1/payment_sessions", Some("session-create"), Access::Scope(S::SessionsWrite), false),
             route!(ListSessions, GET, "/v1/payment_sessions", Some("session-list"), Access::Scope(S::SessionsRead), false),
             route!(GetSession, GET, "/v1/payment_sessions/{id}", Some("session-get"), Access::Scope(S::SessionsRead), false),
-            route!(ConfirmSession, POST, "/v1/payment_sessions/{id}/confirm", Some("session-confirm"), Access::Scope(S::SessionsWrite), false),
+            route!(
+                ConfirmSession,
+                POST,
+                "/v1/payment_sessions/{id}/confirm",
+                Some("session-confirm"),
+                Access::Scope(S::SessionsWrite),
+                false
+            ),
             route!(CancelSession, POST, "/v1/payment_sessions/{id}/cancel", Some("session-cancel"), Access::Scope(S::SessionsWrite), false),
             route!(ExpireSession, POST, "/v1/payment_sessions/{id}/expire", Some("session-expire"), Access::Scope(S::SessionsWrite), false),
             route!(SessionEvents, GET, "/v1/payment_sessions/{id}/events", Some("session-events"), Access::Scope(S::SessionsRead), false),
@@ -101,12 +111,54 @@ pub fn table() -> &'static [RouteInfo] {
             route!(SandboxDeposit, POST, "/sandbox/virtual_accounts/{number}/deposits", Some("sandbox"), Public, true),
             route!(SandboxQrPay, POST, "/sandbox/qr/{payload}/pay", Some("sandbox"), Public, true),
             route!(SandboxOtp, GET, "/sandbox/otp", Some("sandbox"), Authenticated, true),
-            route!(CreateWebhookEndpoint, POST, "/v1/webhook_endpoints", Some("webhook-endpoint-create"), Access::Scope(S::WebhooksManage), false),
-            route!(ListWebhookEndpoints, GET, "/v1/webhook_endpoints", Some("webhook-endpoint-list"), Access::Scope(S::WebhooksManage), false),
-            route!(GetWebhookEndpoint, GET, "/v1/webhook_endpoints/{id}", Some("webhook-endpoint-get"), Access::Scope(S::WebhooksManage), false),
-            route!(DeleteWebhookEndpoint, DELETE, "/v1/webhook_endpoints/{id}", Some("webhook-endpoint-delete"), Access::Scope(S::WebhooksManage), false),
-            route!(RotateWebhookSecret, POST, "/v1/webhook_endpoints/{id}/rotate_secret", Some("webhook-endpoint-rotate"), Access::Scope(S::WebhooksManage), false),
-            route!(ListWebhookDeliveries, GET, "/v1/webhook_endpoints/{id}/deliveries", Some("webhook-deliveries"), Access::Scope(S::WebhooksManage), false),
+            route!(
+                CreateWebhookEndpoint,
+                POST,
+                "/v1/webhook_endpoints",
+                Some("webhook-endpoint-create"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
+            route!(
+                ListWebhookEndpoints,
+                GET,
+                "/v1/webhook_endpoints",
+                Some("webhook-endpoint-list"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
+            route!(
+                GetWebhookEndpoint,
+                GET,
+                "/v1/webhook_endpoints/{id}",
+                Some("webhook-endpoint-get"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
+            route!(
+                DeleteWebhookEndpoint,
+                DELETE,
+                "/v1/webhook_endpoints/{id}",
+                Some("webhook-endpoint-delete"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
+            route!(
+                RotateWebhookSecret,
+                POST,
+                "/v1/webhook_endpoints/{id}/rotate_secret",
+                Some("webhook-endpoint-rotate"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
+            route!(
+                ListWebhookDeliveries,
+                GET,
+                "/v1/webhook_endpoints/{id}/deliveries",
+                Some("webhook-deliveries"),
+                Access::Scope(S::WebhooksManage),
+                false
+            ),
             route!(ListEvents, GET, "/v1/events", Some("event-list"), Access::Scope(S::SessionsRead), false),
             route!(GetEvent, GET, "/v1/events/{id}", Some("event-get"), Access::Scope(S::SessionsRead), false),
             route!(RedeliverEvent, POST, "/v1/events/{id}/redeliver", Some("event-redeliver"), Access::Scope(S::WebhooksManage), false),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use paysession_app::ports::WebhookSender;
-use paysession_domain::webhook::{address_refusal, endpoint_url, AttemptResult, UrlPolicy, ATTEMPT_TIMEOUT_SECONDS};
+use paysession_domain::webhook::{ATTEMPT_TIMEOUT_SECONDS, AttemptResult, UrlPolicy, address_refusal, endpoint_url};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug)]
@@ -46,7 +46,9 @@ impl Resolve for GuardedResolver {
                 return Err(Box::new(Refused(format!("{host} has no address"))) as Box<dyn std::error::Error + Send + Sync>);
             }
             if let Some((ip, why)) = addrs.iter().find_map(|a| address_refusal(a.ip(), policy).map(|w| (a.ip(), w))) {
-                return Err(Box::new(Refused(format!("refused: {host} resolves to {ip}, {why}"))) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(Refused(format!("refused: {host} resolves to {ip}, {why}"))) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

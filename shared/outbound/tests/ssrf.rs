@@ -1,8 +1,8 @@
 //! The SSRF guard where it matters: the real sender, against a listener on loopback that
 //! counts connections. Every refused URL must fail before any connection is made.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use paysession_app::ports::WebhookSender;

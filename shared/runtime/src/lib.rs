@@ -1,25 +1,31 @@
-//! Wiring: from configuration to [`Deps`]. Functions call [`serve`]; the local server and
-//! the admin CLI call [`open_store`] and [`build_deps`].
+//! Wiring: from configuration to what handlers use. A function's `main.rs` calls [`http`]
+//! or [`events`] with its one handler; the local server and the admin CLI call
+//! [`open_store`] and [`build_core`].
 
+use std::future::Future;
 #[cfg(feature = "embedded")]
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Duration;
 use paysession_app::auth::TokenSigner;
-use paysession_app::clock::{Clock, SystemClock, TestClock};
-use paysession_app::ports::{Config, IdempotencyStore, MerchantStore, PolledQueue, SessionStore, SettingsStore, WebhookStore};
+use paysession_app::clock::TestClock;
+use paysession_app::ports::{DeliveryQueue, MerchantStore, SettingsStore, Store};
 use paysession_app::secret::Secret;
-use paysession_domain::webhook::UrlPolicy;
-use paysession_app::Deps;
+use paysession_app::{Config, Core, Payments};
 use paysession_aws::DynamoStore;
 #[cfg(feature = "embedded")]
 pub use paysession_embedded::EmbeddedStore;
 use paysession_http::handlers::misc::TEST_CLOCK_SETTING;
-use paysession_http::Route;
+use paysession_http::lambda_http::{self, Body, Request, Response};
+use paysession_http::pipeline::{Params, RawFuture, unrouted};
+use paysession_http::problem::ApiError;
+use paysession_http::routes::{RouteInfo, match_path, table};
 
+pub use paysession_app::clock::SystemClock;
+pub use paysession_aws as aws;
 pub use paysession_outbound as outbound;
 
 const SIGNING_KEY_SETTING: &str = "token_signing_key";
@@ -91,153 +97,181 @@ impl FunctionEnv {
     }
 }
 
-/// Builds a function's dependencies: AWS config, the DynamoDB store and the signing key.
-pub async fn function_deps(env: FunctionEnv) -> Result<Deps, String> {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let key = match env.signing_key {
-        KeySource::Inline(k) => k,
-        KeySource::SsmParameter(name) => {
-            let out = aws_sdk_ssm::Client::new(&config)
-                .get_parameter()
-                .name(&name)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
-            let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
-            decode_key(&value, &format!("SSM parameter {name}"))?
-        }
-    };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), env.table);
-    let mut deps = build_deps(Arc::new(store), key, env.public_url, env.sandbox).await?;
-    deps.queue = match env.webhook_queue_url {
-        Some(url) => Arc::new(paysession_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&config), url)),
-        None => Arc::new(UnconfiguredQueue),
-    };
-    Ok(deps)
+/// A deployed function's dependencies, built once per cold start. Capabilities only some
+/// functions use (the queue, payments) are built on first use, so the others link none of
+/// their code.
+pub struct Function {
+    pub core: Core<DynamoStore>,
+    pub aws: aws_config::SdkConfig,
+    pub env: FunctionEnv,
+    queue: OnceLock<Arc<dyn DeliveryQueue>>,
 }
 
-/// The queue of a function deployed without `PAYSESSION_WEBHOOK_QUEUE_URL`: using it is a
-/// deployment error, reported as such rather than silently dropping deliveries.
+impl Function {
+    /// Reads the typed environment, the signing key (SSM) and, in sandbox mode, the test clock.
+    pub async fn from_env() -> Result<Function, String> {
+        let env = FunctionEnv::from_env()?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let key = match &env.signing_key {
+            KeySource::Inline(k) => Secret::new(k.expose().clone()),
+            KeySource::SsmParameter(name) => {
+                let out = aws_sdk_ssm::Client::new(&aws)
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
+                let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
+                decode_key(&value, &format!("SSM parameter {name}"))?
+            }
+        };
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
+        let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
+        Ok(Function { core, aws, env, queue: OnceLock::new() })
+    }
+
+    /// The webhook queue (SQS); using it without `PAYSESSION_WEBHOOK_QUEUE_URL` is reported
+    /// as the deployment error it is rather than silently dropping deliveries.
+    pub fn queue(&self) -> &dyn DeliveryQueue {
+        self.queue
+            .get_or_init(|| match &self.env.webhook_queue_url {
+                Some(url) => Arc::new(paysession_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&self.aws), url.clone())),
+                None => Arc::new(UnconfiguredQueue),
+            })
+            .as_ref()
+    }
+}
+
+/// The built-in sandbox processor and notifier, for the functions that take payments.
+pub fn sandbox_payments() -> &'static Payments {
+    static PAYMENTS: OnceLock<Payments> = OnceLock::new();
+    PAYMENTS.get_or_init(Payments::sandbox)
+}
+
+/// The queue of a function deployed without `PAYSESSION_WEBHOOK_QUEUE_URL`.
 struct UnconfiguredQueue;
 
 #[async_trait::async_trait]
-impl paysession_app::ports::DeliveryQueue for UnconfiguredQueue {
+impl DeliveryQueue for UnconfiguredQueue {
     async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), paysession_app::StoreError> {
         Err(paysession_app::StoreError::Backend("PAYSESSION_WEBHOOK_QUEUE_URL is not set for this function".into()))
     }
 }
 
-/// The functions fed by AWS events rather than HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventFunction {
-    /// The table stream: outbox fan-out and TTL expiry.
-    StreamConsumer,
-    /// The webhook queue: one delivery attempt per message.
-    WebhookDispatcher,
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-impl EventFunction {
-    /// The `functions/` package of each.
-    pub const ALL: [(EventFunction, &'static str); 2] =
-        [(EventFunction::StreamConsumer, "stream-consumer"), (EventFunction::WebhookDispatcher, "webhook-dispatcher")];
-}
-
-/// The whole `main` of an event function (see [`run`] for why the runtime is built here).
-pub fn run_event(kind: EventFunction) -> Result<(), paysession_http::lambda_http::Error> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve_event(kind))
-}
-
-async fn serve_event(kind: EventFunction) -> Result<(), paysession_http::lambda_http::Error> {
-    use paysession_http::lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
-    use serde_json::Value;
+async fn init() -> Result<Function, lambda_http::Error> {
     paysession_http::lambda::init_logging();
-    let env = FunctionEnv::from_env().inspect_err(|e| tracing::error!(error = %e, "configuration error at init"))?;
-    let urls = (env.webhook_queue_url.clone(), env.webhook_dlq_url.clone());
-    let deps = function_deps(env).await.inspect_err(|e| tracing::error!(error = %e, "configuration error at init"))?;
-    let deps = &deps;
-    match kind {
-        EventFunction::StreamConsumer => {
-            if urls.0.is_none() {
-                return Err("environment variable PAYSESSION_WEBHOOK_QUEUE_URL is not set".into());
-            }
-            lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-                Ok::<Value, lambda_runtime::Error>(paysession_aws::stream::handle_stream_event(deps, &ev.payload).await)
-            }))
-            .await
-        }
-        EventFunction::WebhookDispatcher => {
-            let (Some(queue_url), Some(dead_letter_url)) = urls else {
-                return Err("environment variables PAYSESSION_WEBHOOK_QUEUE_URL and PAYSESSION_WEBHOOK_DLQ_URL must be set".into());
-            };
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let queues = &paysession_aws::sqs::DispatcherQueues { client: aws_sdk_sqs::Client::new(&config), queue_url, dead_letter_url };
-            lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-                Ok::<Value, lambda_runtime::Error>(paysession_aws::sqs::handle_sqs_event(deps, &SystemClock, queues, &ev.payload).await)
-            }))
-            .await
-        }
+    Ok(Function::from_env().await.inspect_err(|e| tracing::error!(error = %e, "configuration error at init"))?)
+}
+
+/// The whole `main` of an HTTP function: `handler` serves the requests of the routes that
+/// the route table assigns to `function` (one, or a group such as the hosted page's).
+///
+/// The runtime is built here, not in each binary, and it is current-thread: a Lambda
+/// sandbox serves one request at a time, so cross-thread hand-offs would only cost.
+pub fn http<H>(function: &'static str, handler: H) -> Result<(), lambda_http::Error>
+where
+    H: for<'a> Fn(&'a Function, &'static RouteInfo, Params, Request) -> RawFuture<'a> + Sync,
+{
+    current_thread()?.block_on(async {
+        let f = init().await?;
+        let (f, handler) = (&f, &handler);
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<Response<Body>, lambda_http::Error>(route_within(function, f, req, handler).await)
+        }))
+        .await
+    })
+}
+
+/// Among the routes of `function`, the one matching the request.
+async fn route_within<H>(function: &'static str, f: &Function, req: Request, handler: &H) -> Response<Body>
+where
+    H: for<'a> Fn(&'a Function, &'static RouteInfo, Params, Request) -> RawFuture<'a>,
+{
+    let found = table()
+        .iter()
+        .filter(|i| i.function == Some(function))
+        .find_map(|i| (i.method == req.method()).then(|| match_path(i.path, req.uri().path()).map(|p| (i, p))).flatten());
+    match found {
+        Some((info, params)) => handler(f, info, params, req).await,
+        None => unrouted(ApiError::NotFound(format!("no route for {}", req.uri().path())), &req),
     }
 }
 
-/// Runs one route as a Lambda function: the whole of a function's `main`.
-///
-/// The runtime is built and driven here, not in each binary: a future polled from a
-/// binary's `#[tokio::main]` is monomorphised into that binary with every future it awaits
-/// (the handlers, the AWS SDK), which made each of the nine release builds recompile the
-/// same code. A Lambda sandbox serves one request at a time, so a current-thread runtime
-/// avoids cross-thread hand-offs on every invocation.
-pub fn run(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve(route))
+/// The functions fed by AWS events rather than HTTP (their `functions/` packages).
+pub const EVENT_FUNCTIONS: [&str; 2] = ["stream-consumer", "webhook-dispatcher"];
+
+/// The whole `main` of a function fed by AWS events (the table stream, the webhook queue).
+/// `required` names environment variables this function cannot run without: checked at
+/// init, so a misdeployed function fails at once with the variable's name.
+pub fn events<H>(required: &[&str], handler: H) -> Result<(), lambda_http::Error>
+where
+    H: for<'a> Fn(&'a Function, &'a serde_json::Value) -> std::pin::Pin<Box<dyn Future<Output = serde_json::Value> + Send + 'a>> + Sync,
+{
+    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+    current_thread()?.block_on(async {
+        let f = init().await?;
+        if let Some(missing) = required.iter().find(|k| std::env::var(k).map(|v| v.trim().is_empty()).unwrap_or(true)) {
+            let e = format!("environment variable {missing} is not set");
+            tracing::error!(error = %e, "configuration error at init");
+            return Err(e.into());
+        }
+        let (f, handler) = (&f, &handler);
+        lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
+            Ok::<serde_json::Value, lambda_runtime::Error>(handler(f, &ev.payload).await)
+        }))
+        .await
+    })
 }
 
-async fn serve(route: Route) -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_http::lambda::init_logging();
-    let deps = match FunctionEnv::from_env() {
-        Ok(env) => function_deps(env).await,
-        Err(e) => Err(e),
+/// `PAYSESSION_WEBHOOK_QUEUE_URL` and `PAYSESSION_WEBHOOK_DLQ_URL`, which the dispatcher
+/// cannot run without.
+pub fn dispatcher_queues(f: &Function) -> Result<&'static paysession_aws::sqs::DispatcherQueues, String> {
+    static QUEUES: OnceLock<paysession_aws::sqs::DispatcherQueues> = OnceLock::new();
+    let (Some(queue_url), Some(dead_letter_url)) = (f.env.webhook_queue_url.clone(), f.env.webhook_dlq_url.clone()) else {
+        return Err("environment variables PAYSESSION_WEBHOOK_QUEUE_URL and PAYSESSION_WEBHOOK_DLQ_URL must be set".into());
     };
-    let deps = deps.map_err(|e| {
-        tracing::error!(error = %e, "configuration error at init");
-        e
-    })?;
-    paysession_http::lambda::serve(route, deps).await
+    Ok(QUEUES.get_or_init(|| paysession_aws::sqs::DispatcherQueues {
+        client: aws_sdk_sqs::Client::new(&f.aws),
+        queue_url,
+        dead_letter_url,
+    }))
 }
 
-/// A store implementing every port.
-pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static {}
-impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static> Store for T {}
+/// The webhook sender of the dispatcher: SSRF-guarded, built once.
+pub fn webhook_sender() -> &'static outbound::GuardedSender {
+    static SENDER: OnceLock<outbound::GuardedSender> = OnceLock::new();
+    SENDER.get_or_init(|| outbound::GuardedSender::new(paysession_domain::webhook::UrlPolicy { allow_private: false }))
+}
 
-/// Deps over any store. In sandbox mode the test clock is restored from the store.
-pub async fn build_deps<S: Store>(store: Arc<S>, signing_key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
+/// A store's core: business clock (restoring the sandbox test clock from the store), keys
+/// and settings.
+pub async fn build_core<S: SettingsStore + ?Sized>(
+    store: Arc<S>,
+    signing_key: Secret<Vec<u8>>,
+    public_url: String,
+    sandbox: bool,
+) -> Result<Core<S>, String> {
     let test_clock = if sandbox {
-        let offset_ms = store
-            .get_setting(TEST_CLOCK_SETTING)
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0);
+        let offset_ms =
+            store.get_setting(TEST_CLOCK_SETTING).await.map_err(|e| e.to_string())?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Some(TestClock::with_offset(Duration::milliseconds(offset_ms)))
     } else {
         None
     };
-    let clock: Arc<dyn Clock> = match &test_clock {
+    let clock: Arc<dyn paysession_app::clock::Clock> = match &test_clock {
         Some(c) => Arc::new(c.clone()),
         None => Arc::new(SystemClock),
     };
-    Ok(Deps {
-        sessions: store.clone(),
-        idempotency: store.clone(),
-        merchants: store.clone(),
-        settings: store.clone(),
-        webhooks: store,
-        queue: Arc::new(PolledQueue),
-        sender: Arc::new(paysession_outbound::GuardedSender::new(UrlPolicy { allow_private: false })),
+    Ok(Core {
+        store,
         clock,
         test_clock,
-        tokens: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
-        processor: Arc::new(paysession_app::processor::SandboxProcessor),
-        notifier: Arc::new(paysession_app::processor::LogNotifier),
+        keys: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
         config: Config { public_url, sandbox, allow_private_webhooks: false },
     })
 }
@@ -303,12 +337,17 @@ impl OpenedStore {
         }
     }
 
-    pub async fn deps(&self, key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Deps, String> {
+    /// The store behind every port, for code that mounts everything.
+    pub fn all(&self) -> Arc<dyn Store> {
         match self {
             #[cfg(feature = "embedded")]
-            OpenedStore::Embedded(s) => build_deps(s.clone(), key, public_url, sandbox).await,
-            OpenedStore::Dynamo(s) => build_deps(s.clone(), key, public_url, sandbox).await,
+            OpenedStore::Embedded(s) => s.clone(),
+            OpenedStore::Dynamo(s) => s.clone(),
         }
+    }
+
+    pub async fn core(&self, key: Secret<Vec<u8>>, public_url: String, sandbox: bool) -> Result<Core<dyn Store>, String> {
+        build_core(self.all(), key, public_url, sandbox).await
     }
 }
 
@@ -316,7 +355,9 @@ pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
     Ok(match choice {
         #[cfg(feature = "embedded")]
         StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
-        StoreChoice::Dynamo(table) => OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await, table.clone()))),
+        StoreChoice::Dynamo(table) => {
+            OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await, table.clone())))
+        }
     })
 }
 

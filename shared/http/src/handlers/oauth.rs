@@ -1,13 +1,14 @@
 //! `POST /oauth/token`: the client-credentials grant (RFC 6749 §4.4), errors per §5.2.
 
 use base64::Engine;
-use http::{header, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
-use paysession_app::auth::{self, scopes_to_string, OAuthError};
-use paysession_app::Deps;
+use paysession_app::Core;
+use paysession_app::auth::{self, OAuthError, scopes_to_string};
+use paysession_app::ports::MerchantStore;
 use serde_json::json;
 
-use crate::request::{parse_form, percent_decode, Call};
+use crate::request::{Call, parse_form, percent_decode};
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
     let mut resp = Response::builder()
@@ -36,7 +37,7 @@ fn basic_credentials(header_value: &str) -> Option<(String, String)> {
     Some((percent_decode(id)?, percent_decode(secret)?))
 }
 
-pub async fn token(deps: &Deps, call: &Call<'_>) -> Response<Body> {
+pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Response<Body> {
     let ct = call.header("content-type").unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return invalid_request("send the parameters as application/x-www-form-urlencoded");
@@ -73,14 +74,14 @@ pub async fn token(deps: &Deps, call: &Call<'_>) -> Response<Body> {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required (HTTP Basic)");
         }
     };
-    let client = match auth::find_client(deps.merchants.as_ref(), &client_id).await {
+    let client = match auth::find_client(cx.store.as_ref(), &client_id).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "client lookup failed");
             return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later");
         }
     };
-    let tokens = deps.tokens.clone();
+    let tokens = cx.keys.clone();
     let scope = scope.map(str::to_string);
     // Argon2 takes tens of milliseconds of CPU: keep it off the async executor.
     let outcome = tokio::task::spawn_blocking(move || auth::grant(client, &secret, scope.as_deref(), &tokens)).await;
@@ -100,9 +101,7 @@ pub async fn token(deps: &Deps, call: &Call<'_>) -> Response<Body> {
                 .to_string(),
             ))
             .expect("static parts"),
-        Ok(Err(OAuthError::InvalidClient)) => {
-            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret")
-        }
+        Ok(Err(OAuthError::InvalidClient)) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"),
         Ok(Err(OAuthError::InvalidScope)) => oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",

@@ -4,21 +4,26 @@
 
 use chrono::DateTime;
 use http::StatusCode;
+use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::ids::new_id;
-use paysession_app::Deps;
+use paysession_app::ports::SessionStore;
+use paysession_app::sessions::{UpdateError, update_with};
+use paysession_domain::PaymentType;
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
-use paysession_app::sessions::{update_with, UpdateError};
-use paysession_domain::session::{PaymentSession, ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT};
-use paysession_domain::PaymentType;
+use paysession_domain::session::{ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT, PaymentSession};
 use serde_json::json;
 
+use lambda_http::{Body, Request, Response};
+
+use crate::pipeline::{Params, api, public};
 use crate::problem::ApiError;
 use crate::reply::Reply;
 use crate::request::Call;
+use crate::routes::{Route, RouteInfo};
 
 fn read_amount(call: &Call<'_>, required: bool) -> Result<Option<i64>, ApiError> {
     let body = call.json_body(!required)?;
@@ -50,7 +55,12 @@ fn payment_error(e: PaymentError) -> ApiError {
 
 /// A payment received from outside (deposit, QR scan): claim an attempt and settle it, two
 /// conditional writes with their events.
-async fn receive(deps: &Deps, session: PaymentSession, method: PaymentMethodKind, amount: i64) -> Result<Reply, ApiError> {
+async fn receive<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    session: PaymentSession,
+    method: PaymentMethodKind,
+    amount: i64,
+) -> Result<Reply, ApiError> {
     let attempt_id = new_id("pay");
     let claim = |s: &PaymentSession, now| {
         let attempt = PaymentAttempt {
@@ -67,10 +77,10 @@ async fn receive(deps: &Deps, session: PaymentSession, method: PaymentMethodKind
         };
         s.claim_attempt(attempt, now).map(Some)
     };
-    let claimed = written(update_with(deps, session, true, claim).await)?;
+    let claimed = written(update_with(cx, session, true, claim).await)?;
     let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);
-    let paid = written(update_with(deps, claimed, true, settle).await)?;
-    Ok(Reply::json(StatusCode::OK, &paid.to_api(deps.clock.now())))
+    let paid = written(update_with(cx, claimed, true, settle).await)?;
+    Ok(Reply::json(StatusCode::OK, &paid.to_api(cx.clock.now())))
 }
 
 fn written(r: Result<Option<PaymentSession>, UpdateError<PaymentError>>) -> Result<PaymentSession, ApiError> {
@@ -82,31 +92,27 @@ fn written(r: Result<Option<PaymentSession>, UpdateError<PaymentError>>) -> Resu
     }
 }
 
-pub async fn deposit(deps: &Deps, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn deposit<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let amount = read_amount(call, true)?.expect("required");
     let number = call.param("number");
-    let session = deps
-        .sessions
+    let session = cx
+        .store
         .find_by_alias(ALIAS_VIRTUAL_ACCOUNT, number)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no virtual account {number}")))?;
-    receive(deps, session, PaymentMethodKind::VirtualAccount, amount).await
+    receive(cx, session, PaymentMethodKind::VirtualAccount, amount).await
 }
 
-pub async fn qr_pay(deps: &Deps, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn qr_pay<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let payload = call.param("payload");
-    let session = deps
-        .sessions
-        .find_by_alias(ALIAS_QR, payload)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
+    let session = cx.store.find_by_alias(ALIAS_QR, payload).await?.ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
     let multiple = session.payment_type == PaymentType::Multiple;
     let amount = read_amount(call, multiple)?.unwrap_or(session.amount);
-    receive(deps, session, PaymentMethodKind::Qr, amount).await
+    receive(cx, session, PaymentMethodKind::Qr, amount).await
 }
 
 /// The current one-time code of one of the caller's sessions.
-pub async fn otp(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn otp<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut e = Errors::new();
     let params = call.query(&["session_id"], &mut e)?;
     let id = params.iter().find(|(k, _)| k == "session_id").map(|(_, v)| v.clone());
@@ -117,7 +123,8 @@ pub async fn otp(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, A
         return Err(ApiError::Validation(e.into_vec()));
     }
     let id = id.expect("checked");
-    let session = deps.sessions.get_session(&p.merchant_id, &id).await?.ok_or_else(|| ApiError::NotFound(format!("no payment session with id {id}")))?;
+    let session =
+        cx.store.get_session(&p.merchant_id, &id).await?.ok_or_else(|| ApiError::NotFound(format!("no payment session with id {id}")))?;
     let otp = session
         .otp
         .filter(|o| o.sandbox_code.is_some())
@@ -127,4 +134,13 @@ pub async fn otp(deps: &Deps, p: &Principal, call: &Call<'_>) -> Result<Reply, A
         StatusCode::OK,
         &json!({"object": "sandbox_otp", "session_id": id, "code": otp.sandbox_code, "expires_at": expires, "tries_left": otp.tries_left}),
     ))
+}
+
+/// Serves one of the sandbox routes (the `sandbox` function's group).
+pub async fn serve<S: SessionStore + ?Sized>(cx: &Core<S>, info: &'static RouteInfo, params: Params, req: Request) -> Response<Body> {
+    match info.route {
+        Route::SandboxDeposit => public(cx, info, params, req, |cx, call| Box::pin(deposit(cx, call))).await,
+        Route::SandboxQrPay => public(cx, info, params, req, |cx, call| Box::pin(qr_pay(cx, call))).await,
+        _ => api(cx, &cx.keys, info, params, req, |cx, p, call| Box::pin(otp(cx, p, call))).await,
+    }
 }

@@ -135,7 +135,6 @@ pub fn message(f: &Frame<'_>, class: &str, text: &str, link: Option<(&str, &str)
     page(f, &format!(r#"<section><p class="{class}" role="status">{}</p>{link}</section>"#, esc(text)))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,7 +65,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "otp_wrong" => ("That code is not right.", "Dieser Code ist nicht richtig."),
         "otp_locked" => ("Too many wrong codes. Request a new code.", "Zu viele falsche Codes. Fordern Sie einen neuen an."),
         "otp_expired" => ("The code has expired. Request a new one.", "Der Code ist abgelaufen. Fordern Sie einen neuen an."),
-        "otp_unavailable" => ("We cannot verify you: no email or phone is on file. Contact the merchant.", "Keine E-Mail oder Telefonnummer hinterlegt. Wenden Sie sich an den Händler."),
+        "otp_unavailable" => (
+            "We cannot verify you: no email or phone is on file. Contact the merchant.",
+            "Keine E-Mail oder Telefonnummer hinterlegt. Wenden Sie sich an den Händler.",
+        ),
         "challenge_3ds" => ("Card authentication (3-D Secure, sandbox)", "Kartenauthentifizierung (3-D Secure, Sandbox)"),
         "challenge_wallet" => ("Sandbox e-wallet", "Sandbox-E-Wallet"),
         "challenge_bank" => ("Sandbox bank", "Sandbox-Bank"),
@@ -75,7 +78,9 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "bank_submitted" => ("Transfer submitted. It settles shortly.", "Überweisung übermittelt. Sie wird in Kürze gebucht."),
         "settle_now" => ("Settle now (sandbox)", "Jetzt buchen (Sandbox)"),
         "busy" => ("Another payment for this link is in progress.", "Für diesen Link läuft bereits eine Zahlung."),
-        "forbidden" => ("This form has expired. Reload the page and try again.", "Dieses Formular ist abgelaufen. Laden Sie die Seite neu."),
+        "forbidden" => {
+            ("This form has expired. Reload the page and try again.", "Dieses Formular ist abgelaufen. Laden Sie die Seite neu.")
+        }
         "fix_fields" => ("Please check the highlighted fields.", "Bitte prüfen Sie die markierten Felder."),
         _ => ("", ""),
     };

@@ -8,27 +8,30 @@ mod i18n;
 pub mod security;
 
 use chrono::{DateTime, Utc};
-use http::{header, HeaderValue, StatusCode};
-use lambda_http::{Body, Response};
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
 use paysession_app::ids::{new_id, sha256_hex};
+use paysession_app::ports::{MerchantStore, SessionStore};
 use paysession_app::processor::{Outcome, RedirectMethod};
-use paysession_app::Deps;
+use paysession_app::sessions::{UpdateError, update_with};
+use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
 use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
 use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
-use paysession_app::sessions::{update_with, UpdateError};
-use paysession_domain::session::{PaymentSession, ALIAS_PAGE};
+use paysession_domain::session::{ALIAS_PAGE, PaymentSession};
 use paysession_domain::{FieldError, SessionStatus};
 
-use html::{esc, money, Frame};
-use i18n::{failure, t, Lang};
+use html::{Frame, esc, money};
+use i18n::{Lang, failure, t};
 
-use crate::request::{parse_form, Call};
-use crate::routes::Route;
+use crate::pipeline::{Params, raw};
+use crate::request::{Call, parse_form};
+use crate::routes::{Route, RouteInfo};
 
 /// What a page handler has to work with.
-struct Page<'a> {
-    deps: &'a Deps,
+struct Page<'a, S: ?Sized> {
+    cx: &'a Core<S>,
+    pay: &'a Payments,
     call: &'a Call<'a>,
     token: String,
     session: PaymentSession,
@@ -38,9 +41,26 @@ struct Page<'a> {
     nonce: String,
 }
 
-pub async fn handle(deps: &Deps, route: Route, call: &Call<'_>) -> Response<Body> {
+/// Serves one of the page's routes (the `hosted-page` function's group).
+pub async fn serve<S: SessionStore + MerchantStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    info: &'static RouteInfo,
+    params: Params,
+    req: Request,
+) -> Response<Body> {
+    let route = info.route;
+    raw(&(cx, pay), info, params, req, move |c, call| Box::pin(handle(c.0, c.1, route, call))).await
+}
+
+pub async fn handle<S: SessionStore + MerchantStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    route: Route,
+    call: &Call<'_>,
+) -> Response<Body> {
     let token = call.param("token").to_string();
-    let session = deps.sessions.find_by_alias(ALIAS_PAGE, &sha256_hex(token.as_bytes())).await;
+    let session = cx.store.find_by_alias(ALIAS_PAGE, &sha256_hex(token.as_bytes())).await;
     let session = match session {
         Ok(Some(s)) => s,
         Ok(None) => return bare(StatusCode::NOT_FOUND, Lang::En, t(Lang::En, "not_found")),
@@ -49,11 +69,12 @@ pub async fn handle(deps: &Deps, route: Route, call: &Call<'_>) -> Response<Body
             return bare(StatusCode::SERVICE_UNAVAILABLE, Lang::En, "Temporarily unavailable. Try again.");
         }
     };
-    let merchant = deps.merchants.get_merchant(&session.merchant_id).await.ok().flatten();
+    let merchant = cx.store.get_merchant(&session.merchant_id).await.ok().flatten();
     let (merchant_name, brand_color) =
         merchant.map(|m| (m.display_name, m.brand_color)).unwrap_or_else(|| ("paysession".into(), "#635bff".into()));
     let page = Page {
-        deps,
+        cx,
+        pay,
         call,
         token,
         lang: Lang::from_locale(&session.locale),
@@ -128,9 +149,9 @@ enum WriteFailure {
     Store(String),
 }
 
-impl<'a> Page<'a> {
+impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
     fn now(&self) -> DateTime<Utc> {
-        self.deps.clock.now()
+        self.cx.clock.now()
     }
 
     fn frame(&self, title: &'a str, refresh: Option<u32>) -> Frame<'_> {
@@ -151,11 +172,8 @@ impl<'a> Page<'a> {
     }
 
     fn redirect(&self, location: &str) -> Response<Body> {
-        let mut r = Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header(header::LOCATION, location)
-            .body(Body::Empty)
-            .expect("valid location");
+        let mut r =
+            Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, location).body(Body::Empty).expect("valid location");
         secure_headers(r.headers_mut(), &security::csp(Some(&self.session), &self.nonce), self.framable());
         r
     }
@@ -186,7 +204,7 @@ impl<'a> Page<'a> {
         emit_events: bool,
         change: impl Fn(&PaymentSession, DateTime<Utc>) -> Result<PaymentSession, PaymentError>,
     ) -> Result<(), WriteFailure> {
-        match update_with(self.deps, self.session.clone(), emit_events, |s, now| change(s, now).map(Some)).await {
+        match update_with(self.cx, self.session.clone(), emit_events, |s, now| change(s, now).map(Some)).await {
             Ok(Some(next)) => {
                 self.session = next;
                 Ok(())
@@ -229,12 +247,12 @@ impl<'a> Page<'a> {
         }
         let proof = query_param(self.call, "v");
         let app_id = query_param(self.call, "app_id");
-        let verified = security::proof_ok(self.deps, &self.session, proof.as_deref(), now)
+        let verified = security::proof_ok(&self.cx.keys, &self.session, proof.as_deref(), now)
             || security::launched_from_allowed(&self.session, self.call, app_id.as_deref());
         if !verified {
             return self.otp_gate(None).await;
         }
-        let proof = security::issue_proof(self.deps, &self.session, now);
+        let proof = security::issue_proof(&self.cx.keys, &self.session, now);
         self.payment_page(&proof, &[], StatusCode::OK).await
     }
 
@@ -248,7 +266,7 @@ impl<'a> Page<'a> {
         let dest = self.session.otp.as_ref().map(|o| security::mask(&o.sent_to)).unwrap_or_default();
         let lang = self.lang;
         let error = error_key.map(|k| format!(r#"<p class="err" role="alert" id="otp-error">{}</p>"#, t(lang, k))).unwrap_or_default();
-        let csrf = security::csrf_token(self.deps, &self.session);
+        let csrf = security::csrf_token(&self.cx.keys, &self.session);
         let body = format!(
             r#"<section aria-labelledby="otp-h"><h2 id="otp-h">{title}</h2>
 <p>{sent} <strong>{dest}</strong>.</p>{error}
@@ -275,7 +293,7 @@ impl<'a> Page<'a> {
 
     /// Issues and sends a new code; false when there is nowhere to send it.
     async fn send_code(&mut self) -> bool {
-        let sandbox = self.deps.config.sandbox;
+        let sandbox = self.cx.config.sandbox;
         let Some((state, code)) = security::new_otp(&self.session, sandbox, self.now()) else { return false };
         let dest = security::mask(&state.sent_to);
         let stored = self
@@ -289,7 +307,7 @@ impl<'a> Page<'a> {
         if stored.is_err() {
             return false;
         }
-        self.deps.notifier.send_code(&self.session.id, &dest, &code).await;
+        self.pay.notifier.send_code(&self.session.id, &dest, &code).await;
         true
     }
 
@@ -297,7 +315,7 @@ impl<'a> Page<'a> {
 
     async fn otp(mut self) -> Response<Body> {
         let form = parse_form(self.call.body_bytes()).unwrap_or_default();
-        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+        if !security::csrf_ok(&self.cx.keys, &self.session, form_field(&form, "csrf")) {
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         if form_field(&form, "action") == Some("resend") {
@@ -307,7 +325,7 @@ impl<'a> Page<'a> {
         let submitted = form_field(&form, "code").unwrap_or("").to_string();
         let (verdict, new_state) = security::check_otp(&self.session, &submitted, self.now());
         if let security::OtpCheck::Ok = verdict {
-            let proof = security::issue_proof(self.deps, &self.session, self.now());
+            let proof = security::issue_proof(&self.cx.keys, &self.session, self.now());
             return self.back_to_page(&proof);
         }
         let state = new_state.clone();
@@ -329,7 +347,7 @@ impl<'a> Page<'a> {
 
     fn verified(&self, form: &[(String, String)]) -> Option<String> {
         let proof = form_field(form, "v")?;
-        security::proof_ok(self.deps, &self.session, Some(proof), self.now()).then(|| proof.to_string())
+        security::proof_ok(&self.cx.keys, &self.session, Some(proof), self.now()).then(|| proof.to_string())
     }
 
     // ---- the payment page ----
@@ -338,7 +356,7 @@ impl<'a> Page<'a> {
         let s = &self.session;
         let lang = self.lang;
         let now = self.now();
-        let csrf = security::csrf_token(self.deps, s);
+        let csrf = security::csrf_token(&self.cx.keys, s);
         let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(proof));
         let mut body = String::new();
 
@@ -374,7 +392,11 @@ impl<'a> Page<'a> {
         if !s.recipients.is_empty() {
             body.push_str(&format!(r#"<section aria-labelledby="rcpt-h"><h2 id="rcpt-h">{}</h2><table>"#, t(lang, "recipients")));
             for r in &s.recipients {
-                body.push_str(&format!(r#"<tr><td>{}</td><td class="num">{}</td></tr>"#, esc(&r.name), esc(&money(r.amount, &s.currency, lang))));
+                body.push_str(&format!(
+                    r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
+                    esc(&r.name),
+                    esc(&money(r.amount, &s.currency, lang))
+                ));
             }
             body.push_str("</table></section>");
         }
@@ -410,9 +432,12 @@ impl<'a> Page<'a> {
             match m {
                 PaymentMethodKind::Card => {
                     if s.show_saved_payment_methods {
-                        let saved = self.deps.sessions.list_payment_methods(&s.merchant_id, &s.customer_id).await.unwrap_or_default();
+                        let saved = self.cx.store.list_payment_methods(&s.merchant_id, &s.customer_id).await.unwrap_or_default();
                         if !saved.is_empty() {
-                            body.push_str(&format!(r#"<section aria-labelledby="saved-h"><h2 id="saved-h">{}</h2>"#, t(lang, "saved_cards")));
+                            body.push_str(&format!(
+                                r#"<section aria-labelledby="saved-h"><h2 id="saved-h">{}</h2>"#,
+                                t(lang, "saved_cards")
+                            ));
                             for pm in saved {
                                 body.push_str(&format!(
                                     r#"<form method="post" action="{action}">{hidden}<input type="hidden" name="saved_method" value="{id}"><p>{brand} •••• {last4} ({m:02}/{y})</p><button type="submit">{pay}</button></form>"#,
@@ -432,7 +457,8 @@ impl<'a> Page<'a> {
                         let err = err_for(id);
                         format!(
                             r#"<label for="{id}">{label}</label><input type="text" id="{id}" name="{id}" inputmode="{mode}" autocomplete="{ac}" required {extra}{inv}>{msg}"#,
-                            inv = if err.is_some() { format!(r#" aria-invalid="true" aria-describedby="{id}-err""#) } else { String::new() },
+                            inv =
+                                if err.is_some() { format!(r#" aria-invalid="true" aria-describedby="{id}-err""#) } else { String::new() },
                             msg = err.map(|m| format!(r#"<p class="err" id="{id}-err">{}</p>"#, esc(&m))).unwrap_or_default(),
                         )
                     };
@@ -511,7 +537,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
 
     async fn pay_card(mut self) -> Response<Body> {
         let form = parse_form(self.call.body_bytes()).unwrap_or_default();
-        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+        if !security::csrf_ok(&self.cx.keys, &self.session, form_field(&form, "csrf")) {
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
@@ -523,13 +549,19 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         };
         // Either a saved method of this customer, or a typed card (never stored).
         let (card_input, saved) = if let Some(pm_id) = form_field(&form, "saved_method") {
-            let methods = self.deps.sessions.list_payment_methods(&self.session.merchant_id, &self.session.customer_id).await.unwrap_or_default();
+            let methods =
+                self.cx.store.list_payment_methods(&self.session.merchant_id, &self.session.customer_id).await.unwrap_or_default();
             match methods.into_iter().find(|m| m.id == pm_id).filter(|_| self.session.show_saved_payment_methods) {
                 Some(m) => (None, Some(m)),
                 None => return self.back_to_page(&proof),
             }
         } else {
-            match parse_card(form_field(&form, "card_number").unwrap_or(""), form_field(&form, "expiry").unwrap_or(""), form_field(&form, "cvc").unwrap_or(""), now) {
+            match parse_card(
+                form_field(&form, "card_number").unwrap_or(""),
+                form_field(&form, "expiry").unwrap_or(""),
+                form_field(&form, "cvc").unwrap_or(""),
+                now,
+            ) {
                 Ok(c) => (Some(c), None),
                 Err(errors) => return self.payment_page(&proof, &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
             }
@@ -540,7 +572,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
                 last4: c.number.last4().into(),
                 exp_month: c.exp_month,
                 exp_year: c.exp_year,
-                fingerprint: self.deps.tokens.derive(&format!("card-fingerprint:{}", c.number.digits()))[..24].to_string(),
+                fingerprint: self.cx.keys.derive(&format!("card-fingerprint:{}", c.number.digits()))[..24].to_string(),
             },
             (None, Some(m)) => m.card.clone(),
             (None, None) => unreachable!("one of the two is set"),
@@ -563,8 +595,8 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         }
         let (amount, currency) = (self.session.amount, self.session.currency.clone());
         let outcome = match (&card_input, &saved) {
-            (Some(card), _) => self.deps.processor.authorize_card(card, amount, &currency, save_requested).await,
-            (None, Some(m)) => self.deps.processor.charge_saved(&m.processor_token, amount, &currency).await,
+            (Some(card), _) => self.pay.processor.authorize_card(card, amount, &currency, save_requested).await,
+            (None, Some(m)) => self.pay.processor.charge_saved(&m.processor_token, amount, &currency).await,
             (None, None) => unreachable!(),
         };
         let saved_id = saved.map(|m| m.id);
@@ -590,7 +622,10 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         // A successful card payment the customer chose to keep becomes a saved method.
         let mut method_id = existing_method;
         if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
-            let id = format!("pm_{}", &sha256_hex(format!("{}:{}:{}", self.session.merchant_id, self.session.customer_id, card.fingerprint).as_bytes())[..32]);
+            let id = format!(
+                "pm_{}",
+                &sha256_hex(format!("{}:{}:{}", self.session.merchant_id, self.session.customer_id, card.fingerprint).as_bytes())[..32]
+            );
             let pm = SavedPaymentMethod {
                 id: id.clone(),
                 merchant_id: self.session.merchant_id.clone(),
@@ -600,7 +635,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
                 processor_token: token.clone(),
                 created_at: self.now(),
             };
-            if let Err(e) = self.deps.sessions.save_payment_method(&pm).await {
+            if let Err(e) = self.cx.store.save_payment_method(&pm).await {
                 tracing::error!(session_id = %self.session.id, error = %e, "could not save payment method");
             } else {
                 method_id = Some(id);
@@ -634,7 +669,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
 
     async fn start_redirect(mut self) -> Response<Body> {
         let form = parse_form(self.call.body_bytes()).unwrap_or_default();
-        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+        if !security::csrf_ok(&self.cx.keys, &self.session, form_field(&form, "csrf")) {
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
@@ -660,7 +695,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         if let Err(f) = self.write(true, |s, now| s.claim_attempt(attempt.clone(), now)).await {
             return self.write_failed(f, &proof);
         }
-        let outcome = self.deps.processor.start_redirect(method).await;
+        let outcome = self.pay.processor.start_redirect(method).await;
         self.finish(&attempt_id, outcome, None, None, &proof).await
     }
 
@@ -672,12 +707,13 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
     // ---- GET /pay/{token}/challenge/{attempt} ----
 
     async fn challenge(self) -> Response<Body> {
-        let Some(proof) = query_param(self.call, "v").filter(|p| security::proof_ok(self.deps, &self.session, Some(p), self.now())) else {
+        let Some(proof) = query_param(self.call, "v").filter(|p| security::proof_ok(&self.cx.keys, &self.session, Some(p), self.now()))
+        else {
             return self.redirect(&self.page_url(""));
         };
         let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
         let lang = self.lang;
-        let csrf = security::csrf_token(self.deps, &self.session);
+        let csrf = security::csrf_token(&self.cx.keys, &self.session);
         let action = self.page_url(&format!("/challenge/{}", attempt.id));
         let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(&proof));
         let title = match attempt.method {
@@ -718,13 +754,13 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
 
     async fn decide(mut self) -> Response<Body> {
         let form = parse_form(self.call.body_bytes()).unwrap_or_default();
-        if !security::csrf_ok(self.deps, &self.session, form_field(&form, "csrf")) {
+        if !security::csrf_ok(&self.cx.keys, &self.session, form_field(&form, "csrf")) {
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
         let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
         let decision = form_field(&form, "decision").unwrap_or("");
-        let p = &self.deps.processor;
+        let p = &self.pay.processor;
         let outcome = match (attempt.method, attempt.status, decision) {
             (PaymentMethodKind::Card, AttemptStatus::RequiresAction, "approve" | "deny") => {
                 p.complete_authentication(decision == "approve").await
@@ -747,27 +783,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
 fn qr_svg(payload: &str) -> String {
     use base64::Engine;
     let svg = qrcode::QrCode::new(payload.as_bytes())
-        .map(|code| code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build())
+        .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build())
         .unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(svg)
-}
-
-/// Instructions for the payment methods that need them, derived from the session id so
-/// they are stable (and unique with overwhelming probability: 48 bits of a SHA-256).
-pub fn instructions_for(session: &mut PaymentSession) {
-    let digest = sha256_hex(session.id.as_bytes());
-    if session.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
-        let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
-        session.instructions.virtual_account = Some(paysession_domain::session::VirtualAccount {
-            bank_name: "Sandbox Bank".into(),
-            account_number: format!("8808{n:012}"),
-        });
-    }
-    if session.payment_methods.contains(&PaymentMethodKind::Qr) {
-        let payload_id = format!("qr_{}", &digest[12..36]);
-        session.instructions.qr = Some(paysession_domain::session::QrCode {
-            payload: format!("PAYSESSION|{payload_id}|{}|{}", session.amount, session.currency),
-            payload_id,
-        });
-    }
 }

@@ -6,7 +6,7 @@
 //! rather than in a cookie: inside a merchant's iframe, third-party cookies are blocked.
 
 use chrono::{DateTime, Duration, Utc};
-use paysession_app::Deps;
+use paysession_app::auth::TokenSigner;
 use paysession_domain::session::{OtpState, PaymentSession};
 
 use crate::request::Call;
@@ -21,9 +21,8 @@ pub fn nonce() -> String {
 
 /// `Content-Security-Policy` for a page of `session`.
 pub fn csp(session: Option<&PaymentSession>, nonce: &str) -> String {
-    let ancestors: Vec<&str> = session
-        .map(|s| s.allowed_domains.iter().filter(|d| d.starts_with("https://")).map(String::as_str).collect())
-        .unwrap_or_default();
+    let ancestors: Vec<&str> =
+        session.map(|s| s.allowed_domains.iter().filter(|d| d.starts_with("https://")).map(String::as_str).collect()).unwrap_or_default();
     let frame_ancestors = if ancestors.is_empty() { "'none'".to_string() } else { ancestors.join(" ") };
     // Form submissions may end in a redirect to the merchant's success or cancel URL.
     let mut form_action = vec!["'self'".to_string()];
@@ -46,17 +45,17 @@ pub fn origin_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| format!("{scheme}://{host}").to_ascii_lowercase())
 }
 
-fn mac(deps: &Deps, purpose: &str, data: &str) -> String {
-    deps.tokens.derive(&format!("{purpose}:{data}"))
+fn mac(keys: &TokenSigner, purpose: &str, data: &str) -> String {
+    keys.derive(&format!("{purpose}:{data}"))
 }
 
 /// The CSRF token of a session's forms (bound to the page token's hash).
-pub fn csrf_token(deps: &Deps, session: &PaymentSession) -> String {
-    mac(deps, "csrf", session.page_token_hash.as_deref().unwrap_or(&session.id))
+pub fn csrf_token(keys: &TokenSigner, session: &PaymentSession) -> String {
+    mac(keys, "csrf", session.page_token_hash.as_deref().unwrap_or(&session.id))
 }
 
-pub fn csrf_ok(deps: &Deps, session: &PaymentSession, submitted: Option<&str>) -> bool {
-    let expected = csrf_token(deps, session);
+pub fn csrf_ok(keys: &TokenSigner, session: &PaymentSession, submitted: Option<&str>) -> bool {
+    let expected = csrf_token(keys, session);
     submitted.is_some_and(|s| constant_eq(s.as_bytes(), expected.as_bytes()))
 }
 
@@ -65,15 +64,15 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A proof that this browser passed the launch check or the OTP, valid 30 minutes.
-pub fn issue_proof(deps: &Deps, session: &PaymentSession, now: DateTime<Utc>) -> String {
+pub fn issue_proof(keys: &TokenSigner, session: &PaymentSession, now: DateTime<Utc>) -> String {
     let exp = (now + PROOF_VALIDITY).timestamp();
-    format!("{exp}.{}", mac(deps, "verified", &format!("{}:{exp}", session.id)))
+    format!("{exp}.{}", mac(keys, "verified", &format!("{}:{exp}", session.id)))
 }
 
-pub fn proof_ok(deps: &Deps, session: &PaymentSession, proof: Option<&str>, now: DateTime<Utc>) -> bool {
+pub fn proof_ok(keys: &TokenSigner, session: &PaymentSession, proof: Option<&str>, now: DateTime<Utc>) -> bool {
     let Some((exp, sig)) = proof.and_then(|p| p.split_once('.')) else { return false };
     let Ok(exp_ts) = exp.parse::<i64>() else { return false };
-    exp_ts > now.timestamp() && constant_eq(sig.as_bytes(), mac(deps, "verified", &format!("{}:{exp}", session.id)).as_bytes())
+    exp_ts > now.timestamp() && constant_eq(sig.as_bytes(), mac(keys, "verified", &format!("{}:{exp}", session.id)).as_bytes())
 }
 
 /// Whether the page was launched from one of the session's allowed domains: a web origin

@@ -1,0 +1,142 @@
+//! The request pipeline every HTTP function shares: request id, body limit, authentication
+//! and scope, the handler, problem+json for errors, common headers and one log line.
+//!
+//! Handlers are passed in, not looked up: a Lambda function hands its one handler to
+//! [`api`], [`public`] or [`raw`], so nothing else is linked into it. The local server
+//! mounts every handler through the same functions (`crate::mount`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use http::{HeaderValue, header};
+use lambda_http::{Body, Request, Response};
+use paysession_app::auth::{Principal, TokenError, TokenSigner};
+
+use crate::problem::ApiError;
+use crate::reply::Reply;
+use crate::request::{Call, MAX_BODY, body_bytes, request_id};
+use crate::routes::{Access, Route, RouteInfo};
+
+/// Path parameters of a matched route: `("id", "ps_…")`.
+pub type Params = Vec<(&'static str, String)>;
+/// What an API handler returns, boxed so a function's runtime stays non-generic over it.
+pub type ApiFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send + 'a>>;
+/// What a page or token handler returns: a finished response.
+pub type RawFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+
+/// An authenticated route: the handler runs only with a valid token holding the route's scope.
+pub async fn api<C: ?Sized>(
+    cx: &C,
+    keys: &TokenSigner,
+    info: &RouteInfo,
+    params: Params,
+    req: Request,
+    handler: impl for<'a> Fn(&'a C, &'a Principal, &'a Call<'a>) -> ApiFuture<'a>,
+) -> Response<Body> {
+    serve(info, params, &req, async |call| match authenticate(keys, call, info.access) {
+        Ok(Some(p)) => render(call, handler(cx, &p, call).await),
+        Ok(None) => render(call, Err(ApiError::Internal("an authenticated route was declared public".into()))),
+        Err(e) => e.to_response(),
+    })
+    .await
+}
+
+/// A route without a token (health, the OpenAPI document, sandbox deposits).
+pub async fn public<C: ?Sized>(
+    cx: &C,
+    info: &RouteInfo,
+    params: Params,
+    req: Request,
+    handler: impl for<'a> Fn(&'a C, &'a Call<'a>) -> ApiFuture<'a>,
+) -> Response<Body> {
+    serve(info, params, &req, async |call| render(call, handler(cx, call).await)).await
+}
+
+/// A route whose handler answers in its own format (HTML pages, the OAuth token endpoint).
+pub async fn raw<C: ?Sized>(
+    cx: &C,
+    info: &RouteInfo,
+    params: Params,
+    req: Request,
+    handler: impl for<'a> Fn(&'a C, &'a Call<'a>) -> RawFuture<'a>,
+) -> Response<Body> {
+    serve(info, params, &req, async |call| handler(cx, call).await).await
+}
+
+async fn serve(info: &RouteInfo, params: Params, req: &Request, respond: impl AsyncFnOnce(&Call<'_>) -> Response<Body>) -> Response<Body> {
+    let started = Instant::now();
+    let call = Call { request_id: request_id(req), req, params };
+    let mut resp = if body_bytes(req.body()).len() > MAX_BODY { ApiError::PayloadTooLarge.to_response() } else { respond(&call).await };
+    finish(&mut resp, &call.request_id, info.route);
+    tracing::info!(
+        request_id = %call.request_id,
+        method = %req.method(),
+        route = info.path,
+        status = resp.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+fn render(call: &Call<'_>, result: Result<Reply, ApiError>) -> Response<Body> {
+    match result {
+        Ok(reply) => reply.into_response(),
+        Err(e) => {
+            if let ApiError::Internal(detail) = &e {
+                tracing::error!(request_id = %call.request_id, detail, "internal error");
+            }
+            e.to_response()
+        }
+    }
+}
+
+/// The bearer token's principal, checked against the route's access rule.
+pub fn authenticate(keys: &TokenSigner, call: &Call<'_>, access: Access) -> Result<Option<Principal>, ApiError> {
+    if access == Access::Public {
+        return Ok(None);
+    }
+    let header = call.header("authorization").ok_or(ApiError::Unauthorized(None))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized(Some("the Authorization header must be 'Bearer <token>'".into())))?;
+    let principal = keys.verify(token).map_err(|e| {
+        ApiError::Unauthorized(Some(match e {
+            TokenError::Expired => "the access token has expired; request a new one".into(),
+            TokenError::Malformed | TokenError::BadSignature => "the access token is invalid".into(),
+        }))
+    })?;
+    if let Access::Scope(scope) = access
+        && !principal.has(scope)
+    {
+        return Err(ApiError::InsufficientScope(scope.as_str()));
+    }
+    Ok(Some(principal))
+}
+
+/// Headers on every response.
+pub fn finish(resp: &mut Response<Body>, request_id: &str, route: Route) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if route != Route::OpenApi {
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    }
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+}
+
+/// A response for a path no route serves (local server; API Gateway answers these itself).
+pub fn unrouted(error: ApiError, req: &Request) -> Response<Body> {
+    let mut resp = error.to_response();
+    let id = request_id(req);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
