@@ -9,6 +9,8 @@ pub mod expiry;
 pub mod idempotency;
 pub mod ids;
 pub mod merchants;
+pub mod otp;
+pub mod payments;
 pub mod ports;
 pub mod processor;
 pub mod retry;

@@ -6,14 +6,13 @@ use chrono::DateTime;
 use http::StatusCode;
 use paysession_app::Core;
 use paysession_app::auth::Principal;
-use paysession_app::ids::new_id;
+use paysession_app::payments::{self, PaymentFailure};
 use paysession_app::ports::SessionStore;
-use paysession_app::sessions::{UpdateError, update_with};
 use paysession_domain::PaymentType;
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::PaymentMethodKind;
-use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
+use paysession_domain::payment::PaymentError;
 use paysession_domain::session::{ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT, PaymentSession};
 use serde_json::json;
 
@@ -53,43 +52,18 @@ fn payment_error(e: PaymentError) -> ApiError {
     }
 }
 
-/// A payment received from outside (deposit, QR scan): claim an attempt and settle it, two
-/// conditional writes with their events.
+/// A payment received from outside (deposit, QR scan), through the payments use case.
 async fn receive<S: SessionStore + ?Sized>(
     cx: &Core<S>,
     session: PaymentSession,
     method: PaymentMethodKind,
     amount: i64,
 ) -> Result<Reply, ApiError> {
-    let attempt_id = new_id("pay");
-    let claim = |s: &PaymentSession, now| {
-        let attempt = PaymentAttempt {
-            id: attempt_id.clone(),
-            method,
-            status: AttemptStatus::Pending,
-            failure_code: None,
-            amount,
-            card: None,
-            next_action_url: None,
-            save_requested: false,
-            created_at: now,
-            updated_at: now,
-        };
-        s.claim_attempt(attempt, now).map(Some)
-    };
-    let claimed = written(update_with(cx, session, true, claim).await)?;
-    let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);
-    let paid = written(update_with(cx, claimed, true, settle).await)?;
+    let paid = payments::receive(cx, session, method, amount).await.map_err(|f| match f {
+        PaymentFailure::Refused(e) => payment_error(e),
+        PaymentFailure::Store(e) => e.into(),
+    })?;
     Ok(Reply::json(StatusCode::OK, &paid.to_api(cx.clock.now())))
-}
-
-fn written(r: Result<Option<PaymentSession>, UpdateError<PaymentError>>) -> Result<PaymentSession, ApiError> {
-    match r {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(ApiError::Internal("payment change wrote nothing".into())),
-        Err(UpdateError::Refused(e)) => Err(payment_error(e)),
-        Err(UpdateError::Store(e)) => Err(e.into()),
-    }
 }
 
 pub async fn deposit<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -10,14 +10,15 @@ pub mod security;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use paysession_app::ids::{new_id, sha256_hex};
+use paysession_app::ids::sha256_hex;
+use paysession_app::otp;
+use paysession_app::payments::{self, CardError, CardSource, Decision, PaymentFailure, Step};
 use paysession_app::ports::{MerchantStore, SessionStore};
-use paysession_app::processor::{Outcome, RedirectMethod};
-use paysession_app::sessions::{UpdateError, update_with};
+use paysession_app::processor::RedirectMethod;
 use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
 use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
-use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
+use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
 use paysession_domain::session::{ALIAS_PAGE, PaymentSession};
 use paysession_domain::{FieldError, SessionStatus};
 
@@ -144,11 +145,6 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-enum WriteFailure {
-    Payment(PaymentError),
-    Store(String),
-}
-
 impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
     fn now(&self) -> DateTime<Utc> {
         self.cx.clock.now()
@@ -197,29 +193,11 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
         Some(out)
     }
 
-    /// Applies `change` to the session in one conditional write (re-reading on a lost race)
-    /// and keeps the written version.
-    async fn write(
-        &mut self,
-        emit_events: bool,
-        change: impl Fn(&PaymentSession, DateTime<Utc>) -> Result<PaymentSession, PaymentError>,
-    ) -> Result<(), WriteFailure> {
-        match update_with(self.cx, self.session.clone(), emit_events, |s, now| change(s, now).map(Some)).await {
-            Ok(Some(next)) => {
-                self.session = next;
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(UpdateError::Refused(e)) => Err(WriteFailure::Payment(e)),
-            Err(UpdateError::Store(e)) => Err(WriteFailure::Store(e.to_string())),
-        }
-    }
-
-    fn write_failed(&self, f: WriteFailure, proof: &str) -> Response<Body> {
+    fn payment_failed(&self, f: PaymentFailure, proof: &str) -> Response<Body> {
         match f {
-            WriteFailure::Payment(PaymentError::AttemptInProgress) => self.message(StatusCode::CONFLICT, "alert", "busy", None),
-            WriteFailure::Payment(_) => self.back_to_page(proof),
-            WriteFailure::Store(e) => {
+            PaymentFailure::Refused(PaymentError::AttemptInProgress) => self.message(StatusCode::CONFLICT, "alert", "busy", None),
+            PaymentFailure::Refused(_) => self.back_to_page(proof),
+            PaymentFailure::Store(e) => {
                 tracing::error!(session_id = %self.session.id, error = %e, "page write failed");
                 self.message(StatusCode::SERVICE_UNAVAILABLE, "alert", "failed", None)
             }
@@ -259,11 +237,11 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
     /// Shows the one-time-code form, sending a code when none is current.
     async fn otp_gate(&mut self, error_key: Option<&str>) -> Response<Body> {
         let now = self.now();
-        let current = self.session.otp.as_ref().is_some_and(|o| o.expires_at > now && o.tries_left > 0);
+        let current = otp::has_current_code(&self.session, now);
         if !current && error_key.is_none() && !self.send_code().await {
             return self.message(StatusCode::FORBIDDEN, "alert", "otp_unavailable", None);
         }
-        let dest = self.session.otp.as_ref().map(|o| security::mask(&o.sent_to)).unwrap_or_default();
+        let dest = self.session.otp.as_ref().map(|o| otp::mask(&o.sent_to)).unwrap_or_default();
         let lang = self.lang;
         let error = error_key.map(|k| format!(r#"<p class="err" role="alert" id="otp-error">{}</p>"#, t(lang, k))).unwrap_or_default();
         let csrf = security::csrf_token(&self.cx.keys, &self.session);
@@ -293,22 +271,13 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
 
     /// Issues and sends a new code; false when there is nowhere to send it.
     async fn send_code(&mut self) -> bool {
-        let sandbox = self.cx.config.sandbox;
-        let Some((state, code)) = security::new_otp(&self.session, sandbox, self.now()) else { return false };
-        let dest = security::mask(&state.sent_to);
-        let stored = self
-            .write(false, |s, _| {
-                let mut next = s.clone();
-                next.otp = Some(state.clone());
-                next.version += 1;
-                Ok(next)
-            })
-            .await;
-        if stored.is_err() {
-            return false;
+        match otp::send_code(self.cx, self.pay, &self.session).await {
+            Some(written) => {
+                self.session = written;
+                true
+            }
+            None => false,
         }
-        self.pay.notifier.send_code(&self.session.id, &dest, &code).await;
-        true
     }
 
     // ---- POST /pay/{token}/otp ----
@@ -322,25 +291,17 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
             self.send_code().await;
             return self.otp_gate(None).await;
         }
-        let submitted = form_field(&form, "code").unwrap_or("").to_string();
-        let (verdict, new_state) = security::check_otp(&self.session, &submitted, self.now());
-        if let security::OtpCheck::Ok = verdict {
-            let proof = security::issue_proof(&self.cx.keys, &self.session, self.now());
-            return self.back_to_page(&proof);
-        }
-        let state = new_state.clone();
-        let _ = self
-            .write(false, move |s, _| {
-                let mut next = s.clone();
-                next.otp = state.clone();
-                next.version += 1;
-                Ok(next)
-            })
-            .await;
+        let submitted = form_field(&form, "code").unwrap_or("");
+        let (verdict, written) = otp::verify(self.cx, &self.session, submitted).await;
+        self.session = written;
         let key = match verdict {
-            security::OtpCheck::Locked => "otp_locked",
-            security::OtpCheck::Expired => "otp_expired",
-            _ => "otp_wrong",
+            otp::Verdict::Ok => {
+                let proof = security::issue_proof(&self.cx.keys, &self.session, self.now());
+                return self.back_to_page(&proof);
+            }
+            otp::Verdict::Locked => "otp_locked",
+            otp::Verdict::Expired => "otp_expired",
+            otp::Verdict::Wrong => "otp_wrong",
         };
         self.otp_gate(Some(key)).await
     }
@@ -432,7 +393,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
             match m {
                 PaymentMethodKind::Card => {
                     if s.show_saved_payment_methods {
-                        let saved = self.cx.store.list_payment_methods(&s.merchant_id, &s.customer_id).await.unwrap_or_default();
+                        let saved = payments::offered_methods(self.cx, s).await;
                         if !saved.is_empty() {
                             body.push_str(&format!(
                                 r#"<section aria-labelledby="saved-h"><h2 id="saved-h">{}</h2>"#,
@@ -541,126 +502,38 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
-        let now = self.now();
-        let save_requested = match self.session.save_payment_method {
-            Some(SavePaymentMethod::Always) => true,
-            Some(SavePaymentMethod::Prompt) => form_field(&form, "save") == Some("on"),
-            _ => false,
-        };
-        // Either a saved method of this customer, or a typed card (never stored).
-        let (card_input, saved) = if let Some(pm_id) = form_field(&form, "saved_method") {
-            let methods =
-                self.cx.store.list_payment_methods(&self.session.merchant_id, &self.session.customer_id).await.unwrap_or_default();
-            match methods.into_iter().find(|m| m.id == pm_id).filter(|_| self.session.show_saved_payment_methods) {
-                Some(m) => (None, Some(m)),
-                None => return self.back_to_page(&proof),
-            }
-        } else {
-            match parse_card(
+        let source = match form_field(&form, "saved_method") {
+            Some(pm_id) => CardSource::Saved(pm_id.to_string()),
+            None => match parse_card(
                 form_field(&form, "card_number").unwrap_or(""),
                 form_field(&form, "expiry").unwrap_or(""),
                 form_field(&form, "cvc").unwrap_or(""),
-                now,
+                self.now(),
             ) {
-                Ok(c) => (Some(c), None),
+                Ok(c) => CardSource::Typed(c),
                 Err(errors) => return self.payment_page(&proof, &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
-            }
-        };
-        let summary = match (&card_input, &saved) {
-            (Some(c), _) => CardSummary {
-                brand: c.number.brand().into(),
-                last4: c.number.last4().into(),
-                exp_month: c.exp_month,
-                exp_year: c.exp_year,
-                fingerprint: self.cx.keys.derive(&format!("card-fingerprint:{}", c.number.digits()))[..24].to_string(),
             },
-            (None, Some(m)) => m.card.clone(),
-            (None, None) => unreachable!("one of the two is set"),
         };
-        let attempt_id = new_id("pay");
-        let attempt = PaymentAttempt {
-            id: attempt_id.clone(),
-            method: PaymentMethodKind::Card,
-            status: AttemptStatus::Pending,
-            failure_code: None,
-            amount: self.session.amount,
-            card: Some(summary.clone()),
-            next_action_url: None,
-            save_requested,
-            created_at: now,
-            updated_at: now,
-        };
-        if let Err(f) = self.write(true, |s, now| s.claim_attempt(attempt.clone(), now)).await {
-            return self.write_failed(f, &proof);
+        let ticked = form_field(&form, "save") == Some("on");
+        let page_path = self.page_url("");
+        match payments::pay_card(self.cx, self.pay, self.session.clone(), source, ticked, &page_path).await {
+            Ok(step) => self.after(step, &proof),
+            Err(CardError::UnknownSavedMethod) => self.back_to_page(&proof),
+            Err(CardError::Failed(f)) => self.payment_failed(f, &proof),
         }
-        let (amount, currency) = (self.session.amount, self.session.currency.clone());
-        let outcome = match (&card_input, &saved) {
-            (Some(card), _) => self.pay.processor.authorize_card(card, amount, &currency, save_requested).await,
-            (None, Some(m)) => self.pay.processor.charge_saved(&m.processor_token, amount, &currency).await,
-            (None, None) => unreachable!(),
-        };
-        let saved_id = saved.map(|m| m.id);
-        self.finish(&attempt_id, outcome, Some(summary), saved_id, &proof).await
     }
 
-    /// Writes a processor outcome onto the attempt and sends the customer on.
-    async fn finish(
-        &mut self,
-        attempt_id: &str,
-        outcome: Outcome,
-        card: Option<CardSummary>,
-        existing_method: Option<String>,
-        proof: &str,
-    ) -> Response<Body> {
-        let challenge_url = self.page_url(&format!("/challenge/{attempt_id}"));
-        let (status, code, next_url) = match &outcome {
-            Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
-            Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string()), None),
-            Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
-            Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url.clone())),
-        };
-        // A successful card payment the customer chose to keep becomes a saved method.
-        let mut method_id = existing_method;
-        if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
-            let id = format!(
-                "pm_{}",
-                &sha256_hex(format!("{}:{}:{}", self.session.merchant_id, self.session.customer_id, card.fingerprint).as_bytes())[..32]
-            );
-            let pm = SavedPaymentMethod {
-                id: id.clone(),
-                merchant_id: self.session.merchant_id.clone(),
-                customer_id: self.session.customer_id.clone(),
-                method: PaymentMethodKind::Card,
-                card: card.clone(),
-                processor_token: token.clone(),
-                created_at: self.now(),
-            };
-            if let Err(e) = self.cx.store.save_payment_method(&pm).await {
-                tracing::error!(session_id = %self.session.id, error = %e, "could not save payment method");
-            } else {
-                method_id = Some(id);
-            }
-        }
-        let result = self
-            .write(true, |s, now| {
-                let mut next = s.update_attempt(attempt_id, status, code.clone(), next_url.clone(), now)?;
-                if status == AttemptStatus::Succeeded && method_id.is_some() {
-                    next.payment_method_id = method_id.clone();
-                }
-                Ok(next)
-            })
-            .await;
-        if let Err(f) = result {
-            return self.write_failed(f, proof);
-        }
-        tracing::info!(session_id = %self.session.id, attempt_id, status = ?status, "payment attempt updated");
-        match status {
-            AttemptStatus::RequiresAction => self.redirect(&format!("{challenge_url}?v={}", url_encode(proof))),
+    /// Sends the customer on after a payment step: to the challenge or provider page, to
+    /// the merchant's success URL, or back to the page.
+    fn after(&mut self, step: Step, proof: &str) -> Response<Body> {
+        self.session = step.session;
+        let challenge_url = self.page_url(&format!("/challenge/{}", step.attempt_id));
+        match step.status {
+            AttemptStatus::RequiresAction | AttemptStatus::Pending => self.redirect(&format!("{challenge_url}?v={}", url_encode(proof))),
             AttemptStatus::Succeeded if self.session.status == SessionStatus::Succeeded => match self.success_location() {
                 Some(loc) => self.redirect(&loc),
                 None => self.back_to_page(proof),
             },
-            AttemptStatus::Pending => self.redirect(&format!("{challenge_url}?v={}", url_encode(proof))),
             _ => self.back_to_page(proof),
         }
     }
@@ -673,30 +546,16 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
-        let (kind, method) = match form_field(&form, "method") {
-            Some("ewallet") => (PaymentMethodKind::Ewallet, RedirectMethod::Ewallet),
-            Some("bank_transfer") => (PaymentMethodKind::BankTransfer, RedirectMethod::BankTransfer),
+        let method = match form_field(&form, "method") {
+            Some("ewallet") => RedirectMethod::Ewallet,
+            Some("bank_transfer") => RedirectMethod::BankTransfer,
             _ => return self.back_to_page(&proof),
         };
-        let now = self.now();
-        let attempt_id = new_id("pay");
-        let attempt = PaymentAttempt {
-            id: attempt_id.clone(),
-            method: kind,
-            status: AttemptStatus::Pending,
-            failure_code: None,
-            amount: self.session.amount,
-            card: None,
-            next_action_url: None,
-            save_requested: false,
-            created_at: now,
-            updated_at: now,
-        };
-        if let Err(f) = self.write(true, |s, now| s.claim_attempt(attempt.clone(), now)).await {
-            return self.write_failed(f, &proof);
+        let page_path = self.page_url("");
+        match payments::start_redirect(self.cx, self.pay, self.session.clone(), method, &page_path).await {
+            Ok(step) => self.after(step, &proof),
+            Err(f) => self.payment_failed(f, &proof),
         }
-        let outcome = self.pay.processor.start_redirect(method).await;
-        self.finish(&attempt_id, outcome, None, None, &proof).await
     }
 
     fn attempt(&self) -> Option<PaymentAttempt> {
@@ -758,24 +617,18 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         let Some(proof) = self.verified(&form) else { return self.redirect(&self.page_url("")) };
-        let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
-        let decision = form_field(&form, "decision").unwrap_or("");
-        let p = &self.pay.processor;
-        let outcome = match (attempt.method, attempt.status, decision) {
-            (PaymentMethodKind::Card, AttemptStatus::RequiresAction, "approve" | "deny") => {
-                p.complete_authentication(decision == "approve").await
-            }
-            (PaymentMethodKind::Ewallet, AttemptStatus::RequiresAction, "approve" | "deny") => {
-                p.provider_decision(RedirectMethod::Ewallet, decision == "approve").await
-            }
-            (PaymentMethodKind::BankTransfer, AttemptStatus::RequiresAction, "approve" | "deny") => {
-                p.provider_decision(RedirectMethod::BankTransfer, decision == "approve").await
-            }
-            (PaymentMethodKind::BankTransfer, AttemptStatus::Pending, "settle") => p.settle().await,
+        let decision = match form_field(&form, "decision") {
+            Some("approve") => Decision::Approve,
+            Some("deny") => Decision::Deny,
+            Some("settle") => Decision::Settle,
             _ => return self.back_to_page(&proof),
         };
-        let card = attempt.card.clone();
-        self.finish(&attempt.id, outcome, card, None, &proof).await
+        let (page_path, attempt_id) = (self.page_url(""), self.call.param("attempt").to_string());
+        match payments::decide(self.cx, self.pay, self.session.clone(), &attempt_id, decision, &page_path).await {
+            Ok(Some(step)) => self.after(step, &proof),
+            Ok(None) => self.back_to_page(&proof),
+            Err(f) => self.payment_failed(f, &proof),
+        }
     }
 }
 

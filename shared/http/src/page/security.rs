@@ -7,12 +7,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use paysession_app::auth::TokenSigner;
-use paysession_domain::session::{OtpState, PaymentSession};
+use paysession_domain::session::PaymentSession;
 
 use crate::request::Call;
 
-pub const OTP_VALIDITY: Duration = Duration::minutes(10);
-pub const OTP_TRIES: u32 = 5;
 const PROOF_VALIDITY: Duration = Duration::minutes(30);
 
 pub fn nonce() -> String {
@@ -85,61 +83,4 @@ pub fn launched_from_allowed(session: &PaymentSession, call: &Call<'_>, app_id: 
     }
     let origin = call.header("origin").map(str::to_string).or_else(|| call.header("referer").and_then(origin_of));
     origin.is_some_and(|o| session.allowed_domains.iter().any(|d| d.starts_with("https://") && d.eq_ignore_ascii_case(&o)))
-}
-
-/// Where the code goes: email first, else phone; `None` when the session has neither.
-pub fn otp_destination(session: &PaymentSession) -> Option<String> {
-    let c = session.customer.as_ref()?;
-    c.email.clone().or_else(|| c.phone.clone())
-}
-
-/// Masks a destination for display: `a***@example.com`, `+49******78`.
-pub fn mask(dest: &str) -> String {
-    match dest.split_once('@') {
-        Some((user, domain)) => format!("{}***@{domain}", user.chars().next().unwrap_or('*')),
-        None => {
-            let n = dest.chars().count();
-            dest.chars().enumerate().map(|(i, c)| if i < 3 || i + 2 >= n { c } else { '*' }).collect()
-        }
-    }
-}
-
-/// A new 6-digit code for `session` (its hash stored; in sandbox also the code itself).
-pub fn new_otp(session: &PaymentSession, sandbox: bool, now: DateTime<Utc>) -> Option<(OtpState, String)> {
-    let dest = otp_destination(session).or_else(|| sandbox.then(|| "sandbox".to_string()))?;
-    let raw = u64::from_str_radix(&paysession_app::ids::sha256_hex(paysession_app::ids::new_token().as_bytes())[..12], 16).ok()?;
-    let code = format!("{:06}", raw % 1_000_000);
-    let state = OtpState {
-        code_hash: paysession_app::ids::sha256_hex(format!("{}:{code}", session.id).as_bytes()),
-        sandbox_code: sandbox.then(|| code.clone()),
-        expires_at: now + OTP_VALIDITY,
-        tries_left: OTP_TRIES,
-        sent_to: dest,
-    };
-    Some((state, code))
-}
-
-pub enum OtpCheck {
-    Ok,
-    Wrong,
-    Locked,
-    Expired,
-}
-
-/// Checks a submitted code, returning the verdict and the state to store.
-pub fn check_otp(session: &PaymentSession, submitted: &str, now: DateTime<Utc>) -> (OtpCheck, Option<OtpState>) {
-    let Some(state) = session.otp.clone() else { return (OtpCheck::Expired, None) };
-    if state.expires_at <= now {
-        return (OtpCheck::Expired, Some(state));
-    }
-    if state.tries_left == 0 {
-        return (OtpCheck::Locked, Some(state));
-    }
-    let hash = paysession_app::ids::sha256_hex(format!("{}:{}", session.id, submitted.trim()).as_bytes());
-    if constant_eq(hash.as_bytes(), state.code_hash.as_bytes()) {
-        (OtpCheck::Ok, None)
-    } else {
-        let left = state.tries_left - 1;
-        (if left == 0 { OtpCheck::Locked } else { OtpCheck::Wrong }, Some(OtpState { tries_left: left, ..state }))
-    }
 }

@@ -1,0 +1,276 @@
+//! Taking a payment: claim → processor → outcome, each step one conditional write on the
+//! session (see `paysession_domain::payment`), so two tabs paying at once reach the
+//! processor once. The hosted page parses forms and renders what these return; the sandbox
+//! endpoints call [`receive`].
+
+use chrono::{DateTime, Utc};
+use paysession_domain::card::CardInput;
+use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
+use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
+use paysession_domain::session::PaymentSession;
+
+use crate::context::{Core, Payments};
+use crate::ids::{new_id, sha256_hex};
+use crate::ports::{SessionStore, StoreError};
+use crate::processor::{Outcome, RedirectMethod};
+use crate::sessions::{UpdateError, update_with};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentFailure {
+    /// The domain refused the step (an attempt already running, wrong amount, expired…).
+    #[error(transparent)]
+    Refused(#[from] PaymentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<UpdateError<PaymentError>> for PaymentFailure {
+    fn from(e: UpdateError<PaymentError>) -> Self {
+        match e {
+            UpdateError::Refused(e) => PaymentFailure::Refused(e),
+            UpdateError::Store(e) => PaymentFailure::Store(e),
+        }
+    }
+}
+
+/// Where a payment step left the attempt, with the session as written.
+#[derive(Debug)]
+pub struct Step {
+    pub session: PaymentSession,
+    pub attempt_id: String,
+    pub status: AttemptStatus,
+}
+
+/// How the customer pays by card: a typed card (never stored) or one of their saved methods.
+pub enum CardSource {
+    Typed(CardInput),
+    Saved(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    /// Not a saved method of this customer, or the session does not offer saved methods.
+    #[error("no such saved payment method")]
+    UnknownSavedMethod,
+    #[error(transparent)]
+    Failed(#[from] PaymentFailure),
+}
+
+/// Whether a successful card payment is saved: always for `always`, on the customer's
+/// tick for `prompt`, never otherwise.
+pub fn save_requested(session: &PaymentSession, customer_ticked: bool) -> bool {
+    match session.save_payment_method {
+        Some(SavePaymentMethod::Always) => true,
+        Some(SavePaymentMethod::Prompt) => customer_ticked,
+        _ => false,
+    }
+}
+
+/// The customer's saved methods the page may offer (none unless the session shows them).
+pub async fn offered_methods<S: SessionStore + ?Sized>(cx: &Core<S>, session: &PaymentSession) -> Vec<SavedPaymentMethod> {
+    if !session.show_saved_payment_methods {
+        return Vec::new();
+    }
+    cx.store.list_payment_methods(&session.merchant_id, &session.customer_id).await.unwrap_or_default()
+}
+
+/// A keyed fingerprint of a card number: the same card saved twice is one method, and the
+/// number cannot be recovered from it.
+fn fingerprint<S: ?Sized>(cx: &Core<S>, card: &CardInput) -> String {
+    cx.keys.derive(&format!("card-fingerprint:{}", card.number.digits()))[..24].to_string()
+}
+
+fn new_attempt(
+    method: PaymentMethodKind,
+    amount: i64,
+    card: Option<CardSummary>,
+    save_requested: bool,
+    now: DateTime<Utc>,
+) -> PaymentAttempt {
+    PaymentAttempt {
+        id: new_id("pay"),
+        method,
+        status: AttemptStatus::Pending,
+        failure_code: None,
+        amount,
+        card,
+        next_action_url: None,
+        save_requested,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Writes the claim of a new attempt; only then may the processor be called.
+async fn claim<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    session: PaymentSession,
+    attempt: PaymentAttempt,
+) -> Result<PaymentSession, PaymentFailure> {
+    let written = update_with(cx, session, true, |s, now| s.claim_attempt(attempt.clone(), now).map(Some)).await?;
+    Ok(written.expect("a claim always writes"))
+}
+
+/// Pays `session` by card. `page_path` (`/pay/{token}`) roots the challenge URL of a card
+/// that needs 3-D Secure.
+pub async fn pay_card<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    session: PaymentSession,
+    source: CardSource,
+    customer_ticked_save: bool,
+    page_path: &str,
+) -> Result<Step, CardError> {
+    let save = save_requested(&session, customer_ticked_save);
+    let (typed, saved) = match source {
+        CardSource::Typed(card) => (Some(card), None),
+        CardSource::Saved(id) => {
+            let found = offered_methods(cx, &session).await.into_iter().find(|m| m.id == id);
+            (None, Some(found.ok_or(CardError::UnknownSavedMethod)?))
+        }
+    };
+    let summary = match (&typed, &saved) {
+        (Some(c), _) => CardSummary {
+            brand: c.number.brand().into(),
+            last4: c.number.last4().into(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            fingerprint: fingerprint(cx, c),
+        },
+        (None, Some(m)) => m.card.clone(),
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    let attempt = new_attempt(PaymentMethodKind::Card, session.amount, Some(summary.clone()), save, cx.clock.now());
+    let attempt_id = attempt.id.clone();
+    let session = claim(cx, session, attempt).await?;
+    let (amount, currency) = (session.amount, session.currency.clone());
+    let outcome = match (&typed, &saved) {
+        (Some(card), _) => pay.processor.authorize_card(card, amount, &currency, save).await,
+        (None, Some(m)) => pay.processor.charge_saved(&m.processor_token, amount, &currency).await,
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    Ok(finish(cx, session, &attempt_id, outcome, Some(summary), saved.map(|m| m.id), page_path).await?)
+}
+
+/// Starts a wallet or bank payment: the customer goes on to the provider's page.
+pub async fn start_redirect<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    session: PaymentSession,
+    method: RedirectMethod,
+    page_path: &str,
+) -> Result<Step, PaymentFailure> {
+    let kind = match method {
+        RedirectMethod::Ewallet => PaymentMethodKind::Ewallet,
+        RedirectMethod::BankTransfer => PaymentMethodKind::BankTransfer,
+    };
+    let attempt = new_attempt(kind, session.amount, None, false, cx.clock.now());
+    let attempt_id = attempt.id.clone();
+    let session = claim(cx, session, attempt).await?;
+    let outcome = pay.processor.start_redirect(method).await;
+    finish(cx, session, &attempt_id, outcome, None, None, page_path).await
+}
+
+/// The customer's answer on a challenge or provider page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+    /// The sandbox bank settles a submitted transfer.
+    Settle,
+}
+
+/// Applies the customer's decision to an attempt waiting for one. `Ok(None)` when the
+/// attempt does not wait for this decision (the page shows the session again).
+pub async fn decide<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    session: PaymentSession,
+    attempt_id: &str,
+    decision: Decision,
+    page_path: &str,
+) -> Result<Option<Step>, PaymentFailure> {
+    let Some(attempt) = session.payments.iter().find(|a| a.id == attempt_id).cloned() else { return Ok(None) };
+    let p = &pay.processor;
+    let approved = decision == Decision::Approve;
+    let outcome = match (attempt.method, attempt.status, decision) {
+        (PaymentMethodKind::Card, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
+            p.complete_authentication(approved).await
+        }
+        (PaymentMethodKind::Ewallet, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
+            p.provider_decision(RedirectMethod::Ewallet, approved).await
+        }
+        (PaymentMethodKind::BankTransfer, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
+            p.provider_decision(RedirectMethod::BankTransfer, approved).await
+        }
+        (PaymentMethodKind::BankTransfer, AttemptStatus::Pending, Decision::Settle) => p.settle().await,
+        _ => return Ok(None),
+    };
+    finish(cx, session, &attempt.id, outcome, attempt.card.clone(), None, page_path).await.map(Some)
+}
+
+/// Writes a processor outcome onto the attempt. A successful card payment the customer
+/// chose to keep becomes a saved method, its id derived from (merchant, customer,
+/// fingerprint) so saving the same card again is idempotent.
+async fn finish<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    session: PaymentSession,
+    attempt_id: &str,
+    outcome: Outcome,
+    card: Option<CardSummary>,
+    existing_method: Option<String>,
+    page_path: &str,
+) -> Result<Step, PaymentFailure> {
+    let challenge_url = format!("{page_path}/challenge/{attempt_id}");
+    let (status, code, next_url) = match &outcome {
+        Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
+        Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string()), None),
+        Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
+        Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url)),
+    };
+    let mut method_id = existing_method;
+    if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
+        let id =
+            format!("pm_{}", &sha256_hex(format!("{}:{}:{}", session.merchant_id, session.customer_id, card.fingerprint).as_bytes())[..32]);
+        let pm = SavedPaymentMethod {
+            id: id.clone(),
+            merchant_id: session.merchant_id.clone(),
+            customer_id: session.customer_id.clone(),
+            method: PaymentMethodKind::Card,
+            card: card.clone(),
+            processor_token: token.clone(),
+            created_at: cx.clock.now(),
+        };
+        if let Err(e) = cx.store.save_payment_method(&pm).await {
+            tracing::error!(session_id = %session.id, error = %e, "could not save payment method");
+        } else {
+            method_id = Some(id);
+        }
+    }
+    let session_id = session.id.clone();
+    let written = update_with(cx, session, true, |s, now| {
+        let mut next = s.update_attempt(attempt_id, status, code.clone(), next_url.clone(), now)?;
+        if status == AttemptStatus::Succeeded && method_id.is_some() {
+            next.payment_method_id = method_id.clone();
+        }
+        Ok(Some(next))
+    })
+    .await?;
+    tracing::info!(session_id = %session_id, attempt_id, status = ?status, "payment attempt updated");
+    Ok(Step { session: written.expect("an outcome always writes"), attempt_id: attempt_id.to_string(), status })
+}
+
+/// A payment received from outside (a virtual-account deposit, a QR scan): claim an
+/// attempt and settle it, two conditional writes with their events.
+pub async fn receive<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    session: PaymentSession,
+    method: PaymentMethodKind,
+    amount: i64,
+) -> Result<PaymentSession, PaymentFailure> {
+    let attempt = new_attempt(method, amount, None, false, cx.clock.now());
+    let attempt_id = attempt.id.clone();
+    let claimed = claim(cx, session, attempt).await?;
+    let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);
+    Ok(update_with(cx, claimed, true, settle).await?.expect("a settlement always writes"))
+}
