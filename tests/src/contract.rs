@@ -165,7 +165,7 @@ pub async fn list_order_filters_cursor(st: Stores) {
     assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 4);
     q.reference = Some("r2".into());
     let one = st.sessions.list_sessions("mer_a", &q).await.unwrap();
-    assert_eq!((one.items.len(), one.items[0].reference.as_str()), (1, "r2"));
+    assert_eq!((one.items.len(), one.items[0].spec.reference.as_str()), (1, "r2"));
     let mut q = query(t0());
     q.reference = Some("r3".into());
     assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
@@ -181,7 +181,7 @@ pub async fn status_filter_as_of_now(st: Stores) {
     q.status = Some(SessionStatus::Open);
     assert_eq!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.len(), 1);
     // Past expires_at the stored status is still open, but it reads expired.
-    let later = s.expires_at + Duration::seconds(1);
+    let later = s.spec.expires_at + Duration::seconds(1);
     let mut q = query(later);
     q.status = Some(SessionStatus::Open);
     assert!(st.sessions.list_sessions("mer_a", &q).await.unwrap().items.is_empty());

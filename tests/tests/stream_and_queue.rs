@@ -204,7 +204,7 @@ async fn ttl_deletion_expires_the_session() {
         assert!(Instant::now() < deadline, "DynamoDB Local did not delete the expiry item within 90 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let delay = expired_event.created_at - short.expires_at;
+    let delay = expired_event.created_at - short.spec.expires_at;
     println!("expires_at → payment_session.expired on DynamoDB Local: {} ms", delay.num_milliseconds());
     assert!(delay >= chrono::Duration::zero());
     let stored = deps.store.get_session(MERCHANT, &short.id).await.unwrap().unwrap();

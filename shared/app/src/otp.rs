@@ -17,7 +17,7 @@ pub const OTP_TRIES: u32 = 5;
 
 /// Where the code goes: email first, else phone; `None` when the session has neither.
 pub fn destination(session: &PaymentSession) -> Option<String> {
-    let c = session.customer.as_ref()?;
+    let c = session.spec.customer.as_ref()?;
     c.email.clone().or_else(|| c.phone.clone())
 }
 

@@ -59,7 +59,7 @@ pub enum CardError {
 /// Whether a successful card payment is saved: always for `always`, on the customer's
 /// tick for `prompt`, never otherwise.
 pub fn save_requested(session: &PaymentSession, customer_ticked: bool) -> bool {
-    match session.save_payment_method {
+    match session.spec.save_payment_method {
         Some(SavePaymentMethod::Always) => true,
         Some(SavePaymentMethod::Prompt) => customer_ticked,
         _ => false,
@@ -68,10 +68,10 @@ pub fn save_requested(session: &PaymentSession, customer_ticked: bool) -> bool {
 
 /// The customer's saved methods the page may offer (none unless the session shows them).
 pub async fn offered_methods<S: SessionStore + ?Sized>(cx: &Core<S>, session: &PaymentSession) -> Vec<SavedPaymentMethod> {
-    if !session.show_saved_payment_methods {
+    if !session.spec.show_saved_payment_methods {
         return Vec::new();
     }
-    cx.store.list_payment_methods(&session.merchant_id, &session.customer_id).await.unwrap_or_default()
+    cx.store.list_payment_methods(&session.merchant_id, &session.spec.customer_id).await.unwrap_or_default()
 }
 
 /// A keyed fingerprint of a card number: the same card saved twice is one method, and the
@@ -140,13 +140,13 @@ pub async fn pay_card<S: SessionStore + ?Sized>(
         (None, Some(m)) => m.card.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
-    let attempt = new_attempt(PaymentMethodKind::Card, session.amount, Some(summary.clone()), save, cx.clock.now());
+    let attempt = new_attempt(PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
-    let (amount, currency) = (session.amount, session.currency.clone());
+    let (amount, currency) = (session.spec.amount.minor(), session.spec.currency.code());
     let outcome = match (&typed, &saved) {
-        (Some(card), _) => pay.processor.authorize_card(card, amount, &currency, save).await,
-        (None, Some(m)) => pay.processor.charge_saved(&m.processor_token, amount, &currency).await,
+        (Some(card), _) => pay.processor.authorize_card(card, amount, currency, save).await,
+        (None, Some(m)) => pay.processor.charge_saved(&m.processor_token, amount, currency).await,
         (None, None) => unreachable!("one of the two is set"),
     };
     Ok(finish(cx, session, &attempt_id, outcome, Some(summary), saved.map(|m| m.id), page_path).await?)
@@ -164,7 +164,7 @@ pub async fn start_redirect<S: SessionStore + ?Sized>(
         RedirectMethod::Ewallet => PaymentMethodKind::Ewallet,
         RedirectMethod::BankTransfer => PaymentMethodKind::BankTransfer,
     };
-    let attempt = new_attempt(kind, session.amount, None, false, cx.clock.now());
+    let attempt = new_attempt(kind, session.spec.amount.minor(), None, false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
     let outcome = pay.processor.start_redirect(method).await;
@@ -230,12 +230,14 @@ async fn finish<S: SessionStore + ?Sized>(
     };
     let mut method_id = existing_method;
     if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
-        let id =
-            format!("pm_{}", &sha256_hex(format!("{}:{}:{}", session.merchant_id, session.customer_id, card.fingerprint).as_bytes())[..32]);
+        let id = format!(
+            "pm_{}",
+            &sha256_hex(format!("{}:{}:{}", session.merchant_id, session.spec.customer_id, card.fingerprint).as_bytes())[..32]
+        );
         let pm = SavedPaymentMethod {
             id: id.clone(),
             merchant_id: session.merchant_id.clone(),
-            customer_id: session.customer_id.clone(),
+            customer_id: session.spec.customer_id.clone(),
             method: PaymentMethodKind::Card,
             card: card.clone(),
             processor_token: token.clone(),

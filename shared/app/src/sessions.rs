@@ -148,14 +148,16 @@ pub async fn update_with<S: SessionStore + ?Sized, E>(
 /// they are stable (and unique with overwhelming probability: 48 bits of a SHA-256).
 pub fn add_instructions(session: &mut PaymentSession) {
     let digest = sha256_hex(session.id.as_bytes());
-    if session.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
+    if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
         let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
         session.instructions.virtual_account =
             Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });
     }
-    if session.payment_methods.contains(&PaymentMethodKind::Qr) {
+    if session.spec.payment_methods.contains(&PaymentMethodKind::Qr) {
         let payload_id = format!("qr_{}", &digest[12..36]);
-        session.instructions.qr =
-            Some(QrCode { payload: format!("PAYSESSION|{payload_id}|{}|{}", session.amount, session.currency), payload_id });
+        session.instructions.qr = Some(QrCode {
+            payload: format!("PAYSESSION|{payload_id}|{}|{}", session.spec.amount.minor(), session.spec.currency),
+            payload_id,
+        });
     }
 }

@@ -137,7 +137,7 @@ impl DynamoStore {
             (SK, s(SESSION_SK)),
             (GSI1PK, s(sessions_gsi1(&session.merchant_id))),
             (GSI1SK, s(created.clone())),
-            (GSI2PK, s(customer_gsi2(&session.merchant_id, &session.customer_id))),
+            (GSI2PK, s(customer_gsi2(&session.merchant_id, &session.spec.customer_id))),
             (GSI2SK, s(created)),
             ("version", n(session.version as i64)),
             ("status", s(session.status.as_str())),
@@ -277,7 +277,7 @@ impl SessionStore for DynamoStore {
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
         let guard = item([
-            (PK, s(reference_pk(&session.merchant_id, &session.reference, &session.customer_id))),
+            (PK, s(reference_pk(&session.merchant_id, &session.spec.reference, &session.spec.customer_id))),
             (SK, s(REFERENCE_SK)),
             ("session_id", s(session.id.clone())),
         ]);
@@ -441,18 +441,18 @@ fn expiry_item(session: &PaymentSession) -> Item {
         (PK, s(session_pk(m, id))),
         (SK, s(EXPIRY_SK)),
         (GSI1PK, s(expiries_gsi1(m))),
-        (GSI1SK, s(time_sort(ms(session.expires_at), id))),
+        (GSI1SK, s(time_sort(ms(session.spec.expires_at), id))),
         (GSI2PK, s(expiry_gsi2(m, id))),
         (GSI2SK, s(EXPIRY_SK)),
         ("merchant_id", s(m.clone())),
         ("session_id", s(id.clone())),
-        (TTL, n(session.expires_at.timestamp())),
+        (TTL, n(session.spec.expires_at.timestamp())),
     ])
 }
 
 fn matches_query(s: &PaymentSession, q: &SessionQuery) -> bool {
-    q.customer_id.as_ref().is_none_or(|c| *c == s.customer_id)
-        && q.reference.as_ref().is_none_or(|r| *r == s.reference)
+    q.customer_id.as_ref().is_none_or(|c| *c == s.spec.customer_id)
+        && q.reference.as_ref().is_none_or(|r| *r == s.spec.reference)
         && q.created_after.is_none_or(|t| s.created_at > t)
         && q.status.is_none_or(|st| s.status_at(q.now) == st)
         && q.after.as_ref().is_none_or(|c| (s.created_at, s.id.as_str()) < (c.created_at, c.id.as_str()))

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::errors::{Errors, FieldCode, FieldError, index, path};
@@ -30,13 +31,16 @@ pub struct MerchantPolicy {
     pub redirect_urls: Vec<String>,
 }
 
-/// A create-session request that passed every rule.
-#[derive(Debug, Clone, PartialEq)]
+/// A create-session request that passed every rule. A stored session embeds it whole
+/// (`PaymentSession::spec`), so the typed values (`Amount`, `Currency`, `AllowedDomain`)
+/// are kept, and the serialised field names are the API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSpec {
     pub session_type: SessionType,
     pub amount: Amount,
     pub currency: Currency,
     pub customer_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<Customer>,
     pub reference: String,
     pub due_date: Option<NaiveDate>,

@@ -116,4 +116,23 @@ impl AllowedDomain {
             AllowedDomain::Origin(s) | AllowedDomain::AppId(s) => s,
         }
     }
+
+    /// A web origin (may frame the page and launch it); otherwise an app id.
+    pub fn is_origin(&self) -> bool {
+        matches!(self, AllowedDomain::Origin(_))
+    }
+}
+
+// Stored and shown as the string the merchant gave: origins are the `https://` ones.
+impl Serialize for AllowedDomain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedDomain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(if s.starts_with("https://") { AllowedDomain::Origin(s) } else { AllowedDomain::AppId(s) })
+    }
 }

@@ -37,6 +37,21 @@ impl Currency {
     }
 }
 
+// Stored and shown as the ISO code; reading back a code that is no longer payable fails
+// loudly rather than inventing an exponent.
+impl serde::Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Currency::parse(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code}")))
+    }
+}
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code)
@@ -53,6 +68,19 @@ impl Amount {
     }
     pub fn minor(&self) -> i64 {
         self.0
+    }
+}
+
+impl serde::Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let minor = i64::deserialize(d)?;
+        Amount::new(minor).ok_or_else(|| serde::de::Error::custom(format!("amount {minor} is out of range")))
     }
 }
 

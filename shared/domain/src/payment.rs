@@ -111,7 +111,7 @@ impl PaymentSession {
     /// Claims a new attempt: written before the processor is called, so two concurrent
     /// payments cannot both reach it. The session status does not change.
     pub fn claim_attempt(&self, attempt: PaymentAttempt, now: DateTime<Utc>) -> Result<PaymentSession, PaymentError> {
-        if !self.payment_methods.contains(&attempt.method) {
+        if !self.spec.payment_methods.contains(&attempt.method) {
             return Err(PaymentError::MethodNotAllowed(attempt.method.as_str()));
         }
         let status = self.status_at(now);
@@ -124,8 +124,8 @@ impl PaymentSession {
         if self.open_attempt(now).is_some() {
             return Err(PaymentError::AttemptInProgress);
         }
-        if self.payment_type == PaymentType::Single && attempt.amount != self.amount {
-            return Err(PaymentError::WrongAmount { expected: self.amount });
+        if self.spec.payment_type == PaymentType::Single && attempt.amount != self.spec.amount.minor() {
+            return Err(PaymentError::WrongAmount { expected: self.spec.amount.minor() });
         }
         let mut next = self.clone();
         // A claim abandoned by a dead worker is closed as a processing error.
@@ -159,12 +159,12 @@ impl PaymentSession {
         let event = match status {
             AttemptStatus::Pending => SessionEvent::AttemptProcessing,
             AttemptStatus::RequiresAction => SessionEvent::AttemptRequiresAction,
-            AttemptStatus::Succeeded if self.payment_type == PaymentType::Multiple => SessionEvent::PaymentReceived,
+            AttemptStatus::Succeeded if self.spec.payment_type == PaymentType::Multiple => SessionEvent::PaymentReceived,
             AttemptStatus::Succeeded => SessionEvent::AttemptSucceeded,
             AttemptStatus::Failed => SessionEvent::AttemptFailed { attempts_remaining: remaining_after_failure },
         };
         let mut next = self.clone();
-        next.status = if self.payment_type == PaymentType::Multiple && status == AttemptStatus::Failed {
+        next.status = if self.spec.payment_type == PaymentType::Multiple && status == AttemptStatus::Failed {
             // A failed deposit into a multiple session leaves it active.
             self.status
         } else {
@@ -175,7 +175,7 @@ impl PaymentSession {
         a.failure_code = failure_code;
         a.next_action_url = next_action_url;
         a.updated_at = now;
-        if status == AttemptStatus::Failed && self.payment_type == PaymentType::Single {
+        if status == AttemptStatus::Failed && self.spec.payment_type == PaymentType::Single {
             next.attempts_remaining = remaining_after_failure;
         }
         next.updated_at = now;
@@ -242,23 +242,24 @@ mod tests {
     #[test]
     fn expiry_rules() {
         let s = session("loose");
-        assert!(s.expire_due(s.expires_at - Duration::seconds(1)).is_none(), "not yet");
-        let expired = s.expire_due(s.expires_at).unwrap();
+        assert!(s.expire_due(s.spec.expires_at - Duration::seconds(1)).is_none(), "not yet");
+        let expired = s.expire_due(s.spec.expires_at).unwrap();
         assert_eq!(expired.status, SessionStatus::Expired);
-        assert!(expired.expire_due(expired.expires_at + Duration::hours(1)).is_none(), "a replay writes nothing");
+        assert!(expired.expire_due(expired.spec.expires_at + Duration::hours(1)).is_none(), "a replay writes nothing");
 
         let loose = in_flight(&s);
-        assert!(loose.expire_due(loose.expires_at).is_none(), "loose: the running attempt settles the session");
-        let settled = loose.update_attempt("pay_1", AttemptStatus::Failed, Some("card_declined".into()), None, loose.expires_at).unwrap();
+        assert!(loose.expire_due(loose.spec.expires_at).is_none(), "loose: the running attempt settles the session");
+        let settled =
+            loose.update_attempt("pay_1", AttemptStatus::Failed, Some("card_declined".into()), None, loose.spec.expires_at).unwrap();
         assert_eq!(settled.status, SessionStatus::Expired, "a failure after expiry expires it");
 
         let strict = in_flight(&session("strict"));
-        assert_eq!(strict.expiration_mode, ExpirationMode::Strict);
-        let voided = strict.expire_due(strict.expires_at).unwrap();
+        assert_eq!(strict.spec.expiration_mode, ExpirationMode::Strict);
+        let voided = strict.expire_due(strict.spec.expires_at).unwrap();
         assert_eq!(voided.status, SessionStatus::Expired);
         assert_eq!(voided.payments[0].failure_code.as_deref(), Some("expired"));
         assert!(
-            voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.expires_at).is_err(),
+            voided.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, voided.spec.expires_at).is_err(),
             "nothing completes after expiry in strict mode"
         );
     }
@@ -285,22 +286,22 @@ mod tests {
                 created_at: s.created_at,
                 updated_at: s.created_at,
             };
-            assert!(s.claim_attempt(attempt("late"), s.expires_at + ms(50)).is_err(), "{mode}: no claim after expiry");
-            assert!(s.claim_attempt(attempt("at"), s.expires_at).is_err(), "{mode}: no claim at expires_at");
-            let claimed = s.claim_attempt(attempt("pay_1"), s.expires_at - ms(50)).unwrap();
-            let early = claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at - ms(1)).unwrap();
+            assert!(s.claim_attempt(attempt("late"), s.spec.expires_at + ms(50)).is_err(), "{mode}: no claim after expiry");
+            assert!(s.claim_attempt(attempt("at"), s.spec.expires_at).is_err(), "{mode}: no claim at expires_at");
+            let claimed = s.claim_attempt(attempt("pay_1"), s.spec.expires_at - ms(50)).unwrap();
+            let early = claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.spec.expires_at - ms(1)).unwrap();
             assert_eq!(early.status, SessionStatus::Succeeded, "{mode}: settled before expiry");
-            assert!(claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at + ms(50)).is_err());
-            let in_3ds = claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, s.expires_at - ms(50)).unwrap();
-            let late = in_3ds.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.expires_at + ms(50));
+            assert!(claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.spec.expires_at + ms(50)).is_err());
+            let in_3ds = claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, s.spec.expires_at - ms(50)).unwrap();
+            let late = in_3ds.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, s.spec.expires_at + ms(50));
             match mode {
                 "strict" => {
                     assert!(late.is_err(), "strict: a success after expiry is refused");
-                    assert_eq!(in_3ds.expire_due(s.expires_at + ms(50)).unwrap().status, SessionStatus::Expired);
+                    assert_eq!(in_3ds.expire_due(s.spec.expires_at + ms(50)).unwrap().status, SessionStatus::Expired);
                 }
                 _ => {
                     assert_eq!(late.unwrap().status, SessionStatus::Succeeded, "loose: the running attempt may finish");
-                    assert!(in_3ds.expire_due(s.expires_at + ms(50)).is_none(), "loose: the sweeper leaves it running");
+                    assert!(in_3ds.expire_due(s.spec.expires_at + ms(50)).is_none(), "loose: the sweeper leaves it running");
                 }
             }
         }

@@ -1,15 +1,12 @@
 //! The payment-session record, its API representation and its events.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::create::SessionSpec;
 use crate::lifecycle::{
-    ExpirationMode, InvalidTransition, PaymentType, SessionEvent, SessionStatus, TransitionContext, allowed_actions, effective_status,
-    transition,
+    InvalidTransition, PaymentType, SessionEvent, SessionStatus, TransitionContext, allowed_actions, effective_status, transition,
 };
 use crate::model::*;
 
@@ -25,34 +22,10 @@ pub struct PaymentSession {
     pub id: String,
     pub merchant_id: String,
     pub status: SessionStatus,
-    pub session_type: SessionType,
-    pub amount: i64,
-    pub currency: String,
-    pub customer_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer: Option<Customer>,
-    pub reference: String,
-    pub due_date: Option<NaiveDate>,
-    pub purpose: Option<Purpose>,
-    pub items: Vec<LineItem>,
-    pub recipients: Vec<Recipient>,
-    pub allowed_domains: Vec<String>,
-    pub expires_at: DateTime<Utc>,
-    pub expiration_mode: ExpirationMode,
-    pub payment_type: PaymentType,
-    pub payment_methods: Vec<PaymentMethodKind>,
-    pub mode: Mode,
-    pub auto_confirm: bool,
-    pub save_payment_method: Option<SavePaymentMethod>,
-    pub show_saved_payment_methods: bool,
-    pub mandate: Option<MandateSpec>,
-    pub mandate_id: Option<String>,
-    pub statement_descriptor: Option<String>,
-    pub success_url: Option<String>,
-    pub cancel_url: Option<String>,
-    pub state: Option<String>,
-    pub locale: String,
-    pub metadata: BTreeMap<String, String>,
+    /// What the merchant asked for, as validated at creation. Only `expires_at` ever
+    /// changes afterwards (a forced expiry moves it to now).
+    #[serde(flatten)]
+    pub spec: SessionSpec,
     pub url: Option<String>,
     pub payment_request_id: Option<String>,
     pub payments: Vec<PaymentAttempt>,
@@ -134,33 +107,7 @@ impl PaymentSession {
             id,
             merchant_id,
             status,
-            session_type: spec.session_type,
-            amount: spec.amount.minor(),
-            currency: spec.currency.code().to_string(),
-            customer_id: spec.customer_id,
-            customer: spec.customer,
-            reference: spec.reference,
-            due_date: spec.due_date,
-            purpose: spec.purpose,
-            items: spec.items,
-            recipients: spec.recipients,
-            allowed_domains: spec.allowed_domains.iter().map(|d| d.as_str().to_string()).collect(),
-            expires_at: spec.expires_at,
-            expiration_mode: spec.expiration_mode,
-            payment_type: spec.payment_type,
-            payment_methods: spec.payment_methods,
-            mode: spec.mode,
-            auto_confirm: spec.auto_confirm,
-            save_payment_method: spec.save_payment_method,
-            show_saved_payment_methods: spec.show_saved_payment_methods,
-            mandate: spec.mandate,
-            mandate_id: spec.mandate_id,
-            statement_descriptor: spec.statement_descriptor,
-            success_url: spec.success_url,
-            cancel_url: spec.cancel_url,
-            state: spec.state,
-            locale: spec.locale,
-            metadata: spec.metadata,
+            spec,
             url,
             payment_request_id: None,
             payments: Vec::new(),
@@ -187,7 +134,7 @@ impl PaymentSession {
     }
 
     pub fn past_expiry(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at <= now
+        self.spec.expires_at <= now
     }
 
     pub fn transition_context(&self, now: DateTime<Utc>) -> TransitionContext {
@@ -195,12 +142,16 @@ impl PaymentSession {
     }
 
     fn context(&self, now: DateTime<Utc>) -> TransitionContext {
-        TransitionContext { payment_type: self.payment_type, expiration_mode: self.expiration_mode, past_expiry: self.past_expiry(now) }
+        TransitionContext {
+            payment_type: self.spec.payment_type,
+            expiration_mode: self.spec.expiration_mode,
+            past_expiry: self.past_expiry(now),
+        }
     }
 
     /// The status as of `now` (an idle session past `expires_at` reads as expired).
     pub fn status_at(&self, now: DateTime<Utc>) -> SessionStatus {
-        effective_status(self.status, self.expiration_mode, self.past_expiry(now))
+        effective_status(self.status, self.spec.expiration_mode, self.past_expiry(now))
     }
 
     /// Applies a merchant action, returning the next version of the session.
@@ -222,7 +173,7 @@ impl PaymentSession {
             MerchantAction::Cancel { reason } => next.cancellation_reason = Some(reason),
             // Loose mode with an attempt running: the attempt may finish, but the session
             // counts as past its expiry from now on.
-            MerchantAction::Expire => next.expires_at = next.expires_at.min(now),
+            MerchantAction::Expire => next.spec.expires_at = next.spec.expires_at.min(now),
         }
         Ok(next)
     }
@@ -347,4 +298,41 @@ pub fn events_for(
             EventRecord { id: ids(), event_type: t.to_string(), created_at: now, session_id: after.id.clone(), data }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::PaymentMethodKind;
+    use crate::{MerchantPolicy, parse_create_session};
+
+    /// The stored form embeds the validated spec flattened, so records written before the
+    /// spec was embedded (plain numbers and strings) read back, and the API keeps its shape.
+    #[test]
+    fn stored_form_keeps_plain_fields() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+        let body = json!({"amount": 1050, "currency": "JPY", "customer_id": "c", "reference": "r",
+                          "allowed_domains": ["https://shop.example", "com.shop.app"]});
+        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "ps_1".into(), "mer_1".into(), None, now);
+        let stored = serde_json::to_value(&s).unwrap();
+        assert_eq!(stored["amount"], json!(1050));
+        assert_eq!(stored["currency"], json!("JPY"));
+        assert_eq!(stored["allowed_domains"], json!(["https://shop.example", "com.shop.app"]));
+        assert!(stored.get("spec").is_none(), "flattened, not nested");
+        let back: PaymentSession = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(back, s);
+        assert!(back.spec.allowed_domains[0].is_origin() && !back.spec.allowed_domains[1].is_origin());
+        assert_eq!(back.spec.currency.exponent(), 0);
+
+        let mut bad = stored;
+        bad["amount"] = json!(0);
+        assert!(serde_json::from_value::<PaymentSession>(bad.clone()).is_err(), "a stored amount is still an Amount");
+        bad["amount"] = json!(1050);
+        bad["currency"] = json!("XXX");
+        assert!(serde_json::from_value::<PaymentSession>(bad).is_err());
+    }
 }

@@ -161,7 +161,7 @@ fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Resu
 }
 
 fn session_row(s: &PaymentSession) -> Result<(String, i64, bool, i64), StoreError> {
-    Ok((to_json(s)?, ms(s.expires_at), s.expiration_mode == ExpirationMode::Strict, ms(s.created_at)))
+    Ok((to_json(s)?, ms(s.spec.expires_at), s.spec.expiration_mode == ExpirationMode::Strict, ms(s.created_at)))
 }
 
 #[async_trait]
@@ -182,8 +182,8 @@ impl SessionStore for EmbeddedStore {
                 params![
                     s.id,
                     s.merchant_id,
-                    s.customer_id,
-                    s.reference,
+                    s.spec.customer_id,
+                    s.spec.reference,
                     s.status.as_str(),
                     expires,
                     strict,

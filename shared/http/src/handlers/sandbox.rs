@@ -80,8 +80,8 @@ pub async fn deposit<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) ->
 pub async fn qr_pay<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let payload = call.param("payload");
     let session = cx.store.find_by_alias(ALIAS_QR, payload).await?.ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
-    let multiple = session.payment_type == PaymentType::Multiple;
-    let amount = read_amount(call, multiple)?.unwrap_or(session.amount);
+    let multiple = session.spec.payment_type == PaymentType::Multiple;
+    let amount = read_amount(call, multiple)?.unwrap_or(session.spec.amount.minor());
     receive(cx, session, PaymentMethodKind::Qr, amount).await
 }
 

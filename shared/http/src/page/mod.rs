@@ -78,7 +78,7 @@ pub async fn handle<S: SessionStore + MerchantStore + ?Sized>(
         pay,
         call,
         token,
-        lang: Lang::from_locale(&session.locale),
+        lang: Lang::from_locale(&session.spec.locale),
         session,
         merchant_name,
         brand_color,
@@ -155,7 +155,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
     }
 
     fn framable(&self) -> bool {
-        self.session.allowed_domains.iter().any(|d| d.starts_with("https://"))
+        self.session.spec.allowed_domains.iter().any(|d| d.is_origin())
     }
 
     fn html(&self, status: StatusCode, body: String) -> Response<Body> {
@@ -184,10 +184,10 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
 
     /// The merchant's success URL with `session_id` and `state`.
     fn success_location(&self) -> Option<String> {
-        let url = self.session.success_url.as_ref()?;
+        let url = self.session.spec.success_url.as_ref()?;
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut out = format!("{url}{sep}session_id={}", url_encode(&self.session.id));
-        if let Some(state) = &self.session.state {
+        if let Some(state) = &self.session.spec.state {
             out.push_str(&format!("&state={}", url_encode(state)));
         }
         Some(out)
@@ -216,7 +216,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
                 return self.message(StatusCode::OK, "ok", "succeeded", link.as_deref().map(|l| (l, label)));
             }
             SessionStatus::Cancelled => {
-                let link = self.session.cancel_url.clone();
+                let link = self.session.spec.cancel_url.clone();
                 return self.message(StatusCode::OK, "alert", "cancelled", link.as_deref().map(|l| (l, t(self.lang, "return"))));
             }
             SessionStatus::Failed => return self.message(StatusCode::OK, "alert", "failed", None),
@@ -324,39 +324,39 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
         body.push_str(&format!(
             r#"<section aria-labelledby="amount-h"><h2 id="amount-h">{due}</h2><p class="amount" id="amount">{amount}</p>"#,
             due = t(lang, "amount_due"),
-            amount = esc(&money(s.amount, &s.currency, lang))
+            amount = esc(&money(s.spec.amount.minor(), s.spec.currency.code(), lang))
         ));
-        if let Some(d) = s.due_date {
+        if let Some(d) = s.spec.due_date {
             body.push_str(&format!("<p>{}: {d}</p>", t(lang, "due_date")));
         }
-        if let Some(desc) = &s.statement_descriptor {
+        if let Some(desc) = &s.spec.statement_descriptor {
             body.push_str(&format!("<p class=\"muted\">{}: {}</p>", t(lang, "descriptor"), esc(desc)));
         }
         body.push_str(&format!(
             r#"<p class="muted">{}: <time id="expires" datetime="{}">{} UTC</time> <span id="countdown" aria-live="polite"></span></p></section>"#,
             t(lang, "expires_in"),
-            s.expires_at.to_rfc3339(),
-            s.expires_at.format("%Y-%m-%d %H:%M")
+            s.spec.expires_at.to_rfc3339(),
+            s.spec.expires_at.format("%Y-%m-%d %H:%M")
         ));
-        if !s.items.is_empty() {
+        if !s.spec.items.is_empty() {
             body.push_str(&format!(r#"<section aria-labelledby="items-h"><h2 id="items-h">{}</h2><table>"#, t(lang, "items")));
-            for it in &s.items {
+            for it in &s.spec.items {
                 body.push_str(&format!(
                     r#"<tr><td>{} × {}</td><td class="num">{}</td></tr>"#,
                     it.quantity,
                     esc(&it.name),
-                    esc(&money(it.quantity * it.unit_amount, &s.currency, lang))
+                    esc(&money(it.quantity * it.unit_amount, s.spec.currency.code(), lang))
                 ));
             }
             body.push_str("</table></section>");
         }
-        if !s.recipients.is_empty() {
+        if !s.spec.recipients.is_empty() {
             body.push_str(&format!(r#"<section aria-labelledby="rcpt-h"><h2 id="rcpt-h">{}</h2><table>"#, t(lang, "recipients")));
-            for r in &s.recipients {
+            for r in &s.spec.recipients {
                 body.push_str(&format!(
                     r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
                     esc(&r.name),
-                    esc(&money(r.amount, &s.currency, lang))
+                    esc(&money(r.amount, s.spec.currency.code(), lang))
                 ));
             }
             body.push_str("</table></section>");
@@ -389,10 +389,10 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
         }
 
         let err_for = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.clone());
-        for m in &s.payment_methods {
+        for m in &s.spec.payment_methods {
             match m {
                 PaymentMethodKind::Card => {
-                    if s.show_saved_payment_methods {
+                    if s.spec.show_saved_payment_methods {
                         let saved = payments::offered_methods(self.cx, s).await;
                         if !saved.is_empty() {
                             body.push_str(&format!(
@@ -423,7 +423,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
                             msg = err.map(|m| format!(r#"<p class="err" id="{id}-err">{}</p>"#, esc(&m))).unwrap_or_default(),
                         )
                     };
-                    let save = match s.save_payment_method {
+                    let save = match s.spec.save_payment_method {
                         Some(SavePaymentMethod::Prompt) => format!(
                             r#"<p><input type="checkbox" id="save" name="save" value="on"> <label for="save" style="display:inline">{}</label></p>"#,
                             t(lang, "save_card")
@@ -438,7 +438,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
                         expiry = field("expiry", t(lang, "expiry"), "numeric", "cc-exp", r#"maxlength="7" placeholder="MM/YY""#),
                         cvc = field("cvc", t(lang, "cvc"), "numeric", "cc-csc", r#"maxlength="4""#),
                         pay = t(lang, "pay"),
-                        amount = esc(&money(s.amount, &s.currency, lang)),
+                        amount = esc(&money(s.spec.amount.minor(), s.spec.currency.code(), lang)),
                     ));
                 }
                 PaymentMethodKind::Ewallet | PaymentMethodKind::BankTransfer => {
@@ -478,7 +478,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
                 }
             }
         }
-        if let Some(cancel) = &s.cancel_url {
+        if let Some(cancel) = &s.spec.cancel_url {
             body.push_str(&format!(r#"<p><a href="{}" id="cancel">{}</a></p>"#, esc(cancel), t(lang, "cancel")));
         }
         // Enhancement only: the page works without it.
@@ -580,7 +580,7 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
             PaymentMethodKind::Ewallet => t(lang, "challenge_wallet"),
             _ => t(lang, "challenge_bank"),
         };
-        let amount = esc(&money(attempt.amount, &self.session.currency, lang));
+        let amount = esc(&money(attempt.amount, self.session.spec.currency.code(), lang));
         let inner = match (attempt.method, attempt.status) {
             (PaymentMethodKind::BankTransfer, AttemptStatus::Pending) => format!(
                 r#"<p role="status">{}</p><form method="post" action="{action}">{hidden}<button type="submit" name="decision" value="settle" id="settle">{}</button></form>"#,

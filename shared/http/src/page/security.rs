@@ -20,11 +20,11 @@ pub fn nonce() -> String {
 /// `Content-Security-Policy` for a page of `session`.
 pub fn csp(session: Option<&PaymentSession>, nonce: &str) -> String {
     let ancestors: Vec<&str> =
-        session.map(|s| s.allowed_domains.iter().filter(|d| d.starts_with("https://")).map(String::as_str).collect()).unwrap_or_default();
+        session.map(|s| s.spec.allowed_domains.iter().filter(|d| d.is_origin()).map(|d| d.as_str()).collect()).unwrap_or_default();
     let frame_ancestors = if ancestors.is_empty() { "'none'".to_string() } else { ancestors.join(" ") };
     // Form submissions may end in a redirect to the merchant's success or cancel URL.
     let mut form_action = vec!["'self'".to_string()];
-    for url in session.iter().flat_map(|s| [&s.success_url, &s.cancel_url]).flatten() {
+    for url in session.iter().flat_map(|s| [&s.spec.success_url, &s.spec.cancel_url]).flatten() {
         if let Some(origin) = origin_of(url) {
             form_action.push(origin);
         }
@@ -77,10 +77,10 @@ pub fn proof_ok(keys: &TokenSigner, session: &PaymentSession, proof: Option<&str
 /// (from `Origin` or `Referer`) or an app id (`app_id` query parameter of a webview).
 pub fn launched_from_allowed(session: &PaymentSession, call: &Call<'_>, app_id: Option<&str>) -> bool {
     if let Some(app) = app_id
-        && session.allowed_domains.iter().any(|d| !d.starts_with("https://") && d == app)
+        && session.spec.allowed_domains.iter().any(|d| !d.is_origin() && d.as_str() == app)
     {
         return true;
     }
     let origin = call.header("origin").map(str::to_string).or_else(|| call.header("referer").and_then(origin_of));
-    origin.is_some_and(|o| session.allowed_domains.iter().any(|d| d.starts_with("https://") && d.eq_ignore_ascii_case(&o)))
+    origin.is_some_and(|o| session.spec.allowed_domains.iter().any(|d| d.is_origin() && d.as_str().eq_ignore_ascii_case(&o)))
 }
