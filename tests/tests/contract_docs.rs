@@ -241,3 +241,58 @@ fn architecture_rule_table_points_at_real_definitions() {
         assert!(section.contains(named), "the table has no row for {named}");
     }
 }
+
+/// No import circles between the top-level modules of any crate: `use crate::x` (outside
+/// comments and test modules) is an arrow, and the arrows form no cycle.
+#[test]
+fn no_module_imports_another_that_imports_it_back() {
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let crates = ["shared/domain", "shared/app", "shared/http", "shared/embedded", "shared/aws", "shared/outbound", "shared/runtime"];
+    for krate in crates.into_iter().chain(["infra/local", "infra/admin"]) {
+        let src = root().join(krate).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let mut edges: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        for f in files {
+            let rel = f.strip_prefix(&src).unwrap();
+            let module = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_string();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for part in line.split("crate::").skip(1) {
+                    let target: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    if !target.is_empty() && target != module {
+                        edges.entry(module.clone()).or_default().insert(target);
+                    }
+                }
+            }
+        }
+        for (from, tos) in &edges {
+            for to in tos {
+                // Is `from` reachable from `to`?
+                let mut seen = BTreeSet::new();
+                let mut stack = vec![to.clone()];
+                while let Some(m) = stack.pop() {
+                    for next in edges.get(&m).into_iter().flatten() {
+                        if seen.insert(next.clone()) {
+                            stack.push(next.clone());
+                        }
+                    }
+                }
+                assert!(!seen.contains(from), "{krate}: {from} imports {to}, which imports {from} back");
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@ use paysession_aws::stream::handle_stream_event;
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use tokio::sync::{mpsc, watch};
 
-use crate::server::Local as Deps;
+use crate::local::Local as Deps;
 
 pub struct MemoryQueue(mpsc::UnboundedSender<(String, String)>);
 

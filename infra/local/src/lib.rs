@@ -3,8 +3,10 @@
 
 mod demo;
 mod dynamo_pipeline;
+mod local;
 mod pipeline;
 mod server;
 
 pub use demo::{DEMO_CLIENT_ID, DemoCredentials};
-pub use server::{Local, LocalOptions, Running, start};
+pub use local::Local;
+pub use server::{LocalOptions, Running, start};

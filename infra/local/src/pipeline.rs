@@ -14,7 +14,7 @@ use paysession_app::clock::SystemClock;
 use paysession_app::webhooks::{EndpointCache, dispatch, fan_out};
 use paysession_runtime::EmbeddedStore;
 
-use crate::server::Local as Deps;
+use crate::local::Local as Deps;
 use tokio::sync::{Semaphore, watch};
 
 /// Where the outbox reader stopped (the last event sequence number it fanned out).

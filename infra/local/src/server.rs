@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use paysession_app::ports::{Store, WebhookSender};
+use paysession_app::ports::WebhookSender;
 use paysession_http::lambda_http::{Body, Request};
 use paysession_http::mount::{Mounted, handle};
 use paysession_http::pipeline::unrouted;
@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::demo::{DemoCredentials, ensure_demo_merchant};
+use crate::local::Local;
 
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -37,14 +38,6 @@ pub struct LocalOptions {
     pub allow_private_webhooks: bool,
     pub demo_client_id: Option<String>,
     pub demo_client_secret: Option<String>,
-}
-
-/// Everything the local server runs: every handler mounted on the store, and the webhook
-/// sender its in-process pipeline delivers with.
-#[derive(Clone)]
-pub struct Local {
-    pub app: Mounted<dyn Store>,
-    pub sender: Arc<dyn WebhookSender>,
 }
 
 /// A started server.

@@ -6,6 +6,7 @@
 // Money is integer minor units end to end; a float here would be a rounding bug.
 #![deny(clippy::float_arithmetic)]
 
+pub mod attempt;
 pub mod card;
 pub mod clock;
 pub mod create;

@@ -1,65 +1,13 @@
 //! Payment attempts on a session and how their outcomes move the session.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::{InvalidTransition, PaymentType, SessionEvent, SessionStatus};
 use crate::model::PaymentMethodKind;
 use crate::session::PaymentSession;
 
-/// A claimed attempt whose outcome was never written (its worker died) stops blocking new
-/// attempts after this long.
-pub const ABANDONED_AFTER: Duration = Duration::seconds(60);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptStatus {
-    /// Claimed or submitted, outcome not known yet.
-    Pending,
-    RequiresAction,
-    Succeeded,
-    Failed,
-}
-
-/// What is kept of a card: never the number or the CVC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardSummary {
-    pub brand: String,
-    pub last4: String,
-    pub exp_month: u32,
-    pub exp_year: u32,
-    pub fingerprint: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentAttempt {
-    pub id: String,
-    pub method: PaymentMethodKind,
-    pub status: AttemptStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_code: Option<String>,
-    pub amount: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub card: Option<CardSummary>,
-    /// Where the customer must go next (3-D Secure, wallet approval, bank page).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_action_url: Option<String>,
-    /// The customer asked to save the method (`save_payment_method: prompt`).
-    #[serde(default)]
-    pub save_requested: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl PaymentAttempt {
-    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
-        match self.status {
-            AttemptStatus::RequiresAction => true,
-            AttemptStatus::Pending => now - self.updated_at < ABANDONED_AFTER,
-            _ => false,
-        }
-    }
-}
+pub use crate::attempt::{ABANDONED_AFTER, AttemptStatus, CardSummary, PaymentAttempt};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
@@ -212,7 +160,7 @@ mod tests {
     use super::*;
     use crate::lifecycle::ExpirationMode;
     use crate::{MerchantPolicy, parse_create_session};
-    use chrono::TimeZone;
+    use chrono::{Duration, TimeZone};
 
     fn session(mode: &str) -> PaymentSession {
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();

@@ -13,7 +13,7 @@ use crate::model::*;
 /// Payment attempts allowed per session before it fails (API.md).
 pub const MAX_ATTEMPTS: u32 = 5;
 
-pub use crate::payment::{AttemptStatus, CardSummary, PaymentAttempt};
+pub use crate::attempt::{AttemptStatus, CardSummary, PaymentAttempt};
 
 /// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`)
 /// never reach the API: see [`PaymentSession::to_api`].
