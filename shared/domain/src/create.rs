@@ -564,8 +564,9 @@ fn parse_schedule(v: &Value, now: DateTime<Utc>, e: &mut Errors) -> Option<Sched
         e.add(path(p, "end_date"), FieldCode::TooSoon, "must be after start_date");
     }
     let max_charges = r.get("max_charges").and_then(|v| positive_int(v, &path(p, "max_charges"), 1, 10_000, e)).map(|n| n as u32);
+    let time = str_with(&mut r, "time", false, e, fields::time_of_day);
     r.finish(e);
-    Some(Schedule { interval: interval?, interval_count: interval_count?, start_date: start_date?, end_date, max_charges })
+    Some(Schedule { interval: interval?, interval_count: interval_count?, start_date: start_date?, time, end_date, max_charges })
 }
 
 fn redirect_field(r: &mut ObjectReader<'_>, key: &'static str, merchant: &MerchantPolicy, e: &mut Errors) -> Option<String> {

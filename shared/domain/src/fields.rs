@@ -145,6 +145,14 @@ pub fn date(s: &str) -> FieldResult<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").or_else(|_| err(FieldCode::InvalidFormat, "must be a valid date YYYY-MM-DD"))
 }
 
+/// A time of day `HH:MM` (24-hour, UTC), e.g. a schedule's charge time.
+pub fn time_of_day(s: &str) -> FieldResult<chrono::NaiveTime> {
+    if s.len() != 5 {
+        return err(FieldCode::InvalidFormat, "must be a time HH:MM (24-hour, UTC)");
+    }
+    chrono::NaiveTime::parse_from_str(s, "%H:%M").or_else(|_| err(FieldCode::InvalidFormat, "must be a valid time HH:MM (24-hour, UTC)"))
+}
+
 /// RFC 3339 with an explicit offset; normalised to UTC.
 pub fn timestamp(s: &str) -> FieldResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)

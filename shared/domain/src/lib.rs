@@ -19,6 +19,7 @@ pub mod model;
 pub mod money;
 pub mod payment;
 pub mod reference_data;
+pub mod schedule;
 pub mod session;
 pub mod webhook;
 

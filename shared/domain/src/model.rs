@@ -85,6 +85,9 @@ pub struct Schedule {
     pub interval: Interval,
     pub interval_count: u32,
     pub start_date: chrono::NaiveDate,
+    /// Time of day (UTC) of each occurrence, `"HH:MM"`; 09:00 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hh_mm")]
+    pub time: Option<chrono::NaiveTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date: Option<chrono::NaiveDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,5 +137,22 @@ impl<'de> Deserialize<'de> for AllowedDomain {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Ok(if s.starts_with("https://") { AllowedDomain::Origin(s) } else { AllowedDomain::AppId(s) })
+    }
+}
+
+/// `"HH:MM"` for an optional time of day.
+mod hh_mm {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<NaiveTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.format("%H:%M").to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|s| NaiveTime::parse_from_str(&s, "%H:%M").map_err(serde::de::Error::custom)).transpose()
     }
 }

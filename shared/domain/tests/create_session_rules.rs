@@ -231,6 +231,15 @@ fn session_type_rules() {
     let ok = json!({"session_type": "first_in_series", "mandate": {"type": "scheduled",
         "schedule": {"interval": "month", "interval_count": 1, "start_date": "2026-12-01", "max_charges": 12}}});
     assert!(parse(&with(ok)).is_ok());
+    let timed = json!({"session_type": "first_in_series", "mandate": {"type": "scheduled",
+        "schedule": {"interval": "month", "interval_count": 1, "start_date": "2026-12-01", "time": "23:30"}}});
+    let spec = parse(&with(timed)).unwrap();
+    assert_eq!(spec.mandate.unwrap().schedule.unwrap().time, chrono::NaiveTime::from_hms_opt(23, 30, 0));
+    for bad in ["25:00", "9:00", "09:00:00", "noon"] {
+        let body = json!({"session_type": "first_in_series", "mandate": {"type": "scheduled",
+            "schedule": {"interval": "month", "interval_count": 1, "start_date": "2026-12-01", "time": bad}}});
+        fails_with(with(body), "mandate.schedule.time", FieldCode::InvalidFormat);
+    }
 }
 
 #[test]
