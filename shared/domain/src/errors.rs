@@ -29,6 +29,10 @@ pub enum FieldCode {
     NotAllowed,
     NotFound,
     Duplicate,
+    /// A mandate that is not `active` (suspended, revoked, completed).
+    Inactive,
+    CustomerMismatch,
+    OverMandateLimit,
 }
 
 impl FieldCode {
@@ -57,6 +61,9 @@ impl FieldCode {
             FieldCode::NotAllowed => "not_allowed",
             FieldCode::NotFound => "not_found",
             FieldCode::Duplicate => "duplicate",
+            FieldCode::Inactive => "inactive",
+            FieldCode::CustomerMismatch => "customer_mismatch",
+            FieldCode::OverMandateLimit => "over_mandate_limit",
         }
     }
 
@@ -85,6 +92,9 @@ impl FieldCode {
         FieldCode::NotAllowed,
         FieldCode::NotFound,
         FieldCode::Duplicate,
+        FieldCode::Inactive,
+        FieldCode::CustomerMismatch,
+        FieldCode::OverMandateLimit,
     ];
 }
 

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod iban;
 pub mod json;
 pub mod lifecycle;
+pub mod mandate;
 pub mod model;
 pub mod money;
 pub mod payment;
