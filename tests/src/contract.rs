@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, EventQuery, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, SessionQuery, SessionStore,
-    SettingsStore, StoreError, StoredResponse, WebhookStore,
+    Cursor, EventQuery, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore, MerchantStore, SessionQuery,
+    SessionStore, SettingsStore, StoreError, StoredResponse, WebhookStore,
 };
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -22,12 +22,13 @@ pub struct Stores {
     pub merchants: Arc<dyn MerchantStore>,
     pub settings: Arc<dyn SettingsStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    pub mandates: Arc<dyn MandateStore>,
 }
 
 impl Stores {
     pub fn from<T: paysession_app::Store>(store: T) -> Stores {
         let s = Arc::new(store);
-        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s.clone(), webhooks: s }
+        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s.clone(), webhooks: s.clone(), mandates: s }
     }
 }
 
@@ -435,6 +436,121 @@ pub async fn merchant_event_log(st: Stores) {
 }
 
 /// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.
+fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_domain::payment::SavedPaymentMethod {
+    use paysession_domain::payment::{CardSummary, SavedPaymentMethod};
+    let card = CardSummary { brand: "visa".into(), last4: "0341".into(), exp_month: 12, exp_year: 2030, fingerprint: format!("fp-{id}") };
+    SavedPaymentMethod {
+        id: id.into(),
+        merchant_id: merchant.into(),
+        customer_id: customer.into(),
+        method: PaymentMethodKind::Card,
+        card,
+        processor_token: "tok".into(),
+        created_at: t0(),
+    }
+}
+
+fn mandate(id: &str, merchant: &str, customer: &str, at: DateTime<Utc>) -> paysession_domain::mandate::Mandate {
+    use paysession_domain::mandate::{CustomerAcceptance, Mandate};
+    use paysession_domain::model::{MandateSpec, MandateType};
+    let spec = MandateSpec { mandate_type: MandateType::OnDemand, max_amount: Some(5_000), schedule: None };
+    let acceptance = CustomerAcceptance { accepted_at: at, ip_address: Some("203.0.113.7".into()), user_agent: Some("UA".into()) };
+    Mandate::from_first_payment(
+        id.into(),
+        merchant.into(),
+        &spec,
+        customer.into(),
+        "pm_1".into(),
+        paysession_domain::money::Currency::parse("EUR").unwrap(),
+        paysession_domain::money::Amount::new(1050).unwrap(),
+        "ps_origin".into(),
+        acceptance,
+        at,
+    )
+}
+
+/// The first payment's success, its saved method and its mandate commit together or not at
+/// all: a stale session version writes none of them, a second mandate with the same id
+/// rolls the whole write back.
+pub async fn first_payment_creates_mandate_atomically(st: Stores) {
+    let s = session("mer_a", "cus_1", "first", t0());
+    insert(&st, &s).await.unwrap();
+    let mut paid = s.clone();
+    paid.status = SessionStatus::Succeeded;
+    paid.version += 1;
+    let events = events_for(Some(&s), &paid, t0(), || paysession_app::ids::new_id("evt"));
+    let pm = saved_method("pm_1", "mer_a", "cus_1");
+    let md = mandate("md_1", "mer_a", "cus_1", t0());
+
+    let stale = st.mandates.complete_first_payment(&paid, s.version + 5, &events, &pm, &md).await;
+    assert!(matches!(stale, Err(StoreError::VersionConflict)), "{stale:?}");
+    assert!(st.mandates.get_mandate("mer_a", "md_1").await.unwrap().is_none(), "no mandate without the success");
+    assert!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap().is_empty());
+    assert_eq!(st.sessions.get_session("mer_a", &s.id).await.unwrap().unwrap().status, s.status);
+
+    st.mandates.complete_first_payment(&paid, s.version, &events, &pm, &md).await.unwrap();
+    assert_eq!(st.mandates.get_mandate("mer_a", "md_1").await.unwrap(), Some(md.clone()));
+    assert_eq!(st.sessions.get_session("mer_a", &s.id).await.unwrap().unwrap().status, SessionStatus::Succeeded);
+    assert_eq!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap(), vec![pm.clone()]);
+    assert_eq!(st.sessions.session_events("mer_a", &s.id).await.unwrap().len(), 1 + events.len());
+
+    // Another session paying with the same mandate id: refused whole, its success not written.
+    let other = session("mer_a", "cus_1", "second", t0());
+    insert(&st, &other).await.unwrap();
+    let mut other_paid = other.clone();
+    other_paid.status = SessionStatus::Succeeded;
+    other_paid.version += 1;
+    let again = st.mandates.complete_first_payment(&other_paid, other.version, &[], &pm, &md).await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    assert_eq!(st.sessions.get_session("mer_a", &other.id).await.unwrap().unwrap().status, other.status);
+}
+
+pub async fn mandates_versioned_listed_and_tenanted(st: Stores) {
+    use paysession_domain::mandate::{MandateAction, MandateStatus};
+    for (i, (id, customer)) in [("md_a", "cus_1"), ("md_b", "cus_2"), ("md_c", "cus_1")].into_iter().enumerate() {
+        let s = session("mer_a", customer, id, t0());
+        insert(&st, &s).await.unwrap();
+        let mut paid = s.clone();
+        paid.status = SessionStatus::Succeeded;
+        paid.version += 1;
+        let md = mandate(id, "mer_a", customer, t0() + Duration::seconds(i as i64));
+        st.mandates.complete_first_payment(&paid, s.version, &[], &saved_method("pm_1", "mer_a", customer), &md).await.unwrap();
+    }
+    assert!(st.mandates.get_mandate("mer_b", "md_a").await.unwrap().is_none(), "another tenant's id reads as absent");
+
+    let current = st.mandates.get_mandate("mer_a", "md_a").await.unwrap().unwrap();
+    let suspended = current.apply(&MandateAction::Suspend, t0()).unwrap();
+    st.mandates.update_mandate(&suspended, current.version).await.unwrap();
+    let lost = st.mandates.update_mandate(&suspended, current.version).await;
+    assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
+
+    let ids =
+        |page: paysession_app::ports::Page<paysession_domain::mandate::Mandate>| page.items.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let all = MandateQuery { limit: 10, ..Default::default() };
+    assert_eq!(ids(st.mandates.list_mandates("mer_a", &all).await.unwrap()), ["md_c", "md_b", "md_a"], "newest first");
+    let cus_1 = MandateQuery { customer_id: Some("cus_1".into()), ..all.clone() };
+    assert_eq!(ids(st.mandates.list_mandates("mer_a", &cus_1).await.unwrap()), ["md_c", "md_a"]);
+    let active = MandateQuery { status: Some(MandateStatus::Active), ..cus_1.clone() };
+    assert_eq!(ids(st.mandates.list_mandates("mer_a", &active).await.unwrap()), ["md_c"]);
+    let first = st.mandates.list_mandates("mer_a", &MandateQuery { limit: 2, ..all.clone() }).await.unwrap();
+    assert!(first.has_more);
+    let last = first.items.last().unwrap();
+    let after = Cursor { created_at: last.created_at, id: last.id.clone() };
+    let rest = st.mandates.list_mandates("mer_a", &MandateQuery { limit: 2, after: Some(after), ..all.clone() }).await.unwrap();
+    assert_eq!((ids(rest.clone()), rest.has_more), (vec!["md_a".to_string()], false));
+    assert!(st.mandates.list_mandates("mer_b", &all).await.unwrap().items.is_empty());
+}
+
+pub async fn payment_methods_detach(st: Stores) {
+    let pm = saved_method("pm_9", "mer_a", "cus_1");
+    st.sessions.save_payment_method(&pm).await.unwrap();
+    assert!(st.mandates.delete_payment_method("mer_b", "cus_1", "pm_9").await.unwrap().is_none(), "tenancy");
+    assert!(st.mandates.delete_payment_method("mer_a", "cus_2", "pm_9").await.unwrap().is_none(), "another customer's");
+    assert_eq!(st.mandates.delete_payment_method("mer_a", "cus_1", "pm_9").await.unwrap(), Some(pm));
+    assert!(st.mandates.delete_payment_method("mer_a", "cus_1", "pm_9").await.unwrap().is_none(), "gone");
+    assert!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap().is_empty());
+}
+
 #[macro_export]
 macro_rules! contract_suite {
     ($make:expr) => {
@@ -444,7 +560,8 @@ macro_rules! contract_suite {
             status_filter_as_of_now, idempotency_lifecycle, idempotency_takeover_and_release,
             idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods,
             webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
-            merchant_event_log);
+            merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
+            payment_methods_detach);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(

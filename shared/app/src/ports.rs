@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use paysession_domain::SessionStatus;
+use paysession_domain::mandate::{Mandate, MandateStatus};
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use paysession_domain::webhook::{AttemptResult, Delivery, WebhookEndpoint};
@@ -248,8 +249,43 @@ pub trait WebhookSender: Send + Sync {
     async fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> AttemptResult;
 }
 
+/// Filters of `GET /v1/mandates`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct MandateQuery {
+    pub customer_id: Option<String>,
+    pub status: Option<MandateStatus>,
+    pub limit: usize,
+    /// Continue after this position (exclusive).
+    pub after: Option<Cursor>,
+}
+
+/// Mandates and the saved methods they charge.
+#[async_trait]
+pub trait MandateStore: Send + Sync {
+    /// The success of a `first_in_series` payment, in one conditional write: the session
+    /// replaces `expected_version` (else `VersionConflict`) with its events, the saved
+    /// method is stored (the same id again replaces it), and the mandate is inserted (an
+    /// existing id: `AlreadyExists`). Never a mandate without the success, nor the reverse.
+    async fn complete_first_payment(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        method: &SavedPaymentMethod,
+        mandate: &Mandate,
+    ) -> Result<(), StoreError>;
+    /// A merchant's mandate; another merchant's id reads as absent.
+    async fn get_mandate(&self, merchant_id: &str, id: &str) -> Result<Option<Mandate>, StoreError>;
+    async fn list_mandates(&self, merchant_id: &str, query: &MandateQuery) -> Result<Page<Mandate>, StoreError>;
+    /// Replaces a mandate if its stored version is still `expected_version`.
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError>;
+    /// Removes a customer's saved method, returning it; `None` when there was none.
+    async fn delete_payment_method(&self, merchant_id: &str, customer_id: &str, id: &str)
+    -> Result<Option<SavedPaymentMethod>, StoreError>;
+}
+
 /// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).
-pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static {}
-impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + 'static> Store for T {}
+pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + 'static {}
+impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + 'static> Store for T {}

@@ -15,6 +15,7 @@
 //! | setting | `SETTING#key` | `SETTING` | | |
 //! | session alias (page token hash, VA number, QR id) | `ALIAS#kind#value` | `ALIAS` | | |
 //! | saved payment method | `MER#m#PM#customer` | `PM#id` | | |
+//! | mandate | `MER#m#MD#id` | `MANDATE` | `MER#m#MANDATES` / `created#id` | `MER#m#MDCUS#customer` / `created#id` |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
 //! string order is the time order.
@@ -125,4 +126,17 @@ pub fn payment_methods_pk(merchant: &str, customer: &str) -> String {
 }
 pub fn payment_method_sk(id: &str) -> String {
     format!("PM#{id}")
+}
+
+pub fn mandate_pk(merchant: &str, id: &str) -> String {
+    format!("MER#{merchant}#MD#{id}")
+}
+pub const MANDATE_SK: &str = "MANDATE";
+pub fn mandates_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#MANDATES")
+}
+/// A customer's mandates. Its own segment name, not a suffix of `customer_gsi2`'s key:
+/// customer ids are free text, so `CUS#x#MD` could be another customer's session key.
+pub fn customer_mandates_gsi2(merchant: &str, customer: &str) -> String {
+    format!("MER#{merchant}#MDCUS#{customer}")
 }

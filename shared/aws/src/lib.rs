@@ -1,6 +1,7 @@
 //! AWS adapters: the storage ports on DynamoDB, and configuration loading for Lambda.
 
 pub mod keys;
+mod mandates;
 pub mod sqs;
 mod store;
 pub mod stream;

@@ -44,6 +44,15 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
+/// A customer's saved method, under the customer so one `Query` lists them.
+pub(crate) fn method_item(method: &SavedPaymentMethod) -> Result<Item, StoreError> {
+    Ok(item([
+        (PK, s(payment_methods_pk(&method.merchant_id, &method.customer_id))),
+        (SK, s(payment_method_sk(&method.id))),
+        ("body", body(method)?),
+    ]))
+}
+
 pub(crate) fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
     serde_json::to_string(v).map(AV::S).map_err(backend)
 }
@@ -84,7 +93,7 @@ impl DynamoStore {
         &self.table
     }
 
-    fn put(&self, item: Item, condition: Option<&str>) -> Put {
+    pub(crate) fn put(&self, item: Item, condition: Option<&str>) -> Put {
         let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
         if let Some(c) = condition {
             p = p.condition_expression(c);
@@ -116,7 +125,7 @@ impl DynamoStore {
     }
 
     /// Runs a transaction, retrying conflicts with a short growing pause.
-    async fn transact_retrying(&self, items: Vec<TransactWriteItem>) -> Result<Option<usize>, StoreError> {
+    pub(crate) async fn transact_retrying(&self, items: Vec<TransactWriteItem>) -> Result<Option<usize>, StoreError> {
         for attempt in 0..CONFLICT_RETRIES {
             match self.transact(items.clone()).await? {
                 TxOutcome::Done => return Ok(None),
@@ -130,7 +139,7 @@ impl DynamoStore {
         Err(StoreError::Backend("transaction kept conflicting with concurrent writers".into()))
     }
 
-    fn session_item(&self, session: &PaymentSession) -> Result<Item, StoreError> {
+    pub(crate) fn session_item(&self, session: &PaymentSession) -> Result<Item, StoreError> {
         let created = time_sort(ms(session.created_at), &session.id);
         Ok(item([
             (PK, s(session_pk(&session.merchant_id, &session.id))),
@@ -145,7 +154,12 @@ impl DynamoStore {
         ]))
     }
 
-    fn event_items(&self, merchant: &str, session: &PaymentSession, events: &[EventRecord]) -> Result<Vec<TransactWriteItem>, StoreError> {
+    pub(crate) fn event_items(
+        &self,
+        merchant: &str,
+        session: &PaymentSession,
+        events: &[EventRecord],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         events
             .iter()
             .enumerate()
@@ -398,11 +412,7 @@ impl SessionStore for DynamoStore {
     }
 
     async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
-        let it = item([
-            (PK, s(payment_methods_pk(&method.merchant_id, &method.customer_id))),
-            (SK, s(payment_method_sk(&method.id))),
-            ("body", body(method)?),
-        ]);
+        let it = method_item(method)?;
         self.client.put_item().table_name(&self.table).set_item(Some(it)).send().await.map(|_| ()).map_err(|e| backend(crate::describe(&e)))
     }
 

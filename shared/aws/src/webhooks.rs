@@ -32,7 +32,7 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
 
 impl DynamoStore {
     /// A conditional put: `expected` = `None` inserts, `Some(v)` replaces version `v`.
-    async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
+    pub(crate) async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
         let mut req = self.client().put_item().table_name(self.table()).set_item(Some(it));
         req = match expected {
             None => req.condition_expression("attribute_not_exists(PK)"),

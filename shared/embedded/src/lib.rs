@@ -2,6 +2,7 @@
 //! ports as the DynamoDB adapter with the same guarantees — each write one transaction,
 //! conditional on the version read — and survives restarts.
 
+mod mandates;
 mod schema;
 mod webhooks;
 
@@ -160,6 +161,30 @@ fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Resu
     if n == 1 { Ok(()) } else { Err(StoreError::IdempotencyLost) }
 }
 
+/// Replaces a session if its stored version is still `expected_version`.
+fn replace_session(tx: &Transaction<'_>, s: &PaymentSession, expected_version: u64) -> Result<(), StoreError> {
+    let (body, expires, strict, _) = session_row(s)?;
+    let n = tx
+        .execute(
+            "UPDATE sessions SET status = ?1, expires_at_ms = ?2, strict = ?3, version = ?4, body = ?5
+             WHERE id = ?6 AND merchant_id = ?7 AND version = ?8",
+            params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id, expected_version as i64],
+        )
+        .map_err(backend)?;
+    if n == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+}
+
+/// Stores a saved method; the same id again replaces its body.
+fn upsert_method(tx: &Transaction<'_>, m: &SavedPaymentMethod) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO payment_methods(id, merchant_id, customer_id, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET body = ?5",
+        params![m.id, m.merchant_id, m.customer_id, ms(m.created_at), to_json(m)?],
+    )
+    .map(|_| ())
+    .map_err(backend)
+}
+
 fn session_row(s: &PaymentSession) -> Result<(String, i64, bool, i64), StoreError> {
     Ok((to_json(s)?, ms(s.spec.expires_at), s.spec.expiration_mode == ExpirationMode::Strict, ms(s.created_at)))
 }
@@ -233,16 +258,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
         let m = method.clone();
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO payment_methods(id, merchant_id, customer_id, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(id) DO UPDATE SET body = ?5",
-                params![m.id, m.merchant_id, m.customer_id, ms(m.created_at), to_json(&m)?],
-            )
-            .map(|_| ())
-            .map_err(backend)
-        })
-        .await
+        self.tx(move |tx| upsert_method(tx, &m)).await
     }
 
     async fn list_payment_methods(&self, merchant_id: &str, customer_id: &str) -> Result<Vec<SavedPaymentMethod>, StoreError> {
@@ -262,17 +278,7 @@ impl SessionStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
         self.tx(move |tx| {
-            let (body, expires, strict, _) = session_row(&s)?;
-            let n = tx
-                .execute(
-                    "UPDATE sessions SET status = ?1, expires_at_ms = ?2, strict = ?3, version = ?4, body = ?5
-                     WHERE id = ?6 AND merchant_id = ?7 AND version = ?8",
-                    params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id, expected_version as i64],
-                )
-                .map_err(backend)?;
-            if n != 1 {
-                return Err(StoreError::VersionConflict);
-            }
+            replace_session(tx, &s, expected_version)?;
             insert_events(tx, &s.merchant_id, &events)?;
             if let Some(c) = &idem {
                 complete_idempotency(tx, c)?;

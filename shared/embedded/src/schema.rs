@@ -88,6 +88,17 @@ CREATE TABLE IF NOT EXISTS payment_methods (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS payment_methods_customer ON payment_methods(merchant_id, customer_id, created_at_ms);
+CREATE TABLE IF NOT EXISTS mandates (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mandates_newest ON mandates(merchant_id, created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS mandates_customer ON mandates(merchant_id, customer_id, created_at_ms DESC, id DESC);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -133,6 +144,7 @@ pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
         "idempotency",
         "aliases",
         "payment_methods",
+        "mandates",
         "meta",
         "webhook_endpoints",
         "deliveries",

@@ -1,0 +1,110 @@
+//! Mandates and the removal of saved methods on the single table (keys in `keys.rs`).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
+use paysession_domain::mandate::Mandate;
+use paysession_domain::payment::SavedPaymentMethod;
+use paysession_domain::session::{EventRecord, PaymentSession};
+
+use crate::DynamoStore;
+use crate::keys::*;
+use crate::store::{Item, backend, body, item, method_item, ms, n, parse_body, s};
+
+fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
+    let created = time_sort(ms(m.created_at), &m.id);
+    Ok(item([
+        (PK, s(mandate_pk(&m.merchant_id, &m.id))),
+        (SK, s(MANDATE_SK)),
+        (GSI1PK, s(mandates_gsi1(&m.merchant_id))),
+        (GSI1SK, s(created.clone())),
+        (GSI2PK, s(customer_mandates_gsi2(&m.merchant_id, &m.customer_id))),
+        (GSI2SK, s(created)),
+        ("version", n(m.version as i64)),
+        ("status", s(m.status.as_str())),
+        ("body", body(m)?),
+    ]))
+}
+
+#[async_trait]
+impl MandateStore for DynamoStore {
+    /// One `TransactWriteItems`: the session (conditional on its version), its events, the
+    /// saved method, and the mandate (conditional on not existing).
+    async fn complete_first_payment(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        method: &SavedPaymentMethod,
+        mandate: &Mandate,
+    ) -> Result<(), StoreError> {
+        let session_put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(self.session_item(session)?))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .build()
+            .map_err(backend)?;
+        let mut items = vec![
+            TransactWriteItem::builder().put(session_put).build(),
+            TransactWriteItem::builder().put(self.put(method_item(method)?, None)).build(),
+            TransactWriteItem::builder().put(self.put(mandate_item(mandate)?, Some("attribute_not_exists(PK)"))).build(),
+        ];
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(2) => Err(StoreError::AlreadyExists),
+            // The session's version moved, or its event keys were taken by the writer that moved it.
+            Some(_) => Err(StoreError::VersionConflict),
+        }
+    }
+
+    async fn get_mandate(&self, merchant_id: &str, id: &str) -> Result<Option<Mandate>, StoreError> {
+        self.get_item(mandate_pk(merchant_id, id), MANDATE_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn list_mandates(&self, merchant_id: &str, q: &MandateQuery) -> Result<Page<Mandate>, StoreError> {
+        let (index, pk_attr, sk_attr, pk) = match &q.customer_id {
+            Some(c) => (GSI2, GSI2PK, GSI2SK, customer_mandates_gsi2(merchant_id, c)),
+            None => (GSI1, GSI1PK, GSI1SK, mandates_gsi1(merchant_id)),
+        };
+        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
+        let mut parsed = Vec::new();
+        let items = self
+            .query_index((index, pk_attr, sk_attr), pk, below, false, q.limit + 1, |it| {
+                let mandate: Mandate = parse_body(it)?;
+                let keep = q.status.is_none_or(|st| mandate.status == st);
+                if keep {
+                    parsed.push(mandate);
+                }
+                Ok(keep)
+            })
+            .await?;
+        let has_more = items.len() > q.limit;
+        parsed.truncate(q.limit);
+        Ok(Page { items: parsed, has_more })
+    }
+
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError> {
+        self.put_versioned(mandate_item(mandate)?, Some(expected_version)).await
+    }
+
+    async fn delete_payment_method(
+        &self,
+        merchant_id: &str,
+        customer_id: &str,
+        id: &str,
+    ) -> Result<Option<SavedPaymentMethod>, StoreError> {
+        let out = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .key(PK, s(payment_methods_pk(merchant_id, customer_id)))
+            .key(SK, s(payment_method_sk(id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        out.attributes.map(|it| parse_body(&it)).transpose()
+    }
+}

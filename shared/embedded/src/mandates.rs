@@ -1,0 +1,108 @@
+//! Mandates and the removal of saved methods on SQLite.
+
+use async_trait::async_trait;
+use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
+use paysession_domain::mandate::Mandate;
+use paysession_domain::payment::SavedPaymentMethod;
+use paysession_domain::session::{EventRecord, PaymentSession};
+use rusqlite::{Transaction, params};
+
+use crate::{EmbeddedStore, all, backend, insert_events, ms, one, replace_session, to_json, upsert_method};
+
+fn insert_mandate(tx: &Transaction<'_>, m: &Mandate) -> Result<(), StoreError> {
+    let inserted = tx.execute(
+        "INSERT INTO mandates(id, merchant_id, customer_id, status, created_at_ms, version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![m.id, m.merchant_id, m.customer_id, m.status.as_str(), ms(m.created_at), m.version as i64, to_json(m)?],
+    );
+    match inserted {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::AlreadyExists),
+        other => other.map(|_| ()).map_err(backend),
+    }
+}
+
+#[async_trait]
+impl MandateStore for EmbeddedStore {
+    async fn complete_first_payment(
+        &self,
+        session: &PaymentSession,
+        expected_version: u64,
+        events: &[EventRecord],
+        method: &SavedPaymentMethod,
+        mandate: &Mandate,
+    ) -> Result<(), StoreError> {
+        let (s, events, pm, md) = (session.clone(), events.to_vec(), method.clone(), mandate.clone());
+        self.tx(move |tx| {
+            replace_session(tx, &s, expected_version)?;
+            upsert_method(tx, &pm)?;
+            insert_mandate(tx, &md)?;
+            insert_events(tx, &s.merchant_id, &events)
+        })
+        .await
+    }
+
+    async fn get_mandate(&self, merchant_id: &str, id: &str) -> Result<Option<Mandate>, StoreError> {
+        let (m, id) = (merchant_id.to_string(), id.to_string());
+        self.with(move |c| one(c, "SELECT body FROM mandates WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+    }
+
+    async fn list_mandates(&self, merchant_id: &str, q: &MandateQuery) -> Result<Page<Mandate>, StoreError> {
+        let (m, q) = (merchant_id.to_string(), q.clone());
+        self.with(move |c| {
+            let mut sql = String::from("SELECT body FROM mandates WHERE merchant_id = ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![m.into()];
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(customer) = &q.customer_id {
+                arg(&mut sql, " AND customer_id = ?", customer.clone().into());
+            }
+            if let Some(status) = q.status {
+                arg(&mut sql, " AND status = ?", status.as_str().to_string().into());
+            }
+            if let Some(after) = &q.after {
+                args.push(ms(after.created_at).into());
+                args.push(after.id.clone().into());
+                let (t, i) = (args.len() - 1, args.len());
+                sql.push_str(&format!(" AND (created_at_ms < ?{t} OR (created_at_ms = ?{t} AND id < ?{i}))"));
+            }
+            sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
+            let items: Vec<Mandate> = all(c, &sql, rusqlite::params_from_iter(args))?;
+            Ok(Page::from_overfetched(items, q.limit))
+        })
+        .await
+    }
+
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError> {
+        let m = mandate.clone();
+        self.tx(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE mandates SET status = ?1, version = ?2, body = ?3 WHERE id = ?4 AND merchant_id = ?5 AND version = ?6",
+                    params![m.status.as_str(), m.version as i64, to_json(&m)?, m.id, m.merchant_id, expected_version as i64],
+                )
+                .map_err(backend)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+        })
+        .await
+    }
+
+    async fn delete_payment_method(
+        &self,
+        merchant_id: &str,
+        customer_id: &str,
+        id: &str,
+    ) -> Result<Option<SavedPaymentMethod>, StoreError> {
+        let (m, c, id) = (merchant_id.to_string(), customer_id.to_string(), id.to_string());
+        self.tx(move |tx| {
+            let found: Option<SavedPaymentMethod> =
+                one(tx, "SELECT body FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3", [&id, &m, &c])?;
+            if found.is_some() {
+                tx.execute("DELETE FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3", [&id, &m, &c])
+                    .map_err(backend)?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
