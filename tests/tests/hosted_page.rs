@@ -330,3 +330,68 @@ async fn card_numbers_never_reach_storage_or_logs() {
         }
     }
 }
+
+/// A first_in_series payment shows the mandate terms, and its success creates the mandate
+/// and saves the card in the same write, recording the customer's acceptance; the 3-D
+/// Secure path does too. Only cards are offered for a first payment.
+#[tokio::test]
+async fn first_payment_creates_the_mandate_with_the_acceptance() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let start = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive();
+    let mandate = json!({"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start.to_string(), "max_charges": 12}});
+    let store = s.running.as_ref().unwrap().local.app.core.store.clone();
+    for card in ["4242424242424242", "4000002760003184"] {
+        let sess =
+            session(&s, &t, json!({"session_type": "first_in_series", "mandate": mandate, "customer_id": format!("cus_{card}")})).await;
+        let id = sess["id"].as_str().unwrap();
+        let mut c = Customer::new(&s, &sess);
+        let page = c.open_from(SHOP).await;
+        assert!(page.body.contains(r#"id="mandate-terms""#), "the terms are shown before paying");
+        assert!(page.body.contains("every month, first on") && page.body.contains("at most 12 times"), "{}", page.body);
+        assert!(!page.body.contains(r#"name="method" value="ewallet""#), "a first payment offers cards only");
+        let ewallet = c.post(&format!("{}/start", c.path()), &[("method", "ewallet")]).await;
+        assert_eq!(ewallet.status, 303);
+        assert!(api_session(&s, &t, id).await["payments"].as_array().unwrap().is_empty(), "no e-wallet attempt was claimed");
+
+        let form: Vec<(&str, &str)> = vec![("csrf", &c.csrf), ("v", &c.proof), ("card_number", card), ("expiry", "12/30"), ("cvc", "123")];
+        let r = c
+            .http
+            .post(format!("{}{}/card", c.base, c.path()))
+            .header("user-agent", "PaysessionTest/1.0")
+            .header("x-forwarded-for", "198.51.100.23")
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        if card == "4000002760003184" {
+            let location = r.headers()["location"].to_str().unwrap().to_string();
+            let challenge = c.get(&format!("{}{location}", c.base), &[]).await;
+            let action = challenge.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+            assert_eq!(c.post(&action, &[("decision", "approve")]).await.status, 303);
+        }
+        let api = api_session(&s, &t, id).await;
+        assert_eq!(api["status"], "succeeded", "{card}");
+        let md_id = api["mandate_id"].as_str().expect("the session names its mandate");
+        let pm_id = api["payment_method_id"].as_str().expect("and the saved card");
+        let m = store.get_mandate(&store_merchant(&s).await, md_id).await.unwrap().expect("the mandate exists");
+        assert_eq!(m.status, paysession_domain::mandate::MandateStatus::Active);
+        assert_eq!((m.payment_method_id.as_str(), m.origin_session_id.as_str()), (pm_id, id));
+        assert_eq!(m.amount.map(|a| a.minor()), Some(1050));
+        assert_eq!(m.next_charge_at.unwrap().date_naive(), start);
+        assert_eq!(m.customer_acceptance.ip_address.as_deref(), Some("198.51.100.23"));
+        if card == "4242424242424242" {
+            assert_eq!(m.customer_acceptance.user_agent.as_deref(), Some("PaysessionTest/1.0"));
+        }
+        let events = s.get(&format!("/v1/payment_sessions/{id}/events"), &t).await.json();
+        let types: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(types.contains(&"mandate.created") && types.contains(&"payment_method.attached"), "{types:?}");
+        assert!(types.contains(&"payment_session.succeeded"));
+    }
+}
+
+/// The demo merchant's id, as the store keys it.
+async fn store_merchant(s: &Server) -> String {
+    s.running.as_ref().unwrap().demo.merchant_id.clone()
+}

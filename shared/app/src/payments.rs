@@ -5,14 +5,16 @@
 
 use chrono::{DateTime, Utc};
 use paysession_domain::card::CardInput;
-use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
+use paysession_domain::mandate::{CustomerAcceptance, Mandate};
+use paysession_domain::model::{MandateSpec, MandateType, PaymentMethodKind, SavePaymentMethod, SessionType};
 use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
-use paysession_domain::session::PaymentSession;
+use paysession_domain::session::{EventRecord, PaymentSession, events_for};
 
 use crate::context::{Core, Payments};
 use crate::ids::{new_id, sha256_hex};
-use crate::ports::{SessionStore, StoreError};
+use crate::ports::{MandateStore, SessionStore, StoreError};
 use crate::processor::{Outcome, RedirectMethod};
+use crate::retry::{Races, won};
 use crate::sessions::{UpdateError, update_with};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +58,13 @@ pub enum CardError {
     Failed(#[from] PaymentFailure),
 }
 
-/// Whether a successful card payment is saved: always for `always`, on the customer's
-/// tick for `prompt`, never otherwise.
+/// Whether a successful card payment is saved: always for a `first_in_series` payment (its
+/// mandate charges the method) and for `always`, on the customer's tick for `prompt`, never
+/// otherwise.
 pub fn save_requested(session: &PaymentSession, customer_ticked: bool) -> bool {
+    if session.spec.session_type == SessionType::FirstInSeries {
+        return true;
+    }
     match session.spec.save_payment_method {
         Some(SavePaymentMethod::Always) => true,
         Some(SavePaymentMethod::Prompt) => customer_ticked,
@@ -96,6 +102,7 @@ fn new_attempt(
         card,
         next_action_url: None,
         save_requested,
+        mandate_acceptance: None,
         created_at: now,
         updated_at: now,
     }
@@ -113,12 +120,13 @@ async fn claim<S: SessionStore + ?Sized>(
 
 /// Pays `session` by card. `page_path` (`/pay/{token}`) roots the challenge URL of a card
 /// that needs 3-D Secure.
-pub async fn pay_card<S: SessionStore + ?Sized>(
+pub async fn pay_card<S: SessionStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     session: PaymentSession,
     source: CardSource,
     customer_ticked_save: bool,
+    acceptance: Option<CustomerAcceptance>,
     page_path: &str,
 ) -> Result<Step, CardError> {
     let save = save_requested(&session, customer_ticked_save);
@@ -140,7 +148,10 @@ pub async fn pay_card<S: SessionStore + ?Sized>(
         (None, Some(m)) => m.card.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
-    let attempt = new_attempt(PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
+    let mut attempt = new_attempt(PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
+    if session.spec.session_type == SessionType::FirstInSeries {
+        attempt.mandate_acceptance = acceptance;
+    }
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
     let (amount, currency) = (session.spec.amount.minor(), session.spec.currency.code());
@@ -153,7 +164,7 @@ pub async fn pay_card<S: SessionStore + ?Sized>(
 }
 
 /// Starts a wallet or bank payment: the customer goes on to the provider's page.
-pub async fn start_redirect<S: SessionStore + ?Sized>(
+pub async fn start_redirect<S: SessionStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     session: PaymentSession,
@@ -182,7 +193,7 @@ pub enum Decision {
 
 /// Applies the customer's decision to an attempt waiting for one. `Ok(None)` when the
 /// attempt does not wait for this decision (the page shows the session again).
-pub async fn decide<S: SessionStore + ?Sized>(
+pub async fn decide<S: SessionStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     session: PaymentSession,
@@ -195,7 +206,7 @@ pub async fn decide<S: SessionStore + ?Sized>(
     let approved = decision == Decision::Approve;
     let outcome = match (attempt.method, attempt.status, decision) {
         (PaymentMethodKind::Card, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
-            p.complete_authentication(approved).await
+            p.complete_authentication(approved, attempt.save_requested).await
         }
         (PaymentMethodKind::Ewallet, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
             p.provider_decision(RedirectMethod::Ewallet, approved).await
@@ -212,7 +223,7 @@ pub async fn decide<S: SessionStore + ?Sized>(
 /// Writes a processor outcome onto the attempt. A successful card payment the customer
 /// chose to keep becomes a saved method, its id derived from (merchant, customer,
 /// fingerprint) so saving the same card again is idempotent.
-async fn finish<S: SessionStore + ?Sized>(
+async fn finish<S: SessionStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     session: PaymentSession,
     attempt_id: &str,
@@ -228,25 +239,25 @@ async fn finish<S: SessionStore + ?Sized>(
         Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
         Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url)),
     };
+    if session.spec.session_type == SessionType::FirstInSeries && status == AttemptStatus::Succeeded {
+        return match (&outcome, card) {
+            (Outcome::Succeeded { token: Some(token) }, Some(card)) => complete_first_payment(cx, session, attempt_id, token, card).await,
+            // Without a reusable token no mandate can charge later, and a first payment never
+            // succeeds without its mandate: the attempt fails instead.
+            _ => {
+                tracing::error!(session_id = %session.id, attempt_id, "the processor returned no reusable token for a first_in_series payment");
+                let failed = Outcome::Failed { code: "processing_error" };
+                Box::pin(finish(cx, session, attempt_id, failed, None, None, page_path)).await
+            }
+        };
+    }
     let mut method_id = existing_method;
     if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
-        let id = format!(
-            "pm_{}",
-            &sha256_hex(format!("{}:{}:{}", session.merchant_id, session.spec.customer_id, card.fingerprint).as_bytes())[..32]
-        );
-        let pm = SavedPaymentMethod {
-            id: id.clone(),
-            merchant_id: session.merchant_id.clone(),
-            customer_id: session.spec.customer_id.clone(),
-            method: PaymentMethodKind::Card,
-            card: card.clone(),
-            processor_token: token.clone(),
-            created_at: cx.clock.now(),
-        };
+        let pm = saved_method(&session, card.clone(), token.clone(), cx.clock.now());
         if let Err(e) = cx.store.save_payment_method(&pm).await {
             tracing::error!(session_id = %session.id, error = %e, "could not save payment method");
         } else {
-            method_id = Some(id);
+            method_id = Some(pm.id);
         }
     }
     let session_id = session.id.clone();
@@ -260,6 +271,81 @@ async fn finish<S: SessionStore + ?Sized>(
     .await?;
     tracing::info!(session_id = %session_id, attempt_id, status = ?status, "payment attempt updated");
     Ok(Step { session: written.expect("an outcome always writes"), attempt_id: attempt_id.to_string(), status })
+}
+
+/// The saved method of a card payment: its id derives from (merchant, customer,
+/// fingerprint), so saving the same card again is the same method.
+fn saved_method(session: &PaymentSession, card: CardSummary, token: String, now: DateTime<Utc>) -> SavedPaymentMethod {
+    let key = format!("{}:{}:{}", session.merchant_id, session.spec.customer_id, card.fingerprint);
+    SavedPaymentMethod {
+        id: format!("pm_{}", &sha256_hex(key.as_bytes())[..32]),
+        merchant_id: session.merchant_id.clone(),
+        customer_id: session.spec.customer_id.clone(),
+        method: PaymentMethodKind::Card,
+        card,
+        processor_token: token,
+        created_at: now,
+    }
+}
+
+/// The success of a `first_in_series` payment: the session's success, the saved method and
+/// the mandate (with the acceptance recorded on the attempt) in one conditional write, with
+/// their events; a lost race re-reads and decides again.
+async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
+    cx: &Core<S>,
+    mut current: PaymentSession,
+    attempt_id: &str,
+    token: &str,
+    card: CardSummary,
+) -> Result<Step, PaymentFailure> {
+    let mut races = Races::new(format!("session {}", current.id));
+    loop {
+        let now = cx.clock.now();
+        let pm = saved_method(&current, card.clone(), token.to_string(), now);
+        let mut next = current.update_attempt(attempt_id, AttemptStatus::Succeeded, None, None, now)?;
+        let attempt = current.payments.iter().find(|a| a.id == attempt_id).expect("update_attempt found it");
+        let acceptance = attempt.mandate_acceptance.clone().unwrap_or(CustomerAcceptance {
+            accepted_at: attempt.created_at,
+            ip_address: None,
+            user_agent: None,
+        });
+        let spec =
+            current.spec.mandate.clone().unwrap_or(MandateSpec { mandate_type: MandateType::OnDemand, max_amount: None, schedule: None });
+        let mandate = Mandate::from_first_payment(
+            new_id("md"),
+            current.merchant_id.clone(),
+            &spec,
+            current.spec.customer_id.clone(),
+            pm.id.clone(),
+            current.spec.currency,
+            current.spec.amount,
+            current.id.clone(),
+            acceptance,
+            now,
+        );
+        next.payment_method_id = Some(pm.id.clone());
+        next.spec.mandate_id = Some(mandate.id.clone());
+        let mut events = events_for(Some(&current), &next, now, || new_id("evt"));
+        for (event_type, data) in [("payment_method.attached", pm.to_api()), ("mandate.created", mandate.to_api())] {
+            events.push(EventRecord {
+                id: new_id("evt"),
+                event_type: event_type.into(),
+                created_at: now,
+                session_id: current.id.clone(),
+                data,
+            });
+        }
+        if won(cx.store.complete_first_payment(&next, current.version, &events, &pm, &mandate).await)?.is_some() {
+            tracing::info!(session_id = %next.id, mandate_id = %mandate.id, "first payment succeeded; mandate created");
+            return Ok(Step { session: next, attempt_id: attempt_id.to_string(), status: AttemptStatus::Succeeded });
+        }
+        races.lost()?;
+        current = cx
+            .store
+            .get_session(&current.merchant_id, &current.id)
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("session {} vanished", current.id)))?;
+    }
 }
 
 /// A payment received from outside (a virtual-account deposit, a QR scan): claim an

@@ -34,8 +34,9 @@ pub enum RedirectMethod {
 pub trait PaymentProcessor: Send + Sync {
     /// Authorises a card payment of `amount` minor units.
     async fn authorize_card(&self, card: &CardInput, amount: i64, currency: &str, save: bool) -> Outcome;
-    /// The result of a 3-D Secure challenge for a card that required one.
-    async fn complete_authentication(&self, approved: bool) -> Outcome;
+    /// The result of a 3-D Secure challenge for a card that required one; with `save`, a
+    /// success carries a reusable token as `authorize_card`'s does.
+    async fn complete_authentication(&self, approved: bool, save: bool) -> Outcome;
     /// Starts a wallet or bank payment: the customer is sent to the provider's page.
     async fn start_redirect(&self, method: RedirectMethod) -> Outcome;
     /// The customer's decision on the provider's page.
@@ -75,8 +76,12 @@ impl PaymentProcessor for SandboxProcessor {
         }
     }
 
-    async fn complete_authentication(&self, approved: bool) -> Outcome {
-        if approved { Outcome::Succeeded { token: None } } else { Outcome::Failed { code: "authentication_failed" } }
+    async fn complete_authentication(&self, approved: bool, save: bool) -> Outcome {
+        if approved {
+            Outcome::Succeeded { token: save.then(|| format!("tok_sandbox_{}", crate::ids::new_token())) }
+        } else {
+            Outcome::Failed { code: "authentication_failed" }
+        }
     }
 
     async fn start_redirect(&self, _method: RedirectMethod) -> Outcome {

@@ -46,6 +46,10 @@ pub struct PaymentAttempt {
     /// The customer asked to save the method (`save_payment_method: prompt`).
     #[serde(default)]
     pub save_requested: bool,
+    /// A `first_in_series` payment: the customer's acceptance of the mandate terms shown
+    /// with the form, kept until the payment succeeds and the mandate is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mandate_acceptance: Option<crate::mandate::CustomerAcceptance>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

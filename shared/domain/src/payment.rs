@@ -62,6 +62,10 @@ impl PaymentSession {
         if !self.spec.payment_methods.contains(&attempt.method) {
             return Err(PaymentError::MethodNotAllowed(attempt.method.as_str()));
         }
+        // The first payment of a series saves the method its mandate charges: a card.
+        if self.spec.session_type == crate::model::SessionType::FirstInSeries && attempt.method != PaymentMethodKind::Card {
+            return Err(PaymentError::MethodNotAllowed(attempt.method.as_str()));
+        }
         let status = self.status_at(now);
         if status == SessionStatus::RequiresConfirmation {
             return Err(PaymentError::NotConfirmed);
@@ -180,6 +184,7 @@ mod tests {
             card: None,
             next_action_url: None,
             save_requested: false,
+            mandate_acceptance: None,
             created_at: now,
             updated_at: now,
         };
@@ -231,6 +236,7 @@ mod tests {
                 card: None,
                 next_action_url: None,
                 save_requested: false,
+                mandate_acceptance: None,
                 created_at: s.created_at,
                 updated_at: s.created_at,
             };

@@ -25,7 +25,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "payment_session.cancelled",
     "payment.updated",
     "mandate.created",
+    "mandate.updated",
     "mandate.revoked",
+    "mandate.suspended",
+    "mandate.completed",
+    "payment_method.attached",
+    "payment_method.detached",
 ];
 
 /// Waits before the 2nd … 8th attempt. After the 8th failure the delivery is dead.

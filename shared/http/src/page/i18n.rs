@@ -18,6 +18,90 @@ impl Lang {
     }
 }
 
+/// The mandate terms a `first_in_series` page shows above the pay button: paying with them
+/// shown is the customer's acceptance, recorded with the payment.
+pub fn mandate_terms(
+    lang: Lang,
+    merchant: &str,
+    amount: &str,
+    max: Option<&str>,
+    schedule: Option<&paysession_domain::model::Schedule>,
+) -> String {
+    use paysession_domain::model::Interval;
+    let Some(s) = schedule else {
+        return match (lang, max) {
+            (Lang::En, None) => format!("By paying, you authorise {merchant} to charge this card later for future payments."),
+            (Lang::En, Some(m)) => {
+                format!("By paying, you authorise {merchant} to charge this card later for future payments of up to {m} each.")
+            }
+            (Lang::De, None) => {
+                format!("Mit der Zahlung ermächtigen Sie {merchant}, diese Karte später für künftige Zahlungen zu belasten.")
+            }
+            (Lang::De, Some(m)) => {
+                format!(
+                    "Mit der Zahlung ermächtigen Sie {merchant}, diese Karte später für künftige Zahlungen von jeweils bis zu {m} zu belasten."
+                )
+            }
+        };
+    };
+    let n = s.interval_count;
+    let unit = match (lang, s.interval, n == 1) {
+        (Lang::En, Interval::Day, true) => "day",
+        (Lang::En, Interval::Day, false) => "days",
+        (Lang::En, Interval::Week, true) => "week",
+        (Lang::En, Interval::Week, false) => "weeks",
+        (Lang::En, Interval::Month, true) => "month",
+        (Lang::En, Interval::Month, false) => "months",
+        (Lang::En, Interval::Year, true) => "year",
+        (Lang::En, Interval::Year, false) => "years",
+        (Lang::De, Interval::Day, true) => "Tag",
+        (Lang::De, Interval::Day, false) => "Tage",
+        (Lang::De, Interval::Week, true) => "Woche",
+        (Lang::De, Interval::Week, false) => "Wochen",
+        (Lang::De, Interval::Month, true) => "Monat",
+        (Lang::De, Interval::Month, false) => "Monate",
+        (Lang::De, Interval::Year, true) => "Jahr",
+        (Lang::De, Interval::Year, false) => "Jahre",
+    };
+    let every = if n == 1 { unit.to_string() } else { format!("{n} {unit}") };
+    let start = s.start_date;
+    match lang {
+        Lang::En => {
+            let mut out = format!("By paying, you authorise {merchant} to charge this card {amount} every {every}, first on {start}");
+            if let Some(end) = s.end_date {
+                out.push_str(&format!(", until {end}"));
+            }
+            if let Some(max) = s.max_charges {
+                out.push_str(&format!(", at most {max} times"));
+            }
+            out.push('.');
+            out
+        }
+        Lang::De => {
+            let unit_de = if n == 1 {
+                match s.interval {
+                    Interval::Week => "jede Woche".to_string(),
+                    _ => format!("jeden {unit}"),
+                }
+            } else {
+                format!("alle {every}")
+            };
+            let mut out = format!(
+                "Mit der Zahlung ermächtigen Sie {merchant}, diese Karte {unit_de} mit {amount} zu belasten, erstmals am {}",
+                start.format("%d.%m.%Y")
+            );
+            if let Some(end) = s.end_date {
+                out.push_str(&format!(", bis {}", end.format("%d.%m.%Y")));
+            }
+            if let Some(max) = s.max_charges {
+                out.push_str(&format!(", höchstens {max}-mal"));
+            }
+            out.push('.');
+            out
+        }
+    }
+}
+
 /// A message by key; a missing key is a bug caught by the unit test below.
 pub fn t(lang: Lang, key: &str) -> &'static str {
     let (en, de) = match key {

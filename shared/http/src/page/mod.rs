@@ -9,15 +9,16 @@ pub mod security;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use paysession_app::ids::sha256_hex;
 use paysession_app::otp;
 use paysession_app::payments::{self, CardError, CardSource, Decision, PaymentFailure, Step};
-use paysession_app::ports::{MerchantStore, SessionStore};
+use paysession_app::ports::{MandateStore, MerchantStore, SessionStore};
 use paysession_app::processor::RedirectMethod;
 use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
-use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod};
+use paysession_domain::mandate::CustomerAcceptance;
+use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod, SessionType};
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
 use paysession_domain::session::{ALIAS_PAGE, PaymentSession};
 use paysession_domain::{FieldError, SessionStatus};
@@ -43,7 +44,7 @@ struct Page<'a, S: ?Sized> {
 }
 
 /// Serves one of the page's routes (the `hosted-page` function's group).
-pub async fn serve<S: SessionStore + MerchantStore + ?Sized>(
+pub async fn serve<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     info: &'static RouteInfo,
@@ -54,7 +55,7 @@ pub async fn serve<S: SessionStore + MerchantStore + ?Sized>(
     raw(&(cx, pay), info, params, req, move |c, call| Box::pin(handle(c.0, c.1, route, call))).await
 }
 
-pub async fn handle<S: SessionStore + MerchantStore + ?Sized>(
+pub async fn handle<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     route: Route,
@@ -145,7 +146,7 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
+impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
     fn now(&self) -> DateTime<Utc> {
         self.cx.clock.now()
     }
@@ -306,6 +307,30 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
         self.otp_gate(Some(key)).await
     }
 
+    /// The mandate terms of a `first_in_series` session, as shown above the pay button.
+    fn mandate_terms_html(&self) -> String {
+        let s = &self.session;
+        let mandate = s.spec.mandate.as_ref();
+        let amount = money(s.spec.amount.minor(), s.spec.currency.code(), self.lang);
+        let max = mandate.and_then(|m| m.max_amount).map(|m| money(m, s.spec.currency.code(), self.lang));
+        let terms = i18n::mandate_terms(self.lang, &self.merchant_name, &amount, max.as_deref(), mandate.and_then(|m| m.schedule.as_ref()));
+        format!(r#"<p id="mandate-terms" class="muted">{}</p>"#, esc(&terms))
+    }
+
+    /// What the page records as the customer's acceptance of the mandate terms.
+    fn acceptance(&self) -> CustomerAcceptance {
+        let forwarded = self.call.header("x-forwarded-for").and_then(|v| v.split(',').next()).map(|ip| ip.trim().to_string());
+        let source = || match self.call.req.request_context_ref() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            _ => None,
+        };
+        CustomerAcceptance {
+            accepted_at: self.now(),
+            ip_address: forwarded.filter(|ip| !ip.is_empty()).or_else(source),
+            user_agent: self.call.header("user-agent").map(|ua| ua.chars().take(512).collect()),
+        }
+    }
+
     fn verified(&self, form: &[(String, String)]) -> Option<String> {
         let proof = form_field(form, "v")?;
         security::proof_ok(&self.cx.keys, &self.session, Some(proof), self.now()).then(|| proof.to_string())
@@ -389,7 +414,9 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
         }
 
         let err_for = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.clone());
-        for m in &s.spec.payment_methods {
+        // A first payment saves the card its mandate charges: only cards are offered.
+        let first_in_series = s.spec.session_type == SessionType::FirstInSeries;
+        for m in s.spec.payment_methods.iter().filter(|m| !first_in_series || **m == PaymentMethodKind::Card) {
             match m {
                 PaymentMethodKind::Card => {
                     if s.spec.show_saved_payment_methods {
@@ -430,6 +457,7 @@ impl<'a, S: SessionStore + ?Sized> Page<'a, S> {
                         ),
                         _ => String::new(),
                     };
+                    let save = if first_in_series { format!("{save}{}", self.mandate_terms_html()) } else { save };
                     body.push_str(&format!(
                         r#"<section aria-labelledby="card-h"><h2 id="card-h">{title}</h2><form method="post" action="{action}" id="card-form" novalidate>{hidden}{number}{expiry}{cvc}{save}<button type="submit" id="pay-card">{pay} {amount}</button></form></section>"#,
                         title = t(lang, "card"),
@@ -516,7 +544,8 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         };
         let ticked = form_field(&form, "save") == Some("on");
         let page_path = self.page_url("");
-        match payments::pay_card(self.cx, self.pay, self.session.clone(), source, ticked, &page_path).await {
+        let acceptance = Some(self.acceptance());
+        match payments::pay_card(self.cx, self.pay, self.session.clone(), source, ticked, acceptance, &page_path).await {
             Ok(step) => self.after(step, &proof),
             Err(CardError::UnknownSavedMethod) => self.back_to_page(&proof),
             Err(CardError::Failed(f)) => self.payment_failed(f, &proof),
