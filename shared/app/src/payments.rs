@@ -348,6 +348,44 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
     }
 }
 
+/// Charges a saved method with no customer present (a `next_in_series` session). With
+/// `final_on_failure` (a charge the merchant asked for) a decline fails the session;
+/// otherwise the session stays open for a retry. A processor asking for customer action
+/// cannot be served off-session and counts as `authentication_required`.
+pub async fn charge_off_session<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    session: PaymentSession,
+    method: &SavedPaymentMethod,
+    final_on_failure: bool,
+) -> Result<PaymentSession, PaymentFailure> {
+    let amount = session.spec.amount.minor();
+    let attempt = new_attempt(PaymentMethodKind::Card, amount, Some(method.card.clone()), false, cx.clock.now());
+    let attempt_id = attempt.id.clone();
+    let claimed = claim(cx, session, attempt).await?;
+    let outcome = pay.processor.charge_saved(&method.processor_token, amount, claimed.spec.currency.code()).await;
+    let (status, code) = match outcome {
+        Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
+        Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string())),
+        Outcome::RequiresAction | Outcome::Processing => (AttemptStatus::Failed, Some("authentication_required".to_string())),
+    };
+    let written = update_with(cx, claimed, true, |s, now| {
+        let mut next = if final_on_failure {
+            s.settle_off_session(&attempt_id, status, code.clone(), now)?
+        } else {
+            s.update_attempt(&attempt_id, status, code.clone(), None, now)?
+        };
+        if status == AttemptStatus::Succeeded {
+            next.payment_method_id = Some(method.id.clone());
+        }
+        Ok(Some(next))
+    })
+    .await?;
+    let written = written.expect("an outcome always writes");
+    tracing::info!(session_id = %written.id, attempt_id, status = ?status, "off-session charge");
+    Ok(written)
+}
+
 /// A payment received from outside (a virtual-account deposit, a QR scan): claim an
 /// attempt and settle it, two conditional writes with their events.
 pub async fn receive<S: SessionStore + ?Sized>(

@@ -29,6 +29,8 @@ pub enum SessionError {
     #[error("merchant {0} of a valid token is missing")]
     MerchantMissing(String),
     #[error(transparent)]
+    Payment(#[from] paysession_domain::payment::PaymentError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -52,12 +54,10 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     respond: impl FnOnce(&PaymentSession, DateTime<Utc>) -> (R, Option<IdempotencyCompletion>),
 ) -> Result<R, SessionError> {
     if spec.session_type == SessionType::NextInSeries {
-        // Mandates are created by succeeded first_in_series sessions; until one exists
-        // for this merchant no id can refer to one.
         return Err(SessionError::Invalid(vec![FieldError {
-            field: "mandate_id".into(),
-            code: FieldCode::NotFound,
-            message: "no active mandate with this id for this customer".into(),
+            field: "session_type".into(),
+            code: FieldCode::InvalidValue,
+            message: "next_in_series sessions are created by charge_mandate".into(),
         }]));
     }
     let now = cx.clock.now();

@@ -171,6 +171,9 @@ pub fn parse_create_session(body: &Value, now: DateTime<Utc>, merchant: &Merchan
 
     let mode = enum_field(&mut r, "mode", &mut e, Mode::parse, Mode::expected).unwrap_or(Mode::Redirect);
     let auto_confirm = r.bool("auto_confirm", &mut e).unwrap_or(true);
+    if !auto_confirm && session_type == SessionType::NextInSeries {
+        e.add("auto_confirm", FieldCode::NotAllowed, "next_in_series sessions are charged when created");
+    }
 
     let save_given = enum_field(&mut r, "save_payment_method", &mut e, SavePaymentMethod::parse, SavePaymentMethod::expected);
     let save_payment_method = match (session_type, save_given) {

@@ -134,6 +134,22 @@ impl PaymentSession {
         next.version += 1;
         Ok(next)
     }
+
+    /// The outcome of an off-session charge the merchant asked for: no customer is there
+    /// to try again, so a failure ends the session (`failed`) at once.
+    pub fn settle_off_session(
+        &self,
+        attempt_id: &str,
+        status: AttemptStatus,
+        failure_code: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentSession, PaymentError> {
+        let mut last_chance = self.clone();
+        if status == AttemptStatus::Failed {
+            last_chance.attempts_remaining = 1;
+        }
+        last_chance.update_attempt(attempt_id, status, failure_code, None, now)
+    }
 }
 
 /// A payment method saved for a customer (card only): what the hosted page may offer again

@@ -217,6 +217,11 @@ fn session_type_rules() {
         FieldCode::NotAllowed,
     );
     fails_with(with(json!({"session_type": "next_in_series"})), "mandate_id", FieldCode::Required);
+    fails_with(
+        with(json!({"session_type": "next_in_series", "mandate_id": "md_1", "auto_confirm": false})),
+        "auto_confirm",
+        FieldCode::NotAllowed,
+    );
     fails_with(with(json!({"mandate_id": "md_1"})), "mandate_id", FieldCode::NotAllowed);
     fails_with(with(json!({"mandate": {"type": "on_demand"}})), "mandate", FieldCode::NotAllowed);
     fails_with(with(json!({"session_type": "first_in_series", "mandate": {"type": "scheduled"}})), "mandate.schedule", FieldCode::Required);

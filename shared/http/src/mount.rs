@@ -41,7 +41,9 @@ pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params:
         };
     }
     match info.route {
-        Route::CreateSession => api!(sessions::create),
+        Route::CreateSession => {
+            api(m, keys, info, params, req, |m, p, call| Box::pin(sessions::create(&m.core, &m.payments, p, call))).await
+        }
         Route::ListSessions => api!(sessions::list),
         Route::GetSession => api!(sessions::get),
         Route::ConfirmSession => api!(sessions::confirm),

@@ -179,6 +179,7 @@ impl From<paysession_app::sessions::SessionError> for ApiError {
             E::NotFound(id) => ApiError::NotFound(format!("no payment session with id {id}")),
             E::Refused(t) => ApiError::InvalidStateTransition(t.to_string()),
             e @ E::MerchantMissing(_) => ApiError::Internal(e.to_string()),
+            E::Payment(e) => ApiError::InvalidStateTransition(e.to_string()),
             E::Store(s) => s.into(),
         }
     }

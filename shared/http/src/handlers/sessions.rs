@@ -3,12 +3,13 @@
 
 use http::StatusCode;
 use paysession_app::Core;
+use paysession_app::Payments;
 use paysession_app::auth::Principal;
-use paysession_app::ports::{Cursor, IdempotencyStore, MerchantStore, SessionQuery, SessionStore};
-use paysession_app::sessions;
+use paysession_app::ports::{Cursor, IdempotencyStore, MandateStore, MerchantStore, SessionQuery, SessionStore};
+use paysession_app::{mandates, sessions};
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
-use paysession_domain::model::CancellationReason;
+use paysession_domain::model::{CancellationReason, SessionType};
 use paysession_domain::session::MerchantAction;
 use paysession_domain::{SessionStatus, fields};
 use serde_json::{Value, json};
@@ -22,14 +23,24 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no payment session with id {id}"))
 }
 
-pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + ?Sized>(
+/// `pay` charges `next_in_series` sessions, which are paid when created.
+pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + MandateStore + ?Sized>(
     cx: &Core<S>,
+    pay: &Payments,
     p: &Principal,
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
     let body = call.json_body(false)?;
     let (merchant, spec) = sessions::validate_create(cx, &p.merchant_id, &body).await?;
-    idempotent(cx, p, call, async |claim| Ok(sessions::create(cx, &merchant, spec, respond_json(claim, StatusCode::CREATED)).await?)).await
+    idempotent(cx, p, call, async |claim| {
+        if spec.session_type == SessionType::NextInSeries {
+            // Settled by the idempotency wrapper after the charge: its response is known only then.
+            let charged = mandates::charge(cx, pay, &merchant, spec).await?;
+            return Ok(Reply::json(StatusCode::CREATED, &charged.to_api(cx.clock.now())));
+        }
+        Ok(sessions::create(cx, &merchant, spec, respond_json(claim, StatusCode::CREATED)).await?)
+    })
+    .await
 }
 
 pub async fn get<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
