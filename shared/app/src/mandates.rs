@@ -1,7 +1,10 @@
-//! Mandate use cases: charging a mandate's saved method for a `next_in_series` session.
-//! (The mandate itself is created with the first payment: `payments`.)
+//! Mandate use cases: charging a mandate's saved method for a `next_in_series` session,
+//! the merchant's actions on a mandate, and detaching a saved method. (The mandate itself is
+//! created with the first payment: `payments`.)
 
 use paysession_domain::errors::FieldCode;
+use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction};
+use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{PaymentSession, events_for};
 use paysession_domain::{FieldError, SessionSpec};
 
@@ -9,7 +12,8 @@ use crate::context::{Core, Payments};
 use crate::entities::Merchant;
 use crate::ids::new_id;
 use crate::payments;
-use crate::ports::{MandateStore, SessionStore};
+use crate::ports::{Cursor, MandateQuery, MandateStore, SessionStore, StoreError};
+use crate::retry::{Races, won};
 use crate::sessions::SessionError;
 
 /// A `next_in_series` session: checks the mandate (active, same customer and currency,
@@ -48,4 +52,63 @@ pub async fn charge<S: SessionStore + MandateStore + ?Sized>(
         payments::PaymentFailure::Refused(e) => SessionError::Payment(e),
         payments::PaymentFailure::Store(e) => SessionError::Store(e),
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MandateError {
+    #[error("no mandate with id {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] InvalidMandateTransition),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Suspends, resumes or revokes a mandate: one version-conditional write, re-read after a
+/// lost race.
+pub async fn act<S: MandateStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    id: &str,
+    action: &MandateAction,
+) -> Result<Mandate, MandateError> {
+    let mut races = Races::new(format!("mandate {id}"));
+    loop {
+        let current = cx.store.get_mandate(merchant_id, id).await?.ok_or_else(|| MandateError::NotFound(id.to_string()))?;
+        let next = current.apply(action, cx.clock.now())?;
+        if won(cx.store.update_mandate(&next, current.version).await)?.is_some() {
+            tracing::info!(mandate_id = id, status = next.status.as_str(), "mandate updated");
+            return Ok(next);
+        }
+        races.lost()?;
+    }
+}
+
+/// Detaches a customer's saved method and revokes every mandate that charges it
+/// (`revocation_reason: payment_method_detached`). `None` when there was no such method.
+pub async fn detach<S: MandateStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    customer_id: &str,
+    method_id: &str,
+) -> Result<Option<SavedPaymentMethod>, StoreError> {
+    let Some(method) = cx.store.delete_payment_method(merchant_id, customer_id, method_id).await? else { return Ok(None) };
+    let revoke = MandateAction::Revoke { reason: "payment_method_detached".into() };
+    let mut after = None;
+    loop {
+        let query = MandateQuery { customer_id: Some(customer_id.to_string()), status: None, limit: 100, after: after.take() };
+        let page = cx.store.list_mandates(merchant_id, &query).await?;
+        for m in page.items.iter().filter(|m| m.payment_method_id == method_id && !m.status.is_terminal()) {
+            match act(cx, merchant_id, &m.id, &revoke).await {
+                Ok(_) | Err(MandateError::Refused(_)) | Err(MandateError::NotFound(_)) => {}
+                Err(MandateError::Store(e)) => return Err(e),
+            }
+        }
+        match (page.has_more, page.items.last()) {
+            (true, Some(last)) => after = Some(Cursor { created_at: last.created_at, id: last.id.clone() }),
+            _ => break,
+        }
+    }
+    tracing::info!(payment_method_id = method_id, "payment method detached");
+    Ok(Some(method))
 }

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use paysession_app::ports::{DeliveryQueue, Store};
 use paysession_app::{Core, Payments};
 
-use crate::handlers::{events, misc, oauth, sandbox, sessions, webhooks};
+use crate::handlers::{events, mandates, misc, oauth, sandbox, sessions, webhooks};
 use crate::pipeline::{Params, api, public, raw, unrouted};
 use crate::problem::ApiError;
 use crate::routes::{Route, RouteInfo, match_path};
@@ -64,6 +64,13 @@ pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params:
         Route::RedeliverEvent => {
             api(m, keys, info, params, req, |m, p, call| Box::pin(events::redeliver(&m.core, m.queue.as_ref(), p, call))).await
         }
+        Route::GetMandate => api!(mandates::get),
+        Route::ListMandates => api!(mandates::list),
+        Route::RevokeMandate => api!(mandates::revoke),
+        Route::SuspendMandate => api!(mandates::suspend),
+        Route::ResumeMandate => api!(mandates::resume),
+        Route::ListPaymentMethods => api!(mandates::payment_methods),
+        Route::DetachPaymentMethod => api!(mandates::detach_payment_method),
         Route::OpenApi => public!(misc::openapi),
         Route::Health => public!(misc::health),
         Route::SandboxDeposit => public!(sandbox::deposit),

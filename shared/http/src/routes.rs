@@ -37,6 +37,13 @@ pub enum Route {
     ListEvents,
     GetEvent,
     RedeliverEvent,
+    GetMandate,
+    ListMandates,
+    RevokeMandate,
+    SuspendMandate,
+    ResumeMandate,
+    ListPaymentMethods,
+    DetachPaymentMethod,
 }
 
 impl Route {
@@ -162,6 +169,27 @@ pub fn table() -> &'static [RouteInfo] {
             route!(ListEvents, GET, "/v1/events", Some("event-list"), Access::Scope(S::SessionsRead), false),
             route!(GetEvent, GET, "/v1/events/{id}", Some("event-get"), Access::Scope(S::SessionsRead), false),
             route!(RedeliverEvent, POST, "/v1/events/{id}/redeliver", Some("event-redeliver"), Access::Scope(S::WebhooksManage), false),
+            route!(GetMandate, GET, "/v1/mandates/{id}", Some("mandate-get"), Access::Scope(S::SessionsRead), false),
+            route!(ListMandates, GET, "/v1/mandates", Some("mandate-list"), Access::Scope(S::SessionsRead), false),
+            route!(RevokeMandate, POST, "/v1/mandates/{id}/revoke", Some("mandate-revoke"), Access::Scope(S::MandatesWrite), false),
+            route!(SuspendMandate, POST, "/v1/mandates/{id}/suspend", Some("mandate-suspend"), Access::Scope(S::MandatesWrite), false),
+            route!(ResumeMandate, POST, "/v1/mandates/{id}/resume", Some("mandate-resume"), Access::Scope(S::MandatesWrite), false),
+            route!(
+                ListPaymentMethods,
+                GET,
+                "/v1/customers/{customer_id}/payment_methods",
+                Some("payment-method-list"),
+                Access::Scope(S::SessionsRead),
+                false
+            ),
+            route!(
+                DetachPaymentMethod,
+                DELETE,
+                "/v1/customers/{customer_id}/payment_methods/{pm_id}",
+                Some("payment-method-detach"),
+                Access::Scope(S::MandatesWrite),
+                false
+            ),
         ]
     })
 }
@@ -202,6 +230,8 @@ fn static_name(segment: &str) -> &'static str {
         "{attempt}" => "attempt",
         "{number}" => "number",
         "{payload}" => "payload",
+        "{customer_id}" => "customer_id",
+        "{pm_id}" => "pm_id",
         other => panic!("route template uses unknown parameter {other}"),
     }
 }

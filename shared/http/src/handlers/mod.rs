@@ -1,5 +1,6 @@
 pub mod events;
 pub mod list;
+pub mod mandates;
 pub mod misc;
 pub mod oauth;
 pub mod sandbox;
