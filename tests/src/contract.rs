@@ -520,8 +520,9 @@ pub async fn mandates_versioned_listed_and_tenanted(st: Stores) {
 
     let current = st.mandates.get_mandate("mer_a", "md_a").await.unwrap().unwrap();
     let suspended = current.apply(&MandateAction::Suspend, t0()).unwrap();
-    st.mandates.update_mandate(&suspended, current.version).await.unwrap();
-    let lost = st.mandates.update_mandate(&suspended, current.version).await;
+    let events = paysession_domain::mandate::mandate_events(&current, &suspended, t0(), || paysession_app::ids::new_id("evt"));
+    st.mandates.update_mandate(&suspended, current.version, &events).await.unwrap();
+    let lost = st.mandates.update_mandate(&suspended, current.version, &events).await;
     assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
 
     let ids =
@@ -539,6 +540,16 @@ pub async fn mandates_versioned_listed_and_tenanted(st: Stores) {
     let rest = st.mandates.list_mandates("mer_a", &MandateQuery { limit: 2, after: Some(after), ..all.clone() }).await.unwrap();
     assert_eq!((ids(rest.clone()), rest.has_more), (vec!["md_a".to_string()], false));
     assert!(st.mandates.list_mandates("mer_b", &all).await.unwrap().items.is_empty());
+
+    // The change's events are in the merchant's event log (and so reach webhooks).
+    let logged = st
+        .webhooks
+        .list_events("mer_a", &EventQuery { event_type: Some("mandate.suspended".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(logged.items.len(), 1);
+    assert_eq!(logged.items[0].session_id, "md_a");
+    assert_eq!(logged.items[0].data["previous_status"], "active");
 }
 
 pub async fn payment_methods_detach(st: Stores) {

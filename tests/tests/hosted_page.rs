@@ -451,12 +451,9 @@ async fn next_in_series_charges_the_saved_card_off_session() {
         assert_eq!(r.error_fields(), vec![(field.to_string(), code.to_string())], "{}", r.text);
     }
 
-    // Suspended (directly in the store until the mandate API exists): inactive.
-    use paysession_domain::mandate::MandateAction;
-    let store = s.running.as_ref().unwrap().local.app.core.store.clone();
-    let merchant = s.running.as_ref().unwrap().demo.merchant_id.clone();
-    let m = store.get_mandate(&merchant, good_mandate).await.unwrap().unwrap();
-    store.update_mandate(&m.apply(&MandateAction::Suspend, chrono::Utc::now()).unwrap(), m.version).await.unwrap();
+    // A suspended mandate charges nothing.
+    let suspended = s.post(&format!("/v1/mandates/{good_mandate}/suspend"), &t, &json!({})).await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text);
     let r = s.create(&t, &charge(good_customer, good_mandate, 100, "EUR")).await;
     assert_eq!(r.error_fields(), vec![("mandate_id".to_string(), "inactive".to_string())], "{}", r.text);
 }

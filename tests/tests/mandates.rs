@@ -58,6 +58,9 @@ async fn mandate_api_reads_acts_and_detaches() {
     assert_eq!((suspended.status.as_u16(), suspended.json()["status"].as_str()), (200, Some("suspended")));
     assert_eq!(s.post(&format!("/v1/mandates/{md_a}/suspend"), &t, &json!({})).await.status, 409);
     assert_eq!(ids(&s.get("/v1/mandates?status=suspended", &t).await.json()), vec![md_a.clone()]);
+    let events = s.get("/v1/events?type=mandate.suspended", &t).await.json();
+    assert_eq!(events["data"][0]["data"]["object"]["id"], md_a.as_str(), "{events}");
+    assert_eq!(events["data"][0]["data"]["previous_status"], "active");
     let resumed = s.post(&format!("/v1/mandates/{md_a}/resume"), &t, &json!({})).await;
     assert_eq!(resumed.json()["status"], "active");
     assert_eq!(s.post(&format!("/v1/mandates/{md_a}/resume"), &t, &json!({"extra": 1})).await.status, 422);

@@ -3,7 +3,7 @@
 //! created with the first payment: `payments`.)
 
 use paysession_domain::errors::FieldCode;
-use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction};
+use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction, mandate_events};
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{PaymentSession, events_for};
 use paysession_domain::{FieldError, SessionSpec};
@@ -75,8 +75,10 @@ pub async fn act<S: MandateStore + ?Sized>(
     let mut races = Races::new(format!("mandate {id}"));
     loop {
         let current = cx.store.get_mandate(merchant_id, id).await?.ok_or_else(|| MandateError::NotFound(id.to_string()))?;
-        let next = current.apply(action, cx.clock.now())?;
-        if won(cx.store.update_mandate(&next, current.version).await)?.is_some() {
+        let now = cx.clock.now();
+        let next = current.apply(action, now)?;
+        let events = mandate_events(&current, &next, now, || new_id("evt"));
+        if won(cx.store.update_mandate(&next, current.version, &events).await)?.is_some() {
             tracing::info!(mandate_id = id, status = next.status.as_str(), "mandate updated");
             return Ok(next);
         }

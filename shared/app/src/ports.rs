@@ -277,8 +277,9 @@ pub trait MandateStore: Send + Sync {
     /// A merchant's mandate; another merchant's id reads as absent.
     async fn get_mandate(&self, merchant_id: &str, id: &str) -> Result<Option<Mandate>, StoreError>;
     async fn list_mandates(&self, merchant_id: &str, query: &MandateQuery) -> Result<Page<Mandate>, StoreError>;
-    /// Replaces a mandate if its stored version is still `expected_version`.
-    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError>;
+    /// Replaces a mandate if its stored version is still `expected_version`, appending its
+    /// events in the same write.
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError>;
     /// Removes a customer's saved method, returning it; `None` when there was none.
     async fn delete_payment_method(&self, merchant_id: &str, customer_id: &str, id: &str)
     -> Result<Option<SavedPaymentMethod>, StoreError>;

@@ -85,8 +85,25 @@ impl MandateStore for DynamoStore {
         Ok(Page { items: parsed, has_more })
     }
 
-    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError> {
-        self.put_versioned(mandate_item(mandate)?, Some(expected_version)).await
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return self.put_versioned(mandate_item(mandate)?, Some(expected_version)).await;
+        }
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(mandate_item(mandate)?))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .build()
+            .map_err(backend)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        let pk = mandate_pk(&mandate.merchant_id, &mandate.id);
+        items.extend(self.subject_event_items(&mandate.merchant_id, pk, mandate.version, events)?);
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            // The version moved, or its event keys were taken by the writer that moved it.
+            Some(_) => Err(StoreError::VersionConflict),
+        }
     }
 
     async fn delete_payment_method(

@@ -160,13 +160,25 @@ impl DynamoStore {
         session: &PaymentSession,
         events: &[EventRecord],
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.subject_event_items(merchant, session_pk(merchant, &session.id), session.version, events)
+    }
+
+    /// Event items under their subject's partition (a session's or a mandate's), keyed by
+    /// the version that wrote them so a lost race cannot leave an orphan event.
+    pub(crate) fn subject_event_items(
+        &self,
+        merchant: &str,
+        subject_pk: String,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         events
             .iter()
             .enumerate()
             .map(|(i, ev)| {
                 let it = item([
-                    (PK, s(session_pk(merchant, &session.id))),
-                    (SK, s(event_sk(session.version, i))),
+                    (PK, s(subject_pk.clone())),
+                    (SK, s(event_sk(version, i))),
                     (GSI1PK, s(events_gsi1(merchant))),
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
                     (GSI2PK, s(event_gsi2(merchant, &ev.id))),

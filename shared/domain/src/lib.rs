@@ -11,6 +11,7 @@ pub mod card;
 pub mod clock;
 pub mod create;
 pub mod errors;
+pub mod event;
 pub mod fields;
 pub mod iban;
 pub mod json;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::errors::{FieldCode, FieldError};
+use crate::event::EventRecord;
 use crate::model::{MandateSpec, MandateType, Schedule};
 use crate::money::{Amount, Currency};
 use crate::schedule;
@@ -300,6 +301,34 @@ impl Mandate {
     }
 }
 
+/// The events of a mandate change: `mandate.updated` (with `previous_status`) when the
+/// status changed, then `mandate.revoked`, `mandate.suspended` or `mandate.completed` for the
+/// status it reached. Nothing when the status did not change.
+pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut ids: impl FnMut() -> String) -> Vec<EventRecord> {
+    if before.status == after.status {
+        return Vec::new();
+    }
+    let snapshot = after.to_api();
+    let event = |event_type: &str, data: Value, id: String| EventRecord {
+        id,
+        event_type: event_type.into(),
+        created_at: now,
+        session_id: after.id.clone(),
+        data,
+    };
+    let mut out = vec![event("mandate.updated", json!({"object": snapshot, "previous_status": before.status.as_str()}), ids())];
+    let specific = match after.status {
+        MandateStatus::Revoked => Some("mandate.revoked"),
+        MandateStatus::Suspended => Some("mandate.suspended"),
+        MandateStatus::Completed => Some("mandate.completed"),
+        MandateStatus::Active => None,
+    };
+    if let Some(t) = specific {
+        out.push(event(t, json!({"object": snapshot, "previous_status": before.status.as_str()}), ids()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{NaiveDate, TimeZone};
@@ -398,6 +427,27 @@ mod tests {
         }
         assert_eq!((f.status, f.failed_charges_in_a_row, f.next_charge_at), (MandateStatus::Suspended, 3, None));
         assert_eq!(f.occurrence_reference(4), "md_1-4");
+    }
+
+    #[test]
+    fn events_name_the_change() {
+        let m = mandate(None);
+        let mut n = 0;
+        let ids = || {
+            n += 1;
+            format!("evt_{n}")
+        };
+        let suspended = m.apply(&MandateAction::Suspend, t0()).unwrap();
+        let events = mandate_events(&m, &suspended, t0(), ids);
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["mandate.updated", "mandate.suspended"]);
+        assert_eq!(events[0].data["previous_status"], "active");
+        assert_eq!(events[0].data["object"]["status"], "suspended");
+        assert_eq!(events[0].session_id, "md_1");
+        let resumed = suspended.apply(&MandateAction::Resume, t0()).unwrap();
+        let types: Vec<String> = mandate_events(&suspended, &resumed, t0(), || "e".into()).into_iter().map(|e| e.event_type).collect();
+        assert_eq!(types, ["mandate.updated"]);
+        assert!(mandate_events(&m, &m, t0(), || "e".into()).is_empty());
     }
 
     #[test]

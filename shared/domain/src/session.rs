@@ -14,6 +14,7 @@ use crate::model::*;
 pub const MAX_ATTEMPTS: u32 = 5;
 
 pub use crate::attempt::{AttemptStatus, CardSummary, PaymentAttempt};
+pub use crate::event::EventRecord;
 
 /// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`)
 /// never reach the API: see [`PaymentSession::to_api`].
@@ -214,31 +215,6 @@ impl MerchantAction {
             MerchantAction::Cancel { .. } => SessionEvent::Cancel,
             MerchantAction::Expire => SessionEvent::Expire,
         }
-    }
-}
-
-/// An event appended to a session's history in the same write as the change it reports
-/// (the outbox webhooks are fed from).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventRecord {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub created_at: DateTime<Utc>,
-    pub session_id: String,
-    pub data: Value,
-}
-
-impl EventRecord {
-    /// The public envelope `{id, object, type, created_at, data}`.
-    pub fn to_api(&self) -> Value {
-        serde_json::json!({
-            "id": self.id,
-            "object": "event",
-            "type": self.event_type,
-            "created_at": self.created_at,
-            "data": self.data,
-        })
     }
 }
 

@@ -73,8 +73,8 @@ impl MandateStore for EmbeddedStore {
         .await
     }
 
-    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64) -> Result<(), StoreError> {
-        let m = mandate.clone();
+    async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError> {
+        let (m, events) = (mandate.clone(), events.to_vec());
         self.tx(move |tx| {
             let n = tx
                 .execute(
@@ -82,7 +82,10 @@ impl MandateStore for EmbeddedStore {
                     params![m.status.as_str(), m.version as i64, to_json(&m)?, m.id, m.merchant_id, expected_version as i64],
                 )
                 .map_err(backend)?;
-            if n == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+            if n != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+            insert_events(tx, &m.merchant_id, &events)
         })
         .await
     }
