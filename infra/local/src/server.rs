@@ -89,6 +89,9 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     if let Some(source) = store.expiry_sweep() {
         tokio::spawn(sweeper(deps.clone(), source, stop.clone()));
     }
+    if let Some(source) = store.due_mandates() {
+        tokio::spawn(scheduler(deps.clone(), source, stop.clone()));
+    }
     if let Some(embedded) = store.embedded() {
         tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
     }
@@ -138,6 +141,22 @@ async fn sweeper(deps: Local, source: std::sync::Arc<dyn paysession_app::expiry:
             _ = tick.tick() => {
                 if let Err(e) = paysession_app::expiry::sweep(&deps.app.core, source.as_ref()).await {
                     tracing::warn!(error = %e, "expiry sweep failed; retrying next tick");
+                }
+            }
+        }
+    }
+}
+
+/// Charges due occurrences of scheduled mandates once a second, following the (test) clock:
+/// the in-process twin of the one-time EventBridge schedules.
+async fn scheduler(deps: Local, source: std::sync::Arc<dyn paysession_app::recurring::DueMandates>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = paysession_app::recurring::sweep(&deps.app.core, &deps.app.payments, source.as_ref()).await {
+                    tracing::warn!(error = %e, "recurring charges failed; retrying next tick");
                 }
             }
         }

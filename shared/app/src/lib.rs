@@ -14,6 +14,7 @@ pub mod otp;
 pub mod payments;
 pub mod ports;
 pub mod processor;
+pub mod recurring;
 pub mod retry;
 pub mod secret;
 pub mod sessions;

@@ -265,6 +265,17 @@ impl Mandate {
         Some(next)
     }
 
+    /// Occurrence `n` failed softly and is tried again at `at`: the mandate's next charge
+    /// moves there, nothing else changes. `None` when `n` is not the pending occurrence.
+    pub fn retry_occurrence(&self, n: u32, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Mandate> {
+        if n != self.next_occurrence || self.status != MandateStatus::Active {
+            return None;
+        }
+        let mut next = self.next_version(now);
+        next.next_charge_at = Some(at);
+        Some(next)
+    }
+
     /// The id and reference of the session that charges occurrence `n`: derived, so any
     /// number of deliveries of the same trigger create one session.
     pub fn occurrence_reference(&self, n: u32) -> String {

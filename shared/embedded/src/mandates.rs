@@ -1,18 +1,39 @@
 //! Mandates and the removal of saved methods on SQLite.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
-use paysession_domain::mandate::Mandate;
+use paysession_domain::mandate::{Mandate, MandateStatus};
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use rusqlite::{Transaction, params};
 
-use crate::{EmbeddedStore, all, backend, insert_events, ms, one, replace_session, to_json, upsert_method};
+use crate::{EmbeddedStore, all, backend, id_pairs, insert_events, ms, one, replace_session, to_json, upsert_method};
+
+/// When the local scheduler should look at the mandate: only active ones charge.
+fn due_ms(m: &Mandate) -> Option<i64> {
+    m.next_charge_at.filter(|_| m.status == MandateStatus::Active).map(ms)
+}
+
+#[async_trait]
+impl paysession_app::recurring::DueMandates for EmbeddedStore {
+    async fn due_mandates(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(move |c| {
+            id_pairs(
+                c,
+                "SELECT merchant_id, id FROM mandates WHERE next_charge_at_ms <= ?1 ORDER BY next_charge_at_ms LIMIT ?2",
+                params![ms(now), limit as i64],
+            )
+        })
+        .await
+    }
+}
 
 fn insert_mandate(tx: &Transaction<'_>, m: &Mandate) -> Result<(), StoreError> {
     let inserted = tx.execute(
-        "INSERT INTO mandates(id, merchant_id, customer_id, status, created_at_ms, version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![m.id, m.merchant_id, m.customer_id, m.status.as_str(), ms(m.created_at), m.version as i64, to_json(m)?],
+        "INSERT INTO mandates(id, merchant_id, customer_id, status, created_at_ms, next_charge_at_ms, version, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![m.id, m.merchant_id, m.customer_id, m.status.as_str(), ms(m.created_at), due_ms(m), m.version as i64, to_json(m)?],
     );
     match inserted {
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(StoreError::AlreadyExists),
@@ -78,8 +99,9 @@ impl MandateStore for EmbeddedStore {
         self.tx(move |tx| {
             let n = tx
                 .execute(
-                    "UPDATE mandates SET status = ?1, version = ?2, body = ?3 WHERE id = ?4 AND merchant_id = ?5 AND version = ?6",
-                    params![m.status.as_str(), m.version as i64, to_json(&m)?, m.id, m.merchant_id, expected_version as i64],
+                    "UPDATE mandates SET status = ?1, next_charge_at_ms = ?2, version = ?3, body = ?4
+                     WHERE id = ?5 AND merchant_id = ?6 AND version = ?7",
+                    params![m.status.as_str(), due_ms(&m), m.version as i64, to_json(&m)?, m.id, m.merchant_id, expected_version as i64],
                 )
                 .map_err(backend)?;
             if n != 1 {

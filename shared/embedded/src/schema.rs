@@ -94,9 +94,12 @@ CREATE TABLE IF NOT EXISTS mandates (
     customer_id TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
+    -- The pending occurrence (or retry) of an active scheduled mandate; NULL otherwise.
+    next_charge_at_ms INTEGER,
     version INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS mandates_due ON mandates(next_charge_at_ms) WHERE next_charge_at_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS mandates_newest ON mandates(merchant_id, created_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS mandates_customer ON mandates(merchant_id, customer_id, created_at_ms DESC, id DESC);
 CREATE TABLE IF NOT EXISTS meta (

@@ -328,6 +328,15 @@ impl OpenedStore {
         }
     }
 
+    /// The local scheduler's source of due mandates (the embedded store).
+    pub fn due_mandates(&self) -> Option<Arc<dyn paysession_app::recurring::DueMandates>> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(s) => Some(s.clone()),
+            OpenedStore::Dynamo(_) => None,
+        }
+    }
+
     /// The sweeper source when this store needs one (the embedded store).
     pub fn expiry_sweep(&self) -> Option<Arc<dyn paysession_app::expiry::ExpirySweep>> {
         match self {

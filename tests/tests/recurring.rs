@@ -1,0 +1,129 @@
+//! Scheduled recurring charges on the local server, driven by the sandbox test clock: each
+//! occurrence of a monthly mandate charges once, in order, across a restart, until the
+//! schedule is exhausted; a card that declines off-session fails three occurrences in a row
+//! and the mandate is suspended.
+
+use std::time::Duration;
+
+use paysession_tests::Server;
+use paysession_tests::page::Customer;
+use serde_json::{Value, json};
+
+const SHOP: &str = "https://shop.example";
+const DAY: i64 = 86_400;
+
+async fn scheduled_mandate(s: &Server, t: &str, customer: &str, card: &str, max_charges: u32) -> String {
+    let start = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
+    let body = json!({
+        "amount": 990, "currency": "EUR", "customer_id": customer, "reference": paysession_app::ids::new_id("r"),
+        "customer": {"email": "ada@example.com"}, "allowed_domains": [SHOP], "session_type": "first_in_series",
+        "mandate": {"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start.to_string(), "max_charges": max_charges}}
+    });
+    let r = s.create(t, &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sess = r.json();
+    let mut c = Customer::new(s, &sess);
+    c.open_from(SHOP).await;
+    assert_eq!(c.pay_card(card).await.status, 303);
+    let api = s.get(&format!("/v1/payment_sessions/{}", sess["id"].as_str().unwrap()), t).await.json();
+    api["mandate_id"].as_str().unwrap().to_string()
+}
+
+async fn mandate(s: &Server, t: &str, id: &str) -> Value {
+    s.get(&format!("/v1/mandates/{id}"), t).await.json()
+}
+
+/// Polls (the scheduler ticks once a second) until `done` holds for the mandate.
+async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let m = mandate(s, t, id).await;
+        if done(&m) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("mandate {id} never reached the expected state: {}", mandate(s, t, id).await);
+}
+
+#[tokio::test]
+async fn monthly_mandate_charges_each_occurrence_once_then_completes() {
+    let mut s = Server::start().await;
+    let t = s.token().await;
+    let md = scheduled_mandate(&s, &t, "cus_rc1", "4242424242424242", 3).await;
+    assert_eq!(mandate(&s, &t, &md).await["charges_count"], 0);
+
+    s.advance_clock(&t, 2 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["charges_count"] == 1).await;
+    s.restart().await;
+    let t = s.token().await;
+    s.advance_clock(&t, 31 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["charges_count"] == 2).await;
+    s.advance_clock(&t, 31 * DAY).await;
+    let done = wait_for(&s, &t, &md, |m| m["status"] == "completed").await;
+    assert_eq!((done["charges_count"].as_u64(), done["next_charge_at"].as_str()), (Some(3), None));
+
+    // Nothing after the last occurrence, however far the clock moves.
+    s.advance_clock(&t, 70 * DAY).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(mandate(&s, &t, &md).await["charges_count"], 3);
+
+    // Exactly one session per occurrence, found by its derived reference, each succeeded.
+    for n in 0..3 {
+        let list = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc1&reference={md}-{n}"), &t).await.json();
+        let data = list["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "occurrence {n}");
+        assert_eq!((data[0]["status"].as_str(), data[0]["session_type"].as_str()), (Some("succeeded"), Some("next_in_series")));
+        assert_eq!(data[0]["mandate_id"], md.as_str());
+    }
+    let all = s.get("/v1/payment_sessions?customer_id=cus_rc1&limit=100", &t).await.json();
+    assert_eq!(all["data"].as_array().unwrap().len(), 4, "the first payment and three charges, nothing repeated");
+    let completed = s.get("/v1/events?type=mandate.completed", &t).await.json();
+    assert_eq!(completed["data"][0]["data"]["object"]["id"], md.as_str());
+}
+
+#[tokio::test]
+async fn off_session_declines_suspend_the_mandate_after_three_occurrences() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let md = scheduled_mandate(&s, &t, "cus_rc2", "4000000000000341", 12).await;
+    s.advance_clock(&t, 2 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["failed_charges_in_a_row"] == 1).await;
+    s.advance_clock(&t, 31 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["failed_charges_in_a_row"] == 2).await;
+    s.advance_clock(&t, 31 * DAY).await;
+    let m = wait_for(&s, &t, &md, |m| m["status"] == "suspended").await;
+    assert_eq!((m["failed_charges_in_a_row"].as_u64(), m["charges_count"].as_u64()), (Some(3), Some(0)));
+    let declined = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc2&reference={md}-0"), &t).await.json();
+    assert_eq!(declined["data"][0]["payments"][0]["failure_code"], "card_declined", "a hard decline is not retried");
+    assert_eq!(declined["data"][0]["payments"].as_array().unwrap().len(), 1);
+    let suspended = s.get("/v1/events?type=mandate.suspended", &t).await.json();
+    assert_eq!(suspended["data"][0]["data"]["object"]["id"], md.as_str());
+}
+
+/// Any number of deliveries of the same occurrence (the scheduler's own tick among them)
+/// charge once: one session, one attempt, one count.
+#[tokio::test]
+async fn many_deliveries_of_one_occurrence_charge_once() {
+    use paysession_app::recurring::trigger;
+    let s = Server::start().await;
+    let t = s.token().await;
+    let md = scheduled_mandate(&s, &t, "cus_rc3", "4242424242424242", 12).await;
+    s.advance_clock(&t, 2 * DAY).await;
+    let local = s.running.as_ref().unwrap().local.clone();
+    let merchant = s.running.as_ref().unwrap().demo.merchant_id.clone();
+    let (core, pay) = (&local.app.core, &local.app.payments);
+    let (a, b, c) =
+        tokio::join!(trigger(core, pay, &merchant, &md), trigger(core, pay, &merchant, &md), trigger(core, pay, &merchant, &md));
+    for r in [a, b, c] {
+        r.expect("a concurrent delivery is not an error");
+    }
+    wait_for(&s, &t, &md, |m| m["charges_count"] == 1).await;
+    for _ in 0..3 {
+        assert!(matches!(trigger(core, pay, &merchant, &md).await.unwrap(), paysession_app::recurring::Triggered::NothingDue));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(mandate(&s, &t, &md).await["charges_count"], 1);
+    let list = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc3&reference={md}-0"), &t).await.json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["payments"].as_array().unwrap().len(), 1, "one attempt: charged once");
+}
