@@ -242,3 +242,27 @@ test('refuses to render inside an iframe of a non-allowed origin', async () => {
   assert.ok(message, 'Chromium reports the frame-ancestors violation');
   await page.screenshot({ path: `${shots}/08-iframe-refused.png`, fullPage: true });
 });
+
+test('a first payment of a series shows the mandate terms and creates the mandate', async () => {
+  const start = new Date(Date.now() + 3 * 86400e3).toISOString().slice(0, 10);
+  const s = await createSession({
+    session_type: 'first_in_series', customer_id: 'cus_browser_series',
+    mandate: { type: 'scheduled', schedule: { interval: 'month', interval_count: 1, start_date: start, max_charges: 12 } },
+  });
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  const terms = page.locator('#mandate-terms');
+  await terms.waitFor();
+  assert.match(await terms.innerText(), /every month, first on .*at most 12 times/);
+  assert.equal(await page.locator('[name="method"]').count(), 0, 'a first payment offers the card form only');
+  await page.screenshot({ path: `${shots}/09-mandate-terms.png`, fullPage: true });
+  await payCard(page, '4242424242424242');
+  await page.waitForURL(/\/demo\/success/);
+  const after = await status(s.id);
+  assert.equal(after.status, 'succeeded');
+  assert.match(after.mandate_id, /^md_/);
+  const mandate = (await api('GET', `/v1/mandates/${after.mandate_id}`)).json;
+  assert.equal(mandate.status, 'active');
+  assert.equal(mandate.payment_method_id, after.payment_method_id);
+  assert.match(mandate.customer_acceptance.user_agent, /Chrome/, 'the browser that accepted is recorded');
+});

@@ -15,7 +15,7 @@ use crate::ids::{new_id, sha256_hex};
 use crate::ports::{MandateStore, SessionStore, StoreError};
 use crate::processor::{Outcome, RedirectMethod};
 use crate::retry::{Races, won};
-use crate::sessions::{UpdateError, update_with};
+use crate::sessions::{UpdateError, reread, update_with};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentFailure {
@@ -340,11 +340,7 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
             return Ok(Step { session: next, attempt_id: attempt_id.to_string(), status: AttemptStatus::Succeeded });
         }
         races.lost()?;
-        current = cx
-            .store
-            .get_session(&current.merchant_id, &current.id)
-            .await?
-            .ok_or_else(|| StoreError::Backend(format!("session {} vanished", current.id)))?;
+        current = reread(cx, &current).await?;
     }
 }
 

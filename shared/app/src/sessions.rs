@@ -136,12 +136,17 @@ pub async fn update_with<S: SessionStore + ?Sized, E>(
             return Ok(Some(next));
         }
         races.lost()?;
-        current = cx
-            .store
-            .get_session(&current.merchant_id, &current.id)
-            .await?
-            .ok_or_else(|| StoreError::Backend(format!("session {} vanished", current.id)))?;
+        current = reread(cx, &current).await?;
     }
+}
+
+/// The stored version of a session after a lost race (it never disappears: sessions are
+/// not deleted).
+pub async fn reread<S: SessionStore + ?Sized>(cx: &Core<S>, session: &PaymentSession) -> Result<PaymentSession, StoreError> {
+    cx.store
+        .get_session(&session.merchant_id, &session.id)
+        .await?
+        .ok_or_else(|| StoreError::Backend(format!("session {} vanished", session.id)))
 }
 
 /// Instructions for the payment methods that need them, derived from the session id so
