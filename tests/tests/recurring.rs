@@ -95,6 +95,7 @@ async fn off_session_declines_suspend_the_mandate_after_three_occurrences() {
     assert_eq!((m["failed_charges_in_a_row"].as_u64(), m["charges_count"].as_u64()), (Some(3), Some(0)));
     let declined = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc2&reference={md}-0"), &t).await.json();
     assert_eq!(declined["data"][0]["payments"][0]["failure_code"], "card_declined", "a hard decline is not retried");
+    assert_eq!(declined["data"][0]["status"], "failed", "the occurrence's session ends failed");
     assert_eq!(declined["data"][0]["payments"].as_array().unwrap().len(), 1);
     let suspended = s.get("/v1/events?type=mandate.suspended", &t).await.json();
     assert_eq!(suspended["data"][0]["data"]["object"]["id"], md.as_str());

@@ -24,6 +24,7 @@ use crate::ids::new_id;
 use crate::payments::{self, PaymentFailure};
 use crate::ports::{MandateStore, MerchantStore, SessionQuery, SessionStore, StoreError};
 use crate::retry::{Races, won};
+use crate::sessions::{UpdateError, update_with};
 
 /// How long an occurrence's session stays payable: long enough for every retry.
 const OCCURRENCE_SESSION_LIFETIME: Duration = Duration::days(14);
@@ -164,7 +165,16 @@ pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
                     record(cx, merchant_id, mandate_id, |m, t| m.retry_occurrence(n, at, t)).await?;
                     return Ok(Triggered::RetryAt { occurrence: n, at });
                 }
-                None => OccurrenceOutcome::Failed,
+                None => {
+                    // No retry left: the occurrence's session fails (and says so to webhooks).
+                    update_with(cx, session.clone(), true, |s, t| Ok::<_, std::convert::Infallible>(s.give_up(t))).await.map_err(|e| {
+                        match e {
+                            UpdateError::Store(e) => e,
+                            UpdateError::Refused(never) => match never {},
+                        }
+                    })?;
+                    OccurrenceOutcome::Failed
+                }
             }
         }
         SessionStatus::Open => return Ok(Triggered::NothingDue),

@@ -242,15 +242,17 @@ async fn attempt<S: WebhookStore + ?Sized>(
         "webhook attempt"
     );
     let (recorded, verdict) = claimed.record(attempted_at, result, now);
+    // A 410 disables the endpoint before the delivery is recorded failed, so whoever sees
+    // the failed delivery also sees the endpoint disabled (and a crash in between retries
+    // the attempt rather than leaving the endpoint enabled).
+    if verdict == AttemptVerdict::Gone {
+        disable(cx, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
+    }
     cx.store.update_delivery(&recorded, claimed.version).await?;
     Ok(match verdict {
         AttemptVerdict::Delivered => DispatchOutcome::Finished,
         AttemptVerdict::RetryAt(t) => DispatchOutcome::RetryIn(until(t, now)),
-        AttemptVerdict::Exhausted => DispatchOutcome::DeadLettered,
-        AttemptVerdict::Gone => {
-            disable(cx, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
-            DispatchOutcome::DeadLettered
-        }
+        AttemptVerdict::Exhausted | AttemptVerdict::Gone => DispatchOutcome::DeadLettered,
     })
 }
 

@@ -150,6 +150,23 @@ impl PaymentSession {
         }
         last_chance.update_attempt(attempt_id, status, failure_code, None, now)
     }
+
+    /// Ends an open session whose last attempt failed and that will not be tried again (a
+    /// scheduled occurrence past its retries): `failed`, through the lifecycle table's
+    /// last-failure row. `None` when the session is not in that state.
+    pub fn give_up(&self, now: DateTime<Utc>) -> Option<PaymentSession> {
+        let last_failed = self.payments.last().is_some_and(|a| a.status == AttemptStatus::Failed);
+        if self.status != SessionStatus::Open || !last_failed {
+            return None;
+        }
+        let event = SessionEvent::AttemptFailed { attempts_remaining: 0 };
+        let mut next = self.clone();
+        next.status = crate::lifecycle::transition(self.status, event, self.transition_context(now)).ok()?;
+        next.attempts_remaining = 0;
+        next.updated_at = now;
+        next.version += 1;
+        Some(next)
+    }
 }
 
 /// A payment method saved for a customer (card only): what the hosted page may offer again
@@ -275,5 +292,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn giving_up_fails_an_open_session_after_a_failed_attempt() {
+        let s = session("loose");
+        assert!(s.give_up(s.created_at).is_none(), "no attempt yet");
+        let now = s.created_at;
+        let attempt = PaymentAttempt {
+            id: "pay_9".into(),
+            method: PaymentMethodKind::Card,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount: 100,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            mandate_acceptance: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let claimed = s.claim_attempt(attempt, now).unwrap();
+        assert!(claimed.give_up(now).is_none(), "an attempt still running");
+        let failed = claimed.update_attempt("pay_9", AttemptStatus::Failed, Some("card_declined".into()), None, now).unwrap();
+        assert_eq!(failed.status, SessionStatus::Open, "attempts remain for a customer");
+        let given_up = failed.give_up(now).unwrap();
+        assert_eq!((given_up.status, given_up.attempts_remaining, given_up.version), (SessionStatus::Failed, 0, failed.version + 1));
+        assert!(given_up.give_up(now).is_none());
     }
 }
