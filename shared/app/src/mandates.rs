@@ -2,6 +2,7 @@
 //! the merchant's actions on a mandate, and detaching a saved method. (The mandate itself is
 //! created with the first payment: `payments`.)
 
+use chrono::{DateTime, Utc};
 use paysession_domain::errors::FieldCode;
 use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction, mandate_events};
 use paysession_domain::payment::SavedPaymentMethod;
@@ -64,26 +65,38 @@ pub enum MandateError {
     Store(#[from] StoreError),
 }
 
-/// Suspends, resumes or revokes a mandate: one version-conditional write, re-read after a
-/// lost race.
+/// The one read-decide-write loop of a mandate: `change` returns the next version (or
+/// `None`: nothing to write), written conditionally on the version read with its events and
+/// re-read after a lost race. Returns what was written.
+pub async fn update_with<S: MandateStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    id: &str,
+    change: impl Fn(&Mandate, DateTime<Utc>) -> Result<Option<Mandate>, InvalidMandateTransition>,
+) -> Result<Option<Mandate>, MandateError> {
+    let mut races = Races::new(format!("mandate {id}"));
+    loop {
+        let current = cx.store.get_mandate(merchant_id, id).await?.ok_or_else(|| MandateError::NotFound(id.to_string()))?;
+        let now = cx.clock.now();
+        let Some(next) = change(&current, now)? else { return Ok(None) };
+        let events = mandate_events(&current, &next, now, || new_id("evt"));
+        if won(cx.store.update_mandate(&next, current.version, &events).await)?.is_some() {
+            tracing::info!(mandate_id = id, status = next.status.as_str(), "mandate updated");
+            return Ok(Some(next));
+        }
+        races.lost()?;
+    }
+}
+
+/// Suspends, resumes or revokes a mandate.
 pub async fn act<S: MandateStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     id: &str,
     action: &MandateAction,
 ) -> Result<Mandate, MandateError> {
-    let mut races = Races::new(format!("mandate {id}"));
-    loop {
-        let current = cx.store.get_mandate(merchant_id, id).await?.ok_or_else(|| MandateError::NotFound(id.to_string()))?;
-        let now = cx.clock.now();
-        let next = current.apply(action, now)?;
-        let events = mandate_events(&current, &next, now, || new_id("evt"));
-        if won(cx.store.update_mandate(&next, current.version, &events).await)?.is_some() {
-            tracing::info!(mandate_id = id, status = next.status.as_str(), "mandate updated");
-            return Ok(next);
-        }
-        races.lost()?;
-    }
+    let written = update_with(cx, merchant_id, id, |m, now| m.apply(action, now).map(Some)).await?;
+    Ok(written.expect("an allowed action always writes"))
 }
 
 /// Detaches a customer's saved method and revokes every mandate that charges it

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use paysession_domain::mandate::{Mandate, MandateStatus, OccurrenceOutcome, mandate_events};
+use paysession_domain::mandate::{Mandate, MandateStatus, OccurrenceOutcome};
 use paysession_domain::model::MandateType;
 use paysession_domain::payment::AttemptStatus;
 use paysession_domain::schedule;
@@ -21,9 +21,9 @@ use serde_json::json;
 
 use crate::context::{Core, Payments};
 use crate::ids::new_id;
+use crate::mandates::{self, MandateError};
 use crate::payments::{self, PaymentFailure};
 use crate::ports::{MandateStore, MerchantStore, SessionQuery, SessionStore, StoreError};
-use crate::retry::{Races, won};
 use crate::sessions::{UpdateError, update_with};
 
 /// How long an occurrence's session stays payable: long enough for every retry.
@@ -104,23 +104,17 @@ async fn occurrence_session<S: SessionStore + MerchantStore + ?Sized>(
     }
 }
 
-/// Moves the mandate past occurrence `n` (or to its retry time), with its events.
+/// Moves the mandate past occurrence `n` (or to its retry time), with its events. A mandate
+/// gone meanwhile has nothing to record.
 async fn record<S: MandateStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     id: &str,
     change: impl Fn(&Mandate, DateTime<Utc>) -> Option<Mandate>,
 ) -> Result<(), StoreError> {
-    let mut races = Races::new(format!("mandate {id}"));
-    loop {
-        let Some(current) = cx.store.get_mandate(merchant_id, id).await? else { return Ok(()) };
-        let now = cx.clock.now();
-        let Some(next) = change(&current, now) else { return Ok(()) };
-        let events = mandate_events(&current, &next, now, || new_id("evt"));
-        if won(cx.store.update_mandate(&next, current.version, &events).await)?.is_some() {
-            return Ok(());
-        }
-        races.lost()?;
+    match mandates::update_with(cx, merchant_id, id, |m, now| Ok(change(m, now))).await {
+        Ok(_) | Err(MandateError::NotFound(_)) | Err(MandateError::Refused(_)) => Ok(()),
+        Err(MandateError::Store(e)) => Err(e),
     }
 }
 

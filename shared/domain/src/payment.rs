@@ -206,10 +206,10 @@ mod tests {
         PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "ps_1".into(), "mer_1".into(), None, now)
     }
 
-    fn in_flight(s: &PaymentSession) -> PaymentSession {
-        let now = s.created_at;
-        let attempt = PaymentAttempt {
-            id: "pay_1".into(),
+    /// A pending card attempt of 100 minor units.
+    fn card_attempt(id: &str, now: DateTime<Utc>) -> PaymentAttempt {
+        PaymentAttempt {
+            id: id.into(),
             method: PaymentMethodKind::Card,
             status: AttemptStatus::Pending,
             failure_code: None,
@@ -220,7 +220,12 @@ mod tests {
             mandate_acceptance: None,
             created_at: now,
             updated_at: now,
-        };
+        }
+    }
+
+    fn in_flight(s: &PaymentSession) -> PaymentSession {
+        let now = s.created_at;
+        let attempt = card_attempt("pay_1", now);
         let claimed = s.claim_attempt(attempt, now).unwrap();
         claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, now).unwrap()
     }
@@ -260,19 +265,7 @@ mod tests {
         let ms = Duration::milliseconds;
         for mode in ["loose", "strict"] {
             let s = session(mode);
-            let attempt = |id: &str| PaymentAttempt {
-                id: id.into(),
-                method: PaymentMethodKind::Card,
-                status: AttemptStatus::Pending,
-                failure_code: None,
-                amount: 100,
-                card: None,
-                next_action_url: None,
-                save_requested: false,
-                mandate_acceptance: None,
-                created_at: s.created_at,
-                updated_at: s.created_at,
-            };
+            let attempt = |id: &str| card_attempt(id, s.created_at);
             assert!(s.claim_attempt(attempt("late"), s.spec.expires_at + ms(50)).is_err(), "{mode}: no claim after expiry");
             assert!(s.claim_attempt(attempt("at"), s.spec.expires_at).is_err(), "{mode}: no claim at expires_at");
             let claimed = s.claim_attempt(attempt("pay_1"), s.spec.expires_at - ms(50)).unwrap();
@@ -299,19 +292,7 @@ mod tests {
         let s = session("loose");
         assert!(s.give_up(s.created_at).is_none(), "no attempt yet");
         let now = s.created_at;
-        let attempt = PaymentAttempt {
-            id: "pay_9".into(),
-            method: PaymentMethodKind::Card,
-            status: AttemptStatus::Pending,
-            failure_code: None,
-            amount: 100,
-            card: None,
-            next_action_url: None,
-            save_requested: false,
-            mandate_acceptance: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let attempt = card_attempt("pay_9", now);
         let claimed = s.claim_attempt(attempt, now).unwrap();
         assert!(claimed.give_up(now).is_none(), "an attempt still running");
         let failed = claimed.update_attempt("pay_9", AttemptStatus::Failed, Some("card_declined".into()), None, now).unwrap();

@@ -45,24 +45,17 @@ pub fn mandate_terms(
         };
     };
     let n = s.interval_count;
-    let unit = match (lang, s.interval, n == 1) {
-        (Lang::En, Interval::Day, true) => "day",
-        (Lang::En, Interval::Day, false) => "days",
-        (Lang::En, Interval::Week, true) => "week",
-        (Lang::En, Interval::Week, false) => "weeks",
-        (Lang::En, Interval::Month, true) => "month",
-        (Lang::En, Interval::Month, false) => "months",
-        (Lang::En, Interval::Year, true) => "year",
-        (Lang::En, Interval::Year, false) => "years",
-        (Lang::De, Interval::Day, true) => "Tag",
-        (Lang::De, Interval::Day, false) => "Tage",
-        (Lang::De, Interval::Week, true) => "Woche",
-        (Lang::De, Interval::Week, false) => "Wochen",
-        (Lang::De, Interval::Month, true) => "Monat",
-        (Lang::De, Interval::Month, false) => "Monate",
-        (Lang::De, Interval::Year, true) => "Jahr",
-        (Lang::De, Interval::Year, false) => "Jahre",
+    let (one, many) = match (lang, s.interval) {
+        (Lang::En, Interval::Day) => ("day", "days"),
+        (Lang::En, Interval::Week) => ("week", "weeks"),
+        (Lang::En, Interval::Month) => ("month", "months"),
+        (Lang::En, Interval::Year) => ("year", "years"),
+        (Lang::De, Interval::Day) => ("Tag", "Tage"),
+        (Lang::De, Interval::Week) => ("Woche", "Wochen"),
+        (Lang::De, Interval::Month) => ("Monat", "Monate"),
+        (Lang::De, Interval::Year) => ("Jahr", "Jahre"),
     };
+    let unit = if n == 1 { one } else { many };
     let every = if n == 1 { unit.to_string() } else { format!("{n} {unit}") };
     let start = s.start_date;
     match lang {
