@@ -36,6 +36,11 @@ pub fn new_uuid() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
+/// Compares secrets in time independent of where they differ (CSRF tokens, proofs, codes).
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// SHA-256 in hex: fingerprints and lookup keys of tokens that must not be stored in clear.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use paysession_domain::session::{OtpState, PaymentSession};
 
 use crate::context::{Core, Payments};
-use crate::ids::{new_token, sha256_hex};
+use crate::ids::{constant_eq, new_token, sha256_hex};
 use crate::ports::{SessionStore, StoreError};
 use crate::sessions::{UpdateError, update_with};
 
@@ -62,10 +62,6 @@ pub enum Verdict {
     Wrong,
     Locked,
     Expired,
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks a submitted code, returning the verdict and the state to store.

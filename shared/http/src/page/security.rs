@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use paysession_app::auth::TokenSigner;
+use paysession_app::ids::constant_eq;
 use paysession_domain::session::PaymentSession;
 
 use crate::request::Call;
@@ -55,10 +56,6 @@ pub fn csrf_token(keys: &TokenSigner, session: &PaymentSession) -> String {
 pub fn csrf_ok(keys: &TokenSigner, session: &PaymentSession, submitted: Option<&str>) -> bool {
     let expected = csrf_token(keys, session);
     submitted.is_some_and(|s| constant_eq(s.as_bytes(), expected.as_bytes()))
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A proof that this browser passed the launch check or the OTP, valid 30 minutes.
