@@ -68,6 +68,11 @@ fn resources_of_type<'a>(t: &'a serde_yaml::Value, kind: &str) -> Vec<(&'a str, 
         .collect()
 }
 
+/// A value as YAML text (intrinsic functions stay tags: `!GetAtt X.Arn`).
+fn yaml(v: &serde_yaml::Value) -> String {
+    serde_yaml::to_string(v).unwrap().trim().to_string()
+}
+
 fn strs(v: &serde_yaml::Value) -> Vec<String> {
     v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
@@ -134,6 +139,37 @@ fn template_wires_the_event_functions() {
     assert!(!queue["RedrivePolicy"]["deadLetterTargetArn"].is_null(), "the queue redrives to a dead-letter queue");
     let alarm = &t["Resources"]["WebhookDeadLetterAlarm"]["Properties"];
     assert_eq!(alarm["MetricName"].as_str(), Some("ApproximateNumberOfMessagesVisible"));
+
+    // Recurring charges: written mandates reach the consumer, which may manage schedules in
+    // the stack's group and pass only the scheduler's role, which may invoke only the
+    // recurring-charge function; what never succeeds is dead-lettered and alarmed.
+    let mandates =
+        patterns.iter().find(|p| p["dynamodb"]["Keys"]["SK"]["S"][0] == paysession_aws::keys::MANDATE_SK).expect("a mandate filter");
+    assert_eq!(mandates["eventName"], serde_json::json!(["INSERT", "MODIFY"]));
+    let env = &consumer["Properties"]["Environment"]["Variables"];
+    for var in paysession_aws::scheduler::ScheduleTarget::ENV {
+        assert!(!env[var].is_null(), "stream-consumer lacks {var}");
+    }
+    let statements: Vec<&serde_yaml::Value> = consumer["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap().iter().collect();
+    let pass = statements.iter().find(|s| strs(&s["Action"]) == ["iam:PassRole"]).expect("iam:PassRole for the scheduler role");
+    assert_eq!(yaml(&pass["Resource"]), "!GetAtt SchedulerRole.Arn");
+    assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"].as_str(), Some("scheduler.amazonaws.com"));
+    let role = &t["Resources"]["SchedulerRole"]["Properties"];
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Service"].as_str(), Some("scheduler.amazonaws.com"));
+    let allowed: Vec<(Vec<String>, &serde_yaml::Value)> = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| (strs(&s["Action"]), &s["Resource"]))
+        .collect();
+    assert_eq!(allowed.len(), 2, "invoke the target, dead-letter: nothing else");
+    assert_eq!(allowed[0].0, ["lambda:InvokeFunction"]);
+    assert_eq!(yaml(allowed[0].1), "!GetAtt RecurringChargeFunction.Arn");
+    assert_eq!(allowed[1].0, ["sqs:SendMessage"]);
+    let _ = function(&t, "recurring-charge");
+    let alarm = &t["Resources"]["ScheduleDeadLetterAlarm"]["Properties"];
+    assert_eq!(yaml(&alarm["Dimensions"][0]["Value"]), "!GetAtt ScheduleDeadLetterQueue.QueueName");
 }
 
 #[test]

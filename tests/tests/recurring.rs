@@ -105,7 +105,7 @@ async fn off_session_declines_suspend_the_mandate_after_three_occurrences() {
 /// charge once: one session, one attempt, one count.
 #[tokio::test]
 async fn many_deliveries_of_one_occurrence_charge_once() {
-    use paysession_app::recurring::trigger;
+    use paysession_app::recurring::{Triggered, trigger};
     let s = Server::start().await;
     let t = s.token().await;
     let md = scheduled_mandate(&s, &t, "cus_rc3", "4242424242424242", 12).await;
@@ -113,15 +113,19 @@ async fn many_deliveries_of_one_occurrence_charge_once() {
     let local = s.running.as_ref().unwrap().local.clone();
     let merchant = s.running.as_ref().unwrap().demo.merchant_id.clone();
     let (core, pay) = (&local.app.core, &local.app.payments);
-    let (a, b, c) =
-        tokio::join!(trigger(core, pay, &merchant, &md), trigger(core, pay, &merchant, &md), trigger(core, pay, &merchant, &md));
+    let (a, b, c) = tokio::join!(
+        trigger(core, pay, &merchant, &md, Some(0)),
+        trigger(core, pay, &merchant, &md, None),
+        trigger(core, pay, &merchant, &md, Some(0))
+    );
     for r in [a, b, c] {
         r.expect("a concurrent delivery is not an error");
     }
     wait_for(&s, &t, &md, |m| m["charges_count"] == 1).await;
     for _ in 0..3 {
-        assert!(matches!(trigger(core, pay, &merchant, &md).await.unwrap(), paysession_app::recurring::Triggered::NothingDue));
+        assert!(matches!(trigger(core, pay, &merchant, &md, Some(0)).await.unwrap(), Triggered::NothingDue), "stale: occurrence 0 is done");
     }
+    assert!(matches!(trigger(core, pay, &merchant, &md, Some(1)).await.unwrap(), Triggered::NotYetDue { occurrence: 1, .. }));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(mandate(&s, &t, &md).await["charges_count"], 1);
     let list = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc3&reference={md}-0"), &t).await.json();

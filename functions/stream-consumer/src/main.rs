@@ -1,8 +1,16 @@
 //! Lambda entry point of the table-stream consumer: committed events fan out to webhook
-//! endpoints (queued on SQS), TTL deletions of expiry items expire their sessions.
+//! endpoints (queued on SQS), TTL deletions of expiry items expire their sessions, changed
+//! mandates create and delete their recurring-charge schedules.
 
+use paysession_runtime::aws::scheduler::ScheduleTarget;
 use paysession_runtime::aws::stream::handle_stream_event;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::events(&["PAYSESSION_WEBHOOK_QUEUE_URL"], |f, event| Box::pin(handle_stream_event(&f.core, f.queue(), event)))
+    let [group, function, role, dlq] = ScheduleTarget::ENV;
+    paysession_runtime::events(&["PAYSESSION_WEBHOOK_QUEUE_URL", group, function, role, dlq], |f, event| {
+        Box::pin(async move {
+            let scheduler = f.scheduler()?;
+            Ok(handle_stream_event(&f.core, f.queue(), scheduler, event).await)
+        })
+    })
 }

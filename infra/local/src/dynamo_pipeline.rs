@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paysession_app::clock::SystemClock;
+use paysession_app::ports::SweptLocally;
 use paysession_app::ports::{DeliveryQueue, StoreError};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use paysession_aws::stream::handle_stream_event;
@@ -70,7 +71,7 @@ pub async fn run_stream(deps: Deps, dynamodb: aws_sdk_dynamodb::Client, table: S
     loop {
         match poller.poll().await {
             Ok(Some(batch)) => loop {
-                let response = handle_stream_event(&deps.app.core, deps.app.queue.as_ref(), &batch).await;
+                let response = handle_stream_event(&deps.app.core, deps.app.queue.as_ref(), &SweptLocally, &batch).await;
                 if response["batchItemFailures"].as_array().is_none_or(Vec::is_empty) {
                     break;
                 }

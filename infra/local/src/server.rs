@@ -89,9 +89,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     if let Some(source) = store.expiry_sweep() {
         tokio::spawn(sweeper(deps.clone(), source, stop.clone()));
     }
-    if let Some(source) = store.due_mandates() {
-        tokio::spawn(scheduler(deps.clone(), source, stop.clone()));
-    }
+    tokio::spawn(scheduler(deps.clone(), store.due_mandates(), stop.clone()));
     if let Some(embedded) = store.embedded() {
         tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
     }

@@ -285,6 +285,39 @@ pub trait MandateStore: Send + Sync {
     -> Result<Option<SavedPaymentMethod>, StoreError>;
 }
 
+/// A one-time trigger of a scheduled mandate's pending charge, at wall-clock time `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeTrigger {
+    pub name: String,
+    pub merchant_id: String,
+    pub mandate_id: String,
+    pub occurrence: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// Creates and deletes the one-time triggers of recurring charges (EventBridge Scheduler in
+/// AWS). Both are idempotent, because the table stream delivers a change at least once.
+#[async_trait]
+pub trait ChargeScheduler: Send + Sync {
+    /// Creates the trigger; one that already exists under this name counts as created.
+    async fn create(&self, trigger: &ChargeTrigger) -> Result<(), StoreError>;
+    /// Deletes the trigger; one already gone (fired, or never created) counts as deleted.
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// For a store the local server sweeps for due mandates itself: there is nothing to create.
+pub struct SweptLocally;
+
+#[async_trait]
+impl ChargeScheduler for SweptLocally {
+    async fn create(&self, _: &ChargeTrigger) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).

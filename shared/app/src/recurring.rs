@@ -7,11 +7,14 @@
 //! reference before one is created, a second charge of a session with an attempt running is
 //! refused by the attempt claim, and recording an occurrence that is no longer pending
 //! writes nothing. The local server triggers this from a sweep on the test clock; in AWS a
-//! one-time EventBridge schedule per occurrence will (not built yet).
+//! one-time EventBridge schedule per pending charge does, created by [`reschedule`] from
+//! the table stream (committed state), so no occurrence is lost between a commit and the
+//! scheduler's API.
 
 use async_trait::async_trait;
+use chrono::Timelike;
 use chrono::{DateTime, Duration, Utc};
-use paysession_domain::mandate::{Mandate, MandateStatus, OccurrenceOutcome};
+use paysession_domain::mandate::{Mandate, MandateStatus, OccurrenceOutcome, schedule_change};
 use paysession_domain::model::MandateType;
 use paysession_domain::payment::AttemptStatus;
 use paysession_domain::schedule;
@@ -23,7 +26,7 @@ use crate::context::{Core, Payments};
 use crate::ids::new_id;
 use crate::mandates::{self, MandateError};
 use crate::payments::{self, PaymentFailure};
-use crate::ports::{MandateStore, MerchantStore, SessionQuery, SessionStore, StoreError};
+use crate::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionQuery, SessionStore, StoreError};
 use crate::sessions::{UpdateError, update_with};
 
 /// How long an occurrence's session stays payable: long enough for every retry.
@@ -32,8 +35,14 @@ const OCCURRENCE_SESSION_LIFETIME: Duration = Duration::days(14);
 /// What one trigger did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Triggered {
-    /// Nothing was due (not yet, already recorded, or the mandate is not active).
+    /// Nothing was due (already recorded, another occurrence, or the mandate is not active).
     NothingDue,
+    /// The named occurrence is pending but its time has not come (a trigger that fired
+    /// early, or a clock behind the scheduler's): try again at `at`.
+    NotYetDue {
+        occurrence: u32,
+        at: DateTime<Utc>,
+    },
     Charged {
         occurrence: u32,
         session_id: String,
@@ -104,36 +113,42 @@ async fn occurrence_session<S: SessionStore + MerchantStore + ?Sized>(
     }
 }
 
-/// Moves the mandate past occurrence `n` (or to its retry time), with its events. A mandate
-/// gone meanwhile has nothing to record.
+/// Moves the mandate past occurrence `n` (or to its retry time), with its events; whether
+/// this call wrote it. A mandate gone meanwhile, or moved on by a concurrent trigger of the
+/// same occurrence, has nothing to record.
 async fn record<S: MandateStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     id: &str,
     change: impl Fn(&Mandate, DateTime<Utc>) -> Option<Mandate>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     match mandates::update_with(cx, merchant_id, id, |m, now| Ok(change(m, now))).await {
-        Ok(_) | Err(MandateError::NotFound(_)) | Err(MandateError::Refused(_)) => Ok(()),
+        Ok(written) => Ok(written.is_some()),
+        Err(MandateError::NotFound(_)) | Err(MandateError::Refused(_)) => Ok(false),
         Err(MandateError::Store(e)) => Err(e),
     }
 }
 
-/// Charges the pending occurrence of a scheduled mandate if it is due.
+/// Charges the pending occurrence of a scheduled mandate if it is due. `expected` names the
+/// occurrence a trigger was made for (a scheduler's input); a trigger for any other
+/// occurrence is stale and does nothing.
 pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     merchant_id: &str,
     mandate_id: &str,
+    expected: Option<u32>,
 ) -> Result<Triggered, StoreError> {
     let now = cx.clock.now();
     let Some(mandate) = cx.store.get_mandate(merchant_id, mandate_id).await? else { return Ok(Triggered::NothingDue) };
-    let due = mandate.status == MandateStatus::Active
-        && mandate.mandate_type == MandateType::Scheduled
-        && mandate.next_charge_at.is_some_and(|at| at <= now);
-    if !due {
-        return Ok(Triggered::NothingDue);
-    }
     let n = mandate.next_occurrence;
+    let waiting = mandate.status == MandateStatus::Active && mandate.mandate_type == MandateType::Scheduled;
+    let (true, Some(at), true) = (waiting, mandate.next_charge_at, expected.is_none_or(|e| e == n)) else {
+        return Ok(Triggered::NothingDue);
+    };
+    if at > now {
+        return Ok(Triggered::NotYetDue { occurrence: n, at });
+    }
     let mut session = occurrence_session(cx, &mandate, n, now).await?;
     if session.status_at(now) == SessionStatus::Open {
         let method =
@@ -156,8 +171,8 @@ pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
             let code = failed.last().and_then(|a| a.failure_code.clone()).unwrap_or_default();
             match schedule::retry_at(&code, failed.len(), now) {
                 Some(at) => {
-                    record(cx, merchant_id, mandate_id, |m, t| m.retry_occurrence(n, at, t)).await?;
-                    return Ok(Triggered::RetryAt { occurrence: n, at });
+                    let recorded = record(cx, merchant_id, mandate_id, |m, t| m.retry_occurrence(n, at, t)).await?;
+                    return Ok(if recorded { Triggered::RetryAt { occurrence: n, at } } else { Triggered::NothingDue });
                 }
                 None => {
                     // No retry left: the occurrence's session fails (and says so to webhooks).
@@ -174,7 +189,10 @@ pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
         SessionStatus::Open => return Ok(Triggered::NothingDue),
         _ => OccurrenceOutcome::Failed,
     };
-    record(cx, merchant_id, mandate_id, |m, t| m.record_occurrence(n, outcome, t)).await?;
+    // Only the trigger that records the outcome reports it: the others found it done.
+    if !record(cx, merchant_id, mandate_id, |m, t| m.record_occurrence(n, outcome, t)).await? {
+        return Ok(Triggered::NothingDue);
+    }
     Ok(match outcome {
         OccurrenceOutcome::Charged => Triggered::Charged { occurrence: n, session_id: session.id },
         OccurrenceOutcome::Failed => Triggered::Failed { occurrence: n, session_id: session.id },
@@ -189,11 +207,49 @@ pub async fn sweep<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
 ) -> Result<Vec<Triggered>, StoreError> {
     let mut out = Vec::new();
     for (merchant_id, id) in source.due_mandates(cx.clock.now(), 100).await? {
-        let t = trigger(cx, pay, &merchant_id, &id).await?;
-        if t != Triggered::NothingDue {
+        let t = trigger(cx, pay, &merchant_id, &id, None).await?;
+        if !matches!(t, Triggered::NothingDue | Triggered::NotYetDue { .. }) {
             tracing::info!(mandate_id = %id, result = ?t, "recurring charge");
             out.push(t);
         }
     }
     Ok(out)
+}
+
+/// The earliest wall-clock time a trigger is created for: a pending charge already due
+/// (stream lag, a sandbox test clock ahead of the wall clock) fires a minute from now.
+const TRIGGER_LEAD: Duration = Duration::minutes(1);
+
+/// Applies one committed change of a mandate to the scheduler: creates the trigger of its
+/// new pending charge, deletes the one it no longer waits for. Returns the scheduler calls
+/// made. Business times become wall-clock times by the sandbox test clock's offset, rounded
+/// up to the second so a trigger never fires before its charge is due.
+pub async fn reschedule<S: ?Sized>(
+    cx: &Core<S>,
+    scheduler: &dyn ChargeScheduler,
+    old: Option<&Mandate>,
+    new: &Mandate,
+) -> Result<usize, StoreError> {
+    let change = schedule_change(old, new);
+    let mut calls = 0;
+    if let Some(gone) = change.delete {
+        scheduler.delete(&new.trigger_name(&gone)).await?;
+        calls += 1;
+    }
+    if let Some(pending) = change.create {
+        let offset = cx.test_clock.as_ref().map(|c| c.offset()).unwrap_or_default();
+        let earliest = cx.clock.now() + TRIGGER_LEAD;
+        let wall = pending.at.max(earliest) - offset;
+        let wall = if wall.timestamp_subsec_nanos() == 0 { wall } else { wall.with_nanosecond(0).unwrap_or(wall) + Duration::seconds(1) };
+        let trigger = ChargeTrigger {
+            name: new.trigger_name(&pending),
+            merchant_id: new.merchant_id.clone(),
+            mandate_id: new.id.clone(),
+            occurrence: pending.occurrence,
+            at: wall,
+        };
+        scheduler.create(&trigger).await?;
+        calls += 1;
+    }
+    Ok(calls)
 }

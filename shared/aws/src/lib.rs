@@ -2,6 +2,7 @@
 
 pub mod keys;
 mod mandates;
+pub mod scheduler;
 pub mod sqs;
 mod store;
 pub mod stream;

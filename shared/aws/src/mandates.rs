@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
 use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
 use paysession_domain::mandate::Mandate;
 use paysession_domain::payment::SavedPaymentMethod;
@@ -11,9 +12,13 @@ use crate::DynamoStore;
 use crate::keys::*;
 use crate::store::{Item, backend, body, item, method_item, ms, n, parse_body, s};
 
+/// Set only while the mandate waits for a charge, so the local server's sweep (a filtered
+/// Scan) reads little; deployed functions never scan, Scheduler names the mandate.
+const NEXT_CHARGE_MS: &str = "next_charge_ms";
+
 fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
     let created = time_sort(ms(m.created_at), &m.id);
-    Ok(item([
+    let mut it = item([
         (PK, s(mandate_pk(&m.merchant_id, &m.id))),
         (SK, s(MANDATE_SK)),
         (GSI1PK, s(mandates_gsi1(&m.merchant_id))),
@@ -23,7 +28,44 @@ fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
         ("version", n(m.version as i64)),
         ("status", s(m.status.as_str())),
         ("body", body(m)?),
-    ]))
+    ]);
+    if let Some(pending) = m.pending_charge() {
+        it.insert(NEXT_CHARGE_MS.into(), n(ms(pending.at)));
+    }
+    Ok(it)
+}
+
+/// The local server on DynamoDB (Local) sweeps for due mandates as it does on SQLite.
+#[async_trait]
+impl paysession_app::recurring::DueMandates for DynamoStore {
+    async fn due_mandates(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client()
+                .scan()
+                .table_name(self.table())
+                .filter_expression("SK = :sk AND next_charge_ms <= :now")
+                .expression_attribute_values(":sk", s(MANDATE_SK))
+                .expression_attribute_values(":now", n(ms(now)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(crate::describe(&e)))?;
+            for it in out.items.unwrap_or_default() {
+                let m: Mandate = parse_body(&it)?;
+                due.push((m.merchant_id, m.id));
+                if due.len() >= limit {
+                    return Ok(due);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(due);
+            }
+        }
+    }
 }
 
 #[async_trait]

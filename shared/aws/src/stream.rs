@@ -1,5 +1,5 @@
-//! The table stream's consumer: outbox fan-out of committed events, and session expiry
-//! from TTL deletions of expiry items.
+//! The table stream's consumer: outbox fan-out of committed events, session expiry from TTL
+//! deletions of expiry items, and the recurring-charge schedules of changed mandates.
 //!
 //! Records arrive in the Lambda DynamoDB-event shape (the local poller converts to the same
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
@@ -8,12 +8,14 @@
 use paysession_app::Core;
 use paysession_app::expiry::expire_if_due;
 use paysession_app::ports::StoreError;
-use paysession_app::ports::{DeliveryQueue, SessionStore, WebhookStore};
+use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, WebhookStore};
+use paysession_app::recurring::reschedule;
 use paysession_app::webhooks::{EndpointCache, fan_out};
+use paysession_domain::mandate::Mandate;
 use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
 
-use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK};
+use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK};
 
 /// The principal of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -27,6 +29,7 @@ fn string_attr<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
 pub enum StreamWork {
     FanOut { merchant_id: String, event: Box<EventRecord> },
     Expire { merchant_id: String, session_id: String },
+    Reschedule { old: Option<Box<Mandate>>, new: Box<Mandate> },
     Ignore,
 }
 
@@ -48,6 +51,15 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
                 _ => Err("expiry item without merchant_id/session_id".into()),
             }
         }
+        Some("INSERT" | "MODIFY") if sk == MANDATE_SK => {
+            let mandate = |image: &Value| -> Result<Option<Box<Mandate>>, String> {
+                string_attr(image, "body")
+                    .map(|b| serde_json::from_str(b).map(Box::new).map_err(|e| format!("corrupt mandate item: {e}")))
+                    .transpose()
+            };
+            let new = mandate(&change["NewImage"])?.ok_or("mandate item without body")?;
+            Ok(StreamWork::Reschedule { old: mandate(&change["OldImage"])?, new })
+        }
         _ => Ok(StreamWork::Ignore),
     }
 }
@@ -55,10 +67,12 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
 async fn run<S: SessionStore + WebhookStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
+    scheduler: &dyn ChargeScheduler,
     endpoints: &mut EndpointCache,
     work: StreamWork,
 ) -> Result<(), StoreError> {
     match work {
+        StreamWork::Reschedule { old, new } => reschedule(cx, scheduler, old.as_deref(), &new).await.map(|_| ()),
         StreamWork::FanOut { merchant_id, event } => fan_out(cx, queue, endpoints, &merchant_id, &event).await.map(|_| ()),
         StreamWork::Expire { merchant_id, session_id } => expire_if_due(cx, &merchant_id, &session_id).await.map(|_| ()),
         StreamWork::Ignore => Ok(()),
@@ -68,13 +82,18 @@ async fn run<S: SessionStore + WebhookStore + ?Sized>(
 /// Handles a DynamoDB stream event (`ReportBatchItemFailures`). Records are processed in
 /// order; at the first failure the rest of the batch is left for the retry, which starts
 /// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
-/// queued, an expiry finds the session already expired.
-pub async fn handle_stream_event<S: SessionStore + WebhookStore + ?Sized>(cx: &Core<S>, queue: &dyn DeliveryQueue, event: &Value) -> Value {
+/// queued, an expiry finds the session already expired, a schedule finds itself created.
+pub async fn handle_stream_event<S: SessionStore + WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    scheduler: &dyn ChargeScheduler,
+    event: &Value,
+) -> Value {
     let mut endpoints = EndpointCache::default();
     for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
         let outcome = match classify(record) {
-            Ok(work) => run(cx, queue, &mut endpoints, work).await.map_err(|e| e.to_string()),
+            Ok(work) => run(cx, queue, scheduler, &mut endpoints, work).await.map_err(|e| e.to_string()),
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
             Err(why) => {

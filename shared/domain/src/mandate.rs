@@ -109,6 +109,34 @@ pub struct InvalidMandateTransition {
     pub action: &'static str,
 }
 
+/// The charge a scheduled mandate waits for: occurrence `occurrence` (or its retry) at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCharge {
+    pub occurrence: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// What one committed change of a mandate asks of a scheduler that fires each pending
+/// charge once (EventBridge Scheduler): the trigger to create, the one to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScheduleChange {
+    pub create: Option<PendingCharge>,
+    pub delete: Option<PendingCharge>,
+}
+
+/// The trigger to create for the new state, and the one to delete from the old: a pending
+/// charge that was already due when the change was written has fired (the change records
+/// its outcome) and its one-time trigger removes itself, so only a trigger still in the
+/// future is deleted. Derived from committed state alone, so replaying a change asks for
+/// the same thing again.
+pub fn schedule_change(old: Option<&Mandate>, new: &Mandate) -> ScheduleChange {
+    let (before, after) = (old.and_then(Mandate::pending_charge), new.pending_charge());
+    if before == after {
+        return ScheduleChange::default();
+    }
+    ScheduleChange { create: after, delete: before.filter(|p| p.at > new.updated_at) }
+}
+
 /// How one scheduled occurrence ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OccurrenceOutcome {
@@ -276,6 +304,19 @@ impl Mandate {
         Some(next)
     }
 
+    /// The charge this mandate waits for: active, scheduled, with a next charge time.
+    pub fn pending_charge(&self) -> Option<PendingCharge> {
+        let waiting = self.status == MandateStatus::Active && self.mandate_type == MandateType::Scheduled;
+        self.next_charge_at.filter(|_| waiting).map(|at| PendingCharge { occurrence: self.next_occurrence, at })
+    }
+
+    /// The name of the one-time trigger of `charge`: deterministic from the mandate, the
+    /// occurrence and its time (a retry is a new trigger), within EventBridge Scheduler's
+    /// 64 characters of `[0-9A-Za-z_.-]`.
+    pub fn trigger_name(&self, charge: &PendingCharge) -> String {
+        format!("{}-{}-{}", self.id, charge.occurrence, charge.at.timestamp())
+    }
+
     /// The id and reference of the session that charges occurrence `n`: derived, so any
     /// number of deliveries of the same trigger create one session.
     pub fn occurrence_reference(&self, n: u32) -> String {
@@ -398,6 +439,33 @@ mod tests {
             assert!(v.apply(&action, march).is_err(), "revoked is terminal");
         }
         assert_eq!(v.version, m.version + 3);
+    }
+
+    #[test]
+    fn schedule_changes_follow_the_pending_charge() {
+        let m = mandate(Some(12));
+        let first = m.pending_charge().unwrap();
+        assert_eq!(schedule_change(None, &m), ScheduleChange { create: Some(first), delete: None });
+        assert_eq!(schedule_change(Some(&m), &m), ScheduleChange::default(), "a replayed change asks for nothing");
+        assert_eq!(m.trigger_name(&first), format!("md_1-0-{}", first.at.timestamp()));
+        // Charged when due: the next occurrence is created; the fired trigger removes itself.
+        let charged = m.record_occurrence(0, OccurrenceOutcome::Charged, first.at).unwrap();
+        let change = schedule_change(Some(&m), &charged);
+        assert_eq!((change.create.map(|c| c.occurrence), change.delete), (Some(1), None));
+        // A soft decline retries: a new trigger for the same occurrence.
+        let retry_at = first.at + chrono::Duration::days(1);
+        let retried = m.retry_occurrence(0, retry_at, first.at).unwrap();
+        assert_eq!(schedule_change(Some(&m), &retried).create, Some(PendingCharge { occurrence: 0, at: retry_at }));
+        // Suspended before it was due: the waiting trigger is deleted, none created.
+        let suspended = m.apply(&MandateAction::Suspend, t0()).unwrap();
+        assert_eq!(schedule_change(Some(&m), &suspended), ScheduleChange { create: None, delete: Some(first) });
+        let resumed = suspended.apply(&MandateAction::Resume, t0()).unwrap();
+        assert_eq!(schedule_change(Some(&suspended), &resumed).create, Some(first));
+        let revoked = m.apply(&MandateAction::Revoke { reason: "x".into() }, t0()).unwrap();
+        assert_eq!(schedule_change(Some(&m), &revoked).delete, Some(first));
+        let name = m.trigger_name(&PendingCharge { occurrence: u32::MAX, at: first.at });
+        let long = Mandate { id: format!("md_{}", "f".repeat(32)), ..m.clone() };
+        assert!(long.trigger_name(&PendingCharge { occurrence: u32::MAX, at: first.at }).len() <= 64, "{name}");
     }
 
     #[test]

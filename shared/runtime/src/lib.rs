@@ -105,6 +105,7 @@ pub struct Function {
     pub aws: aws_config::SdkConfig,
     pub env: FunctionEnv,
     queue: OnceLock<Arc<dyn DeliveryQueue>>,
+    scheduler: OnceLock<Result<paysession_aws::scheduler::EventBridgeScheduler, String>>,
 }
 
 impl Function {
@@ -128,7 +129,7 @@ impl Function {
         };
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
-        Ok(Function { core, aws, env, queue: OnceLock::new() })
+        Ok(Function { core, aws, env, queue: OnceLock::new(), scheduler: OnceLock::new() })
     }
 
     /// The webhook queue (SQS); using it without `PAYSESSION_WEBHOOK_QUEUE_URL` is reported
@@ -140,6 +141,21 @@ impl Function {
                 None => Arc::new(UnconfiguredQueue),
             })
             .as_ref()
+    }
+}
+
+impl Function {
+    /// The recurring-charge schedules (EventBridge Scheduler), configured by
+    /// [`ScheduleTarget::ENV`](paysession_aws::scheduler::ScheduleTarget::ENV).
+    pub fn scheduler(&self) -> Result<&dyn paysession_app::ports::ChargeScheduler, String> {
+        use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
+        match self.scheduler.get_or_init(|| {
+            ScheduleTarget::from_lookup(|k| std::env::var(k).ok())
+                .map(|target| EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&self.aws), target))
+        }) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(e.clone()),
+        }
     }
 }
 
@@ -203,14 +219,19 @@ where
 }
 
 /// The functions fed by AWS events rather than HTTP (their `functions/` packages).
-pub const EVENT_FUNCTIONS: [&str; 2] = ["stream-consumer", "webhook-dispatcher"];
+pub const EVENT_FUNCTIONS: [&str; 3] = ["stream-consumer", "webhook-dispatcher", "recurring-charge"];
 
-/// The whole `main` of a function fed by AWS events (the table stream, the webhook queue).
-/// `required` names environment variables this function cannot run without: checked at
-/// init, so a misdeployed function fails at once with the variable's name.
+/// What an event function's handler returns: `Err` fails the invocation (Scheduler and
+/// asynchronous invocations retry it; stream and queue handlers report partial failures in
+/// their `Ok` response instead).
+pub type EventFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+
+/// The whole `main` of a function fed by AWS events (the table stream, the webhook queue,
+/// Scheduler). `required` names environment variables this function cannot run without:
+/// checked at init, so a misdeployed function fails at once with the variable's name.
 pub fn events<H>(required: &[&str], handler: H) -> Result<(), lambda_http::Error>
 where
-    H: for<'a> Fn(&'a Function, &'a serde_json::Value) -> std::pin::Pin<Box<dyn Future<Output = serde_json::Value> + Send + 'a>> + Sync,
+    H: for<'a> Fn(&'a Function, &'a serde_json::Value) -> EventFuture<'a> + Sync,
 {
     use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
     current_thread()?.block_on(async {
@@ -222,7 +243,10 @@ where
         }
         let (f, handler) = (&f, &handler);
         lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
-            Ok::<serde_json::Value, lambda_runtime::Error>(handler(f, &ev.payload).await)
+            handler(f, &ev.payload).await.map_err(|e| {
+                tracing::error!(error = %e, "invocation failed");
+                lambda_runtime::Error::from(e)
+            })
         }))
         .await
     })
@@ -328,12 +352,12 @@ impl OpenedStore {
         }
     }
 
-    /// The local scheduler's source of due mandates (the embedded store).
-    pub fn due_mandates(&self) -> Option<Arc<dyn paysession_app::recurring::DueMandates>> {
+    /// The local scheduler's source of due mandates.
+    pub fn due_mandates(&self) -> Arc<dyn paysession_app::recurring::DueMandates> {
         match self {
             #[cfg(feature = "embedded")]
-            OpenedStore::Embedded(s) => Some(s.clone()),
-            OpenedStore::Dynamo(_) => None,
+            OpenedStore::Embedded(s) => s.clone(),
+            OpenedStore::Dynamo(s) => s.clone(),
         }
     }
 
