@@ -555,11 +555,28 @@ pub async fn mandates_versioned_listed_and_tenanted(st: Stores) {
 pub async fn payment_methods_detach(st: Stores) {
     let pm = saved_method("pm_9", "mer_a", "cus_1");
     st.sessions.save_payment_method(&pm).await.unwrap();
-    assert!(st.mandates.delete_payment_method("mer_b", "cus_1", "pm_9").await.unwrap().is_none(), "tenancy");
-    assert!(st.mandates.delete_payment_method("mer_a", "cus_2", "pm_9").await.unwrap().is_none(), "another customer's");
-    assert_eq!(st.mandates.delete_payment_method("mer_a", "cus_1", "pm_9").await.unwrap(), Some(pm));
-    assert!(st.mandates.delete_payment_method("mer_a", "cus_1", "pm_9").await.unwrap().is_none(), "gone");
+    use paysession_domain::payment::SavedPaymentMethod;
+    use paysession_domain::session::EventRecord;
+    let detached = |id: &str| EventRecord {
+        id: id.into(),
+        event_type: "payment_method.detached".into(),
+        created_at: t0(),
+        session_id: "pm_9".into(),
+        data: serde_json::json!({"object": pm.to_api()}),
+    };
+    let foreign = SavedPaymentMethod { merchant_id: "mer_b".into(), ..pm.clone() };
+    assert!(!st.mandates.delete_payment_method(&foreign, &[detached("evt_x1")]).await.unwrap(), "tenancy");
+    let other_customer = SavedPaymentMethod { customer_id: "cus_2".into(), ..pm.clone() };
+    assert!(!st.mandates.delete_payment_method(&other_customer, &[detached("evt_x2")]).await.unwrap(), "another customer's");
+    assert_eq!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap(), vec![pm.clone()]);
+    assert!(st.mandates.delete_payment_method(&pm, &[detached("evt_d1")]).await.unwrap());
+    assert!(!st.mandates.delete_payment_method(&pm, &[detached("evt_d2")]).await.unwrap(), "gone");
     assert!(st.sessions.list_payment_methods("mer_a", "cus_1").await.unwrap().is_empty());
+    // Exactly the detach that removed it logged its event; the refused ones logged nothing.
+    let query = EventQuery { event_type: Some("payment_method.detached".into()), limit: 10, ..Default::default() };
+    let ids: Vec<String> = st.webhooks.list_events("mer_a", &query).await.unwrap().items.into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["evt_d1"]);
+    assert!(st.webhooks.list_events("mer_b", &query).await.unwrap().items.is_empty());
 }
 
 #[macro_export]

@@ -6,6 +6,7 @@ pub mod contract;
 pub mod dynamo;
 pub mod page;
 pub mod receiver;
+pub mod subscription;
 
 use std::path::{Path, PathBuf};
 

@@ -82,6 +82,12 @@ async fn mandate_api_reads_acts_and_detaches() {
     let revoked = s.get(&format!("/v1/mandates/{md_a}"), &t).await.json();
     assert_eq!((revoked["status"].as_str(), revoked["revocation_reason"].as_str()), (Some("revoked"), Some("payment_method_detached")));
     assert_eq!(s.post(&format!("/v1/mandates/{md_a}/resume"), &t, &json!({})).await.status, 409, "revoked is terminal");
+    let detached = s.get("/v1/events?type=payment_method.detached", &t).await.json();
+    assert_eq!(detached["data"].as_array().unwrap().len(), 1, "one event for the one detach: {detached}");
+    assert_eq!(detached["data"][0]["data"]["object"]["id"], pm_a.as_str());
+    assert!(detached["data"][0]["data"]["object"].get("processor_token").is_none(), "the snapshot never carries the token");
+    let attached = s.get("/v1/events?type=payment_method.attached", &t).await.json();
+    assert_eq!(attached["data"][0]["data"]["object"]["object"], "payment_method", "snapshots sit under data.object");
 
     let revoked_b = s.post(&format!("/v1/mandates/{md_b}/revoke"), &t, &json!({"reason": "customer_cancelled"})).await.json();
     assert_eq!((revoked_b["status"].as_str(), revoked_b["revocation_reason"].as_str()), (Some("revoked"), Some("customer_cancelled")));

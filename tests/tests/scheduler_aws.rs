@@ -9,19 +9,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use paysession_app::merchants::{NewMerchant, provision};
-use paysession_app::payments::{CardSource, pay_card};
-use paysession_app::ports::{
-    ChargeScheduler, ChargeTrigger, MandateStore as _, MerchantStore as _, SessionQuery, SessionStore as _, StoreError,
-};
-use paysession_app::{Payments, mandates, sessions};
+use paysession_app::ports::{ChargeScheduler, ChargeTrigger, MandateStore as _, SessionQuery, SessionStore as _, StoreError};
+use paysession_app::{Payments, mandates};
 use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget, handle_scheduled_charge, scheduler_client};
 use paysession_aws::stream::handle_stream_event;
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
-use paysession_domain::mandate::{CustomerAcceptance, MandateAction, MandateStatus};
-use paysession_domain::parse_create_session;
+use paysession_domain::mandate::{MandateAction, MandateStatus};
 use paysession_tests::aws::{deps, fresh_queues};
-use paysession_tests::dynamo::fresh_table;
+use paysession_tests::dynamo::counted_table;
+use paysession_tests::subscription::first_payment;
 use serde_json::{Value, json};
 
 /// Counts the scheduler calls the stream consumer makes, passing each to moto.
@@ -93,7 +89,7 @@ fn delivered_input(schedule: &aws_sdk_scheduler::operation::get_schedule::GetSch
 
 #[tokio::test]
 async fn mandate_changes_create_and_delete_one_time_schedules() {
-    let store = fresh_table().await;
+    let (store, counter) = counted_table().await;
     let (dynamodb, table) = (store.client().clone(), store.table().to_string());
     let queues = fresh_queues().await;
     let d = deps(store, &queues).await;
@@ -116,25 +112,8 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let run = async |batch: &Value| handle_stream_event(cx, d.queue.as_ref(), &scheduler, batch).await;
 
     // A first payment of a monthly mandate, through the use cases the hosted page calls.
-    let merchant = provision(cx.store.as_ref(), &NewMerchant { name: "Recurring".into(), ..Default::default() }, None, Utc::now())
-        .await
-        .unwrap()
-        .merchant;
-    let merchant = cx.store.get_merchant(&merchant.id).await.unwrap().unwrap();
-    let now = cx.clock.now();
-    let start = (now + chrono::Duration::days(1)).date_naive();
-    let body = json!({
-        "amount": 990, "currency": "EUR", "customer_id": "cus_sched", "reference": "first-1", "session_type": "first_in_series",
-        "mandate": {"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start.to_string(), "max_charges": 2}}
-    });
-    let spec = parse_create_session(&body, now, &merchant.policy()).unwrap();
-    let session = sessions::create(cx, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
-    let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", now).unwrap();
-    let acceptance = CustomerAcceptance { accepted_at: now, ip_address: Some("203.0.113.5".into()), user_agent: Some("test".into()) };
-    pay_card(cx, &pay, session.clone(), CardSource::Typed(card), false, Some(acceptance), "/pay/x").await.unwrap();
-    let paid = cx.store.get_session(&merchant.id, &session.id).await.unwrap().unwrap();
-    let md = paid.spec.mandate_id.clone().expect("the first payment created a mandate");
-    let mandate = cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap();
+    let (merchant, mandate) = first_payment(cx, &pay, "cus_sched", "4242424242424242", 3).await;
+    let md = mandate.id.clone();
     let first = mandate.pending_charge().unwrap();
 
     // The committed mandate reaches the scheduler through the stream: one schedule.
@@ -208,21 +187,41 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     assert!((expr_at - wall_at).num_seconds().abs() <= 1, "the wall-clock time of a test-clock business time: {expr_at} vs {wall_at}");
     assert_eq!(delivered_input(s2)["occurrence"], 1);
 
+    // One delivery charging occurrence 1: its DynamoDB requests, counted.
+    d.test_clock.as_ref().unwrap().advance(second.at - cx.clock.now() + chrono::Duration::seconds(1));
+    counter.take();
+    assert_eq!(handle_scheduled_charge(cx, &pay, &delivered_input(s2)).await.unwrap()["result"], "charged");
+    let requests = counter.take();
+    println!("DynamoDB requests of one scheduled off-session charge: {requests:?}");
+    assert_eq!(
+        requests,
+        [("GetItem", 4), ("PutItem", 1), ("Query", 1), ("TransactWriteItems", 3)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        "requests per scheduled charge (docs/ARCHITECTURE.md)"
+    );
+    let third = cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().pending_charge().unwrap();
+    let third_name = format!("{md}-2-{}", third.at.timestamp());
+    consume_until(&mut poller, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == third_name)).await;
+    assert_eq!(scheduler.take(), (1, 0));
+    let has_third = async || schedules(&client, &group).await.iter().any(|(n, _)| *n == third_name);
+
     // Suspending deletes the waiting schedule; resuming creates it again; revoking deletes it.
     mandates::act(cx, &merchant.id, &md, &MandateAction::Suspend).await.unwrap();
-    consume_until(&mut poller, run, async || !schedules(&client, &group).await.iter().any(|(n, _)| *n == second_name)).await;
+    consume_until(&mut poller, run, async || !has_third().await).await;
     assert_eq!(scheduler.take(), (0, 1));
     mandates::act(cx, &merchant.id, &md, &MandateAction::Resume).await.unwrap();
-    consume_until(&mut poller, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == second_name)).await;
+    consume_until(&mut poller, run, has_third).await;
     assert_eq!(scheduler.take(), (1, 0));
     let revoked = mandates::act(cx, &merchant.id, &md, &MandateAction::Revoke { reason: "requested_by_customer".into() }).await.unwrap();
     assert_eq!(revoked.status, MandateStatus::Revoked);
-    consume_until(&mut poller, run, async || !schedules(&client, &group).await.iter().any(|(n, _)| *n == second_name)).await;
+    consume_until(&mut poller, run, async || !has_third().await).await;
     assert_eq!(scheduler.take(), (0, 1));
     // The charge function re-checks the mandate: a delivery that raced the deletion does nothing.
-    d.test_clock.as_ref().unwrap().advance(second.at - cx.clock.now() + chrono::Duration::seconds(1));
-    assert_eq!(handle_scheduled_charge(cx, &pay, &delivered_input(s2)).await.unwrap()["result"], "nothing_due");
-    assert_eq!(cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().charges_count, 1);
+    let stored = schedules(&client, &group).await;
+    let third_input = json!({"merchant_id": merchant.id, "mandate_id": md, "occurrence": 2, "scheduled_time": "x"});
+    assert!(stored.iter().all(|(n, _)| *n != third_name));
+    d.test_clock.as_ref().unwrap().advance(third.at - cx.clock.now() + chrono::Duration::seconds(1));
+    assert_eq!(handle_scheduled_charge(cx, &pay, &third_input).await.unwrap()["result"], "nothing_due");
+    assert_eq!(cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().charges_count, 2);
 
     // An unreadable input fails the invocation (Scheduler retries it, then dead-letters it).
     assert!(handle_scheduled_charge(cx, &pay, &json!({"mandate_id": md})).await.is_err());

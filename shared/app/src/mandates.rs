@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use paysession_domain::errors::FieldCode;
 use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction, mandate_events};
 use paysession_domain::payment::SavedPaymentMethod;
-use paysession_domain::session::{PaymentSession, events_for};
+use paysession_domain::session::{EventRecord, PaymentSession, events_for};
 use paysession_domain::{FieldError, SessionSpec};
+use serde_json::json;
 
 use crate::context::{Core, Payments};
 use crate::entities::Merchant;
@@ -101,13 +102,26 @@ pub async fn act<S: MandateStore + ?Sized>(
 
 /// Detaches a customer's saved method and revokes every mandate that charges it
 /// (`revocation_reason: payment_method_detached`). `None` when there was no such method.
-pub async fn detach<S: MandateStore + ?Sized>(
+pub async fn detach<S: MandateStore + SessionStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     customer_id: &str,
     method_id: &str,
 ) -> Result<Option<SavedPaymentMethod>, StoreError> {
-    let Some(method) = cx.store.delete_payment_method(merchant_id, customer_id, method_id).await? else { return Ok(None) };
+    let methods = cx.store.list_payment_methods(merchant_id, customer_id).await?;
+    let Some(method) = methods.into_iter().find(|m| m.id == method_id) else { return Ok(None) };
+    let now = cx.clock.now();
+    let detached = EventRecord {
+        id: new_id("evt"),
+        event_type: "payment_method.detached".into(),
+        session_id: method.id.clone(),
+        created_at: now,
+        data: json!({"object": method.to_api()}),
+    };
+    // A concurrent detach removed it first: that one revokes and reports.
+    if !cx.store.delete_payment_method(&method, &[detached]).await? {
+        return Ok(None);
+    }
     let revoke = MandateAction::Revoke { reason: "payment_method_detached".into() };
     let mut after = None;
     loop {

@@ -332,7 +332,7 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
                 event_type: event_type.into(),
                 created_at: now,
                 session_id: current.id.clone(),
-                data,
+                data: serde_json::json!({ "object": data }),
             });
         }
         if won(cx.store.complete_first_payment(&next, current.version, &events, &pm, &mandate).await)?.is_some() {

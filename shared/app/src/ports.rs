@@ -280,9 +280,9 @@ pub trait MandateStore: Send + Sync {
     /// Replaces a mandate if its stored version is still `expected_version`, appending its
     /// events in the same write.
     async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError>;
-    /// Removes a customer's saved method, returning it; `None` when there was none.
-    async fn delete_payment_method(&self, merchant_id: &str, customer_id: &str, id: &str)
-    -> Result<Option<SavedPaymentMethod>, StoreError>;
+    /// Removes a customer's saved method and appends `events` in the same write; `false`
+    /// (and no events) when there was no such method.
+    async fn delete_payment_method(&self, method: &SavedPaymentMethod, events: &[EventRecord]) -> Result<bool, StoreError>;
 }
 
 /// A one-time trigger of a scheduled mandate's pending charge, at wall-clock time `at`.

@@ -15,6 +15,7 @@
 //! | setting | `SETTING#key` | `SETTING` | | |
 //! | session alias (page token hash, VA number, QR id) | `ALIAS#kind#value` | `ALIAS` | | |
 //! | saved payment method | `MER#m#PM#customer` | `PM#id` | | |
+//! | payment-method event | `MER#m#PMEVT#id` | `EVT#detached-ms#index` | as session events | as session events |
 //! | mandate | `MER#m#MD#id` | `MANDATE` | `MER#m#MANDATES` / `created#id` | `MER#m#MDCUS#customer` / `created#id` |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
@@ -126,6 +127,10 @@ pub fn payment_methods_pk(merchant: &str, customer: &str) -> String {
 }
 pub fn payment_method_sk(id: &str) -> String {
     format!("PM#{id}")
+}
+/// Where a saved method's events live (`payment_method.detached`).
+pub fn payment_method_events_pk(merchant: &str, id: &str) -> String {
+    format!("MER#{merchant}#PMEVT#{id}")
 }
 
 pub fn mandate_pk(merchant: &str, id: &str) -> String {

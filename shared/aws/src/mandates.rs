@@ -1,7 +1,7 @@
 //! Mandates and the removal of saved methods on the single table (keys in `keys.rs`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
 use paysession_domain::mandate::Mandate;
@@ -148,22 +148,30 @@ impl MandateStore for DynamoStore {
         }
     }
 
-    async fn delete_payment_method(
-        &self,
-        merchant_id: &str,
-        customer_id: &str,
-        id: &str,
-    ) -> Result<Option<SavedPaymentMethod>, StoreError> {
-        let out = self
-            .client()
-            .delete_item()
+    /// One `TransactWriteItems`: the delete (conditional on the method existing) and its
+    /// events, kept under the method's own partition so they never show in its customer's
+    /// method list.
+    async fn delete_payment_method(&self, method: &SavedPaymentMethod, events: &[EventRecord]) -> Result<bool, StoreError> {
+        let delete = Delete::builder()
             .table_name(self.table())
-            .key(PK, s(payment_methods_pk(merchant_id, customer_id)))
-            .key(SK, s(payment_method_sk(id)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| backend(crate::describe(&e)))?;
-        out.attributes.map(|it| parse_body(&it)).transpose()
+            .key(PK, s(payment_methods_pk(&method.merchant_id, &method.customer_id)))
+            .key(SK, s(payment_method_sk(&method.id)))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(backend)?;
+        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+        // A method saved again after a detach gets new events: the detach time versions them.
+        let version = events.first().map(|e| ms(e.created_at).max(0) as u64).unwrap_or_default();
+        items.extend(self.subject_event_items(
+            &method.merchant_id,
+            payment_method_events_pk(&method.merchant_id, &method.id),
+            version,
+            events,
+        )?);
+        match self.transact_retrying(items).await? {
+            None => Ok(true),
+            Some(0) => Ok(false),
+            Some(i) => Err(StoreError::Backend(format!("detach event item {i} already exists"))),
+        }
     }
 }

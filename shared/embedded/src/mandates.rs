@@ -112,21 +112,19 @@ impl MandateStore for EmbeddedStore {
         .await
     }
 
-    async fn delete_payment_method(
-        &self,
-        merchant_id: &str,
-        customer_id: &str,
-        id: &str,
-    ) -> Result<Option<SavedPaymentMethod>, StoreError> {
-        let (m, c, id) = (merchant_id.to_string(), customer_id.to_string(), id.to_string());
+    async fn delete_payment_method(&self, method: &SavedPaymentMethod, events: &[EventRecord]) -> Result<bool, StoreError> {
+        let (pm, events) = (method.clone(), events.to_vec());
         self.tx(move |tx| {
-            let found: Option<SavedPaymentMethod> =
-                one(tx, "SELECT body FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3", [&id, &m, &c])?;
-            if found.is_some() {
-                tx.execute("DELETE FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3", [&id, &m, &c])
-                    .map_err(backend)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3",
+                    [&pm.id, &pm.merchant_id, &pm.customer_id],
+                )
+                .map_err(backend)?;
+            if n == 1 {
+                insert_events(tx, &pm.merchant_id, &events)?;
             }
-            Ok(found)
+            Ok(n == 1)
         })
         .await
     }

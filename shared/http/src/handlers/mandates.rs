@@ -118,7 +118,11 @@ pub async fn payment_methods<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Princip
 }
 
 /// Detaching revokes the mandates that charge the method.
-pub async fn detach_payment_method<S: MandateStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn detach_payment_method<S: MandateStore + SessionStore + ?Sized>(
+    cx: &Core<S>,
+    p: &Principal,
+    call: &Call<'_>,
+) -> Result<Reply, ApiError> {
     no_query(call)?;
     let (customer, id) = (call.param("customer_id"), call.param("pm_id"));
     mandates::detach(cx, &p.merchant_id, customer, id)
