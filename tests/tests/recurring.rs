@@ -1,12 +1,13 @@
 //! Scheduled recurring charges on the local server, driven by the sandbox test clock: each
 //! occurrence of a monthly mandate charges once, in order, across a restart, until the
-//! schedule is exhausted; a card that declines off-session fails three occurrences in a row
-//! and the mandate is suspended.
+//! schedule is exhausted; revoking stops it; a card that declines off-session fails three
+//! occurrences in a row and the mandate is suspended.
 
 use std::time::Duration;
 
 use paysession_tests::Server;
 use paysession_tests::page::Customer;
+use paysession_tests::receiver::{Received, Receiver, verify_with_official_library};
 use serde_json::{Value, json};
 
 const SHOP: &str = "https://shop.example";
@@ -45,30 +46,38 @@ async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) 
     panic!("mandate {id} never reached the expected state: {}", mandate(s, t, id).await);
 }
 
+/// The subscription walk-through of the README: 13 months under the test clock, monthly with
+/// `max_charges: 12` → exactly 12 charges (one across a restart), then `completed`; each charge
+/// arrives at the merchant as webhooks the official Standard Webhooks library verifies.
 #[tokio::test]
-async fn monthly_mandate_charges_each_occurrence_once_then_completes() {
-    let mut s = Server::start().await;
+async fn monthly_mandate_charges_twelve_times_in_thirteen_months_then_completes() {
+    let mut s = Server::start_with_private_webhooks().await;
     let t = s.token().await;
-    let md = scheduled_mandate(&s, &t, "cus_rc1", "4242424242424242", 3).await;
+    let rx = Receiver::start().await;
+    let ep = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"]})).await.json();
+    let secret = ep["secret"].as_str().unwrap().to_string();
+    let md = scheduled_mandate(&s, &t, "cus_rc1", "4242424242424242", 12).await;
     assert_eq!(mandate(&s, &t, &md).await["charges_count"], 0);
 
     s.advance_clock(&t, 2 * DAY).await;
     wait_for(&s, &t, &md, |m| m["charges_count"] == 1).await;
     s.restart().await;
     let t = s.token().await;
-    s.advance_clock(&t, 31 * DAY).await;
-    wait_for(&s, &t, &md, |m| m["charges_count"] == 2).await;
-    s.advance_clock(&t, 31 * DAY).await;
+    for month in 2..=13u64 {
+        s.advance_clock(&t, 31 * DAY).await;
+        let want = month.min(12);
+        wait_for(&s, &t, &md, |m| m["charges_count"] == want).await;
+    }
     let done = wait_for(&s, &t, &md, |m| m["status"] == "completed").await;
-    assert_eq!((done["charges_count"].as_u64(), done["next_charge_at"].as_str()), (Some(3), None));
+    assert_eq!((done["charges_count"].as_u64(), done["next_charge_at"].as_str()), (Some(12), None));
 
     // Nothing after the last occurrence, however far the clock moves.
     s.advance_clock(&t, 70 * DAY).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(mandate(&s, &t, &md).await["charges_count"], 3);
+    assert_eq!(mandate(&s, &t, &md).await["charges_count"], 12);
 
     // Exactly one session per occurrence, found by its derived reference, each succeeded.
-    for n in 0..3 {
+    for n in 0..12 {
         let list = s.get(&format!("/v1/payment_sessions?customer_id=cus_rc1&reference={md}-{n}"), &t).await.json();
         let data = list["data"].as_array().unwrap();
         assert_eq!(data.len(), 1, "occurrence {n}");
@@ -76,9 +85,44 @@ async fn monthly_mandate_charges_each_occurrence_once_then_completes() {
         assert_eq!(data[0]["mandate_id"], md.as_str());
     }
     let all = s.get("/v1/payment_sessions?customer_id=cus_rc1&limit=100", &t).await.json();
-    assert_eq!(all["data"].as_array().unwrap().len(), 4, "the first payment and three charges, nothing repeated");
-    let completed = s.get("/v1/events?type=mandate.completed", &t).await.json();
-    assert_eq!(completed["data"][0]["data"]["object"]["id"], md.as_str());
+    assert_eq!(all["data"].as_array().unwrap().len(), 13, "the first payment and twelve charges, nothing repeated");
+
+    // The merchant heard of each charge, signed: 12 charge successes after the first payment's.
+    let succeeded = |g: &[Received]| {
+        g.iter()
+            .filter(|r| r.event_type() == "payment_session.succeeded" && r.json()["data"]["object"]["session_type"] == "next_in_series")
+            .count()
+    };
+    let got = rx
+        .wait_for("12 charges and the completion", |g| succeeded(g) == 12 && g.iter().any(|r| r.event_type() == "mandate.completed"))
+        .await;
+    assert_eq!(succeeded(&got), 12);
+    let verdicts = verify_with_official_library(&secret, &got.iter().collect::<Vec<_>>());
+    assert!(verdicts.iter().all(|v| v == &json!(true)), "official verifier refused: {verdicts:?}");
+    let updates = got.iter().filter(|r| r.event_type() == "mandate.updated").count();
+    assert!(updates >= 1, "the completion is a status change: mandate.updated with previous_status");
+}
+
+/// Revoking mid-series stops the charges: the clock moves on, nothing more is charged.
+#[tokio::test]
+async fn revoking_mid_series_stops_the_charges() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let md = scheduled_mandate(&s, &t, "cus_rc4", "4242424242424242", 12).await;
+    s.advance_clock(&t, 2 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["charges_count"] == 1).await;
+    s.advance_clock(&t, 31 * DAY).await;
+    wait_for(&s, &t, &md, |m| m["charges_count"] == 2).await;
+    let r = s.post(&format!("/v1/mandates/{md}/revoke"), &t, &json!({"reason": "customer_cancelled"})).await;
+    assert_eq!((r.status.as_u16(), r.json()["status"].as_str()), (200, Some("revoked")));
+    for _ in 0..3 {
+        s.advance_clock(&t, 31 * DAY).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let m = mandate(&s, &t, &md).await;
+    assert_eq!((m["status"].as_str(), m["charges_count"].as_u64(), m["next_charge_at"].as_str()), (Some("revoked"), Some(2), None));
+    let all = s.get("/v1/payment_sessions?customer_id=cus_rc4&limit=100", &t).await.json();
+    assert_eq!(all["data"].as_array().unwrap().len(), 3, "the first payment and the two charges before the revocation");
 }
 
 #[tokio::test]
