@@ -49,6 +49,32 @@ async fn conflicts_are_replayed_and_validation_is_not_recorded() {
     assert_eq!(r.status, 201);
 }
 
+/// A retry whose body no longer validates only because time moved on (an `expires_at` near
+/// the 60 s minimum) is answered with the stored response, not `expires_at: too_soon`.
+#[tokio::test]
+async fn a_replay_wins_over_revalidation() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let mut body = session_body("idem-late");
+    let clock = s.get("/v1/test_clock", &t).await.json();
+    let now = chrono::DateTime::parse_from_rfc3339(clock["now"].as_str().unwrap()).unwrap();
+    body["expires_at"] = json!((now + chrono::Duration::seconds(63)).to_rfc3339());
+    let first = s.call(Method::POST, "/v1/payment_sessions", &t, Some(&body), &[("idempotency-key", "k-late")]).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    s.advance_clock(&t, 5).await;
+    let fresh = s.create(&t, &body).await;
+    assert_eq!(fresh.error_fields(), [("expires_at".to_string(), "too_soon".to_string())], "the body alone no longer validates");
+    let again = s.call(Method::POST, "/v1/payment_sessions", &t, Some(&body), &[("idempotency-key", "k-late")]).await;
+    assert_eq!((again.status.as_u16(), again.header("idempotent-replayed")), (201, Some("true")), "{}", again.text);
+    assert_eq!(again.text, first.text);
+    // Nothing was stored for a key whose request never ran: the error stands, the key stays free.
+    let late = s.call(Method::POST, "/v1/payment_sessions", &t, Some(&body), &[("idempotency-key", "k-never")]).await;
+    assert_eq!(late.status, 422);
+    body["expires_at"] = json!((now + chrono::Duration::seconds(3600)).to_rfc3339());
+    let fixed = s.call(Method::POST, "/v1/payment_sessions", &t, Some(&body), &[("idempotency-key", "k-never")]).await;
+    assert_eq!(fixed.status, 409, "the key ran: the reference is taken by k-late's session: {}", fixed.text);
+}
+
 #[tokio::test]
 async fn concurrent_requests_with_one_key_create_one_session() {
     let s = Server::start().await;

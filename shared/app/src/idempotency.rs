@@ -151,6 +151,14 @@ pub async fn settle<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim, r
     }
 }
 
+/// Gives a claim up without storing a response: the request never ran, so a corrected
+/// retry under the same key may run.
+pub async fn release<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim) {
+    if let Err(e) = cx.store.release(&claim.merchant_id, &claim.key, &claim.owner).await {
+        tracing::warn!(error = %e, "could not release idempotency claim; it expires on its own");
+    }
+}
+
 /// Marks a stored response body that was sealed because it shows a secret.
 const SEALED_BODY: &str = "sealed-response:";
 

@@ -77,11 +77,7 @@ pub async fn idempotent<S: IdempotencyStore + ?Sized>(
     let key = call.req.headers().get("idempotency-key").map(|v| v.as_bytes());
     let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
     let claim = match idempotency::start(cx, &principal.merchant_id, key, fingerprint).await? {
-        Start::Replay(response) => {
-            let response =
-                idempotency::unsealed(cx, response).ok_or_else(|| ApiError::Internal("a stored response cannot be unsealed".into()))?;
-            return Ok(Reply { response, recorded: true, replayed: true, sensitive: false, headers: Vec::new() });
-        }
+        Start::Replay(response) => return replayed(cx, response),
         Start::Proceed(claim) => claim,
     };
     let result = exec(claim.as_ref()).await;
@@ -94,6 +90,29 @@ pub async fn idempotent<S: IdempotencyStore + ?Sized>(
         }
     }
     result
+}
+
+fn replayed<S: ?Sized>(cx: &Core<S>, response: StoredResponse) -> Result<Reply, ApiError> {
+    let response = idempotency::unsealed(cx, response).ok_or_else(|| ApiError::Internal("a stored response cannot be unsealed".into()))?;
+    Ok(Reply { response, recorded: true, replayed: true, sensitive: false, headers: Vec::new() })
+}
+
+/// For a body that fails validation only because time moved on (a create's `expires_at`
+/// window): the retry of a request that succeeded under the same `Idempotency-Key` and body
+/// gets the stored response, not `error`. Otherwise `error` stands and nothing is stored
+/// under the key, so a corrected retry may use it. Costs store calls only on this error path.
+pub async fn replay_or<S: IdempotencyStore + ?Sized>(cx: &Core<S>, principal: &Principal, call: &Call<'_>, error: ApiError) -> Result<Reply, ApiError> {
+    let Some(key) = call.req.headers().get("idempotency-key").map(|v| v.as_bytes()) else { return Err(error) };
+    let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
+    match idempotency::start(cx, &principal.merchant_id, Some(key), fingerprint).await? {
+        Start::Replay(response) => replayed(cx, response),
+        Start::Proceed(claim) => {
+            if let Some(claim) = claim {
+                idempotency::release(cx, &claim).await;
+            }
+            Err(error)
+        }
+    }
 }
 
 /// The answer of a change and, under an idempotency claim, its completion: what the use

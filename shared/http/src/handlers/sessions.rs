@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::handlers::list::{ListParams, checked, no_query, page};
 use crate::problem::ApiError;
-use crate::reply::{Reply, idempotent, respond_json};
+use crate::reply::{Reply, idempotent, replay_or, respond_json};
 use crate::request::Call;
 
 fn not_found(id: &str) -> ApiError {
@@ -31,7 +31,10 @@ pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + Mandate
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
     let body = call.json_body(false)?;
-    let (merchant, spec) = sessions::validate_create(cx, &p.merchant_id, &body).await?;
+    let (merchant, spec) = match sessions::validate_create(cx, &p.merchant_id, &body).await {
+        Ok(valid) => valid,
+        Err(e) => return replay_or(cx, p, call, e.into()).await,
+    };
     idempotent(cx, p, call, async |claim| {
         if spec.session_type == SessionType::NextInSeries {
             // Settled by the idempotency wrapper after the charge: its response is known only then.
