@@ -208,3 +208,43 @@ async fn health_and_request_ids() {
     let rid = r.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(rid.len(), 36, "invalid caller ids are replaced by a UUID");
 }
+
+/// Input edges: a key named twice, control characters, and errors that echo huge input.
+#[tokio::test]
+async fn duplicate_keys_control_characters_and_echo_limits() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let raw = |body: String| {
+        let (http, url, t) = (s.http.clone(), s.url("/v1/payment_sessions"), t.clone());
+        async move {
+            let r = http.post(url).bearer_auth(t).header("content-type", "application/json").body(body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let valid = paysession_tests::session_body("edge-1").to_string();
+    let doubled = format!("{{\"amount\":2000,{}", &valid[1..]);
+    let (status, body) = raw(doubled).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("malformed_request")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("duplicate key \"amount\""), "{body}");
+    assert!(s.get("/v1/payment_sessions?reference=edge-1", &t).await.json()["data"].as_array().unwrap().is_empty(), "nothing created");
+
+    let mut body = paysession_tests::session_body("edge\u{0}2");
+    body["metadata"] = json!({"note": "red \u{1b}[31m"});
+    body["customer"] = json!({"name": "Ada\u{7f}"});
+    let r = s.create(&t, &body).await;
+    assert_eq!(r.status, 422);
+    let mut fields = r.error_fields();
+    fields.sort();
+    let expected = ["customer.name", "metadata.note", "reference"].map(|f| (f.to_string(), "invalid_value".to_string()));
+    assert_eq!(fields, expected);
+
+    // A 60 KB query string of unknown parameters: a bounded error, not an echo of it all.
+    let query: String = (0..3_000).map(|i| format!("p{i:05}=xxxxxxxxxx&")).collect();
+    let r = s.get(&format!("/v1/payment_sessions?{query}"), &t).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.len() < 16 * 1024, "error body of {} bytes for a {}-byte query", r.text.len(), query.len());
+    let long_id = "x".repeat(20_000);
+    let r = s.get(&format!("/v1/payment_sessions/ps_{long_id}"), &t).await;
+    assert_eq!(r.status, 404);
+    assert!(r.text.len() < 2 * 1024, "{} bytes", r.text.len());
+}

@@ -3,7 +3,7 @@
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use paysession_domain::FieldError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -111,11 +111,19 @@ impl ApiError {
             "type": format!("https://paysession.dev/problems/{code}"),
             "title": self.title(),
             "status": status.as_u16(),
-            "detail": self.detail(),
+            "detail": capped(&self.detail()),
             "code": code,
         });
         if let ApiError::Validation(errors) = self {
-            body["errors"] = json!(errors);
+            let listed: Vec<Value> = errors
+                .iter()
+                .take(MAX_LISTED_ERRORS)
+                .map(|e| json!({"field": capped(&e.field), "code": e.code, "message": capped(&e.message)}))
+                .collect();
+            if errors.len() > MAX_LISTED_ERRORS {
+                body["detail"] = json!(format!("{} field(s) failed validation; the first {MAX_LISTED_ERRORS} are listed", errors.len()));
+            }
+            body["errors"] = Value::Array(listed);
         }
         let mut resp = Response::builder()
             .status(status)
@@ -142,6 +150,19 @@ impl ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// Errors echo request input (field names, ids, values): each echoed text is cut to this
+/// many characters and at most this many field errors are listed, so an error is small
+/// whatever the request (a 60 KB query string once made a 4 MB answer).
+const MAX_ECHO_CHARS: usize = 200;
+const MAX_LISTED_ERRORS: usize = 50;
+
+fn capped(s: &str) -> String {
+    match s.char_indices().nth(MAX_ECHO_CHARS) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
     }
 }
 

@@ -101,7 +101,12 @@ fn replayed<S: ?Sized>(cx: &Core<S>, response: StoredResponse) -> Result<Reply, 
 /// window): the retry of a request that succeeded under the same `Idempotency-Key` and body
 /// gets the stored response, not `error`. Otherwise `error` stands and nothing is stored
 /// under the key, so a corrected retry may use it. Costs store calls only on this error path.
-pub async fn replay_or<S: IdempotencyStore + ?Sized>(cx: &Core<S>, principal: &Principal, call: &Call<'_>, error: ApiError) -> Result<Reply, ApiError> {
+pub async fn replay_or<S: IdempotencyStore + ?Sized>(
+    cx: &Core<S>,
+    principal: &Principal,
+    call: &Call<'_>,
+    error: ApiError,
+) -> Result<Reply, ApiError> {
     let Some(key) = call.req.headers().get("idempotency-key").map(|v| v.as_bytes()) else { return Err(error) };
     let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
     match idempotency::start(cx, &principal.merchant_id, Some(key), fingerprint).await? {

@@ -40,7 +40,11 @@ impl Call<'_> {
         if !mime.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::UnsupportedMediaType("application/json"));
         }
-        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedRequest(format!("body is not valid JSON: {e}")))
+        let body =
+            paysession_domain::json::parse_strict(bytes).map_err(|e| ApiError::MalformedRequest(format!("body is not valid JSON: {e}")))?;
+        let mut e = Errors::new();
+        paysession_domain::json::control_characters(&body, "", &mut e);
+        if e.is_empty() { Ok(body) } else { Err(ApiError::Validation(e.into_vec())) }
     }
 
     /// Query parameters, percent-decoded. Repeated or unknown names are recorded in
