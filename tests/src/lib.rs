@@ -126,6 +126,7 @@ impl Server {
         let core = &self.running.as_ref().unwrap().local.app.core;
         let p = paysession_app::merchants::provision(
             core.store.as_ref(),
+            &core.keys,
             &paysession_app::merchants::NewMerchant { name: "Other".into(), ..Default::default() },
             None,
             chrono::Utc::now(),

@@ -20,10 +20,11 @@ pub async fn first_payment<S: SessionStore + MandateStore + MerchantStore + ?Siz
     card: &str,
     max_charges: u32,
 ) -> (Merchant, Mandate) {
-    let merchant = provision(cx.store.as_ref(), &NewMerchant { name: "Subscriptions".into(), ..Default::default() }, None, Utc::now())
-        .await
-        .unwrap()
-        .merchant;
+    let merchant =
+        provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "Subscriptions".into(), ..Default::default() }, None, Utc::now())
+            .await
+            .unwrap()
+            .merchant;
     let now = cx.clock.now();
     let start = (now + chrono::Duration::days(1)).date_naive();
     let body = json!({

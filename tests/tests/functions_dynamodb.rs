@@ -41,10 +41,15 @@ async fn every_function_on_dynamodb_local() {
     let store = Arc::new(store);
     let core = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), false).await.unwrap();
     let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
-    let merchant =
-        provision(deps.core.store.as_ref(), &NewMerchant { name: "Fixture".into(), ..Default::default() }, None, chrono::Utc::now())
-            .await
-            .unwrap();
+    let merchant = provision(
+        deps.core.store.as_ref(),
+        &deps.core.keys,
+        &NewMerchant { name: "Fixture".into(), ..Default::default() },
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     counter.take();
     let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
 

@@ -115,7 +115,7 @@ async fn rotated_secret_stops_old_one() {
     let (id, secret) = s.other_merchant().await;
     s.token_for(&id, &secret, None).await;
     let core = &s.running.as_ref().unwrap().local.app.core;
-    let new = paysession_app::merchants::rotate_secret(core.store.as_ref(), &id, None).await.unwrap().unwrap();
+    let new = paysession_app::merchants::rotate_secret(core.store.as_ref(), &core.keys, &id, None).await.unwrap().unwrap();
     let r = s
         .http
         .post(s.url("/oauth/token"))
@@ -144,4 +144,59 @@ async fn repeated_parameters_are_refused() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"], "invalid_request");
     assert!(b["error_description"].as_str().unwrap().contains("scope"));
+}
+
+async fn token_status(s: &Server, id: &str, secret: &str) -> (u16, Option<String>) {
+    let r =
+        s.http.post(s.url("/oauth/token")).basic_auth(id, Some(secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+}
+
+/// Failed client authentication is limited per client id (10 a minute) and per source
+/// address (30 a minute): then 429 with Retry-After, before any secret is checked.
+#[tokio::test]
+async fn failed_client_authentication_is_rate_limited() {
+    let s = Server::start().await;
+    for i in 0..10 {
+        assert_eq!(token_status(&s, &s.client_id, "sk_wrong").await.0, 401, "failure {i}");
+    }
+    let (status, retry_after) = token_status(&s, &s.client_id, "sk_wrong").await;
+    assert_eq!(status, 429);
+    let wait: i64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        token_status(&s, &s.client_id, &s.client_secret).await.0,
+        429,
+        "the client id is locked for the window, right secret or not"
+    );
+    // Other clients from the same address: limited once the address has failed 30 times.
+    let (other_id, other_secret) = s.other_merchant().await;
+    assert_eq!(token_status(&s, &other_id, &other_secret).await.0, 200, "another client is not locked");
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        statuses.push(token_status(&s, &format!("cid_guess_{i}"), "sk_wrong").await.0);
+    }
+    assert_eq!(statuses.iter().filter(|&&c| c == 401).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&c| c == 429).count(), 5, "{statuses:?}");
+    assert_eq!(token_status(&s, &other_id, &other_secret).await.0, 429, "the address is locked now");
+}
+
+/// Secrets are stored as keyed hashes; an Argon2 record of an earlier version still works
+/// and is rewritten in the keyed form on its first use.
+#[tokio::test]
+async fn legacy_argon2_secrets_migrate_on_use() {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let s = Server::start().await;
+    let (id, secret) = s.other_merchant().await;
+    let core = &s.running.as_ref().unwrap().local.app.core;
+    let mut client = core.store.get_client(&id).await.unwrap().unwrap();
+    assert!(client.secret_hash.starts_with("hmac-sha256$"), "{}", client.secret_hash);
+    client.secret_hash = argon2::Argon2::default().hash_password(secret.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string();
+    core.store.put_client(&client).await.unwrap();
+    assert_eq!(token_status(&s, &id, "sk_wrong").await.0, 401);
+    assert!(core.store.get_client(&id).await.unwrap().unwrap().secret_hash.starts_with("$argon2id$"), "a failure rewrites nothing");
+    assert_eq!(token_status(&s, &id, &secret).await.0, 200);
+    let migrated = core.store.get_client(&id).await.unwrap().unwrap().secret_hash;
+    assert!(migrated.starts_with("hmac-sha256$"), "{migrated}");
+    assert_eq!(token_status(&s, &id, &secret).await.0, 200, "and it keeps working");
 }

@@ -93,13 +93,17 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let opened = paysession_runtime::open_store(&choice).await?;
+    let keys = paysession_app::auth::TokenSigner::new(
+        paysession_runtime::deployment_signing_key(&opened).await?,
+        std::sync::Arc::new(paysession_runtime::SystemClock),
+    )?;
     let store = opened.merchants();
     let store = store.as_ref();
     match args.command {
         Command::Init => unreachable!("handled above"),
         Command::Merchant { command: MerchantCommand::Create { name, display_name, brand_color, redirect_urls, payment_methods } } => {
             let input = NewMerchant { name, display_name, brand_color, redirect_urls, payment_methods };
-            let p = provision(store, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
+            let p = provision(store, &keys, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
                 ProvisionError::Invalid(msg) => format!("invalid merchant: {msg}"),
                 ProvisionError::Store(e) => e.to_string(),
             })?;
@@ -128,7 +132,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Command::Client { command: ClientCommand::RotateSecret { client_id } } => {
-            let secret = rotate_secret(store, &client_id, None)
+            let secret = rotate_secret(store, &keys, &client_id, None)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no client with id {client_id}"))?;

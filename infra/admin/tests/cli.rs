@@ -5,7 +5,16 @@ use std::process::Command;
 use serde_json::Value;
 
 fn admin(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_paysession-admin")).arg("--data-dir").arg(dir).args(args).output().unwrap();
+    admin_with(dir, args, &[])
+}
+
+/// The signing key a deployment's functions would have (base64 of 32 bytes).
+const FUNCTIONS_KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+fn admin_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysession-admin"));
+    cmd.env_remove("PAYSESSION_TOKEN_SIGNING_KEY").env_remove("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER");
+    let out = cmd.envs(env.iter().copied()).arg("--data-dir").arg(dir).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -79,12 +88,16 @@ fn init_and_merchants_on_dynamodb() {
     assert!(out.contains("\"created\":true"));
     let (ok, _, err) = admin(dir.path(), &["--table", &table, "init"]);
     assert!(!ok && err.contains("preexisting table"), "a second init refuses: {err}");
-    let (ok, out, err) = admin(dir.path(), &["--table", &table, "merchant", "create", "--name", "Dyn Shop"]);
+    // Client secrets are hashed under the functions' signing key: without it, a clear refusal.
+    let (ok, _, err) = admin(dir.path(), &["--table", &table, "merchant", "create", "--name", "Dyn Shop"]);
+    assert!(!ok && err.contains("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), "{err}");
+    let key = [("PAYSESSION_TOKEN_SIGNING_KEY", FUNCTIONS_KEY)];
+    let (ok, out, err) = admin_with(dir.path(), &["--table", &table, "merchant", "create", "--name", "Dyn Shop"], &key);
     assert!(ok, "{err}");
     let created: Value = serde_json::from_str(&out).unwrap();
-    let (ok, out, _) = admin(dir.path(), &["--table", &table, "merchant", "list"]);
+    let (ok, out, _) = admin_with(dir.path(), &["--table", &table, "merchant", "list"], &key);
     assert!(ok && out.contains(created["merchant_id"].as_str().unwrap()));
-    let (ok, _, _) = admin(dir.path(), &["--table", &table, "client", "rotate-secret", created["client_id"].as_str().unwrap()]);
+    let (ok, _, _) = admin_with(dir.path(), &["--table", &table, "client", "rotate-secret", created["client_id"].as_str().unwrap()], &key);
     assert!(ok);
     // Nothing went to the embedded store in the data directory.
     let (ok, out, _) = admin(dir.path(), &["merchant", "list"]);

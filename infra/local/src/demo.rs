@@ -3,7 +3,7 @@
 //! environment), so it is stable across restarts without being stored in clear.
 
 use paysession_app::Core;
-use paysession_app::auth::{TokenSigner, verify_secret};
+use paysession_app::auth::{SecretCheck, TokenSigner};
 use paysession_app::merchants::{NewMerchant, provision, rotate_secret};
 use paysession_app::ports::MerchantStore;
 
@@ -30,10 +30,11 @@ pub async fn ensure_demo_merchant<S: MerchantStore + ?Sized>(
     let client_id = client_id.unwrap_or_else(|| DEMO_CLIENT_ID.to_string());
     let secret = client_secret.unwrap_or_else(|| derived_secret(&deps.keys));
     if let Some(existing) = deps.store.get_client(&client_id).await.map_err(|e| e.to_string())? {
-        let (hash, s) = (existing.secret_hash.clone(), secret.clone());
-        let matches = tokio::task::spawn_blocking(move || verify_secret(&s, &hash)).await.map_err(|e| e.to_string())?;
-        if !matches {
-            rotate_secret(deps.store.as_ref(), &client_id, Some(secret.clone())).await.map_err(|e| e.to_string())?;
+        let (keys, hash, s) = (deps.keys.clone(), existing.secret_hash.clone(), secret.clone());
+        // An Argon2 record of an earlier version is slow to check: off the executor.
+        let check = tokio::task::spawn_blocking(move || keys.check_client_secret(&s, &hash)).await.map_err(|e| e.to_string())?;
+        if check != SecretCheck::Match {
+            rotate_secret(deps.store.as_ref(), &deps.keys, &client_id, Some(secret.clone())).await.map_err(|e| e.to_string())?;
         }
         return Ok(DemoCredentials { merchant_id: existing.merchant_id, client_id, client_secret: secret });
     }
@@ -50,7 +51,7 @@ pub async fn ensure_demo_merchant<S: MerchantStore + ?Sized>(
         ],
         payment_methods: Vec::new(),
     };
-    let p = provision(deps.store.as_ref(), &input, Some((client_id.clone(), secret.clone())), deps.clock.now())
+    let p = provision(deps.store.as_ref(), &deps.keys, &input, Some((client_id.clone(), secret.clone())), deps.clock.now())
         .await
         .map_err(|e| e.to_string())?;
     Ok(DemoCredentials { merchant_id: p.merchant.id, client_id, client_secret: secret })

@@ -16,7 +16,7 @@ use paysession_http::lambda_http::{Body, Request};
 use paysession_http::mount::{Mounted, handle};
 use paysession_http::pipeline::unrouted;
 use paysession_http::problem::ApiError;
-use paysession_http::request::MAX_BODY;
+use paysession_http::request::{ClientAddr, MAX_BODY};
 use paysession_http::routes::{Resolved, resolve};
 use paysession_runtime::StoreChoice;
 use tokio::net::TcpListener;
@@ -104,12 +104,13 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
             tokio::select! {
                 _ = stop.changed() => break,
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((stream, peer)) = accepted else { continue };
                     let deps = shared.clone();
                     let mut stop = stop.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| {
+                        let service = service_fn(move |mut req: hyper::Request<Incoming>| {
                             let deps = deps.clone();
+                            req.extensions_mut().insert(ClientAddr(peer.ip()));
                             async move { Ok::<_, Infallible>(serve(&deps, req).await) }
                         });
                         let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);

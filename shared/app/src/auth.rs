@@ -1,11 +1,17 @@
-//! OAuth 2.0 client-credentials: slow-hashed client secrets and short-lived signed tokens
+//! OAuth 2.0 client-credentials: keyed-hashed client secrets and short-lived signed tokens
 //! (a JWT with HS256) bound to one merchant.
+//!
+//! Client secrets are ours, 256 random bits: a slow password hash buys nothing against
+//! guessing them and cost 19 MiB and ~350 ms of CPU per check (an easy denial of service).
+//! They are stored as HMAC-SHA-256 under a key derived from the token signing key, compared
+//! in constant time. Argon2 records of earlier versions still verify, and are rewritten in
+//! the keyed form on their next successful use.
 
 use std::fmt;
 use std::sync::Arc;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 #[cfg(test)]
@@ -155,21 +161,55 @@ impl TokenSigner {
     }
 }
 
-/// Argon2id (OWASP defaults: 19 MiB, 2 passes) in PHC string form.
-pub fn hash_secret(secret: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(secret.as_bytes(), &salt).expect("argon2 with default params").to_string()
+/// The stored form of a client secret: this prefix, then base64url of the keyed hash.
+const SECRET_HASH_PREFIX: &str = "hmac-sha256$";
+
+/// How a presented client secret compares with the stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretCheck {
+    Match,
+    /// Matches an Argon2 record of an earlier version: store [`TokenSigner::hash_client_secret`].
+    MatchLegacy,
+    NoMatch,
 }
 
-pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+impl SecretCheck {
+    pub fn matched(self) -> bool {
+        self != SecretCheck::NoMatch
+    }
 }
 
-/// A hash of a random value, verified against when the client id is unknown so that
-/// unknown and known clients take the same time to reject.
-fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash_secret(&crate::ids::new_token()))
+impl TokenSigner {
+    fn client_secret_mac(&self) -> Hmac<Sha256> {
+        let mut derive = self.mac();
+        derive.update(b"client-secret-hash:v1");
+        Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes any key length")
+    }
+
+    /// HMAC-SHA-256 of the secret under a key derived from the signing key.
+    pub fn hash_client_secret(&self, secret: &str) -> String {
+        let mut mac = self.client_secret_mac();
+        mac.update(secret.as_bytes());
+        format!("{SECRET_HASH_PREFIX}{}", B64.encode(mac.finalize().into_bytes()))
+    }
+
+    /// Compares in constant time; an Argon2 record (earlier versions) is verified the slow
+    /// way once and reported for rewriting. Unknown forms never match.
+    pub fn check_client_secret(&self, secret: &str, stored: &str) -> SecretCheck {
+        if let Some(encoded) = stored.strip_prefix(SECRET_HASH_PREFIX) {
+            let Ok(expected) = B64.decode(encoded) else { return SecretCheck::NoMatch };
+            let mut mac = self.client_secret_mac();
+            mac.update(secret.as_bytes());
+            return if mac.verify_slice(&expected).is_ok() { SecretCheck::Match } else { SecretCheck::NoMatch };
+        }
+        let legacy = PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok());
+        if legacy { SecretCheck::MatchLegacy } else { SecretCheck::NoMatch }
+    }
+
+    /// Whether checking against `stored` takes the slow (Argon2) path.
+    pub fn is_legacy_hash(stored: &str) -> bool {
+        !stored.starts_with(SECRET_HASH_PREFIX)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,24 +226,29 @@ pub enum OAuthError {
 pub struct Grant {
     pub access_token: Secret<String>,
     pub scopes: Vec<Scope>,
+    /// The client with its secret rehashed in the keyed form, to store (its record was an
+    /// Argon2 hash of an earlier version).
+    pub rehashed: Option<ApiClient>,
 }
 
 /// The client-credentials grant: authenticates the client and issues a token for the
-/// requested scopes (all it holds when none are requested). Blocking: runs Argon2.
+/// requested scopes (all it holds when none are requested). Blocking only for a legacy
+/// Argon2 record ([`TokenSigner::is_legacy_hash`]).
 pub fn grant(
     client: Option<ApiClient>,
     client_secret: &str,
     requested_scope: Option<&str>,
     signer: &TokenSigner,
 ) -> Result<Grant, OAuthError> {
-    let authenticated = match &client {
-        Some(c) => verify_secret(client_secret, &c.secret_hash),
+    let check = match &client {
+        Some(c) => signer.check_client_secret(client_secret, &c.secret_hash),
         None => {
-            let _ = verify_secret(client_secret, decoy_hash());
-            false
+            // The same work as for a known client, so timing does not tell ids apart.
+            let _ = signer.hash_client_secret(client_secret);
+            SecretCheck::NoMatch
         }
     };
-    let client = client.filter(|_| authenticated).ok_or(OAuthError::InvalidClient)?;
+    let client = client.filter(|_| check.matched()).ok_or(OAuthError::InvalidClient)?;
     let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
         None => client.scopes.clone(),
         Some(requested) => {
@@ -221,7 +266,9 @@ pub fn grant(
         }
     };
     let token = signer.issue(&client, &scopes);
-    Ok(Grant { access_token: Secret::new(token), scopes })
+    let rehashed =
+        (check == SecretCheck::MatchLegacy).then(|| ApiClient { secret_hash: signer.hash_client_secret(client_secret), ..client });
+    Ok(Grant { access_token: Secret::new(token), scopes, rehashed })
 }
 
 /// Looks the client up; kept apart from [`grant`] so the blocking hash check can run off
@@ -251,7 +298,7 @@ mod tests {
         ApiClient {
             client_id: "cid_1".into(),
             merchant_id: "mer_1".into(),
-            secret_hash: hash_secret("s3cret"),
+            secret_hash: signer().hash_client_secret("s3cret"),
             scopes: Scope::ALL.to_vec(),
             created_at: Utc::now(),
         }
@@ -301,11 +348,27 @@ mod tests {
     }
 
     #[test]
-    fn hashes_are_salted_phc() {
-        let a = hash_secret("x");
-        assert!(a.starts_with("$argon2id$"));
-        assert_ne!(a, hash_secret("x"));
-        assert!(verify_secret("x", &a));
-        assert!(!verify_secret("y", &a));
+    fn secrets_are_keyed_hashes_and_argon2_records_migrate() {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let s = signer();
+        let h = s.hash_client_secret("sk_x");
+        assert!(h.starts_with("hmac-sha256$") && !h.contains("sk_x"));
+        assert_eq!(h, s.hash_client_secret("sk_x"), "deterministic: the key is the salt");
+        assert_eq!(s.check_client_secret("sk_x", &h), SecretCheck::Match);
+        assert_eq!(s.check_client_secret("sk_y", &h), SecretCheck::NoMatch);
+        let other = TokenSigner::new(Secret::new(vec![8u8; 32]), Arc::new(SystemClock)).unwrap();
+        assert_eq!(other.check_client_secret("sk_x", &h), SecretCheck::NoMatch, "keyed: another key does not verify");
+        assert_eq!(s.check_client_secret("sk_x", "hmac-sha256$!!"), SecretCheck::NoMatch);
+        assert_eq!(s.check_client_secret("sk_x", "sk_x"), SecretCheck::NoMatch, "a clear-text record never matches");
+
+        let phc = Argon2::default().hash_password(b"s3cret", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert!(TokenSigner::is_legacy_hash(&phc));
+        assert_eq!(s.check_client_secret("s3cret", &phc), SecretCheck::MatchLegacy);
+        assert_eq!(s.check_client_secret("nope", &phc), SecretCheck::NoMatch);
+        let legacy = ApiClient { secret_hash: phc, ..client() };
+        let g = grant(Some(legacy), "s3cret", None, &s).unwrap();
+        let rehashed = g.rehashed.expect("a legacy record is rewritten on use");
+        assert_eq!(s.check_client_secret("s3cret", &rehashed.secret_hash), SecretCheck::Match);
+        assert!(grant(Some(client()), "s3cret", None, &s).unwrap().rehashed.is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::auth::TokenSigner;
 use crate::clock::{Clock, TestClock};
+use crate::limiter::FailureLimiter;
 use crate::processor::{Notifier, PaymentProcessor};
 
 /// Settings of one deployment.
@@ -33,6 +34,8 @@ pub struct Core<S: ?Sized> {
     /// Token signing and verification, sealing of stored secrets, keyed derivations.
     pub keys: Arc<TokenSigner>,
     pub config: Config,
+    /// Failed client authentications per client id and source address (wall clock).
+    pub auth_failures: Arc<FailureLimiter>,
 }
 
 // Not derived: a derive would require `S: Clone`, and `S` is usually a store or `dyn Store`.
@@ -44,6 +47,7 @@ impl<S: ?Sized> Clone for Core<S> {
             test_clock: self.test_clock.clone(),
             keys: self.keys.clone(),
             config: self.config.clone(),
+            auth_failures: self.auth_failures.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod expiry;
 pub mod idempotency;
 pub mod ids;
+pub mod limiter;
 pub mod mandates;
 pub mod merchants;
 pub mod otp;

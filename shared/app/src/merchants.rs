@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use paysession_domain::fields;
 use paysession_domain::model::PaymentMethodKind;
 
-use crate::auth::hash_secret;
+use crate::auth::TokenSigner;
 pub use crate::entities::{ApiClient, Merchant, Scope};
 use crate::ids::{new_id, new_token};
 use crate::ports::{MerchantStore, StoreError};
@@ -80,11 +80,11 @@ pub fn validate_new_merchant(input: &NewMerchant, now: DateTime<Utc>) -> Result<
     })
 }
 
-fn new_client(merchant_id: &str, client_id: Option<String>, secret: &str, now: DateTime<Utc>) -> ApiClient {
+fn new_client(keys: &TokenSigner, merchant_id: &str, client_id: Option<String>, secret: &str, now: DateTime<Utc>) -> ApiClient {
     ApiClient {
         client_id: client_id.unwrap_or_else(|| new_id("cid")),
         merchant_id: merchant_id.to_string(),
-        secret_hash: hash_secret(secret),
+        secret_hash: keys.hash_client_secret(secret),
         scopes: Scope::ALL.to_vec(),
         created_at: now,
     }
@@ -95,10 +95,11 @@ pub fn new_client_secret() -> String {
 }
 
 /// Creates a merchant with one API client holding every scope. `credentials` fixes the
-/// client id and secret (the local demo merchant); otherwise both are generated.
-/// Blocking: hashes the secret with Argon2.
+/// client id and secret (the local demo merchant); otherwise both are generated. `keys`
+/// hashes the secret (the deployment's signing key: functions must share it).
 pub async fn provision<S: MerchantStore + ?Sized>(
     store: &S,
+    keys: &TokenSigner,
     input: &NewMerchant,
     credentials: Option<(String, String)>,
     now: DateTime<Utc>,
@@ -108,7 +109,7 @@ pub async fn provision<S: MerchantStore + ?Sized>(
         Some((id, secret)) => (Some(id), secret),
         None => (None, new_client_secret()),
     };
-    let client = new_client(&merchant.id, client_id, &secret, now);
+    let client = new_client(keys, &merchant.id, client_id, &secret, now);
     store.create_merchant(&merchant, &client).await?;
     Ok(Provisioned { client_id: client.client_id, merchant, client_secret: Secret::new(secret) })
 }
@@ -116,12 +117,13 @@ pub async fn provision<S: MerchantStore + ?Sized>(
 /// Replaces a client's secret (the old one stops working at once) and returns the new one.
 pub async fn rotate_secret<S: MerchantStore + ?Sized>(
     store: &S,
+    keys: &TokenSigner,
     client_id: &str,
     new_secret: Option<String>,
 ) -> Result<Option<Secret<String>>, StoreError> {
     let Some(mut client) = store.get_client(client_id).await? else { return Ok(None) };
     let secret = new_secret.unwrap_or_else(new_client_secret);
-    client.secret_hash = hash_secret(&secret);
+    client.secret_hash = keys.hash_client_secret(&secret);
     store.put_client(&client).await?;
     Ok(Some(Secret::new(secret)))
 }

@@ -1,13 +1,18 @@
 //! Reading requests: body limits, content types, JSON, query strings, request ids.
 
 use http::header;
-use lambda_http::{Body, Request};
+use lambda_http::{Body, Request, RequestExt};
 use paysession_domain::errors::{Errors, FieldCode};
 use serde_json::Value;
 
 use crate::problem::ApiError;
 
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// The peer address of a request to the local server, set by its accept loop (API
+/// Gateway's is in the request context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// One request as a handler sees it.
 pub struct Call<'a> {
@@ -23,6 +28,15 @@ impl Call<'_> {
 
     pub fn body_bytes(&self) -> &[u8] {
         body_bytes(self.req.body())
+    }
+
+    /// The address the request came from as the platform saw it: never a header the client
+    /// sets, so it can key rate limits.
+    pub fn client_ip(&self) -> Option<String> {
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) = self.req.request_context_ref() {
+            return ctx.http.source_ip.clone();
+        }
+        self.req.extensions().get::<ClientAddr>().map(|a| a.0.to_string())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

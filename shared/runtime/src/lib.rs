@@ -113,20 +113,7 @@ impl Function {
     pub async fn from_env() -> Result<Function, String> {
         let env = FunctionEnv::from_env()?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let key = match &env.signing_key {
-            KeySource::Inline(k) => Secret::new(k.expose().clone()),
-            KeySource::SsmParameter(name) => {
-                let out = aws_sdk_ssm::Client::new(&aws)
-                    .get_parameter()
-                    .name(name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
-                let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
-                decode_key(&value, &format!("SSM parameter {name}"))?
-            }
-        };
+        let key = load_key(&env.signing_key, &aws).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
         Ok(Function { core, aws, env, queue: OnceLock::new(), scheduler: OnceLock::new() })
@@ -157,6 +144,45 @@ impl Function {
             Err(e) => Err(e.clone()),
         }
     }
+}
+
+async fn load_key(source: &KeySource, aws: &aws_config::SdkConfig) -> Result<Secret<Vec<u8>>, String> {
+    Ok(match source {
+        KeySource::Inline(k) => Secret::new(k.expose().clone()),
+        KeySource::SsmParameter(name) => {
+            let out = aws_sdk_ssm::Client::new(aws)
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
+            let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
+            decode_key(&value, &format!("SSM parameter {name}"))?
+        }
+    })
+}
+
+/// The signing key of the deployment a store belongs to, for operator tools: the data
+/// directory's own key, or for a DynamoDB table the functions' key from the environment
+/// (`PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER` or `PAYSESSION_TOKEN_SIGNING_KEY`). Client
+/// secrets are hashed under it, so it must be the key the functions use.
+pub async fn deployment_signing_key(opened: &OpenedStore) -> Result<Secret<Vec<u8>>, String> {
+    if let OpenedStore::Dynamo(_) = opened {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let source = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
+            (Some(p), _) => KeySource::SsmParameter(p),
+            (None, Some(v)) => KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
+            (None, None) => {
+                return Err("with --table, set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (the stack's SSM parameter name) or \
+                            PAYSESSION_TOKEN_SIGNING_KEY: client secrets are hashed under the functions' signing key"
+                    .into());
+            }
+        };
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        return load_key(&source, &aws).await;
+    }
+    local_signing_key(opened.settings()).await
 }
 
 /// The built-in sandbox processor and notifier, for the functions that take payments.
@@ -297,6 +323,7 @@ pub async fn build_core<S: SettingsStore + ?Sized>(
         test_clock,
         keys: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
         config: Config { public_url, sandbox, allow_private_webhooks: false },
+        auth_failures: Default::default(),
     })
 }
 

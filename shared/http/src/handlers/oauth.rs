@@ -5,6 +5,7 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use paysession_app::Core;
 use paysession_app::auth::{self, OAuthError, scopes_to_string};
+use paysession_app::limiter;
 use paysession_app::ports::MerchantStore;
 use serde_json::json;
 
@@ -21,6 +22,17 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"paysession\""));
     }
+    resp
+}
+
+fn too_many_failures(wait: chrono::Duration) -> Response<Body> {
+    let mut resp = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "too many failed client authentications from this client or address; retry after the Retry-After seconds",
+    );
+    let seconds = wait.num_seconds().max(1).to_string();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&seconds).expect("digits"));
     resp
 }
 
@@ -74,6 +86,17 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required (HTTP Basic)");
         }
     };
+    // Failed authentications are limited per client id and per source address, checked
+    // before any work; access tokens follow the wall clock, and so do these windows.
+    let now = chrono::Utc::now();
+    let (client_key, address_key) = (format!("client:{client_id}"), call.client_ip().map(|ip| format!("address:{ip}")));
+    let mut limited = vec![(client_key.as_str(), limiter::PER_CLIENT)];
+    if let Some(address) = &address_key {
+        limited.push((address.as_str(), limiter::PER_ADDRESS));
+    }
+    if let Err(wait) = cx.auth_failures.check(&limited, now) {
+        return too_many_failures(wait);
+    }
     let client = match auth::find_client(cx.store.as_ref(), &client_id).await {
         Ok(c) => c,
         Err(e) => {
@@ -83,8 +106,23 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
     };
     let tokens = cx.keys.clone();
     let scope = scope.map(str::to_string);
-    // Argon2 takes tens of milliseconds of CPU: keep it off the async executor.
-    let outcome = tokio::task::spawn_blocking(move || auth::grant(client, &secret, scope.as_deref(), &tokens)).await;
+    let legacy = client.as_ref().is_some_and(|c| auth::TokenSigner::is_legacy_hash(&c.secret_hash));
+    let outcome = if legacy {
+        // An Argon2 record of an earlier version takes tens of milliseconds of CPU: off the
+        // async executor, once; it is rewritten in the keyed form below.
+        tokio::task::spawn_blocking(move || auth::grant(client, &secret, scope.as_deref(), &tokens)).await
+    } else {
+        Ok(auth::grant(client, &secret, scope.as_deref(), &tokens))
+    };
+    if let Ok(Ok(grant)) = &outcome
+        && let Some(rehashed) = &grant.rehashed
+        && let Err(e) = cx.store.put_client(rehashed).await
+    {
+        tracing::warn!(error = %e, "could not rewrite a legacy client secret hash; it is retried on the next use");
+    }
+    if let Ok(Err(OAuthError::InvalidClient)) = &outcome {
+        cx.auth_failures.record_failure(&limited, now);
+    }
     match outcome {
         Ok(Ok(grant)) => Response::builder()
             .status(StatusCode::OK)
