@@ -181,25 +181,45 @@ async fn otp_when_not_launched_from_an_allowed_domain() {
     assert_eq!(sneaky.status, 303);
     assert_eq!(api_session(&s, &t, &id).await["payments"], json!([]));
 
+    // Five wrong codes per session, over all its codes: a resend does not give tries back.
+    let otp_path = format!("{}/otp", c.path());
     for _ in 0..4 {
-        let wrong = c.post(&format!("{}/otp", c.path()), &[("code", "000000"), ("action", "verify")]).await;
+        let wrong = c.post(&otp_path, &[("code", "000000"), ("action", "verify")]).await;
         assert_eq!(wrong.status, 422);
     }
     let code = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
     assert_eq!(code["tries_left"], 1);
-    let locked = c.post(&format!("{}/otp", c.path()), &[("code", "111111"), ("action", "verify")]).await;
-    assert!(locked.body.contains("Too many wrong codes"));
-    let right_but_locked = c.post(&format!("{}/otp", c.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
-    assert_eq!(right_but_locked.status, 422, "five tries per code");
-    c.post(&format!("{}/otp", c.path()), &[("action", "resend")]).await;
+    let too_soon = c.post(&otp_path, &[("action", "resend")]).await;
+    assert!(too_soon.body.contains("Wait 30 seconds"), "{}", too_soon.body);
+    s.advance_clock(&t, 31).await;
+    c.post(&otp_path, &[("action", "resend")]).await;
     let fresh = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
-    assert_eq!(fresh["tries_left"], 5);
-    let ok = c.post(&format!("{}/otp", c.path()), &[("code", fresh["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_ne!(fresh["code"], code["code"]);
+    assert_eq!(fresh["tries_left"], 1, "the session's count carries over");
+    let locked = c.post(&otp_path, &[("code", "111111"), ("action", "verify")]).await;
+    assert_eq!(locked.status, 403);
+    assert!(locked.body.contains("can no longer be confirmed"), "the page says why");
+    let right_but_locked = c.post(&otp_path, &[("code", fresh["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(right_but_locked.status, 403, "locked for good");
+    assert_eq!(c.post(&otp_path, &[("action", "resend")]).await.status, 403, "no new code either");
+    assert_eq!(c.get(&c.url.clone(), &[]).await.status, 403, "the page refuses payment");
+    assert_eq!(api_session(&s, &t, &id).await["payments"], json!([]));
+
+    // A session verified with its code pays.
+    let sess = session(&s, &t, json!({})).await;
+    let id = sess["id"].as_str().unwrap().to_string();
+    let mut c = Customer::new(&s, &sess);
+    let gate = c.get(&c.url.clone(), &[]).await;
+    c.read_form(&gate);
+    let code = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
+    let ok = c.post(&format!("{}/otp", c.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
     assert_eq!(ok.status, 303);
     let page = c.follow(&ok).await;
     assert!(page.body.contains("card_number"));
     assert_eq!(c.pay_card("4242424242424242").await.status, 303);
     assert_eq!(api_session(&s, &t, &id).await["status"], "succeeded");
+    let again = c.post(&format!("{}/otp", c.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(again.status, 422, "a used code does not verify twice");
 
     // Ten minutes later a code has expired.
     let sess2 = session(&s, &t, json!({})).await;
@@ -210,6 +230,53 @@ async fn otp_when_not_launched_from_an_allowed_domain() {
     s.advance_clock(&t, 601).await;
     let late = c2.post(&format!("{}/otp", c2.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
     assert!(late.body.contains("expired"), "{}", late.status);
+}
+
+/// At most four codes per session (the first and three resends), 30 s apart; 40 concurrent
+/// wrong guesses on one code are checked one conditional write at a time, so exactly four
+/// are answered "wrong" and the fifth locks the session.
+#[tokio::test]
+async fn otp_limits_hold_per_session_and_under_concurrency() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({})).await;
+    let id = sess["id"].as_str().unwrap().to_string();
+    let mut c = Customer::new(&s, &sess);
+    let gate = c.get(&c.url.clone(), &[]).await;
+    c.read_form(&gate);
+    let otp_path = format!("{}/otp", c.path());
+    for _ in 0..3 {
+        s.advance_clock(&t, 31).await;
+        let resent = c.post(&otp_path, &[("action", "resend")]).await;
+        assert_eq!(resent.status, 200, "{}", resent.body);
+    }
+    s.advance_clock(&t, 31).await;
+    let fifth = c.post(&otp_path, &[("action", "resend")]).await;
+    assert!(fifth.body.contains("No more new codes"), "{}", fifth.body);
+    let current = s.get(&format!("/sandbox/otp?session_id={id}"), &t).await.json();
+
+    let guesses = (0..40).map(|i| {
+        let (c, path) = (&c, &otp_path);
+        async move { c.post(path, &[("code", &format!("{:06}", 100_000 + i)), ("action", "verify")]).await.status }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let wrong = statuses.iter().filter(|&&st| st == 422).count();
+    let locked = statuses.iter().filter(|&&st| st == 403).count();
+    assert_eq!((wrong, locked), (4, 36), "{statuses:?}");
+    let right = c.post(&otp_path, &[("code", current["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(right.status, 403, "the limit held: the right code no longer helps");
+}
+
+/// A sandbox session with no email or phone says so, instead of a made-up destination.
+#[tokio::test]
+async fn otp_without_contact_says_so() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let sess = session(&s, &t, json!({"customer": {"name": "Ada"}})).await;
+    let c = Customer::new(&s, &sess);
+    let gate = c.get(&c.url.clone(), &[]).await;
+    assert!(gate.body.contains("No email address or phone number is on file"), "{}", gate.body);
+    assert!(!gate.body.contains("san**ox"));
 }
 
 #[tokio::test]

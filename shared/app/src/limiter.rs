@@ -55,9 +55,33 @@ impl FailureLimiter {
         FailureLimiter { windows: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
+    /// Takes one attempt against every key, counted as a failure until [`Self::succeeded`]
+    /// gives it back: check and count are one step under the lock, so concurrent attempts
+    /// can never exceed a limit. `Err(retry_after)` (nothing counted) when a key has used up
+    /// its limit in its current window.
+    pub fn attempt(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) -> Result<(), Duration> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        Self::refused(&windows, keys, now)?;
+        self.count(&mut windows, keys, now);
+        Ok(())
+    }
+
+    /// Gives back an attempt that succeeded.
+    pub fn succeeded(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, _) in keys {
+            if let Some(w) = windows.get_mut(&cut(key)).filter(|w| !w.expired(now)) {
+                w.failures = w.failures.saturating_sub(1);
+            }
+        }
+    }
+
     /// `Err(retry_after)` when any key has used up its limit in its current window.
     pub fn check(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) -> Result<(), Duration> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        Self::refused(&self.windows.lock().unwrap_or_else(|p| p.into_inner()), keys, now)
+    }
+
+    fn refused(windows: &HashMap<String, Window>, keys: &[(&str, Limit)], now: DateTime<Utc>) -> Result<(), Duration> {
         let wait = keys
             .iter()
             .filter_map(|(k, _)| windows.get(&cut(k)))
@@ -73,6 +97,10 @@ impl FailureLimiter {
     /// Counts one failure against each key.
     pub fn record_failure(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        self.count(&mut windows, keys, now);
+    }
+
+    fn count(&self, windows: &mut HashMap<String, Window>, keys: &[(&str, Limit)], now: DateTime<Utc>) {
         for (key, limit) in keys {
             let key = cut(key);
             if !windows.contains_key(&key) && windows.len() >= self.capacity {
@@ -129,6 +157,28 @@ mod tests {
         assert!(l.check(&[("client:cid_new", PER_CLIENT), ("addr:203.0.113.1", PER_ADDRESS)], t(89)).is_ok());
         l.record_failure(&[("addr:203.0.113.1", PER_ADDRESS)], t(89));
         assert_eq!(l.check(&[("client:cid_new", PER_CLIENT), ("addr:203.0.113.1", PER_ADDRESS)], t(90)), Err(Duration::seconds(30)));
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_limit() {
+        let l = std::sync::Arc::new(FailureLimiter::default());
+        let admitted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..64 {
+                s.spawn(|| {
+                    if l.attempt(&[("client:cid_1", PER_CLIENT)], t(0)).is_ok() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.into_inner(), 10);
+        let ok = FailureLimiter::default();
+        for _ in 0..100 {
+            ok.attempt(&[("client:cid_2", PER_CLIENT)], t(0)).unwrap();
+            ok.succeeded(&[("client:cid_2", PER_CLIENT)], t(0));
+        }
+        assert!(ok.check(&[("client:cid_2", PER_CLIENT)], t(0)).is_ok(), "successes give their attempt back");
     }
 
     #[test]

@@ -56,7 +56,20 @@ pub struct OtpState {
     pub sandbox_code: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub tries_left: u32,
+    /// Where the code went; empty when the session has no email or phone (sandbox only:
+    /// the code is then read from `GET /sandbox/otp`).
     pub sent_to: String,
+    /// Wrong codes entered for this session, over all its codes.
+    #[serde(default)]
+    pub wrong_codes: u32,
+    /// Codes sent for this session.
+    #[serde(default)]
+    pub sends: u32,
+    #[serde(default)]
+    pub last_sent_at: Option<DateTime<Utc>>,
+    /// The code was entered correctly; it cannot be used again.
+    #[serde(default)]
+    pub used: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,7 +94,7 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
     if let Some(address) = &address_key {
         limited.push((address.as_str(), limiter::PER_ADDRESS));
     }
-    if let Err(wait) = cx.auth_failures.check(&limited, now) {
+    if let Err(wait) = cx.auth_failures.attempt(&limited, now) {
         return too_many_failures(wait);
     }
     let client = match auth::find_client(cx.store.as_ref(), &client_id).await {
@@ -120,8 +120,8 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
     {
         tracing::warn!(error = %e, "could not rewrite a legacy client secret hash; it is retried on the next use");
     }
-    if let Ok(Err(OAuthError::InvalidClient)) = &outcome {
-        cx.auth_failures.record_failure(&limited, now);
+    if !matches!(outcome, Ok(Err(OAuthError::InvalidClient))) {
+        cx.auth_failures.succeeded(&limited, now);
     }
     match outcome {
         Ok(Ok(grant)) => Response::builder()

@@ -140,7 +140,26 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "otp_verify" => ("Verify", "Bestätigen"),
         "otp_resend" => ("Send a new code", "Neuen Code senden"),
         "otp_wrong" => ("That code is not right.", "Dieser Code ist nicht richtig."),
-        "otp_locked" => ("Too many wrong codes. Request a new code.", "Zu viele falsche Codes. Fordern Sie einen neuen an."),
+        "otp_locked" => (
+            "Too many wrong codes were entered, so this payment can no longer be confirmed here. Contact the merchant for a new payment link.",
+            "Es wurden zu viele falsche Codes eingegeben, daher kann diese Zahlung hier nicht mehr bestätigt werden. Bitten Sie den Händler um einen neuen Zahlungslink.",
+        ),
+        "otp_exhausted" => (
+            "No more codes can be sent for this payment. Contact the merchant for a new payment link.",
+            "Für diese Zahlung können keine weiteren Codes gesendet werden. Bitten Sie den Händler um einen neuen Zahlungslink.",
+        ),
+        "otp_resend_limit" => (
+            "No more new codes can be sent. Enter the last code you received.",
+            "Es können keine neuen Codes mehr gesendet werden. Geben Sie den zuletzt erhaltenen Code ein.",
+        ),
+        "otp_cooldown" => (
+            "A code was sent moments ago. Wait 30 seconds before asking for another.",
+            "Gerade wurde ein Code gesendet. Warten Sie 30 Sekunden, bevor Sie einen neuen anfordern.",
+        ),
+        "otp_no_contact_sandbox" => (
+            "No email address or phone number is on file for this payment, so no code could be sent to you. In the sandbox, read the code from GET /sandbox/otp.",
+            "Für diese Zahlung ist keine E-Mail-Adresse oder Telefonnummer hinterlegt, daher konnte kein Code gesendet werden. In der Sandbox steht der Code unter GET /sandbox/otp.",
+        ),
         "otp_expired" => ("The code has expired. Request a new one.", "Der Code ist abgelaufen. Fordern Sie einen neuen an."),
         "otp_unavailable" => (
             "We cannot verify you: no email or phone is on file. Contact the merchant.",

@@ -229,6 +229,9 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         let verified = security::proof_ok(&self.cx.keys, &self.session, proof.as_deref(), now)
             || security::launched_from_allowed(&self.session, self.call, app_id.as_deref());
         if !verified {
+            if otp::locked(&self.session) {
+                return self.message(StatusCode::FORBIDDEN, "alert", "otp_locked", None);
+            }
             return self.otp_gate(None).await;
         }
         let proof = security::issue_proof(&self.cx.keys, &self.session, now);
@@ -239,16 +242,25 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
     async fn otp_gate(&mut self, error_key: Option<&str>) -> Response<Body> {
         let now = self.now();
         let current = otp::has_current_code(&self.session, now);
-        if !current && error_key.is_none() && !self.send_code().await {
-            return self.message(StatusCode::FORBIDDEN, "alert", "otp_unavailable", None);
+        if !current
+            && error_key.is_none()
+            && let Err(refused) = self.send_code().await
+        {
+            return refused;
         }
-        let dest = self.session.otp.as_ref().map(|o| otp::mask(&o.sent_to)).unwrap_or_default();
+        let dest = self.session.otp.as_ref().map(|o| o.sent_to.as_str()).unwrap_or_default();
         let lang = self.lang;
+        // Said plainly when there is nowhere to send a code (sandbox sessions without contact).
+        let sent = if dest.is_empty() {
+            format!("<p>{}</p>", t(lang, "otp_no_contact_sandbox"))
+        } else {
+            format!("<p>{} <strong>{}</strong>.</p>", t(lang, "otp_sent"), esc(&otp::mask(dest)))
+        };
         let error = error_key.map(|k| format!(r#"<p class="err" role="alert" id="otp-error">{}</p>"#, t(lang, k))).unwrap_or_default();
         let csrf = security::csrf_token(&self.cx.keys, &self.session);
         let body = format!(
             r#"<section aria-labelledby="otp-h"><h2 id="otp-h">{title}</h2>
-<p>{sent} <strong>{dest}</strong>.</p>{error}
+{sent}{error}
 <form method="post" action="{action}">
 <input type="hidden" name="csrf" value="{csrf}">
 <label for="code">{code_label}</label>
@@ -257,8 +269,6 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
 <button type="submit" name="action" value="resend" class="secondary" formnovalidate>{resend}</button>
 </form></section>"#,
             title = t(lang, "otp_title"),
-            sent = t(lang, "otp_sent"),
-            dest = esc(&dest),
             action = self.page_url("/otp"),
             code_label = t(lang, "otp_code"),
             invalid = if error_key.is_some() { r#" aria-invalid="true" aria-describedby="otp-error""# } else { "" },
@@ -270,14 +280,35 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         self.html(status, html::page(&frame, &body))
     }
 
-    /// Issues and sends a new code; false when there is nowhere to send it.
-    async fn send_code(&mut self) -> bool {
+    /// Issues and sends a new code; the page that says why not when the session's limits
+    /// refuse it.
+    async fn send_code(&mut self) -> Result<(), Response<Body>> {
         match otp::send_code(self.cx, self.pay, &self.session).await {
-            Some(written) => {
+            Ok(Ok(written)) => {
                 self.session = written;
-                true
+                Ok(())
             }
-            None => false,
+            Ok(Err(refusal)) => Err(self.code_refused(refusal).await),
+            Err(e) => {
+                tracing::error!(session_id = %self.session.id, error = %e, "one-time code not stored");
+                Err(self.message(StatusCode::SERVICE_UNAVAILABLE, "alert", "failed", None))
+            }
+        }
+    }
+
+    async fn code_refused(&mut self, refusal: otp::SendRefusal) -> Response<Body> {
+        match refusal {
+            otp::SendRefusal::NoContact => self.message(StatusCode::FORBIDDEN, "alert", "otp_unavailable", None),
+            otp::SendRefusal::Locked => self.message(StatusCode::FORBIDDEN, "alert", "otp_locked", None),
+            // A code may still be current: the form stays, with the reason.
+            otp::SendRefusal::Exhausted if otp::has_current_code(&self.session, self.now()) => {
+                Box::pin(self.otp_gate(Some("otp_resend_limit"))).await
+            }
+            otp::SendRefusal::Exhausted => self.message(StatusCode::FORBIDDEN, "alert", "otp_exhausted", None),
+            otp::SendRefusal::Cooldown(_) if otp::has_current_code(&self.session, self.now()) => {
+                Box::pin(self.otp_gate(Some("otp_cooldown"))).await
+            }
+            otp::SendRefusal::Cooldown(_) => self.message(StatusCode::TOO_MANY_REQUESTS, "alert", "otp_cooldown", None),
         }
     }
 
@@ -289,7 +320,9 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
             return self.message(StatusCode::FORBIDDEN, "alert", "forbidden", None);
         }
         if form_field(&form, "action") == Some("resend") {
-            self.send_code().await;
+            if let Err(refused) = self.send_code().await {
+                return refused;
+            }
             return self.otp_gate(None).await;
         }
         let submitted = form_field(&form, "code").unwrap_or("");
@@ -300,7 +333,7 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
                 let proof = security::issue_proof(&self.cx.keys, &self.session, self.now());
                 return self.back_to_page(&proof);
             }
-            otp::Verdict::Locked => "otp_locked",
+            otp::Verdict::Locked => return self.message(StatusCode::FORBIDDEN, "alert", "otp_locked", None),
             otp::Verdict::Expired => "otp_expired",
             otp::Verdict::Wrong => "otp_wrong",
         };
