@@ -1,6 +1,7 @@
 //! `paysession-local`: every function's handler mounted on the routes of template.yaml,
 //! served by one hyper server over the embedded store, always in sandbox mode.
 
+pub mod connections;
 mod demo;
 mod dynamo_pipeline;
 mod local;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use paysession_app::ports::WebhookSender;
 use paysession_http::lambda_http::{Body, Request};
 use paysession_http::mount::{Mounted, handle};
@@ -22,6 +22,7 @@ use paysession_runtime::StoreChoice;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::connections::{self, ConnectionLimits, OpenConnections};
 use crate::demo::{DemoCredentials, ensure_demo_merchant};
 use crate::local::Local;
 
@@ -98,22 +99,43 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         tokio::spawn(crate::dynamo_pipeline::run_stream(deps.clone(), dynamo.client().clone(), dynamo.table().to_string(), stop.clone()));
     }
     let shared = Arc::new(deps.clone());
+    let limits = ConnectionLimits::for_this_process();
+    let open = OpenConnections::default();
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of descriptors, most often: retrying at once would spin.
+                            tracing::warn!(error = %e, "accept failed; backing off");
+                            tokio::time::sleep(connections::ACCEPT_BACKOFF).await;
+                            continue;
+                        }
+                    };
+                    // Finished connections leave the set as they go, so it never grows.
+                    while connections.try_join_next().is_some() {}
+                    let Some(header_timeout) = limits.header_timeout(open.open()) else {
+                        drop(stream);
+                        continue;
+                    };
+                    let slot = open.take();
                     let deps = shared.clone();
                     let mut stop = stop.clone();
                     connections.spawn(async move {
+                        let _slot = slot;
                         let service = service_fn(move |mut req: hyper::Request<Incoming>| {
                             let deps = deps.clone();
                             req.extensions_mut().insert(ClientAddr(peer.ip()));
                             async move { Ok::<_, Infallible>(serve(&deps, req).await) }
                         });
-                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(header_timeout)
+                            .serve_connection(TokioIo::new(stream), service);
                         tokio::pin!(conn);
                         tokio::select! {
                             _ = conn.as_mut() => {}
@@ -164,13 +186,18 @@ async fn scheduler(deps: Local, source: std::sync::Arc<dyn paysession_app::recur
 
 async fn serve(deps: &Local, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    // One byte over the limit is enough to know the body is too large.
-    let collected = Limited::new(body, MAX_BODY + 1).collect().await;
+    // One byte over the limit is enough to know the body is too large; a body trickled in
+    // slower than the timeout is not waited for.
+    let collected = tokio::time::timeout(connections::BODY_TIMEOUT, Limited::new(body, MAX_BODY + 1).collect()).await;
     let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(_)) => {
             let empty = Request::from_parts(parts, Body::Empty);
             return to_hyper(unrouted(ApiError::PayloadTooLarge, &empty));
+        }
+        Err(_) => {
+            let empty = Request::from_parts(parts, Body::Empty);
+            return to_hyper(unrouted(ApiError::MalformedRequest("the request body did not arrive in time".into()), &empty));
         }
     };
     let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };

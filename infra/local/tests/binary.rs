@@ -18,15 +18,21 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Started {
 }
 
 fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Started {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paysession-local"))
-        .args(["--port", "0"])
-        .args(args)
-        .envs(extra_env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysession-local"));
+    cmd.args(["--port", "0"]).args(args).envs(extra_env.iter().copied());
+    spawn(cmd)
+}
+
+/// The binary under an open-file limit of `files` (set by the shell, as an operator would).
+fn start_limited(dir: &std::path::Path, files: u32) -> Started {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("ulimit -n {files} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_paysession-local")]);
+    cmd.args(["--port", "0", "--data-dir", dir.to_str().unwrap()]);
+    spawn(cmd)
+}
+
+fn spawn(mut cmd: Command) -> Started {
+    let mut child = cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut base, mut client_id, mut secret) = (None, None, None);
     while base.is_none() || client_id.is_none() || secret.is_none() {
@@ -138,4 +144,74 @@ fn bad_flags_are_explained() {
     let out = Command::new(env!("CARGO_BIN_EXE_paysession-local")).args(["--port", "http"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
+}
+
+/// User plus system CPU seconds of a process so far (`/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Slowloris and a flood of idle connections beyond the open-file limit: the server closes
+/// the slow ones after the header timeout, sheds the flood past its caps, does not spin in
+/// its accept loop, and keeps answering /health throughout. (Bounded: 50 slow and 400 idle
+/// connections against a 256-file limit.)
+#[tokio::test]
+async fn idle_and_slow_connections_do_not_take_it_down() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_limited(dir.path(), 256);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let health = async || {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+        // A connection that lands past the hard cap is closed at once: a client retries.
+        for _ in 0..20 {
+            if let Ok(r) = http.get(format!("{}/health", s.base)).send().await {
+                return r.status().as_u16();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    };
+
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+            c
+        })
+        .collect();
+    let idle: Vec<TcpStream> = (0..400).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    assert_eq!(health().await, 200, "answers while 50 slow and {} idle connections are held", idle.len());
+
+    let before = cpu_seconds(s.child.id());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let spent = cpu_seconds(s.child.id()) - before;
+    assert!(spent < 1.0, "the accept loop must not spin: {spent:.2} CPU seconds in 2 s");
+    assert_eq!(health().await, 200);
+
+    // Past the header timeout every slow connection has been closed by the server.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // Closed: reading reaches the end (after any answer) or a reset; a read that times out
+    // means the connection is still held open.
+    let ended = |c: &mut TcpStream| {
+        c.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    };
+    let closed = slow.iter_mut().map(ended).filter(|&closed| closed).count();
+    assert_eq!(closed, 50, "slow connections closed by the header timeout");
+    drop(idle);
+    assert_eq!(health().await, 200);
+    stop(s);
 }
