@@ -190,3 +190,24 @@ async fn concurrent_expiry_triggers_write_once() {
         assert!(wrote <= 1, "round {round}: {wrote} triggers claimed the write");
     }
 }
+
+/// Repeated advances stop at the bound with a clear 422 (they used to overflow and abort the
+/// process, and again on every restart because the offset was saved); the server restarts.
+#[tokio::test]
+async fn the_test_clock_is_bounded_and_survives_a_restart() {
+    let mut s = Server::start().await;
+    let t = s.token().await;
+    let ten_years = 10 * 366 * 86_400;
+    for _ in 0..10 {
+        assert_eq!(s.advance_clock(&t, ten_years).await.status, 200);
+    }
+    let r = s.advance_clock(&t, ten_years).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.error_fields(), [("seconds".to_string(), "out_of_range".to_string())]);
+    assert!(r.json()["errors"][0]["message"].as_str().unwrap().contains("at most 36600 days ahead"), "{}", r.text);
+    let before = s.get("/v1/test_clock", &t).await.json()["offset_seconds"].clone();
+    s.restart().await;
+    let t = s.token().await;
+    assert_eq!(s.get("/v1/test_clock", &t).await.json()["offset_seconds"], before, "the saved offset is restored");
+    assert_eq!(s.create(&t, &paysession_tests::session_body("far-future")).await.status, 201, "and the server works");
+}

@@ -149,7 +149,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let delivery = delivered_input(s);
     assert_eq!(handle_scheduled_charge(cx, &pay, &delivery).await.unwrap()["result"], "nothing_due");
     // Due: three deliveries of the same occurrence, concurrently, charge once.
-    d.test_clock.as_ref().unwrap().advance(first.at - cx.clock.now() + chrono::Duration::seconds(1));
+    d.test_clock.as_ref().unwrap().advance(first.at - cx.clock.now() + chrono::Duration::seconds(1)).unwrap();
     let (a, b, c) = tokio::join!(
         handle_scheduled_charge(cx, &pay, &delivery),
         handle_scheduled_charge(cx, &pay, &delivery),
@@ -188,7 +188,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     assert_eq!(delivered_input(s2)["occurrence"], 1);
 
     // One delivery charging occurrence 1: its DynamoDB requests, counted.
-    d.test_clock.as_ref().unwrap().advance(second.at - cx.clock.now() + chrono::Duration::seconds(1));
+    d.test_clock.as_ref().unwrap().advance(second.at - cx.clock.now() + chrono::Duration::seconds(1)).unwrap();
     counter.take();
     assert_eq!(handle_scheduled_charge(cx, &pay, &delivered_input(s2)).await.unwrap()["result"], "charged");
     let requests = counter.take();
@@ -219,7 +219,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let stored = schedules(&client, &group).await;
     let third_input = json!({"merchant_id": merchant.id, "mandate_id": md, "occurrence": 2, "scheduled_time": "x"});
     assert!(stored.iter().all(|(n, _)| *n != third_name));
-    d.test_clock.as_ref().unwrap().advance(third.at - cx.clock.now() + chrono::Duration::seconds(1));
+    d.test_clock.as_ref().unwrap().advance(third.at - cx.clock.now() + chrono::Duration::seconds(1)).unwrap();
     assert_eq!(handle_scheduled_charge(cx, &pay, &third_input).await.unwrap()["result"], "nothing_due");
     assert_eq!(cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().charges_count, 2);
 

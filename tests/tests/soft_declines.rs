@@ -60,7 +60,7 @@ async fn soft_declines_retry_after_one_three_and_five_days_then_fail_the_occurre
     let (merchant, mandate) = first_payment(&cx, &pay, "cus_soft", "4242424242424242", 12).await;
     let (m, md) = (merchant.id.as_str(), mandate.id.as_str());
     let clock = cx.test_clock.clone().unwrap();
-    let go_to = |at: DateTime<Utc>| clock.advance(at - cx.clock.now() + Duration::seconds(1));
+    let go_to = |at: DateTime<Utc>| clock.advance(at - cx.clock.now() + Duration::seconds(1)).unwrap();
 
     // Occurrence 0: the first try and its three retries, each a day count after the last.
     let due = mandate.next_charge_at.unwrap();

@@ -114,7 +114,7 @@ async fn outbox_stream_to_sqs_to_receiver() {
     let response = handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await;
     assert_eq!(failures(&response), 1, "the 500 keeps its message: {response}");
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "hidden for the retry delay");
-    deps.test_clock.as_ref().unwrap().advance(chrono::Duration::seconds(5));
+    deps.test_clock.as_ref().unwrap().advance(chrono::Duration::seconds(5)).unwrap();
     let again = receive_event(&queues, &queues.queue_url, 10).await.expect("the message is back after 5 s");
     assert_eq!(
         failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &again).await),

@@ -5,7 +5,7 @@ use http::{StatusCode, header};
 use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::ports::{IdempotencyStore, SettingsStore};
-use paysession_domain::errors::{Errors, FieldCode};
+use paysession_domain::errors::{Errors, FieldCode, FieldError};
 use paysession_domain::json::ObjectReader;
 use serde_json::json;
 
@@ -67,7 +67,9 @@ pub async fn test_clock_advance<S: SettingsStore + IdempotencyStore + ?Sized>(
     };
     let clock = cx.test_clock.clone().ok_or_else(|| ApiError::NotFound("the test clock exists only in sandbox mode".into()))?;
     idempotent(cx, p, call, async |_claim| {
-        let offset = clock.advance(Duration::seconds(seconds));
+        let offset = clock.advance(Duration::seconds(seconds)).map_err(|too_far| {
+            ApiError::Validation(vec![FieldError { field: "seconds".into(), code: FieldCode::OutOfRange, message: too_far.to_string() }])
+        })?;
         cx.store.put_setting(TEST_CLOCK_SETTING, &offset.num_milliseconds().to_string()).await?;
         tracing::info!(seconds, offset_seconds = offset.num_seconds(), "test clock advanced");
         Ok(Reply::from_stored(stored_json(StatusCode::OK, &clock_view(cx)), false))
