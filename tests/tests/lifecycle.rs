@@ -179,6 +179,8 @@ async fn concurrent_expiry_triggers_write_once() {
     for round in 0..5 {
         let id = s.create(&t, &session_body(&format!("race-exp-{round}"))).await.json()["id"].as_str().unwrap().to_string();
         s.advance_clock(&t, 15 * 60 + 1).await;
+        // The demo merchant's clock (advancing it moved no one else's).
+        let deps = deps.at_merchant(&principal_merchant).await.unwrap();
         let triggers = (0..6).map(|_| {
             let (deps, m, id) = (deps.clone(), principal_merchant.clone(), id.clone());
             tokio::spawn(async move { paysession_app::expiry::expire_if_due(&deps, &m, &id).await.unwrap() })
@@ -210,4 +212,35 @@ async fn the_test_clock_is_bounded_and_survives_a_restart() {
     let t = s.token().await;
     assert_eq!(s.get("/v1/test_clock", &t).await.json()["offset_seconds"], before, "the saved offset is restored");
     assert_eq!(s.create(&t, &paysession_tests::session_body("far-future")).await.status, 201, "and the server works");
+}
+
+/// Each merchant has its own test clock: merchant B's advance moves B's sessions, sweeps and
+/// clock view, and nothing of merchant A's.
+#[tokio::test]
+async fn test_clocks_are_per_merchant() {
+    let s = Server::start().await;
+    let a = s.token().await;
+    let (b_id, b_secret) = s.other_merchant().await;
+    let b = s.token_for(&b_id, &b_secret, None).await;
+    let a_session = s.create(&a, &session_body("clock-a")).await.json()["id"].as_str().unwrap().to_string();
+    let b_session = s.create(&b, &session_body("clock-b")).await.json()["id"].as_str().unwrap().to_string();
+
+    assert_eq!(s.advance_clock(&b, 3600).await.status, 200);
+    assert_eq!(s.get("/v1/test_clock", &b).await.json()["offset_seconds"], 3600);
+    assert_eq!(s.get("/v1/test_clock", &a).await.json()["offset_seconds"], 0, "A's clock did not move");
+    assert_eq!(s.get(&format!("/v1/payment_sessions/{b_session}"), &b).await.json()["status"], "expired");
+    assert_eq!(s.get(&format!("/v1/payment_sessions/{a_session}"), &a).await.json()["status"], "open");
+    // The sweeper writes B's expiry on B's clock, and leaves A's session alone.
+    let mut b_types = Vec::new();
+    for _ in 0..40 {
+        b_types = event_types(&s, &b, &b_session).await;
+        if b_types.contains(&"payment_session.expired".to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(b_types.contains(&"payment_session.expired".to_string()), "{b_types:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(event_types(&s, &a, &a_session).await, ["payment_session.created"], "A's session never expired");
+    assert_eq!(s.get(&format!("/v1/payment_sessions/{a_session}"), &a).await.json()["status"], "open");
 }

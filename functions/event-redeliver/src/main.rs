@@ -6,6 +6,7 @@ use paysession_http::pipeline::api;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
     paysession_runtime::http("event-redeliver", |f, info, params, req| {
-        Box::pin(api(f, &f.core.keys, info, params, req, |f, p, call| Box::pin(events::redeliver(&f.core, f.queue(), p, call))))
+        let queue = paysession_runtime::static_queue(f);
+        Box::pin(api(&f.core, &f.core.keys, info, params, req, move |cx, p, call| Box::pin(events::redeliver(cx, queue, p, call))))
     })
 }

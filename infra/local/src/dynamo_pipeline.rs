@@ -42,7 +42,11 @@ pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<(Stri
         let (deps, mut stop) = (deps.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
-                let wait = match dispatch(&deps.app.core, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await {
+                let dispatched = match deps.app.core.at_merchant(&merchant_id).await {
+                    Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await,
+                    Err(e) => Err(e),
+                };
+                let wait = match dispatched {
                     Ok(DispatchOutcome::RetryIn(d)) => d.min(Duration::from_secs(1)),
                     Ok(_) => return,
                     Err(e) => {

@@ -52,24 +52,32 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
     let mut changes = store.subscribe();
     loop {
         changes.mark_unchanged();
-        match store.due_deliveries(deps.app.core.clock.now(), 64).await {
-            Ok(due) => {
-                for (merchant_id, id) in due {
-                    if !in_flight.lock().expect("lock").insert(id.clone()) {
-                        continue;
-                    }
-                    let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                    let (deps, in_flight) = (deps.clone(), in_flight.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = dispatch(&deps.app.core, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await {
-                            tracing::warn!(error = %e, delivery_id = %id, "webhook dispatch failed; retrying");
+        let clocks = deps.app.core.sweep_clocks().await.unwrap_or_else(|_| vec![(None, deps.app.core.clock.now())]);
+        for (merchant, now) in clocks {
+            match store.due_deliveries(merchant.as_deref(), now, 64).await {
+                Ok(due) => {
+                    for (merchant_id, id) in due {
+                        if !in_flight.lock().expect("lock").insert(id.clone()) {
+                            continue;
                         }
-                        in_flight.lock().expect("lock").remove(&id);
-                        drop(permit);
-                    });
+                        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                        let (deps, in_flight) = (deps.clone(), in_flight.clone());
+                        tokio::spawn(async move {
+                            // Each delivery's retries follow its merchant's clock.
+                            let dispatched = match deps.app.core.at_merchant(&merchant_id).await {
+                                Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await.map(|_| ()),
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = dispatched {
+                                tracing::warn!(error = %e, delivery_id = %id, "webhook dispatch failed; retrying");
+                            }
+                            in_flight.lock().expect("lock").remove(&id);
+                            drop(permit);
+                        });
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "cannot read due deliveries; retrying"),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read due deliveries; retrying"),
         }
         let wait = match store.next_due().await {
             Ok(Some(t)) => (t - deps.app.core.clock.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
@@ -94,7 +102,8 @@ async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreErr
         }
         let mut endpoints = EndpointCache::default();
         for item in &batch {
-            fan_out(&deps.app.core, deps.app.queue.as_ref(), &mut endpoints, &item.merchant_id, &item.event).await?;
+            let cx = deps.app.core.at_merchant(&item.merchant_id).await?;
+            fan_out(&cx, deps.app.queue.as_ref(), &mut endpoints, &item.merchant_id, &item.event).await?;
             cursor = item.seq;
         }
         store.meta_set(OUTBOX_CURSOR, &cursor.to_string()).await?;

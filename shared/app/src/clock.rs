@@ -14,6 +14,15 @@ impl Clock for SystemClock {
     }
 }
 
+/// The setting of a deployment-wide offset kept by earlier versions: the starting offset of
+/// every merchant that has not advanced its own clock.
+pub const LEGACY_TEST_CLOCK_SETTING: &str = "test_clock_offset_ms";
+
+/// The setting holding one merchant's test-clock offset in milliseconds.
+pub fn test_clock_setting(merchant_id: &str) -> String {
+    format!("test_clock_offset_ms:{merchant_id}")
+}
+
 /// How far ahead of the wall clock the test clock may run in total: far beyond any schedule
 /// or retention a test needs, and far from the end of the representable time.
 pub const MAX_OFFSET: Duration = Duration::days(100 * 366);

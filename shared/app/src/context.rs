@@ -52,6 +52,40 @@ impl<S: ?Sized> Clone for Core<S> {
     }
 }
 
+impl<S: crate::ports::SettingsStore + ?Sized> Core<S> {
+    /// This core on `merchant_id`'s business clock. In sandbox each merchant has a test
+    /// clock of its own (its offset stored in the table, read on every call so every
+    /// function instance agrees); `test_clock` here is the deployment-wide starting offset.
+    /// Outside the sandbox this is the same core.
+    pub async fn at_merchant(&self, merchant_id: &str) -> Result<Core<S>, crate::ports::StoreError> {
+        let Some(start) = &self.test_clock else { return Ok(self.clone()) };
+        let stored = self.store.get_setting(&crate::clock::test_clock_setting(merchant_id)).await?;
+        let offset = stored.and_then(|v| v.parse::<i64>().ok()).map(chrono::Duration::milliseconds).unwrap_or_else(|| start.offset());
+        let clock = TestClock::with_offset(offset);
+        Ok(Core { clock: Arc::new(clock.clone()), test_clock: Some(clock), ..self.clone() })
+    }
+}
+
+impl<S: crate::ports::SettingsStore + crate::ports::MerchantStore + ?Sized> Core<S> {
+    /// What a sweep of due items must cover: `(None, now)` on the deployment clock (every
+    /// merchant's clock is at or ahead of it, so whatever is due there is due for its
+    /// merchant), then `(Some(merchant), its now)` for each merchant whose own test clock is
+    /// further ahead. Outside the sandbox only the first.
+    pub async fn sweep_clocks(&self) -> Result<Vec<(Option<String>, chrono::DateTime<chrono::Utc>)>, crate::ports::StoreError> {
+        let base = self.clock.now();
+        let mut out = vec![(None, base)];
+        if self.test_clock.is_some() {
+            for m in self.store.list_merchants().await? {
+                let now = self.at_merchant(&m.id).await?.clock.now();
+                if now - base > chrono::Duration::seconds(1) {
+                    out.push((Some(m.id), now));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The payment side: a processor (the sandbox, or a PSP connector) and the notifier that
 /// sends one-time codes.
 #[derive(Clone)]

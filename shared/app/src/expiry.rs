@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use std::convert::Infallible;
 
 use crate::context::Core;
-use crate::ports::{SessionStore, StoreError};
+use crate::ports::{MerchantStore, SessionStore, SettingsStore, StoreError};
 use crate::sessions::{UpdateError, update_with};
 
 /// Expires the session if it is due. `Ok(true)` when this call wrote the expiry; a second
@@ -30,27 +30,34 @@ pub async fn expire_if_due<S: SessionStore + ?Sized>(cx: &Core<S>, merchant_id: 
 /// items and the table stream play this part).
 #[async_trait]
 pub trait ExpirySweep: Send + Sync {
-    /// `(merchant_id, session_id)` of up to `limit` sessions whose `expires_at <= now` and
-    /// whose status can still expire.
-    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+    /// `(merchant_id, session_id)` of up to `limit` sessions (of `merchant`, or of anyone)
+    /// whose `expires_at <= now` and whose status can still expire.
+    async fn due_for_expiry(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
 }
 
-/// One pass of the sweeper: expires everything due, returns how many it wrote.
-pub async fn sweep<S: SessionStore + ?Sized>(cx: &Core<S>, source: &dyn ExpirySweep) -> Result<usize, StoreError> {
+/// One pass of the sweeper: expires everything due, each session on its merchant's clock;
+/// returns how many it wrote.
+pub async fn sweep<S: SessionStore + SettingsStore + MerchantStore + ?Sized>(
+    cx: &Core<S>,
+    source: &dyn ExpirySweep,
+) -> Result<usize, StoreError> {
     let mut written = 0;
-    loop {
-        let due = source.due_for_expiry(cx.clock.now(), 100).await?;
-        let batch = due.len();
-        let mut progressed = false;
-        for (merchant, id) in due {
-            if expire_if_due(cx, &merchant, &id).await? {
-                written += 1;
-                progressed = true;
+    for (merchant, now) in cx.sweep_clocks().await? {
+        loop {
+            let due = source.due_for_expiry(merchant.as_deref(), now, 100).await?;
+            let batch = due.len();
+            let mut progressed = false;
+            for (merchant, id) in due {
+                if expire_if_due(&cx.at_merchant(&merchant).await?, &merchant, &id).await? {
+                    written += 1;
+                    progressed = true;
+                }
+            }
+            // Loose sessions with an attempt running stay due but are not expired yet.
+            if batch < 100 || !progressed {
+                break;
             }
         }
-        // Loose sessions with an attempt running stay due but are not expired yet.
-        if batch < 100 || !progressed {
-            return Ok(written);
-        }
     }
+    Ok(written)
 }

@@ -26,7 +26,7 @@ use crate::context::{Core, Payments};
 use crate::ids::new_id;
 use crate::mandates::{self, MandateError};
 use crate::payments::{self, PaymentFailure};
-use crate::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionQuery, SessionStore, StoreError};
+use crate::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionQuery, SessionStore, SettingsStore, StoreError};
 use crate::sessions::{UpdateError, update_with};
 
 /// How long an occurrence's session stays payable: long enough for every retry.
@@ -62,7 +62,9 @@ pub enum Triggered {
 /// scheduler names the mandate).
 #[async_trait]
 pub trait DueMandates: Send + Sync {
-    async fn due_mandates(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+    /// `(merchant_id, mandate_id)` of up to `limit` mandates (of `merchant`, or of anyone)
+    /// waiting for a charge due at `now`.
+    async fn due_mandates(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// The session of occurrence `n`: found by its derived reference, or created.
@@ -199,18 +201,21 @@ pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
     })
 }
 
-/// One pass of the local scheduler: triggers every due mandate; returns what it charged.
-pub async fn sweep<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
+/// One pass of the local scheduler: triggers every due mandate on its merchant's clock;
+/// returns what it charged.
+pub async fn sweep<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     source: &dyn DueMandates,
 ) -> Result<Vec<Triggered>, StoreError> {
     let mut out = Vec::new();
-    for (merchant_id, id) in source.due_mandates(cx.clock.now(), 100).await? {
-        let t = trigger(cx, pay, &merchant_id, &id, None).await?;
-        if !matches!(t, Triggered::NothingDue | Triggered::NotYetDue { .. }) {
-            tracing::info!(mandate_id = %id, result = ?t, "recurring charge");
-            out.push(t);
+    for (merchant, now) in cx.sweep_clocks().await? {
+        for (merchant_id, id) in source.due_mandates(merchant.as_deref(), now, 100).await? {
+            let t = trigger(&cx.at_merchant(&merchant_id).await?, pay, &merchant_id, &id, None).await?;
+            if !matches!(t, Triggered::NothingDue | Triggered::NotYetDue { .. }) {
+                tracing::info!(mandate_id = %id, result = ?t, "recurring charge");
+                out.push(t);
+            }
         }
     }
     Ok(out)

@@ -38,7 +38,7 @@ fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
 /// The local server on DynamoDB (Local) sweeps for due mandates as it does on SQLite.
 #[async_trait]
 impl paysession_app::recurring::DueMandates for DynamoStore {
-    async fn due_mandates(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    async fn due_mandates(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
         let mut due = Vec::new();
         let mut start = None;
         loop {
@@ -55,6 +55,9 @@ impl paysession_app::recurring::DueMandates for DynamoStore {
                 .map_err(|e| backend(crate::describe(&e)))?;
             for it in out.items.unwrap_or_default() {
                 let m: Mandate = parse_body(&it)?;
+                if merchant.is_some_and(|wanted| wanted != m.merchant_id) {
+                    continue;
+                }
                 due.push((m.merchant_id, m.id));
                 if due.len() >= limit {
                     return Ok(due);

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target};
 use chrono::Duration;
-use paysession_app::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionStore, StoreError};
+use paysession_app::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionStore, SettingsStore, StoreError};
 use paysession_app::recurring::{Triggered, trigger};
 use paysession_app::{Core, Payments};
 use serde::{Deserialize, Serialize};
@@ -147,12 +147,13 @@ impl ChargeScheduler for EventBridgeScheduler {
 
 /// Handles one invocation of the `recurring-charge` function. `Err` makes Scheduler retry
 /// (and, when retries run out, dead-letter) the invocation.
-pub async fn handle_scheduled_charge<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
+pub async fn handle_scheduled_charge<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     input: &Value,
 ) -> Result<Value, String> {
     let charge: ScheduledCharge = serde_json::from_value(input.clone()).map_err(|e| format!("unreadable scheduled charge {input}: {e}"))?;
+    let cx = &cx.at_merchant(&charge.merchant_id).await.map_err(|e| e.to_string())?;
     let result = trigger(cx, pay, &charge.merchant_id, &charge.mandate_id, Some(charge.occurrence)).await.map_err(|e| e.to_string())?;
     tracing::info!(mandate_id = %charge.mandate_id, occurrence = charge.occurrence, scheduled_time = ?charge.scheduled_time, result = ?result, "scheduled charge");
     match result {

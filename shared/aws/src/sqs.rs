@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use paysession_app::Core;
 use paysession_app::clock::Clock;
 use paysession_app::ports::{DeliveryQueue, StoreError};
-use paysession_app::ports::{WebhookSender, WebhookStore};
+use paysession_app::ports::{SettingsStore, WebhookSender, WebhookStore};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ pub struct DispatcherQueues {
 /// Handles an SQS event (`ReportBatchItemFailures`): each message is one delivery attempt,
 /// all of a batch's attempts run concurrently (each may take the full 15 s). Returns the
 /// Lambda response naming the messages to keep.
-pub async fn handle_sqs_event<S: WebhookStore + ?Sized>(
+pub async fn handle_sqs_event<S: WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     sender: &dyn WebhookSender,
     wall: &dyn Clock,
@@ -95,7 +95,7 @@ pub async fn handle_sqs_event<S: WebhookStore + ?Sized>(
 }
 
 /// One message; `Some(message_id)` when SQS must keep it.
-async fn handle_message<S: WebhookStore + ?Sized>(
+async fn handle_message<S: WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     sender: &dyn WebhookSender,
     wall: &dyn Clock,
@@ -110,7 +110,15 @@ async fn handle_message<S: WebhookStore + ?Sized>(
         tracing::error!(message_id, "unreadable webhook queue message dropped");
         return None;
     };
-    let keep = match dispatch(cx, sender, wall, &wake.merchant_id, &wake.delivery_id).await {
+    // Retry times follow the merchant's clock (its sandbox test clock).
+    let merchant_cx = match cx.at_merchant(&wake.merchant_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(message_id, error = %e, "merchant clock unavailable; the message comes back");
+            return Some(message_id.to_string());
+        }
+    };
+    let keep = match dispatch(&merchant_cx, sender, wall, &wake.merchant_id, &wake.delivery_id).await {
         Ok(DispatchOutcome::Finished) => false,
         Ok(DispatchOutcome::RetryIn(wait)) => {
             let secs = wait.max(Duration::from_secs(1)).min(MAX_VISIBILITY).as_secs() as i32;

@@ -8,7 +8,7 @@
 use paysession_app::Core;
 use paysession_app::expiry::expire_if_due;
 use paysession_app::ports::StoreError;
-use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, WebhookStore};
+use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
 use paysession_app::recurring::reschedule;
 use paysession_app::webhooks::{EndpointCache, fan_out};
 use paysession_domain::mandate::Mandate;
@@ -64,17 +64,24 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
     }
 }
 
-async fn run<S: SessionStore + WebhookStore + ?Sized>(
+async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
     scheduler: &dyn ChargeScheduler,
     endpoints: &mut EndpointCache,
     work: StreamWork,
 ) -> Result<(), StoreError> {
+    // Each record on its merchant's clock (its sandbox test clock).
     match work {
-        StreamWork::Reschedule { old, new } => reschedule(cx, scheduler, old.as_deref(), &new).await.map(|_| ()),
-        StreamWork::FanOut { merchant_id, event } => fan_out(cx, queue, endpoints, &merchant_id, &event).await.map(|_| ()),
-        StreamWork::Expire { merchant_id, session_id } => expire_if_due(cx, &merchant_id, &session_id).await.map(|_| ()),
+        StreamWork::Reschedule { old, new } => {
+            reschedule(&cx.at_merchant(&new.merchant_id).await?, scheduler, old.as_deref(), &new).await.map(|_| ())
+        }
+        StreamWork::FanOut { merchant_id, event } => {
+            fan_out(&cx.at_merchant(&merchant_id).await?, queue, endpoints, &merchant_id, &event).await.map(|_| ())
+        }
+        StreamWork::Expire { merchant_id, session_id } => {
+            expire_if_due(&cx.at_merchant(&merchant_id).await?, &merchant_id, &session_id).await.map(|_| ())
+        }
         StreamWork::Ignore => Ok(()),
     }
 }
@@ -83,7 +90,7 @@ async fn run<S: SessionStore + WebhookStore + ?Sized>(
 /// order; at the first failure the rest of the batch is left for the retry, which starts
 /// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
 /// queued, an expiry finds the session already expired, a schedule finds itself created.
-pub async fn handle_stream_event<S: SessionStore + WebhookStore + ?Sized>(
+pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
     scheduler: &dyn ChargeScheduler,

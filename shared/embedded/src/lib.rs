@@ -472,13 +472,15 @@ impl SettingsStore for EmbeddedStore {
 
 #[async_trait]
 impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
-    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    async fn due_for_expiry(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let merchant = merchant.map(str::to_string);
         self.with(move |c| {
             let sql = format!(
-                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1 AND {} ORDER BY expires_at_ms LIMIT ?2",
+                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) AND {}
+                 ORDER BY expires_at_ms LIMIT ?2",
                 schema::expires_when_due_sql()
             );
-            id_pairs(c, &sql, params![ms(now), limit as i64])
+            id_pairs(c, &sql, params![ms(now), limit as i64, merchant])
         })
         .await
     }

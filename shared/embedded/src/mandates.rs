@@ -17,12 +17,14 @@ fn due_ms(m: &Mandate) -> Option<i64> {
 
 #[async_trait]
 impl paysession_app::recurring::DueMandates for EmbeddedStore {
-    async fn due_mandates(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    async fn due_mandates(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let merchant = merchant.map(str::to_string);
         self.with(move |c| {
             id_pairs(
                 c,
-                "SELECT merchant_id, id FROM mandates WHERE next_charge_at_ms <= ?1 ORDER BY next_charge_at_ms LIMIT ?2",
-                params![ms(now), limit as i64],
+                "SELECT merchant_id, id FROM mandates WHERE next_charge_at_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3)
+                 ORDER BY next_charge_at_ms LIMIT ?2",
+                params![ms(now), limit as i64, merchant],
             )
         })
         .await

@@ -36,13 +36,21 @@ impl EmbeddedStore {
         .await
     }
 
-    /// `(merchant_id, delivery_id)` of pending deliveries due at `now`, soonest first.
-    pub async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    /// `(merchant_id, delivery_id)` of pending deliveries (of `merchant`, or of anyone) due
+    /// at `now`, soonest first.
+    pub async fn due_deliveries(
+        &self,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let merchant = merchant.map(str::to_string);
         self.with(move |c| {
             id_pairs(
                 c,
-                "SELECT merchant_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1 ORDER BY due_at_ms LIMIT ?2",
-                params![ms(now), limit as i64],
+                "SELECT merchant_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3)
+                 ORDER BY due_at_ms LIMIT ?2",
+                params![ms(now), limit as i64, merchant],
             )
         })
         .await

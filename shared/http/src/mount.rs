@@ -27,6 +27,12 @@ impl<S: ?Sized> Clone for Mounted<S> {
     }
 }
 
+impl<S: Store + ?Sized> crate::pipeline::AtMerchant for Mounted<S> {
+    fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> crate::pipeline::MerchantFuture<'a, Self> {
+        Box::pin(async move { Ok(Mounted { core: self.core.at_merchant(merchant_id).await?, ..self.clone() }) })
+    }
+}
+
 /// Serves one request for a known route. Never fails: errors become problem+json.
 pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params: Params, req: Request) -> Response<Body> {
     let keys = &m.core.keys;

@@ -25,8 +25,24 @@ pub type ApiFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + 
 /// What a page or token handler returns: a finished response.
 pub type RawFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
 
-/// An authenticated route: the handler runs only with a valid token holding the route's scope.
-pub async fn api<C: ?Sized>(
+/// What API handlers get: a context that can take on the authenticated merchant's
+/// business clock (its sandbox test clock), so one merchant's time never moves another's.
+pub trait AtMerchant: Sized + Sync {
+    /// Boxed: a named future type keeps the handlers' futures provably `Send`.
+    fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> MerchantFuture<'a, Self>;
+}
+
+pub type MerchantFuture<'a, C> = Pin<Box<dyn Future<Output = Result<C, paysession_app::ports::StoreError>> + Send + 'a>>;
+
+impl<S: paysession_app::ports::SettingsStore + ?Sized> AtMerchant for paysession_app::Core<S> {
+    fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> MerchantFuture<'a, Self> {
+        Box::pin(paysession_app::Core::at_merchant(self, merchant_id))
+    }
+}
+
+/// An authenticated route: the handler runs only with a valid token holding the route's
+/// scope, on the token's merchant's clock.
+pub async fn api<C: AtMerchant>(
     cx: &C,
     keys: &TokenSigner,
     info: &RouteInfo,
@@ -35,7 +51,10 @@ pub async fn api<C: ?Sized>(
     handler: impl for<'a> Fn(&'a C, &'a Principal, &'a Call<'a>) -> ApiFuture<'a>,
 ) -> Response<Body> {
     serve(info, params, &req, async |call| match authenticate(keys, call, info.access) {
-        Ok(Some(p)) => render(call, handler(cx, &p, call).await),
+        Ok(Some(p)) => match cx.at_merchant(&p.merchant_id).await {
+            Ok(merchant_cx) => render(call, handler(&merchant_cx, &p, call).await),
+            Err(e) => render(call, Err(e.into())),
+        },
         Ok(None) => render(call, Err(ApiError::Internal("an authenticated route was declared public".into()))),
         Err(e) => e.to_response(),
     })

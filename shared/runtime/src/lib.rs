@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Duration;
 use paysession_app::auth::TokenSigner;
+use paysession_app::clock::LEGACY_TEST_CLOCK_SETTING;
 use paysession_app::clock::TestClock;
 use paysession_app::ports::{DeliveryQueue, MerchantStore, SettingsStore, Store};
 use paysession_app::secret::Secret;
@@ -18,7 +19,6 @@ use paysession_app::{Config, Core, Payments};
 use paysession_aws::DynamoStore;
 #[cfg(feature = "embedded")]
 pub use paysession_embedded::EmbeddedStore;
-use paysession_http::handlers::misc::TEST_CLOCK_SETTING;
 use paysession_http::lambda_http::{self, Body, Request, Response};
 use paysession_http::pipeline::{Params, RawFuture, unrouted};
 use paysession_http::problem::ApiError;
@@ -104,7 +104,6 @@ pub struct Function {
     pub core: Core<DynamoStore>,
     pub aws: aws_config::SdkConfig,
     pub env: FunctionEnv,
-    queue: OnceLock<Arc<dyn DeliveryQueue>>,
     scheduler: OnceLock<Result<paysession_aws::scheduler::EventBridgeScheduler, String>>,
 }
 
@@ -116,18 +115,13 @@ impl Function {
         let key = load_key(&env.signing_key, &aws).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
-        Ok(Function { core, aws, env, queue: OnceLock::new(), scheduler: OnceLock::new() })
+        Ok(Function { core, aws, env, scheduler: OnceLock::new() })
     }
 
     /// The webhook queue (SQS); using it without `PAYSESSION_WEBHOOK_QUEUE_URL` is reported
     /// as the deployment error it is rather than silently dropping deliveries.
-    pub fn queue(&self) -> &dyn DeliveryQueue {
-        self.queue
-            .get_or_init(|| match &self.env.webhook_queue_url {
-                Some(url) => Arc::new(paysession_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&self.aws), url.clone())),
-                None => Arc::new(UnconfiguredQueue),
-            })
-            .as_ref()
+    pub fn queue(&self) -> &'static dyn DeliveryQueue {
+        static_queue(self)
     }
 }
 
@@ -183,6 +177,18 @@ pub async fn deployment_signing_key(opened: &OpenedStore) -> Result<Secret<Vec<u
         return load_key(&source, &aws).await;
     }
     local_signing_key(opened.settings()).await
+}
+
+/// The webhook queue for the life of the process (a Lambda process has one [`Function`]),
+/// so handlers may hold it beyond a borrow of the function.
+pub fn static_queue(f: &Function) -> &'static dyn DeliveryQueue {
+    static QUEUE: OnceLock<Arc<dyn DeliveryQueue>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| match &f.env.webhook_queue_url {
+            Some(url) => Arc::new(paysession_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&f.aws), url.clone())),
+            None => Arc::new(UnconfiguredQueue),
+        })
+        .as_ref()
 }
 
 /// The built-in sandbox processor and notifier, for the functions that take payments.
@@ -308,7 +314,7 @@ pub async fn build_core<S: SettingsStore + ?Sized>(
 ) -> Result<Core<S>, String> {
     let test_clock = if sandbox {
         let offset_ms =
-            store.get_setting(TEST_CLOCK_SETTING).await.map_err(|e| e.to_string())?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            store.get_setting(LEGACY_TEST_CLOCK_SETTING).await.map_err(|e| e.to_string())?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Some(TestClock::with_offset(Duration::milliseconds(offset_ms)))
     } else {
         None

@@ -16,8 +16,6 @@ use crate::request::Call;
 /// The committed OpenAPI 3.1 document, served as is.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 
-pub const TEST_CLOCK_SETTING: &str = "test_clock_offset_ms";
-
 pub async fn openapi<C: ?Sized>(_cx: &C, _call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut r = Reply::from_stored(
         paysession_app::ports::StoredResponse { status: 200, content_type: "application/json".into(), body: OPENAPI.into() },
@@ -70,7 +68,8 @@ pub async fn test_clock_advance<S: SettingsStore + IdempotencyStore + ?Sized>(
         let offset = clock.advance(Duration::seconds(seconds)).map_err(|too_far| {
             ApiError::Validation(vec![FieldError { field: "seconds".into(), code: FieldCode::OutOfRange, message: too_far.to_string() }])
         })?;
-        cx.store.put_setting(TEST_CLOCK_SETTING, &offset.num_milliseconds().to_string()).await?;
+        // The caller's clock only: another merchant's sessions, retries and schedules keep theirs.
+        cx.store.put_setting(&paysession_app::clock::test_clock_setting(&p.merchant_id), &offset.num_milliseconds().to_string()).await?;
         tracing::info!(seconds, offset_seconds = offset.num_seconds(), "test clock advanced");
         Ok(Reply::from_stored(stored_json(StatusCode::OK, &clock_view(cx)), false))
     })

@@ -7,7 +7,7 @@ use http::StatusCode;
 use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::payments::{self, PaymentFailure};
-use paysession_app::ports::SessionStore;
+use paysession_app::ports::{SessionStore, SettingsStore};
 use paysession_domain::PaymentType;
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
@@ -52,13 +52,15 @@ fn payment_error(e: PaymentError) -> ApiError {
     }
 }
 
-/// A payment received from outside (deposit, QR scan), through the payments use case.
-async fn receive<S: SessionStore + ?Sized>(
+/// A payment received from outside (deposit, QR scan), through the payments use case, on
+/// the session's merchant's clock.
+async fn receive<S: SessionStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     session: PaymentSession,
     method: PaymentMethodKind,
     amount: i64,
 ) -> Result<Reply, ApiError> {
+    let cx = &cx.at_merchant(&session.merchant_id).await?;
     let paid = payments::receive(cx, session, method, amount).await.map_err(|f| match f {
         PaymentFailure::Refused(e) => payment_error(e),
         PaymentFailure::Store(e) => e.into(),
@@ -66,7 +68,7 @@ async fn receive<S: SessionStore + ?Sized>(
     Ok(Reply::json(StatusCode::OK, &paid.to_api(cx.clock.now())))
 }
 
-pub async fn deposit<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn deposit<S: SessionStore + SettingsStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let amount = read_amount(call, true)?.expect("required");
     let number = call.param("number");
     let session = cx
@@ -77,7 +79,7 @@ pub async fn deposit<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) ->
     receive(cx, session, PaymentMethodKind::VirtualAccount, amount).await
 }
 
-pub async fn qr_pay<S: SessionStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
+pub async fn qr_pay<S: SessionStore + SettingsStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let payload = call.param("payload");
     let session = cx.store.find_by_alias(ALIAS_QR, payload).await?.ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
     let multiple = session.spec.payment_type == PaymentType::Multiple;
@@ -111,7 +113,12 @@ pub async fn otp<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &C
 }
 
 /// Serves one of the sandbox routes (the `sandbox` function's group).
-pub async fn serve<S: SessionStore + ?Sized>(cx: &Core<S>, info: &'static RouteInfo, params: Params, req: Request) -> Response<Body> {
+pub async fn serve<S: SessionStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    info: &'static RouteInfo,
+    params: Params,
+    req: Request,
+) -> Response<Body> {
     match info.route {
         Route::SandboxDeposit => public(cx, info, params, req, |cx, call| Box::pin(deposit(cx, call))).await,
         Route::SandboxQrPay => public(cx, info, params, req, |cx, call| Box::pin(qr_pay(cx, call))).await,

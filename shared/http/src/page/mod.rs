@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use paysession_app::ids::sha256_hex;
 use paysession_app::otp;
 use paysession_app::payments::{self, CardError, CardSource, Decision, PaymentFailure, Step};
-use paysession_app::ports::{MandateStore, MerchantStore, SessionStore};
+use paysession_app::ports::{MandateStore, MerchantStore, SessionStore, SettingsStore};
 use paysession_app::processor::RedirectMethod;
 use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
@@ -44,7 +44,7 @@ struct Page<'a, S: ?Sized> {
 }
 
 /// Serves one of the page's routes (the `hosted-page` function's group).
-pub async fn serve<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
+pub async fn serve<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     info: &'static RouteInfo,
@@ -55,7 +55,7 @@ pub async fn serve<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
     raw(&(cx, pay), info, params, req, move |c, call| Box::pin(handle(c.0, c.1, route, call))).await
 }
 
-pub async fn handle<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
+pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     route: Route,
@@ -68,6 +68,14 @@ pub async fn handle<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
         Ok(None) => return bare(StatusCode::NOT_FOUND, Lang::En, t(Lang::En, "not_found")),
         Err(e) => {
             tracing::error!(error = %e, "page lookup failed");
+            return bare(StatusCode::SERVICE_UNAVAILABLE, Lang::En, "Temporarily unavailable. Try again.");
+        }
+    };
+    // The page runs on the session's merchant's clock (its sandbox test clock).
+    let cx = &match cx.at_merchant(&session.merchant_id).await {
+        Ok(cx) => cx,
+        Err(e) => {
+            tracing::error!(error = %e, "page clock lookup failed");
             return bare(StatusCode::SERVICE_UNAVAILABLE, Lang::En, "Temporarily unavailable. Try again.");
         }
     };
