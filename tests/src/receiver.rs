@@ -186,3 +186,23 @@ pub fn verify_with_official_library(secret: &str, messages: &[&Received]) -> Vec
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["results"].as_array().unwrap().clone()
 }
+
+/// Schema errors of `documents` against `components/schemas/<schema>` of docs/openapi.json,
+/// checked by the independent `jsonschema` package (empty: they conform).
+pub fn schema_errors(schema: &str, documents: &[Value]) -> Vec<String> {
+    use std::io::Write;
+    let python = std::env::var("PAYSESSION_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/schema.py");
+    let mut child = std::process::Command::new(&python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} (set PAYSESSION_PYTHON, or run scripts/test): {e}"));
+    child.stdin.take().unwrap().write_all(json!({"schema": schema, "documents": documents}).to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "jsonschema validator failed (run scripts/test): {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use paysession_tests::Server;
 use paysession_tests::page::Customer;
-use paysession_tests::receiver::{Received, Receiver, verify_with_official_library};
+use paysession_tests::receiver::{Received, Receiver, schema_errors, verify_with_official_library};
 use serde_json::{Value, json};
 
 const SHOP: &str = "https://shop.example";
@@ -98,6 +98,8 @@ async fn monthly_mandate_charges_twelve_times_in_thirteen_months_then_completes(
         .await;
     assert_eq!(succeeded(&got), 12);
     let verdicts = verify_with_official_library(&secret, &got.iter().collect::<Vec<_>>());
+    let payloads: Vec<Value> = got.iter().map(Received::json).collect();
+    assert_eq!(schema_errors("Event", &payloads), Vec::<String>::new(), "mandate, method and charge events match the Event schema");
     assert!(verdicts.iter().all(|v| v == &json!(true)), "official verifier refused: {verdicts:?}");
     let updates = got.iter().filter(|r| r.event_type() == "mandate.updated").count();
     assert!(updates >= 1, "the completion is a status change: mandate.updated with previous_status");

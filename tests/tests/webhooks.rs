@@ -3,7 +3,7 @@
 //! official Standard Webhooks library.
 
 use paysession_tests::page::Customer;
-use paysession_tests::receiver::{Received, Receiver, verify_with_official_library};
+use paysession_tests::receiver::{Received, Receiver, schema_errors, verify_with_official_library};
 use paysession_tests::{Server, session_body};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -77,6 +77,8 @@ async fn a_paid_session_reaches_the_receiver_signed() {
     assert_eq!(ids.len(), got.len());
 
     let all: Vec<&Received> = got.iter().collect();
+    let payloads: Vec<Value> = got.iter().map(Received::json).collect();
+    assert_eq!(schema_errors("Event", &payloads), Vec::<String>::new(), "every payload matches the published Event schema");
     let verdicts = verify_with_official_library(&secret, &all);
     assert!(verdicts.iter().all(|v| v == &json!(true)), "official verifier refused: {verdicts:?}");
     let tampered = Received { body: got[0].body.replacen("\"id\"", "\"iD\"", 1), ..got[0].clone() };
