@@ -336,8 +336,13 @@ pub async fn merchants_clients_settings(st: Stores) {
 }
 
 fn endpoint(id: &str, merchant: &str, at: DateTime<Utc>) -> WebhookEndpoint {
-    let spec = EndpointSpec { url: "https://hooks.example.com/x".into(), events: vec!["*".into()], description: None };
-    WebhookEndpoint::create(spec, id.into(), merchant.into(), "sealed:v1:AAAA".into(), at)
+    let spec = EndpointSpec {
+        url: "https://hooks.example.com/x".into(),
+        events: vec!["*".into()],
+        description: None,
+        signature_scheme: Default::default(),
+    };
+    WebhookEndpoint::create(spec, id.into(), merchant.into(), sealed("sealed:v1:AAAA"), at)
 }
 
 pub async fn webhook_endpoints_versioned_and_tenanted(st: Stores) {
@@ -349,7 +354,7 @@ pub async fn webhook_endpoints_versioned_and_tenanted(st: Stores) {
     assert_eq!(ids, ["we_1", "we_2"], "oldest first, own endpoints only");
     assert_eq!(w.get_endpoint("mer_2", "we_1").await.unwrap(), None, "foreign id reads as absent");
     let current = w.get_endpoint("mer_1", "we_1").await.unwrap().unwrap();
-    let rotated = current.rotate("sealed:v1:BBBB".into(), t0() + Duration::seconds(5));
+    let rotated = current.rotate(sealed("sealed:v1:BBBB"), t0() + Duration::seconds(5));
     w.update_endpoint(&rotated, current.version).await.unwrap();
     let stale = current.disable("410", t0() + Duration::seconds(6));
     assert!(matches!(w.update_endpoint(&stale, current.version).await, Err(StoreError::VersionConflict)));
@@ -600,4 +605,8 @@ macro_rules! contract_suite {
             }
         )+
     };
+}
+
+fn sealed(text: &str) -> paysession_domain::webhook::SealedSecret {
+    paysession_domain::webhook::SealedSecret { sealed: text.into(), expires_at: None, public_key: None }
 }

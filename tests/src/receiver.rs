@@ -159,18 +159,32 @@ impl Drop for Receiver {
 /// `tests/webhooks/verify.py`. `PAYSESSION_PYTHON` names the interpreter (scripts/test
 /// points it at its venv); each result is `true` or the library's error.
 pub fn verify_with_official_library(secret: &str, messages: &[&Received]) -> Vec<Value> {
+    let v = run_python("verify.py", "the standardwebhooks verifier", &json!({"secret": secret, "messages": messages_json(messages)}));
+    v["results"].as_array().unwrap().clone()
+}
+
+/// Schema errors of `documents` against `components/schemas/<schema>` of docs/openapi.json,
+/// checked by the independent `jsonschema` package (empty: they conform).
+pub fn schema_errors(schema: &str, documents: &[Value]) -> Vec<String> {
+    let v = run_python("schema.py", "the jsonschema validator", &json!({"schema": schema, "documents": documents}));
+    v["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
+}
+
+/// Verdicts of the independent `cryptography` package on `v1a` (Ed25519) deliveries, holding
+/// only the endpoint's `whpk_` public key: `true`, or why not.
+pub fn verify_v1a_independently(public_key: &str, messages: &[&Received]) -> Vec<Value> {
+    let v = run_python("verify_v1a.py", "the Ed25519 verifier", &json!({"public_key": public_key, "messages": messages_json(messages)}));
+    v["results"].as_array().unwrap().clone()
+}
+
+/// Runs one of the independent verifiers in `tests/webhooks/` (Python, from PAYSESSION_PYTHON,
+/// the venv scripts/test installs) with `input` on stdin; its JSON answer.
+fn run_python(script: &str, what: &str, input: &Value) -> Value {
     use std::io::Write;
     let python = std::env::var("PAYSESSION_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/verify.py");
-    let input = json!({
-        "secret": secret,
-        "messages": messages.iter().map(|m| json!({
-            "headers": m.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-            "body": m.body,
-        })).collect::<Vec<_>>(),
-    });
+    let script = format!("{}/webhooks/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = std::process::Command::new(&python)
-        .arg(script)
+        .arg(&script)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -178,31 +192,18 @@ pub fn verify_with_official_library(secret: &str, messages: &[&Received]) -> Vec
         .unwrap_or_else(|e| panic!("cannot run {python} (set PAYSESSION_PYTHON, or run scripts/test): {e}"));
     child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "standardwebhooks verifier failed (pip install standardwebhooks, or run scripts/test): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["results"].as_array().unwrap().clone()
+    assert!(out.status.success(), "{what} failed (run scripts/test, which installs it): {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Schema errors of `documents` against `components/schemas/<schema>` of docs/openapi.json,
-/// checked by the independent `jsonschema` package (empty: they conform).
-pub fn schema_errors(schema: &str, documents: &[Value]) -> Vec<String> {
-    use std::io::Write;
-    let python = std::env::var("PAYSESSION_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/schema.py");
-    let mut child = std::process::Command::new(&python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} (set PAYSESSION_PYTHON, or run scripts/test): {e}"));
-    child.stdin.take().unwrap().write_all(json!({"schema": schema, "documents": documents}).to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "jsonschema validator failed (run scripts/test): {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
+fn messages_json(messages: &[&Received]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            json!({
+                "headers": m.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "body": m.body,
+            })
+        })
+        .collect()
 }

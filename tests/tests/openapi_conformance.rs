@@ -81,7 +81,11 @@ async fn responses_match_the_published_schemas() {
 
     let endpoint = s.post("/v1/webhook_endpoints", &t, &json!({"url": "https://hooks.example/pay", "events": ["*"]})).await.json();
     let got = s.get(&format!("/v1/webhook_endpoints/{}", endpoint["id"].as_str().unwrap()), &t).await.json();
-    conforms("WebhookEndpoint", &[endpoint, got]);
+    let v1a = s
+        .post("/v1/webhook_endpoints", &t, &json!({"url": "https://hooks.example/v1a", "events": ["*"], "signature_scheme": "v1a"}))
+        .await
+        .json();
+    conforms("WebhookEndpoint", &[endpoint, got, v1a]);
     conforms("TestClock", &[s.get("/v1/test_clock", &t).await.json()]);
     let problem = s.create(&t, &json!({"amount": 10.5})).await.json();
     conforms("Problem", &[problem]);

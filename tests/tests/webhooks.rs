@@ -3,7 +3,7 @@
 //! official Standard Webhooks library.
 
 use paysession_tests::page::Customer;
-use paysession_tests::receiver::{Received, Receiver, schema_errors, verify_with_official_library};
+use paysession_tests::receiver::{Received, Receiver, schema_errors, verify_v1a_independently, verify_with_official_library};
 use paysession_tests::{Server, session_body};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -349,4 +349,42 @@ async fn events_api_lists_filters_and_redelivers() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 1, "events from before the endpoint existed are not fanned out to it");
     assert_eq!(s.post(&format!("/v1/events/{}/redeliver", expected[0]), &other, &json!({})).await.status, 404);
+}
+
+/// A `v1a` endpoint: deliveries signed with Ed25519, verified by an independent library that
+/// holds only the endpoint's public key; rotation signs with both keys during the overlap.
+#[tokio::test]
+async fn v1a_endpoints_sign_with_ed25519() {
+    let s = Server::start_with_private_webhooks().await;
+    let t = s.token().await;
+    let rx = Receiver::start().await;
+    let r = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"], "signature_scheme": "v1a"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ep = r.json();
+    assert_eq!(ep["signature_scheme"], "v1a");
+    assert!(ep.get("secret").is_none(), "a v1a endpoint has no shared secret to show");
+    let public = ep["public_key"].as_str().unwrap().to_string();
+    assert!(public.starts_with("whpk_"), "{public}");
+    let got = s.get(&format!("/v1/webhook_endpoints/{}", ep["id"].as_str().unwrap()), &t).await.json();
+    assert_eq!(got["public_key"], public.as_str(), "the public key is readable at any time");
+    let bad = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"], "signature_scheme": "v2"})).await;
+    assert_eq!(bad.error_fields(), [("signature_scheme".to_string(), "invalid_value".to_string())]);
+
+    s.create(&t, &session_body(&reference())).await;
+    let first = rx.wait_for("payment_session.created", |g| !g.is_empty()).await;
+    assert!(first[0].header("webhook-signature").unwrap().starts_with("v1a,"));
+    assert_eq!(verify_v1a_independently(&public, &[&first[0]]), vec![json!(true)]);
+    let tampered = Received { body: first[0].body.replacen("\"id\"", "\"iD\"", 1), ..first[0].clone() };
+    assert_ne!(verify_v1a_independently(&public, &[&tampered])[0], json!(true), "the verifier must catch a changed body");
+
+    let rotated = s.post(&format!("/v1/webhook_endpoints/{}/rotate_secret", ep["id"].as_str().unwrap()), &t, &json!({})).await.json();
+    let new_public = rotated["public_key"].as_str().unwrap().to_string();
+    assert_ne!(new_public, public);
+    assert!(rotated.get("secret").is_none());
+    s.create(&t, &session_body(&reference())).await;
+    let both = rx.wait_for("a second delivery", |g| g.len() >= 2).await;
+    let during = &both[1];
+    assert_eq!(during.header("webhook-signature").unwrap().matches("v1a,").count(), 2, "both keys sign during the overlap");
+    assert_eq!(verify_v1a_independently(&public, &[during]), vec![json!(true)], "old key still verifies");
+    assert_eq!(verify_v1a_independently(&new_public, &[during]), vec![json!(true)], "new key verifies");
 }

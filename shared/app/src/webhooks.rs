@@ -7,7 +7,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{
-    AttemptVerdict, Delivery, EndpointSpec, EndpointStatus, MAX_ENDPOINTS, WebhookEndpoint, secret_from_bytes, signature_header,
+    AttemptVerdict, Delivery, EndpointSpec, EndpointStatus, MAX_ENDPOINTS, SealedSecret, SignatureScheme, WebhookEndpoint, public_key,
+    secret_from_bytes, signature_header, signing_key_from_seed,
 };
 
 use crate::clock::Clock;
@@ -22,6 +23,23 @@ pub fn new_secret() -> Secret<String> {
     let mut bytes = [0u8; 24];
     getrandom::getrandom(&mut bytes).expect("the OS random source is available");
     Secret::new(secret_from_bytes(&bytes))
+}
+
+/// A new signing secret for `scheme`: a `whsec_` HMAC secret, or a `whsk_` Ed25519 key.
+pub fn new_signing_secret(scheme: SignatureScheme) -> Secret<String> {
+    match scheme {
+        SignatureScheme::V1 => new_secret(),
+        SignatureScheme::V1a => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).expect("the OS random source is available");
+            Secret::new(signing_key_from_seed(&seed))
+        }
+    }
+}
+
+/// The stored form: sealed under the deployment key; an Ed25519 key's public half in clear.
+fn sealed<S: ?Sized>(cx: &Core<S>, secret: &Secret<String>) -> SealedSecret {
+    SealedSecret { sealed: cx.keys.seal(secret.expose()), expires_at: None, public_key: public_key(secret.expose()) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +60,8 @@ pub async fn create_endpoint<S: WebhookStore + ?Sized>(
     if cx.store.list_endpoints(merchant_id).await?.len() >= MAX_ENDPOINTS {
         return Err(EndpointError::TooMany);
     }
-    let secret = new_secret();
-    let endpoint = WebhookEndpoint::create(spec, new_id("we"), merchant_id.to_string(), cx.keys.seal(secret.expose()), cx.clock.now());
+    let secret = new_signing_secret(spec.signature_scheme);
+    let endpoint = WebhookEndpoint::create(spec, new_id("we"), merchant_id.to_string(), sealed(cx, &secret), cx.clock.now());
     match cx.store.create_endpoint(&endpoint).await {
         Ok(()) => Ok((endpoint, secret)),
         Err(StoreError::AlreadyExists) => Err(EndpointError::TooMany),
@@ -60,8 +78,8 @@ pub async fn rotate_secret<S: WebhookStore + ?Sized>(
     let mut races = Races::new(format!("webhook endpoint {id}"));
     loop {
         let Some(current) = cx.store.get_endpoint(merchant_id, id).await? else { return Ok(None) };
-        let secret = new_secret();
-        let next = current.rotate(cx.keys.seal(secret.expose()), cx.clock.now());
+        let secret = new_signing_secret(current.signature_scheme);
+        let next = current.rotate(sealed(cx, &secret), cx.clock.now());
         if won(cx.store.update_endpoint(&next, current.version).await)?.is_some() {
             return Ok(Some((next, secret)));
         }

@@ -57,6 +57,7 @@ pub struct EndpointSpec {
     pub url: String,
     pub events: Vec<String>,
     pub description: Option<String>,
+    pub signature_scheme: SignatureScheme,
 }
 
 pub fn parse_endpoint_create(body: &Value, policy: UrlPolicy) -> Result<EndpointSpec, Vec<FieldError>> {
@@ -77,8 +78,19 @@ pub fn parse_endpoint_create(body: &Value, policy: UrlPolicy) -> Result<Endpoint
             None
         }
     });
+    let signature_scheme = r.str("signature_scheme", &mut e).map_or(Some(SignatureScheme::V1), |s| {
+        SignatureScheme::parse(s).or_else(|| {
+            e.add("signature_scheme", FieldCode::InvalidValue, "must be v1 (HMAC-SHA256) or v1a (Ed25519)");
+            None
+        })
+    });
     r.finish(&mut e);
-    e.finish(|| EndpointSpec { url: url.unwrap_or_default(), events: events.unwrap_or_default(), description })
+    e.finish(|| EndpointSpec {
+        url: url.unwrap_or_default(),
+        events: events.unwrap_or_default(),
+        description,
+        signature_scheme: signature_scheme.unwrap_or_default(),
+    })
 }
 
 fn parse_event_list(v: &Value, e: &mut Errors) -> Option<Vec<String>> {
@@ -234,16 +246,59 @@ pub fn secret_from_bytes(bytes: &[u8]) -> String {
     format!("whsec_{}", B64.encode(bytes))
 }
 
-/// The `webhook-signature` header value: `v1,<sig>` for each secret, space-separated
-/// (several while a rotation overlaps). `None` when a secret is not a valid `whsec_`.
+/// How an endpoint's deliveries are signed (Standard Webhooks): `v1` HMAC-SHA256 under a
+/// shared `whsec_` secret, or `v1a` Ed25519 under a `whsk_` signing key whose public half
+/// (`whpk_`) receivers verify with, holding no secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureScheme {
+    #[default]
+    V1,
+    V1a,
+}
+
+impl SignatureScheme {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "v1" => Some(SignatureScheme::V1),
+            "v1a" => Some(SignatureScheme::V1a),
+            _ => None,
+        }
+    }
+}
+
+/// A `whsk_` Ed25519 signing key (its 32-byte seed, base64).
+pub fn signing_key_from_seed(seed: &[u8; 32]) -> String {
+    format!("whsk_{}", B64.encode(seed))
+}
+
+fn ed25519_key(secret: &str) -> Option<ed25519_dalek::SigningKey> {
+    let seed: [u8; 32] = B64.decode(secret.strip_prefix("whsk_")?).ok()?.try_into().ok()?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// The `whpk_` public key of a `whsk_` signing key.
+pub fn public_key(secret: &str) -> Option<String> {
+    Some(format!("whpk_{}", B64.encode(ed25519_key(secret)?.verifying_key().as_bytes())))
+}
+
+/// The `webhook-signature` header value: `v1,<HMAC>` for each `whsec_` secret and
+/// `v1a,<Ed25519 signature>` for each `whsk_` key, over `{id}.{timestamp}.{body}`,
+/// space-separated (several while a rotation overlaps). `None` when a secret is neither.
 pub fn signature_header<'a>(secrets: impl IntoIterator<Item = &'a str>, msg_id: &str, timestamp: i64, body: &str) -> Option<String> {
+    use ed25519_dalek::Signer;
     let mut parts = Vec::new();
     for secret in secrets {
-        let key = B64.decode(secret.strip_prefix("whsec_")?).ok()?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
-        mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
-        mac.update(body.as_bytes());
-        parts.push(format!("v1,{}", B64.encode(mac.finalize().into_bytes())));
+        let signed = format!("{msg_id}.{timestamp}.{body}");
+        if let Some(encoded) = secret.strip_prefix("whsec_") {
+            let key = B64.decode(encoded).ok()?;
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+            mac.update(signed.as_bytes());
+            parts.push(format!("v1,{}", B64.encode(mac.finalize().into_bytes())));
+        } else {
+            let key = ed25519_key(secret)?;
+            parts.push(format!("v1a,{}", B64.encode(key.sign(signed.as_bytes()).to_bytes())));
+        }
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
@@ -317,6 +372,9 @@ pub struct SealedSecret {
     pub sealed: String,
     /// Set on the previous secret by a rotation; it stops signing then.
     pub expires_at: Option<DateTime<Utc>>,
+    /// `v1a`: the `whpk_` public key of this signing key (public: kept in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 impl std::fmt::Debug for SealedSecret {
@@ -336,13 +394,16 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// Newest first.
     pub secrets: Vec<SealedSecret>,
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
 
 impl WebhookEndpoint {
-    pub fn create(spec: EndpointSpec, id: String, merchant_id: String, sealed_secret: String, now: DateTime<Utc>) -> Self {
+    /// `secret` signs with the spec's scheme (the caller made it so).
+    pub fn create(spec: EndpointSpec, id: String, merchant_id: String, secret: SealedSecret, now: DateTime<Utc>) -> Self {
         WebhookEndpoint {
             id,
             merchant_id,
@@ -351,7 +412,8 @@ impl WebhookEndpoint {
             description: spec.description,
             status: EndpointStatus::Enabled,
             disabled_reason: None,
-            secrets: vec![SealedSecret { sealed: sealed_secret, expires_at: None }],
+            secrets: vec![secret],
+            signature_scheme: spec.signature_scheme,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -365,15 +427,15 @@ impl WebhookEndpoint {
 
     /// A new current secret; the previous one keeps signing for
     /// [`ROTATION_OVERLAP_HOURS`] (a second rotation ends older overlaps at once).
-    pub fn rotate(&self, sealed_secret: String, now: DateTime<Utc>) -> WebhookEndpoint {
+    pub fn rotate(&self, secret: SealedSecret, now: DateTime<Utc>) -> WebhookEndpoint {
         let mut next = self.clone();
         let previous = self.secrets.first().map(|s| SealedSecret {
-            sealed: s.sealed.clone(),
             expires_at: Some(
                 s.expires_at.unwrap_or(now + Duration::hours(ROTATION_OVERLAP_HOURS)).min(now + Duration::hours(ROTATION_OVERLAP_HOURS)),
             ),
+            ..s.clone()
         });
-        next.secrets = std::iter::once(SealedSecret { sealed: sealed_secret, expires_at: None }).chain(previous).collect();
+        next.secrets = std::iter::once(secret).chain(previous).collect();
         next.updated_at = now;
         next.version += 1;
         next
@@ -403,6 +465,8 @@ impl WebhookEndpoint {
             "description": self.description,
             "status": self.status,
             "disabled_reason": self.disabled_reason,
+            "signature_scheme": self.signature_scheme,
+            "public_key": self.secrets.first().and_then(|s| s.public_key.clone()),
             "previous_secret_expires_at": overlap_until,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -548,6 +612,33 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn v1a_signs_with_ed25519_per_rfc_8032() {
+        use ed25519_dalek::{Signer, Verifier};
+        // RFC 8032, section 7.1, TEST 1.
+        let seed: [u8; 32] = hex_bytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").try_into().unwrap();
+        let key = signing_key_from_seed(&seed);
+        assert_eq!(
+            public_key(&key).unwrap(),
+            format!("whpk_{}", B64.encode(hex_bytes("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")))
+        );
+        let expected = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+        assert_eq!(ed25519_key(&key).unwrap().sign(b"").to_bytes().to_vec(), hex_bytes(expected));
+        // The header: one v1a signature of "{id}.{timestamp}.{body}" per key.
+        let header = signature_header([key.as_str()], "evt_1", 1_700_000_000, r#"{"a":1}"#).unwrap();
+        let sig = B64.decode(header.strip_prefix("v1a,").unwrap()).unwrap();
+        let verifying = ed25519_key(&key).unwrap().verifying_key();
+        let signature = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+        assert!(verifying.verify(br#"evt_1.1700000000.{"a":1}"#, &signature).is_ok());
+        assert!(verifying.verify(br#"evt_1.1700000001.{"a":1}"#, &signature).is_err());
+        assert!(signature_header(["whsk_short"], "evt_1", 0, "").is_none(), "a malformed key signs nothing");
+    }
+
+    fn hex_bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -21,9 +21,13 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no webhook endpoint with id {id}"))
 }
 
+/// The answer of create and rotate: a `v1` endpoint's new shared secret is shown here once;
+/// a `v1a` endpoint shows its public key (in every answer) and never its signing key.
 fn with_secret(endpoint: &WebhookEndpoint, secret: &str, now: chrono::DateTime<chrono::Utc>) -> Value {
     let mut v = endpoint.to_api(now);
-    v["secret"] = Value::String(secret.to_string());
+    if endpoint.signature_scheme == paysession_domain::webhook::SignatureScheme::V1 {
+        v["secret"] = Value::String(secret.to_string());
+    }
     v
 }
 
