@@ -76,8 +76,10 @@ impl FailureLimiter {
         }
     }
 
-    /// `Err(retry_after)` when any key has used up its limit in its current window.
-    pub fn check(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) -> Result<(), Duration> {
+    /// `Err(retry_after)` when any key has used up its limit in its current window (tests
+    /// inspect the limiter with it; callers take attempts).
+    #[cfg(test)]
+    fn check(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) -> Result<(), Duration> {
         Self::refused(&self.windows.lock().unwrap_or_else(|p| p.into_inner()), keys, now)
     }
 
@@ -94,8 +96,9 @@ impl FailureLimiter {
         }
     }
 
-    /// Counts one failure against each key.
-    pub fn record_failure(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) {
+    /// Counts one failure against each key, limit or not (tests fill windows with it).
+    #[cfg(test)]
+    fn record_failure(&self, keys: &[(&str, Limit)], now: DateTime<Utc>) {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         self.count(&mut windows, keys, now);
     }

@@ -109,25 +109,11 @@ impl MandateStore for DynamoStore {
     }
 
     async fn list_mandates(&self, merchant_id: &str, q: &MandateQuery) -> Result<Page<Mandate>, StoreError> {
-        let (index, pk_attr, sk_attr, pk) = match &q.customer_id {
-            Some(c) => (GSI2, GSI2PK, GSI2SK, customer_mandates_gsi2(merchant_id, c)),
-            None => (GSI1, GSI1PK, GSI1SK, mandates_gsi1(merchant_id)),
+        let (index, pk) = match &q.customer_id {
+            Some(c) => ((GSI2, GSI2PK, GSI2SK), customer_mandates_gsi2(merchant_id, c)),
+            None => ((GSI1, GSI1PK, GSI1SK), mandates_gsi1(merchant_id)),
         };
-        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
-        let mut parsed = Vec::new();
-        let items = self
-            .query_index((index, pk_attr, sk_attr), pk, below, false, q.limit + 1, |it| {
-                let mandate: Mandate = parse_body(it)?;
-                let keep = q.status.is_none_or(|st| mandate.status == st);
-                if keep {
-                    parsed.push(mandate);
-                }
-                Ok(keep)
-            })
-            .await?;
-        let has_more = items.len() > q.limit;
-        parsed.truncate(q.limit);
-        Ok(Page { items: parsed, has_more })
+        self.newest_first(index, pk, q.after.as_ref(), q.limit, |m: &Mandate| q.status.is_none_or(|st| m.status == st)).await
     }
 
     async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError> {

@@ -248,6 +248,30 @@ impl DynamoStore {
 
     /// All items of a GSI partition in sort order (newest first when `forward` is false),
     /// stopping once `want` items passed `keep`.
+    /// A newest-first page of an index's items (created-time sort keys) below `after`: up to
+    /// `limit` of those `keep` accepts, each parsed once, and whether more follow.
+    pub(crate) async fn newest_first<T: serde::de::DeserializeOwned>(
+        &self,
+        index: (&str, &str, &str),
+        pk: String,
+        after: Option<&paysession_app::ports::Cursor>,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Page<T>, StoreError> {
+        let below = after.map(|c| time_sort(ms(c.created_at), &c.id));
+        let mut parsed = Vec::new();
+        self.query_index(index, pk, below, false, limit + 1, |it| {
+            let item: T = parse_body(it)?;
+            let kept = keep(&item);
+            if kept {
+                parsed.push(item);
+            }
+            Ok(kept)
+        })
+        .await?;
+        Ok(Page::from_overfetched(parsed, limit))
+    }
+
     pub(crate) async fn query_index(
         &self,
         (index, pk_attr, sk_attr): (&str, &str, &str),
@@ -370,27 +394,13 @@ impl SessionStore for DynamoStore {
             let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
             return Ok(Page { items, has_more: false });
         }
-        let (index, pk_attr, sk_attr, pk) = match &q.customer_id {
-            Some(c) => (GSI2, GSI2PK, GSI2SK, customer_gsi2(merchant_id, c)),
-            None => (GSI1, GSI1PK, GSI1SK, sessions_gsi1(merchant_id)),
+        let (index, pk) = match &q.customer_id {
+            Some(c) => ((GSI2, GSI2PK, GSI2SK), customer_gsi2(merchant_id, c)),
+            None => ((GSI1, GSI1PK, GSI1SK), sessions_gsi1(merchant_id)),
         };
-        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
         // Status is compared as of `now` with the domain's own rule, so it is filtered here
         // rather than in a filter expression that would have to restate that rule.
-        let mut parsed = Vec::new();
-        let items = self
-            .query_index((index, pk_attr, sk_attr), pk, below, false, q.limit + 1, |it| {
-                let session: PaymentSession = parse_body(it)?;
-                let keep = matches_query(&session, q);
-                if keep {
-                    parsed.push(session);
-                }
-                Ok(keep)
-            })
-            .await?;
-        let has_more = items.len() > q.limit;
-        parsed.truncate(q.limit);
-        Ok(Page { items: parsed, has_more })
+        self.newest_first(index, pk, q.after.as_ref(), q.limit, |s| matches_query(s, q)).await
     }
 
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {

@@ -120,11 +120,7 @@ impl WebhookStore for DynamoStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page<Delivery>, StoreError> {
-        let below = after.map(|c| time_sort(ms(c.created_at), &c.id));
-        let items = self
-            .query_index((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), below, false, limit + 1, |_| Ok(true))
-            .await?;
-        Ok(Page::from_overfetched(items.iter().map(parse_body).collect::<Result<_, _>>()?, limit))
+        self.newest_first((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), after, limit, |_: &Delivery| true).await
     }
 
     async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
