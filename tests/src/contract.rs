@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
     Cursor, EventQuery, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore, MerchantStore, SessionQuery,
-    SessionStore, SettingsStore, StoreError, StoredResponse, WebhookStore,
+    SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
 };
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -23,12 +23,21 @@ pub struct Stores {
     pub settings: Arc<dyn SettingsStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub mandates: Arc<dyn MandateStore>,
+    pub signing: Arc<dyn SigningStore>,
 }
 
 impl Stores {
     pub fn from<T: paysession_app::Store>(store: T) -> Stores {
         let s = Arc::new(store);
-        Stores { sessions: s.clone(), idempotency: s.clone(), merchants: s.clone(), settings: s.clone(), webhooks: s.clone(), mandates: s }
+        Stores {
+            sessions: s.clone(),
+            idempotency: s.clone(),
+            merchants: s.clone(),
+            settings: s.clone(),
+            webhooks: s.clone(),
+            mandates: s.clone(),
+            signing: s,
+        }
     }
 }
 
@@ -594,7 +603,7 @@ macro_rules! contract_suite {
             idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods,
             webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
             merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
-            payment_methods_detach);
+            payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -605,6 +614,46 @@ macro_rules! contract_suite {
             }
         )+
     };
+}
+
+pub async fn signing_profiles_versioned_and_tenanted(st: Stores) {
+    use paysession_app::signing::SigningProfile;
+    use paysession_domain::signed_requests::Mode;
+    assert_eq!(st.signing.get_signing_profile("mer_a").await.unwrap(), None);
+    let mut p = SigningProfile::empty("mer_a");
+    p.version = 1;
+    p.mode = Mode::Optional;
+    st.signing.put_signing_profile(&p).await.unwrap();
+    assert!(matches!(st.signing.put_signing_profile(&p).await, Err(StoreError::VersionConflict)), "a second first write loses");
+    assert_eq!(st.signing.get_signing_profile("mer_a").await.unwrap(), Some(p.clone()));
+    assert_eq!(st.signing.get_signing_profile("mer_b").await.unwrap(), None, "tenants see only their own");
+    let mut next = p.clone();
+    next.version = 2;
+    next.mode = Mode::Required;
+    st.signing.put_signing_profile(&next).await.unwrap();
+    let mut stale = p.clone();
+    stale.version = 2;
+    assert!(matches!(st.signing.put_signing_profile(&stale).await, Err(StoreError::VersionConflict)), "written from a stale read");
+    assert_eq!(st.signing.get_signing_profile("mer_a").await.unwrap().unwrap().mode, Mode::Required);
+}
+
+pub async fn nonces_spent_once(st: Stores) {
+    let now = Utc::now();
+    let until = now + Duration::seconds(600);
+    let claims = (0..16).map(|_| {
+        let s = st.signing.clone();
+        tokio::spawn(async move { s.claim_nonce("mer_a", "rfc9421:n-1", now, until).await.unwrap() })
+    });
+    let won = futures::future::join_all(claims).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(won, 1, "of 16 concurrent claims exactly one succeeds");
+    assert!(!st.signing.claim_nonce("mer_a", "rfc9421:n-1", now + Duration::seconds(599), until).await.unwrap(), "still live");
+    assert!(st.signing.claim_nonce("mer_b", "rfc9421:n-1", now, until).await.unwrap(), "nonces are per merchant");
+    let later = until + Duration::seconds(1);
+    assert!(
+        st.signing.claim_nonce("mer_a", "rfc9421:n-1", later, later + Duration::seconds(600)).await.unwrap(),
+        "reusable once past its time"
+    );
+    assert!(!st.signing.claim_nonce("mer_a", "rfc9421:n-1", later, later + Duration::seconds(600)).await.unwrap());
 }
 
 fn sealed(text: &str) -> paysession_domain::webhook::SealedSecret {

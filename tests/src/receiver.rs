@@ -180,9 +180,14 @@ pub fn verify_v1a_independently(public_key: &str, messages: &[&Received]) -> Vec
 /// Runs one of the independent verifiers in `tests/webhooks/` (Python, from PAYSESSION_PYTHON,
 /// the venv scripts/test installs) with `input` on stdin; its JSON answer.
 fn run_python(script: &str, what: &str, input: &Value) -> Value {
+    python_script(&format!("webhooks/{script}"), what, input)
+}
+
+/// Runs `tests/<script>` with the tools interpreter, JSON in on stdin and out on stdout.
+pub fn python_script(script: &str, what: &str, input: &Value) -> Value {
     use std::io::Write;
     let python = std::env::var("PAYSESSION_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = format!("{}/webhooks/{script}", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = std::process::Command::new(&python)
         .arg(&script)
         .stdin(std::process::Stdio::piped())

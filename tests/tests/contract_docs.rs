@@ -168,6 +168,13 @@ fn template_wires_the_event_functions() {
     assert_eq!(yaml(allowed[0].1), "!GetAtt RecurringChargeFunction.Arn");
     assert_eq!(allowed[1].0, ["sqs:SendMessage"]);
     let _ = function(&t, "recurring-charge");
+
+    // The optional bus: configured by a parameter, put on by that bus's ARN only.
+    assert_eq!(yaml(&env[paysession_aws::bus::ENV]), "!Ref EventBusName");
+    assert_eq!(t["Parameters"]["EventBusName"]["Default"].as_str(), Some(""));
+    let put = statements.iter().find(|s| strs(&s["Action"]) == ["events:PutEvents"]).expect("events:PutEvents for the bus");
+    assert!(yaml(&put["Resource"]).contains(":event-bus/${EventBusName}"), "only the configured bus: {}", yaml(&put["Resource"]));
+    assert_eq!(statements.iter().filter(|s| strs(&s["Action"]).iter().any(|a| a.starts_with("events:"))).count(), 1);
     let alarm = &t["Resources"]["ScheduleDeadLetterAlarm"]["Properties"];
     assert_eq!(yaml(&alarm["Dimensions"][0]["Value"]), "!GetAtt ScheduleDeadLetterQueue.QueueName");
 }

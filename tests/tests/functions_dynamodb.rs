@@ -147,12 +147,18 @@ async fn every_function_on_dynamodb_local() {
     // The measured figures, pinned so a change to the access pattern is noticed.
     let total = |op: &str| counts[op].values().sum::<usize>();
     assert_eq!(total("POST /oauth/token"), 1, "one GetItem of the client");
-    assert_eq!(total("POST /v1/payment_sessions"), 2, "merchant GetItem + one TransactWriteItems");
-    assert_eq!(total("GET /v1/payment_sessions/{id}"), 1);
-    assert_eq!(total("POST …/cancel"), 2, "GetItem + one TransactWriteItems");
+    // Every authenticated request first reads the merchant's signing profile (1 GetItem),
+    // so switching to `required` or revoking a key takes effect at once.
+    assert_eq!(total("POST /v1/payment_sessions"), 3, "signing profile + merchant GetItem + one TransactWriteItems");
+    assert_eq!(total("GET /v1/payment_sessions/{id}"), 2, "signing profile + session");
+    assert_eq!(total("POST …/cancel"), 3, "signing profile + GetItem + one TransactWriteItems");
     assert_eq!(total("GET /openapi.json"), 0);
-    assert_eq!(total("POST /v1/payment_sessions + Idempotency-Key"), 4, "merchant GetItem + claim GetItem/PutItem + TransactWriteItems");
-    assert_eq!(total("POST /v1/payment_sessions (replay)"), 2, "merchant GetItem + claim GetItem");
+    assert_eq!(
+        total("POST /v1/payment_sessions + Idempotency-Key"),
+        5,
+        "signing profile + merchant GetItem + claim GetItem/PutItem + TransactWriteItems"
+    );
+    assert_eq!(total("POST /v1/payment_sessions (replay)"), 3, "signing profile + merchant GetItem + claim GetItem");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use chrono::Utc;
 use paysession_app::ports::{ChargeScheduler, ChargeTrigger, MandateStore as _, SessionQuery, SessionStore as _, StoreError};
 use paysession_app::{Payments, mandates};
 use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget, handle_scheduled_charge, scheduler_client};
-use paysession_aws::stream::handle_stream_event;
+use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::mandate::{MandateAction, MandateStatus};
 use paysession_tests::aws::{deps, fresh_queues};
@@ -109,7 +109,9 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     .unwrap();
     let scheduler = Counting { inner: EventBridgeScheduler::new(client.clone(), target), creates: 0.into(), deletes: 0.into() };
     let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
-    let run = async |batch: &Value| handle_stream_event(cx, d.queue.as_ref(), &scheduler, batch).await;
+    let run = async |batch: &Value| {
+        handle_stream_event(cx, &StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler, bus: None }, batch).await
+    };
 
     // A first payment of a monthly mandate, through the use cases the hosted page calls.
     let (merchant, mandate) = first_payment(cx, &pay, "cus_sched", "4242424242424242", 3).await;

@@ -9,7 +9,7 @@ use paysession_app::ports::SweptLocally;
 use paysession_app::ports::{SessionStore as _, WebhookStore as _};
 use paysession_app::webhooks;
 use paysession_aws::sqs::handle_sqs_event;
-use paysession_aws::stream::handle_stream_event;
+use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -81,7 +81,13 @@ async fn outbox_stream_to_sqs_to_receiver() {
     let session = new_session("ref-1", Utc::now(), 3600);
     create(&deps, &session).await;
     let batch = next_batch(&mut poller).await;
-    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &SweptLocally, &batch).await), 0);
+    assert_eq!(
+        failures(
+            &handle_stream_event(&deps.core, &StreamSinks { queue: deps.queue.as_ref(), scheduler: &SweptLocally, bus: None }, &batch)
+                .await
+        ),
+        0
+    );
 
     let event = receive_event(&queues, &queues.queue_url, 2).await.expect("one message per (event, endpoint)");
     assert_eq!(event["Records"].as_array().unwrap().len(), 1);
@@ -94,7 +100,13 @@ async fn outbox_stream_to_sqs_to_receiver() {
     assert_eq!(verify_with_official_library(secret.expose(), &[&got[0]]), vec![json!(true)]);
 
     // A replayed stream batch (Lambda retries a batch after a timeout) queues nothing new.
-    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &SweptLocally, &batch).await), 0);
+    assert_eq!(
+        failures(
+            &handle_stream_event(&deps.core, &StreamSinks { queue: deps.queue.as_ref(), scheduler: &SweptLocally, bus: None }, &batch)
+                .await
+        ),
+        0
+    );
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none(), "replay must not enqueue again");
     let listed = deps.store.list_deliveries(MERCHANT, &endpoint.id, 10, None).await.unwrap();
     assert_eq!(listed.items.len(), 1);
@@ -107,7 +119,13 @@ async fn outbox_stream_to_sqs_to_receiver() {
     let events = events_for(Some(&session), &cancelled, Utc::now(), || paysession_app::ids::new_id("evt"));
     deps.store.update_session(&cancelled, session.version, &events, None).await.unwrap();
     let batch = next_batch(&mut poller).await;
-    assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &SweptLocally, &batch).await), 0);
+    assert_eq!(
+        failures(
+            &handle_stream_event(&deps.core, &StreamSinks { queue: deps.queue.as_ref(), scheduler: &SweptLocally, bus: None }, &batch)
+                .await
+        ),
+        0
+    );
     let event = receive_event(&queues, &queues.queue_url, 2).await.expect("updated + cancelled");
     let n = event["Records"].as_array().unwrap().len();
     assert_eq!(n, 2, "payment_session.updated and payment_session.cancelled");
@@ -195,7 +213,17 @@ async fn ttl_deletion_expires_the_session() {
     let mut batches = Vec::new();
     let expired_event = loop {
         if let Some(batch) = poller.poll().await.unwrap() {
-            assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &SweptLocally, &batch).await), 0);
+            assert_eq!(
+                failures(
+                    &handle_stream_event(
+                        &deps.core,
+                        &StreamSinks { queue: deps.queue.as_ref(), scheduler: &SweptLocally, bus: None },
+                        &batch
+                    )
+                    .await
+                ),
+                0
+            );
             batches.push(batch);
         }
         let events = deps.store.session_events(MERCHANT, &short.id).await.unwrap();
@@ -217,7 +245,13 @@ async fn ttl_deletion_expires_the_session() {
     assert!(removes.iter().any(|r| r["userIdentity"]["principalId"] == paysession_aws::stream::TTL_PRINCIPAL));
     assert!(removes.iter().any(|r| r["userIdentity"].is_null()), "the manual delete is in the stream too");
     for batch in &batches {
-        assert_eq!(failures(&handle_stream_event(&deps.core, deps.queue.as_ref(), &SweptLocally, batch).await), 0);
+        assert_eq!(
+            failures(
+                &handle_stream_event(&deps.core, &StreamSinks { queue: deps.queue.as_ref(), scheduler: &SweptLocally, bus: None }, batch)
+                    .await
+            ),
+            0
+        );
     }
     let events = deps.store.session_events(MERCHANT, &short.id).await.unwrap();
     assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.expired").count(), 1);

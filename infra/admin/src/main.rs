@@ -59,6 +59,17 @@ enum MerchantCommand {
     },
     /// List merchants as JSON lines.
     List,
+    /// Change a merchant's settings; prints them.
+    Update {
+        merchant_id: String,
+        /// off | optional | required: whether API requests must be signed (RFC 9421 or
+        /// draft-cavage) with one of the merchant's registered keys. `required` needs an
+        /// active key unless --force (an operator's way back in: `off` always works).
+        #[arg(long)]
+        signed_requests: paysession_domain::signed_requests::Mode,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,17 +104,15 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let opened = paysession_runtime::open_store(&choice).await?;
-    let keys = paysession_app::auth::TokenSigner::new(
-        paysession_runtime::deployment_signing_key(&opened).await?,
-        std::sync::Arc::new(paysession_runtime::SystemClock),
-    )?;
+    let core = opened.core(paysession_runtime::deployment_signing_key(&opened).await?, String::new(), false).await?;
+    let keys = core.keys.as_ref();
     let store = opened.merchants();
     let store = store.as_ref();
     match args.command {
         Command::Init => unreachable!("handled above"),
         Command::Merchant { command: MerchantCommand::Create { name, display_name, brand_color, redirect_urls, payment_methods } } => {
             let input = NewMerchant { name, display_name, brand_color, redirect_urls, payment_methods };
-            let p = provision(store, &keys, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
+            let p = provision(store, keys, &input, None, chrono::Utc::now()).await.map_err(|e| match e {
                 ProvisionError::Invalid(msg) => format!("invalid merchant: {msg}"),
                 ProvisionError::Store(e) => e.to_string(),
             })?;
@@ -116,6 +125,18 @@ async fn run(args: Args) -> Result<(), String> {
                 }))
                 .expect("json")
             );
+        }
+        Command::Merchant { command: MerchantCommand::Update { merchant_id, signed_requests, force } } => {
+            store
+                .get_merchant(&merchant_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no merchant with id {merchant_id}"))?;
+            let profile =
+                paysession_app::signing::set_mode(&core, &merchant_id, signed_requests, force).await.map_err(|e| e.to_string())?;
+            let mut out = profile.settings_api();
+            out["merchant_id"] = json!(merchant_id);
+            println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         }
         Command::Merchant { command: MerchantCommand::List } => {
             for m in store.list_merchants().await.map_err(|e| e.to_string())? {
@@ -132,7 +153,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
         }
         Command::Client { command: ClientCommand::RotateSecret { client_id } } => {
-            let secret = rotate_secret(store, &keys, &client_id, None)
+            let secret = rotate_secret(store, keys, &client_id, None)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no client with id {client_id}"))?;

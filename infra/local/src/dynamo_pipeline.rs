@@ -13,7 +13,7 @@ use paysession_app::clock::SystemClock;
 use paysession_app::ports::SweptLocally;
 use paysession_app::ports::{DeliveryQueue, StoreError};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
-use paysession_aws::stream::handle_stream_event;
+use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use tokio::sync::{mpsc, watch};
 
@@ -75,7 +75,12 @@ pub async fn run_stream(deps: Deps, dynamodb: aws_sdk_dynamodb::Client, table: S
     loop {
         match poller.poll().await {
             Ok(Some(batch)) => loop {
-                let response = handle_stream_event(&deps.app.core, deps.app.queue.as_ref(), &SweptLocally, &batch).await;
+                let response = handle_stream_event(
+                    &deps.app.core,
+                    &StreamSinks { queue: deps.app.queue.as_ref(), scheduler: &SweptLocally, bus: None },
+                    &batch,
+                )
+                .await;
                 if response["batchItemFailures"].as_array().is_none_or(Vec::is_empty) {
                     break;
                 }

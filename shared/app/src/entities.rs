@@ -1,11 +1,14 @@
-//! The tenancy entities: merchants, their API clients, scopes and the authenticated caller.
+//! The tenancy entities: merchants, their API clients, scopes, the authenticated caller and
+//! the merchant's request-signing profile.
 //! Kept apart from the use cases (`auth`, `merchants`) and the ports so none of those
 //! import each other for a type.
 
 use chrono::{DateTime, Utc};
 use paysession_domain::MerchantPolicy;
 use paysession_domain::model::PaymentMethodKind;
+use paysession_domain::signed_requests::{Algorithm, Mode};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope {
@@ -17,16 +20,19 @@ pub enum Scope {
     MandatesWrite,
     #[serde(rename = "webhooks:manage")]
     WebhooksManage,
+    #[serde(rename = "keys:manage")]
+    KeysManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::SessionsRead, Scope::SessionsWrite, Scope::MandatesWrite, Scope::WebhooksManage];
+    pub const ALL: [Scope; 5] = [Scope::SessionsRead, Scope::SessionsWrite, Scope::MandatesWrite, Scope::WebhooksManage, Scope::KeysManage];
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::SessionsRead => "sessions:read",
             Scope::SessionsWrite => "sessions:write",
             Scope::MandatesWrite => "mandates:write",
             Scope::WebhooksManage => "webhooks:manage",
+            Scope::KeysManage => "keys:manage",
         }
     }
     pub fn parse(s: &str) -> Option<Scope> {
@@ -79,4 +85,59 @@ pub struct ApiClient {
     pub secret_hash: String,
     pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
+}
+
+// Signed requests: a merchant's setting and public keys (used by `crate::signing`).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub id: String,
+    pub algorithm: Algorithm,
+    /// SPKI PEM, whatever form it was registered in.
+    pub public_key: String,
+    pub status: KeyStatus,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl SigningKey {
+    pub fn to_api(&self) -> Value {
+        json!({
+            "id": self.id, "object": "signing_key", "algorithm": self.algorithm, "public_key": self.public_key,
+            "status": self.status, "created_at": self.created_at, "revoked_at": self.revoked_at,
+        })
+    }
+}
+
+/// One record per merchant, read once per API request: the setting and its keys together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningProfile {
+    pub merchant_id: String,
+    pub mode: Mode,
+    pub keys: Vec<SigningKey>,
+    /// 0 when never stored; each write stores `version + 1` conditionally.
+    pub version: u64,
+}
+
+impl SigningProfile {
+    pub fn empty(merchant_id: &str) -> SigningProfile {
+        SigningProfile { merchant_id: merchant_id.to_string(), mode: Mode::Off, keys: Vec::new(), version: 0 }
+    }
+
+    pub fn settings_api(&self) -> Value {
+        json!({"object": "merchant_settings", "signed_requests": self.mode.as_str(),
+               "active_signing_keys": self.active().count()})
+    }
+
+    pub(crate) fn active(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter().filter(|k| k.status == KeyStatus::Active)
+    }
 }

@@ -19,6 +19,7 @@ pub mod recurring;
 pub mod retry;
 pub mod secret;
 pub mod sessions;
+pub mod signing;
 pub mod webhooks;
 
 pub use context::{Config, Core, Payments};

@@ -175,6 +175,18 @@ pub trait SettingsStore: Send + Sync {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// Each merchant's request-signing profile, and the nonces its signatures spent.
+#[async_trait]
+pub trait SigningStore: Send + Sync {
+    async fn get_signing_profile(&self, merchant_id: &str) -> Result<Option<crate::entities::SigningProfile>, StoreError>;
+    /// Stores `profile` if the stored one is at `profile.version - 1` (absent when that is
+    /// 0); `VersionConflict` otherwise.
+    async fn put_signing_profile(&self, profile: &crate::entities::SigningProfile) -> Result<(), StoreError>;
+    /// Records `nonce` until `until`; `false` when it is already recorded and not yet past
+    /// its time (a replay). Atomic: of concurrent claims exactly one gets `true`.
+    async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
 /// Filters of `GET /v1/events`, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -321,5 +333,11 @@ impl ChargeScheduler for SweptLocally {
 /// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).
-pub trait Store: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + 'static {}
-impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + 'static> Store for T {}
+pub trait Store:
+    SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + 'static
+{
+}
+impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + 'static> Store
+    for T
+{
+}

@@ -17,6 +17,9 @@
 //! | saved payment method | `MER#m#PM#customer` | `PM#id` | | |
 //! | payment-method event | `MER#m#PMEVT#id` | `EVT#detached-ms#index` | as session events | as session events |
 //! | mandate | `MER#m#MD#id` | `MANDATE` | `MER#m#MANDATES` / `created#id` | `MER#m#MDCUS#customer` / `created#id` |
+//! | signing profile (setting + public keys) | `MER#m` | `SIGNING` | | |
+//! | spent signature nonce (TTL) | `MER#m#NONCE#nonce` | `NONCE` | | |
+//! | event put on the EventBridge bus (TTL; no tenant data) | `BUS#evt` | `BUS` | | |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
 //! string order is the time order.
@@ -111,6 +114,13 @@ pub const CLIENT_SK: &str = "CLIENT";
 pub fn clients_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#CLIENTS")
 }
+
+/// A merchant's request-signing profile lives beside its merchant item.
+pub const SIGNING_SK: &str = "SIGNING";
+pub fn nonce_pk(merchant: &str, nonce: &str) -> String {
+    format!("MER#{merchant}#NONCE#{nonce}")
+}
+pub const NONCE_SK: &str = "NONCE";
 
 pub fn setting_pk(key: &str) -> String {
     format!("SETTING#{key}")

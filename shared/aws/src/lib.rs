@@ -1,8 +1,10 @@
 //! AWS adapters: the storage ports on DynamoDB, and configuration loading for Lambda.
 
+pub mod bus;
 pub mod keys;
 mod mandates;
 pub mod scheduler;
+mod signing;
 pub mod sqs;
 mod store;
 pub mod stream;

@@ -1,5 +1,6 @@
 //! The table stream's consumer: outbox fan-out of committed events, session expiry from TTL
-//! deletions of expiry items, and the recurring-charge schedules of changed mandates.
+//! deletions of expiry items, the recurring-charge schedules of changed mandates, and the
+//! optional EventBridge bus.
 //!
 //! Records arrive in the Lambda DynamoDB-event shape (the local poller converts to the same
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
@@ -15,6 +16,7 @@ use paysession_domain::mandate::Mandate;
 use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
 
+use crate::bus::{BusEvent, EventBus};
 use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK};
 
 /// The principal of deletions made by DynamoDB's TTL process.
@@ -66,18 +68,17 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
 
 async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
-    queue: &dyn DeliveryQueue,
-    scheduler: &dyn ChargeScheduler,
+    sinks: &StreamSinks<'_>,
     endpoints: &mut EndpointCache,
     work: StreamWork,
 ) -> Result<(), StoreError> {
     // Each record on its merchant's clock (its sandbox test clock).
     match work {
         StreamWork::Reschedule { old, new } => {
-            reschedule(&cx.at_merchant(&new.merchant_id).await?, scheduler, old.as_deref(), &new).await.map(|_| ())
+            reschedule(&cx.at_merchant(&new.merchant_id).await?, sinks.scheduler, old.as_deref(), &new).await.map(|_| ())
         }
         StreamWork::FanOut { merchant_id, event } => {
-            fan_out(&cx.at_merchant(&merchant_id).await?, queue, endpoints, &merchant_id, &event).await.map(|_| ())
+            fan_out(&cx.at_merchant(&merchant_id).await?, sinks.queue, endpoints, &merchant_id, &event).await.map(|_| ())
         }
         StreamWork::Expire { merchant_id, session_id } => {
             expire_if_due(&cx.at_merchant(&merchant_id).await?, &merchant_id, &session_id).await.map(|_| ())
@@ -86,21 +87,36 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     }
 }
 
+/// Where the stream's work goes: the webhook queue, the charge schedules and, when the
+/// deployment configures one, an EventBridge bus.
+pub struct StreamSinks<'a> {
+    pub queue: &'a dyn DeliveryQueue,
+    pub scheduler: &'a dyn ChargeScheduler,
+    pub bus: Option<&'a EventBus>,
+}
+
 /// Handles a DynamoDB stream event (`ReportBatchItemFailures`). Records are processed in
 /// order; at the first failure the rest of the batch is left for the retry, which starts
 /// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
-/// queued, an expiry finds the session already expired, a schedule finds itself created.
+/// queued, an expiry finds the session already expired, a schedule finds itself created,
+/// an event already on the bus is not put again.
 pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
-    queue: &dyn DeliveryQueue,
-    scheduler: &dyn ChargeScheduler,
+    sinks: &StreamSinks<'_>,
     event: &Value,
 ) -> Value {
     let mut endpoints = EndpointCache::default();
+    let mut for_bus: Vec<(String, EventRecord)> = Vec::new();
+    let mut failed_at: Option<String> = None;
     for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
         let outcome = match classify(record) {
-            Ok(work) => run(cx, queue, scheduler, &mut endpoints, work).await.map_err(|e| e.to_string()),
+            Ok(work) => {
+                if let (Some(_), StreamWork::FanOut { event, .. }) = (sinks.bus, &work) {
+                    for_bus.push((sequence.to_string(), (**event).clone()));
+                }
+                run(cx, sinks, &mut endpoints, work).await.map_err(|e| e.to_string())
+            }
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
             Err(why) => {
@@ -110,8 +126,24 @@ pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore 
         };
         if let Err(e) = outcome {
             tracing::warn!(sequence, error = %e, "stream record failed; the batch resumes here");
-            return json!({"batchItemFailures": [{"itemIdentifier": sequence}]});
+            if for_bus.last().is_some_and(|(s, _)| s == sequence) {
+                for_bus.pop();
+            }
+            failed_at = Some(sequence.to_string());
+            break;
         }
     }
-    json!({"batchItemFailures": []})
+    // Events before the failure (all of them, if none) go to the bus; the batch resumes at
+    // the earlier of the failed record and the first event the bus refused.
+    if let Some(bus) = sinks.bus {
+        let batch: Vec<BusEvent<'_>> = for_bus.iter().map(|(sequence, event)| BusEvent { sequence, event }).collect();
+        if let Err((sequence, why)) = bus.publish(&batch).await {
+            tracing::warn!(sequence, error = %why, "event not put on the bus; the batch resumes here");
+            failed_at = Some(sequence);
+        }
+    }
+    match failed_at {
+        Some(sequence) => json!({"batchItemFailures": [{"itemIdentifier": sequence}]}),
+        None => json!({"batchItemFailures": []}),
+    }
 }

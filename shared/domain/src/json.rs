@@ -181,10 +181,16 @@ impl<'de> serde::de::Visitor<'de> for StrictValue {
     }
 }
 
+/// Top-level fields whose text is multi-line by nature (a PEM public key): line breaks
+/// are allowed there, every other control character still is not.
+const MULTILINE_FIELDS: [&str; 1] = ["public_key"];
+
 /// Every string (and object key) holding a control character (NUL, escapes, DEL, C1): such
-/// text breaks logs, CSV exports and terminals downstream, and no field of ours needs it.
+/// text breaks logs, CSV exports and terminals downstream, and no field of ours needs it
+/// (bar line breaks in [`MULTILINE_FIELDS`]).
 pub fn control_characters(value: &Value, at: &str, errors: &mut Errors) {
-    let bad = |s: &str| s.chars().any(char::is_control);
+    let multiline = MULTILINE_FIELDS.contains(&at);
+    let bad = |s: &str| s.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\r')));
     match value {
         Value::String(s) if bad(s) => {
             let field = if at.is_empty() { "body".to_string() } else { at.to_string() };
@@ -194,7 +200,7 @@ pub fn control_characters(value: &Value, at: &str, errors: &mut Errors) {
         Value::Object(map) => {
             for (k, v) in map {
                 let shown: String = k.chars().filter(|c| !c.is_control()).take(64).collect();
-                if bad(k) {
+                if k.chars().any(char::is_control) {
                     errors.add(path(at, &shown), FieldCode::InvalidValue, "field names must not contain control characters");
                 } else {
                     control_characters(v, &path(at, k), errors);

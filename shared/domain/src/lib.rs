@@ -23,6 +23,7 @@ pub mod payment;
 pub mod reference_data;
 pub mod schedule;
 pub mod session;
+pub mod signed_requests;
 pub mod webhook;
 
 pub use create::{MerchantPolicy, SessionSpec, parse_create_session};

@@ -4,6 +4,7 @@
 
 mod mandates;
 mod schema;
+mod signing;
 mod webhooks;
 
 use std::path::Path;

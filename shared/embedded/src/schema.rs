@@ -102,6 +102,18 @@ CREATE TABLE IF NOT EXISTS mandates (
 CREATE INDEX IF NOT EXISTS mandates_due ON mandates(next_charge_at_ms) WHERE next_charge_at_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS mandates_newest ON mandates(merchant_id, created_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS mandates_customer ON mandates(merchant_id, customer_id, created_at_ms DESC, id DESC);
+CREATE TABLE IF NOT EXISTS signing_profiles (
+    merchant_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    merchant_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (merchant_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_until ON nonces(until_ms);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -151,6 +163,8 @@ pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
         "meta",
         "webhook_endpoints",
         "deliveries",
+        "signing_profiles",
+        "nonces",
     ] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table}"))?;
         let cols = stmt.column_count();

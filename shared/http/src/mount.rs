@@ -7,8 +7,9 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 use paysession_app::ports::{DeliveryQueue, Store};
 use paysession_app::{Core, Payments};
+use paysession_domain::signed_requests::RequestParts;
 
-use crate::handlers::{events, mandates, misc, oauth, sandbox, sessions, webhooks};
+use crate::handlers::{events, mandates, misc, oauth, sandbox, sessions, signing, webhooks};
 use crate::pipeline::{Params, api, public, raw, unrouted};
 use crate::problem::ApiError;
 use crate::routes::{Route, RouteInfo, match_path};
@@ -30,6 +31,9 @@ impl<S: ?Sized> Clone for Mounted<S> {
 impl<S: Store + ?Sized> crate::pipeline::AtMerchant for Mounted<S> {
     fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> crate::pipeline::MerchantFuture<'a, Self> {
         Box::pin(async move { Ok(Mounted { core: self.core.at_merchant(merchant_id).await?, ..self.clone() }) })
+    }
+    fn check_signature<'a>(&'a self, merchant_id: &'a str, parts: &'a RequestParts<'a>) -> crate::pipeline::CheckFuture<'a> {
+        self.core.check_signature(merchant_id, parts)
     }
 }
 
@@ -77,6 +81,12 @@ pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params:
         Route::ResumeMandate => api!(mandates::resume),
         Route::ListPaymentMethods => api!(mandates::payment_methods),
         Route::DetachPaymentMethod => api!(mandates::detach_payment_method),
+        Route::GetMerchantSettings => api!(signing::get_settings),
+        Route::UpdateMerchantSettings => api!(signing::update_settings),
+        Route::CreateSigningKey => api!(signing::create_key),
+        Route::ListSigningKeys => api!(signing::list_keys),
+        Route::GetSigningKey => api!(signing::get_key),
+        Route::RevokeSigningKey => api!(signing::revoke_key),
         Route::OpenApi => public!(misc::openapi),
         Route::Health => public!(misc::health),
         Route::SandboxDeposit => public!(sandbox::deposit),

@@ -12,6 +12,7 @@ use std::time::Instant;
 use http::{HeaderValue, header};
 use lambda_http::{Body, Request, Response};
 use paysession_app::auth::{Principal, TokenError, TokenSigner};
+use paysession_domain::signed_requests::RequestParts;
 
 use crate::problem::ApiError;
 use crate::reply::Reply;
@@ -25,23 +26,46 @@ pub type ApiFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + 
 /// What a page or token handler returns: a finished response.
 pub type RawFuture<'a> = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
 
-/// What API handlers get: a context that can take on the authenticated merchant's
-/// business clock (its sandbox test clock), so one merchant's time never moves another's.
+/// What API handlers get: a context that checks the merchant's request signatures and can
+/// take on its business clock (its sandbox test clock), so one merchant's time never
+/// moves another's.
 pub trait AtMerchant: Sized + Sync {
     /// Boxed: a named future type keeps the handlers' futures provably `Send`.
     fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> MerchantFuture<'a, Self>;
+    /// The signed-requests check every authenticated request passes before its handler.
+    fn check_signature<'a>(&'a self, merchant_id: &'a str, parts: &'a RequestParts<'a>) -> CheckFuture<'a>;
 }
 
 pub type MerchantFuture<'a, C> = Pin<Box<dyn Future<Output = Result<C, paysession_app::ports::StoreError>> + Send + 'a>>;
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
-impl<S: paysession_app::ports::SettingsStore + ?Sized> AtMerchant for paysession_app::Core<S> {
+impl<S: paysession_app::ports::SettingsStore + paysession_app::ports::SigningStore + ?Sized> AtMerchant for paysession_app::Core<S> {
     fn at_merchant<'a>(&'a self, merchant_id: &'a str) -> MerchantFuture<'a, Self> {
         Box::pin(paysession_app::Core::at_merchant(self, merchant_id))
+    }
+    fn check_signature<'a>(&'a self, merchant_id: &'a str, parts: &'a RequestParts<'a>) -> CheckFuture<'a> {
+        Box::pin(async move { Ok(paysession_app::signing::check_request(self, merchant_id, parts).await?) })
+    }
+}
+
+/// What a signature can cover, as the client addressed the request: the authority from
+/// `Host`, the scheme from the proxy in front (API Gateway sets `X-Forwarded-Proto`).
+pub fn request_parts(req: &Request) -> RequestParts<'_> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    RequestParts {
+        method: req.method().as_str(),
+        scheme: req.uri().scheme_str().or_else(|| header("x-forwarded-proto")).unwrap_or("http"),
+        authority: header("host").or_else(|| req.uri().authority().map(|a| a.as_str())).unwrap_or(""),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers().iter().filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?))).collect(),
+        body: body_bytes(req.body()),
     }
 }
 
 /// An authenticated route: the handler runs only with a valid token holding the route's
-/// scope, on the token's merchant's clock.
+/// scope and, where the merchant asks for them, a valid request signature; on the token's
+/// merchant's clock.
 pub async fn api<C: AtMerchant>(
     cx: &C,
     keys: &TokenSigner,
@@ -51,10 +75,15 @@ pub async fn api<C: AtMerchant>(
     handler: impl for<'a> Fn(&'a C, &'a Principal, &'a Call<'a>) -> ApiFuture<'a>,
 ) -> Response<Body> {
     serve(info, params, &req, async |call| match authenticate(keys, call, info.access) {
-        Ok(Some(p)) => match cx.at_merchant(&p.merchant_id).await {
-            Ok(merchant_cx) => render(call, handler(&merchant_cx, &p, call).await),
-            Err(e) => render(call, Err(e.into())),
-        },
+        Ok(Some(p)) => {
+            if let Err(e) = cx.check_signature(&p.merchant_id, &request_parts(call.req)).await {
+                return render(call, Err(e));
+            }
+            match cx.at_merchant(&p.merchant_id).await {
+                Ok(merchant_cx) => render(call, handler(&merchant_cx, &p, call).await),
+                Err(e) => render(call, Err(e.into())),
+            }
+        }
         Ok(None) => render(call, Err(ApiError::Internal("an authenticated route was declared public".into()))),
         Err(e) => e.to_response(),
     })

@@ -20,6 +20,8 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     Validation(Vec<FieldError>),
     IdempotencyKeyReuse,
+    /// A signed-requests refusal; its `code` names the reason.
+    Signature(paysession_domain::signed_requests::SignatureError),
     Internal(String),
 }
 
@@ -43,6 +45,7 @@ impl ApiError {
             }
             Validation(_) => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
             IdempotencyKeyReuse => ("idempotency_key_reuse", StatusCode::UNPROCESSABLE_ENTITY),
+            Signature(e) => (e.code(), StatusCode::UNAUTHORIZED),
             Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -62,6 +65,12 @@ impl ApiError {
         "unknown_field",
         "validation_failed",
         "idempotency_key_reuse",
+        "signature_missing",
+        "signature_invalid",
+        "signature_expired",
+        "signature_replayed",
+        "digest_mismatch",
+        "unknown_key",
         "internal_error",
     ];
 
@@ -80,6 +89,7 @@ impl ApiError {
             UnsupportedMediaType(_) => "Unsupported media type",
             Validation(_) => "Validation failed",
             IdempotencyKeyReuse => "Idempotency key reused",
+            Signature(_) => "Request signature refused",
             Internal(_) => "Internal error",
         }
     }
@@ -100,6 +110,7 @@ impl ApiError {
             UnsupportedMediaType(expected) => format!("send Content-Type: {expected}"),
             Validation(errors) => format!("{} field(s) failed validation", errors.len()),
             IdempotencyKeyReuse => "this Idempotency-Key was used with a different request".into(),
+            Signature(e) => e.to_string(),
             // Internal details stay in the logs.
             Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
         }
@@ -176,6 +187,31 @@ impl From<paysession_app::StoreError> for ApiError {
         match e {
             S::DuplicateReference => ApiError::DuplicateReference,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<paysession_app::signing::CheckError> for ApiError {
+    fn from(e: paysession_app::signing::CheckError) -> Self {
+        match e {
+            paysession_app::signing::CheckError::Signature(s) => ApiError::Signature(s),
+            paysession_app::signing::CheckError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<paysession_app::signing::SigningError> for ApiError {
+    fn from(e: paysession_app::signing::SigningError) -> Self {
+        use paysession_app::signing::SigningError as E;
+        use paysession_domain::errors::FieldCode;
+        let field = |code, message: String| ApiError::Validation(vec![FieldError { field: "public_key".into(), code, message }]);
+        match e {
+            E::Invalid(m) => field(FieldCode::InvalidValue, m),
+            e @ E::TooMany => field(FieldCode::TooMany, e.to_string()),
+            e @ E::Duplicate => field(FieldCode::Duplicate, e.to_string()),
+            E::Refused(m) => ApiError::InvalidStateTransition(m),
+            E::NotFound(id) => ApiError::NotFound(format!("no signing key with id {id}")),
+            E::Store(s) => s.into(),
         }
     }
 }

@@ -44,6 +44,12 @@ pub enum Route {
     ResumeMandate,
     ListPaymentMethods,
     DetachPaymentMethod,
+    GetMerchantSettings,
+    UpdateMerchantSettings,
+    CreateSigningKey,
+    ListSigningKeys,
+    GetSigningKey,
+    RevokeSigningKey,
 }
 
 impl Route {
@@ -190,6 +196,12 @@ pub fn table() -> &'static [RouteInfo] {
                 Access::Scope(S::MandatesWrite),
                 false
             ),
+            route!(GetMerchantSettings, GET, "/v1/merchant/settings", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(UpdateMerchantSettings, POST, "/v1/merchant/settings", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(CreateSigningKey, POST, "/v1/signing_keys", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(ListSigningKeys, GET, "/v1/signing_keys", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(GetSigningKey, GET, "/v1/signing_keys/{id}", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(RevokeSigningKey, DELETE, "/v1/signing_keys/{id}", Some("signing-keys"), Access::Scope(S::KeysManage), false),
         ]
     })
 }

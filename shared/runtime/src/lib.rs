@@ -105,6 +105,7 @@ pub struct Function {
     pub aws: aws_config::SdkConfig,
     pub env: FunctionEnv,
     scheduler: OnceLock<Result<paysession_aws::scheduler::EventBridgeScheduler, String>>,
+    bus: OnceLock<Option<paysession_aws::bus::EventBus>>,
 }
 
 impl Function {
@@ -115,7 +116,7 @@ impl Function {
         let key = load_key(&env.signing_key, &aws).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
-        Ok(Function { core, aws, env, scheduler: OnceLock::new() })
+        Ok(Function { core, aws, env, scheduler: OnceLock::new(), bus: OnceLock::new() })
     }
 
     /// The webhook queue (SQS); using it without `PAYSESSION_WEBHOOK_QUEUE_URL` is reported
@@ -137,6 +138,11 @@ impl Function {
             Ok(s) => Ok(s),
             Err(e) => Err(e.clone()),
         }
+    }
+
+    /// The deployment's EventBridge bus, when `PAYSESSION_EVENT_BUS` names one.
+    pub fn bus(&self) -> Option<&paysession_aws::bus::EventBus> {
+        self.bus.get_or_init(|| paysession_aws::bus::EventBus::from_env(&self.aws, &self.env.table)).as_ref()
     }
 }
 

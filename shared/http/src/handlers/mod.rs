@@ -5,4 +5,5 @@ pub mod misc;
 pub mod oauth;
 pub mod sandbox;
 pub mod sessions;
+pub mod signing;
 pub mod webhooks;

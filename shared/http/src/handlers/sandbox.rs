@@ -113,7 +113,7 @@ pub async fn otp<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &C
 }
 
 /// Serves one of the sandbox routes (the `sandbox` function's group).
-pub async fn serve<S: SessionStore + SettingsStore + ?Sized>(
+pub async fn serve<S: SessionStore + SettingsStore + paysession_app::ports::SigningStore + ?Sized>(
     cx: &Core<S>,
     info: &'static RouteInfo,
     params: Params,

@@ -1,0 +1,60 @@
+//! The signing profile (one item per merchant, read consistently on every API request so
+//! a revoked key stops verifying at once) and spent nonces (one item each, TTL-collected;
+//! the condition, not the TTL, decides whether a nonce is still live).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use paysession_app::ports::{SigningStore, StoreError};
+use paysession_app::signing::SigningProfile;
+
+use crate::keys::*;
+use crate::store::{DynamoStore, backend, body, is_condition_failure, item, ms, n, parse_body, s};
+
+#[async_trait]
+impl SigningStore for DynamoStore {
+    async fn get_signing_profile(&self, merchant_id: &str) -> Result<Option<SigningProfile>, StoreError> {
+        self.get_item(merchant_pk(merchant_id), SIGNING_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
+    async fn put_signing_profile(&self, profile: &SigningProfile) -> Result<(), StoreError> {
+        let it = item([
+            (PK, s(merchant_pk(&profile.merchant_id))),
+            (SK, s(SIGNING_SK)),
+            ("version", n(profile.version as i64)),
+            ("body", body(profile)?),
+        ]);
+        let put = self.client().put_item().table_name(self.table()).set_item(Some(it));
+        let put = if profile.version <= 1 {
+            put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK)
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(profile.version as i64 - 1))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::VersionConflict),
+            Err(e) => Err(backend(crate::describe(&e))),
+        }
+    }
+
+    async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let it =
+            item([(PK, s(nonce_pk(merchant_id, nonce))), (SK, s(NONCE_SK)), ("until_ms", n(ms(until))), (TTL, n(until.timestamp() + 1))]);
+        let r = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(it))
+            .condition_expression("attribute_not_exists(#pk) OR until_ms <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":now", n(ms(now)))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(backend(crate::describe(&e))),
+        }
+    }
+}
