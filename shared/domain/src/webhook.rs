@@ -123,6 +123,10 @@ fn parse_event_list(v: &Value, e: &mut Errors) -> Option<Vec<String>> {
     (e.len() == before).then_some(out)
 }
 
+/// What to do about a receiver on this machine: the refusal names the flag that allows it.
+const LOCAL_HINT: &str = " (a receiver on this machine or network needs the local server started with --allow-private-webhooks)";
+const PLAIN_HTTP: &str = "must be an https URL (plain http is accepted only by a local server started with --allow-private-webhooks)";
+
 /// Validates a receiver URL at registration: absolute https (http only when private
 /// receivers are allowed), no credentials, no fragment, and an IP-literal host must be a
 /// public address. Hostnames are checked again on every resolved address at delivery.
@@ -135,6 +139,7 @@ pub fn endpoint_url(s: &str, policy: UrlPolicy) -> Result<String, (FieldCode, St
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_private => {}
+        "http" => return bad(PLAIN_HTTP),
         _ => return bad("must be an https URL"),
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -149,7 +154,7 @@ pub fn endpoint_url(s: &str, policy: UrlPolicy) -> Result<String, (FieldCode, St
         Some(url::Host::Ipv6(ip)) => check_literal(IpAddr::V6(ip), policy).map(|_| url.to_string()),
         Some(url::Host::Domain(d)) => {
             if is_internal_name(d) && !policy.allow_private {
-                return Err((FieldCode::NotAllowed, format!("{d} is not a public host name")));
+                return Err((FieldCode::NotAllowed, format!("{d} is not a public host name{LOCAL_HINT}")));
             }
             Ok(url.to_string())
         }
@@ -158,6 +163,9 @@ pub fn endpoint_url(s: &str, policy: UrlPolicy) -> Result<String, (FieldCode, St
 
 fn check_literal(ip: IpAddr, policy: UrlPolicy) -> Result<(), (FieldCode, String)> {
     match address_refusal(ip, policy) {
+        Some(why) if !policy.allow_private && address_refusal(ip, UrlPolicy { allow_private: true }).is_none() => {
+            Err((FieldCode::NotAllowed, format!("{ip} is {why}; receivers must be public addresses{LOCAL_HINT}")))
+        }
         Some(why) => Err((FieldCode::NotAllowed, format!("{ip} is {why}; receivers must be public addresses"))),
         None => Ok(()),
     }
@@ -688,6 +696,13 @@ mod tests {
             assert!(endpoint_url(bad, STRICT).is_err(), "{bad} must be refused");
         }
         assert!(endpoint_url("http://127.0.0.1:9000/hook", LOCAL).is_ok());
+        // Refused without the flag, with a message that names it.
+        let (_, why) = endpoint_url("http://127.0.0.1:9000/hook", STRICT).unwrap_err();
+        assert!(why.contains("--allow-private-webhooks"), "{why}");
+        let (_, why) = endpoint_url("https://10.0.0.7/hook", STRICT).unwrap_err();
+        assert!(why.contains("private") && why.contains("--allow-private-webhooks"), "{why}");
+        let (_, why) = endpoint_url("https://169.254.169.254/", STRICT).unwrap_err();
+        assert!(!why.contains("--allow-private-webhooks"), "the flag does not allow metadata addresses: {why}");
         assert!(endpoint_url("http://169.254.169.254/", LOCAL).is_err(), "metadata stays refused locally");
     }
 
