@@ -31,6 +31,27 @@ struct Args {
     /// Allow webhook endpoints on private addresses such as http://127.0.0.1.
     #[arg(long)]
     allow_private_webhooks: bool,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line,
+    /// as the Lambda functions log).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Colour codes only where a person reads them: never in a file or a pipe.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +62,8 @@ enum StoreKind {
 
 #[tokio::main]
 async fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     let args = Args::parse();
+    init_logs(args.log_format);
     let opts = LocalOptions {
         host: args.host,
         port: args.port,

@@ -31,8 +31,13 @@ fn start_limited(dir: &std::path::Path, files: u32) -> Started {
     spawn(cmd)
 }
 
-fn spawn(mut cmd: Command) -> Started {
-    let mut child = cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("binary starts");
+fn spawn(cmd: Command) -> Started {
+    spawn_logging(cmd, "warn", |_| {})
+}
+
+/// Starts the binary at log level `level`; `rest` gets every output line after the banner.
+fn spawn_logging(mut cmd: Command, level: &str, rest: impl Fn(String) + Send + 'static) -> Started {
+    let mut child = cmd.env("RUST_LOG", level).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut base, mut client_id, mut secret) = (None, None, None);
     while base.is_none() || client_id.is_none() || secret.is_none() {
@@ -46,7 +51,7 @@ fn spawn(mut cmd: Command) -> Started {
         }
     }
     // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(rest));
     Started { child, base: base.unwrap(), client_id: client_id.unwrap(), secret: secret.unwrap() }
 }
 
@@ -114,6 +119,36 @@ async fn walk_through(args: &[&str]) {
         http.get(format!("{}/v1/payment_sessions?reference=walk-1", s.base)).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
     assert_eq!(got["data"][0]["id"], id.as_str());
     stop(s);
+}
+
+/// Logs written to a pipe or file carry no colour codes; `--log-format json` writes one JSON
+/// object per line, as the Lambda functions do.
+#[tokio::test]
+async fn logs_are_plain_in_a_pipe_and_json_on_request() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysession-local"));
+        cmd.args(["--port", "0", "--data-dir", dir.path().to_str().unwrap(), "--log-format", format]);
+        let s = spawn_logging(cmd, "info", move |line| sink.lock().unwrap().push(line));
+        let http = reqwest::Client::new();
+        assert_eq!(http.get(format!("{}/health", s.base)).send().await.unwrap().status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !seen.lock().unwrap().iter().any(|l| l.contains("/health")) {
+            assert!(std::time::Instant::now() < deadline, "no request log line: {:?}", seen.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        stop(s);
+        let lines = seen.lock().unwrap().clone();
+        assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{format}: colour codes in a pipe: {lines:?}");
+        let request = lines.iter().find(|l| l.contains("/health")).unwrap();
+        if format == "json" {
+            let v: Value = serde_json::from_str(request).unwrap_or_else(|e| panic!("not JSON ({e}): {request}"));
+            assert_eq!(v["fields"]["route"], "/health");
+            assert_eq!(v["fields"]["status"], 200);
+        }
+    }
 }
 
 #[tokio::test]
