@@ -25,21 +25,18 @@ pub async fn sqs() -> aws_sdk_sqs::Client {
     paysession_aws::sqs::sqs_client().await
 }
 
+/// The ARN of a queue (what redrive policies and EventBridge targets name).
+pub async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> String {
+    let attrs = client.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await;
+    attrs.unwrap().attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone()
+}
+
 /// A fresh queue and dead-letter queue on moto, wired like template.yaml.
 pub async fn fresh_queues() -> DispatcherQueues {
     let client = sqs().await;
     let name = paysession_app::ids::new_id("hooks");
     let dlq = client.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("create DLQ").queue_url.unwrap();
-    let dlq_arn = client
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let dlq_arn = queue_arn(&client, &dlq).await;
     let queue = client
         .create_queue()
         .queue_name(&name)

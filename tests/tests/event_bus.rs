@@ -16,7 +16,7 @@ use paysession_aws::bus::{EventBus, PutEvents, SOURCE};
 use paysession_aws::stream::{StreamSinks, StreamWork, classify, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::session::{EventRecord, MerchantAction};
-use paysession_tests::aws::{deps, fresh_queues, sqs};
+use paysession_tests::aws::{deps, fresh_queues, queue_arn, sqs};
 use paysession_tests::dynamo::fresh_table;
 use paysession_tests::subscription::first_payment;
 use serde_json::{Value, json};
@@ -65,14 +65,7 @@ async fn eventbridge() -> aws_sdk_eventbridge::Client {
 /// A queue on moto and its ARN.
 async fn queue(client: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     let url = client.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap();
-    let attrs = client
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let arn = attrs.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let arn = queue_arn(client, &url).await;
     (url, arn)
 }
 

@@ -101,3 +101,17 @@ pub fn page<T>(items: &[T], has_more: bool, last: impl Fn(&T) -> (DateTime<Utc>,
     let data: Vec<Value> = items.iter().map(show).collect();
     Reply::json(StatusCode::OK, &json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}))
 }
+
+/// A page of a small collection read whole, oldest first (a merchant's webhook endpoints,
+/// its signing keys): the items after the cursor, at most `limit`.
+pub fn page_after<T>(
+    items: Vec<T>,
+    after: Option<&Cursor>,
+    limit: usize,
+    position: impl Fn(&T) -> (DateTime<Utc>, &str),
+    show: impl Fn(&T) -> Value,
+) -> Reply {
+    let rest: Vec<T> = items.into_iter().filter(|i| after.is_none_or(|c| position(i) > (c.created_at, c.id.as_str()))).collect();
+    let has_more = rest.len() > limit;
+    page(&rest[..rest.len().min(limit)], has_more, |i| (position(i).0, position(i).1.to_string()), show)
+}

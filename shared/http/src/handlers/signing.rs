@@ -11,7 +11,7 @@ use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::signed_requests::{Algorithm, Mode};
 
-use crate::handlers::list::{ListParams, checked, no_query, page};
+use crate::handlers::list::{ListParams, checked, no_query, page_after};
 use crate::pipeline::{Params, api};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent};
@@ -92,12 +92,8 @@ pub async fn list_keys<S: SigningStore + ?Sized>(cx: &Core<S>, p: &Principal, ca
     let params = ListParams::parse(call, &[], &mut e)?;
     let after = params.after(None, async |_| Ok(None), "", &mut e).await?;
     checked(e)?;
-    let n = params.limit;
     let keys = signing::profile(cx, &p.merchant_id).await?.keys;
-    let rest: Vec<SigningKey> =
-        keys.into_iter().filter(|k| after.as_ref().is_none_or(|c| (k.created_at, k.id.as_str()) > (c.created_at, c.id.as_str()))).collect();
-    let has_more = rest.len() > n;
-    Ok(page(&rest[..rest.len().min(n)], has_more, |k| (k.created_at, k.id.clone()), SigningKey::to_api))
+    Ok(page_after(keys, after.as_ref(), params.limit, |k| (k.created_at, k.id.as_str()), SigningKey::to_api))
 }
 
 pub async fn get_key<S: SigningStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {

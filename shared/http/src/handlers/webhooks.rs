@@ -12,7 +12,7 @@ use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::webhook::{MAX_ENDPOINTS, UrlPolicy, WebhookEndpoint, parse_endpoint_create};
 use serde_json::{Value, json};
 
-use crate::handlers::list::{ListParams, checked, no_query, page};
+use crate::handlers::list::{ListParams, checked, no_query, page, page_after};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent};
 use crate::request::Call;
@@ -54,13 +54,9 @@ pub async fn list<S: WebhookStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &
     let params = ListParams::parse(call, &[], &mut e)?;
     let after = params.after(None, async |_| Ok(None), "", &mut e).await?;
     checked(e)?;
-    let n = params.limit;
     let all = cx.store.list_endpoints(&p.merchant_id).await?;
-    let rest: Vec<WebhookEndpoint> =
-        all.into_iter().filter(|w| after.as_ref().is_none_or(|c| (w.created_at, w.id.as_str()) > (c.created_at, c.id.as_str()))).collect();
-    let has_more = rest.len() > n;
     let now = cx.clock.now();
-    Ok(page(&rest[..rest.len().min(n)], has_more, |w| (w.created_at, w.id.clone()), |w| w.to_api(now)))
+    Ok(page_after(all, after.as_ref(), params.limit, |w| (w.created_at, w.id.as_str()), |w| w.to_api(now)))
 }
 
 pub async fn get<S: WebhookStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
