@@ -96,7 +96,7 @@ fn signed(path: &str, host: &str, token: &str, key_id: &str, algorithm: Algorith
         authority: host,
         path,
         query: None,
-        headers: vec![("authorization".into(), auth.as_str())],
+        headers: vec![("authorization", auth.as_str())],
         body: b"",
     };
     let parsed = Signature::parse(&input, "sig1=:AAAA:").unwrap();

@@ -112,10 +112,15 @@ pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore 
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
         let outcome = match classify(record) {
             Ok(work) => {
-                if let (Some(_), StreamWork::FanOut { event, .. }) = (sinks.bus, &work) {
-                    for_bus.push((sequence.to_string(), (**event).clone()));
+                let bus_event = match (sinks.bus, &work) {
+                    (Some(_), StreamWork::FanOut { event, .. }) => Some((sequence.to_string(), (**event).clone())),
+                    _ => None,
+                };
+                let done = run(cx, sinks, &mut endpoints, work).await.map_err(|e| e.to_string());
+                if done.is_ok() {
+                    for_bus.extend(bus_event);
                 }
-                run(cx, sinks, &mut endpoints, work).await.map_err(|e| e.to_string())
+                done
             }
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
@@ -126,9 +131,6 @@ pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore 
         };
         if let Err(e) = outcome {
             tracing::warn!(sequence, error = %e, "stream record failed; the batch resumes here");
-            if for_bus.last().is_some_and(|(s, _)| s == sequence) {
-                for_bus.pop();
-            }
             failed_at = Some(sequence.to_string());
             break;
         }

@@ -58,7 +58,7 @@ pub fn request_parts(req: &Request) -> RequestParts<'_> {
         authority: header("host").or_else(|| req.uri().authority().map(|a| a.as_str())).unwrap_or(""),
         path: req.uri().path(),
         query: req.uri().query(),
-        headers: req.headers().iter().filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?))).collect(),
+        headers: req.headers().iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))).collect(),
         body: body_bytes(req.body()),
     }
 }

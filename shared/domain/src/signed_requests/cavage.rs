@@ -173,9 +173,9 @@ mod tests {
             path: "/v1/payment_sessions",
             query: None,
             headers: vec![
-                ("date".into(), "Tue, 20 Apr 2021 02:07:55 GMT"),
-                ("digest".into(), "SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="),
-                ("x-request-id".into(), "7b4f5a3e-2c1d-4e8f-9a0b-1c2d3e4f5a6b"),
+                ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+                ("digest", "SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="),
+                ("x-request-id", "7b4f5a3e-2c1d-4e8f-9a0b-1c2d3e4f5a6b"),
             ],
             body: br#"{"hello": "world"}"#,
         };

@@ -103,14 +103,14 @@ pub struct RequestParts<'a> {
     /// Without the `?`; `None` when the target has no query.
     pub query: Option<&'a str>,
     /// Every header as (lower-case name, value), in order.
-    pub headers: Vec<(String, &'a str)>,
+    pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
 }
 
 impl RequestParts<'_> {
     /// A header's field lines combined as RFC 9110 §5.3 combines them; `None` when absent.
     pub fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.trim()).collect();
+        let values: Vec<&str> = self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.trim()).collect();
         (!values.is_empty()).then(|| values.join(", "))
     }
 

@@ -182,11 +182,11 @@ mod tests {
             path: "/foo",
             query: Some("param=Value&Pet=dog"),
             headers: vec![
-                ("host".into(), "example.com"),
-                ("date".into(), "Tue, 20 Apr 2021 02:07:55 GMT"),
-                ("content-type".into(), "application/json"),
-                ("content-digest".into(), DIGEST_512),
-                ("content-length".into(), "18"),
+                ("host", "example.com"),
+                ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+                ("content-type", "application/json"),
+                ("content-digest", DIGEST_512),
+                ("content-length", "18"),
             ],
             body: BODY,
         }
