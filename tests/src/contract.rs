@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, EventQuery, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore, MerchantStore, SessionQuery,
-    SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
+    Cursor, EventQuery, Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore, MerchantStore,
+    SessionQuery, SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
 };
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -200,10 +200,22 @@ pub async fn status_filter_as_of_now(st: Stores) {
 }
 
 fn completion(key: &str, owner: &str, status: u16) -> IdempotencyCompletion {
+    completion_held(key, Hold::Owned(owner.into()), status)
+}
+
+/// A completion that takes `key` in its own write, as of `now`.
+fn fresh_completion(key: &str, fingerprint: &str, now: DateTime<Utc>, status: u16) -> IdempotencyCompletion {
+    IdempotencyCompletion {
+        expires_at: now + Duration::hours(24),
+        ..completion_held(key, Hold::Fresh { fingerprint: fingerprint.into(), owner: format!("req_{status}"), now }, status)
+    }
+}
+
+fn completion_held(key: &str, hold: Hold, status: u16) -> IdempotencyCompletion {
     IdempotencyCompletion {
         merchant_id: "mer_a".into(),
         key: key.into(),
-        owner: owner.into(),
+        hold,
         response: StoredResponse { status, content_type: "application/json".into(), body: format!("{{\"n\":{status}}}") },
         expires_at: t0() + Duration::hours(24),
     }
@@ -273,6 +285,68 @@ pub async fn idempotency_concurrent_claims(st: Stores) {
         }
     }
     assert_eq!(started, 1);
+}
+
+/// A completion that takes its key in the change's own write: taken only where no live
+/// record is, and a lost key cancels the whole write — before any other guard speaks.
+pub async fn idempotency_taken_in_the_write(st: Stores) {
+    let i = &st.idempotency;
+    let create = |reference: &str, key: &str, fp: &str, now| {
+        let st = st.clone();
+        let s = session("mer_a", "cus_1", reference, t0());
+        let c = fresh_completion(key, fp, now, 201);
+        async move {
+            let events = events_for(None, &s, t0(), || paysession_app::ids::new_id("evt"));
+            let out = st.sessions.create_session(&s, &events, Some(&c)).await;
+            (out, s.id)
+        }
+    };
+    let (first, first_id) = create("f-1", "fk", "fp1", t0()).await;
+    first.unwrap();
+    match i.begin("mer_a", "fk", "fp1", "o", t0(), t0()).await.unwrap() {
+        IdempotencyBegin::Replay(r) => assert_eq!(r.status, 201),
+        other => panic!("the fresh completion is a finished record: {other:?}"),
+    }
+    // The same key again: lost, even where the reference guard would also refuse, and
+    // nothing of the second write is stored.
+    for reference in ["f-2", "f-1"] {
+        let (out, id) = create(reference, "fk", "fp1", t0()).await;
+        assert!(matches!(out, Err(StoreError::IdempotencyLost)), "{reference}: {out:?}");
+        assert_eq!(st.sessions.get_session("mer_a", &id).await.unwrap(), None, "{reference}: the whole write was cancelled");
+    }
+    assert_eq!(st.sessions.get_session("mer_a", &first_id).await.unwrap().map(|s| s.version), Some(1));
+    // A live in-flight claim holds the key against a fresh write until its lock lapses.
+    let lock = t0() + Duration::seconds(60);
+    assert_eq!(i.begin("mer_a", "held", "fp", "o1", t0(), lock).await.unwrap(), IdempotencyBegin::Started);
+    assert!(matches!(create("f-3", "held", "fp", t0()).await.0, Err(StoreError::IdempotencyLost)));
+    create("f-3", "held", "fp", lock).await.0.unwrap();
+    // A finished record past retention is forgotten.
+    let later = t0() + Duration::hours(25);
+    create("f-4", "fk", "fp-other", later).await.0.unwrap();
+    // Storing a refusal (no change) the same way: once.
+    i.complete(&fresh_completion("refused", "fp", t0(), 409)).await.unwrap();
+    assert!(matches!(i.complete(&fresh_completion("refused", "fp", t0(), 409)).await, Err(StoreError::IdempotencyLost)));
+    // Concurrent twins: one write wins, the rest lose the key and store nothing.
+    let twins: Vec<_> = (0..8).map(|n| tokio::spawn(create(&format!("twin-{n}"), "hot-fresh", "fp", t0()))).collect();
+    let (mut won, mut lost) = (0, 0);
+    for twin in twins {
+        let (out, id) = twin.await.unwrap();
+        match out {
+            Ok(()) => won += 1,
+            Err(StoreError::IdempotencyLost) => {
+                lost += 1;
+                assert_eq!(st.sessions.get_session("mer_a", &id).await.unwrap(), None);
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 7));
+    // On a transition too: the lost key is reported, and the session is unchanged.
+    let s = st.sessions.get_session("mer_a", &first_id).await.unwrap().unwrap();
+    let next = s.apply(MerchantAction::Expire, t0()).unwrap();
+    let lost = st.sessions.update_session(&next, s.version, &[], Some(&fresh_completion("fk", "fp1", t0(), 200))).await;
+    assert!(matches!(lost, Err(StoreError::IdempotencyLost)), "{lost:?}");
+    assert_eq!(st.sessions.get_session("mer_a", &first_id).await.unwrap(), Some(s));
 }
 
 pub async fn aliases_and_saved_methods(st: Stores) {
@@ -600,7 +674,7 @@ macro_rules! contract_suite {
             create_get_and_tenancy, duplicate_reference_guard, concurrent_creates_one_winner,
             versioned_updates, concurrent_transitions_one_wins, list_order_filters_cursor,
             status_filter_as_of_now, idempotency_lifecycle, idempotency_takeover_and_release,
-            idempotency_concurrent_claims, merchants_clients_settings, aliases_and_saved_methods,
+            idempotency_concurrent_claims, idempotency_taken_in_the_write, merchants_clients_settings, aliases_and_saved_methods,
             webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
             merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
             payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once);

@@ -121,6 +121,60 @@ async fn walk_through(args: &[&str]) {
     stop(s);
 }
 
+/// Writes are committed in groups: an acknowledged create (201) survives `kill -9` in the
+/// middle of a burst of concurrent creates, and an id-keyed retry after restart finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_creates_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut s = start(dir.path(), &[]);
+    let t = token(&http, &s).await;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..32)
+        .map(|w| {
+            let (http, base, t, acknowledged) = (http.clone(), s.base.clone(), t.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let body = json!({"amount": 100, "currency": "EUR", "customer_id": "cus_k", "reference": format!("k9-{w}-{n}")});
+                    match http.post(format!("{base}/v1/payment_sessions")).bearer_auth(&t).json(&body).send().await {
+                        Ok(r) if r.status() == 201 => {
+                            let id = r.json::<Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_string));
+                            // A body cut off by the kill was not acknowledged.
+                            if let Some(id) = id {
+                                acknowledged.lock().unwrap().push(id);
+                            }
+                        }
+                        Ok(r) => panic!("create answered {}", r.status()),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once a few hundred creates are acknowledged, while the rest are in flight.
+    while acknowledged.lock().unwrap().len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let s = start(dir.path(), &[]);
+    let t = token(&http, &s).await;
+    let mut missing = Vec::new();
+    for id in &acknowledged {
+        let r = http.get(format!("{}/v1/payment_sessions/{id}", s.base)).bearer_auth(&t).send().await.unwrap();
+        if r.status() != 200 {
+            missing.push(id.clone());
+        }
+    }
+    assert!(missing.is_empty(), "{} of {} acknowledged creates lost: {missing:?}", missing.len(), acknowledged.len());
+    stop(s);
+}
+
 /// Logs written to a pipe or file carry no colour codes; `--log-format json` writes one JSON
 /// object per line, as the Lambda functions do.
 #[tokio::test]

@@ -12,6 +12,7 @@ use crate::auth::TokenSigner;
 use crate::clock::{Clock, TestClock};
 use crate::limiter::FailureLimiter;
 use crate::processor::{Notifier, PaymentProcessor};
+use crate::recent::RecentMerchants;
 
 /// Settings of one deployment.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Core<S: ?Sized> {
     pub config: Config,
     /// Failed client authentications per client id and source address (wall clock).
     pub auth_failures: Arc<FailureLimiter>,
+    /// Merchant settings and signing profiles read in the last seconds (this process).
+    pub recent: Arc<RecentMerchants>,
 }
 
 // Not derived: a derive would require `S: Clone`, and `S` is usually a store or `dyn Store`.
@@ -48,6 +51,7 @@ impl<S: ?Sized> Clone for Core<S> {
             keys: self.keys.clone(),
             config: self.config.clone(),
             auth_failures: self.auth_failures.clone(),
+            recent: self.recent.clone(),
         }
     }
 }
@@ -63,6 +67,13 @@ impl<S: crate::ports::SettingsStore + ?Sized> Core<S> {
         let offset = stored.and_then(|v| v.parse::<i64>().ok()).map(chrono::Duration::milliseconds).unwrap_or_else(|| start.offset());
         let clock = TestClock::with_offset(offset);
         Ok(Core { clock: Arc::new(clock.clone()), test_clock: Some(clock), ..self.clone() })
+    }
+}
+
+impl<S: crate::ports::MerchantStore + ?Sized> Core<S> {
+    /// The merchant as read within the last seconds ([`crate::recent`]).
+    pub async fn merchant(&self, merchant_id: &str) -> Result<Option<Arc<crate::entities::Merchant>>, crate::ports::StoreError> {
+        self.recent.merchants.get_or_load(&merchant_id.to_string(), async || self.store.get_merchant(merchant_id).await).await
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::context::Core;
 use crate::ids::{new_id, sha256_hex};
-use crate::ports::{IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, StoreError, StoredResponse};
+use crate::ports::{Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, StoreError, StoredResponse};
 
 /// How long a replayable response is kept (business time).
 pub const RETENTION: Duration = Duration::hours(24);
@@ -57,11 +57,12 @@ pub fn decide(seen: Option<Seen<'_>>, fingerprint: &str, now: DateTime<Utc>) -> 
     }
 }
 
-/// The claim a request holds on its key.
+/// The claim a request holds on its key: made before it ran ([`start`]), or taken by the
+/// write that completes it ([`fresh`]).
 pub struct Claim {
     merchant_id: String,
     key: String,
-    owner: String,
+    hold: Hold,
     expires_at: DateTime<Utc>,
 }
 
@@ -71,7 +72,7 @@ impl Claim {
         IdempotencyCompletion {
             merchant_id: self.merchant_id.clone(),
             key: self.key.clone(),
-            owner: self.owner.clone(),
+            hold: self.hold.clone(),
             response: response.clone(),
             expires_at: self.expires_at,
         }
@@ -111,6 +112,34 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     sha256_hex(&material)
 }
 
+fn checked_key(raw: &[u8]) -> Result<&str, KeyError> {
+    if !valid_key(raw) {
+        return Err(KeyError::Malformed);
+    }
+    std::str::from_utf8(raw).map_err(|_| KeyError::Malformed)
+}
+
+/// A claim that costs no store request: the change's own write takes the key, conditional
+/// on no live record being there. For changes that write once and carry the completion in
+/// that write (a create, a session action): a concurrent or repeated request then loses
+/// that condition, changes nothing, and goes the way of [`start`].
+pub fn fresh<S: ?Sized>(cx: &Core<S>, merchant_id: &str, raw: &[u8], fingerprint: String) -> Result<Claim, KeyError> {
+    let key = checked_key(raw)?;
+    let now = cx.clock.now();
+    Ok(Claim {
+        merchant_id: merchant_id.to_string(),
+        key: key.to_string(),
+        hold: Hold::Fresh { fingerprint, owner: new_id("req"), now },
+        expires_at: now + RETENTION,
+    })
+}
+
+/// Stores the final response of a request under a fresh claim that its own write did not
+/// record (a client error): [`StoreError::IdempotencyLost`] when the key was taken.
+pub async fn record<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim, response: &StoredResponse) -> Result<(), StoreError> {
+    cx.store.complete(&claim.completion(response)).await
+}
+
 /// Claims `key` (the raw header value, if any) for the request with `fingerprint`.
 pub async fn start<S: IdempotencyStore + ?Sized>(
     cx: &Core<S>,
@@ -119,17 +148,14 @@ pub async fn start<S: IdempotencyStore + ?Sized>(
     fingerprint: impl FnOnce() -> String,
 ) -> Result<Start, KeyError> {
     let Some(raw) = key else { return Ok(Start::Proceed(None)) };
-    if !valid_key(raw) {
-        return Err(KeyError::Malformed);
-    }
-    let key = std::str::from_utf8(raw).map_err(|_| KeyError::Malformed)?;
+    let key = checked_key(raw)?;
     let owner = new_id("req");
     let now = cx.clock.now();
     match cx.store.begin(merchant_id, key, &fingerprint(), &owner, now, now + LOCK).await? {
         IdempotencyBegin::Started => Ok(Start::Proceed(Some(Claim {
             merchant_id: merchant_id.to_string(),
             key: key.to_string(),
-            owner,
+            hold: Hold::Owned(owner),
             expires_at: now + RETENTION,
         }))),
         IdempotencyBegin::Replay(r) => Ok(Start::Replay(r)),
@@ -141,11 +167,7 @@ pub async fn start<S: IdempotencyStore + ?Sized>(
 /// Settles a claim after the request ran without recording it in its own write: a client
 /// error is final and stored for replay; a server error releases the key so a retry runs.
 pub async fn settle<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim, response: &StoredResponse) {
-    let result = if response.status >= 500 {
-        cx.store.release(&claim.merchant_id, &claim.key, &claim.owner).await
-    } else {
-        cx.store.complete(&claim.completion(response)).await
-    };
+    let result = if response.status >= 500 { release_held(cx, claim).await } else { cx.store.complete(&claim.completion(response)).await };
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not settle idempotency claim; it expires on its own");
     }
@@ -154,8 +176,16 @@ pub async fn settle<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim, r
 /// Gives a claim up without storing a response: the request never ran, so a corrected
 /// retry under the same key may run.
 pub async fn release<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim) {
-    if let Err(e) = cx.store.release(&claim.merchant_id, &claim.key, &claim.owner).await {
+    if let Err(e) = release_held(cx, claim).await {
         tracing::warn!(error = %e, "could not release idempotency claim; it expires on its own");
+    }
+}
+
+/// A fresh claim holds nothing in the store until its write, so there is nothing to drop.
+async fn release_held<S: IdempotencyStore + ?Sized>(cx: &Core<S>, claim: &Claim) -> Result<(), StoreError> {
+    match &claim.hold {
+        Hold::Owned(owner) => cx.store.release(&claim.merchant_id, &claim.key, owner).await,
+        Hold::Fresh { .. } => Ok(()),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod otp;
 pub mod payments;
 pub mod ports;
 pub mod processor;
+pub mod recent;
 pub mod recurring;
 pub mod retry;
 pub mod secret;

@@ -44,10 +44,28 @@ pub struct StoredResponse {
 pub struct IdempotencyCompletion {
     pub merchant_id: String,
     pub key: String,
-    /// The claim this request made in [`IdempotencyStore::begin`].
-    pub owner: String,
+    pub hold: Hold,
     pub response: StoredResponse,
     pub expires_at: DateTime<Utc>,
+}
+
+/// How the request holds its key when the completion is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The in-flight claim this request made in [`IdempotencyStore::begin`].
+    Owned(String),
+    /// No claim was made: the completion takes the key in the same write, only if no live
+    /// record is there (absent, past retention, or an abandoned claim as of `now`); else the
+    /// write fails with [`StoreError::IdempotencyLost`] and nothing of it is stored.
+    Fresh { fingerprint: String, owner: String, now: DateTime<Utc> },
+}
+
+impl Hold {
+    pub fn owner(&self) -> &str {
+        match self {
+            Hold::Owned(owner) | Hold::Fresh { owner, .. } => owner,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +94,8 @@ pub trait IdempotencyStore: Send + Sync {
         now: DateTime<Utc>,
         locked_until: DateTime<Utc>,
     ) -> Result<IdempotencyBegin, StoreError>;
-    /// Stores the response of a request that changed nothing (e.g. a 409).
+    /// Stores the response of a request that changed nothing (e.g. a 409); a
+    /// [`Hold::Fresh`] completion is stored only where no live record is.
     async fn complete(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError>;
     /// Drops the claim after a failure that may succeed on retry (5xx).
     async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError>;

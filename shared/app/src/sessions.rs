@@ -39,8 +39,8 @@ pub async fn validate_create<S: MerchantStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     body: &Value,
-) -> Result<(Merchant, SessionSpec), SessionError> {
-    let merchant = cx.store.get_merchant(merchant_id).await?.ok_or_else(|| SessionError::MerchantMissing(merchant_id.to_string()))?;
+) -> Result<(std::sync::Arc<Merchant>, SessionSpec), SessionError> {
+    let merchant = cx.merchant(merchant_id).await?.ok_or_else(|| SessionError::MerchantMissing(merchant_id.to_string()))?;
     let spec = parse_create_session(body, cx.clock.now(), &merchant.policy()).map_err(SessionError::Invalid)?;
     Ok((merchant, spec))
 }

@@ -47,7 +47,10 @@ async fn change<S: SigningStore + ?Sized, T>(
         let out = f(&mut p, cx.clock.now())?;
         p.version += 1;
         match cx.store.put_signing_profile(&p).await {
-            Ok(()) => return Ok((p, out)),
+            Ok(()) => {
+                cx.recent.signing.forget(&merchant_id.to_string());
+                return Ok((p, out));
+            }
             Err(StoreError::VersionConflict) => races.lost()?,
             Err(e) => return Err(e.into()),
         }
@@ -136,7 +139,8 @@ pub enum CheckError {
 /// The check before every authenticated handler: with `required` a valid signature must be
 /// present; with `optional` one that is present must verify; its nonce is then spent.
 pub async fn check_request<S: SigningStore + ?Sized>(cx: &Core<S>, merchant_id: &str, req: &RequestParts<'_>) -> Result<(), CheckError> {
-    let Some(p) = cx.store.get_signing_profile(merchant_id).await? else { return Ok(()) };
+    let read = cx.recent.signing.get_or_load(&merchant_id.to_string(), async || cx.store.get_signing_profile(merchant_id).await).await?;
+    let Some(p) = read else { return Ok(()) };
     if p.mode == Mode::Off {
         return Ok(());
     }

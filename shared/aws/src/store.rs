@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use paysession_app::idempotency::{Decision, Seen, decide};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore, SettingsStore, StoreError,
-    StoredResponse,
+    Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore, SettingsStore,
+    StoreError, StoredResponse,
 };
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
@@ -192,10 +192,35 @@ impl DynamoStore {
             .collect()
     }
 
-    fn completion_update(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
+    /// The write that completes an idempotency record: an owned claim is finished in place;
+    /// a fresh one puts the record where none is live (`decide`'s `Claim` cases: absent, or
+    /// `expires_at_ms` passed, which an in-flight claim sets to its lock's end).
+    fn completion_write(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
+        let (pk, response) = (idempotency_pk(&c.merchant_id, &c.key), body(&c.response)?);
+        if let Hold::Fresh { fingerprint, owner, now } = &c.hold {
+            let record = item([
+                (PK, s(pk)),
+                (SK, s(IDEMPOTENCY_SK)),
+                ("fingerprint", s(fingerprint.clone())),
+                ("state", s("done")),
+                ("owner", s(owner.clone())),
+                ("locked_until_ms", n(ms(*now))),
+                ("expires_at_ms", n(ms(c.expires_at))),
+                ("response", response),
+                (TTL, n(c.expires_at.timestamp())),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(record))
+                .condition_expression("attribute_not_exists(PK) OR expires_at_ms <= :now")
+                .expression_attribute_values(":now", n(ms(*now)))
+                .build()
+                .map_err(backend)?;
+            return Ok(TransactWriteItem::builder().put(put).build());
+        }
         let update = Update::builder()
             .table_name(&self.table)
-            .key(PK, s(idempotency_pk(&c.merchant_id, &c.key)))
+            .key(PK, s(pk))
             .key(SK, s(IDEMPOTENCY_SK))
             .update_expression("SET #state = :done, #response = :resp, expires_at_ms = :exp, #ttl = :ttl")
             .condition_expression("#state = :in_flight AND #owner = :owner")
@@ -205,8 +230,8 @@ impl DynamoStore {
             .expression_attribute_names("#ttl", TTL)
             .expression_attribute_values(":done", s("done"))
             .expression_attribute_values(":in_flight", s("in_flight"))
-            .expression_attribute_values(":owner", s(c.owner.clone()))
-            .expression_attribute_values(":resp", body(&c.response)?)
+            .expression_attribute_values(":owner", s(c.hold.owner()))
+            .expression_attribute_values(":resp", response)
             .expression_attribute_values(":exp", n(ms(c.expires_at)))
             .expression_attribute_values(":ttl", n(c.expires_at.timestamp()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
@@ -215,21 +240,11 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Adds a change's events and idempotency completion to its transaction; returns the
-    /// completion's position so a failed condition there can be told apart.
-    fn append_events_and_completion(
-        &self,
-        items: &mut Vec<TransactWriteItem>,
-        session: &PaymentSession,
-        events: &[EventRecord],
-        idempotency: Option<&IdempotencyCompletion>,
-    ) -> Result<Option<usize>, StoreError> {
-        items.extend(self.event_items(&session.merchant_id, session, events)?);
-        let index = idempotency.map(|_| items.len());
-        if let Some(c) = idempotency {
-            items.push(self.completion_update(c)?);
-        }
-        Ok(index)
+    /// A change's transaction starts with its idempotency completion, if any: a cancelled
+    /// transaction names the first failed condition, and a request whose key is taken must
+    /// learn that before anything its twin set (a reference guard, a version).
+    fn starting_with_completion(&self, idempotency: Option<&IdempotencyCompletion>) -> Result<Vec<TransactWriteItem>, StoreError> {
+        idempotency.map(|c| self.completion_write(c)).into_iter().collect()
     }
 
     pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
@@ -331,10 +346,10 @@ impl SessionStore for DynamoStore {
             (SK, s(REFERENCE_SK)),
             ("session_id", s(session.id.clone())),
         ]);
-        let mut items = vec![
-            TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build(),
-            TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build(),
-        ];
+        let mut items = self.starting_with_completion(idempotency)?;
+        let first = items.len();
+        items.push(TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build());
+        items.push(TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build());
         for (kind, value) in session.aliases() {
             let alias = item([
                 (PK, s(alias_pk(kind, &value))),
@@ -345,11 +360,11 @@ impl SessionStore for DynamoStore {
             items.push(TransactWriteItem::builder().put(self.put(alias, Some("attribute_not_exists(PK)"))).build());
         }
         items.push(TransactWriteItem::builder().put(self.put(expiry_item(session), None)).build());
-        let idem_index = self.append_events_and_completion(&mut items, session, events, idempotency)?;
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
         match self.transact_retrying(items).await? {
             None => Ok(()),
-            Some(1) => Err(StoreError::DuplicateReference),
-            Some(i) if Some(i) == idem_index => Err(StoreError::IdempotencyLost),
+            Some(i) if i < first => Err(StoreError::IdempotencyLost),
+            Some(i) if i == first + 1 => Err(StoreError::DuplicateReference),
             Some(i) => Err(StoreError::Backend(format!("create condition failed on item {i}"))),
         }
     }
@@ -368,13 +383,15 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":expected", n(expected_version as i64))
             .build()
             .map_err(backend)?;
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        let idem_index = self.append_events_and_completion(&mut items, session, events, idempotency)?;
+        let mut items = self.starting_with_completion(idempotency)?;
+        let first = items.len();
+        items.push(TransactWriteItem::builder().put(put).build());
+        items.extend(self.event_items(&session.merchant_id, session, events)?);
         match self.transact_retrying(items).await? {
             None => Ok(()),
-            Some(0) => Err(StoreError::VersionConflict),
-            Some(i) if Some(i) == idem_index => Err(StoreError::IdempotencyLost),
-            // An event key already taken means another writer wrote this version first.
+            Some(i) if i < first => Err(StoreError::IdempotencyLost),
+            // The session's version moved on, or an event key already taken means another
+            // writer wrote this version first.
             Some(_) => Err(StoreError::VersionConflict),
         }
     }
@@ -554,7 +571,7 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn complete(&self, completion: &IdempotencyCompletion) -> Result<(), StoreError> {
-        match self.transact_retrying(vec![self.completion_update(completion)?]).await? {
+        match self.transact_retrying(vec![self.completion_write(completion)?]).await? {
             None => Ok(()),
             Some(_) => Err(StoreError::IdempotencyLost),
         }

@@ -6,8 +6,10 @@ mod mandates;
 mod schema;
 mod signing;
 mod webhooks;
+mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,8 +17,8 @@ use chrono::{DateTime, Utc};
 use paysession_app::idempotency::{Decision, Seen, decide};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore, SettingsStore,
-    StoreError, StoredResponse,
+    Cursor, Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MerchantStore, Page, SessionQuery, SessionStore,
+    SettingsStore, StoreError, StoredResponse,
 };
 use paysession_domain::ExpirationMode;
 use paysession_domain::payment::SavedPaymentMethod;
@@ -26,10 +28,21 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 /// A handle to the database; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
+    readers: Arc<Readers>,
     /// Counts committed writes, so each stage of the local pipeline wakes at once.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+/// Connections that only read: reads of different requests run side by side, and never
+/// wait for a group commit (WAL).
+struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+/// Reader connections: enough for the blocking pool to keep both cores busy with reads.
+const READERS: usize = 4;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -55,38 +68,49 @@ impl EmbeddedStore {
     }
 
     pub fn open(file: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(file).map_err(|e| backend(format!("cannot open {}: {e}", file.display())))?;
+        let open = || Connection::open(file).map_err(|e| backend(format!("cannot open {}: {e}", file.display())));
+        let conn = open()?;
         schema::prepare(&conn).map_err(backend)?;
-        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)), changes: Arc::new(tokio::sync::watch::channel(0).0) })
+        let conns = (0..READERS)
+            .map(|_| {
+                let reader = open()?;
+                schema::prepare_reader(&reader).map_err(backend)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(EmbeddedStore {
+            writer: writer::Writer::start(conn),
+            readers: Arc::new(Readers { conns, next: AtomicUsize::new(0) }),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+        })
     }
 
-    /// Runs `f` on the connection off the async executor.
+    /// Runs the read `f` on a reader connection, off the async executor.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let start = readers.next.fetch_add(1, Ordering::Relaxed);
+            let n = readers.conns.len();
+            // A free connection if there is one, else wait for this task's own turn.
+            let mut guard = (0..n)
+                .find_map(|i| readers.conns[(start + i) % n].try_lock().ok())
+                .unwrap_or_else(|| readers.conns[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             f(&mut guard)
         })
         .await
         .map_err(backend)?
     }
 
-    /// Runs `f` in an immediate transaction: committed if it returns `Ok`, else rolled back.
+    /// Runs `f` in a write transaction (grouped with concurrent writes, see `writer`):
+    /// committed if it returns `Ok`, else rolled back; answered once durable.
     async fn tx<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
-        })
-        .await
-        .inspect(|_| self.note_change())
+        self.writer.write(f).await.inspect(|_| self.note_change())
     }
 
     fn note_change(&self) {
@@ -106,7 +130,7 @@ impl EmbeddedStore {
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
-        self.with(move |c| {
+        self.tx(move |c| {
             c.execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
                 .map(|_| ())
                 .map_err(backend)
@@ -152,13 +176,25 @@ fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &[EventRecord]
 }
 
 fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Result<(), StoreError> {
-    let n = tx
-        .execute(
+    let response = to_json(&c.response)?;
+    let n = match &c.hold {
+        Hold::Owned(owner) => tx.execute(
             "UPDATE idempotency SET state = 'done', response = ?1, expires_at_ms = ?2
              WHERE merchant_id = ?3 AND key = ?4 AND state = 'in_flight' AND owner = ?5",
-            params![to_json(&c.response)?, ms(c.expires_at), c.merchant_id, c.key, c.owner],
-        )
-        .map_err(backend)?;
+            params![response, ms(c.expires_at), c.merchant_id, c.key, owner],
+        ),
+        // A live record (done within retention, or a claim whose lock holds) has
+        // `expires_at_ms` after `now`: `decide` would not let it be taken either.
+        Hold::Fresh { fingerprint, owner, now } => tx.execute(
+            "INSERT INTO idempotency(merchant_id, key, fingerprint, state, owner, locked_until_ms, expires_at_ms, response)
+             VALUES (?1, ?2, ?3, 'done', ?4, ?5, ?6, ?7)
+             ON CONFLICT(merchant_id, key) DO UPDATE SET fingerprint = ?3, state = 'done', owner = ?4,
+                 locked_until_ms = ?5, expires_at_ms = ?6, response = ?7
+             WHERE idempotency.expires_at_ms <= ?5",
+            params![c.merchant_id, c.key, fingerprint, owner, ms(*now), ms(c.expires_at), response],
+        ),
+    }
+    .map_err(backend)?;
     if n == 1 { Ok(()) } else { Err(StoreError::IdempotencyLost) }
 }
 
@@ -200,6 +236,10 @@ impl SessionStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
         self.tx(move |tx| {
+            // First: a request whose key is taken reports that, not the guard its twin set.
+            if let Some(c) = &idem {
+                complete_idempotency(tx, c)?;
+            }
             let (body, expires, strict, created) = session_row(&s)?;
             let inserted = tx.execute(
                 "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
@@ -235,11 +275,7 @@ impl SessionStore for EmbeddedStore {
                 )
                 .map_err(backend)?;
             }
-            insert_events(tx, &s.merchant_id, &events)?;
-            if let Some(c) = &idem {
-                complete_idempotency(tx, c)?;
-            }
-            Ok(())
+            insert_events(tx, &s.merchant_id, &events)
         })
         .await
     }
@@ -279,12 +315,11 @@ impl SessionStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
         self.tx(move |tx| {
-            replace_session(tx, &s, expected_version)?;
-            insert_events(tx, &s.merchant_id, &events)?;
             if let Some(c) = &idem {
                 complete_idempotency(tx, c)?;
             }
-            Ok(())
+            replace_session(tx, &s, expected_version)?;
+            insert_events(tx, &s.merchant_id, &events)
         })
         .await
     }

@@ -130,6 +130,13 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
+/// A connection that only reads: it must not write (the writer thread owns writes), and
+/// waits for a writer's lock like the writer does.
+pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "query_only", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+}
+
 /// SQL true for a row that reads expired once past `expires_at_ms`: generated from
 /// `paysession_domain::lifecycle::expired_when_past_expiry`, so the rule is written once.
 pub fn expires_when_due_sql() -> String {

@@ -17,7 +17,7 @@ impl SigningStore for EmbeddedStore {
 
     async fn put_signing_profile(&self, profile: &SigningProfile) -> Result<(), StoreError> {
         let (merchant, version, body) = (profile.merchant_id.clone(), profile.version as i64, to_json(profile)?);
-        self.with(move |c| {
+        self.tx(move |c| {
             let changed = if version <= 1 {
                 c.execute(
                     "INSERT OR IGNORE INTO signing_profiles(merchant_id, version, body) VALUES (?1, ?2, ?3)",
@@ -37,7 +37,7 @@ impl SigningStore for EmbeddedStore {
 
     async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
         let (merchant, nonce, now, until) = (merchant_id.to_string(), nonce.to_string(), ms(now), ms(until));
-        self.with(move |c| {
+        self.tx(move |c| {
             // Spent nonces past their time are garbage; the upsert below only revives one
             // whose time has passed, so a live nonce is never claimed twice.
             c.execute("DELETE FROM nonces WHERE until_ms <= ?1", [now]).map_err(backend)?;

@@ -22,6 +22,9 @@ pub enum ApiError {
     IdempotencyKeyReuse,
     /// A signed-requests refusal; its `code` names the reason.
     Signature(paysession_domain::signed_requests::SignatureError),
+    /// The write that was to take an `Idempotency-Key` found it taken; `reply` answers
+    /// it from the stored record, so it reaches a client only as an internal error.
+    KeyTaken,
     Internal(String),
 }
 
@@ -46,7 +49,7 @@ impl ApiError {
             Validation(_) => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
             IdempotencyKeyReuse => ("idempotency_key_reuse", StatusCode::UNPROCESSABLE_ENTITY),
             Signature(e) => (e.code(), StatusCode::UNAUTHORIZED),
-            Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
+            KeyTaken | Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -90,7 +93,7 @@ impl ApiError {
             Validation(_) => "Validation failed",
             IdempotencyKeyReuse => "Idempotency key reused",
             Signature(_) => "Request signature refused",
-            Internal(_) => "Internal error",
+            KeyTaken | Internal(_) => "Internal error",
         }
     }
 
@@ -112,7 +115,7 @@ impl ApiError {
             IdempotencyKeyReuse => "this Idempotency-Key was used with a different request".into(),
             Signature(e) => e.to_string(),
             // Internal details stay in the logs.
-            Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
+            KeyTaken | Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
         }
     }
 
@@ -186,6 +189,7 @@ impl From<paysession_app::StoreError> for ApiError {
         use paysession_app::StoreError as S;
         match e {
             S::DuplicateReference => ApiError::DuplicateReference,
+            S::IdempotencyLost => ApiError::KeyTaken,
             other => ApiError::Internal(other.to_string()),
         }
     }

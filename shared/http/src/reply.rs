@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::idempotency::{self, Claim, Start};
-use paysession_app::ports::{IdempotencyCompletion, IdempotencyStore, StoredResponse};
+use paysession_app::ports::{IdempotencyCompletion, IdempotencyStore, StoreError, StoredResponse};
 use serde_json::Value;
 
 use crate::problem::ApiError;
@@ -74,9 +74,7 @@ pub async fn idempotent<S: IdempotencyStore + ?Sized>(
     call: &Call<'_>,
     exec: impl AsyncFnOnce(Option<&Claim>) -> Result<Reply, ApiError>,
 ) -> Result<Reply, ApiError> {
-    let key = call.req.headers().get("idempotency-key").map(|v| v.as_bytes());
-    let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
-    let claim = match idempotency::start(cx, &principal.merchant_id, key, fingerprint).await? {
+    let claim = match idempotency::start(cx, &principal.merchant_id, idempotency_key(call), || fingerprint(call)).await? {
         Start::Replay(response) => return replayed(cx, response),
         Start::Proceed(claim) => claim,
     };
@@ -90,6 +88,57 @@ pub async fn idempotent<S: IdempotencyStore + ?Sized>(
         }
     }
     result
+}
+
+/// For a change that writes once and carries its completion in that write (a create, a
+/// session action): the key costs no request of its own. Only when that write finds the key
+/// taken (a retry, a concurrent twin, a reused key) is the record read: replayed, or the
+/// request refused as [`idempotent`] would. The change's own write was cancelled with the
+/// condition, so nothing of it is stored.
+pub async fn idempotent_in_write<S: IdempotencyStore + ?Sized>(
+    cx: &Core<S>,
+    principal: &Principal,
+    call: &Call<'_>,
+    exec: impl AsyncFnOnce(Option<&Claim>) -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    let Some(key) = idempotency_key(call) else { return exec(None).await };
+    let claim = idempotency::fresh(cx, &principal.merchant_id, key, fingerprint(call))?;
+    let result = exec(Some(&claim)).await;
+    let recorded = match &result {
+        Ok(reply) if reply.recorded => return result,
+        Err(ApiError::KeyTaken) => Err(StoreError::IdempotencyLost),
+        Ok(reply) if reply.sensitive => idempotency::record(cx, &claim, &idempotency::sealed(cx, &reply.response)).await,
+        Ok(reply) => idempotency::record(cx, &claim, &reply.response).await,
+        // A server error stores nothing, so a retry runs again.
+        Err(e) if e.code_and_status().1.is_server_error() => return result,
+        Err(e) => idempotency::record(cx, &claim, &stored_error(e)).await,
+    };
+    match recorded {
+        Ok(()) => result,
+        Err(StoreError::IdempotencyLost) => match idempotency::start(cx, &principal.merchant_id, Some(key), || fingerprint(call)).await? {
+            Start::Replay(response) => replayed(cx, response),
+            // Taken when written, free when read (it lapsed, or its request failed and let
+            // go): nothing was done, and a retry will run.
+            Start::Proceed(claim) => {
+                if let Some(claim) = claim {
+                    idempotency::release(cx, &claim).await;
+                }
+                Err(ApiError::IdempotencyKeyInUse)
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store the response under its idempotency key");
+            result
+        }
+    }
+}
+
+fn idempotency_key<'a>(call: &'a Call<'_>) -> Option<&'a [u8]> {
+    call.req.headers().get("idempotency-key").map(|v| v.as_bytes())
+}
+
+fn fingerprint(call: &Call<'_>) -> String {
+    idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes())
 }
 
 fn replayed<S: ?Sized>(cx: &Core<S>, response: StoredResponse) -> Result<Reply, ApiError> {
@@ -107,9 +156,8 @@ pub async fn replay_or<S: IdempotencyStore + ?Sized>(
     call: &Call<'_>,
     error: ApiError,
 ) -> Result<Reply, ApiError> {
-    let Some(key) = call.req.headers().get("idempotency-key").map(|v| v.as_bytes()) else { return Err(error) };
-    let fingerprint = || idempotency::fingerprint(call.req.method().as_str(), call.req.uri().path(), call.body_bytes());
-    match idempotency::start(cx, &principal.merchant_id, Some(key), fingerprint).await? {
+    let Some(key) = idempotency_key(call) else { return Err(error) };
+    match idempotency::start(cx, &principal.merchant_id, Some(key), || fingerprint(call)).await? {
         Start::Replay(response) => replayed(cx, response),
         Start::Proceed(claim) => {
             if let Some(claim) = claim {

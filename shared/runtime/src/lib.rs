@@ -336,6 +336,7 @@ pub async fn build_core<S: SettingsStore + ?Sized>(
         keys: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
         config: Config { public_url, sandbox, allow_private_webhooks: false },
         auth_failures: Default::default(),
+        recent: Default::default(),
     })
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::handlers::list::{ListParams, checked, no_query, page};
 use crate::problem::ApiError;
-use crate::reply::{Reply, idempotent, replay_or, respond_json};
+use crate::reply::{Reply, idempotent, idempotent_in_write, replay_or, respond_json};
 use crate::request::Call;
 
 fn not_found(id: &str) -> ApiError {
@@ -35,12 +35,15 @@ pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + Mandate
         Ok(valid) => valid,
         Err(e) => return replay_or(cx, p, call, e.into()).await,
     };
-    idempotent(cx, p, call, async |claim| {
-        if spec.session_type == SessionType::NextInSeries {
-            // Settled by the idempotency wrapper after the charge: its response is known only then.
+    if spec.session_type == SessionType::NextInSeries {
+        // Claimed before the charge and settled after it: the charge is more than one write.
+        return idempotent(cx, p, call, async |_| {
             let charged = mandates::charge(cx, pay, &merchant, spec).await?;
-            return Ok(Reply::json(StatusCode::CREATED, &charged.to_api(cx.clock.now())));
-        }
+            Ok(Reply::json(StatusCode::CREATED, &charged.to_api(cx.clock.now())))
+        })
+        .await;
+    }
+    idempotent_in_write(cx, p, call, async |claim| {
         Ok(sessions::create(cx, &merchant, spec, respond_json(claim, StatusCode::CREATED)).await?)
     })
     .await
@@ -134,8 +137,10 @@ async fn act<S: SessionStore + IdempotencyStore + ?Sized>(
 ) -> Result<Reply, ApiError> {
     let action = parse_action(call, kind)?;
     let id = call.param("id");
-    idempotent(cx, p, call, async |claim| Ok(sessions::act(cx, &p.merchant_id, id, action, respond_json(claim, StatusCode::OK)).await?))
-        .await
+    idempotent_in_write(cx, p, call, async |claim| {
+        Ok(sessions::act(cx, &p.merchant_id, id, action, respond_json(claim, StatusCode::OK)).await?)
+    })
+    .await
 }
 
 pub async fn confirm<S: SessionStore + IdempotencyStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {

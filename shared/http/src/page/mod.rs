@@ -79,9 +79,9 @@ pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsSto
             return bare(StatusCode::SERVICE_UNAVAILABLE, Lang::En, "Temporarily unavailable. Try again.");
         }
     };
-    let merchant = cx.store.get_merchant(&session.merchant_id).await.ok().flatten();
+    let merchant = cx.merchant(&session.merchant_id).await.ok().flatten();
     let (merchant_name, brand_color) =
-        merchant.map(|m| (m.display_name, m.brand_color)).unwrap_or_else(|| ("paysession".into(), "#635bff".into()));
+        merchant.map(|m| (m.display_name.clone(), m.brand_color.clone())).unwrap_or_else(|| ("paysession".into(), "#635bff".into()));
     let page = Page {
         cx,
         pay,
