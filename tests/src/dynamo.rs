@@ -27,14 +27,65 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 
-/// Counts DynamoDB requests by operation (the `X-Amz-Target` header), retries included.
+/// Counts DynamoDB requests by operation (the `X-Amz-Target` header), retries included,
+/// and the items each transaction writes with their write units.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>);
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>, Arc<Mutex<Written>>);
+
+/// Items in `TransactWriteItems` requests, and their write units by DynamoDB's rule for
+/// transactions: 2 per started KB of each item (the sum of attribute name and value
+/// sizes), before any index writes. An Update counts its key and new values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub items: usize,
+    pub write_units: usize,
+    pub bytes: usize,
+}
 
 impl RequestCounter {
     pub fn take(&self) -> BTreeMap<String, usize> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+    pub fn take_written(&self) -> Written {
+        std::mem::take(&mut *self.1.lock().unwrap())
+    }
+}
+
+/// The size DynamoDB bills for an attribute value in its JSON wire form.
+fn value_size(v: &serde_json::Value) -> usize {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else { return 0 };
+    match (kind.as_str(), inner) {
+        ("S", serde_json::Value::String(s)) => s.len(),
+        // Numbers: about one byte per two significant digits, plus one.
+        ("N", serde_json::Value::String(n)) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        ("B", serde_json::Value::String(b)) => b.len() * 3 / 4,
+        ("BOOL" | "NULL", _) => 1,
+        ("L", serde_json::Value::Array(items)) => 3 + items.iter().map(|i| 1 + value_size(i)).sum::<usize>(),
+        ("M", serde_json::Value::Object(m)) => 3 + m.iter().map(|(k, i)| 1 + k.len() + value_size(i)).sum::<usize>(),
+        _ => inner.to_string().len(),
+    }
+}
+
+fn attributes_size(attrs: Option<&serde_json::Map<String, serde_json::Value>>) -> usize {
+    attrs.map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+}
+
+fn transaction_written(body: &[u8]) -> Written {
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(body) else { return Written::default() };
+    let mut w = Written::default();
+    for entry in req["TransactItems"].as_array().into_iter().flatten() {
+        let size = if let Some(put) = entry.get("Put") {
+            attributes_size(put["Item"].as_object())
+        } else if let Some(update) = entry.get("Update") {
+            attributes_size(update["Key"].as_object()) + attributes_size(update["ExpressionAttributeValues"].as_object())
+        } else {
+            continue;
+        };
+        w.items += 1;
+        w.bytes += size;
+        w.write_units += 2 * size.div_ceil(1024).max(1);
+    }
+    w
 }
 
 impl Intercept for RequestCounter {
@@ -53,6 +104,15 @@ impl Intercept for RequestCounter {
             .get("x-amz-target")
             .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
             .unwrap_or_else(|| "unknown".into());
+        if op == "TransactWriteItems"
+            && let Some(body) = context.request().body().bytes()
+        {
+            let w = transaction_written(body);
+            let mut total = self.1.lock().unwrap();
+            total.items += w.items;
+            total.write_units += w.write_units;
+            total.bytes += w.bytes;
+        }
         *self.0.lock().unwrap().entry(op).or_default() += 1;
         Ok(())
     }

@@ -81,9 +81,11 @@ async fn every_function_on_dynamodb_local() {
     counts.insert("POST /v1/payment_sessions (cold instance)", counter.take());
     let id = json_body(&resp)["id"].as_str().unwrap().to_string();
     assert!(json_body(&resp)["url"].as_str().unwrap().starts_with("https://pay.example/pay/"));
+    counter.take_written();
     let resp = call(Route::CreateSession, "session-create", v(&[("reference", "fx-1b".into())])).await;
     assert_eq!(resp.status(), 201, "{:?}", resp.body());
     counts.insert("POST /v1/payment_sessions", counter.take());
+    let create_written = counter.take_written();
 
     let dup = call(Route::CreateSession, "session-create", v(&[("reference", "fx-1".into())])).await;
     assert_eq!(dup.status(), 409);
@@ -137,9 +139,11 @@ async fn every_function_on_dynamodb_local() {
         event["headers"]["idempotency-key"] = Value::String("fx-key-1".into());
         from_str(&event.to_string()).unwrap()
     };
+    counter.take_written();
     let first = invoke(Route::CreateSession, &deps, with_key("fx-3")).await;
     assert_eq!(first.status(), 201);
     counts.insert("POST /v1/payment_sessions + Idempotency-Key", counter.take());
+    let keyed_written = counter.take_written();
     let replay = invoke(Route::CreateSession, &deps, with_key("fx-3")).await;
     assert_eq!((replay.status().as_u16(), replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap())), (201, Some("true")));
     assert_eq!(json_body(&replay), json_body(&first));
@@ -171,6 +175,11 @@ async fn every_function_on_dynamodb_local() {
     for (op, expected, why) in pinned {
         assert_eq!(total(op), expected, "{op}: {why}");
     }
+    // What one create writes (docs/ARCHITECTURE.md, "Write units of a create"): session,
+    // reference guard, expiry item, three aliases (page, virtual account, QR), the created
+    // event; with a key also the record holding the response it replays.
+    println!("create writes {create_written:?}; with Idempotency-Key {keyed_written:?}");
+    assert_eq!((create_written.items, keyed_written.items), (7, 8));
 }
 
 #[tokio::test]

@@ -79,15 +79,21 @@ pub async fn idempotent<S: IdempotencyStore + ?Sized>(
         Start::Proceed(claim) => claim,
     };
     let result = exec(claim.as_ref()).await;
-    if let Some(claim) = &claim {
-        match &result {
-            Ok(reply) if reply.recorded => {}
-            Ok(reply) if reply.sensitive => idempotency::settle(cx, claim, &idempotency::sealed(cx, &reply.response)).await,
-            Ok(reply) => idempotency::settle(cx, claim, &reply.response).await,
-            Err(e) => idempotency::settle(cx, claim, &stored_error(e)).await,
-        }
+    if let Some(claim) = &claim
+        && !matches!(&result, Ok(reply) if reply.recorded)
+    {
+        idempotency::settle(cx, claim, &outcome(cx, &result)).await;
     }
     result
+}
+
+/// What is stored for replay of a result its own write did not record.
+fn outcome<S: ?Sized>(cx: &Core<S>, result: &Result<Reply, ApiError>) -> StoredResponse {
+    match result {
+        Ok(reply) if reply.sensitive => idempotency::sealed(cx, &reply.response),
+        Ok(reply) => reply.response.clone(),
+        Err(e) => stored_error(e),
+    }
 }
 
 /// For a change that writes once and carries its completion in that write (a create, a
@@ -107,11 +113,9 @@ pub async fn idempotent_in_write<S: IdempotencyStore + ?Sized>(
     let recorded = match &result {
         Ok(reply) if reply.recorded => return result,
         Err(ApiError::KeyTaken) => Err(StoreError::IdempotencyLost),
-        Ok(reply) if reply.sensitive => idempotency::record(cx, &claim, &idempotency::sealed(cx, &reply.response)).await,
-        Ok(reply) => idempotency::record(cx, &claim, &reply.response).await,
         // A server error stores nothing, so a retry runs again.
         Err(e) if e.code_and_status().1.is_server_error() => return result,
-        Err(e) => idempotency::record(cx, &claim, &stored_error(e)).await,
+        _ => idempotency::record(cx, &claim, &outcome(cx, &result)).await,
     };
     match recorded {
         Ok(()) => result,
