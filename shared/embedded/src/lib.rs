@@ -164,13 +164,20 @@ fn id_pairs(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
-fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &[EventRecord]) -> Result<(), StoreError> {
-    for ev in events {
-        tx.execute(
-            "INSERT INTO events(id, merchant_id, session_id, type, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![ev.id, merchant_id, ev.session_id, ev.event_type, ms(ev.created_at), to_json(ev)?],
-        )
+/// Events ready to insert: serialised by the caller's task, so the one writer thread only
+/// writes (see `writer`).
+struct EventRows(Vec<(EventRecord, String)>);
+
+fn event_rows(events: &[EventRecord]) -> Result<EventRows, StoreError> {
+    events.iter().map(|ev| Ok((ev.clone(), to_json(ev)?))).collect::<Result<_, _>>().map(EventRows)
+}
+
+fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &EventRows) -> Result<(), StoreError> {
+    let mut insert = tx
+        .prepare_cached("INSERT INTO events(id, merchant_id, session_id, type, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         .map_err(backend)?;
+    for (ev, body) in &events.0 {
+        insert.execute(params![ev.id, merchant_id, ev.session_id, ev.event_type, ms(ev.created_at), body]).map_err(backend)?;
     }
     Ok(())
 }
@@ -199,14 +206,25 @@ fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Resu
 }
 
 /// Replaces a session if its stored version is still `expected_version`.
-fn replace_session(tx: &Transaction<'_>, s: &PaymentSession, expected_version: u64) -> Result<(), StoreError> {
-    let (body, expires, strict, _) = session_row(s)?;
+fn replace_session(tx: &Transaction<'_>, row: &SessionRow, expected_version: u64) -> Result<(), StoreError> {
+    let s = &row.session;
     let n = tx
-        .execute(
+        .prepare_cached(
             "UPDATE sessions SET status = ?1, expires_at_ms = ?2, strict = ?3, version = ?4, body = ?5
              WHERE id = ?6 AND merchant_id = ?7 AND version = ?8",
-            params![s.status.as_str(), expires, strict, s.version as i64, body, s.id, s.merchant_id, expected_version as i64],
         )
+        .and_then(|mut update| {
+            update.execute(params![
+                s.status.as_str(),
+                row.expires,
+                row.strict,
+                s.version as i64,
+                row.body,
+                s.id,
+                s.merchant_id,
+                expected_version as i64
+            ])
+        })
         .map_err(backend)?;
     if n == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
 }
@@ -222,8 +240,21 @@ fn upsert_method(tx: &Transaction<'_>, m: &SavedPaymentMethod) -> Result<(), Sto
     .map_err(backend)
 }
 
-fn session_row(s: &PaymentSession) -> Result<(String, i64, bool, i64), StoreError> {
-    Ok((to_json(s)?, ms(s.spec.expires_at), s.spec.expiration_mode == ExpirationMode::Strict, ms(s.created_at)))
+/// A session ready to write, serialised by the caller's task (see `EventRows`).
+struct SessionRow {
+    session: PaymentSession,
+    body: String,
+    expires: i64,
+    strict: bool,
+}
+
+fn session_row(s: &PaymentSession) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        session: s.clone(),
+        body: to_json(s)?,
+        expires: ms(s.spec.expires_at),
+        strict: s.spec.expiration_mode == ExpirationMode::Strict,
+    })
 }
 
 #[async_trait]
@@ -234,31 +265,34 @@ impl SessionStore for EmbeddedStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
+        let (row, events, idem) = (session_row(session)?, event_rows(events)?, idempotency.cloned());
         self.tx(move |tx| {
             // First: a request whose key is taken reports that, not the guard its twin set.
             if let Some(c) = &idem {
                 complete_idempotency(tx, c)?;
             }
-            let (body, expires, strict, created) = session_row(&s)?;
-            let inserted = tx.execute(
-                "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
-                     created_at_ms, version, page_token_hash, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    s.id,
-                    s.merchant_id,
-                    s.spec.customer_id,
-                    s.spec.reference,
-                    s.status.as_str(),
-                    expires,
-                    strict,
-                    created,
-                    s.version as i64,
-                    s.page_token_hash,
-                    body
-                ],
-            );
+            let s = &row.session;
+            let (body, expires, strict, created) = (&row.body, row.expires, row.strict, ms(s.created_at));
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
+                         created_at_ms, version, page_token_hash, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(backend)?;
+            let inserted = insert.execute(params![
+                s.id,
+                s.merchant_id,
+                s.spec.customer_id,
+                s.spec.reference,
+                s.status.as_str(),
+                expires,
+                strict,
+                created,
+                s.version as i64,
+                s.page_token_hash,
+                body
+            ]);
             match inserted {
                 Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reference") =>
@@ -268,12 +302,10 @@ impl SessionStore for EmbeddedStore {
                 Err(e) => return Err(backend(e)),
                 Ok(_) => {}
             }
+            let mut alias =
+                tx.prepare_cached("INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES (?1, ?2, ?3, ?4)").map_err(backend)?;
             for (kind, value) in s.aliases() {
-                tx.execute(
-                    "INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES (?1, ?2, ?3, ?4)",
-                    params![kind, value, s.merchant_id, s.id],
-                )
-                .map_err(backend)?;
+                alias.execute(params![kind, value, s.merchant_id, s.id]).map_err(backend)?;
             }
             insert_events(tx, &s.merchant_id, &events)
         })
@@ -313,13 +345,13 @@ impl SessionStore for EmbeddedStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let (s, events, idem) = (session.clone(), events.to_vec(), idempotency.cloned());
+        let (row, events, idem) = (session_row(session)?, event_rows(events)?, idempotency.cloned());
         self.tx(move |tx| {
             if let Some(c) = &idem {
                 complete_idempotency(tx, c)?;
             }
-            replace_session(tx, &s, expected_version)?;
-            insert_events(tx, &s.merchant_id, &events)
+            replace_session(tx, &row, expected_version)?;
+            insert_events(tx, &row.session.merchant_id, &events)
         })
         .await
     }

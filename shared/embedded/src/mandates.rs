@@ -53,12 +53,12 @@ impl MandateStore for EmbeddedStore {
         method: &SavedPaymentMethod,
         mandate: &Mandate,
     ) -> Result<(), StoreError> {
-        let (s, events, pm, md) = (session.clone(), events.to_vec(), method.clone(), mandate.clone());
+        let (row, events, pm, md) = (crate::session_row(session)?, crate::event_rows(events)?, method.clone(), mandate.clone());
         self.tx(move |tx| {
-            replace_session(tx, &s, expected_version)?;
+            replace_session(tx, &row, expected_version)?;
             upsert_method(tx, &pm)?;
             insert_mandate(tx, &md)?;
-            insert_events(tx, &s.merchant_id, &events)
+            insert_events(tx, &row.session.merchant_id, &events)
         })
         .await
     }
@@ -97,7 +97,7 @@ impl MandateStore for EmbeddedStore {
     }
 
     async fn update_mandate(&self, mandate: &Mandate, expected_version: u64, events: &[EventRecord]) -> Result<(), StoreError> {
-        let (m, events) = (mandate.clone(), events.to_vec());
+        let (m, events) = (mandate.clone(), crate::event_rows(events)?);
         self.tx(move |tx| {
             let n = tx
                 .execute(
@@ -115,7 +115,7 @@ impl MandateStore for EmbeddedStore {
     }
 
     async fn delete_payment_method(&self, method: &SavedPaymentMethod, events: &[EventRecord]) -> Result<bool, StoreError> {
-        let (pm, events) = (method.clone(), events.to_vec());
+        let (pm, events) = (method.clone(), crate::event_rows(events)?);
         self.tx(move |tx| {
             let n = tx
                 .execute(
