@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,14 @@ type Entry<V> = (Instant, Option<Arc<V>>);
 pub struct Recent<K, V> {
     entries: Mutex<HashMap<K, Entry<V>>>,
     fresh_for: Duration,
+    /// Moved on by every [`Recent::forget`]: a read that started before a forget may have
+    /// seen the old value, so it is not kept.
+    forgets: AtomicU64,
 }
 
 impl<K: Eq + Hash + Clone, V> Recent<K, V> {
     pub fn new(fresh_for: Duration) -> Self {
-        Recent { entries: Mutex::new(HashMap::new()), fresh_for }
+        Recent { entries: Mutex::new(HashMap::new()), fresh_for, forgets: AtomicU64::new(0) }
     }
 
     /// The value read within `fresh_for`, else `load`'s (kept unless it failed).
@@ -38,8 +42,12 @@ impl<K: Eq + Hash + Clone, V> Recent<K, V> {
             return Ok(hit);
         }
         let read_at = Instant::now();
+        let forgets = self.forgets.load(Ordering::SeqCst);
         let value = load().await?.map(Arc::new);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.forgets.load(Ordering::SeqCst) != forgets {
+            return Ok(value);
+        }
         if entries.len() >= CAPACITY {
             entries.clear();
         }
@@ -54,7 +62,9 @@ impl<K: Eq + Hash + Clone, V> Recent<K, V> {
 
     /// Drops what is kept for `key`: the next read goes to the store.
     pub fn forget(&self, key: &K) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.forgets.fetch_add(1, Ordering::SeqCst);
+        entries.remove(key);
     }
 }
 
@@ -95,5 +105,21 @@ mod tests {
         let failed = cache.get_or_load(&"x".to_string(), async || Err::<Option<u32>, _>("down")).await;
         assert_eq!(failed.unwrap_err(), "down");
         assert_eq!(*cache.get_or_load(&"x".to_string(), load).await.unwrap().unwrap(), 3, "a failed read is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_read_overtaken_by_a_forget_is_not_kept() {
+        let cache: Recent<String, &str> = Recent::new(Duration::from_secs(60));
+        let key = "m".to_string();
+        // The read sees the old value, the change lands and forgets while it is in flight.
+        let raced = cache
+            .get_or_load(&key, async || {
+                cache.forget(&key);
+                Ok::<_, ()>(Some("old"))
+            })
+            .await;
+        assert_eq!(raced.unwrap().as_deref(), Some(&"old"), "the caller still gets what it read");
+        let next = cache.get_or_load(&key, async || Ok::<_, ()>(Some("new"))).await.unwrap();
+        assert_eq!(next.as_deref(), Some(&"new"), "the old value was not kept");
     }
 }
