@@ -335,6 +335,7 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
                 data: serde_json::json!({ "object": data }),
             });
         }
+        let events = paysession_domain::event::in_write_order(events);
         if won(cx.store.complete_first_payment(&next, current.version, &events, &pm, &mandate).await)?.is_some() {
             tracing::info!(session_id = %next.id, mandate_id = %mandate.id, "first payment succeeded; mandate created");
             return Ok(Step { session: next, attempt_id: attempt_id.to_string(), status: AttemptStatus::Succeeded });

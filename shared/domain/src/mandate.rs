@@ -378,7 +378,7 @@ pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut
     if let Some(t) = specific {
         out.push(event(t, json!({"object": snapshot, "previous_status": before.status.as_str()}), ids()));
     }
-    out
+    crate::event::in_write_order(out)
 }
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ pub fn events_for(
 ) -> Vec<EventRecord> {
     let snapshot = after.to_api(now);
     let mut attempts = before.map(|b| changed_attempts(b, after).collect::<Vec<_>>()).unwrap_or_default().into_iter();
-    event_types_for(before, after)
+    let events = event_types_for(before, after)
         .into_iter()
         .map(|(t, previous)| {
             let mut data = if t == "payment.updated" {
@@ -286,7 +286,8 @@ pub fn events_for(
             }
             EventRecord { id: ids(), event_type: t.to_string(), created_at: now, session_id: after.id.clone(), data }
         })
-        .collect()
+        .collect();
+    crate::event::in_write_order(events)
 }
 
 #[cfg(test)]
