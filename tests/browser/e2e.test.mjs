@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,33 @@ import { chromium } from 'playwright-core';
 const SHOP = 'https://shop.example/';
 const shots = process.env.SCREENSHOT_DIR || 'test-artifacts/screenshots';
 mkdirSync(shots, { recursive: true });
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+// A phone (412 × 915 CSS px) and a laptop window: every state is captured at both.
+const PHONE = { width: 412, height: 915 }, DESKTOP = { width: 1280, height: 800 };
+const audits = []; // one row per page state: axe violations and the phone page height
+
+// Captures a page state: axe-core (WCAG 2.x A/AA rules) must find nothing, and screenshots
+// at both widths are saved as <name>-412.png and <name>-1280.png. Returns the phone height.
+async function capture(page, name) {
+  await page.setViewportSize(PHONE);
+  // Evaluated through the DevTools protocol, so the page's CSP (nonce-only scripts) stays on.
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.screenshot({ path: `${shots}/${name}-412.png`, fullPage: true });
+  await page.setViewportSize(DESKTOP);
+  await page.screenshot({ path: `${shots}/${name}-1280.png`, fullPage: true });
+  await page.setViewportSize(PHONE);
+  const violations = result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  audits.push({ state: name, violations: violations.length, phone_height: height });
+  assert.deepEqual(violations, [], `axe-core violations on ${name}`);
+  return height;
+}
+
+// Opens one entry of the method chooser (the card is open at first).
+async function openMethod(page, key) {
+  await page.locator(`#m-${key} > summary`).click();
+}
 
 let server, base, clientId, secret, browser, otherOrigin, logs = '';
 
@@ -60,8 +88,8 @@ async function createSession(extra = {}) {
   return r.json;
 }
 
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 } }); // a phone webview
+async function newPage(options = {}) {
+  const context = await browser.newContext({ viewport: PHONE, ...options }); // a phone webview
   return context.newPage();
 }
 
@@ -99,6 +127,10 @@ before(async () => {
 after(async () => {
   await browser?.close();
   otherOrigin?.close();
+  writeFileSync(`${shots}/../axe-and-heights.json`, JSON.stringify(audits, null, 2));
+  const total = audits.reduce((n, a) => n + a.violations, 0);
+  console.log(`axe-core: ${audits.length} page states checked, ${total} violations; screenshots at 412 and 1280 px in ${shots}`);
+  for (const a of audits) console.log(`  ${a.state}: ${a.violations} violations, phone height ${a.phone_height}px`);
   server?.kill('SIGTERM');
   // No card number may ever appear in what the server logged, even at debug level.
   for (const pan of ['4242424242424242', '4000000000000002', '4000002760003184']) {
@@ -111,15 +143,25 @@ test('card payment succeeds and lands on success_url with state', async () => {
   const page = await newPage();
   await openFromShop(page, s.url);
   await assert.doesNotReject(page.getByText('€10.50').first().waitFor());
-  await page.screenshot({ path: `${shots}/01-payment-page.png`, fullPage: true });
+  await capture(page, '01-payment-page');
   await payCard(page, '4242 4242 4242 4242');
   await page.waitForURL(/\/demo\/success\?session_id=/);
   const url = new URL(page.url());
   assert.equal(url.searchParams.get('session_id'), s.id);
   assert.equal(url.searchParams.get('state'), 'browser-state');
+  // The demo shop's success page shows the session's outcome, read from the store.
+  assert.equal(await page.locator('#status').innerText(), 'succeeded');
+  assert.equal(await page.locator('#state').innerText(), 'browser-state');
+  await capture(page, '10-demo-success');
   const after = await status(s.id);
   assert.equal(after.status, 'succeeded');
   assert.equal(after.payments[0].card.last4, '4242');
+  // The page link itself now shows the receipt.
+  await openFromShop(page, s.url);
+  await page.locator('#receipt').waitFor();
+  assert.match(await page.locator('#receipt').innerText(), /Visa •••• 4242/);
+  assert.match(await page.locator('#receipt').innerText(), /e2e-/);
+  await capture(page, '11-receipt');
 });
 
 test('a decline, then a retry that succeeds', async () => {
@@ -129,7 +171,7 @@ test('a decline, then a retry that succeeds', async () => {
   await payCard(page, '4000000000000002');
   await page.locator('#payment-error').waitFor();
   assert.match(await page.locator('#payment-error').innerText(), /declined/);
-  await page.screenshot({ path: `${shots}/02-declined.png`, fullPage: true });
+  await capture(page, '02-declined');
   await payCard(page, '4242424242424242');
   await page.waitForURL(/\/demo\/success/);
   assert.equal((await status(s.id)).attempts_remaining, 4);
@@ -142,7 +184,7 @@ for (const [decision, expected] of [['Approve', 'succeeded'], ['Decline', 'open'
     await openFromShop(page, s.url);
     await payCard(page, '4000002760003184');
     await page.getByRole('heading', { name: /3-D Secure/ }).waitFor();
-    if (decision === 'Approve') await page.screenshot({ path: `${shots}/03-3ds-challenge.png`, fullPage: true });
+    if (decision === 'Approve') await capture(page, '03-3ds-challenge');
     await page.getByRole('button', { name: decision }).click();
     await page.waitForLoadState();
     assert.equal((await status(s.id)).status, expected);
@@ -153,6 +195,9 @@ test('e-wallet approval', async () => {
   const s = await createSession();
   const page = await newPage();
   await openFromShop(page, s.url);
+  await openMethod(page, 'ewallet');
+  assert.equal(await page.locator('#m-card').getAttribute('open'), null, 'one method open at a time');
+  await capture(page, '12-ewallet-chosen');
   await page.locator('#start-ewallet').click();
   await page.getByRole('heading', { name: 'Sandbox e-wallet' }).waitFor();
   await page.getByRole('button', { name: 'Approve' }).click();
@@ -164,12 +209,13 @@ test('bank transfer: bank page, processing, settlement', async () => {
   const s = await createSession();
   const page = await newPage();
   await openFromShop(page, s.url);
+  await openMethod(page, 'bank_transfer');
   await page.locator('#start-bank_transfer').click();
   await page.getByLabel('Your bank').selectOption('Sandbox Credit Union');
   await page.getByRole('button', { name: 'Approve' }).click();
   await page.locator('#settle').waitFor();
   assert.equal((await status(s.id)).status, 'processing');
-  await page.screenshot({ path: `${shots}/04-bank-processing.png`, fullPage: true });
+  await capture(page, '04-bank-processing');
   await page.locator('#settle').click();
   await page.waitForURL(/\/demo\/success/);
   assert.equal((await status(s.id)).status, 'succeeded');
@@ -181,6 +227,7 @@ test('virtual account deposit', async () => {
   await openFromShop(page, s.url);
   const number = (await page.locator('#va-number').innerText()).trim();
   assert.equal(number, s.instructions.virtual_account.account_number);
+  await capture(page, '13-virtual-account');
   const r = await fetch(`${base}/sandbox/virtual_accounts/${number}/deposits`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ amount: 1050 }),
   });
@@ -196,7 +243,7 @@ test('QR payment', async () => {
   const img = page.locator('#qr-image');
   await img.waitFor();
   assert.ok((await img.evaluate((el) => el.naturalWidth)) > 0, 'the QR image renders');
-  await page.screenshot({ path: `${shots}/05-qr.png`, fullPage: true });
+  await capture(page, '05-qr');
   const r = await fetch(`${base}/sandbox/qr/${s.instructions.qr.payload_id}/pay`, { method: 'POST' });
   assert.equal(r.status, 200);
   await page.reload();
@@ -208,10 +255,11 @@ test('one-time code when opened outside the allowed domains', async () => {
   const page = await newPage();
   await page.goto(s.url); // no referer: not launched from https://shop.example
   await page.getByText('a***@example.com').waitFor();
-  await page.screenshot({ path: `${shots}/06-otp.png`, fullPage: true });
+  await capture(page, '06-otp');
   await page.getByLabel('6-digit code').fill('000000');
   await page.getByRole('button', { name: 'Verify' }).click();
   await page.getByText('That code is not right.').waitFor();
+  await capture(page, '06-otp-wrong-code');
   const { json } = await api('GET', `/sandbox/otp?session_id=${s.id}`);
   await page.getByLabel('6-digit code').fill(json.code);
   await page.getByRole('button', { name: 'Verify' }).click();
@@ -226,7 +274,7 @@ test('expired session shows 410', async () => {
   const resp = await openFromShop(page, s.url);
   assert.equal(resp.status(), 410);
   await page.getByText('This payment link has expired.').waitFor();
-  await page.screenshot({ path: `${shots}/07-expired.png`, fullPage: true });
+  await capture(page, '07-expired');
 });
 
 test('refuses to render inside an iframe of a non-allowed origin', async () => {
@@ -255,7 +303,7 @@ test('a first payment of a series shows the mandate terms and creates the mandat
   await terms.waitFor();
   assert.match(await terms.innerText(), /every month, first on .*at most 12 times/);
   assert.equal(await page.locator('[name="method"]').count(), 0, 'a first payment offers the card form only');
-  await page.screenshot({ path: `${shots}/09-mandate-terms.png`, fullPage: true });
+  await capture(page, '09-mandate-terms');
   await payCard(page, '4242424242424242');
   await page.waitForURL(/\/demo\/success/);
   const after = await status(s.id);
@@ -265,4 +313,106 @@ test('a first payment of a series shows the mandate terms and creates the mandat
   assert.equal(mandate.status, 'active');
   assert.equal(mandate.payment_method_id, after.payment_method_id);
   assert.match(mandate.customer_acceptance.user_agent, /Chrome/, 'the browser that accepted is recorded');
+});
+
+test('phone: the page with the card open fits in two screen heights, and tabs in order', async () => {
+  const s = await createSession({
+    items: [{ name: 'T-shirt', quantity: 2, unit_amount: 400, type: 'product' },
+            { name: 'Gift wrap', quantity: 1, unit_amount: 250, type: 'service_fee' }],
+  });
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  const items = await page.locator('#items').innerText();
+  assert.match(items, /T-shirt/);
+  assert.match(items, /€8\.00/);
+  assert.match(await page.locator('.total').innerText(), /Total\s+€10\.50/);
+  const height = await capture(page, '14-phone-order-summary');
+  assert.ok(height <= 2 * PHONE.height, `phone page is ${height}px, more than two screens`);
+  await page.locator('#card_number').focus();
+  const order = [];
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await page.evaluate(() => document.activeElement.id));
+  }
+  assert.deepEqual(order, ['expiry', 'cvc', 'pay-card']);
+});
+
+test('card brand recognised as the number is typed', async () => {
+  const s = await createSession();
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  for (const [digits, brand] of [['4242', 'Visa'], ['5555', 'Mastercard'], ['3782', 'American Express'], ['6011', 'Discover'], ['9999', '']]) {
+    await page.locator('#card_number').fill('');
+    await page.locator('#card_number').pressSequentially(digits);
+    assert.equal(await page.locator('#card-brand').innerText(), brand, digits);
+  }
+  await page.locator('#card_number').fill('');
+  await page.locator('#card_number').pressSequentially('378282246310005');
+  assert.equal(await page.locator('#card_number').inputValue(), '3782 822463 10005', 'Amex grouping');
+});
+
+test('after a field error the expiry is kept, the number and CVC are not, and errors are sentences', async () => {
+  const s = await createSession({ save_payment_method: 'prompt' });
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  await page.getByLabel('Card number').fill('4242 4242 4242 4241');
+  await page.getByLabel('Expiry (MM/YY)').fill('12/31');
+  await page.getByLabel('Security code').fill('12');
+  await page.locator('#save').check();
+  await page.locator('#pay-card').click();
+  await page.locator('#card_number-err').waitFor();
+  assert.equal(await page.locator('#expiry').inputValue(), '12/31');
+  assert.equal(await page.locator('#save').isChecked(), true);
+  assert.equal(await page.locator('#card_number').inputValue(), '');
+  assert.equal(await page.locator('#cvc').inputValue(), '');
+  for (const id of ['#card_number-err', '#cvc-err']) {
+    const text = await page.locator(id).innerText();
+    assert.match(text, /^[A-Z].*\.$/, `${id} reads as a sentence: ${text}`);
+  }
+  await capture(page, '15-field-errors');
+});
+
+test('German page: texts, amounts, placeholder and dates in the locale', async () => {
+  const s = await createSession({ locale: 'de' });
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  assert.match(await page.locator('.total').innerText(), /Gesamt\s+10,50 €/);
+  assert.equal(await page.locator('#expiry').getAttribute('placeholder'), 'MM/JJ');
+  assert.match(await page.locator('#expires').getAttribute('title'), /2\d{3}/);
+  assert.equal(await page.locator('html').getAttribute('lang'), 'de');
+  await capture(page, '16-german');
+});
+
+test('without JavaScript: the chooser and a card payment still work', async () => {
+  const s = await createSession();
+  const page = await newPage({ javaScriptEnabled: false });
+  await openFromShop(page, s.url);
+  await openMethod(page, 'bank_transfer');
+  assert.equal(await page.locator('#m-card').getAttribute('open'), null);
+  await openMethod(page, 'card');
+  await payCard(page, '4242424242424242');
+  await page.waitForURL(/\/demo\/success/);
+  assert.equal(await page.locator('#status').innerText(), 'succeeded');
+});
+
+test('no contact on file: the code step says so and what to do', async () => {
+  const s = await createSession({ customer: undefined });
+  const page = await newPage();
+  await page.goto(s.url);
+  await page.getByText('No email address or phone number is on file').waitFor();
+  await capture(page, '17-otp-no-contact');
+});
+
+test('the local start page and the demo cancel page', async () => {
+  const page = await newPage();
+  const resp = await page.goto(`${base}/`);
+  assert.equal(resp.status(), 200);
+  assert.ok(await page.locator('a[href="/openapi.json"]').count());
+  await page.getByText('4242 4242 4242 4242').first().waitFor();
+  await capture(page, '18-landing');
+  const s = await createSession({ cancel_url: `${base}/demo/cancel` });
+  await openFromShop(page, s.url);
+  await page.locator('#cancel').click();
+  await page.waitForURL(/\/demo\/cancel/);
+  await capture(page, '19-demo-cancel');
 });

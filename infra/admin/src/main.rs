@@ -47,7 +47,7 @@ enum MerchantCommand {
         /// Name shown on the hosted payment page (default: --name).
         #[arg(long)]
         display_name: Option<String>,
-        /// Accent colour of the hosted page, like #635bff.
+        /// Accent colour of the hosted page, like #0f766e (default: a neutral slate, #1f2937).
         #[arg(long)]
         brand_color: Option<String>,
         /// A URL sessions may use as success_url/cancel_url (repeatable).

@@ -3,11 +3,13 @@
 
 pub mod connections;
 mod demo;
+#[cfg(feature = "dynamodb")]
 mod dynamo_pipeline;
 mod local;
+mod pages;
 mod pipeline;
 mod server;
 
 pub use demo::{DEMO_CLIENT_ID, DemoCredentials};
 pub use local::Local;
-pub use server::{LocalOptions, Running, start};
+pub use server::{LocalOptions, NO_DYNAMODB, Running, start};

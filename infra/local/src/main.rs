@@ -19,7 +19,8 @@ struct Args {
     #[arg(long, default_value = "./.paysession")]
     data_dir: PathBuf,
     /// Storage: `embedded` (SQLite in --data-dir) or `dynamodb` (--table, standard AWS
-    /// environment; AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
+    /// environment; AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local; needs a build with
+    /// `--features dynamodb`).
     #[arg(long, value_enum, default_value = "embedded")]
     store: StoreKind,
     /// DynamoDB table name (with --store dynamodb).
@@ -83,6 +84,7 @@ async fn main() {
     };
     let d = &running.demo;
     println!("paysession-local listening on {} (sandbox mode)", running.base_url);
+    println!("start page:     {}/", running.base_url);
     match (&args.store, &args.table) {
         (StoreKind::Dynamodb, Some(t)) => println!("store:          DynamoDB table {t}"),
         _ => println!("data directory: {}", args.data_dir.display()),

@@ -59,6 +59,10 @@ impl Running {
     }
 }
 
+/// What `--store dynamodb` says in a build without the `dynamodb` feature.
+pub const NO_DYNAMODB: &str = "this paysession-local was built without DynamoDB support (the AWS SDK is left out so the \
+     first build is quick); run it as `cargo run -p paysession-local --features dynamodb -- --store dynamodb --table NAME`";
+
 pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     let listener = TcpListener::bind((opts.host.as_str(), opts.port))
         .await
@@ -68,7 +72,10 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     let public_url = opts.public_url.clone().unwrap_or_else(|| base_url.clone());
 
     let choice = match &opts.table {
+        #[cfg(feature = "dynamodb")]
         Some(t) => StoreChoice::Dynamo(t.clone()),
+        #[cfg(not(feature = "dynamodb"))]
+        Some(_) => return Err(NO_DYNAMODB.into()),
         None => StoreChoice::Embedded(opts.data_dir.clone()),
     };
     let store = paysession_runtime::open_store(&choice).await?;
@@ -77,7 +84,9 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     core.config.allow_private_webhooks = opts.allow_private_webhooks;
     let policy = paysession_domain::webhook::UrlPolicy { allow_private: opts.allow_private_webhooks };
     let sender: Arc<dyn WebhookSender> = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
+    #[cfg_attr(not(feature = "dynamodb"), allow(unused_mut))]
     let mut queue: Arc<dyn paysession_app::ports::DeliveryQueue> = Arc::new(paysession_app::ports::PolledQueue);
+    #[cfg(feature = "dynamodb")]
     let dynamo_queue = store.dynamo().map(|d| {
         let (memory, rx) = crate::dynamo_pipeline::memory_queue();
         queue = Arc::new(memory);
@@ -94,11 +103,17 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     if let Some(embedded) = store.embedded() {
         tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
     }
+    #[cfg(feature = "dynamodb")]
     if let Some((dynamo, rx)) = dynamo_queue {
         tokio::spawn(crate::dynamo_pipeline::run_dispatcher(deps.clone(), rx, stop.clone()));
         tokio::spawn(crate::dynamo_pipeline::run_stream(deps.clone(), dynamo.client().clone(), dynamo.table().to_string(), stop.clone()));
     }
-    let shared = Arc::new(deps.clone());
+    let site = crate::pages::Site {
+        base_url: base_url.clone(),
+        demo_merchant_id: demo.merchant_id.clone(),
+        demo_client_id: demo.client_id.clone(),
+    };
+    let shared = Arc::new((deps.clone(), site));
     let limits = ConnectionLimits::for_this_process();
     let open = OpenConnections::default();
     let task = tokio::spawn(async move {
@@ -130,7 +145,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
                         let service = service_fn(move |mut req: hyper::Request<Incoming>| {
                             let deps = deps.clone();
                             req.extensions_mut().insert(ClientAddr(peer.ip()));
-                            async move { Ok::<_, Infallible>(serve(&deps, req).await) }
+                            async move { Ok::<_, Infallible>(serve(&deps.0, &deps.1, req).await) }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -184,7 +199,10 @@ async fn scheduler(deps: Local, source: std::sync::Arc<dyn paysession_app::recur
     }
 }
 
-async fn serve(deps: &Local, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn serve(deps: &Local, site: &crate::pages::Site, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    if let Some(page) = crate::pages::serve(deps, site, req.method(), req.uri().path(), req.uri().query()).await {
+        return page;
+    }
     let (parts, body) = req.into_parts();
     // One byte over the limit is enough to know the body is too large; a body trickled in
     // slower than the timeout is not waited for.

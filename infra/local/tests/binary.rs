@@ -82,6 +82,7 @@ async fn walk_through_then_restart() {
 }
 
 /// The same walk-through with the whole API on DynamoDB Local.
+#[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn walk_through_on_dynamodb_local() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");

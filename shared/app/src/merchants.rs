@@ -37,7 +37,7 @@ pub enum ProvisionError {
     Store(#[from] StoreError),
 }
 
-pub const DEFAULT_BRAND_COLOR: &str = "#635bff";
+pub const DEFAULT_BRAND_COLOR: &str = "#1f2937";
 
 /// Checks operator input; every problem is listed in one message.
 pub fn validate_new_merchant(input: &NewMerchant, now: DateTime<Utc>) -> Result<Merchant, ProvisionError> {

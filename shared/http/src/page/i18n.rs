@@ -16,6 +16,66 @@ impl Lang {
             Lang::De => "de",
         }
     }
+
+    /// The text of `key` in this language (templates call it as `f.lang.t("key")`).
+    pub fn t(self, key: &str) -> &'static str {
+        t(self, key)
+    }
+}
+
+const MONTHS_EN: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS_DE: [&str; 12] =
+    ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"];
+
+/// A calendar date as the customer reads it: `2 December 2026` / `2. Dezember 2026`.
+pub fn date(lang: Lang, d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let month = d.month0() as usize;
+    match lang {
+        Lang::En => format!("{} {} {}", d.day(), MONTHS_EN[month], d.year()),
+        Lang::De => format!("{}. {} {}", d.day(), MONTHS_DE[month], d.year()),
+    }
+}
+
+/// A moment in UTC: `2 December 2026, 04:14 UTC` / `2. Dezember 2026, 04:14 UTC`.
+pub fn date_time(lang: Lang, t: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{}, {} UTC", date(lang, t.date_naive()), t.format("%H:%M"))
+}
+
+/// How long until `end`, rounded up to whole minutes, hours or days: `15 minutes`.
+pub fn time_left(lang: Lang, now: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> String {
+    let minutes = ((end - now).num_seconds().max(0) + 59) / 60;
+    let (n, en, de) = match minutes {
+        m if m < 120 => (m, ("minute", "minutes"), ("Minute", "Minuten")),
+        m if m < 48 * 60 => ((m + 59) / 60, ("hour", "hours"), ("Stunde", "Stunden")),
+        m => ((m + 24 * 60 - 1) / (24 * 60), ("day", "days"), ("Tag", "Tage")),
+    };
+    match lang {
+        Lang::En => format!("{n} {}", if n == 1 { en.0 } else { en.1 }),
+        Lang::De => format!("{n} {}", if n == 1 { de.0 } else { de.1 }),
+    }
+}
+
+/// A card form error as a sentence, by field and code (the API's texts are for developers).
+pub fn field_error(lang: Lang, field: &str, code: paysession_domain::FieldCode) -> &'static str {
+    use paysession_domain::FieldCode as C;
+    let (en, de) = match (field, code) {
+        ("card_number", C::Required) => ("Enter the card number.", "Geben Sie die Kartennummer ein."),
+        ("card_number", C::InvalidChecksum) => {
+            ("This card number is not valid. Check it for typos.", "Diese Kartennummer ist ungültig. Prüfen Sie sie auf Tippfehler.")
+        }
+        ("card_number", _) => ("A card number has 12 to 19 digits.", "Eine Kartennummer hat 12 bis 19 Ziffern."),
+        ("expiry", C::TooSoon) => ("This card has expired.", "Diese Karte ist abgelaufen."),
+        ("expiry", C::TooLate) => ("The expiry year is too far in the future.", "Das Ablaufjahr liegt zu weit in der Zukunft."),
+        ("expiry", _) => ("Enter the expiry date as MM/YY.", "Geben Sie das Ablaufdatum als MM/JJ ein."),
+        ("cvc", _) => ("Enter the 3 or 4 digit security code.", "Geben Sie die 3- oder 4-stellige Prüfnummer ein."),
+        _ => ("Check this field.", "Prüfen Sie dieses Feld."),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::De => de,
+    }
 }
 
 /// The mandate terms a `first_in_series` page shows above the pay button: paying with them
@@ -99,6 +159,35 @@ pub fn mandate_terms(
 pub fn t(lang: Lang, key: &str) -> &'static str {
     let (en, de) = match key {
         "title" => ("Payment", "Zahlung"),
+        "secure" => ("Secure checkout", "Sichere Zahlung"),
+        "test_mode" => ("Test mode: no real money moves.", "Testmodus: Es fließt kein echtes Geld."),
+        "footer" => (
+            "Card details go straight to the payment processor; this page never stores the card number or security code.",
+            "Kartendaten gehen direkt an den Zahlungsdienstleister; diese Seite speichert weder Kartennummer noch Prüfnummer.",
+        ),
+        "order_summary" => ("Order summary", "Bestellübersicht"),
+        "total" => ("Total", "Gesamt"),
+        "pay_with" => ("Pay with", "Bezahlen mit"),
+        "expires_label" => ("Time left to pay:", "Verbleibende Zeit:"),
+        "expiry_placeholder" => ("MM/YY", "MM/JJ"),
+        "or_new_card" => ("Or pay with a new card:", "Oder mit einer neuen Karte zahlen:"),
+        "ewallet_hint" => ("You approve the payment in your e-wallet.", "Sie bestätigen die Zahlung in Ihrer E-Wallet."),
+        "bank_hint" => ("You approve the transfer at your bank.", "Sie bestätigen die Überweisung bei Ihrer Bank."),
+        "va_after" => (
+            "This page shows the payment once the transfer arrives.",
+            "Diese Seite zeigt die Zahlung, sobald die Überweisung eingegangen ist.",
+        ),
+        "qr_alt" => ("QR code for payment", "QR-Code für die Zahlung"),
+        "challenge_hint" => {
+            ("Sandbox: choose what the customer's bank or wallet answers.", "Sandbox: Wählen Sie, was Bank oder Wallet antworten.")
+        }
+        "receipt_thanks" => ("Thank you. Keep this page as your receipt.", "Vielen Dank. Bewahren Sie diese Seite als Beleg auf."),
+        "paid_to" => ("Paid to", "Bezahlt an"),
+        "paid_at" => ("Date", "Datum"),
+        "paid_with" => ("Payment method", "Zahlungsart"),
+        "reference" => ("Reference", "Referenz"),
+        "receipt_number" => ("Receipt number", "Belegnummer"),
+        "attempts_left_n" => ("Attempts left:", "Verbleibende Versuche:"),
         "pay_to" => ("Pay to", "Zahlung an"),
         "amount_due" => ("Amount due", "Zu zahlen"),
         "items" => ("Items", "Positionen"),
@@ -108,7 +197,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "expires_in" => ("This page expires at", "Diese Seite läuft ab um"),
         "card" => ("Card", "Karte"),
         "card_number" => ("Card number", "Kartennummer"),
-        "expiry" => ("Expiry (MM/YY)", "Gültig bis (MM/JJ)"),
+        "expiry" => ("Expiry (MM/YY)", "Gültig bis"),
         "cvc" => ("Security code", "Prüfnummer"),
         "save_card" => ("Save this card for next time", "Karte für das nächste Mal speichern"),
         "saved_cards" => ("Saved cards", "Gespeicherte Karten"),
@@ -127,7 +216,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "attempts_left" => ("Attempts left", "Verbleibende Versuche"),
         "in_progress" => ("A payment is in progress. This page refreshes.", "Eine Zahlung läuft. Diese Seite aktualisiert sich."),
         "continue" => ("Continue the payment", "Zahlung fortsetzen"),
-        "succeeded" => ("Payment received. Thank you.", "Zahlung erhalten. Vielen Dank."),
+        "succeeded" => ("Payment received", "Zahlung erhalten"),
         "failed" => ("The payment failed.", "Die Zahlung ist fehlgeschlagen."),
         "cancelled" => ("This payment was cancelled.", "Diese Zahlung wurde storniert."),
         "expired" => ("This payment link has expired.", "Dieser Zahlungslink ist abgelaufen."),
@@ -162,8 +251,8 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         ),
         "otp_expired" => ("The code has expired. Request a new one.", "Der Code ist abgelaufen. Fordern Sie einen neuen an."),
         "otp_unavailable" => (
-            "We cannot verify you: no email or phone is on file. Contact the merchant.",
-            "Keine E-Mail oder Telefonnummer hinterlegt. Wenden Sie sich an den Händler.",
+            "We cannot confirm it is you: no email address or phone number is on file for this payment. Ask the merchant for a new payment link that includes your contact details.",
+            "Wir können Sie nicht bestätigen: Für diese Zahlung ist keine E-Mail-Adresse oder Telefonnummer hinterlegt. Bitten Sie den Händler um einen neuen Zahlungslink mit Ihren Kontaktdaten.",
         ),
         "challenge_3ds" => ("Card authentication (3-D Secure, sandbox)", "Kartenauthentifizierung (3-D Secure, Sandbox)"),
         "challenge_wallet" => ("Sandbox e-wallet", "Sandbox-E-Wallet"),
@@ -206,10 +295,52 @@ mod tests {
 
     #[test]
     fn every_key_has_both_languages() {
-        let keys = include_str!("mod.rs").split("t(lang, \"").skip(1).chain(include_str!("html.rs").split("t(lang, \"").skip(1));
-        for chunk in keys {
-            let key = &chunk[..chunk.find('"').unwrap()];
-            assert!(!t(Lang::En, key).is_empty() && !t(Lang::De, key).is_empty(), "missing text for {key}");
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("../../templates/page/base.html"),
+            include_str!("../../templates/page/message.html"),
+            include_str!("../../templates/page/otp.html"),
+            include_str!("../../templates/page/pay.html"),
+            include_str!("../../templates/page/challenge.html"),
+            include_str!("../../templates/page/receipt.html"),
+        ];
+        let mut seen = 0;
+        for source in sources {
+            for marker in ["t(lang, \"", "lang.t(\"", "t(self.lang, \""] {
+                for chunk in source.split(marker).skip(1) {
+                    let key = &chunk[..chunk.find('"').unwrap()];
+                    assert!(!t(Lang::En, key).is_empty() && !t(Lang::De, key).is_empty(), "missing text for {key}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 40, "the scan found the keys ({seen})");
+    }
+
+    #[test]
+    fn dates_and_durations_per_locale() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2026, 12, 2, 4, 14, 0).unwrap();
+        assert_eq!(date_time(Lang::En, t), "2 December 2026, 04:14 UTC");
+        assert_eq!(date_time(Lang::De, t), "2. Dezember 2026, 04:14 UTC");
+        let now = t - chrono::Duration::seconds(15 * 60 - 5);
+        assert_eq!(time_left(Lang::En, now, t), "15 minutes");
+        assert_eq!(time_left(Lang::De, now, t), "15 Minuten");
+        assert_eq!(time_left(Lang::En, t - chrono::Duration::hours(5), t), "5 hours");
+        assert_eq!(time_left(Lang::De, t - chrono::Duration::days(3), t), "3 Tage");
+        assert_eq!(time_left(Lang::En, t - chrono::Duration::seconds(30), t), "1 minute");
+    }
+
+    #[test]
+    fn card_errors_are_sentences() {
+        use paysession_domain::FieldCode as C;
+        for lang in [Lang::En, Lang::De] {
+            for (field, code) in
+                [("card_number", C::Required), ("card_number", C::InvalidChecksum), ("expiry", C::TooSoon), ("cvc", C::InvalidFormat)]
+            {
+                let text = field_error(lang, field, code);
+                assert!(text.starts_with(|c: char| c.is_uppercase()) && text.ends_with('.'), "{text}");
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 mod html;
 mod i18n;
 pub mod security;
+mod view;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
@@ -23,8 +24,9 @@ use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
 use paysession_domain::session::{ALIAS_PAGE, PaymentSession};
 use paysession_domain::{FieldError, SessionStatus};
 
-use html::{Frame, esc, money};
+use html::money;
 use i18n::{Lang, failure, t};
+use view::{Frame, Link, render};
 
 use crate::pipeline::{Params, raw};
 use crate::request::{Call, parse_form};
@@ -80,8 +82,9 @@ pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsSto
         }
     };
     let merchant = cx.merchant(&session.merchant_id).await.ok().flatten();
-    let (merchant_name, brand_color) =
-        merchant.map(|m| (m.display_name.clone(), m.brand_color.clone())).unwrap_or_else(|| ("paysession".into(), "#635bff".into()));
+    let (merchant_name, brand_color) = merchant
+        .map(|m| (m.display_name.clone(), m.brand_color.clone()))
+        .unwrap_or_else(|| ("paysession".into(), view::NEUTRAL_BRAND.into()));
     let page = Page {
         cx,
         pay,
@@ -107,8 +110,8 @@ pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsSto
 /// A page without a session (unknown link).
 fn bare(status: StatusCode, lang: Lang, text: &str) -> Response<Body> {
     let nonce = security::nonce();
-    let frame = Frame { lang, nonce: &nonce, merchant: "paysession", brand_color: "#635bff", title: t(lang, "title"), refresh: None };
-    respond(status, &security::csp(None, &nonce), false, html::message(&frame, "alert", text, None))
+    let f = Frame::new(lang, &nonce, "paysession", view::NEUTRAL_BRAND, t(lang, "title"), false);
+    respond(status, &security::csp(None, &nonce), false, render(&view::MessageView { f, kind: "alert", text, link: None }))
 }
 
 fn respond(status: StatusCode, csp: &str, framable: bool, body: String) -> Response<Body> {
@@ -159,8 +162,8 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         self.cx.clock.now()
     }
 
-    fn frame(&self, title: &'a str, refresh: Option<u32>) -> Frame<'_> {
-        Frame { lang: self.lang, nonce: &self.nonce, merchant: &self.merchant_name, brand_color: &self.brand_color, title, refresh }
+    fn frame(&self, title: &'a str) -> Frame<'_> {
+        Frame::new(self.lang, &self.nonce, &self.merchant_name, &self.brand_color, title, self.cx.config.sandbox)
     }
 
     fn framable(&self) -> bool {
@@ -171,9 +174,33 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         respond(status, &security::csp(Some(&self.session), &self.nonce), self.framable(), body)
     }
 
-    fn message(&self, status: StatusCode, class: &str, key: &str, link: Option<(&str, &str)>) -> Response<Body> {
-        let frame = self.frame(t(self.lang, "title"), None);
-        self.html(status, html::message(&frame, class, t(self.lang, key), link))
+    fn message(&self, status: StatusCode, kind: &'static str, key: &str, link: Option<Link>) -> Response<Body> {
+        let f = self.frame(t(self.lang, "title"));
+        self.html(status, render(&view::MessageView { f, kind, text: t(self.lang, key), link }))
+    }
+
+    fn return_link(&self, url: Option<String>) -> Option<Link> {
+        url.map(|href| Link { href, label: t(self.lang, "return") })
+    }
+
+    /// The receipt of a paid session: what was paid, to whom, when and how.
+    fn receipt(&self) -> Response<Body> {
+        let s = &self.session;
+        let paid = s.payments.iter().rev().find(|a| a.status == AttemptStatus::Succeeded);
+        let method = paid.map(|a| match &a.card {
+            Some(c) => format!("{} •••• {}", card_brand_name(&c.brand), c.last4),
+            None => t(self.lang, method_key(a.method)).to_string(),
+        });
+        let v = view::ReceiptView {
+            f: self.frame(t(self.lang, "succeeded")),
+            amount: money(s.spec.amount.minor(), s.spec.currency.code(), self.lang),
+            paid_at: paid.map(|a| i18n::date_time(self.lang, a.updated_at)),
+            method,
+            reference: &s.spec.reference,
+            session_id: &s.id,
+            link: self.return_link(self.success_location()),
+        };
+        self.html(StatusCode::OK, render(&v))
     }
 
     fn redirect(&self, location: &str) -> Response<Body> {
@@ -193,13 +220,21 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
 
     /// The merchant's success URL with `session_id` and `state`.
     fn success_location(&self) -> Option<String> {
-        let url = self.session.spec.success_url.as_ref()?;
+        self.session.spec.success_url.as_deref().map(|url| self.back_to_merchant(url))
+    }
+
+    /// The merchant's cancel URL with `session_id` and `state`, as on success.
+    fn cancel_location(&self) -> Option<String> {
+        self.session.spec.cancel_url.as_deref().map(|url| self.back_to_merchant(url))
+    }
+
+    fn back_to_merchant(&self, url: &str) -> String {
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut out = format!("{url}{sep}session_id={}", url_encode(&self.session.id));
         if let Some(state) = &self.session.spec.state {
             out.push_str(&format!("&state={}", url_encode(state)));
         }
-        Some(out)
+        out
     }
 
     fn payment_failed(&self, f: PaymentFailure, proof: &str) -> Response<Body> {
@@ -219,14 +254,10 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         let now = self.now();
         match self.session.status_at(now) {
             SessionStatus::Expired => return self.message(StatusCode::GONE, "alert", "expired", None),
-            SessionStatus::Succeeded => {
-                let link = self.success_location();
-                let label = t(self.lang, "return");
-                return self.message(StatusCode::OK, "ok", "succeeded", link.as_deref().map(|l| (l, label)));
-            }
+            SessionStatus::Succeeded => return self.receipt(),
             SessionStatus::Cancelled => {
-                let link = self.session.spec.cancel_url.clone();
-                return self.message(StatusCode::OK, "alert", "cancelled", link.as_deref().map(|l| (l, t(self.lang, "return"))));
+                let link = self.return_link(self.cancel_location());
+                return self.message(StatusCode::OK, "alert", "cancelled", link);
             }
             SessionStatus::Failed => return self.message(StatusCode::OK, "alert", "failed", None),
             SessionStatus::RequiresConfirmation => return self.message(StatusCode::CONFLICT, "alert", "not_ready", None),
@@ -243,7 +274,7 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
             return self.otp_gate(None).await;
         }
         let proof = security::issue_proof(&self.cx.keys, &self.session, now);
-        self.payment_page(&proof, &[], StatusCode::OK).await
+        self.payment_page(&proof, &[], &Kept::default(), StatusCode::OK).await
     }
 
     /// Shows the one-time-code form, sending a code when none is current.
@@ -257,35 +288,16 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
             return refused;
         }
         let dest = self.session.otp.as_ref().map(|o| o.sent_to.as_str()).unwrap_or_default();
-        let lang = self.lang;
         // Said plainly when there is nowhere to send a code (sandbox sessions without contact).
-        let sent = if dest.is_empty() {
-            format!("<p>{}</p>", t(lang, "otp_no_contact_sandbox"))
-        } else {
-            format!("<p>{} <strong>{}</strong>.</p>", t(lang, "otp_sent"), esc(&otp::mask(dest)))
+        let v = view::OtpView {
+            f: self.frame(t(self.lang, "otp_title")),
+            sent_to: (!dest.is_empty()).then(|| otp::mask(dest)),
+            error: error_key.map(|k| t(self.lang, k)),
+            action: self.page_url("/otp"),
+            csrf: security::csrf_token(&self.cx.keys, &self.session),
         };
-        let error = error_key.map(|k| format!(r#"<p class="err" role="alert" id="otp-error">{}</p>"#, t(lang, k))).unwrap_or_default();
-        let csrf = security::csrf_token(&self.cx.keys, &self.session);
-        let body = format!(
-            r#"<section aria-labelledby="otp-h"><h2 id="otp-h">{title}</h2>
-{sent}{error}
-<form method="post" action="{action}">
-<input type="hidden" name="csrf" value="{csrf}">
-<label for="code">{code_label}</label>
-<input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{{6}}" maxlength="6" required{invalid}>
-<button type="submit" name="action" value="verify">{verify}</button>
-<button type="submit" name="action" value="resend" class="secondary" formnovalidate>{resend}</button>
-</form></section>"#,
-            title = t(lang, "otp_title"),
-            action = self.page_url("/otp"),
-            code_label = t(lang, "otp_code"),
-            invalid = if error_key.is_some() { r#" aria-invalid="true" aria-describedby="otp-error""# } else { "" },
-            verify = t(lang, "otp_verify"),
-            resend = t(lang, "otp_resend"),
-        );
         let status = if error_key.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-        let frame = self.frame(t(lang, "otp_title"), None);
-        self.html(status, html::page(&frame, &body))
+        self.html(status, render(&v))
     }
 
     /// Issues and sends a new code; the page that says why not when the session's limits
@@ -349,13 +361,12 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
     }
 
     /// The mandate terms of a `first_in_series` session, as shown above the pay button.
-    fn mandate_terms_html(&self) -> String {
+    fn mandate_terms(&self) -> String {
         let s = &self.session;
         let mandate = s.spec.mandate.as_ref();
         let amount = money(s.spec.amount.minor(), s.spec.currency.code(), self.lang);
         let max = mandate.and_then(|m| m.max_amount).map(|m| money(m, s.spec.currency.code(), self.lang));
-        let terms = i18n::mandate_terms(self.lang, &self.merchant_name, &amount, max.as_deref(), mandate.and_then(|m| m.schedule.as_ref()));
-        format!(r#"<p id="mandate-terms" class="muted">{}</p>"#, esc(&terms))
+        i18n::mandate_terms(self.lang, &self.merchant_name, &amount, max.as_deref(), mandate.and_then(|m| m.schedule.as_ref()))
     }
 
     /// What the page records as the customer's acceptance of the mandate terms.
@@ -379,188 +390,118 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
 
     // ---- the payment page ----
 
-    async fn payment_page(&self, proof: &str, errors: &[FieldError], status: StatusCode) -> Response<Body> {
+    async fn payment_page(&self, proof: &str, errors: &[FieldError], kept: &Kept, status: StatusCode) -> Response<Body> {
         let s = &self.session;
         let lang = self.lang;
         let now = self.now();
-        let csrf = security::csrf_token(&self.cx.keys, s);
-        let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(proof));
-        let mut body = String::new();
+        let cur = s.spec.currency.code();
+        let line = |name: &str, quantity: i64, minor: i64| view::Line { name: name.to_string(), quantity, total: money(minor, cur, lang) };
+        let processing =
+            s.status_at(now) == SessionStatus::Processing || s.open_attempt(now).is_some_and(|a| a.status == AttemptStatus::Pending);
+        let declined = s.payments.last().filter(|a| a.status == AttemptStatus::Failed).map(|last| view::Declined {
+            reason: failure(lang, last.failure_code.as_deref().unwrap_or("")),
+            attempts: format!("{} {}", t(lang, "attempts_left_n"), s.attempts_remaining),
+        });
+        let methods = if processing { Vec::new() } else { self.methods(errors, kept).await };
+        let mut f = self.frame(t(lang, "title"));
+        if processing {
+            f.refresh = Some(2);
+        }
+        let v = view::PayView {
+            f,
+            csrf: security::csrf_token(&self.cx.keys, s),
+            proof,
+            items: s.spec.items.iter().map(|it| line(&it.name, it.quantity, it.quantity * it.unit_amount)).collect(),
+            recipients: s.spec.recipients.iter().map(|r| line(&r.name, 1, r.amount)).collect(),
+            amount: money(s.spec.amount.minor(), cur, lang),
+            due_date: s.spec.due_date.map(|d| i18n::date(lang, d)),
+            descriptor: s.spec.statement_descriptor.as_deref(),
+            expires_iso: s.spec.expires_at.to_rfc3339(),
+            expires_at: i18n::date_time(lang, s.spec.expires_at),
+            expires_in: i18n::time_left(lang, now, s.spec.expires_at),
+            continue_url: s.open_attempt(now).and_then(|a| a.next_action_url.as_ref()).map(|url| format!("{url}?v={}", url_encode(proof))),
+            processing,
+            declined,
+            has_errors: !errors.is_empty(),
+            methods,
+            cancel_url: self.cancel_location(),
+        };
+        self.html(status, render(&v))
+    }
 
-        body.push_str(&format!(
-            r#"<section aria-labelledby="amount-h"><h2 id="amount-h">{due}</h2><p class="amount" id="amount">{amount}</p>"#,
-            due = t(lang, "amount_due"),
-            amount = esc(&money(s.spec.amount.minor(), s.spec.currency.code(), lang))
-        ));
-        if let Some(d) = s.spec.due_date {
-            body.push_str(&format!("<p>{}: {d}</p>", t(lang, "due_date")));
-        }
-        if let Some(desc) = &s.spec.statement_descriptor {
-            body.push_str(&format!("<p class=\"muted\">{}: {}</p>", t(lang, "descriptor"), esc(desc)));
-        }
-        body.push_str(&format!(
-            r#"<p class="muted">{}: <time id="expires" datetime="{}">{} UTC</time> <span id="countdown" aria-live="polite"></span></p></section>"#,
-            t(lang, "expires_in"),
-            s.spec.expires_at.to_rfc3339(),
-            s.spec.expires_at.format("%Y-%m-%d %H:%M")
-        ));
-        if !s.spec.items.is_empty() {
-            body.push_str(&format!(r#"<section aria-labelledby="items-h"><h2 id="items-h">{}</h2><table>"#, t(lang, "items")));
-            for it in &s.spec.items {
-                body.push_str(&format!(
-                    r#"<tr><td>{} × {}</td><td class="num">{}</td></tr>"#,
-                    it.quantity,
-                    esc(&it.name),
-                    esc(&money(it.quantity * it.unit_amount, s.spec.currency.code(), lang))
-                ));
-            }
-            body.push_str("</table></section>");
-        }
-        if !s.spec.recipients.is_empty() {
-            body.push_str(&format!(r#"<section aria-labelledby="rcpt-h"><h2 id="rcpt-h">{}</h2><table>"#, t(lang, "recipients")));
-            for r in &s.spec.recipients {
-                body.push_str(&format!(
-                    r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
-                    esc(&r.name),
-                    esc(&money(r.amount, s.spec.currency.code(), lang))
-                ));
-            }
-            body.push_str("</table></section>");
-        }
-
-        if let Some(url) = s.open_attempt(now).and_then(|a| a.next_action_url.as_ref()) {
-            body.push_str(&format!(
-                r#"<section><p role="status">{}</p><p><a id="continue" href="{}">{}</a></p></section>"#,
-                t(lang, "in_progress"),
-                esc(&format!("{url}?v={}", url_encode(proof))),
-                t(lang, "continue")
-            ));
-        }
-        if s.status_at(now) == SessionStatus::Processing || s.open_attempt(now).is_some_and(|a| a.status == AttemptStatus::Pending) {
-            body.push_str(&format!(r#"<section><p role="status" class="ok">{}</p></section>"#, t(lang, "in_progress")));
-            let frame = self.frame(t(lang, "title"), Some(2));
-            return self.html(status, html::page(&frame, &body));
-        }
-        if let Some(last) = s.payments.last().filter(|a| a.status == AttemptStatus::Failed) {
-            body.push_str(&format!(
-                r#"<div class="alert" role="alert" id="payment-error"><strong>{}</strong>: {} {}: {}</div>"#,
-                t(lang, "declined"),
-                failure(lang, last.failure_code.as_deref().unwrap_or("")),
-                t(lang, "attempts_left"),
-                s.attempts_remaining
-            ));
-        }
-        if !errors.is_empty() {
-            body.push_str(&format!(r#"<div class="alert" role="alert">{}</div>"#, t(lang, "fix_fields")));
-        }
-
-        let err_for = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.clone());
+    /// The method chooser's entries, the first (or the one with errors) open.
+    async fn methods(&self, errors: &[FieldError], kept: &Kept) -> Vec<view::Method> {
+        let s = &self.session;
+        let lang = self.lang;
         // A first payment saves the card its mandate charges: only cards are offered.
         let first_in_series = s.spec.session_type == SessionType::FirstInSeries;
+        let mut out = Vec::new();
         for m in s.spec.payment_methods.iter().filter(|m| !first_in_series || **m == PaymentMethodKind::Card) {
+            let mut entry = view::Method {
+                key: m.as_str(),
+                title: t(lang, method_key(*m)),
+                open: false,
+                card: None,
+                redirect: None,
+                virtual_account: None,
+                qr: None,
+            };
             match m {
-                PaymentMethodKind::Card => {
-                    if s.spec.show_saved_payment_methods {
-                        let saved = payments::offered_methods(self.cx, s).await;
-                        if !saved.is_empty() {
-                            body.push_str(&format!(
-                                r#"<section aria-labelledby="saved-h"><h2 id="saved-h">{}</h2>"#,
-                                t(lang, "saved_cards")
-                            ));
-                            for pm in saved {
-                                body.push_str(&format!(
-                                    r#"<form method="post" action="{action}">{hidden}<input type="hidden" name="saved_method" value="{id}"><p>{brand} •••• {last4} ({m:02}/{y})</p><button type="submit">{pay}</button></form>"#,
-                                    action = self.page_url("/card"),
-                                    id = esc(&pm.id),
-                                    brand = esc(&pm.card.brand),
-                                    last4 = esc(&pm.card.last4),
-                                    m = pm.card.exp_month,
-                                    y = pm.card.exp_year % 100,
-                                    pay = t(lang, "pay_saved"),
-                                ));
-                            }
-                            body.push_str("</section>");
-                        }
-                    }
-                    let field = |id: &str, label: &str, mode: &str, ac: &str, extra: &str| {
-                        let err = err_for(id);
-                        format!(
-                            r#"<label for="{id}">{label}</label><input type="text" id="{id}" name="{id}" inputmode="{mode}" autocomplete="{ac}" required {extra}{inv}>{msg}"#,
-                            inv =
-                                if err.is_some() { format!(r#" aria-invalid="true" aria-describedby="{id}-err""#) } else { String::new() },
-                            msg = err.map(|m| format!(r#"<p class="err" id="{id}-err">{}</p>"#, esc(&m))).unwrap_or_default(),
-                        )
-                    };
-                    let save = match s.spec.save_payment_method {
-                        Some(SavePaymentMethod::Prompt) => format!(
-                            r#"<p><input type="checkbox" id="save" name="save" value="on"> <label for="save" style="display:inline">{}</label></p>"#,
-                            t(lang, "save_card")
-                        ),
-                        _ => String::new(),
-                    };
-                    let save = if first_in_series { format!("{save}{}", self.mandate_terms_html()) } else { save };
-                    body.push_str(&format!(
-                        r#"<section aria-labelledby="card-h"><h2 id="card-h">{title}</h2><form method="post" action="{action}" id="card-form" novalidate>{hidden}{number}{expiry}{cvc}{save}<button type="submit" id="pay-card">{pay} {amount}</button></form></section>"#,
-                        title = t(lang, "card"),
-                        action = self.page_url("/card"),
-                        number = field("card_number", t(lang, "card_number"), "numeric", "cc-number", r#"maxlength="23""#),
-                        expiry = field("expiry", t(lang, "expiry"), "numeric", "cc-exp", r#"maxlength="7" placeholder="MM/YY""#),
-                        cvc = field("cvc", t(lang, "cvc"), "numeric", "cc-csc", r#"maxlength="4""#),
-                        pay = t(lang, "pay"),
-                        amount = esc(&money(s.spec.amount.minor(), s.spec.currency.code(), lang)),
-                    ));
+                PaymentMethodKind::Card => entry.card = Some(self.card_form(errors, kept, first_in_series).await),
+                PaymentMethodKind::Ewallet => {
+                    let (hint, button) = (t(lang, "ewallet_hint"), t(lang, "pay_ewallet"));
+                    entry.redirect = Some(view::RedirectForm { action: self.page_url("/start"), hint, button });
                 }
-                PaymentMethodKind::Ewallet | PaymentMethodKind::BankTransfer => {
-                    let (title, button, value) = if *m == PaymentMethodKind::Ewallet {
-                        (t(lang, "ewallet"), t(lang, "pay_ewallet"), "ewallet")
-                    } else {
-                        (t(lang, "bank_transfer"), t(lang, "pay_bank"), "bank_transfer")
-                    };
-                    body.push_str(&format!(
-                        r#"<section><h2>{title}</h2><form method="post" action="{action}">{hidden}<input type="hidden" name="method" value="{value}"><button type="submit" id="start-{value}">{button}</button></form></section>"#,
-                        action = self.page_url("/start"),
-                    ));
+                PaymentMethodKind::BankTransfer => {
+                    let (hint, button) = (t(lang, "bank_hint"), t(lang, "pay_bank"));
+                    entry.redirect = Some(view::RedirectForm { action: self.page_url("/start"), hint, button });
                 }
                 PaymentMethodKind::VirtualAccount => {
-                    if let Some(va) = &s.instructions.virtual_account {
-                        body.push_str(&format!(
-                            r#"<section><h2>{}</h2><p>{}</p><p>{}<br><code id="va-number">{}</code></p></section>"#,
-                            t(lang, "virtual_account"),
-                            t(lang, "va_hint"),
-                            esc(&va.bank_name),
-                            esc(&va.account_number)
-                        ));
-                    }
+                    let Some(va) = &s.instructions.virtual_account else { continue };
+                    entry.virtual_account =
+                        Some(view::VirtualAccount { bank_name: va.bank_name.clone(), account_number: va.account_number.clone() });
                 }
                 PaymentMethodKind::Qr => {
-                    if let Some(qr) = &s.instructions.qr {
-                        let svg = qr_svg(&qr.payload);
-                        body.push_str(&format!(
-                            r#"<section><h2>{}</h2><p>{}</p><img id="qr-image" alt="QR code {}" width="200" height="200" src="data:image/svg+xml;base64,{}"><p><code id="qr-payload">{}</code></p></section>"#,
-                            t(lang, "qr"),
-                            t(lang, "qr_hint"),
-                            esc(&qr.payload_id),
-                            svg,
-                            esc(&qr.payload_id)
-                        ));
-                    }
+                    let Some(qr) = &s.instructions.qr else { continue };
+                    entry.qr = Some(view::Qr { payload_id: qr.payload_id.clone(), svg_base64: qr_svg(&qr.payload) });
                 }
             }
+            out.push(entry);
         }
-        if let Some(cancel) = &s.spec.cancel_url {
-            body.push_str(&format!(r#"<p><a href="{}" id="cancel">{}</a></p>"#, esc(cancel), t(lang, "cancel")));
+        let open = if errors.is_empty() { 0 } else { out.iter().position(|m| m.card.is_some()).unwrap_or(0) };
+        if let Some(m) = out.get_mut(open) {
+            m.open = true;
         }
-        // Enhancement only: the page works without it.
-        body.push_str(&format!(
-            r#"<script nonce="{nonce}">
-(function(){{var e=document.getElementById('expires'),c=document.getElementById('countdown');
-if(e&&c){{var end=Date.parse(e.getAttribute('datetime'));var tick=function(){{var s=Math.max(0,Math.round((end-Date.now())/1000));c.textContent='('+Math.floor(s/60)+':'+('0'+s%60).slice(-2)+')';}};tick();setInterval(tick,1000);}}
-var n=document.getElementById('card_number');if(n){{n.addEventListener('input',function(){{var d=n.value.replace(/\D/g,'').slice(0,19);n.value=d.replace(/(.{{4}})/g,'$1 ').trim();}});}}}})();
-</script>"#,
-            nonce = self.nonce
-        ));
-        let frame = self.frame(t(lang, "title"), None);
-        self.html(status, html::page(&frame, &body))
+        out
+    }
+
+    async fn card_form(&self, errors: &[FieldError], kept: &Kept, first_in_series: bool) -> view::CardForm {
+        let s = &self.session;
+        let err_for = |field: &str| errors.iter().find(|e| e.field == field).map(|e| i18n::field_error(self.lang, field, e.code));
+        let saved = if s.spec.show_saved_payment_methods { payments::offered_methods(self.cx, s).await } else { Vec::new() };
+        view::CardForm {
+            action: self.page_url("/card"),
+            saved: saved
+                .into_iter()
+                .map(|pm| view::SavedCard {
+                    label: format!(
+                        "{} •••• {} ({:02}/{:02})",
+                        card_brand_name(&pm.card.brand),
+                        pm.card.last4,
+                        pm.card.exp_month,
+                        pm.card.exp_year % 100
+                    ),
+                    id: pm.id,
+                })
+                .collect(),
+            number_err: err_for("card_number"),
+            expiry_err: err_for("expiry"),
+            cvc_err: err_for("cvc"),
+            expiry: kept.expiry.clone(),
+            offer_save: s.spec.save_payment_method == Some(SavePaymentMethod::Prompt),
+            save_checked: kept.save,
+            mandate_terms: first_in_series.then(|| self.mandate_terms()),
+        }
     }
 
     // ---- POST /pay/{token}/card ----
@@ -580,7 +521,14 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
                 self.now(),
             ) {
                 Ok(c) => CardSource::Typed(c),
-                Err(errors) => return self.payment_page(&proof, &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+                Err(errors) => {
+                    // The customer retypes the number and CVC only: they are never echoed back.
+                    let kept = Kept {
+                        expiry: form_field(&form, "expiry").unwrap_or("").chars().take(7).collect(),
+                        save: form_field(&form, "save") == Some("on"),
+                    };
+                    return self.payment_page(&proof, &errors, &kept, StatusCode::UNPROCESSABLE_ENTITY).await;
+                }
             },
         };
         let ticked = form_field(&form, "save") == Some("on");
@@ -642,41 +590,26 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
         };
         let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
         let lang = self.lang;
-        let csrf = security::csrf_token(&self.cx.keys, &self.session);
-        let action = self.page_url(&format!("/challenge/{}", attempt.id));
-        let hidden = format!(r#"<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="v" value="{}">"#, esc(&proof));
         let title = match attempt.method {
             PaymentMethodKind::Card => t(lang, "challenge_3ds"),
             PaymentMethodKind::Ewallet => t(lang, "challenge_wallet"),
             _ => t(lang, "challenge_bank"),
         };
-        let amount = esc(&money(attempt.amount, self.session.spec.currency.code(), lang));
-        let inner = match (attempt.method, attempt.status) {
-            (PaymentMethodKind::BankTransfer, AttemptStatus::Pending) => format!(
-                r#"<p role="status">{}</p><form method="post" action="{action}">{hidden}<button type="submit" name="decision" value="settle" id="settle">{}</button></form>"#,
-                t(lang, "bank_submitted"),
-                t(lang, "settle_now")
-            ),
-            (_, AttemptStatus::RequiresAction) => {
-                let bank = if attempt.method == PaymentMethodKind::BankTransfer {
-                    format!(
-                        r#"<label for="bank">{}</label><select id="bank" name="bank"><option>Sandbox Sparkasse</option><option>Sandbox Credit Union</option></select>"#,
-                        t(lang, "bank_pick")
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    r#"<p class="amount">{amount}</p><form method="post" action="{action}">{hidden}{bank}<button type="submit" name="decision" value="approve" id="approve">{}</button><button type="submit" name="decision" value="deny" id="deny" class="secondary">{}</button></form>"#,
-                    t(lang, "approve"),
-                    t(lang, "deny")
-                )
-            }
+        let settle = match (attempt.method, attempt.status) {
+            (PaymentMethodKind::BankTransfer, AttemptStatus::Pending) => true,
+            (_, AttemptStatus::RequiresAction) => false,
             _ => return self.back_to_page(&proof),
         };
-        let body = format!(r#"<section aria-labelledby="ch-h"><h2 id="ch-h">{title}</h2>{inner}</section>"#);
-        let frame = self.frame(title, None);
-        self.html(StatusCode::OK, html::page(&frame, &body))
+        let v = view::ChallengeView {
+            f: self.frame(title),
+            action: self.page_url(&format!("/challenge/{}", attempt.id)),
+            csrf: security::csrf_token(&self.cx.keys, &self.session),
+            proof: &proof,
+            amount: money(attempt.amount, self.session.spec.currency.code(), lang),
+            settle,
+            pick_bank: attempt.method == PaymentMethodKind::BankTransfer,
+        };
+        self.html(StatusCode::OK, render(&v))
     }
 
     // ---- POST /pay/{token}/challenge/{attempt} ----
@@ -699,6 +632,35 @@ var n=document.getElementById('card_number');if(n){{n.addEventListener('input',f
             Ok(None) => self.back_to_page(&proof),
             Err(f) => self.payment_failed(f, &proof),
         }
+    }
+}
+
+/// What the card form keeps after an error: only what is not sensitive.
+#[derive(Default)]
+struct Kept {
+    expiry: String,
+    save: bool,
+}
+
+/// The i18n key of a method's name.
+fn method_key(m: PaymentMethodKind) -> &'static str {
+    match m {
+        PaymentMethodKind::Card => "card",
+        PaymentMethodKind::Ewallet => "ewallet",
+        PaymentMethodKind::BankTransfer => "bank_transfer",
+        PaymentMethodKind::VirtualAccount => "virtual_account",
+        PaymentMethodKind::Qr => "qr",
+    }
+}
+
+/// A card brand as printed on cards.
+fn card_brand_name(brand: &str) -> &str {
+    match brand {
+        "visa" => "Visa",
+        "mastercard" => "Mastercard",
+        "amex" => "American Express",
+        "discover" => "Discover",
+        _ => "Card",
     }
 }
 
