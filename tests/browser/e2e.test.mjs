@@ -200,6 +200,7 @@ test('e-wallet approval', async () => {
   await capture(page, '12-ewallet-chosen');
   await page.locator('#start-ewallet').click();
   await page.getByRole('heading', { name: 'Sandbox e-wallet' }).waitFor();
+  await capture(page, '20-ewallet-provider');
   await page.getByRole('button', { name: 'Approve' }).click();
   await page.waitForURL(/\/demo\/success/);
   assert.equal((await status(s.id)).status, 'succeeded');
@@ -211,6 +212,8 @@ test('bank transfer: bank page, processing, settlement', async () => {
   await openFromShop(page, s.url);
   await openMethod(page, 'bank_transfer');
   await page.locator('#start-bank_transfer').click();
+  await page.getByLabel('Your bank').waitFor();
+  await capture(page, '21-bank-provider');
   await page.getByLabel('Your bank').selectOption('Sandbox Credit Union');
   await page.getByRole('button', { name: 'Approve' }).click();
   await page.locator('#settle').waitFor();
@@ -415,4 +418,17 @@ test('the local start page and the demo cancel page', async () => {
   await page.locator('#cancel').click();
   await page.waitForURL(/\/demo\/cancel/);
   await capture(page, '19-demo-cancel');
+});
+
+test('cancelled and unknown links explain themselves', async () => {
+  const s = await createSession({ cancel_url: `${base}/demo/cancel` });
+  await api('POST', `/v1/payment_sessions/${s.id}/cancel`, { reason: 'requested_by_customer' });
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  await page.getByText('This payment was cancelled.').waitFor();
+  await capture(page, '22-cancelled');
+  const missing = await page.goto(`${base}/pay/no-such-link`);
+  assert.equal(missing.status(), 404);
+  await page.getByText('This payment link does not exist.').waitFor();
+  await capture(page, '23-unknown-link');
 });
