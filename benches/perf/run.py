@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Lambda-level figures of paysession's session-create function, paired with the baselines of
+the shared instrument (../shared/perf: Runtime API emulator + lambda_bench.py) in one run.
+
+What it does, all on this machine, offline:
+  1. release-builds fn-session-create, fn-oauth-token and paysession-admin (x86_64; arm64 ships),
+     and the instrument's own subjects (hello-rs, hello-http, ddb-rs, the Python peer) unless built;
+  2. starts DynamoDB Local, creates paysession's table with `paysession-admin init` (the table
+     exactly as template.yaml defines it) and a merchant with `paysession-admin merchant create`;
+  3. gets an access token from the real oauth-token function under the emulator;
+  4. runs lambda_bench.py: hello-http, session-create, ddb-rs, py-peer alternating (A B A B),
+     every create a real TransactWriteItems in DynamoDB Local (fresh reference and
+     Idempotency-Key per call), and prints the paired ratios the performance issue tracks.
+
+Usage (PERFWORK: a scratch directory outside the repo, shared with ../shared/perf):
+  PERFWORK=/tmp/perfwork benches/perf/run.py [-n 500] [--rounds 10] [--no-build] [--perf-dir ../shared/perf]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TABLE = "paysession-perf"
+
+
+def sh(argv, env=None, cwd=ROOT, capture=False):
+    print("+ " + " ".join(argv), file=sys.stderr, flush=True)
+    r = subprocess.run(argv, env=env, cwd=cwd, check=True, text=True, stdout=subprocess.PIPE if capture else None)
+    return r.stdout if capture else None
+
+
+def target_dir() -> str:
+    meta = json.loads(sh(["cargo", "metadata", "--format-version", "1", "--no-deps"], capture=True))
+    return meta["target_directory"]
+
+
+def api_event(template: dict, method: str, path: str, headers: dict, body: str) -> dict:
+    ev = json.loads(json.dumps(template))
+    ev["routeKey"] = f"{method} {path}"
+    ev["rawPath"] = path
+    ev["requestContext"]["http"]["method"] = method
+    ev["requestContext"]["http"]["path"] = path
+    ev["requestContext"]["routeKey"] = f"{method} {path}"
+    ev["requestContext"].pop("authorizer", None)
+    h = {k: v for k, v in ev["headers"].items() if k not in ("authorization", "idempotency-key", "content-type", "content-length")}
+    h.update(headers)
+    h["content-length"] = str(len(body.encode()))
+    ev["headers"] = h
+    ev["body"] = body
+    ev["isBase64Encoded"] = False
+    return ev
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", type=int, default=500, help="warm invocations per run")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
+    a = p.parse_args()
+    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
+    os.makedirs(work, exist_ok=True)
+    perf = os.path.abspath(a.perf_dir)
+    sys.path.insert(0, perf)
+    import ddb_local  # the instrument's own DynamoDB Local launcher
+
+    emulator = a.emulator_dir or next(iter(sorted(glob.glob(os.path.expanduser(
+        "~/.cache/paysession-tools/dynamodb-local-*/package/emulator")))), None)
+    if not emulator:
+        sys.exit("no DynamoDB Local: run scripts/test once (it installs it) or pass --emulator-dir")
+
+    target = target_dir()
+    if not a.no_build:
+        sh(["cargo", "build", "--release", "-p", "fn-session-create", "-p", "fn-oauth-token", "-p", "paysession-admin"])
+        if not os.path.exists(os.path.join(work, "target", "release", "hello-http")):
+            sh([os.path.join(perf, "build_subjects.sh"), "rust"], env={**os.environ, "PERFWORK": work})
+        if not os.path.exists(os.path.join(work, "venv-peer", "bin", "python")):
+            sh([os.path.join(perf, "build_subjects.sh"), "python"], env={**os.environ, "PERFWORK": work})
+    release = os.path.join(target, "release")
+    sizes = {b: os.path.getsize(os.path.join(release, b)) for b in ("session-create", "oauth-token")}
+
+    ddb = ddb_local.DynamoDBLocal(emulator, log_path=os.path.join(work, "ddb-local.log"))
+    endpoint = ddb.start()
+    try:
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+        aws = {"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "perf", "AWS_SECRET_ACCESS_KEY": "perf"}
+        fn_env = {"PAYSESSION_TABLE": TABLE, "PAYSESSION_TOKEN_SIGNING_KEY": key,
+                  "PAYSESSION_PUBLIC_URL": "https://pay.example.com", "PAYSESSION_SANDBOX": "false"}
+        env = {**os.environ, **aws, **fn_env}
+        admin = os.path.join(release, "paysession-admin")
+        sh([admin, "--table", TABLE, "init"], env=env)
+        merchant = json.loads(sh([admin, "--table", TABLE, "merchant", "create", "--name", "Perf Shop"], env=env, capture=True))
+
+        with open(os.path.join(perf, "events", "apigw-v2-post.json")) as f:
+            template = json.load(f)
+        basic = base64.b64encode(f"{merchant['client_id']}:{merchant['client_secret']}".encode()).decode()
+        token_event = api_event(template, "POST", "/oauth/token",
+                                {"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
+                                "grant_type=client_credentials")
+        token_path = os.path.join(work, "paysession-token-event.json")
+        with open(token_path, "w") as f:
+            json.dump(token_event, f)
+        emu = subprocess.Popen([sys.executable, os.path.join(perf, "runtime_api.py"), "--port", str(ddb_local.free_port()),
+                                "--event", token_path, "--count", "1"], stdout=subprocess.PIPE, text=True)
+        runtime_api = emu.stdout.readline().strip().split("=", 1)[1]
+        lambda_env = {"AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": "oauth-token",
+                      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                      "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/oauth-token", "AWS_LAMBDA_LOG_STREAM_NAME": "perf"}
+        fn = subprocess.Popen([os.path.join(release, "oauth-token")], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
+        answer = json.loads(emu.stdout.readline())
+        emu.wait(timeout=30)
+        fn.kill()
+        token = json.loads(json.loads(answer["body"])["body"])["access_token"]
+
+        # Same shape as the peer's event: a fresh reference and Idempotency-Key per call.
+        body = json.dumps({"amount": 1050, "currency": "EUR", "customer_id": "cus_perf", "reference": "order-__UNIQUE__"})
+        create = api_event(template, "POST", "/v1/payment_sessions",
+                           {"authorization": f"Bearer {token}", "content-type": "application/json",
+                            "idempotency-key": "perf-__UNIQUE__"}, body)
+        create_path = os.path.join(work, "paysession-create-event.json")
+        with open(create_path, "w") as f:
+            json.dump(create, f)
+
+        with open(os.path.join(perf, "subjects.json")) as f:
+            shared = json.load(f)["subjects"]
+        subjects = {}
+        for name in ("hello-http", "ddb-rs", "py-peer"):
+            s = dict(shared[name])
+            for k in ("cwd", "task_root"):
+                if k in s:
+                    s[k] = os.path.join(perf, s[k])
+            subjects[name] = s
+        subjects["session-create"] = {
+            "description": "paysession fn-session-create (release, x86_64): token check, validation, one TransactWriteItems",
+            "argv": [os.path.join(release, "session-create")], "handler": "bootstrap", "ddb": True,
+            "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": create_path, "expect_status": 201}
+        subjects_path = os.path.join(work, "paysession-subjects.json")
+        with open(subjects_path, "w") as f:
+            json.dump({"subjects": subjects}, f, indent=1)
+
+        print(f"bootstrap sizes (stripped, unzipped): " + ", ".join(f"{b} {n / 1e6:.2f} MB" for b, n in sizes.items()),
+              file=sys.stderr)
+        sh([sys.executable, os.path.join(perf, "lambda_bench.py"), "--subjects", subjects_path,
+            "--event", os.path.join(perf, "events", "apigw-v2-post.json"), "-n", str(a.n), "--rounds", str(a.rounds),
+            "--warmup-rounds", "1", "--ddb-endpoint", endpoint, "--jsonl", os.path.join(work, f"paysession-{int(time.time())}.jsonl"),
+            "hello-http", "session-create", "ddb-rs", "py-peer",
+            "--ratio", "session-create/hello-http", "--ratio", "session-create/ddb-rs",
+            "--ratio", "py-peer/session-create", "--ratio", "py-peer/ddb-rs"])
+    finally:
+        ddb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
