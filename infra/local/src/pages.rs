@@ -109,12 +109,7 @@ pub async fn serve(
 }
 
 async fn demo<'a>(deps: &Local, site: &'a Site, page: &'a str, nonce: &'a str, query: Option<&str>) -> (u16, Demo<'a>) {
-    let param = |name: &str| {
-        query.and_then(|q| {
-            q.split('&')
-                .find_map(|p| p.split_once('=').filter(|(k, _)| *k == name).and_then(|(_, v)| paysession_http::request::percent_decode(v)))
-        })
-    };
+    let param = |name: &str| paysession_http::request::query_value(query, name);
     let mut out = Demo {
         nonce,
         base: &site.base_url,

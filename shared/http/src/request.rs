@@ -122,6 +122,14 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The first decodable value of `name` in a query string.
+pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
 pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
     let s = std::str::from_utf8(body).ok()?;
     s.split('&')

@@ -140,12 +140,7 @@ fn form_field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
 }
 
 fn query_param(call: &Call<'_>, name: &str) -> Option<String> {
-    call.req.uri().query().and_then(|q| {
-        q.split('&').find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            (k == name).then(|| crate::request::percent_decode(v)).flatten()
-        })
-    })
+    crate::request::query_value(call.req.uri().query(), name)
 }
 
 fn url_encode(s: &str) -> String {
