@@ -22,7 +22,7 @@ fn loopback(var: &str, what: &str) -> String {
 
 pub async fn sqs() -> aws_sdk_sqs::Client {
     loopback("AWS_ENDPOINT_URL_SQS", "moto (SQS)");
-    paysession_aws::sqs::sqs_client().await
+    paysession_aws::sqs::sqs_client().await.unwrap()
 }
 
 /// The ARN of a queue (what redrive policies and EventBridge targets name).

@@ -14,7 +14,7 @@ pub async fn fresh_table() -> DynamoStore {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "refusing to create test tables at {endpoint}: tests only use a local DynamoDB"
     );
-    let client = paysession_aws::dynamodb_client().await;
+    let client = paysession_aws::dynamodb_client().await.unwrap();
     let table = paysession_app::ids::new_id("test");
     paysession_aws::table::create_table(&client, &table).await.expect("create test table");
     DynamoStore::new(client, table)
@@ -122,7 +122,7 @@ impl Intercept for RequestCounter {
 pub async fn counted_table() -> (DynamoStore, RequestCounter) {
     let plain = fresh_table().await;
     let counter = RequestCounter::default();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = paysession_aws::sdk_config().await.unwrap();
     let dynamo_config = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(counter.clone()).build();
     (DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo_config), plain.table().to_string()), counter)
 }

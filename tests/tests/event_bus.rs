@@ -59,7 +59,7 @@ impl PutEvents for Refusing {
 async fn eventbridge() -> aws_sdk_eventbridge::Client {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_EVENTBRIDGE").expect("moto (EventBridge) is not running: use scripts/test");
     assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use local AWS stand-ins");
-    aws_sdk_eventbridge::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    aws_sdk_eventbridge::Client::new(&paysession_aws::sdk_config().await.unwrap())
 }
 
 /// A queue on moto and its ARN.
@@ -120,7 +120,7 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
     let queues = fresh_queues().await;
     let d = deps(store, &queues).await;
     let cx = &d.core;
-    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
 
     // The bus, and the two rules an operator would write, each forwarding to a queue.
     let events = eventbridge().await;

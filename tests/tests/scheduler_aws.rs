@@ -95,7 +95,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let d = deps(store, &queues).await;
     let cx = &d.core;
     let pay = Payments::sandbox();
-    let client = scheduler_client().await;
+    let client = scheduler_client().await.unwrap();
     let group = paysession_app::ids::new_id("paysession-recurring");
     client.create_schedule_group().name(&group).send().await.expect("create the schedule group on moto");
     let target = ScheduleTarget::from_lookup(|k| {
@@ -108,7 +108,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     })
     .unwrap();
     let scheduler = Counting { inner: EventBridgeScheduler::new(client.clone(), target), creates: 0.into(), deletes: 0.into() };
-    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
     let run = async |batch: &Value| {
         handle_stream_event(cx, &StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler, bus: None }, batch).await
     };

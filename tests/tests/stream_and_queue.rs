@@ -63,7 +63,7 @@ async fn rig() -> Rig {
     let dynamodb = store.client().clone();
     let queues = fresh_queues().await;
     let deps = deps(store, &queues).await;
-    let poller = StreamPoller::for_table(&dynamodb, streams_client().await, &table).await.unwrap();
+    let poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
     Rig { deps, queues, poller, dynamodb, table }
 }
 

@@ -97,7 +97,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     if let Command::Init = args.command {
         let table = args.table.as_deref().ok_or("init creates a DynamoDB table: give --table NAME")?;
-        for warning in paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await, table).await? {
+        for warning in paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await?, table).await? {
             eprintln!("paysession-admin: warning: {warning}");
         }
         println!("{}", json!({"table": table, "created": true}));

@@ -68,7 +68,11 @@ pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<(Stri
 /// next pass (the poller does not advance past what it handed out, so the simplest
 /// faithful retry is to hand the same batch again).
 pub async fn run_stream(deps: Deps, dynamodb: aws_sdk_dynamodb::Client, table: String, mut stop: watch::Receiver<bool>) {
-    let mut poller = match StreamPoller::for_table(&dynamodb, streams_client().await, &table).await {
+    let streams = match streams_client().await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot configure the stream client; expiry and webhooks will not run"),
+    };
+    let mut poller = match StreamPoller::for_table(&dynamodb, streams, &table).await {
         Ok(p) => p,
         Err(e) => return tracing::error!(error = %e, "cannot read the table stream; expiry and webhooks will not run"),
     };

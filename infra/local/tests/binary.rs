@@ -88,7 +88,7 @@ async fn walk_through_on_dynamodb_local() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
     assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
     let table = format!("local-{}", std::process::id());
-    paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await, &table).await.unwrap();
+    paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await.unwrap(), &table).await.unwrap();
     walk_through(&["--store", "dynamodb", "--table", &table]).await;
 }
 

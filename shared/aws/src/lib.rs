@@ -4,6 +4,7 @@ pub mod bus;
 pub mod keys;
 mod mandates;
 pub mod scheduler;
+mod sdk;
 mod signing;
 pub mod sqs;
 mod store;
@@ -12,6 +13,7 @@ pub mod stream_poller;
 pub mod table;
 mod webhooks;
 
+pub use sdk::{Trust, sdk_config};
 pub use store::DynamoStore;
 
 /// An SDK error with its service code and message, for logs and operator messages.
@@ -28,7 +30,6 @@ where
 
 /// A DynamoDB client from the standard AWS environment (region, credentials,
 /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
-pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_dynamodb::Client::new(&config)
+pub async fn dynamodb_client() -> Result<aws_sdk_dynamodb::Client, String> {
+    Ok(aws_sdk_dynamodb::Client::new(&sdk_config().await?))
 }

@@ -169,7 +169,6 @@ pub async fn handle_scheduled_charge<S: SessionStore + MerchantStore + MandateSt
 
 /// A Scheduler client from the standard AWS environment (`AWS_ENDPOINT_URL_SCHEDULER` for
 /// moto).
-pub async fn scheduler_client() -> aws_sdk_scheduler::Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_scheduler::Client::new(&config)
+pub async fn scheduler_client() -> Result<aws_sdk_scheduler::Client, String> {
+    Ok(aws_sdk_scheduler::Client::new(&crate::sdk_config().await?))
 }

@@ -39,9 +39,8 @@ fn sqs_error<E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + '
 }
 
 /// An SQS client from the standard AWS environment (`AWS_ENDPOINT_URL_SQS` for moto).
-pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_sqs::Client::new(&config)
+pub async fn sqs_client() -> Result<aws_sdk_sqs::Client, String> {
+    Ok(aws_sdk_sqs::Client::new(&crate::sdk_config().await?))
 }
 
 pub struct SqsQueue {

@@ -20,13 +20,13 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// A streams client on the same endpoint as DynamoDB (`AWS_ENDPOINT_URL_DYNAMODB`, for
 /// DynamoDB Local) unless `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` says otherwise.
-pub async fn streams_client() -> aws_sdk_dynamodbstreams::Client {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+pub async fn streams_client() -> Result<aws_sdk_dynamodbstreams::Client, String> {
+    let config = crate::sdk_config().await?;
     let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(&config);
     if let (Err(_), Ok(url)) = (std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"), std::env::var("AWS_ENDPOINT_URL_DYNAMODB")) {
         builder = builder.endpoint_url(url);
     }
-    aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
+    Ok(aws_sdk_dynamodbstreams::Client::from_conf(builder.build()))
 }
 
 impl StreamPoller {

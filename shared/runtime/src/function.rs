@@ -89,7 +89,7 @@ impl Function {
     /// Reads the typed environment, the signing key (SSM) and, in sandbox mode, the test clock.
     pub async fn from_env() -> Result<Function, String> {
         let env = FunctionEnv::from_env()?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = paysession_aws::sdk_config().await?;
         let key = load_key(&env.signing_key, &aws).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;

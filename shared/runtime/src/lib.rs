@@ -62,7 +62,7 @@ pub async fn deployment_signing_key(opened: &OpenedStore) -> Result<Secret<Vec<u
                     .into());
             }
         };
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = paysession_aws::sdk_config().await?;
         return load_key(&source, &aws).await;
     }
     local_signing_key(opened.settings()).await
@@ -210,7 +210,7 @@ pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
         StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
         #[cfg(feature = "aws")]
         StoreChoice::Dynamo(table) => {
-            OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await, table.clone())))
+            OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await?, table.clone())))
         }
     })
 }
