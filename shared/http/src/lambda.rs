@@ -1,7 +1,42 @@
 //! Logging for functions running on AWS Lambda.
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 /// JSON logs for CloudWatch, level from `RUST_LOG` (default info).
+///
+/// `RUST_LOG` is read as per-target levels (`info`, `warn,paysession_aws=debug`), not the
+/// full `EnvFilter` syntax: its span and field filters need the regex engine, which would
+/// add ~250 KB to every bootstrap and its parsing to every cold start.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).without_time().with_target(false).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().json().without_time().with_target(false))
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
+        .try_init();
+}
+
+/// The filter `RUST_LOG` describes; info when it is unset or unreadable.
+fn log_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_per_target() {
+        let f = log_filter(None);
+        assert!(f.would_enable("paysession_aws", &Level::INFO) && !f.would_enable("paysession_aws", &Level::DEBUG));
+        let f = log_filter(Some("warn,paysession_aws=debug"));
+        assert!(f.would_enable("paysession_aws::store", &Level::DEBUG));
+        assert!(!f.would_enable("aws_config", &Level::INFO) && f.would_enable("aws_config", &Level::WARN));
+        let f = log_filter(Some("paysession=[{x}]"));
+        assert!(f.would_enable("any", &Level::INFO), "unreadable RUST_LOG falls back to info");
+    }
 }
