@@ -3,7 +3,8 @@
 the shared instrument (../shared/perf: Runtime API emulator + lambda_bench.py) in one run.
 
 What it does, all on this machine, offline:
-  1. release-builds fn-session-create, fn-oauth-token and paysession-admin (x86_64; arm64 ships),
+  1. builds fn-session-create and fn-oauth-token with the profile that ships (lambda-release: fat
+     LTO, opt-level s; x86_64 here, arm64 ships) and paysession-admin (release),
      and the instrument's own subjects (hello-rs, hello-http, ddb-rs, the Python peer) unless built;
   2. starts DynamoDB Local, creates paysession's table with `paysession-admin init` (the table
      exactly as template.yaml defines it) and a merchant with `paysession-admin merchant create`;
@@ -80,13 +81,15 @@ def main() -> int:
 
     target = target_dir()
     if not a.no_build:
-        sh(["cargo", "build", "--release", "-p", "fn-session-create", "-p", "fn-oauth-token", "-p", "paysession-admin"])
+        sh(["cargo", "build", "--profile", "lambda-release", "-p", "fn-session-create", "-p", "fn-oauth-token"])
+        sh(["cargo", "build", "--release", "-p", "paysession-admin"])
         if not os.path.exists(os.path.join(work, "target", "release", "hello-http")):
             sh([os.path.join(perf, "build_subjects.sh"), "rust"], env={**os.environ, "PERFWORK": work})
         if not os.path.exists(os.path.join(work, "venv-peer", "bin", "python")):
             sh([os.path.join(perf, "build_subjects.sh"), "python"], env={**os.environ, "PERFWORK": work})
     release = os.path.join(target, "release")
-    sizes = {b: os.path.getsize(os.path.join(release, b)) for b in ("session-create", "oauth-token")}
+    shipped = os.path.join(target, "lambda-release")
+    sizes = {b: os.path.getsize(os.path.join(shipped, b)) for b in ("session-create", "oauth-token")}
 
     ddb = ddb_local.DynamoDBLocal(emulator, log_path=os.path.join(work, "ddb-local.log"))
     endpoint = ddb.start()
@@ -116,7 +119,7 @@ def main() -> int:
         lambda_env = {"AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": "oauth-token",
                       "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                       "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/oauth-token", "AWS_LAMBDA_LOG_STREAM_NAME": "perf"}
-        fn = subprocess.Popen([os.path.join(release, "oauth-token")], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
+        fn = subprocess.Popen([os.path.join(shipped, "oauth-token")], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
         answer = json.loads(emu.stdout.readline())
         emu.wait(timeout=30)
         fn.kill()
@@ -141,8 +144,8 @@ def main() -> int:
                     s[k] = os.path.join(perf, s[k])
             subjects[name] = s
         subjects["session-create"] = {
-            "description": "paysession fn-session-create (release, x86_64): token check, validation, one TransactWriteItems",
-            "argv": [os.path.join(release, "session-create")], "handler": "bootstrap", "ddb": True,
+            "description": "paysession fn-session-create (lambda-release, x86_64): token check, validation, one TransactWriteItems",
+            "argv": [os.path.join(shipped, "session-create")], "handler": "bootstrap", "ddb": True,
             "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": create_path, "expect_status": 201}
         subjects_path = os.path.join(work, "paysession-subjects.json")
         with open(subjects_path, "w") as f:

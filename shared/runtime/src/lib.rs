@@ -51,6 +51,7 @@ pub fn decode_key(b64: &str, what: &str) -> Result<Secret<Vec<u8>>, String> {
 /// secrets are hashed under it, so it must be the key the functions use.
 pub async fn deployment_signing_key(opened: &OpenedStore) -> Result<Secret<Vec<u8>>, String> {
     #[cfg(feature = "aws")]
+    #[allow(irrefutable_let_patterns)] // the only variant when built without the embedded store
     if let OpenedStore::Dynamo(_) = opened {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let source = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
