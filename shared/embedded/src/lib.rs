@@ -104,6 +104,21 @@ impl EmbeddedStore {
         .map_err(backend)?
     }
 
+    /// A lookup by key: tens of microseconds of SQLite work on a cached page, less than the
+    /// thread hop of [`with`](Self::with) costs, so it runs on the calling task when a reader
+    /// connection is free (WAL readers do not wait for the writer), else as `with`.
+    async fn lookup<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let start = self.readers.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.conns.len();
+        if let Some(mut guard) = (0..n).find_map(|i| self.readers.conns[(start + i) % n].try_lock().ok()) {
+            return f(&mut guard);
+        }
+        self.with(f).await
+    }
+
     /// Runs `f` in a write transaction (grouped with concurrent writes, see `writer`):
     /// committed if it returns `Ok`, else rolled back; answered once durable.
     async fn tx<T: Send + 'static>(
@@ -125,7 +140,7 @@ impl EmbeddedStore {
     /// A small key-value area for process settings (signing key, test clock offset).
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.with(move |c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)).await
+        self.lookup(move |c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)).await
     }
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -358,7 +373,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| one(c, "SELECT body FROM sessions WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+        self.lookup(move |c| one(c, "SELECT body FROM sessions WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 
     async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
@@ -493,7 +508,7 @@ impl MerchantStore for EmbeddedStore {
 
     async fn get_merchant(&self, merchant_id: &str) -> Result<Option<Merchant>, StoreError> {
         let id = merchant_id.to_string();
-        self.with(move |c| one(c, "SELECT body FROM merchants WHERE id = ?1", [id])).await
+        self.lookup(move |c| one(c, "SELECT body FROM merchants WHERE id = ?1", [id])).await
     }
 
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
@@ -502,7 +517,7 @@ impl MerchantStore for EmbeddedStore {
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
         let id = client_id.to_string();
-        self.with(move |c| one(c, "SELECT body FROM clients WHERE client_id = ?1", [id])).await
+        self.lookup(move |c| one(c, "SELECT body FROM clients WHERE client_id = ?1", [id])).await
     }
 
     async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {

@@ -65,7 +65,7 @@ impl MandateStore for EmbeddedStore {
 
     async fn get_mandate(&self, merchant_id: &str, id: &str) -> Result<Option<Mandate>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| one(c, "SELECT body FROM mandates WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+        self.lookup(move |c| one(c, "SELECT body FROM mandates WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 
     async fn list_mandates(&self, merchant_id: &str, q: &MandateQuery) -> Result<Page<Mandate>, StoreError> {

@@ -12,7 +12,7 @@ use crate::{EmbeddedStore, backend, ms, one, to_json};
 impl SigningStore for EmbeddedStore {
     async fn get_signing_profile(&self, merchant_id: &str) -> Result<Option<SigningProfile>, StoreError> {
         let merchant = merchant_id.to_string();
-        self.with(move |c| one(c, "SELECT body FROM signing_profiles WHERE merchant_id = ?1", [merchant])).await
+        self.lookup(move |c| one(c, "SELECT body FROM signing_profiles WHERE merchant_id = ?1", [merchant])).await
     }
 
     async fn put_signing_profile(&self, profile: &SigningProfile) -> Result<(), StoreError> {

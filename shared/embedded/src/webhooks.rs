@@ -103,7 +103,7 @@ impl WebhookStore for EmbeddedStore {
 
     async fn get_endpoint(&self, merchant_id: &str, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| one(c, "SELECT body FROM webhook_endpoints WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+        self.lookup(move |c| one(c, "SELECT body FROM webhook_endpoints WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 
     async fn list_endpoints(&self, merchant_id: &str) -> Result<Vec<WebhookEndpoint>, StoreError> {
@@ -141,7 +141,7 @@ impl WebhookStore for EmbeddedStore {
 
     async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| one(c, "SELECT body FROM deliveries WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+        self.lookup(move |c| one(c, "SELECT body FROM deliveries WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 
     async fn update_delivery(&self, d: &Delivery, expected_version: u64) -> Result<(), StoreError> {
@@ -199,6 +199,6 @@ impl WebhookStore for EmbeddedStore {
 
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.with(move |c| one(c, "SELECT body FROM events WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+        self.lookup(move |c| one(c, "SELECT body FROM events WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
     }
 }
