@@ -121,8 +121,9 @@ def main() -> int:
                       "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/oauth-token", "AWS_LAMBDA_LOG_STREAM_NAME": "perf"}
         fn = subprocess.Popen([os.path.join(shipped, "oauth-token")], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
         answer = json.loads(emu.stdout.readline())
+        fn.kill()  # before the one-shot emulator goes away, or its next poll panics the runtime
+        fn.wait()
         emu.wait(timeout=30)
-        fn.kill()
         token = json.loads(json.loads(answer["body"])["body"])["access_token"]
 
         # Same shape as the peer's event: a fresh reference and Idempotency-Key per call.
