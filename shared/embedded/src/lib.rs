@@ -10,7 +10,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,6 +39,16 @@ pub struct EmbeddedStore {
 struct Readers {
     conns: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+}
+
+impl Readers {
+    /// A free connection, looking from the next one in turn; when all are busy, the index
+    /// of the one this caller should wait for.
+    fn free(&self) -> Result<MutexGuard<'_, Connection>, usize> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.conns.len();
+        (0..n).find_map(|i| self.conns[(start + i) % n].try_lock().ok()).ok_or(start % n)
+    }
 }
 
 /// Reader connections: enough for the blocking pool to keep both cores busy with reads.
@@ -92,12 +102,8 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let start = readers.next.fetch_add(1, Ordering::Relaxed);
-            let n = readers.conns.len();
-            // A free connection if there is one, else wait for this task's own turn.
-            let mut guard = (0..n)
-                .find_map(|i| readers.conns[(start + i) % n].try_lock().ok())
-                .unwrap_or_else(|| readers.conns[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            let mut guard =
+                readers.free().unwrap_or_else(|turn| readers.conns[turn].lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             f(&mut guard)
         })
         .await
@@ -111,9 +117,7 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let start = self.readers.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.readers.conns.len();
-        if let Some(mut guard) = (0..n).find_map(|i| self.readers.conns[(start + i) % n].try_lock().ok()) {
+        if let Ok(mut guard) = self.readers.free() {
             return f(&mut guard);
         }
         self.with(f).await
