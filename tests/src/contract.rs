@@ -350,19 +350,41 @@ pub async fn idempotency_taken_in_the_write(st: Stores) {
 }
 
 pub async fn aliases_and_saved_methods(st: Stores) {
+    use paysession_app::ids::sha256_hex;
+    use paysession_app::sessions::{find_by_page_token, find_by_qr_payload};
     use paysession_domain::payment::{CardSummary, SavedPaymentMethod};
-    use paysession_domain::session::{QrCode, VirtualAccount};
+    use paysession_domain::session::{QrCode, VirtualAccount, page_token, qr_payload_id};
     let mut s = session("mer_a", "cus_1", "alias", t0());
-    s.page_token_hash = Some("hash-1".into());
+    let token = page_token("mer_a", &s.id, "secret-1");
+    s.page_token_hash = Some(sha256_hex(token.as_bytes()));
     s.instructions.virtual_account = Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: "9000111122223333".into() });
-    s.instructions.qr = Some(QrCode { payload_id: "qr_abc".into(), payload: "P".into() });
+    s.instructions.qr = Some(QrCode { payload_id: qr_payload_id("mer_a", &s.id), payload: "P".into() });
     insert(&st, &s).await.unwrap();
-    for (kind, value) in [("page", "hash-1"), ("va", "9000111122223333"), ("qr", "qr_abc")] {
-        let found = st.sessions.find_by_alias(kind, value).await.unwrap().expect(kind);
-        assert_eq!(found.id, s.id);
+    let store = &*st.sessions;
+    assert_eq!(find_by_page_token(store, &token).await.unwrap().map(|f| f.id), Some(s.id.clone()));
+    for forged in [page_token("mer_a", &s.id, "secret-2"), page_token("mer_b", &s.id, "secret-1"), "secret-1".into(), String::new()] {
+        assert_eq!(find_by_page_token(store, &forged).await.unwrap(), None, "{forged:?}");
     }
-    assert!(st.sessions.find_by_alias("page", "hash-2").await.unwrap().is_none());
-    assert!(st.sessions.find_by_alias("va", "hash-1").await.unwrap().is_none(), "kinds do not mix");
+    assert_eq!(find_by_qr_payload(store, &qr_payload_id("mer_a", &s.id)).await.unwrap().map(|f| f.id), Some(s.id.clone()));
+    assert_eq!(find_by_qr_payload(store, &qr_payload_id("mer_b", &s.id)).await.unwrap(), None, "another merchant's locator");
+    assert_eq!(find_by_qr_payload(store, "qr_nope").await.unwrap(), None);
+    assert_eq!(store.find_by_virtual_account("9000111122223333").await.unwrap().map(|f| f.id), Some(s.id.clone()));
+    assert_eq!(store.find_by_virtual_account("9000111122224444").await.unwrap(), None);
+
+    // A session without the QR method is not found by a locator of the right shape.
+    let plain = session("mer_a", "cus_1", "alias-plain", t0());
+    insert(&st, &plain).await.unwrap();
+    assert_eq!(find_by_qr_payload(store, &qr_payload_id("mer_a", &plain.id)).await.unwrap(), None);
+    assert_eq!(find_by_page_token(store, &page_token("mer_a", &plain.id, "secret-1")).await.unwrap(), None, "api mode: no page");
+
+    // Two sessions under one number: the store refuses the second create or the lookup,
+    // but never picks one.
+    let mut twin = session("mer_b", "cus_1", "alias-twin", t0());
+    twin.instructions.virtual_account = s.instructions.virtual_account.clone();
+    match insert(&st, &twin).await {
+        Err(_) => assert_eq!(store.find_by_virtual_account("9000111122223333").await.unwrap().map(|f| f.id), Some(s.id.clone())),
+        Ok(()) => assert!(store.find_by_virtual_account("9000111122223333").await.is_err(), "two sessions share the number"),
+    }
 
     let card = CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2030, fingerprint: "fp".into() };
     let pm = SavedPaymentMethod {

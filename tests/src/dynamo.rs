@@ -35,11 +35,13 @@ pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>, Arc<Mutex<Written
 /// Items in `TransactWriteItems` requests, and their write units by DynamoDB's rule for
 /// transactions: 2 per started KB of each item (the sum of attribute name and value
 /// sizes), before any index writes. An Update counts its key and new values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     pub items: usize,
     pub write_units: usize,
     pub bytes: usize,
+    /// Each item's billed size in bytes, in transaction order.
+    pub sizes: Vec<usize>,
 }
 
 impl RequestCounter {
@@ -83,6 +85,7 @@ fn transaction_written(body: &[u8]) -> Written {
         };
         w.items += 1;
         w.bytes += size;
+        w.sizes.push(size);
         w.write_units += 2 * size.div_ceil(1024).max(1);
     }
     w
@@ -112,6 +115,7 @@ impl Intercept for RequestCounter {
             total.items += w.items;
             total.write_units += w.write_units;
             total.bytes += w.bytes;
+            total.sizes.extend(w.sizes);
         }
         *self.0.lock().unwrap().entry(op).or_default() += 1;
         Ok(())

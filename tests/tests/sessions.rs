@@ -31,8 +31,12 @@ async fn create_then_get() {
         assert!(created.get(internal).is_none(), "{internal} leaked");
     }
     let url = created["url"].as_str().unwrap();
+    // The token is the session's locator then a 256-bit random secret (API.md: unguessable,
+    // not derivable from `id`).
     let token = url.rsplit('/').next().unwrap();
-    assert!(token.len() >= 43 && !url.contains(&id[3..]), "url must be unguessable and not derived from id: {url}");
+    let [secret, located, merchant] = token.rsplitn(3, '.').collect::<Vec<_>>()[..] else { panic!("token shape: {url}") };
+    assert!(located == id && merchant.starts_with("mer_"), "{url}");
+    assert!(secret.len() >= 43 && !secret.contains(&id[3..]), "url must be unguessable and not derived from id: {url}");
 
     let got = s.get(&format!("/v1/payment_sessions/{id}"), &t).await;
     assert_eq!(got.status, 200);

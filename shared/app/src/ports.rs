@@ -165,9 +165,10 @@ pub trait SessionStore: Send + Sync {
     /// The session's events, oldest first.
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError>;
 
-    /// A session found by one of its aliases (see `PaymentSession::aliases`): the hosted
-    /// page, a virtual-account deposit or a QR payment, none of which know the merchant.
-    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError>;
+    /// The session showing this virtual-account number, for a deposit, which does not know
+    /// the merchant (the page and QR payments carry a locator instead: `session::Locator`).
+    /// Two sessions under one number are an error, never a guess.
+    async fn find_by_virtual_account(&self, number: &str) -> Result<Option<PaymentSession>, StoreError>;
 
     /// Stores a saved payment method; saving the same id again replaces it.
     async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError>;

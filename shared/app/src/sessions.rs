@@ -7,9 +7,12 @@ use chrono::{DateTime, Utc};
 use paysession_domain::errors::FieldCode;
 use paysession_domain::lifecycle::InvalidTransition;
 use paysession_domain::model::{Mode, PaymentMethodKind, SessionType};
-use paysession_domain::session::{HostedPage, MerchantAction, PaymentSession, QrCode, VirtualAccount, events_for};
+use paysession_domain::session::{
+    HostedPage, MerchantAction, PaymentSession, QrCode, VirtualAccount, events_for, page_locator, page_token, qr_locator, qr_payload_id,
+};
 use paysession_domain::{FieldError, SessionSpec, parse_create_session};
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 use crate::context::Core;
 use crate::entities::Merchant;
@@ -61,11 +64,12 @@ pub async fn create<S: SessionStore + ?Sized, R>(
         }]));
     }
     let now = cx.clock.now();
+    let id = new_id("ps");
     let page = (spec.mode == Mode::Redirect).then(|| {
-        let token = new_token();
+        let token = page_token(&merchant.id, &id, &new_token());
         HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
     });
-    let mut session = PaymentSession::create(spec, new_id("ps"), merchant.id.clone(), page, now);
+    let mut session = PaymentSession::create(spec, id, merchant.id.clone(), page, now);
     add_instructions(&mut session);
     let events = events_for(None, &session, now, || new_id("evt"));
     let (answer, completion) = respond(&session, now);
@@ -149,8 +153,30 @@ pub async fn reread<S: SessionStore + ?Sized>(cx: &Core<S>, session: &PaymentSes
         .ok_or_else(|| StoreError::Backend(format!("session {} vanished", session.id)))
 }
 
-/// Instructions for the payment methods that need them, derived from the session id so
-/// they are stable (and unique with overwhelming probability: 48 bits of a SHA-256).
+/// The session a hosted-page link opens: read by the locator the token carries, and only
+/// if the whole token hashes to the one stored (compared in constant time), so a forged
+/// locator with any secret finds nothing.
+pub async fn find_by_page_token<S: SessionStore + ?Sized>(store: &S, token: &str) -> Result<Option<PaymentSession>, StoreError> {
+    let Some(at) = page_locator(token) else { return Ok(None) };
+    let Some(session) = store.get_session(at.merchant_id, at.session_id).await? else { return Ok(None) };
+    let presented = sha256_hex(token.as_bytes());
+    let matches = session.page_token_hash.as_deref().is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())));
+    Ok(matches.then_some(session))
+}
+
+/// The session a QR payment is for: the payload id is its locator, and must be the one the
+/// session shows (a session without the QR method has none).
+pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id: &str) -> Result<Option<PaymentSession>, StoreError> {
+    let Some(at) = qr_locator(payload_id) else { return Ok(None) };
+    let session = store.get_session(at.merchant_id, at.session_id).await?;
+    Ok(session.filter(|s| s.instructions.qr.as_ref().is_some_and(|q| q.payload_id == payload_id)))
+}
+
+/// Instructions for the payment methods that need them, derived from the session so they
+/// are stable. The QR payload id is the session's locator (unique by construction); the
+/// virtual-account number is 48 bits of a SHA-256 of the id, unique with overwhelming
+/// probability — a store that finds two sessions under one number refuses the deposit
+/// rather than guess.
 pub fn add_instructions(session: &mut PaymentSession) {
     let digest = sha256_hex(session.id.as_bytes());
     if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
@@ -159,7 +185,7 @@ pub fn add_instructions(session: &mut PaymentSession) {
             Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });
     }
     if session.spec.payment_methods.contains(&PaymentMethodKind::Qr) {
-        let payload_id = format!("qr_{}", &digest[12..36]);
+        let payload_id = qr_payload_id(&session.merchant_id, &session.id);
         session.instructions.qr = Some(QrCode {
             payload: format!("PAYSESSION|{payload_id}|{}|{}", session.spec.amount.minor(), session.spec.currency),
             payload_id,

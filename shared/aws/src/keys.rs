@@ -8,12 +8,11 @@
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
 //! | expiry item (TTL = expires_at) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
-//! | reference guard | `MER#m#REF#reference#customer` | `REF` | | |
+//! | reference guard (indexed by the session's virtual-account number, if any) | `MER#m#REF#reference#customer` | `REF` | `VA#number` / `REF` | |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
 //! | setting | `SETTING#key` | `SETTING` | | |
-//! | session alias (page token hash, VA number, QR id) | `ALIAS#kind#value` | `ALIAS` | | |
 //! | saved payment method | `MER#m#PM#customer` | `PM#id` | | |
 //! | payment-method event | `MER#m#PMEVT#id` | `EVT#detached-ms#index` | as session events | as session events |
 //! | mandate | `MER#m#MD#id` | `MANDATE` | `MER#m#MANDATES` / `created#id` | `MER#m#MDCUS#customer` / `created#id` |
@@ -95,6 +94,12 @@ pub fn reference_pk(merchant: &str, reference: &str, customer: &str) -> String {
     format!("MER#{merchant}#REF#{reference}#{customer}")
 }
 pub const REFERENCE_SK: &str = "REF";
+/// A deposit finds its session through the guard, which has no other index entry: a
+/// session's own item already fills both indexes, and a separate lookup item would cost
+/// each create another 2 write units.
+pub fn virtual_account_gsi1(number: &str) -> String {
+    format!("VA#{number}")
+}
 
 pub fn idempotency_pk(merchant: &str, key: &str) -> String {
     format!("MER#{merchant}#IDEM#{key}")
@@ -126,11 +131,6 @@ pub fn setting_pk(key: &str) -> String {
     format!("SETTING#{key}")
 }
 pub const SETTING_SK: &str = "SETTING";
-
-pub fn alias_pk(kind: &str, value: &str) -> String {
-    format!("ALIAS#{kind}#{value}")
-}
-pub const ALIAS_SK: &str = "ALIAS";
 
 pub fn payment_methods_pk(merchant: &str, customer: &str) -> String {
     format!("MER#{merchant}#PM#{customer}")

@@ -341,24 +341,20 @@ impl SessionStore for DynamoStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let guard = item([
+        let mut guard = item([
             (PK, s(reference_pk(&session.merchant_id, &session.spec.reference, &session.spec.customer_id))),
             (SK, s(REFERENCE_SK)),
+            ("merchant_id", s(session.merchant_id.clone())),
             ("session_id", s(session.id.clone())),
         ]);
+        if let Some(number) = session.virtual_account_number() {
+            guard.insert(GSI1PK.into(), s(virtual_account_gsi1(number)));
+            guard.insert(GSI1SK.into(), s(REFERENCE_SK));
+        }
         let mut items = self.starting_with_completion(idempotency)?;
         let first = items.len();
         items.push(TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build());
         items.push(TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build());
-        for (kind, value) in session.aliases() {
-            let alias = item([
-                (PK, s(alias_pk(kind, &value))),
-                (SK, s(ALIAS_SK)),
-                ("merchant_id", s(session.merchant_id.clone())),
-                ("session_id", s(session.id.clone())),
-            ]);
-            items.push(TransactWriteItem::builder().put(self.put(alias, Some("attribute_not_exists(PK)"))).build());
-        }
         items.push(TransactWriteItem::builder().put(self.put(expiry_item(session), None)).build());
         items.extend(self.event_items(&session.merchant_id, session, events)?);
         match self.transact_retrying(items).await? {
@@ -446,8 +442,8 @@ impl SessionStore for DynamoStore {
         }
     }
 
-    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
-        self.find_by_alias_impl(kind, value).await
+    async fn find_by_virtual_account(&self, number: &str) -> Result<Option<PaymentSession>, StoreError> {
+        self.find_by_virtual_account_impl(number).await
     }
 
     async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
@@ -474,11 +470,28 @@ impl SessionStore for DynamoStore {
 }
 
 impl DynamoStore {
-    async fn find_by_alias_impl(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
-        let Some(alias) = self.get_item(alias_pk(kind, value), ALIAS_SK).await? else { return Ok(None) };
-        match (attr_str(&alias, "merchant_id"), attr_str(&alias, "session_id")) {
-            (Some(m), Some(id)) => self.get_session(m, id).await,
-            _ => Err(backend("alias item without merchant_id/session_id")),
+    /// The index is eventually consistent (a deposit in the first moments after the create
+    /// may not find it yet); the session itself is then read consistently.
+    async fn find_by_virtual_account_impl(&self, number: &str) -> Result<Option<PaymentSession>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(virtual_account_gsi1(number)))
+            .limit(2)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        let guards = page.items.unwrap_or_default();
+        match guards.as_slice() {
+            [] => Ok(None),
+            [guard] => match (attr_str(guard, "merchant_id"), attr_str(guard, "session_id")) {
+                (Some(m), Some(id)) => self.get_session(m, id).await,
+                _ => Err(backend("reference guard without merchant_id/session_id")),
+            },
+            _ => Err(backend(format!("virtual account number {number} belongs to more than one session"))),
         }
     }
 }

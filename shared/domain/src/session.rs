@@ -93,10 +93,38 @@ pub struct QrCode {
     pub payload: String,
 }
 
-/// Kinds of secondary keys that find a session without knowing its merchant.
-pub const ALIAS_PAGE: &str = "page";
-pub const ALIAS_VIRTUAL_ACCOUNT: &str = "va";
-pub const ALIAS_QR: &str = "qr";
+/// Where a session is, for the callers that arrive without the merchant's credentials: the
+/// hosted page and a QR payment. Their token and payload id carry it, so the store reads the
+/// session by its key and writes no lookup item for them. A virtual-account number cannot
+/// carry it (16 digits), so the stores index that number instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locator<'a> {
+    pub merchant_id: &'a str,
+    pub session_id: &'a str,
+}
+
+/// The hosted page's token: the locator, then the secret (`.` never occurs in generated
+/// session ids or in the URL-safe base64 secret, so the last two dots split it).
+pub fn page_token(merchant_id: &str, session_id: &str, secret: &str) -> String {
+    format!("{merchant_id}.{session_id}.{secret}")
+}
+
+/// The locator a page token claims; the caller still has to check the token's hash.
+pub fn page_locator(token: &str) -> Option<Locator<'_>> {
+    let (rest, secret) = token.rsplit_once('.')?;
+    let (merchant_id, session_id) = rest.rsplit_once('.')?;
+    (!secret.is_empty() && !merchant_id.is_empty() && !session_id.is_empty()).then_some(Locator { merchant_id, session_id })
+}
+
+/// A QR payload id: public by nature (it is printed in the code), so it is the locator itself.
+pub fn qr_payload_id(merchant_id: &str, session_id: &str) -> String {
+    format!("qr_{merchant_id}.{session_id}")
+}
+
+pub fn qr_locator(payload_id: &str) -> Option<Locator<'_>> {
+    let (merchant_id, session_id) = payload_id.strip_prefix("qr_")?.rsplit_once('.')?;
+    (!merchant_id.is_empty() && !session_id.is_empty()).then_some(Locator { merchant_id, session_id })
+}
 
 /// The hosted page of a redirect-mode session: the URL handed to the merchant and the hash
 /// under which the store finds the session again.
@@ -137,14 +165,9 @@ impl PaymentSession {
         }
     }
 
-    /// Secondary keys written with the session: the hosted-page token hash, the virtual
-    /// account number, the QR payload id.
-    pub fn aliases(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        out.extend(self.page_token_hash.clone().map(|h| (ALIAS_PAGE, h)));
-        out.extend(self.instructions.virtual_account.as_ref().map(|v| (ALIAS_VIRTUAL_ACCOUNT, v.account_number.clone())));
-        out.extend(self.instructions.qr.as_ref().map(|q| (ALIAS_QR, q.payload_id.clone())));
-        out
+    /// The number a deposit arrives with, which the stores index (see [`Locator`]).
+    pub fn virtual_account_number(&self) -> Option<&str> {
+        self.instructions.virtual_account.as_ref().map(|v| v.account_number.as_str())
     }
 
     pub fn past_expiry(&self, now: DateTime<Utc>) -> bool {
@@ -298,6 +321,21 @@ mod tests {
     use super::*;
     use crate::model::PaymentMethodKind;
     use crate::{MerchantPolicy, parse_create_session};
+
+    #[test]
+    fn locators_round_trip_and_reject_malformed_input() {
+        let token = page_token("mer_1", "ps_2", "c2VjcmV0-_x");
+        assert_eq!(page_locator(&token), Some(Locator { merchant_id: "mer_1", session_id: "ps_2" }));
+        assert_eq!(page_locator("mer.with.dots.ps_2.s").map(|l| l.merchant_id), Some("mer.with.dots"));
+        for bad in ["", "nodots", "one.dot", ".ps_2.s", "mer_1..s", "mer_1.ps_2."] {
+            assert_eq!(page_locator(bad), None, "{bad:?}");
+        }
+        let qr = qr_payload_id("mer_1", "ps_2");
+        assert_eq!(qr_locator(&qr), Some(Locator { merchant_id: "mer_1", session_id: "ps_2" }));
+        for bad in ["", "qr_", "qr_mer_1", "mer_1.ps_2", "qr_.ps_2", "qr_mer_1."] {
+            assert_eq!(qr_locator(bad), None, "{bad:?}");
+        }
+    }
 
     /// The stored form embeds the validated spec flattened, so records written before the
     /// spec was embedded (plain numbers and strings) read back, and the API keeps its shape.

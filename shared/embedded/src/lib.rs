@@ -321,24 +321,25 @@ impl SessionStore for EmbeddedStore {
                 Err(e) => return Err(backend(e)),
                 Ok(_) => {}
             }
-            let mut alias =
-                tx.prepare_cached("INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES (?1, ?2, ?3, ?4)").map_err(backend)?;
-            for (kind, value) in s.aliases() {
-                alias.execute(params![kind, value, s.merchant_id, s.id]).map_err(backend)?;
+            if let Some(number) = s.virtual_account_number() {
+                tx.prepare_cached("INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES ('va', ?1, ?2, ?3)")
+                    .and_then(|mut alias| alias.execute(params![number, s.merchant_id, s.id]))
+                    .map_err(backend)?;
             }
             insert_events(tx, &s.merchant_id, &events)
         })
         .await
     }
 
-    async fn find_by_alias(&self, kind: &str, value: &str) -> Result<Option<PaymentSession>, StoreError> {
-        let (k, v) = (kind.to_string(), value.to_string());
+    async fn find_by_virtual_account(&self, number: &str) -> Result<Option<PaymentSession>, StoreError> {
+        let number = number.to_string();
+        // (kind, value) is the table's primary key, so a number names at most one session.
         self.with(move |c| {
             one(
                 c,
                 "SELECT s.body FROM aliases a JOIN sessions s ON s.id = a.session_id AND s.merchant_id = a.merchant_id
-                    WHERE a.kind = ?1 AND a.value = ?2",
-                [k, v],
+                    WHERE a.kind = 'va' AND a.value = ?1",
+                [number],
             )
         })
         .await

@@ -13,7 +13,7 @@ use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::payment::PaymentError;
-use paysession_domain::session::{ALIAS_QR, ALIAS_VIRTUAL_ACCOUNT, PaymentSession};
+use paysession_domain::session::PaymentSession;
 use serde_json::json;
 
 use lambda_http::{Body, Request, Response};
@@ -71,17 +71,16 @@ async fn receive<S: SessionStore + SettingsStore + ?Sized>(
 pub async fn deposit<S: SessionStore + SettingsStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let amount = read_amount(call, true)?.expect("required");
     let number = call.param("number");
-    let session = cx
-        .store
-        .find_by_alias(ALIAS_VIRTUAL_ACCOUNT, number)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no virtual account {number}")))?;
+    let session =
+        cx.store.find_by_virtual_account(number).await?.ok_or_else(|| ApiError::NotFound(format!("no virtual account {number}")))?;
     receive(cx, session, PaymentMethodKind::VirtualAccount, amount).await
 }
 
 pub async fn qr_pay<S: SessionStore + SettingsStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {
     let payload = call.param("payload");
-    let session = cx.store.find_by_alias(ALIAS_QR, payload).await?.ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
+    let session = paysession_app::sessions::find_by_qr_payload(&*cx.store, payload)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no QR payload {payload}")))?;
     let multiple = session.spec.payment_type == PaymentType::Multiple;
     let amount = read_amount(call, multiple)?.unwrap_or(session.spec.amount.minor());
     receive(cx, session, PaymentMethodKind::Qr, amount).await

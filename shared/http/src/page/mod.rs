@@ -11,7 +11,6 @@ mod view;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use paysession_app::ids::sha256_hex;
 use paysession_app::otp;
 use paysession_app::payments::{self, CardError, CardSource, Decision, PaymentFailure, Step};
 use paysession_app::ports::{MandateStore, MerchantStore, SessionStore, SettingsStore};
@@ -21,7 +20,7 @@ use paysession_domain::card::parse_card;
 use paysession_domain::mandate::CustomerAcceptance;
 use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod, SessionType};
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
-use paysession_domain::session::{ALIAS_PAGE, PaymentSession};
+use paysession_domain::session::PaymentSession;
 use paysession_domain::{FieldError, SessionStatus};
 
 use html::money;
@@ -64,7 +63,7 @@ pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsSto
     call: &Call<'_>,
 ) -> Response<Body> {
     let token = call.param("token").to_string();
-    let session = cx.store.find_by_alias(ALIAS_PAGE, &sha256_hex(token.as_bytes())).await;
+    let session = paysession_app::sessions::find_by_page_token(&*cx.store, &token).await;
     let session = match session {
         Ok(Some(s)) => s,
         Ok(None) => return bare(StatusCode::NOT_FOUND, Lang::En, t(Lang::En, "not_found")),
