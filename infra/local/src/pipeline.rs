@@ -5,17 +5,19 @@
 //! the store, so a restart resumes where it stopped: a delivery waiting for its retry is
 //! neither lost nor sent twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
-use paysession_app::webhooks::{EndpointCache, dispatch, fan_out};
+use paysession_app::webhooks::{EndpointCache, dispatch, fan_out_to};
+use paysession_domain::webhook::WebhookEndpoint;
 use paysession_runtime::EmbeddedStore;
 
 use crate::local::Local as Deps;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 /// Where the outbox reader stopped (the last event sequence number it fanned out).
 const OUTBOX_CURSOR: &str = "webhook_outbox_seq";
@@ -93,19 +95,42 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
 
 /// Fans out every event committed since the cursor. The cursor moves after a batch's
 /// deliveries exist, so a crash in between repeats those events, which fan-out tolerates.
+/// A batch's events are fanned out at once, so their delivery inserts share the writer's
+/// group commits instead of waiting for one commit each.
 async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreError> {
     let mut cursor: i64 = store.meta_get(OUTBOX_CURSOR).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
     loop {
         let batch = store.events_after(cursor, 100).await?;
-        if batch.is_empty() {
-            return Ok(());
-        }
+        let Some(last) = batch.last().map(|item| item.seq) else { return Ok(()) };
         let mut endpoints = EndpointCache::default();
+        let mut merchants = HashMap::new();
         for item in &batch {
-            let cx = deps.app.core.at_merchant(&item.merchant_id).await?;
-            fan_out(&cx, deps.app.queue.as_ref(), &mut endpoints, &item.merchant_id, &item.event).await?;
-            cursor = item.seq;
+            if !merchants.contains_key(&item.merchant_id) {
+                let cx = deps.app.core.at_merchant(&item.merchant_id).await?;
+                let theirs: Arc<[WebhookEndpoint]> = endpoints.of(&cx, &item.merchant_id).await?.into();
+                merchants.insert(item.merchant_id.clone(), (cx, theirs));
+            }
         }
+        let mut fanning = JoinSet::new();
+        for item in batch {
+            let (cx, theirs) = merchants[&item.merchant_id].clone();
+            let queue = deps.app.queue.clone();
+            fanning.spawn(async move { fan_out_to(&cx, queue.as_ref(), &theirs, &item.merchant_id, &item.event).await });
+        }
+        // Every task runs to its end even after one fails, so nothing is half-done when
+        // the pass is retried (fan-out tolerates repeats).
+        let mut failed = None;
+        while let Some(done) = fanning.join_next().await {
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => failed = Some(StoreError::Backend(format!("fan-out task: {e}"))),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        cursor = last;
         store.meta_set(OUTBOX_CURSOR, &cursor.to_string()).await?;
     }
 }

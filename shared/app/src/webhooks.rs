@@ -93,7 +93,7 @@ pub async fn rotate_secret<S: WebhookStore + ?Sized>(
 pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
 
 impl EndpointCache {
-    async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+    pub async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
         if !self.0.contains_key(merchant_id) {
             let endpoints = cx.store.list_endpoints(merchant_id).await?;
             self.0.insert(merchant_id.to_string(), endpoints);
@@ -114,6 +114,18 @@ pub async fn fan_out<S: WebhookStore + ?Sized>(
     event: &EventRecord,
 ) -> Result<usize, StoreError> {
     let endpoints = endpoints.of(cx, merchant_id).await?;
+    fan_out_to(cx, queue, endpoints, merchant_id, event).await
+}
+
+/// [`fan_out`] with the merchant's endpoints already read: independent per event, so a
+/// caller may fan out many events at once.
+pub async fn fan_out_to<S: WebhookStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    endpoints: &[WebhookEndpoint],
+    merchant_id: &str,
+    event: &EventRecord,
+) -> Result<usize, StoreError> {
     let payload = event.to_api().to_string();
     let now = cx.clock.now();
     let mut queued = 0;
