@@ -127,7 +127,7 @@ pub fn qr_locator(payload_id: &str) -> Option<Locator<'_>> {
 }
 
 /// The hosted page of a redirect-mode session: the URL handed to the merchant and the hash
-/// under which the store finds the session again.
+/// of its token, which a link must match to open the session (see [`page_token`]).
 pub struct HostedPage {
     pub url: String,
     pub token_hash: String,
