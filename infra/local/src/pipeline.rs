@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
-use paysession_app::webhooks::{EndpointCache, dispatch, fan_out_to};
+use paysession_app::webhooks::{dispatch, fan_out_to};
 use paysession_domain::webhook::WebhookEndpoint;
 use paysession_runtime::EmbeddedStore;
 
@@ -102,12 +102,11 @@ async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreErr
     loop {
         let batch = store.events_after(cursor, 100).await?;
         let Some(last) = batch.last().map(|item| item.seq) else { return Ok(()) };
-        let mut endpoints = EndpointCache::default();
         let mut merchants = HashMap::new();
         for item in &batch {
             if !merchants.contains_key(&item.merchant_id) {
                 let cx = deps.app.core.at_merchant(&item.merchant_id).await?;
-                let theirs: Arc<[WebhookEndpoint]> = endpoints.of(&cx, &item.merchant_id).await?.into();
+                let theirs: Arc<[WebhookEndpoint]> = cx.store.list_endpoints(&item.merchant_id).await?.into();
                 merchants.insert(item.merchant_id.clone(), (cx, theirs));
             }
         }

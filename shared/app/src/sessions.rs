@@ -178,8 +178,8 @@ pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id:
 /// probability — a store that finds two sessions under one number refuses the deposit
 /// rather than guess.
 pub fn add_instructions(session: &mut PaymentSession) {
-    let digest = sha256_hex(session.id.as_bytes());
     if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
+        let digest = sha256_hex(session.id.as_bytes());
         let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
         session.instructions.virtual_account =
             Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });

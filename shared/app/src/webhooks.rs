@@ -93,7 +93,7 @@ pub async fn rotate_secret<S: WebhookStore + ?Sized>(
 pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
 
 impl EndpointCache {
-    pub async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+    async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
         if !self.0.contains_key(merchant_id) {
             let endpoints = cx.store.list_endpoints(merchant_id).await?;
             self.0.insert(merchant_id.to_string(), endpoints);

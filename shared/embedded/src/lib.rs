@@ -334,7 +334,7 @@ impl SessionStore for EmbeddedStore {
     async fn find_by_virtual_account(&self, number: &str) -> Result<Option<PaymentSession>, StoreError> {
         let number = number.to_string();
         // (kind, value) is the table's primary key, so a number names at most one session.
-        self.with(move |c| {
+        self.lookup(move |c| {
             one(
                 c,
                 "SELECT s.body FROM aliases a JOIN sessions s ON s.id = a.session_id AND s.merchant_id = a.merchant_id
