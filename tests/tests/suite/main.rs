@@ -1,6 +1,7 @@
-//! The integration suite as one test binary: each module was its own binary, and twenty
-//! binaries that each link the AWS SDK, SQLite and the whole API cost ~1.4 GB of disk and a
-//! link step apiece. nextest still runs every test in its own process.
+//! The integration suite as one test binary. Each module was its own binary, each linking the
+//! AWS SDK, SQLite and the whole API (~70 MB apiece in debug) with a link step of its own;
+//! with incremental caches off as well, a clean `scripts/test` leaves a 3.0 GB target
+//! directory instead of 5.7 GB. nextest still runs every test in its own process.
 
 mod contract_docs;
 mod contract_dynamodb;
