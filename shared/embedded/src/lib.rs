@@ -2,6 +2,7 @@
 //! ports as the DynamoDB adapter with the same guarantees — each write one transaction,
 //! conditional on the version read — and survives restarts.
 
+mod cached;
 mod mandates;
 mod schema;
 mod signing;
@@ -24,6 +25,8 @@ use paysession_domain::ExpirationMode;
 use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::cached::Cached;
 
 /// A handle to the database; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
@@ -144,13 +147,13 @@ impl EmbeddedStore {
     /// A small key-value area for process settings (signing key, test clock offset).
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.lookup(move |c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)).await
+        self.lookup(move |c| c.row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(backend)).await
     }
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
         self.tx(move |c| {
-            c.execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
+            c.run("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
                 .map(|_| ())
                 .map_err(backend)
         })
@@ -165,11 +168,13 @@ impl EmbeddedStore {
 
 /// The JSON body of at most one row.
 fn one<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Option<T>, StoreError> {
-    let body: Option<String> = c.query_row(sql, params, |r| r.get(0)).optional().map_err(backend)?;
+    let body: Option<String> = c.row(sql, params, |r| r.get(0)).optional().map_err(backend)?;
     body.map(|b| from_json(&b)).transpose()
 }
 
 /// The JSON bodies of every row, in the query's order.
+/// Not statement-cached: list queries are assembled per call (filters, limit, a status
+/// clause at the caller's now), so caching them would only crowd out the fixed statements.
 fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
     let mut stmt = c.prepare(sql).map_err(backend)?;
     let rows = stmt.query_map(params, |r| r.get::<_, String>(0)).map_err(backend)?.collect::<Result<Vec<_>, _>>().map_err(backend)?;
@@ -178,7 +183,7 @@ fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl r
 
 /// `(merchant_id, id)` rows: what the background workers (sweeper, dispatcher) pick up.
 fn id_pairs(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<(String, String)>, StoreError> {
-    let mut stmt = c.prepare(sql).map_err(backend)?;
+    let mut stmt = c.prepare_cached(sql).map_err(backend)?;
     let rows = stmt.query_map(params, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
@@ -204,14 +209,14 @@ fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &EventRows) ->
 fn complete_idempotency(tx: &Transaction<'_>, c: &IdempotencyCompletion) -> Result<(), StoreError> {
     let response = to_json(&c.response)?;
     let n = match &c.hold {
-        Hold::Owned(owner) => tx.execute(
+        Hold::Owned(owner) => tx.run(
             "UPDATE idempotency SET state = 'done', response = ?1, expires_at_ms = ?2
              WHERE merchant_id = ?3 AND key = ?4 AND state = 'in_flight' AND owner = ?5",
             params![response, ms(c.expires_at), c.merchant_id, c.key, owner],
         ),
         // A live record (done within retention, or a claim whose lock holds) has
         // `expires_at_ms` after `now`: `decide` would not let it be taken either.
-        Hold::Fresh { fingerprint, owner, now } => tx.execute(
+        Hold::Fresh { fingerprint, owner, now } => tx.run(
             "INSERT INTO idempotency(merchant_id, key, fingerprint, state, owner, locked_until_ms, expires_at_ms, response)
              VALUES (?1, ?2, ?3, 'done', ?4, ?5, ?6, ?7)
              ON CONFLICT(merchant_id, key) DO UPDATE SET fingerprint = ?3, state = 'done', owner = ?4,
@@ -250,7 +255,7 @@ fn replace_session(tx: &Transaction<'_>, row: &SessionRow, expected_version: u64
 
 /// Stores a saved method; the same id again replaces its body.
 fn upsert_method(tx: &Transaction<'_>, m: &SavedPaymentMethod) -> Result<(), StoreError> {
-    tx.execute(
+    tx.run(
         "INSERT INTO payment_methods(id, merchant_id, customer_id, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(id) DO UPDATE SET body = ?5",
         params![m.id, m.merchant_id, m.customer_id, ms(m.created_at), to_json(m)?],
@@ -434,7 +439,7 @@ impl IdempotencyStore for EmbeddedStore {
         let (m, k, f, o) = (merchant_id.to_string(), key.to_string(), fingerprint.to_string(), owner.to_string());
         self.tx(move |tx| {
             let existing: Option<(String, String, i64, i64, Option<String>)> = tx
-                .query_row(
+                .row(
                     "SELECT fingerprint, state, locked_until_ms, expires_at_ms, response FROM idempotency
                      WHERE merchant_id = ?1 AND key = ?2",
                     [&m, &k],
@@ -457,7 +462,7 @@ impl IdempotencyStore for EmbeddedStore {
                 Decision::Mismatch => return Ok(IdempotencyBegin::Mismatch),
                 Decision::Claim => {}
             }
-            tx.execute(
+            tx.run(
                 "INSERT INTO idempotency(merchant_id, key, fingerprint, state, owner, locked_until_ms, expires_at_ms, response)
                  VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, NULL)
                  ON CONFLICT(merchant_id, key) DO UPDATE SET fingerprint = ?3, state = 'in_flight', owner = ?4,
@@ -478,7 +483,7 @@ impl IdempotencyStore for EmbeddedStore {
     async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError> {
         let (m, k, o) = (merchant_id.to_string(), key.to_string(), owner.to_string());
         self.tx(move |tx| {
-            tx.execute("DELETE FROM idempotency WHERE merchant_id = ?1 AND key = ?2 AND state = 'in_flight' AND owner = ?3", [m, k, o])
+            tx.run("DELETE FROM idempotency WHERE merchant_id = ?1 AND key = ?2 AND state = 'in_flight' AND owner = ?3", [m, k, o])
                 .map(|_| ())
                 .map_err(backend)
         })
@@ -493,9 +498,9 @@ impl MerchantStore for EmbeddedStore {
         self.tx(move |tx| {
             let (m_body, c_body) = (to_json(&m)?, to_json(&cl)?);
             let ins_m =
-                tx.execute("INSERT INTO merchants(id, created_at_ms, body) VALUES (?1, ?2, ?3)", params![m.id, ms(m.created_at), m_body]);
+                tx.run("INSERT INTO merchants(id, created_at_ms, body) VALUES (?1, ?2, ?3)", params![m.id, ms(m.created_at), m_body]);
             let ins_c = ins_m.and_then(|_| {
-                tx.execute(
+                tx.run(
                     "INSERT INTO clients(client_id, merchant_id, body) VALUES (?1, ?2, ?3)",
                     params![cl.client_id, cl.merchant_id, c_body],
                 )
@@ -533,7 +538,7 @@ impl MerchantStore for EmbeddedStore {
     async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError> {
         let cl = client.clone();
         self.tx(move |tx| {
-            tx.execute(
+            tx.run(
                 "INSERT INTO clients(client_id, merchant_id, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT(client_id) DO UPDATE SET body = ?3",
                 params![cl.client_id, cl.merchant_id, to_json(&cl)?],

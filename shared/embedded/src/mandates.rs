@@ -8,6 +8,7 @@ use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 use rusqlite::{Transaction, params};
 
+use crate::cached::Cached;
 use crate::{EmbeddedStore, all, backend, id_pairs, insert_events, ms, one, replace_session, to_json, upsert_method};
 
 /// When the local scheduler should look at the mandate: only active ones charge.
@@ -32,7 +33,7 @@ impl paysession_app::recurring::DueMandates for EmbeddedStore {
 }
 
 fn insert_mandate(tx: &Transaction<'_>, m: &Mandate) -> Result<(), StoreError> {
-    let inserted = tx.execute(
+    let inserted = tx.run(
         "INSERT INTO mandates(id, merchant_id, customer_id, status, created_at_ms, next_charge_at_ms, version, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![m.id, m.merchant_id, m.customer_id, m.status.as_str(), ms(m.created_at), due_ms(m), m.version as i64, to_json(m)?],
@@ -100,7 +101,7 @@ impl MandateStore for EmbeddedStore {
         let (m, events) = (mandate.clone(), crate::event_rows(events)?);
         self.tx(move |tx| {
             let n = tx
-                .execute(
+                .run(
                     "UPDATE mandates SET status = ?1, next_charge_at_ms = ?2, version = ?3, body = ?4
                      WHERE id = ?5 AND merchant_id = ?6 AND version = ?7",
                     params![m.status.as_str(), due_ms(&m), m.version as i64, to_json(&m)?, m.id, m.merchant_id, expected_version as i64],
@@ -118,7 +119,7 @@ impl MandateStore for EmbeddedStore {
         let (pm, events) = (method.clone(), crate::event_rows(events)?);
         self.tx(move |tx| {
             let n = tx
-                .execute(
+                .run(
                     "DELETE FROM payment_methods WHERE id = ?1 AND merchant_id = ?2 AND customer_id = ?3",
                     [&pm.id, &pm.merchant_id, &pm.customer_id],
                 )

@@ -127,6 +127,7 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(crate::cached::STATEMENTS);
     conn.execute_batch(SCHEMA)
 }
 
@@ -134,6 +135,7 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
 /// waits for a writer's lock like the writer does.
 pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "query_only", "ON")?;
+    conn.set_prepared_statement_cache_capacity(crate::cached::STATEMENTS);
     conn.busy_timeout(std::time::Duration::from_secs(10))
 }
 

@@ -6,6 +6,7 @@ use paysession_app::ports::{SigningStore, StoreError};
 use paysession_app::signing::SigningProfile;
 use rusqlite::params;
 
+use crate::cached::Cached;
 use crate::{EmbeddedStore, backend, ms, one, to_json};
 
 #[async_trait]
@@ -19,12 +20,12 @@ impl SigningStore for EmbeddedStore {
         let (merchant, version, body) = (profile.merchant_id.clone(), profile.version as i64, to_json(profile)?);
         self.tx(move |c| {
             let changed = if version <= 1 {
-                c.execute(
+                c.run(
                     "INSERT OR IGNORE INTO signing_profiles(merchant_id, version, body) VALUES (?1, ?2, ?3)",
                     params![merchant, version, body],
                 )
             } else {
-                c.execute(
+                c.run(
                     "UPDATE signing_profiles SET version = ?2, body = ?3 WHERE merchant_id = ?1 AND version = ?2 - 1",
                     params![merchant, version, body],
                 )
@@ -40,9 +41,9 @@ impl SigningStore for EmbeddedStore {
         self.tx(move |c| {
             // Spent nonces past their time are garbage; the upsert below only revives one
             // whose time has passed, so a live nonce is never claimed twice.
-            c.execute("DELETE FROM nonces WHERE until_ms <= ?1", [now]).map_err(backend)?;
+            c.run("DELETE FROM nonces WHERE until_ms <= ?1", [now]).map_err(backend)?;
             let claimed = c
-                .execute(
+                .run(
                     "INSERT INTO nonces(merchant_id, nonce, until_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT(merchant_id, nonce) DO UPDATE SET until_ms = excluded.until_ms WHERE nonces.until_ms <= ?4",
                     params![merchant, nonce, until, now],

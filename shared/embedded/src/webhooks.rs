@@ -8,6 +8,7 @@ use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{Delivery, MAX_ENDPOINTS, WebhookEndpoint};
 use rusqlite::{OptionalExtension, params};
 
+use crate::cached::Cached;
 use crate::{EmbeddedStore, all, backend, from_json, id_pairs, ms, one, to_json};
 
 /// An event with its place in the outbox and its merchant.
@@ -25,7 +26,8 @@ impl EmbeddedStore {
     /// Up to `limit` events committed after outbox position `seq`, oldest first.
     pub async fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         self.with(move |c| {
-            let mut stmt = c.prepare("SELECT seq, merchant_id, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2").map_err(backend)?;
+            let mut stmt =
+                c.prepare_cached("SELECT seq, merchant_id, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2").map_err(backend)?;
             let rows = stmt
                 .query_map(params![seq, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
                 .map_err(backend)?
@@ -59,7 +61,7 @@ impl EmbeddedStore {
     /// When the next pending delivery falls due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.with(|c| {
-            let v: Option<i64> = c.query_row("SELECT MIN(due_at_ms) FROM deliveries", [], |r| r.get(0)).map_err(backend)?;
+            let v: Option<i64> = c.row("SELECT MIN(due_at_ms) FROM deliveries", [], |r| r.get(0)).map_err(backend)?;
             Ok(v.and_then(DateTime::from_timestamp_millis))
         })
         .await
@@ -71,13 +73,12 @@ impl WebhookStore for EmbeddedStore {
     async fn create_endpoint(&self, e: &WebhookEndpoint) -> Result<(), StoreError> {
         let e = e.clone();
         self.tx(move |tx| {
-            let count: i64 = tx
-                .query_row("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ?1", [&e.merchant_id], |r| r.get(0))
-                .map_err(backend)?;
+            let count: i64 =
+                tx.row("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ?1", [&e.merchant_id], |r| r.get(0)).map_err(backend)?;
             if count as usize >= MAX_ENDPOINTS {
                 return Err(StoreError::AlreadyExists);
             }
-            tx.execute(
+            tx.run(
                 "INSERT INTO webhook_endpoints(id, merchant_id, created_at_ms, version, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![e.id, e.merchant_id, ms(e.created_at), e.version as i64, to_json(&e)?],
             )
@@ -91,7 +92,7 @@ impl WebhookStore for EmbeddedStore {
         let e = e.clone();
         self.tx(move |tx| {
             let n = tx
-                .execute(
+                .run(
                     "UPDATE webhook_endpoints SET version = ?1, body = ?2 WHERE id = ?3 AND merchant_id = ?4 AND version = ?5",
                     params![e.version as i64, to_json(&e)?, e.id, e.merchant_id, expected_version as i64],
                 )
@@ -114,7 +115,7 @@ impl WebhookStore for EmbeddedStore {
     async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
         let (m, id) = (merchant_id.to_string(), id.to_string());
         self.tx(move |tx| {
-            let n = tx.execute("DELETE FROM webhook_endpoints WHERE id = ?1 AND merchant_id = ?2", [id, m]).map_err(backend)?;
+            let n = tx.run("DELETE FROM webhook_endpoints WHERE id = ?1 AND merchant_id = ?2", [id, m]).map_err(backend)?;
             Ok(n == 1)
         })
         .await
@@ -124,11 +125,11 @@ impl WebhookStore for EmbeddedStore {
         let d = d.clone();
         self.tx(move |tx| {
             let existing: Option<String> =
-                tx.query_row("SELECT body FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0)).optional().map_err(backend)?;
+                tx.row("SELECT body FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0)).optional().map_err(backend)?;
             if let Some(body) = existing {
                 return from_json(&body).map(Some);
             }
-            tx.execute(
+            tx.run(
                 "INSERT INTO deliveries(id, merchant_id, endpoint_id, created_at_ms, due_at_ms, version, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![d.id, d.merchant_id, d.endpoint_id, ms(d.created_at), due(&d), d.version as i64, to_json(&d)?],
@@ -148,7 +149,7 @@ impl WebhookStore for EmbeddedStore {
         let d = d.clone();
         self.tx(move |tx| {
             let n = tx
-                .execute(
+                .run(
                     "UPDATE deliveries SET due_at_ms = ?1, version = ?2, body = ?3 WHERE id = ?4 AND merchant_id = ?5 AND version = ?6",
                     params![due(&d), d.version as i64, to_json(&d)?, d.id, d.merchant_id, expected_version as i64],
                 )

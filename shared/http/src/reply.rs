@@ -6,7 +6,6 @@ use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::idempotency::{self, Claim, Start};
 use paysession_app::ports::{IdempotencyCompletion, IdempotencyStore, StoreError, StoredResponse};
-use serde_json::Value;
 
 use crate::problem::ApiError;
 use crate::request::{Call, body_bytes};
@@ -22,7 +21,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: StatusCode, body: &Value) -> Reply {
+    pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Reply {
         Reply::from_stored(stored_json(status, body), false)
     }
     pub fn from_stored(response: StoredResponse, recorded: bool) -> Reply {
@@ -52,8 +51,9 @@ impl Reply {
     }
 }
 
-pub fn stored_json(status: StatusCode, body: &Value) -> StoredResponse {
-    StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body: body.to_string() }
+pub fn stored_json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> StoredResponse {
+    let body = serde_json::to_string(body).expect("a reply body serialises");
+    StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body }
 }
 
 fn stored_error(e: &ApiError) -> StoredResponse {
@@ -179,7 +179,7 @@ pub fn respond_json(
     status: StatusCode,
 ) -> impl Fn(&paysession_domain::session::PaymentSession, chrono::DateTime<chrono::Utc>) -> (Reply, Option<IdempotencyCompletion>) + '_ {
     move |session, now| {
-        let response = stored_json(status, &session.to_api(now));
+        let response = stored_json(status, &session.api_view(now));
         let completion = claim.map(|c| c.completion(&response));
         let recorded = completion.is_some();
         (Reply::from_stored(response, recorded), completion)

@@ -65,7 +65,7 @@ async fn receive<S: SessionStore + SettingsStore + ?Sized>(
         PaymentFailure::Refused(e) => payment_error(e),
         PaymentFailure::Store(e) => e.into(),
     })?;
-    Ok(Reply::json(StatusCode::OK, &paid.to_api(cx.clock.now())))
+    Ok(Reply::json(StatusCode::OK, &paid.api_view(cx.clock.now())))
 }
 
 pub async fn deposit<S: SessionStore + SettingsStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -39,7 +39,7 @@ pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + Mandate
         // Claimed before the charge and settled after it: the charge is more than one write.
         return idempotent(cx, p, call, async |_| {
             let charged = mandates::charge(cx, pay, &merchant, spec).await?;
-            Ok(Reply::json(StatusCode::CREATED, &charged.to_api(cx.clock.now())))
+            Ok(Reply::json(StatusCode::CREATED, &charged.api_view(cx.clock.now())))
         })
         .await;
     }
@@ -52,7 +52,7 @@ pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + Mandate
 pub async fn get<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = call.param("id");
     let session = cx.store.get_session(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Reply::json(StatusCode::OK, &session.to_api(cx.clock.now())))
+    Ok(Reply::json(StatusCode::OK, &session.api_view(cx.clock.now())))
 }
 
 pub async fn list<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
