@@ -18,8 +18,8 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub use crate::attempt::{AttemptStatus, CardSummary, PaymentAttempt};
 pub use crate::event::EventRecord;
 
-/// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`)
-/// never reach the API: see [`PaymentSession::to_api`].
+/// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`,
+/// `otp`) never reach the API: it shows [`ApiSession`], which names what it shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "stored::StoredSession")]
 pub struct PaymentSession {
