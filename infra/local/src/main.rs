@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use paysession_local::{LocalOptions, start};
 
+// The system allocator's arena locks and frees were ~15 % of the server's CPU under load
+// (perf of a local GET); docs/PERFORMANCE.md has the paired figures. Not in the Lambda
+// functions: there it raised init CPU and peak RSS more than it saved per call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs paysession locally (sandbox mode) on an embedded store that survives restarts.
 #[derive(Parser, Debug)]
 #[command(name = "paysession-local", version)]

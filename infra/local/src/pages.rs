@@ -74,7 +74,8 @@ pub async fn serve(
     path: &str,
     query: Option<&str>,
 ) -> Option<hyper::Response<Full<Bytes>>> {
-    if method != http::Method::GET {
+    // Before the nonce: every API GET passes through here, and a nonce is an OS random read.
+    if method != http::Method::GET || !matches!(path, "/" | "/demo/success" | "/demo/cancel") {
         return None;
     }
     let nonce = paysession_http::page::security::nonce();

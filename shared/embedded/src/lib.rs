@@ -5,6 +5,7 @@
 mod cached;
 mod mandates;
 mod schema;
+mod settings;
 mod signing;
 mod webhooks;
 mod writer;
@@ -35,6 +36,7 @@ pub struct EmbeddedStore {
     readers: Arc<Readers>,
     /// Counts committed writes, so each stage of the local pipeline wakes at once.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    settings: Arc<settings::Settings>,
 }
 
 /// Connections that only read: reads of different requests run side by side, and never
@@ -95,6 +97,7 @@ impl EmbeddedStore {
             writer: writer::Writer::start(conn),
             readers: Arc::new(Readers { conns, next: AtomicUsize::new(0) }),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
+            settings: Arc::default(),
         })
     }
 
@@ -553,10 +556,18 @@ impl MerchantStore for EmbeddedStore {
 #[async_trait]
 impl SettingsStore for EmbeddedStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.meta_get(key).await
+        let generation = match self.settings.get(key) {
+            settings::Held::Value(v) => return Ok(v),
+            settings::Held::Miss(generation) => generation,
+        };
+        let value = self.meta_get(key).await?;
+        self.settings.fill(key, &value, generation);
+        Ok(value)
     }
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.meta_set(key, value).await?;
+        let written = self.meta_set(key, value).await;
+        self.settings.forget(key);
+        written?;
         // The test clock lives here: moving it can make retries due.
         self.note_change();
         Ok(())
