@@ -3,6 +3,7 @@
 //! conditional on the version read — and survives restarts.
 
 mod cached;
+mod checkpoint;
 mod mandates;
 mod schema;
 mod settings;
@@ -37,6 +38,7 @@ pub struct EmbeddedStore {
     /// Counts committed writes, so each stage of the local pipeline wakes at once.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     settings: Arc<settings::Settings>,
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 /// Connections that only read: reads of different requests run side by side, and never
@@ -94,6 +96,7 @@ impl EmbeddedStore {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(EmbeddedStore {
+            _checkpointer: checkpoint::Checkpointer::start(open()?),
             writer: writer::Writer::start(conn),
             readers: Arc::new(Readers { conns, next: AtomicUsize::new(0) }),
             changes: Arc::new(tokio::sync::watch::channel(0).0),

@@ -120,11 +120,19 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// The writer's own WAL checkpoint threshold (pages of 4 KiB): a backstop, reached only if
+/// the checkpoint thread (`checkpoint`) falls behind. SQLite's default is 1,000.
+pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
+
 pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets the admin CLI read while the server writes; FULL sync makes a committed
     // payment state survive a power cut.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    // Each write of a group runs in a savepoint, whose undo pages SQLite otherwise writes to
+    // a temporary file: ~19 % of the writer thread under creates, in pwrite.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(crate::cached::STATEMENTS);
