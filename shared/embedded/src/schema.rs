@@ -196,3 +196,12 @@ pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
     }
     Ok(out)
 }
+
+/// SQLite's plan for `sql` (parameters NULL), one line per step: for tests that pin a
+/// hot query to its index.
+#[cfg(test)]
+pub fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
+    stmt.query_map(rusqlite::params_from_iter(unbound), |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
+}
