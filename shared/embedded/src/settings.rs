@@ -1,6 +1,6 @@
 //! Settings as last read or written by this process. In sandbox mode every API request reads
-//! its merchant's test-clock offset (`Core::at_merchant`): a second SQLite lookup per get,
-//! ~9 % of the local server's CPU under `GET /v1/payment_sessions/{id}` (perf, 2026-12-03).
+//! its merchant's test-clock offset (`Core::at_merchant`): a second SQLite lookup per get
+//! (~9 % of a GET's CPU in a profile before statements were cached; a few percent after).
 //!
 //! Holding them is exact, not "fresh for a while", because this store's own `put_setting`
 //! is the only writer of a setting that changes: the test clock moves only through the local
