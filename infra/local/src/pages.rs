@@ -74,22 +74,28 @@ pub async fn serve(
     path: &str,
     query: Option<&str>,
 ) -> Option<hyper::Response<Full<Bytes>>> {
-    // Before the nonce: every API GET passes through here, and a nonce is an OS random read.
-    if method != http::Method::GET || !matches!(path, "/" | "/demo/success" | "/demo/cancel") {
+    if method != http::Method::GET {
         return None;
     }
+    // `None`: the landing page; `Some`: a demo return page.
+    let demo_page = match path {
+        "/" => None,
+        "/demo/success" => Some("success"),
+        "/demo/cancel" => Some("cancel"),
+        _ => return None,
+    };
+    // Drawn only for these pages: every API GET passes through here, and a nonce is an OS
+    // random read.
     let nonce = paysession_http::page::security::nonce();
-    let (status, html) = match path {
-        "/" => {
+    let (status, html) = match demo_page {
+        None => {
             let page = Landing { nonce: &nonce, base: &site.base_url, client_id: &site.demo_client_id, cards: &CARDS, topics: &TOPICS };
             (200, page.render())
         }
-        "/demo/success" | "/demo/cancel" => {
-            let page = if path == "/demo/success" { "success" } else { "cancel" };
+        Some(page) => {
             let (status, demo) = demo(deps, site, page, &nonce, query).await;
             (status, demo.render())
         }
-        _ => return None,
     };
     let body = html.unwrap_or_else(|e| {
         tracing::error!(error = %e, "local page template failed");

@@ -60,7 +60,8 @@ impl EmbeddedStore {
 
     /// When the next pending delivery falls due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.with(|c| {
+        // One index entry (NEXT_DUE_SQL), asked on every commit: a lookup, not a pool hop.
+        self.lookup(|c| {
             let v: Option<i64> = c.row(NEXT_DUE_SQL, [], |r| r.get(0)).map_err(backend)?;
             Ok(v.and_then(DateTime::from_timestamp_millis))
         })
