@@ -660,7 +660,7 @@ pub async fn mandates_versioned_listed_and_tenanted(st: Stores) {
         .unwrap();
     assert_eq!(logged.items.len(), 1);
     assert_eq!(logged.items[0].session_id, "md_a");
-    assert_eq!(logged.items[0].data["previous_status"], "active");
+    assert_eq!(logged.items[0].data.to_value()["previous_status"], "active");
 }
 
 pub async fn payment_methods_detach(st: Stores) {
@@ -673,7 +673,7 @@ pub async fn payment_methods_detach(st: Stores) {
         event_type: "payment_method.detached".into(),
         created_at: t0(),
         session_id: "pm_9".into(),
-        data: serde_json::json!({"object": pm.to_api()}),
+        data: paysession_domain::session::EventData::of(&pm.to_api(), None),
     };
     let foreign = SavedPaymentMethod { merchant_id: "mer_b".into(), ..pm.clone() };
     assert!(!st.mandates.delete_payment_method(&foreign, &[detached("evt_x1")]).await.unwrap(), "tenancy");

@@ -6,9 +6,8 @@ use chrono::{DateTime, Utc};
 use paysession_domain::errors::FieldCode;
 use paysession_domain::mandate::{InvalidMandateTransition, Mandate, MandateAction, mandate_events};
 use paysession_domain::payment::SavedPaymentMethod;
-use paysession_domain::session::{EventRecord, PaymentSession, events_for};
+use paysession_domain::session::{EventData, EventRecord, PaymentSession, events_for};
 use paysession_domain::{FieldError, SessionSpec};
-use serde_json::json;
 
 use crate::context::{Core, Payments};
 use crate::entities::Merchant;
@@ -116,7 +115,7 @@ pub async fn detach<S: MandateStore + SessionStore + ?Sized>(
         event_type: "payment_method.detached".into(),
         session_id: method.id.clone(),
         created_at: now,
-        data: json!({"object": method.to_api()}),
+        data: EventData::of(&method.to_api(), None),
     };
     // A concurrent detach removed it first: that one revokes and reports.
     if !cx.store.delete_payment_method(&method, &[detached]).await? {

@@ -8,7 +8,7 @@ use paysession_domain::card::CardInput;
 use paysession_domain::mandate::{CustomerAcceptance, Mandate};
 use paysession_domain::model::{MandateSpec, MandateType, PaymentMethodKind, SavePaymentMethod, SessionType};
 use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, PaymentError, SavedPaymentMethod};
-use paysession_domain::session::{EventRecord, PaymentSession, events_for};
+use paysession_domain::session::{EventData, EventRecord, PaymentSession, events_for};
 
 use crate::context::{Core, Payments};
 use crate::ids::{new_id, sha256_hex};
@@ -332,7 +332,7 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
                 event_type: event_type.into(),
                 created_at: now,
                 session_id: current.id.clone(),
-                data: serde_json::json!({ "object": data }),
+                data: EventData::of(&data, None),
             });
         }
         let events = paysession_domain::event::in_write_order(events);

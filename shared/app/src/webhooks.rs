@@ -133,7 +133,7 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
         // Most events of most merchants: no body to render.
         return Ok(0);
     }
-    let payload = event.to_api().to_string();
+    let payload = event.to_api().to_json();
     let now = cx.clock.now();
     let mut queued = 0;
     for endpoint in receivers {
@@ -174,8 +174,7 @@ pub async fn redeliver<S: WebhookStore + ?Sized>(
     let now = cx.clock.now();
     let mut out = Vec::new();
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
-        let d =
-            Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_string(), true, now);
+        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_json(), true, now);
         if cx.store.create_delivery(&d).await?.is_none() {
             out.push(if queue.is_the_store() { d } else { enqueue_delivery(cx, queue, &d).await? });
         }

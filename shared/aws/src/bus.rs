@@ -114,7 +114,7 @@ impl EventBus {
             .event_bus_name(&self.bus)
             .source(SOURCE)
             .detail_type(&event.event_type)
-            .detail(event.to_api().to_string())
+            .detail(event.to_api().to_json())
             .time(DateTime::from_millis(event.created_at.timestamp_millis()))
             .build()
     }

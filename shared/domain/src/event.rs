@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// An event appended to its subject's history (a session's, a mandate's) in the same write
 /// as the change it reports: the outbox webhooks are fed from. `session_id` names the
@@ -14,7 +15,46 @@ pub struct EventRecord {
     pub event_type: String,
     pub created_at: DateTime<Utc>,
     pub session_id: String,
-    pub data: Value,
+    pub data: EventData,
+}
+
+/// An event's `data`, `{"object": …, "previous_status"?: …}`, held as the JSON text it is
+/// stored, signed and served as. Written once from the subject's API view: building it as a
+/// `Value` tree, cloning it into the record and serialising it again for the row and for
+/// each webhook body was a fifth of a local create's JSON work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventData(Box<RawValue>);
+
+#[derive(Serialize)]
+struct DataFields<'a, T: Serialize + ?Sized> {
+    object: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_status: Option<&'a str>,
+}
+
+impl EventData {
+    /// `{"object": object}`, with `previous_status` when the event reports a transition.
+    pub fn of<T: Serialize + ?Sized>(object: &T, previous_status: Option<&str>) -> EventData {
+        let text = serde_json::to_string(&DataFields { object, previous_status }).expect("an API view serialises");
+        EventData(RawValue::from_string(text).expect("serde_json wrote valid JSON"))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed, for a caller that reads a field (tests, mostly).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).expect("event data is valid JSON")
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// Events written together get `created_at` 1 ms apart, in the order they were emitted,
@@ -31,14 +71,26 @@ pub fn in_write_order(mut events: Vec<EventRecord>) -> Vec<EventRecord> {
 
 impl EventRecord {
     /// The public envelope `{id, object, type, created_at, data}`.
-    pub fn to_api(&self) -> Value {
-        serde_json::json!({
-            "id": self.id,
-            "object": "event",
-            "type": self.event_type,
-            "created_at": self.created_at,
-            "data": self.data,
-        })
+    pub fn to_api(&self) -> ApiEvent<'_> {
+        ApiEvent { id: &self.id, object: "event", event_type: &self.event_type, created_at: self.created_at, data: &self.data }
+    }
+}
+
+/// An event as the API and webhooks show it, serialised straight from the record.
+#[derive(Debug, Serialize)]
+pub struct ApiEvent<'a> {
+    id: &'a str,
+    object: &'static str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    created_at: DateTime<Utc>,
+    data: &'a EventData,
+}
+
+impl ApiEvent<'_> {
+    /// The envelope as JSON text (a webhook body, an EventBridge detail).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an event serialises")
     }
 }
 
@@ -51,7 +103,13 @@ mod tests {
     #[test]
     fn events_of_one_write_are_strictly_ordered() {
         let t = Utc.with_ymd_and_hms(2026, 12, 2, 4, 0, 0).unwrap();
-        let ev = |id: &str| EventRecord { id: id.into(), event_type: "x".into(), created_at: t, session_id: "s".into(), data: Value::Null };
+        let ev = |id: &str| EventRecord {
+            id: id.into(),
+            event_type: "x".into(),
+            created_at: t,
+            session_id: "s".into(),
+            data: EventData::of(&Value::Null, None),
+        };
         let out = in_write_order(vec![ev("a"), ev("b"), ev("c")]);
         let times: Vec<_> = out.iter().map(|e| e.created_at.timestamp_millis() - t.timestamp_millis()).collect();
         assert_eq!(times, [0, 1, 2]);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::errors::{FieldCode, FieldError};
-use crate::event::EventRecord;
+use crate::event::{EventData, EventRecord};
 use crate::model::{MandateSpec, MandateType, Schedule};
 use crate::money::{Amount, Currency};
 use crate::schedule;
@@ -361,14 +361,14 @@ pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut
         return Vec::new();
     }
     let snapshot = after.to_api();
-    let event = |event_type: &str, data: Value, id: String| EventRecord {
+    let event = |event_type: &str, data: EventData, id: String| EventRecord {
         id,
         event_type: event_type.into(),
         created_at: now,
         session_id: after.id.clone(),
         data,
     };
-    let mut out = vec![event("mandate.updated", json!({"object": snapshot, "previous_status": before.status.as_str()}), ids())];
+    let mut out = vec![event("mandate.updated", EventData::of(&snapshot, Some(before.status.as_str())), ids())];
     let specific = match after.status {
         MandateStatus::Revoked => Some("mandate.revoked"),
         MandateStatus::Suspended => Some("mandate.suspended"),
@@ -376,7 +376,7 @@ pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut
         MandateStatus::Active => None,
     };
     if let Some(t) = specific {
-        out.push(event(t, json!({"object": snapshot, "previous_status": before.status.as_str()}), ids()));
+        out.push(event(t, EventData::of(&snapshot, Some(before.status.as_str())), ids()));
     }
     crate::event::in_write_order(out)
 }
@@ -520,8 +520,8 @@ mod tests {
         let events = mandate_events(&m, &suspended, t0(), ids);
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["mandate.updated", "mandate.suspended"]);
-        assert_eq!(events[0].data["previous_status"], "active");
-        assert_eq!(events[0].data["object"]["status"], "suspended");
+        assert_eq!(events[0].data.to_value()["previous_status"], "active");
+        assert_eq!(events[0].data.to_value()["object"]["status"], "suspended");
         assert_eq!(events[0].session_id, "md_1");
         let resumed = suspended.apply(&MandateAction::Resume, t0()).unwrap();
         let types: Vec<String> = mandate_events(&suspended, &resumed, t0(), || "e".into()).into_iter().map(|e| e.event_type).collect();

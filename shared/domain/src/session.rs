@@ -16,7 +16,7 @@ mod stored;
 pub const MAX_ATTEMPTS: u32 = 5;
 
 pub use crate::attempt::{AttemptStatus, CardSummary, PaymentAttempt};
-pub use crate::event::EventRecord;
+pub use crate::event::{EventData, EventRecord};
 
 /// A stored payment session. Internal fields (`merchant_id`, `version`, `page_token_hash`,
 /// `otp`) never reach the API: it shows [`ApiSession`], which names what it shows.
@@ -318,6 +318,16 @@ fn changed_attempts<'a>(before: &'a PaymentSession, after: &'a PaymentSession) -
     after.payments.iter().filter(move |a| !before.payments.contains(a))
 }
 
+/// A payment attempt as a `payment.updated` event shows it: the attempt, named and tied to
+/// its session.
+#[derive(Serialize)]
+struct ApiPayment<'a> {
+    #[serde(flatten)]
+    attempt: &'a PaymentAttempt,
+    object: &'static str,
+    session_id: &'a str,
+}
+
 /// Builds the event records for a change; `ids` yields fresh `evt_` ids.
 pub fn events_for(
     before: Option<&PaymentSession>,
@@ -325,23 +335,18 @@ pub fn events_for(
     now: DateTime<Utc>,
     mut ids: impl FnMut() -> String,
 ) -> Vec<EventRecord> {
-    let snapshot = after.to_api(now);
+    let snapshot = after.api_view(now);
     let mut attempts = before.map(|b| changed_attempts(b, after).collect::<Vec<_>>()).unwrap_or_default().into_iter();
     let events = event_types_for(before, after)
         .into_iter()
         .map(|(t, previous)| {
-            let mut data = if t == "payment.updated" {
+            let previous = previous.map(|p| p.as_str());
+            let data = if t == "payment.updated" {
                 let attempt = attempts.next().expect("one payment.updated per changed attempt");
-                let mut object = serde_json::to_value(attempt).expect("attempt serialises");
-                object["object"] = Value::String("payment".into());
-                object["session_id"] = Value::String(after.id.clone());
-                serde_json::json!({ "object": object })
+                EventData::of(&ApiPayment { attempt, object: "payment", session_id: &after.id }, previous)
             } else {
-                serde_json::json!({ "object": snapshot.clone() })
+                EventData::of(&snapshot, previous)
             };
-            if let Some(p) = previous {
-                data["previous_status"] = Value::String(p.as_str().into());
-            }
             EventRecord { id: ids(), event_type: t.to_string(), created_at: now, session_id: after.id.clone(), data }
         })
         .collect();
@@ -406,6 +411,55 @@ mod tests {
 
     /// The view names every stored field but the internal ones, in the record's order, so
     /// a field added to the record has to be placed (shown or kept internal) on purpose.
+    /// Event data is written straight from the views; it must be the text the JSON-tree
+    /// form it replaced gave, key order included (webhook bodies are signed as sent).
+    #[test]
+    fn event_data_is_the_api_view_with_the_previous_status() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let before = full_session(now);
+        let mut after = before.clone();
+        let attempt = PaymentAttempt {
+            id: "pa_1".into(),
+            method: PaymentMethodKind::Card,
+            status: AttemptStatus::Succeeded,
+            failure_code: None,
+            amount: 1050,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            mandate_acceptance: None,
+            created_at: now,
+            updated_at: now,
+        };
+        after.payments.push(attempt.clone());
+        after.status = SessionStatus::Succeeded;
+        let mut n = 0;
+        let events = events_for(Some(&before), &after, now, || {
+            n += 1;
+            format!("evt_{n}")
+        });
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["payment.updated", "payment_session.updated", "payment_session.succeeded"]);
+
+        let mut payment = serde_json::to_value(&attempt).unwrap();
+        payment["object"] = json!("payment");
+        payment["session_id"] = json!("ps_1");
+        assert_eq!(events[0].data.get(), json!({"object": payment}).to_string());
+        let session = json!({"object": after.to_api(now), "previous_status": "open"}).to_string();
+        assert_eq!(events[1].data.get(), session);
+        assert_eq!(events[2].data.get(), session);
+
+        let created = events_for(None, &before, now, || "evt_c".into());
+        assert_eq!(created[0].data.get(), json!({"object": before.to_api(now)}).to_string());
+        let envelope = created[0].to_api().to_json();
+        let parsed: Value = serde_json::from_str(&envelope).unwrap();
+        assert_eq!(parsed["object"], "event");
+        assert_eq!(parsed["type"], "payment_session.created");
+        assert_eq!(parsed["data"], created[0].data.to_value());
+        let stored: EventRecord = serde_json::from_str(&serde_json::to_string(&created[0]).unwrap()).unwrap();
+        assert_eq!(stored, created[0], "a stored event reads back as written");
+    }
+
     #[test]
     fn api_view_is_the_record_without_internal_fields() {
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();

@@ -170,7 +170,11 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
         let event = written.iter().find(|e| e.id == received["detail"]["id"]).unwrap();
         assert_eq!(received["source"], SOURCE);
         assert_eq!(received["detail-type"], event.event_type.as_str());
-        assert_eq!(received["detail"], event.to_api(), "Detail is the event envelope the API and webhooks carry");
+        assert_eq!(
+            received["detail"],
+            serde_json::to_value(event.to_api()).unwrap(),
+            "Detail is the event envelope the API and webhooks carry"
+        );
     }
     let succeeded = drain(&sqs, &succeeded_url).await;
     assert_eq!(succeeded.len(), 1, "the rule forwards only payment_session.succeeded");

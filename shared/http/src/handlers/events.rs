@@ -9,9 +9,8 @@ use paysession_app::webhooks;
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::fields;
 use paysession_domain::webhook::EVENT_TYPES;
-use serde_json::{Value, json};
 
-use crate::handlers::list::{ListParams, checked, no_query, page};
+use crate::handlers::list::{ListPage, ListParams, checked, no_query, page};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent};
 use crate::request::Call;
@@ -63,8 +62,7 @@ pub async fn redeliver<S: WebhookStore + IdempotencyStore + ?Sized>(
         let event = cx.store.get_event(&p.merchant_id, &id).await?.ok_or_else(|| not_found(&id))?;
         let queued = webhooks::redeliver(cx, queue, &p.merchant_id, &event).await?;
         tracing::info!(event_id = %id, deliveries = queued.len(), "event redelivery queued");
-        let data: Vec<Value> = queued.iter().map(|d| d.to_api()).collect();
-        Ok(Reply::json(StatusCode::ACCEPTED, &json!({"object": "list", "data": data, "has_more": false, "next_cursor": null})))
+        Ok(Reply::json(StatusCode::ACCEPTED, &ListPage::whole(queued.iter().map(|d| d.to_api()).collect())))
     })
     .await
 }

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use paysession_app::ports::{Cursor, StoreError};
 use paysession_domain::errors::{Errors, FieldCode};
-use serde_json::{Value, json};
 
 use crate::problem::ApiError;
 use crate::reply::Reply;
@@ -89,7 +88,28 @@ pub fn no_query(call: &Call<'_>) -> Result<(), ApiError> {
 }
 
 /// The list envelope; `last` gives the position of the last item for `next_cursor`.
-pub fn page<T>(items: &[T], has_more: bool, last: impl Fn(&T) -> (DateTime<Utc>, String), show: impl Fn(&T) -> Value) -> Reply {
+/// The `{"object": "list", …}` envelope, serialised straight from its items' views.
+#[derive(serde::Serialize)]
+pub struct ListPage<S: serde::Serialize> {
+    object: &'static str,
+    data: Vec<S>,
+    has_more: bool,
+    next_cursor: Option<String>,
+}
+
+impl<S: serde::Serialize> ListPage<S> {
+    /// A whole collection in one page.
+    pub fn whole(data: Vec<S>) -> ListPage<S> {
+        ListPage { object: "list", data, has_more: false, next_cursor: None }
+    }
+}
+
+pub fn page<'a, T, S: serde::Serialize>(
+    items: &'a [T],
+    has_more: bool,
+    last: impl Fn(&T) -> (DateTime<Utc>, String),
+    show: impl Fn(&'a T) -> S,
+) -> Reply {
     let next_cursor = has_more
         .then(|| {
             items.last().map(|i| {
@@ -98,18 +118,18 @@ pub fn page<T>(items: &[T], has_more: bool, last: impl Fn(&T) -> (DateTime<Utc>,
             })
         })
         .flatten();
-    let data: Vec<Value> = items.iter().map(show).collect();
-    Reply::json(StatusCode::OK, &json!({"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}))
+    let data: Vec<S> = items.iter().map(show).collect();
+    Reply::json(StatusCode::OK, &ListPage { object: "list", data, has_more, next_cursor })
 }
 
 /// A page of a small collection read whole, oldest first (a merchant's webhook endpoints,
 /// its signing keys): the items after the cursor, at most `limit`.
-pub fn page_after<T>(
+pub fn page_after<T, S: serde::Serialize>(
     items: Vec<T>,
     after: Option<&Cursor>,
     limit: usize,
     position: impl Fn(&T) -> (DateTime<Utc>, &str),
-    show: impl Fn(&T) -> Value,
+    show: impl Fn(&T) -> S,
 ) -> Reply {
     let rest: Vec<T> = items.into_iter().filter(|i| after.is_none_or(|c| position(i) > (c.created_at, c.id.as_str()))).collect();
     let has_more = rest.len() > limit;

@@ -10,9 +10,9 @@ use paysession_app::ports::{Cursor, IdempotencyStore, MandateQuery, MandateStore
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::mandate::{MandateAction, MandateStatus};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::handlers::list::{ListParams, checked, no_query, page};
+use crate::handlers::list::{ListPage, ListParams, checked, no_query, page};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent};
 use crate::request::Call;
@@ -113,8 +113,7 @@ pub async fn resume<S: MandateStore + IdempotencyStore + ?Sized>(cx: &Core<S>, p
 pub async fn payment_methods<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
     no_query(call)?;
     let methods = cx.store.list_payment_methods(&p.merchant_id, call.param("customer_id")).await?;
-    let data: Vec<Value> = methods.iter().map(|m| m.to_api()).collect();
-    Ok(Reply::json(StatusCode::OK, &json!({"object": "list", "data": data, "has_more": false, "next_cursor": null})))
+    Ok(Reply::json(StatusCode::OK, &ListPage::whole(methods.iter().map(|m| m.to_api()).collect())))
 }
 
 /// Detaching revokes the mandates that charge the method.

@@ -12,9 +12,8 @@ use paysession_domain::json::ObjectReader;
 use paysession_domain::model::{CancellationReason, SessionType};
 use paysession_domain::session::MerchantAction;
 use paysession_domain::{SessionStatus, fields};
-use serde_json::{Value, json};
 
-use crate::handlers::list::{ListParams, checked, no_query, page};
+use crate::handlers::list::{ListPage, ListParams, checked, no_query, page};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent, idempotent_in_write, replay_or, respond_json};
 use crate::request::Call;
@@ -88,8 +87,7 @@ pub async fn events<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call:
     let id = call.param("id");
     cx.store.get_session(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
     let events = cx.store.session_events(&p.merchant_id, id).await?;
-    let data: Vec<Value> = events.iter().map(|e| e.to_api()).collect();
-    Ok(Reply::json(StatusCode::OK, &json!({"object": "list", "data": data, "has_more": false, "next_cursor": null})))
+    Ok(Reply::json(StatusCode::OK, &ListPage::whole(events.iter().map(|e| e.to_api()).collect())))
 }
 
 /// Reads an action body: `{}` (or empty) for confirm and expire, `{reason?}` for cancel.
