@@ -15,6 +15,7 @@ What it does, all on this machine, offline:
 
 Usage (PERFWORK: a scratch directory outside the repo, shared with ../shared/perf):
   PERFWORK=/tmp/perfwork benches/perf/run.py [-n 500] [--rounds 10] [--no-build] [--perf-dir ../shared/perf]
+      [--alt NAME=PATH ...]   (a build variant of session-create, alternated with it: e.g. another opt-level)
 """
 from __future__ import annotations
 
@@ -66,8 +67,14 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    p.add_argument("--alt", action="append", default=[], metavar="NAME=PATH",
+                   help="another session-create bootstrap (a build variant) run beside it, reported as NAME/session-create")
     p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
     a = p.parse_args()
+    alts = dict(spec.split("=", 1) for spec in a.alt)
+    for name, path in alts.items():
+        if not os.path.isfile(path):
+            sys.exit(f"--alt {name}: no file at {path}")
     work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
     os.makedirs(work, exist_ok=True)
     perf = os.path.abspath(a.perf_dir)
@@ -148,6 +155,9 @@ def main() -> int:
             "description": "paysession fn-session-create (lambda-release, x86_64): token check, validation, one TransactWriteItems",
             "argv": [os.path.join(shipped, "session-create")], "handler": "bootstrap", "ddb": True,
             "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": create_path, "expect_status": 201}
+        for name, path in alts.items():
+            subjects[name] = {**subjects["session-create"], "description": f"session-create variant {path}",
+                              "argv": [os.path.abspath(path)]}
         subjects_path = os.path.join(work, "paysession-subjects.json")
         with open(subjects_path, "w") as f:
             json.dump({"subjects": subjects}, f, indent=1)
@@ -157,9 +167,10 @@ def main() -> int:
         sh([sys.executable, os.path.join(perf, "lambda_bench.py"), "--subjects", subjects_path,
             "--event", os.path.join(perf, "events", "apigw-v2-post.json"), "-n", str(a.n), "--rounds", str(a.rounds),
             "--warmup-rounds", "1", "--ddb-endpoint", endpoint, "--jsonl", os.path.join(work, f"paysession-{int(time.time())}.jsonl"),
-            "hello-http", "session-create", "ddb-rs", "py-peer",
+            "hello-http", "session-create", *alts, "ddb-rs", "py-peer",
             "--ratio", "session-create/hello-http", "--ratio", "session-create/ddb-rs",
-            "--ratio", "py-peer/session-create", "--ratio", "py-peer/ddb-rs"])
+            "--ratio", "py-peer/session-create", "--ratio", "py-peer/ddb-rs",
+            *[arg for name in alts for arg in ("--ratio", f"{name}/session-create")]])
     finally:
         ddb.stop()
     return 0

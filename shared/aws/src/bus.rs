@@ -70,7 +70,7 @@ pub struct EventBus {
 
 impl EventBus {
     /// The bus named by [`ENV`], if one is configured.
-    pub fn from_env(aws: &aws_config::SdkConfig, table: &str) -> Option<EventBus> {
+    pub fn from_env(aws: &aws_types::SdkConfig, table: &str) -> Option<EventBus> {
         let bus = std::env::var(ENV).ok().filter(|b| !b.trim().is_empty())?;
         Some(EventBus::new(Box::new(aws_sdk_eventbridge::Client::new(aws)), bus, aws_sdk_dynamodb::Client::new(aws), table.to_string()))
     }

@@ -13,6 +13,7 @@ pub mod stream_poller;
 pub mod table;
 mod webhooks;
 
+pub use aws_types::SdkConfig;
 pub use sdk::{Trust, sdk_config};
 pub use store::DynamoStore;
 

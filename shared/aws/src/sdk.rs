@@ -1,19 +1,30 @@
 //! The one AWS SDK configuration every client here is built from.
 //!
 //! `aws_config::load_defaults` costs a Lambda cold start more than our whole handler setup:
-//! its credentials chain builds an STS client for web identity, and every HTTP client it
-//! validates loads the operating system's trust store (on Debian ~150 files, each PEM-decoded;
-//! 64 % of the create function's init CPU under perf). So, with the same outcome in Lambda:
-//! - credentials come from the environment variables Lambda sets, when they are set (the
-//!   default chain would pick exactly those first), else from the default chain;
-//! - the region from `AWS_REGION` / `AWS_DEFAULT_REGION` when set (likewise first in the chain);
+//! its credentials chain builds an STS client for web identity, it reads the profile files,
+//! and every HTTP client it validates loads the operating system's trust store (on Debian
+//! ~150 files, each PEM-decoded; 64 % of the create function's init CPU under perf). A
+//! Lambda function has everything it needs in its environment, so:
+//! - region (`AWS_REGION`, else `AWS_DEFAULT_REGION`) and credentials (`AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, which Lambda sets) come from the
+//!   environment, as the default chain would take them first; so do the endpoint overrides
+//!   (`AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, unless
+//!   `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`) and `AWS_USE_FIPS_ENDPOINT` /
+//!   `AWS_USE_DUALSTACK_ENDPOINT`. Retries and timeouts are the SDK's defaults for the
+//!   behaviour version. The functions link no `aws-config` (with STS, ~240 KB of the bootstrap);
+//! - without those variables (an operator's shell with a profile or SSO), the admin CLI,
+//!   built with the `credential-chain` feature, falls back to the SDK's default chain; a
+//!   build without it says which variables to set;
 //! - TLS trusts the roots AWS endpoints chain to (Amazon Trust Services), compiled in, unless
 //!   `PAYSESSION_AWS_TRUST=system` asks for the operating system's store (an HTTPS endpoint
 //!   override behind another CA, a TLS-inspecting proxy).
 
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use aws_types::SdkConfig;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// Amazon Root CA 1–4 and Starfield Services Root CA G2, as PEM.
 const AMAZON_ROOTS: &str = include_str!("../certs/amazon-trust-services.pem");
@@ -39,19 +50,64 @@ impl Trust {
     }
 }
 
-/// The SDK configuration for this process's environment. Fails only on a malformed
-/// [`Trust::ENV`].
+/// The SDK configuration for this process's environment. Fails on a malformed
+/// [`Trust::ENV`], or, in a build without the default chain, when the environment lacks a
+/// region or credentials.
 pub async fn sdk_config() -> Result<SdkConfig, String> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let trust = Trust::from_lookup(get)?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(trust));
-    if get("AWS_ACCESS_KEY_ID").is_some() && get("AWS_SECRET_ACCESS_KEY").is_some() {
-        loader = loader.credentials_provider(EnvironmentVariableCredentialsProvider::new());
+    match from_lookup(get, std::env::vars(), trust) {
+        Some(config) => Ok(config),
+        None => default_chain(trust).await,
     }
-    if let Some(region) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
-        loader = loader.region(Region::new(region));
+}
+
+/// The configuration an environment (`get` for one variable, `vars` for all of them) gives
+/// on its own, or `None` when it lacks a region or credentials.
+fn from_lookup(get: impl Fn(&str) -> Option<String>, vars: impl Iterator<Item = (String, String)>, trust: Trust) -> Option<SdkConfig> {
+    let region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"))?;
+    let credentials =
+        Credentials::new(get("AWS_ACCESS_KEY_ID")?, get("AWS_SECRET_ACCESS_KEY")?, get("AWS_SESSION_TOKEN"), None, "Environment");
+    let flag = |k: &str| get(k).map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let endpoints = if flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") == Some(true) {
+        EnvEndpoints::default()
+    } else {
+        EnvEndpoints(vars.filter(|(k, v)| k.starts_with(ENDPOINT_URL) && !v.trim().is_empty()).collect())
+    };
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(http_client(trust));
+    builder.set_use_fips(flag("AWS_USE_FIPS_ENDPOINT"));
+    builder.set_use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
+    Some(builder.service_config(endpoints).build())
+}
+
+const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// Endpoint overrides from the environment, as the SDK's own loader reads them:
+/// `AWS_ENDPOINT_URL_<SERVICE ID>` (upper case, spaces as `_`), else `AWS_ENDPOINT_URL`.
+#[derive(Debug, Default)]
+struct EnvEndpoints(BTreeMap<String, String>);
+
+impl LoadServiceConfig for EnvEndpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        let service = format!("{}_{}", key.env(), key.service_id().to_uppercase().replace(' ', "_"));
+        self.0.get(&service).or_else(|| self.0.get(key.env())).cloned()
     }
-    Ok(loader.load().await)
+}
+
+#[cfg(feature = "credential-chain")]
+async fn default_chain(trust: Trust) -> Result<SdkConfig, String> {
+    Ok(aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(trust)).load().await)
+}
+
+#[cfg(not(feature = "credential-chain"))]
+async fn default_chain(_: Trust) -> Result<SdkConfig, String> {
+    Err("AWS configuration: set AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (Lambda sets them); \
+         this build reads no AWS profile"
+        .into())
 }
 
 fn http_client(trust: Trust) -> aws_sdk_dynamodb::config::SharedHttpClient {
@@ -95,14 +151,67 @@ mod tests {
     #[tokio::test]
     async fn clients_build_their_tls_connector_from_the_compiled_in_roots() {
         for trust in [Trust::AmazonRoots, Trust::System] {
-            let config = aws_config::defaults(BehaviorVersion::latest())
-                .http_client(http_client(trust))
-                .region(Region::new("eu-west-1"))
-                .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
-                .load()
-                .await;
+            let config = from_lookup(
+                lookup(&[("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")]),
+                vars(&[]),
+                trust,
+            )
+            .expect("a complete environment");
             let client = aws_sdk_dynamodb::Client::new(&config);
             assert!(client.config().http_client().is_some());
+        }
+    }
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[tokio::test]
+    async fn the_environment_alone_configures_region_credentials_and_endpoints() {
+        use aws_sdk_dynamodb::config::ProvideCredentials;
+        let env = [
+            ("AWS_DEFAULT_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_USE_FIPS_ENDPOINT", "true"),
+        ];
+        let endpoints = [("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")];
+        let config = from_lookup(lookup(&env), vars(&endpoints), Trust::AmazonRoots).expect("a complete environment");
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-central-1"));
+        assert_eq!(config.use_fips(), Some(true));
+        let creds = config.credentials_provider().unwrap().provide_credentials().await.unwrap();
+        assert_eq!((creds.access_key_id(), creds.secret_access_key(), creds.session_token()), ("AKIDEXAMPLE", "secret", Some("token")));
+
+        fn service(id: &str) -> ServiceConfigKey<'_> {
+            ServiceConfigKey::builder().service_id(id).env(ENDPOINT_URL).profile("endpoint_url").build().unwrap()
+        }
+        let loaded = config.service_config().unwrap();
+        assert_eq!(loaded.load_config(service("DynamoDB")).as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(loaded.load_config(service("DynamoDB Streams")).as_deref(), Some("http://127.0.0.1:9000"), "the global override");
+        let streams = [("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "http://127.0.0.1:7000")];
+        let config = from_lookup(lookup(&env), vars(&streams), Trust::AmazonRoots).unwrap();
+        assert_eq!(config.service_config().unwrap().load_config(service("DynamoDB Streams")).as_deref(), Some("http://127.0.0.1:7000"));
+        // The client takes its endpoint from there (what DynamoDB Local and moto rely on).
+        let ddb = aws_sdk_dynamodb::Config::from(&from_lookup(lookup(&env), vars(&endpoints), Trust::AmazonRoots).unwrap());
+        assert_eq!(ddb.region().map(|r| r.as_ref()), Some("eu-central-1"));
+
+        let ignore = [env.as_slice(), &[("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")]].concat();
+        let config = from_lookup(lookup(&ignore), vars(&endpoints), Trust::AmazonRoots).unwrap();
+        assert_eq!(config.service_config().unwrap().load_config(service("DynamoDB")), None);
+    }
+
+    #[test]
+    fn without_region_or_credentials_the_environment_is_not_enough() {
+        let full = [("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
+        for missing in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            let partial: Vec<(&str, &str)> = full.iter().copied().filter(|(k, _)| *k != missing).collect();
+            assert!(from_lookup(lookup(&partial), vars(&[]), Trust::AmazonRoots).is_none(), "{missing}");
         }
     }
 

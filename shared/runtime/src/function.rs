@@ -79,7 +79,7 @@ impl FunctionEnv {
 /// their code.
 pub struct Function {
     pub core: Core<DynamoStore>,
-    pub aws: aws_config::SdkConfig,
+    pub aws: paysession_aws::SdkConfig,
     pub env: FunctionEnv,
     scheduler: OnceLock<Result<paysession_aws::scheduler::EventBridgeScheduler, String>>,
     bus: OnceLock<Option<paysession_aws::bus::EventBus>>,
@@ -123,7 +123,7 @@ impl Function {
     }
 }
 
-pub(crate) async fn load_key(source: &KeySource, aws: &aws_config::SdkConfig) -> Result<Secret<Vec<u8>>, String> {
+pub(crate) async fn load_key(source: &KeySource, aws: &paysession_aws::SdkConfig) -> Result<Secret<Vec<u8>>, String> {
     Ok(match source {
         KeySource::Inline(k) => Secret::new(k.expose().clone()),
         KeySource::SsmParameter(name) => {
