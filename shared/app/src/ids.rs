@@ -24,12 +24,20 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// `prefix_` + 128 random bits in hex, e.g. `ps_3f2a…`.
+/// `prefix_` + 32 hex digits: the creation time in milliseconds since the epoch (48 bits),
+/// then 80 random bits, e.g. `ps_019ae3f2a1c4…`. Ids name records, they guard nothing
+/// (every secret is a token of its own), so they may be ordered: an id that grows with time
+/// lands next to the last one in every B-tree keyed by it. With random ids each create
+/// dirtied a leaf page of its own in three SQLite indexes (session id, event id, the
+/// session's events), which the local writer read back and wrote to the WAL in full.
+/// 80 random bits keep ids created in the same millisecond apart.
 pub fn new_id(prefix: &str) -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut id = String::with_capacity(prefix.len() + 33);
     id.push_str(prefix);
     id.push('_');
-    push_hex(&mut id, &random_bytes::<16>());
+    push_hex(&mut id, &millis.to_be_bytes()[2..]);
+    push_hex(&mut id, &random_bytes::<10>());
     id
 }
 
@@ -87,5 +95,17 @@ mod tests {
         assert!(u.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "RFC 4122 variant");
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn ids_grow_with_time_and_differ_within_a_millisecond() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let ids: Vec<String> = (0..1000).map(|_| new_id("evt")).collect();
+        let millis = |id: &str| u64::from_str_radix(&id[4..16], 16).unwrap();
+        assert!(millis(&ids[0]).abs_diff(now) < 60_000, "the prefix is the creation time: {}", ids[0]);
+        assert!(ids.windows(2).all(|w| millis(&w[0]) <= millis(&w[1])), "ordered by time");
+        let distinct: std::collections::HashSet<&str> = ids.iter().map(|id| &id[16..]).collect();
+        assert_eq!(distinct.len(), ids.len(), "80 random bits apart");
+        assert!(ids.iter().all(|id| id.len() == 36 && id[4..].bytes().all(|b| b.is_ascii_hexdigit())));
     }
 }
