@@ -63,3 +63,21 @@ impl PaymentAttempt {
         }
     }
 }
+
+/// A pending card attempt of 100, for tests.
+#[cfg(test)]
+pub(crate) fn card_attempt(id: &str, now: DateTime<Utc>) -> PaymentAttempt {
+    PaymentAttempt {
+        id: id.into(),
+        method: PaymentMethodKind::Card,
+        status: AttemptStatus::Pending,
+        failure_code: None,
+        amount: 100,
+        card: None,
+        next_action_url: None,
+        save_requested: false,
+        mandate_acceptance: None,
+        created_at: now,
+        updated_at: now,
+    }
+}

@@ -207,21 +207,7 @@ mod tests {
     }
 
     /// A pending card attempt of 100 minor units.
-    fn card_attempt(id: &str, now: DateTime<Utc>) -> PaymentAttempt {
-        PaymentAttempt {
-            id: id.into(),
-            method: PaymentMethodKind::Card,
-            status: AttemptStatus::Pending,
-            failure_code: None,
-            amount: 100,
-            card: None,
-            next_action_url: None,
-            save_requested: false,
-            mandate_acceptance: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
+    use crate::attempt::card_attempt;
 
     fn in_flight(s: &PaymentSession) -> PaymentSession {
         let now = s.created_at;

@@ -418,19 +418,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
         let before = full_session(now);
         let mut after = before.clone();
-        let attempt = PaymentAttempt {
-            id: "pa_1".into(),
-            method: PaymentMethodKind::Card,
-            status: AttemptStatus::Succeeded,
-            failure_code: None,
-            amount: 1050,
-            card: None,
-            next_action_url: None,
-            save_requested: false,
-            mandate_acceptance: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let attempt = PaymentAttempt { status: AttemptStatus::Succeeded, amount: 1050, ..crate::attempt::card_attempt("pa_1", now) };
         after.payments.push(attempt.clone());
         after.status = SessionStatus::Succeeded;
         let mut n = 0;
