@@ -409,8 +409,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<PaymentSession>(&text).unwrap(), s);
     }
 
-    /// The view names every stored field but the internal ones, in the record's order, so
-    /// a field added to the record has to be placed (shown or kept internal) on purpose.
     /// Event data is written straight from the views; it must be the text the JSON-tree
     /// form it replaced gave, key order included (webhook bodies are signed as sent).
     #[test]
@@ -448,6 +446,8 @@ mod tests {
         assert_eq!(stored, created[0], "a stored event reads back as written");
     }
 
+    /// The view names every stored field but the internal ones, in the record's order, so
+    /// a field added to the record has to be placed (shown or kept internal) on purpose.
     #[test]
     fn api_view_is_the_record_without_internal_fields() {
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();

@@ -195,19 +195,37 @@ fn id_pairs(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<
 }
 
 /// Events ready to insert: serialised by the caller's task, so the one writer thread only
-/// writes (see `writer`).
-struct EventRows(Vec<(EventRecord, String)>);
+/// writes (see `writer`). Only the indexed columns are kept beside the body: the record's
+/// `data` is already in it.
+struct EventRows(Vec<EventRow>);
+
+struct EventRow {
+    id: String,
+    session_id: String,
+    event_type: String,
+    created_at_ms: i64,
+    body: String,
+}
 
 fn event_rows(events: &[EventRecord]) -> Result<EventRows, StoreError> {
-    events.iter().map(|ev| Ok((ev.clone(), to_json(ev)?))).collect::<Result<_, _>>().map(EventRows)
+    let row = |ev: &EventRecord| {
+        Ok(EventRow {
+            id: ev.id.clone(),
+            session_id: ev.session_id.clone(),
+            event_type: ev.event_type.clone(),
+            created_at_ms: ms(ev.created_at),
+            body: to_json(ev)?,
+        })
+    };
+    events.iter().map(row).collect::<Result<_, _>>().map(EventRows)
 }
 
 fn insert_events(tx: &Transaction<'_>, merchant_id: &str, events: &EventRows) -> Result<(), StoreError> {
     let mut insert = tx
         .prepare_cached("INSERT INTO events(id, merchant_id, session_id, type, created_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         .map_err(backend)?;
-    for (ev, body) in &events.0 {
-        insert.execute(params![ev.id, merchant_id, ev.session_id, ev.event_type, ms(ev.created_at), body]).map_err(backend)?;
+    for ev in &events.0 {
+        insert.execute(params![ev.id, merchant_id, ev.session_id, ev.event_type, ev.created_at_ms, ev.body]).map_err(backend)?;
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ pub async fn list<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &
     q.after = params.after(Some("ps_"), find, " or one of your session ids", &mut e).await?;
     checked(e)?;
     let found = cx.store.list_sessions(&p.merchant_id, &q).await?;
-    Ok(page(&found.items, found.has_more, |s| (s.created_at, s.id.clone()), |s| s.to_api(now)))
+    Ok(page(&found.items, found.has_more, |s| (s.created_at, s.id.clone()), |s| s.api_view(now)))
 }
 
 pub async fn events<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
