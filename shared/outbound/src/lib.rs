@@ -5,6 +5,14 @@
 //! forbidden, and the connection goes to those checked addresses (no second lookup that
 //! DNS rebinding could change). IP-literal hosts never reach a resolver, so they are
 //! checked before the request. Redirects are never followed and no proxy is used.
+//!
+//! TLS is rustls over the operating system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR`
+//! are honoured, so an operator can add a receiver's private CA). The crypto provider is a
+//! build choice (features `aws-lc`, `ring`): a Lambda function reuses the AWS SDK's aws-lc
+//! instead of linking a second TLS stack.
+
+#[cfg(not(any(feature = "aws-lc", feature = "ring")))]
+compile_error!("paysession-outbound needs a TLS crypto provider: enable feature `aws-lc` or `ring`");
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +22,7 @@ use async_trait::async_trait;
 use paysession_app::ports::WebhookSender;
 use paysession_domain::webhook::{ATTEMPT_TIMEOUT_SECONDS, AttemptResult, UrlPolicy, address_refusal, endpoint_url};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::pki_types::CertificateDer;
 
 #[derive(Debug)]
 struct Refused(String);
@@ -61,6 +70,7 @@ pub struct GuardedSender {
     client: std::sync::OnceLock<reqwest::Client>,
     timeout: Duration,
     policy: UrlPolicy,
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl GuardedSender {
@@ -70,12 +80,19 @@ impl GuardedSender {
 
     /// A sender with another attempt timeout (tests of the timeout path).
     pub fn with_timeout(policy: UrlPolicy, timeout: Duration) -> Self {
-        GuardedSender { client: std::sync::OnceLock::new(), timeout, policy }
+        GuardedSender { client: std::sync::OnceLock::new(), timeout, policy, extra_roots: Vec::new() }
+    }
+
+    /// Also trusts these roots beside the system's (a receiver's private CA; tests).
+    pub fn trusting(mut self, roots: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
+        self.extra_roots.extend(roots);
+        self
     }
 
     fn client(&self) -> &reqwest::Client {
         self.client.get_or_init(|| {
             reqwest::Client::builder()
+                .use_preconfigured_tls(tls_config(&self.extra_roots))
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(self.timeout)
                 .connect_timeout(Duration::from_secs(5))
@@ -100,6 +117,36 @@ impl GuardedSender {
         }
         Ok(parsed)
     }
+}
+
+/// The build's crypto provider: aws-lc when the AWS SDK is linked anyway, else ring.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(feature = "aws-lc")]
+    return rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc")))]
+    return rustls::crypto::ring::default_provider();
+}
+
+/// TLS 1.2 and 1.3 with the provider's default suites, verifying receivers against the
+/// system's roots plus `extra`. A system without usable roots does not stop the sender:
+/// HTTPS attempts then fail with the certificate error, recorded on each attempt.
+fn tls_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        let errors: Vec<String> = native.errors.iter().map(|e| e.to_string()).collect();
+        tracing::warn!(ignored, errors = %errors.join("; "), "no usable CA certificates in the system trust store");
+    }
+    roots.add_parsable_certificates(extra.iter().cloned());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the provider's defaults support TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // This client speaks HTTP/1.1 only (reqwest is built without http2).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// The error and its causes on one line (reqwest hides the interesting part in sources).
