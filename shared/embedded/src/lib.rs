@@ -182,7 +182,8 @@ fn one<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl r
 /// Not statement-cached: list queries are assembled per call (filters, limit, a status
 /// clause at the caller's now), so caching them would only crowd out the fixed statements.
 fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
-    let mut stmt = c.prepare(sql).map_err(backend)?;
+    // Cached: the local dispatcher lists merchants and endpoints on every commit it wakes for.
+    let mut stmt = c.prepare_cached(sql).map_err(backend)?;
     let rows = stmt.query_map(params, |r| r.get::<_, String>(0)).map_err(backend)?.collect::<Result<Vec<_>, _>>().map_err(backend)?;
     rows.iter().map(|b| from_json(b)).collect()
 }
@@ -595,18 +596,31 @@ impl SettingsStore for EmbeddedStore {
     }
 }
 
+/// Through the partial index `sessions_due` (see `schema::expires_when_due_sql`).
+static DUE_FOR_EXPIRY_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) AND {}
+         ORDER BY expires_at_ms LIMIT ?2",
+        schema::expires_when_due_sql()
+    )
+});
+
 #[async_trait]
 impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
     async fn due_for_expiry(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
         let merchant = merchant.map(str::to_string);
-        self.with(move |c| {
-            let sql = format!(
-                "SELECT merchant_id, id FROM sessions WHERE expires_at_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) AND {}
-                 ORDER BY expires_at_ms LIMIT ?2",
-                schema::expires_when_due_sql()
-            );
-            id_pairs(c, &sql, params![ms(now), limit as i64, merchant])
-        })
-        .await
+        self.with(move |c| id_pairs(c, &DUE_FOR_EXPIRY_SQL, params![ms(now), limit as i64, merchant])).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_expiry_sweep_reads_only_sessions_that_can_expire() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::schema::prepare(&conn).unwrap();
+        let plan = crate::schema::query_plan(&conn, &super::DUE_FOR_EXPIRY_SQL);
+        assert!(plan.iter().any(|step| step.contains("INDEX sessions_due")), "plan: {plan:?}");
+        assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "plan: {plan:?}");
     }
 }

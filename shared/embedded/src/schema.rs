@@ -136,7 +136,8 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(crate::cached::STATEMENTS);
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS sessions_due ON sessions(expires_at_ms) WHERE {}", expires_when_due_sql()))
 }
 
 /// A connection that only reads: it must not write (the writer thread owns writes), and
@@ -149,6 +150,11 @@ pub fn prepare_reader(conn: &Connection) -> rusqlite::Result<()> {
 
 /// SQL true for a row that reads expired once past `expires_at_ms`: generated from
 /// `paysession_domain::lifecycle::expired_when_past_expiry`, so the rule is written once.
+/// It is also the WHERE of the partial index `sessions_due` (only sessions that can still
+/// expire), which the sweeper's query uses by repeating it word for word: without it each
+/// sweep, once a second, read every session (8 % of the local server's CPU under creates,
+/// growing with the table). Should the rule change, an existing database keeps its old
+/// index and the sweep falls back to that scan: slower, not wrong.
 pub fn expires_when_due_sql() -> String {
     use paysession_domain::SessionStatus;
     use paysession_domain::lifecycle::{ExpirationMode, expired_when_past_expiry};
