@@ -325,8 +325,8 @@ impl SessionStore for EmbeddedStore {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO sessions(id, merchant_id, customer_id, reference, status, expires_at_ms, strict,
-                         created_at_ms, version, page_token_hash, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         created_at_ms, version, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(backend)?;
             let inserted = insert.execute(params![
@@ -339,7 +339,6 @@ impl SessionStore for EmbeddedStore {
                 strict,
                 created,
                 s.version as i64,
-                s.page_token_hash,
                 body
             ]);
             match inserted {

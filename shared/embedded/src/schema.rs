@@ -24,12 +24,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     strict INTEGER NOT NULL,
     created_at_ms INTEGER NOT NULL,
     version INTEGER NOT NULL,
-    page_token_hash TEXT,
     body TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sessions_reference ON sessions(merchant_id, customer_id, reference);
 CREATE INDEX IF NOT EXISTS sessions_newest ON sessions(merchant_id, created_at_ms DESC, id DESC);
-CREATE UNIQUE INDEX IF NOT EXISTS sessions_page ON sessions(page_token_hash) WHERE page_token_hash IS NOT NULL;
+-- A hosted-page link carries its session's locator and is checked against the hash in the
+-- body (paysession_app::sessions::find_by_page_token), so no index of token hashes: that
+-- one took a random leaf page per create and served no read. Databases made before keep
+-- the nullable column page_token_hash, unused.
+DROP INDEX IF EXISTS sessions_page;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
