@@ -8,7 +8,8 @@ use paysession_domain::errors::FieldCode;
 use paysession_domain::lifecycle::InvalidTransition;
 use paysession_domain::model::{Mode, PaymentMethodKind, SessionType};
 use paysession_domain::session::{
-    HostedPage, MerchantAction, PaymentSession, QrCode, VirtualAccount, events_for, page_locator, page_token, qr_locator, qr_payload_id,
+    HostedPage, MerchantAction, PaymentSession, QrCode, ViewJson, VirtualAccount, events_for, events_with_view, page_locator, page_token,
+    qr_locator, qr_payload_id,
 };
 use paysession_domain::{FieldError, SessionSpec, parse_create_session};
 use serde_json::Value;
@@ -48,13 +49,14 @@ pub async fn validate_create<S: MerchantStore + ?Sized>(
     Ok((merchant, spec))
 }
 
-/// Creates the session with its events; `respond` renders the answer and, when the request
-/// holds an idempotency claim, the completion written in the same transaction.
+/// Creates the session with its events; `respond` renders the answer from the session's
+/// view (serialised once, for it and the events) and, when the request holds an
+/// idempotency claim, the completion written in the same transaction.
 pub async fn create<S: SessionStore + ?Sized, R>(
     cx: &Core<S>,
     merchant: &Merchant,
     spec: SessionSpec,
-    respond: impl FnOnce(&PaymentSession, DateTime<Utc>) -> (R, Option<IdempotencyCompletion>),
+    respond: impl FnOnce(&PaymentSession, &ViewJson) -> (R, Option<IdempotencyCompletion>),
 ) -> Result<R, SessionError> {
     if spec.session_type == SessionType::NextInSeries {
         return Err(SessionError::Invalid(vec![FieldError {
@@ -71,8 +73,9 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     });
     let mut session = PaymentSession::create(spec, id, merchant.id.clone(), page, now);
     add_instructions(&mut session);
-    let events = events_for(None, &session, now, || new_id("evt"));
-    let (answer, completion) = respond(&session, now);
+    let view = ViewJson::of(&session, now);
+    let events = events_with_view(None, &session, &view, now, || new_id("evt"));
+    let (answer, completion) = respond(&session, &view);
     cx.store.create_session(&session, &events, completion.as_ref()).await?;
     tracing::info!(session_id = %session.id, "payment session created");
     Ok(answer)
@@ -85,15 +88,16 @@ pub async fn act<S: SessionStore + ?Sized, R>(
     merchant_id: &str,
     id: &str,
     action: MerchantAction,
-    respond: impl Fn(&PaymentSession, DateTime<Utc>) -> (R, Option<IdempotencyCompletion>),
+    respond: impl Fn(&PaymentSession, &ViewJson) -> (R, Option<IdempotencyCompletion>),
 ) -> Result<R, SessionError> {
     let mut races = Races::new(format!("session {id}"));
     loop {
         let current = cx.store.get_session(merchant_id, id).await?.ok_or_else(|| SessionError::NotFound(id.to_string()))?;
         let now = cx.clock.now();
         let next = current.apply(action.clone(), now)?;
-        let events = events_for(Some(&current), &next, now, || new_id("evt"));
-        let (answer, completion) = respond(&next, now);
+        let view = ViewJson::of(&next, now);
+        let events = events_with_view(Some(&current), &next, &view, now, || new_id("evt"));
+        let (answer, completion) = respond(&next, &view);
         if won(cx.store.update_session(&next, current.version, &events, completion.as_ref()).await)?.is_some() {
             tracing::info!(session_id = %id, status = next.status.as_str(), "payment session updated");
             return Ok(answer);

@@ -328,14 +328,46 @@ struct ApiPayment<'a> {
     session_id: &'a str,
 }
 
+/// A session's API view at one instant, serialised: the JSON text an answer carries and
+/// its events' `data.object` embeds.
+pub struct ViewJson(Box<serde_json::value::RawValue>);
+
+impl ViewJson {
+    pub fn of(session: &PaymentSession, now: DateTime<Utc>) -> ViewJson {
+        let text = serde_json::to_string(&session.api_view(now)).expect("an API view serialises");
+        ViewJson(serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+}
+
 /// Builds the event records for a change; `ids` yields fresh `evt_` ids.
 pub fn events_for(
     before: Option<&PaymentSession>,
     after: &PaymentSession,
     now: DateTime<Utc>,
+    ids: impl FnMut() -> String,
+) -> Vec<EventRecord> {
+    events_with_view(before, after, &ViewJson::of(after, now), now, ids)
+}
+
+/// [`events_for`] with `after`'s view at `now` already serialised: a change that also
+/// answers with the view (create, merchant actions) serialises it once for both.
+pub fn events_with_view(
+    before: Option<&PaymentSession>,
+    after: &PaymentSession,
+    snapshot: &ViewJson,
+    now: DateTime<Utc>,
     mut ids: impl FnMut() -> String,
 ) -> Vec<EventRecord> {
-    let snapshot = after.api_view(now);
+    let snapshot = snapshot.raw();
     let mut attempts = before.map(|b| changed_attempts(b, after).collect::<Vec<_>>()).unwrap_or_default().into_iter();
     let events = event_types_for(before, after)
         .into_iter()
@@ -345,7 +377,7 @@ pub fn events_for(
                 let attempt = attempts.next().expect("one payment.updated per changed attempt");
                 EventData::of(&ApiPayment { attempt, object: "payment", session_id: &after.id }, previous)
             } else {
-                EventData::of(&snapshot, previous)
+                EventData::of(snapshot, previous)
             };
             EventRecord { id: ids(), event_type: t.to_string(), created_at: now, session_id: after.id.clone(), data }
         })

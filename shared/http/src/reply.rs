@@ -6,6 +6,7 @@ use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::idempotency::{self, Claim, Start};
 use paysession_app::ports::{IdempotencyCompletion, IdempotencyStore, StoreError, StoredResponse};
+use paysession_domain::session::{PaymentSession, ViewJson};
 
 use crate::problem::ApiError;
 use crate::request::{Call, body_bytes};
@@ -52,7 +53,10 @@ impl Reply {
 }
 
 pub fn stored_json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> StoredResponse {
-    let body = serde_json::to_string(body).expect("a reply body serialises");
+    stored_json_text(status, serde_json::to_string(body).expect("a reply body serialises"))
+}
+
+fn stored_json_text(status: StatusCode, body: String) -> StoredResponse {
     StoredResponse { status: status.as_u16(), content_type: "application/json".into(), body }
 }
 
@@ -177,9 +181,9 @@ pub async fn replay_or<S: IdempotencyStore + ?Sized>(
 pub fn respond_json(
     claim: Option<&Claim>,
     status: StatusCode,
-) -> impl Fn(&paysession_domain::session::PaymentSession, chrono::DateTime<chrono::Utc>) -> (Reply, Option<IdempotencyCompletion>) + '_ {
-    move |session, now| {
-        let response = stored_json(status, &session.api_view(now));
+) -> impl Fn(&PaymentSession, &ViewJson) -> (Reply, Option<IdempotencyCompletion>) + '_ {
+    move |_, view| {
+        let response = stored_json_text(status, view.get().to_string());
         let completion = claim.map(|c| c.completion(&response));
         let recorded = completion.is_some();
         (Reply::from_stored(response, recorded), completion)
