@@ -13,6 +13,7 @@ pub struct EventRecord {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     pub session_id: String,
     pub data: EventData,
@@ -83,6 +84,7 @@ pub struct ApiEvent<'a> {
     object: &'static str,
     #[serde(rename = "type")]
     event_type: &'a str,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
     data: &'a EventData,
 }

@@ -36,7 +36,9 @@ pub struct PaymentSession {
     pub payment_method_id: Option<String>,
     pub attempts_remaining: u32,
     pub cancellation_reason: Option<CancellationReason>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-lock counter: every write is conditional on the version it read.
     pub version: u64,
@@ -264,7 +266,9 @@ pub struct ApiSession<'a> {
     payment_method_id: &'a Option<String>,
     attempts_remaining: u32,
     cancellation_reason: &'a Option<CancellationReason>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     updated_at: DateTime<Utc>,
     instructions: &'a Instructions,
     allowed_actions: Vec<&'static str>,
