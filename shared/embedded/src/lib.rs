@@ -616,10 +616,6 @@ impl paysession_app::expiry::ExpirySweep for EmbeddedStore {
 mod tests {
     #[test]
     fn the_expiry_sweep_reads_only_sessions_that_can_expire() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        crate::schema::prepare(&conn).unwrap();
-        let plan = crate::schema::query_plan(&conn, &super::DUE_FOR_EXPIRY_SQL);
-        assert!(plan.iter().any(|step| step.contains("INDEX sessions_due")), "plan: {plan:?}");
-        assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "plan: {plan:?}");
+        crate::schema::assert_searches(&super::DUE_FOR_EXPIRY_SQL, "sessions_due");
     }
 }

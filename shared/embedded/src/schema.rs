@@ -206,11 +206,21 @@ pub fn dump(conn: &Connection) -> rusqlite::Result<String> {
     Ok(out)
 }
 
-/// SQLite's plan for `sql` (parameters NULL), one line per step: for tests that pin a
-/// hot query to its index.
+/// SQLite's plan for `sql` (parameters NULL), one line per step.
 #[cfg(test)]
-pub fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
+fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let unbound = vec![rusqlite::types::Null; stmt.parameter_count()];
     stmt.query_map(rusqlite::params_from_iter(unbound), |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// For tests that pin a hot query to its index: on a fresh schema, `sql` searches `index`
+/// and scans no table.
+#[cfg(test)]
+pub fn assert_searches(sql: &str, index: &str) {
+    let conn = Connection::open_in_memory().unwrap();
+    prepare(&conn).unwrap();
+    let plan = query_plan(&conn, sql);
+    assert!(plan.iter().any(|step| step.contains(&format!("INDEX {index}"))), "{sql}\nplan: {plan:?}");
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "{sql}\nplan: {plan:?}");
 }
