@@ -11,53 +11,59 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
 pub fn serialize<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0u8; 30];
-    match write(t, &mut buf) {
-        Some(len) => serializer.serialize_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits and separators")),
+    match plain_form(t) {
+        Some(text) => serializer.serialize_str(text.as_str()),
         None => t.serialize(serializer),
     }
 }
 
-/// For `Option<DateTime<Utc>>` fields.
-pub fn serialize_option<S: Serializer>(t: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => serializer.serialize_some(&Rfc3339(t)),
-        None => serializer.serialize_none(),
+/// Room for `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+struct Text {
+    bytes: [u8; 30],
+    len: usize,
+}
+
+impl Text {
+    fn digits(&mut self, value: u32, width: usize) {
+        let mut v = value;
+        for slot in self.bytes[self.len..self.len + width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.len += width;
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII digits and separators")
     }
 }
 
-struct Rfc3339<'a>(&'a DateTime<Utc>);
-
-impl Serialize for Rfc3339<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize(self.0, serializer)
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]Z` into `buf`; its length, or `None` where
-/// chrono writes another form.
-fn write(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
+/// `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]Z`, or `None` where chrono writes another
+/// form (a year outside 0000-9999, a leap second).
+fn plain_form(t: &DateTime<Utc>) -> Option<Text> {
     let (date, time) = (t.date_naive(), t.time());
     let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
     let nanos = time.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
-    let mut at = 0;
-    let mut digits = |value: u32, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            buf[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        at += width;
-    };
-    digits(year, 4);
-    digits(date.month(), 2);
-    digits(date.day(), 2);
-    digits(time.hour(), 2);
-    digits(time.minute(), 2);
-    digits(time.second(), 2);
+    let mut text = Text { bytes: [0; 30], len: 0 };
+    text.digits(year, 4);
+    text.byte(b'-');
+    text.digits(date.month(), 2);
+    text.byte(b'-');
+    text.digits(date.day(), 2);
+    text.byte(b'T');
+    text.digits(time.hour(), 2);
+    text.byte(b':');
+    text.digits(time.minute(), 2);
+    text.byte(b':');
+    text.digits(time.second(), 2);
     let fraction = match nanos {
         0 => None,
         n if n % 1_000_000 == 0 => Some((n / 1_000_000, 3)),
@@ -65,32 +71,11 @@ fn write(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
         n => Some((n, 9)),
     };
     if let Some((value, width)) = fraction {
-        digits(value, width);
+        text.byte(b'.');
+        text.digits(value, width);
     }
-    // Digits were written back to back; spread them out and put the separators in.
-    let packed: [u8; 23] = buf[..23].try_into().expect("23 bytes");
-    let mut out = 0;
-    let mut put = |bytes: &[u8]| {
-        buf[out..out + bytes.len()].copy_from_slice(bytes);
-        out += bytes.len();
-    };
-    put(&packed[0..4]);
-    put(b"-");
-    put(&packed[4..6]);
-    put(b"-");
-    put(&packed[6..8]);
-    put(b"T");
-    put(&packed[8..10]);
-    put(b":");
-    put(&packed[10..12]);
-    put(b":");
-    put(&packed[12..14]);
-    if let Some((_, width)) = fraction {
-        put(b".");
-        put(&packed[14..14 + width]);
-    }
-    put(b"Z");
-    Some(out)
+    text.byte(b'Z');
+    Some(text)
 }
 
 #[cfg(test)]
@@ -145,12 +130,5 @@ mod tests {
             assert_eq!(ours(t), serde_json::to_string(t).unwrap(), "{t:?}");
         }
         assert_eq!(ours(&at(1_780_000_000_123_456_000)), r#""2026-05-28T20:26:40.123456Z""#);
-        let optional = |t: Option<DateTime<Utc>>| {
-            let mut out = Vec::new();
-            serialize_option(&t, &mut serde_json::Serializer::new(&mut out)).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(optional(None), "null");
-        assert_eq!(optional(Some(at(1))), serde_json::to_string(&Some(at(1))).unwrap());
     }
 }
