@@ -178,12 +178,20 @@ fn one<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl r
     body.map(|b| from_json(&b)).transpose()
 }
 
-/// The JSON bodies of every row, in the query's order.
-/// Not statement-cached: list queries are assembled per call (filters, limit, a status
-/// clause at the caller's now), so caching them would only crowd out the fixed statements.
+/// The JSON bodies of every row of a fixed query, in its order; the statement stays
+/// prepared (the local dispatcher lists merchants and endpoints on every commit it wakes for).
 fn all<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
-    // Cached: the local dispatcher lists merchants and endpoints on every commit it wakes for.
     let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+    bodies(&mut stmt, params)
+}
+
+/// [`all`] for SQL assembled per call (filters, the limit, a status clause at the caller's
+/// now): parsed each time, since caching such text would only crowd out the fixed statements.
+fn all_assembled<T: serde::de::DeserializeOwned>(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
+    bodies(&mut c.prepare(sql).map_err(backend)?, params)
+}
+
+fn bodies<T: serde::de::DeserializeOwned>(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError> {
     let rows = stmt.query_map(params, |r| r.get::<_, String>(0)).map_err(backend)?.collect::<Result<Vec<_>, _>>().map_err(backend)?;
     rows.iter().map(|b| from_json(b)).collect()
 }
@@ -437,7 +445,7 @@ impl SessionStore for EmbeddedStore {
                 arg(&mut sql, " AND id < ?))", id.clone().into());
             }
             sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
-            let items: Vec<PaymentSession> = all(c, &sql, rusqlite::params_from_iter(args))?;
+            let items: Vec<PaymentSession> = all_assembled(c, &sql, rusqlite::params_from_iter(args))?;
             Ok(Page::from_overfetched(items, q.limit))
         })
         .await

@@ -9,7 +9,7 @@ use paysession_domain::session::{EventRecord, PaymentSession};
 use rusqlite::{Transaction, params};
 
 use crate::cached::Cached;
-use crate::{EmbeddedStore, all, backend, id_pairs, insert_events, ms, one, replace_session, to_json, upsert_method};
+use crate::{EmbeddedStore, all_assembled, backend, id_pairs, insert_events, ms, one, replace_session, to_json, upsert_method};
 
 /// When the local scheduler should look at the mandate: only active ones charge.
 fn due_ms(m: &Mandate) -> Option<i64> {
@@ -91,7 +91,7 @@ impl MandateStore for EmbeddedStore {
                 sql.push_str(&format!(" AND (created_at_ms < ?{t} OR (created_at_ms = ?{t} AND id < ?{i}))"));
             }
             sql.push_str(&format!(" ORDER BY created_at_ms DESC, id DESC LIMIT {}", q.limit + 1));
-            let items: Vec<Mandate> = all(c, &sql, rusqlite::params_from_iter(args))?;
+            let items: Vec<Mandate> = all_assembled(c, &sql, rusqlite::params_from_iter(args))?;
             Ok(Page::from_overfetched(items, q.limit))
         })
         .await
