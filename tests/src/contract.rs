@@ -377,13 +377,29 @@ pub async fn aliases_and_saved_methods(st: Stores) {
     assert_eq!(find_by_qr_payload(store, &qr_payload_id("mer_a", &plain.id)).await.unwrap(), None);
     assert_eq!(find_by_page_token(store, &page_token("mer_a", &plain.id, "secret-1")).await.unwrap(), None, "api mode: no page");
 
-    // Two sessions under one number: the store refuses the second create or the lookup,
-    // but never picks one.
+    // Two sessions under one number: the store refuses the second create (and keeps nothing
+    // of it) or the lookup, but never picks one.
     let mut twin = session("mer_b", "cus_1", "alias-twin", t0());
     twin.instructions.virtual_account = s.instructions.virtual_account.clone();
+    let taken = || StoreError::VirtualAccountTaken("9000111122223333".into());
     match insert(&st, &twin).await {
-        Err(_) => assert_eq!(store.find_by_virtual_account("9000111122223333").await.unwrap().map(|f| f.id), Some(s.id.clone())),
-        Ok(()) => assert!(store.find_by_virtual_account("9000111122223333").await.is_err(), "two sessions share the number"),
+        Err(e) => {
+            assert_eq!(e.to_string(), taken().to_string());
+            assert_eq!(store.get_session("mer_b", &twin.id).await.unwrap(), None);
+            assert_eq!(store.find_by_virtual_account("9000111122223333").await.unwrap().map(|f| f.id), Some(s.id.clone()));
+        }
+        Ok(()) => {
+            // DynamoDB: the index is eventually consistent, so the twin may show up late.
+            let mut found = store.find_by_virtual_account("9000111122223333").await;
+            for _ in 0..100 {
+                if found.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                found = store.find_by_virtual_account("9000111122223333").await;
+            }
+            assert_eq!(found.map(|f| f.map(|f| f.id)).unwrap_err().to_string(), taken().to_string(), "two sessions share the number");
+        }
     }
 
     let card = CardSummary { brand: "visa".into(), last4: "4242".into(), exp_month: 12, exp_year: 2030, fingerprint: "fp".into() };

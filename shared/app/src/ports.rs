@@ -27,6 +27,10 @@ pub enum StoreError {
     AlreadyExists,
     #[error("the idempotency record is no longer held by this request")]
     IdempotencyLost,
+    /// A virtual-account number names another session: refused at create by a store that
+    /// can guard the number, or at lookup by one that cannot (the number then names two).
+    #[error("virtual account number {0} belongs to another session")]
+    VirtualAccountTaken(String),
     #[error("storage failure: {0}")]
     Backend(String),
 }

@@ -56,7 +56,7 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     cx: &Core<S>,
     merchant: &Merchant,
     spec: SessionSpec,
-    respond: impl FnOnce(&PaymentSession, &ViewJson) -> (R, Option<IdempotencyCompletion>),
+    respond: impl Fn(&PaymentSession, &ViewJson) -> (R, Option<IdempotencyCompletion>),
 ) -> Result<R, SessionError> {
     if spec.session_type == SessionType::NextInSeries {
         return Err(SessionError::Invalid(vec![FieldError {
@@ -66,20 +66,44 @@ pub async fn create<S: SessionStore + ?Sized, R>(
         }]));
     }
     let now = cx.clock.now();
-    let id = new_id("ps");
-    let page = (spec.mode == Mode::Redirect).then(|| {
-        let token = page_token(&merchant.id, &id, &new_token());
-        HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
-    });
-    let mut session = PaymentSession::create(spec, id, merchant.id.clone(), page, now);
-    add_instructions(&mut session);
-    let view = ViewJson::of(&session, now);
-    let events = events_with_view(None, &session, &view, now, || new_id("evt"));
-    let (answer, completion) = respond(&session, &view);
-    cx.store.create_session(&session, &events, completion.as_ref()).await?;
-    tracing::info!(session_id = %session.id, "payment session created");
-    Ok(answer)
+    let (mut spec, mut attempts) = (spec, 0);
+    loop {
+        let id = new_id("ps");
+        let page = (spec.mode == Mode::Redirect).then(|| {
+            let token = page_token(&merchant.id, &id, &new_token());
+            HostedPage {
+                url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')),
+                token_hash: sha256_hex(token.as_bytes()),
+            }
+        });
+        let mut session = PaymentSession::create(spec, id, merchant.id.clone(), page, now);
+        add_instructions(&mut session);
+        let view = ViewJson::of(&session, now);
+        let events = events_with_view(None, &session, &view, now, || new_id("evt"));
+        let (answer, completion) = respond(&session, &view);
+        match cx.store.create_session(&session, &events, completion.as_ref()).await {
+            Ok(()) => {
+                tracing::info!(session_id = %session.id, "payment session created");
+                return Ok(answer);
+            }
+            // The number is a hash of the id: another id draws another number. Nothing was
+            // written, so the caller never sees the discarded id.
+            Err(StoreError::VirtualAccountTaken(number)) if attempts < VIRTUAL_ACCOUNT_DRAWS => {
+                attempts += 1;
+                tracing::warn!(%number, "virtual account number taken; drawing another session id");
+                spec = session.spec;
+            }
+            Err(StoreError::VirtualAccountTaken(number)) => {
+                return Err(StoreError::Backend(format!("every virtual account number drawn was taken, the last {number}")).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// How many more session ids a create draws when its virtual-account number is taken
+/// (each draw collides with probability sessions / 10¹²).
+const VIRTUAL_ACCOUNT_DRAWS: u32 = 3;
 
 /// Confirm, cancel or expire on the merchant's behalf: one conditional write with the
 /// change's events (and the idempotency completion `respond` gives).
@@ -178,9 +202,9 @@ pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id:
 
 /// Instructions for the payment methods that need them, derived from the session so they
 /// are stable. The QR payload id is the session's locator (unique by construction); the
-/// virtual-account number is 48 bits of a SHA-256 of the id, unique with overwhelming
-/// probability — a store that finds two sessions under one number refuses the deposit
-/// rather than guess.
+/// virtual-account number is 12 digits of a SHA-256 of the id, so it can be taken: a store
+/// that guards numbers refuses the create ([`create`] draws another id), one that cannot
+/// refuses a deposit to a number of two sessions rather than guess.
 pub fn add_instructions(session: &mut PaymentSession) {
     if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
         let digest = sha256_hex(session.id.as_bytes());

@@ -491,7 +491,7 @@ impl DynamoStore {
                 (Some(m), Some(id)) => self.get_session(m, id).await,
                 _ => Err(backend("reference guard without merchant_id/session_id")),
             },
-            _ => Err(backend(format!("virtual account number {number} belongs to more than one session"))),
+            _ => Err(StoreError::VirtualAccountTaken(number.to_string())),
         }
     }
 }

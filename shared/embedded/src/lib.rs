@@ -359,9 +359,15 @@ impl SessionStore for EmbeddedStore {
                 Ok(_) => {}
             }
             if let Some(number) = s.virtual_account_number() {
-                tx.prepare_cached("INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES ('va', ?1, ?2, ?3)")
-                    .and_then(|mut alias| alias.execute(params![number, s.merchant_id, s.id]))
-                    .map_err(backend)?;
+                let taken = tx
+                    .prepare_cached("INSERT INTO aliases(kind, value, merchant_id, session_id) VALUES ('va', ?1, ?2, ?3)")
+                    .and_then(|mut alias| alias.execute(params![number, s.merchant_id, s.id]));
+                match taken {
+                    Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                        return Err(StoreError::VirtualAccountTaken(number.to_string()));
+                    }
+                    other => other.map_err(backend)?,
+                };
             }
             insert_events(tx, &s.merchant_id, &events)
         })

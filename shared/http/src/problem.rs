@@ -20,6 +20,9 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     Validation(Vec<FieldError>),
     IdempotencyKeyReuse,
+    /// A deposit to a virtual-account number that names more than one session: refused,
+    /// never credited to a guess.
+    VirtualAccountAmbiguous(String),
     /// A signed-requests refusal; its `code` names the reason.
     Signature(paysession_domain::signed_requests::SignatureError),
     /// The write that was to take an `Idempotency-Key` found it taken; `reply` answers
@@ -48,6 +51,7 @@ impl ApiError {
             }
             Validation(_) => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
             IdempotencyKeyReuse => ("idempotency_key_reuse", StatusCode::UNPROCESSABLE_ENTITY),
+            VirtualAccountAmbiguous(_) => ("virtual_account_ambiguous", StatusCode::CONFLICT),
             Signature(e) => (e.code(), StatusCode::UNAUTHORIZED),
             KeyTaken | Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -68,6 +72,7 @@ impl ApiError {
         "unknown_field",
         "validation_failed",
         "idempotency_key_reuse",
+        "virtual_account_ambiguous",
         "signature_missing",
         "signature_invalid",
         "signature_expired",
@@ -92,6 +97,7 @@ impl ApiError {
             UnsupportedMediaType(_) => "Unsupported media type",
             Validation(_) => "Validation failed",
             IdempotencyKeyReuse => "Idempotency key reused",
+            VirtualAccountAmbiguous(_) => "Ambiguous virtual account",
             Signature(_) => "Request signature refused",
             KeyTaken | Internal(_) => "Internal error",
         }
@@ -113,6 +119,9 @@ impl ApiError {
             UnsupportedMediaType(expected) => format!("send Content-Type: {expected}"),
             Validation(errors) => format!("{} field(s) failed validation", errors.len()),
             IdempotencyKeyReuse => "this Idempotency-Key was used with a different request".into(),
+            VirtualAccountAmbiguous(number) => {
+                format!("virtual account number {number} names more than one session; the deposit was not credited")
+            }
             Signature(e) => e.to_string(),
             // Internal details stay in the logs.
             KeyTaken | Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
@@ -190,6 +199,7 @@ impl From<paysession_app::StoreError> for ApiError {
         match e {
             S::DuplicateReference => ApiError::DuplicateReference,
             S::IdempotencyLost => ApiError::KeyTaken,
+            S::VirtualAccountTaken(number) => ApiError::VirtualAccountAmbiguous(number),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -22,4 +22,5 @@ mod sessions;
 mod signed_requests;
 mod soft_declines;
 mod stream_and_queue;
+mod virtual_accounts;
 mod webhooks;
