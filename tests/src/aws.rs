@@ -91,3 +91,63 @@ pub async fn receive_event(queues: &DispatcherQueues, url: &str, wait_seconds: i
         })).collect::<Vec<_>>()})
     })
 }
+
+/// A table-stream INSERT of an event item, in the Lambda DynamoDB-event shape the stream
+/// consumer reads (what the poller hands it), keyed as the store writes event items.
+pub fn event_insert(sequence: u64, merchant_id: &str, subject_id: &str, event: &paysession_domain::session::EventRecord) -> Value {
+    use paysession_aws::keys::{event_sk, session_pk};
+    json!({
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "SequenceNumber": format!("{sequence:021}"),
+            "Keys": {"PK": {"S": session_pk(merchant_id, subject_id)}, "SK": {"S": event_sk(1, 0)}},
+            "NewImage": {
+                "merchant_id": {"S": merchant_id},
+                "type": {"S": event.event_type},
+                "body": {"S": serde_json::to_string(event).expect("an event serialises")},
+            },
+        },
+    })
+}
+
+/// `n` `payment_session.created` events of fresh sessions of `merchant_id`, and a stream
+/// batch inserting them (sequence numbers from `first_sequence`).
+pub fn created_events_batch(merchant_id: &str, n: usize, first_sequence: u64) -> (Vec<paysession_domain::session::EventRecord>, Value) {
+    use paysession_domain::model::PaymentMethodKind;
+    use paysession_domain::session::{PaymentSession, events_for};
+    let policy = paysession_domain::MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    let mut records = Vec::new();
+    for i in 0..n {
+        let reference = paysession_app::ids::new_id("ref");
+        let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_batch", "reference": reference});
+        let spec = paysession_domain::parse_create_session(&body, now, &policy).expect("a valid session");
+        let session = PaymentSession::create(spec, paysession_app::ids::new_id("ps"), merchant_id.into(), None, now);
+        let event = events_for(None, &session, now, || paysession_app::ids::new_id("evt")).remove(0);
+        records.push(event_insert(first_sequence + i as u64, merchant_id, &session.id, &event));
+        events.push(event);
+    }
+    (events, json!({ "Records": records }))
+}
+
+/// Every message on a queue now (received until it is empty), as (merchant, delivery) ids.
+pub async fn drain_wake_ups(queues: &DispatcherQueues) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(event) = receive_event(queues, &queues.queue_url, 1).await {
+        for record in event["Records"].as_array().unwrap() {
+            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+            out.push((body["merchant_id"].as_str().unwrap().to_string(), body["delivery_id"].as_str().unwrap().to_string()));
+            queues
+                .client
+                .delete_message()
+                .queue_url(&queues.queue_url)
+                .receipt_handle(record["receiptHandle"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    out
+}

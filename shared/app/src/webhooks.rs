@@ -93,32 +93,26 @@ pub async fn rotate_secret<S: WebhookStore + ?Sized>(
 pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
 
 impl EndpointCache {
-    async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+    pub async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
         if !self.0.contains_key(merchant_id) {
             let endpoints = cx.store.list_endpoints(merchant_id).await?;
             self.0.insert(merchant_id.to_string(), endpoints);
         }
         Ok(&self.0[merchant_id])
     }
+
+    /// The endpoints read for `merchant_id` by an earlier [`EndpointCache::of`].
+    pub fn cached(&self, merchant_id: &str) -> Option<&[WebhookEndpoint]> {
+        self.0.get(merchant_id).map(Vec::as_slice)
+    }
 }
 
-/// Creates one delivery per enabled endpoint of the merchant that subscribes to the event,
-/// and queues it. Safe to run again for the same event (a replayed stream batch or outbox
-/// pass): delivery ids derive from (event, endpoint), and a delivery already queued is not
-/// queued again. Returns the number of deliveries this call queued.
-pub async fn fan_out<S: WebhookStore + ?Sized>(
-    cx: &Core<S>,
-    queue: &dyn DeliveryQueue,
-    endpoints: &mut EndpointCache,
-    merchant_id: &str,
-    event: &EventRecord,
-) -> Result<usize, StoreError> {
-    let endpoints = endpoints.of(cx, merchant_id).await?;
-    fan_out_to(cx, queue, endpoints, merchant_id, event).await
-}
-
-/// [`fan_out`] with the merchant's endpoints already read: independent per event, so a
-/// caller may fan out many events at once.
+/// Creates one delivery per enabled endpoint of the merchant (`endpoints`, read once per
+/// batch: [`EndpointCache`]) that subscribes to the event, and queues it. Safe to run again
+/// for the same event (a replayed stream batch or outbox pass): delivery ids derive from
+/// (event, endpoint), and a delivery already queued is not queued again. Independent per
+/// event, so a caller may fan out many events at once. Returns the number of deliveries
+/// this call queued.
 pub async fn fan_out_to<S: WebhookStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,

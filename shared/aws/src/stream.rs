@@ -10,8 +10,12 @@ use paysession_app::Core;
 use paysession_app::expiry::expire_if_due;
 use paysession_app::ports::StoreError;
 use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use paysession_app::recurring::reschedule;
-use paysession_app::webhooks::{EndpointCache, fan_out};
+use paysession_app::webhooks::{EndpointCache, fan_out_to};
 use paysession_domain::mandate::Mandate;
 use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
@@ -66,24 +70,93 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
     }
 }
 
+/// The work other than fan-out, one record at a time: a mandate's schedule follows its
+/// changes in order.
 async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     sinks: &StreamSinks<'_>,
-    endpoints: &mut EndpointCache,
-    work: StreamWork,
+    work: &StreamWork,
 ) -> Result<(), StoreError> {
     // Each record on its merchant's clock (its sandbox test clock).
     match work {
         StreamWork::Reschedule { old, new } => {
-            reschedule(&cx.at_merchant(&new.merchant_id).await?, sinks.scheduler, old.as_deref(), &new).await.map(|_| ())
-        }
-        StreamWork::FanOut { merchant_id, event } => {
-            fan_out(&cx.at_merchant(&merchant_id).await?, sinks.queue, endpoints, &merchant_id, &event).await.map(|_| ())
+            reschedule(&cx.at_merchant(&new.merchant_id).await?, sinks.scheduler, old.as_deref(), new).await.map(|_| ())
         }
         StreamWork::Expire { merchant_id, session_id } => {
-            expire_if_due(&cx.at_merchant(&merchant_id).await?, &merchant_id, &session_id).await.map(|_| ())
+            expire_if_due(&cx.at_merchant(merchant_id).await?, merchant_id, session_id).await.map(|_| ())
         }
-        StreamWork::Ignore => Ok(()),
+        // Fan-outs run in batches of their own (`fan_out_run`).
+        StreamWork::FanOut { .. } | StreamWork::Ignore => Ok(()),
+    }
+}
+
+/// How many fan-outs of one batch run at once. Each is, per endpoint, a conditional put, an
+/// SQS send and a mark: one at a time, a 100-record batch waits on some 300 round trips in
+/// a row. Events carry no order a receiver may rely on (Standard Webhooks), and each
+/// fan-out is idempotent, so they may overlap.
+pub const FAN_OUT_CONCURRENCY: usize = 16;
+
+/// Fans out a run of consecutive `FanOut` records, up to `concurrency` at once, each on its
+/// merchant's clock and endpoints (read once per merchant). One result per record, in
+/// order, except that a record whose merchant could not be read ends the list with its
+/// error: the records after it are not started (the batch resumes there anyway).
+async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    endpoints: &mut EndpointCache,
+    run: &[(&str, &EventRecord)],
+    concurrency: usize,
+) -> Vec<Result<(), StoreError>> {
+    let mut merchants: HashMap<&str, Core<S>> = HashMap::new();
+    let mut ready = run.len();
+    let mut unreadable = None;
+    for (i, &(merchant_id, _)) in run.iter().enumerate() {
+        if merchants.contains_key(merchant_id) {
+            continue;
+        }
+        let read = match cx.at_merchant(merchant_id).await {
+            Ok(at) => endpoints.of(&at, merchant_id).await.map(|_| at),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(at) => {
+                merchants.insert(merchant_id, at);
+            }
+            Err(e) => {
+                (ready, unreadable) = (i, Some(e));
+                break;
+            }
+        }
+    }
+    // A hand-driven window rather than `StreamExt::buffered` over a closure: the closure's
+    // borrowed arguments make the future fail `Send` for the tasks this runs in.
+    let mut window = FuturesOrdered::new();
+    let mut waiting = run[..ready].iter();
+    let mut results = Vec::with_capacity(run.len());
+    loop {
+        while window.len() < concurrency.max(1) {
+            let Some(&(merchant_id, event)) = waiting.next() else { break };
+            window.push_back(fan_out_one(&merchants, endpoints, queue, merchant_id, event));
+        }
+        match window.next().await {
+            Some(result) => results.push(result),
+            None => break,
+        }
+    }
+    results.extend(unreadable.map(Err));
+    results
+}
+
+async fn fan_out_one<S: WebhookStore + ?Sized>(
+    merchants: &HashMap<&str, Core<S>>,
+    endpoints: &EndpointCache,
+    queue: &dyn DeliveryQueue,
+    merchant_id: &str,
+    event: &EventRecord,
+) -> Result<(), StoreError> {
+    match (merchants.get(merchant_id), endpoints.cached(merchant_id)) {
+        (Some(at), Some(theirs)) => fan_out_to(at, queue, theirs, merchant_id, event).await.map(|_| ()),
+        _ => Err(StoreError::Backend(format!("merchant {merchant_id} of the batch was not read"))),
     }
 }
 
@@ -95,45 +168,77 @@ pub struct StreamSinks<'a> {
     pub bus: Option<&'a EventBus>,
 }
 
-/// Handles a DynamoDB stream event (`ReportBatchItemFailures`). Records are processed in
-/// order; at the first failure the rest of the batch is left for the retry, which starts
-/// at the failed record. Re-running a record is safe: fan-out finds its deliveries already
-/// queued, an expiry finds the session already expired, a schedule finds itself created,
-/// an event already on the bus is not put again.
+/// Handles a DynamoDB stream event (`ReportBatchItemFailures`), with
+/// [`FAN_OUT_CONCURRENCY`].
 pub async fn handle_stream_event<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     sinks: &StreamSinks<'_>,
     event: &Value,
 ) -> Value {
-    let mut endpoints = EndpointCache::default();
-    let mut for_bus: Vec<(String, EventRecord)> = Vec::new();
-    let mut failed_at: Option<String> = None;
+    handle_stream_event_with(cx, sinks, event, FAN_OUT_CONCURRENCY).await
+}
+
+/// [`handle_stream_event`] with `concurrency` fan-outs at once (1: one record at a time).
+/// Records take effect in order, except that consecutive fan-outs overlap; at the first
+/// failure (in record order) the rest of the batch is left for the retry, which starts at
+/// the failed record. Re-running a record is safe: fan-out finds its deliveries already
+/// queued, an expiry finds the session already expired, a schedule finds itself created,
+/// an event already on the bus is not put again.
+pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    sinks: &StreamSinks<'_>,
+    event: &Value,
+    concurrency: usize,
+) -> Value {
+    let mut works: Vec<(&str, StreamWork)> = Vec::new();
     for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
-        let outcome = match classify(record) {
-            Ok(work) => {
-                let bus_event = match (sinks.bus, &work) {
-                    (Some(_), StreamWork::FanOut { event, .. }) => Some((sequence.to_string(), (**event).clone())),
-                    _ => None,
-                };
-                let done = run(cx, sinks, &mut endpoints, work).await.map_err(|e| e.to_string());
-                if done.is_ok() {
-                    for_bus.extend(bus_event);
-                }
-                done
-            }
+        match classify(record) {
+            Ok(StreamWork::Ignore) => {}
+            Ok(work) => works.push((sequence, work)),
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
-            Err(why) => {
-                tracing::error!(sequence, why, "unreadable stream record skipped");
-                Ok(())
-            }
+            Err(why) => tracing::error!(sequence, why, "unreadable stream record skipped"),
+        }
+    }
+    let mut endpoints = EndpointCache::default();
+    let mut for_bus: Vec<(&str, &EventRecord)> = Vec::new();
+    let mut failed_at: Option<String> = None;
+    let mut next = 0;
+    while next < works.len() {
+        let is_fan_out = |w: &(&str, StreamWork)| matches!(w.1, StreamWork::FanOut { .. });
+        let end = if is_fan_out(&works[next]) {
+            works[next..].iter().position(|w| !is_fan_out(w)).map_or(works.len(), |n| next + n)
+        } else {
+            next + 1
         };
-        if let Err(e) = outcome {
-            tracing::warn!(sequence, error = %e, "stream record failed; the batch resumes here");
-            failed_at = Some(sequence.to_string());
+        let group = &works[next..end];
+        let outcomes = if is_fan_out(&group[0]) {
+            let run: Vec<(&str, &EventRecord)> = group
+                .iter()
+                .filter_map(|(_, w)| match w {
+                    StreamWork::FanOut { merchant_id, event } => Some((merchant_id.as_str(), &**event)),
+                    _ => None,
+                })
+                .collect();
+            fan_out_run(cx, sinks.queue, &mut endpoints, &run, concurrency).await
+        } else {
+            vec![run(cx, sinks, &group[0].1).await]
+        };
+        for ((sequence, work), outcome) in group.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                tracing::warn!(sequence, error = %e, "stream record failed; the batch resumes here");
+                failed_at = Some(sequence.to_string());
+                break;
+            }
+            if let (Some(_), StreamWork::FanOut { event, .. }) = (sinks.bus, work) {
+                for_bus.push((sequence, event));
+            }
+        }
+        if failed_at.is_some() {
             break;
         }
+        next = end;
     }
     // Events before the failure (all of them, if none) go to the bus; the batch resumes at
     // the earlier of the failed record and the first event the bus refused.

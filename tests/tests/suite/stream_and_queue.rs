@@ -301,3 +301,66 @@ async fn local_server_on_dynamodb_delivers_from_the_stream() {
     assert_eq!(verify_with_official_library(ep["secret"].as_str().unwrap(), &[&got[0]]), vec![json!(true)]);
     running.stop().await;
 }
+
+/// Fails the queueing of one delivery (the rest reach the real SQS queue).
+struct FailingFor {
+    inner: std::sync::Arc<dyn paysession_app::ports::DeliveryQueue>,
+    delivery_id: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl paysession_app::ports::DeliveryQueue for FailingFor {
+    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: Duration) -> Result<(), paysession_app::ports::StoreError> {
+        if self.delivery_id.lock().unwrap().as_deref() == Some(delivery_id) {
+            return Err(paysession_app::ports::StoreError::Backend("injected queue failure".into()));
+        }
+        self.inner.enqueue(merchant_id, delivery_id, delay).await
+    }
+}
+
+#[tokio::test]
+async fn overlapping_fan_outs_queue_each_delivery_once_across_a_failure() {
+    use paysession_domain::webhook::Delivery;
+    use paysession_tests::aws::{created_events_batch, drain_wake_ups};
+    let Rig { deps, queues, .. } = rig().await;
+    let mut endpoint_ids = Vec::new();
+    for path in ["a", "b"] {
+        let spec = parse_endpoint_create(
+            &json!({"url": format!("https://hooks.example/{path}"), "events": ["*"]}),
+            UrlPolicy { allow_private: false },
+        )
+        .unwrap();
+        endpoint_ids.push(webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap().0.id);
+    }
+    let (events, batch) = created_events_batch(MERCHANT, 30, 1_000);
+    let failing = Delivery::fan_out_id(&events[11].id, &endpoint_ids[0]);
+    let queue = FailingFor { inner: deps.queue.clone(), delivery_id: std::sync::Mutex::new(Some(failing)) };
+    let sinks = StreamSinks { queue: &queue, scheduler: &SweptLocally, bus: None };
+
+    let answer = paysession_aws::stream::handle_stream_event_with(&deps.core, &sinks, &batch, 16).await;
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": format!("{:021}", 1_011)}]}), "resumes at the 12th record");
+    let first = drain_wake_ups(&queues).await;
+    let expected = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.flat_map(|i| endpoint_ids.iter().map(move |e| (i, e))).map(|(i, e)| Delivery::fan_out_id(&events[i].id, e)).collect()
+    };
+    for id in expected(0..11) {
+        assert!(first.iter().any(|(_, d)| *d == id), "records before the failure are queued");
+    }
+
+    // Lambda retries from the failed record on; this time the queue takes everything.
+    *queue.delivery_id.lock().unwrap() = None;
+    let rest = json!({"Records": batch["Records"].as_array().unwrap()[11..]});
+    assert_eq!(paysession_aws::stream::handle_stream_event_with(&deps.core, &sinks, &rest, 16).await, json!({"batchItemFailures": []}));
+    let mut all: Vec<String> = first
+        .into_iter()
+        .chain(drain_wake_ups(&queues).await)
+        .map(|(m, d)| {
+            assert_eq!(m, MERCHANT);
+            d
+        })
+        .collect();
+    all.sort();
+    let mut want = expected(0..30);
+    want.sort();
+    assert_eq!(all, want, "every (event, endpoint) queued exactly once, overlap and retry included");
+}
