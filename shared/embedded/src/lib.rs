@@ -632,4 +632,22 @@ mod tests {
     fn the_expiry_sweep_reads_only_sessions_that_can_expire() {
         crate::schema::assert_searches(&super::DUE_FOR_EXPIRY_SQL, "sessions_due");
     }
+
+    /// `.cargo/config.toml` builds SQLite without memory statistics (a global mutex on
+    /// every allocation).
+    #[test]
+    fn sqlite_keeps_no_global_memory_statistics() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("SELECT compile_options FROM pragma_compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "SQLite was built with memory statistics (is LIBSQLITE3_FLAGS set?): {options:?}"
+        );
+    }
 }
