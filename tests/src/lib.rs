@@ -185,3 +185,13 @@ pub fn session_body(reference: &str) -> Value {
 pub fn decode(s: &str) -> String {
     paysession_http::request::percent_decode(s.split('&').next().unwrap_or(s)).unwrap_or_default()
 }
+
+/// The JSON body of a `lambda_http` response (`Null` when it has none).
+pub fn lambda_json(resp: &http::Response<paysession_http::lambda_http::Body>) -> Value {
+    use paysession_http::lambda_http::Body;
+    match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+        _ => Value::Null,
+    }
+}

@@ -88,13 +88,13 @@ pub async fn create<S: SessionStore + ?Sized, R>(
             }
             // The number is a hash of the id: another id draws another number. Nothing was
             // written, so the caller never sees the discarded id.
-            Err(StoreError::VirtualAccountTaken(number)) if attempts < VIRTUAL_ACCOUNT_DRAWS => {
+            Err(StoreError::VirtualAccountTaken(_)) if attempts < VIRTUAL_ACCOUNT_DRAWS => {
                 attempts += 1;
-                tracing::warn!(%number, "virtual account number taken; drawing another session id");
+                tracing::warn!(discarded = %session.id, "virtual account number taken; drawing another session id");
                 spec = session.spec;
             }
-            Err(StoreError::VirtualAccountTaken(number)) => {
-                return Err(StoreError::Backend(format!("every virtual account number drawn was taken, the last {number}")).into());
+            Err(StoreError::VirtualAccountTaken(_)) => {
+                return Err(StoreError::Backend("every virtual account number drawn was taken".into()).into());
             }
             Err(e) => return Err(e.into()),
         }

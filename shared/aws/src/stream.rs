@@ -6,14 +6,14 @@
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
 //! wider filter can never turn a manual delete into an expiry.
 
-use paysession_app::Core;
-use paysession_app::expiry::expire_if_due;
-use paysession_app::ports::StoreError;
-use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use paysession_app::Core;
+use paysession_app::expiry::expire_if_due;
+use paysession_app::ports::StoreError;
+use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
 use paysession_app::recurring::reschedule;
 use paysession_app::webhooks::{EndpointCache, fan_out_to};
 use paysession_domain::mandate::Mandate;
@@ -85,7 +85,8 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
         StreamWork::Expire { merchant_id, session_id } => {
             expire_if_due(&cx.at_merchant(merchant_id).await?, merchant_id, session_id).await.map(|_| ())
         }
-        // Fan-outs run in batches of their own (`fan_out_run`).
+        // Never passed here: the caller runs fan-outs through `fan_out_run` and drops
+        // ignored records when it classifies them.
         StreamWork::FanOut { .. } | StreamWork::Ignore => Ok(()),
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use base64::Engine;
 use paysession_app::merchants::{NewMerchant, provision};
 use paysession_http::Route;
-use paysession_http::lambda_http::Body;
 use paysession_http::lambda_http::request::from_str;
 use paysession_http::mount::{Mounted, invoke};
 use paysession_runtime::{FunctionEnv, KeySource, build_core, decode_key};
+use paysession_tests::lambda_json;
 use serde_json::Value;
 
 fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
@@ -23,14 +23,6 @@ fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
     // Bodies are JSON strings inside the event: placeholders there were escaped with it.
     assert!(!text.contains("{{"), "unfilled placeholder in {name}: {text}");
     text
-}
-
-fn json_body(resp: &http::Response<Body>) -> Value {
-    match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => Value::Null,
-    }
 }
 
 const KEY_B64: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
@@ -61,7 +53,7 @@ async fn every_function_on_dynamodb_local() {
         invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &basic), ("request_id", "r-token")])).unwrap()).await;
     assert_eq!(resp.status(), 200, "{:?}", resp.body());
     counts.insert("POST /oauth/token", counter.take());
-    let token = json_body(&resp)["access_token"].as_str().unwrap().to_string();
+    let token = lambda_json(&resp)["access_token"].as_str().unwrap().to_string();
     let v = |extra: &[(&'static str, String)]| {
         let mut all = vec![("token", token.clone()), ("request_id", "r-1".to_string())];
         all.extend(extra.iter().cloned());
@@ -79,8 +71,8 @@ async fn every_function_on_dynamodb_local() {
     assert_eq!(resp.status(), 201, "{:?}", resp.body());
     assert_eq!(resp.headers()["x-request-id"], "r-1");
     counts.insert("POST /v1/payment_sessions (cold instance)", counter.take());
-    let id = json_body(&resp)["id"].as_str().unwrap().to_string();
-    assert!(json_body(&resp)["url"].as_str().unwrap().starts_with("https://pay.example/pay/"));
+    let id = lambda_json(&resp)["id"].as_str().unwrap().to_string();
+    assert!(lambda_json(&resp)["url"].as_str().unwrap().starts_with("https://pay.example/pay/"));
     counter.take_written();
     let resp = call(Route::CreateSession, "session-create", v(&[("reference", "fx-1b".into())])).await;
     assert_eq!(resp.status(), 201, "{:?}", resp.body());
@@ -92,12 +84,12 @@ async fn every_function_on_dynamodb_local() {
     counts.insert("POST /v1/payment_sessions (duplicate)", counter.take());
 
     let resp = call(Route::GetSession, "session-get", v(&[("id", id.clone())])).await;
-    assert_eq!((resp.status().as_u16(), json_body(&resp)["id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!((resp.status().as_u16(), lambda_json(&resp)["id"].as_str()), (200, Some(id.as_str())));
     counts.insert("GET /v1/payment_sessions/{id}", counter.take());
 
     let resp = call(Route::ListSessions, "session-list", v(&[])).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(json_body(&resp)["data"].as_array().unwrap().len(), 2);
+    assert_eq!(lambda_json(&resp)["data"].as_array().unwrap().len(), 2);
     counts.insert("GET /v1/payment_sessions?customer_id", counter.take());
 
     let resp = call(Route::ConfirmSession, "session-confirm", v(&[("id", id.clone())])).await;
@@ -105,7 +97,7 @@ async fn every_function_on_dynamodb_local() {
     counts.insert("POST …/confirm (refused)", counter.take());
 
     let resp = call(Route::CancelSession, "session-cancel", v(&[("id", id.clone())])).await;
-    assert_eq!((resp.status().as_u16(), json_body(&resp)["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!((resp.status().as_u16(), lambda_json(&resp)["status"].as_str()), (200, Some("cancelled")));
     counts.insert("POST …/cancel", counter.take());
 
     let resp = call(Route::ExpireSession, "session-expire", v(&[("id", id.clone())])).await;
@@ -114,7 +106,7 @@ async fn every_function_on_dynamodb_local() {
 
     let resp = call(Route::SessionEvents, "session-events", v(&[("id", id.clone())])).await;
     assert_eq!(resp.status(), 200);
-    let events = json_body(&resp);
+    let events = lambda_json(&resp);
     let types: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["payment_session.created", "payment_session.updated", "payment_session.cancelled"]);
     counts.insert("GET …/events", counter.take());
@@ -125,10 +117,10 @@ async fn every_function_on_dynamodb_local() {
 
     // A second session, expired by the merchant, for the expire path that writes.
     let resp = call(Route::CreateSession, "session-create", v(&[("reference", "fx-2".into())])).await;
-    let id2 = json_body(&resp)["id"].as_str().unwrap().to_string();
+    let id2 = lambda_json(&resp)["id"].as_str().unwrap().to_string();
     counter.take();
     let resp = call(Route::ExpireSession, "session-expire", v(&[("id", id2.clone())])).await;
-    assert_eq!((resp.status().as_u16(), json_body(&resp)["status"].as_str()), (200, Some("expired")));
+    assert_eq!((resp.status().as_u16(), lambda_json(&resp)["status"].as_str()), (200, Some("expired")));
     counts.insert("POST …/expire", counter.take());
 
     // With an Idempotency-Key: the record is put in the create's own transaction; a replay
@@ -146,7 +138,7 @@ async fn every_function_on_dynamodb_local() {
     let keyed_written = counter.take_written();
     let replay = invoke(Route::CreateSession, &deps, with_key("fx-3")).await;
     assert_eq!((replay.status().as_u16(), replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap())), (201, Some("true")));
-    assert_eq!(json_body(&replay), json_body(&first));
+    assert_eq!(lambda_json(&replay), lambda_json(&first));
     counts.insert("POST /v1/payment_sessions (replay)", counter.take());
 
     println!("DynamoDB requests per API operation:");

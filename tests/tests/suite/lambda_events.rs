@@ -2,10 +2,10 @@
 //! the runtime does, handed to the same invoke function the deployed binaries run.
 
 use paysession_http::Route;
-use paysession_http::lambda_http::Body;
 use paysession_http::lambda_http::request::from_str;
 use paysession_http::mount::invoke;
 use paysession_tests::Server;
+use paysession_tests::lambda_json;
 use serde_json::{Value, json};
 
 fn event(method: &str, path: &str, token: &str, body: Option<&Value>, path_params: Value) -> String {
@@ -39,14 +39,6 @@ fn event(method: &str, path: &str, token: &str, body: Option<&Value>, path_param
     .to_string()
 }
 
-fn body_json(resp: &http::Response<Body>) -> Value {
-    match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => Value::Null,
-    }
-}
-
 #[tokio::test]
 async fn create_and_get_through_api_gateway_events() {
     let s = Server::start().await;
@@ -58,13 +50,13 @@ async fn create_and_get_through_api_gateway_events() {
     let resp = invoke(Route::CreateSession, deps, create).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["x-request-id"], "fixture-1");
-    let id = body_json(&resp)["id"].as_str().unwrap().to_string();
+    let id = lambda_json(&resp)["id"].as_str().unwrap().to_string();
 
     let path = format!("/v1/payment_sessions/{id}");
     let get = from_str(&event("GET", &path, &token, None, json!({"id": id}))).unwrap();
     let resp = invoke(Route::GetSession, deps, get).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(body_json(&resp)["reference"], "fx-1");
+    assert_eq!(lambda_json(&resp)["reference"], "fx-1");
 
     let unauth = from_str(&event("GET", &path, "nope", None, json!({"id": id}))).unwrap();
     assert_eq!(invoke(Route::GetSession, deps, unauth).await.status(), 401);

@@ -18,7 +18,8 @@ use paysession_http::Route;
 use paysession_http::lambda_http::Body;
 use paysession_http::mount::{Mounted, invoke};
 use paysession_runtime::{build_core, decode_key};
-use serde_json::{Value, json};
+use paysession_tests::lambda_json;
+use serde_json::json;
 
 const KEY_B64: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 
@@ -137,14 +138,6 @@ async fn a_create_whose_number_is_taken_draws_another_id() {
     assert_eq!(store.find_by_virtual_account(number).await.unwrap().map(|s| s.id), Some(created.id.clone()));
 }
 
-fn json_of(resp: &http::Response<Body>) -> Value {
-    match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => Value::Null,
-    }
-}
-
 #[tokio::test]
 async fn a_deposit_to_a_number_of_two_sessions_is_refused_on_dynamodb() {
     let store = Arc::new(paysession_tests::dynamo::fresh_table().await);
@@ -175,7 +168,7 @@ async fn a_deposit_to_a_number_of_two_sessions_is_refused_on_dynamodb() {
         .body(Body::from(r#"{"amount": 700}"#))
         .unwrap();
     let resp = invoke(Route::SandboxDeposit, &deps, req).await;
-    let problem = json_of(&resp);
+    let problem = lambda_json(&resp);
     assert_eq!(resp.status(), 409, "{problem}");
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     assert_eq!(problem["code"], "virtual_account_ambiguous");
