@@ -1,6 +1,7 @@
-//! Serialising timestamps: chrono's serde impl against `paysession_domain::rfc3339`, in
-//! alternated rounds of the same run. `cargo bench -p paysession-domain --bench timestamps
-//! [-- COUNT]` prints ns per timestamp for each and their ratio.
+//! Serialising and reading timestamps: chrono's serde impl against
+//! `paysession_domain::rfc3339`, in alternated rounds of the same run.
+//! `cargo bench -p paysession-domain --bench timestamps [-- COUNT]` prints ns per timestamp
+//! for each, writing and reading, and their ratios.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -37,4 +38,22 @@ fn main() {
     };
     let (c, o) = (median(&mut chrono_ns), median(&mut ours_ns));
     println!("{count} timestamps x 5 rounds, median ns per timestamp: chrono {c:.1}, rfc3339 {o:.1}; rfc3339 / chrono = {:.2}", o / c);
+
+    // Reading them back, as JSON strings.
+    let texts: Vec<String> = times.iter().map(|t| serde_json::to_string(t).unwrap()).collect();
+    let (mut chrono_read, mut ours_read) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        for text in &texts {
+            black_box(serde_json::from_str::<DateTime<Utc>>(text).unwrap());
+        }
+        chrono_read.push(started.elapsed().as_nanos() as f64 / count as f64);
+        let started = Instant::now();
+        for text in &texts {
+            black_box(paysession_domain::rfc3339::deserialize(&mut serde_json::Deserializer::from_str(text)).unwrap());
+        }
+        ours_read.push(started.elapsed().as_nanos() as f64 / count as f64);
+    }
+    let (c, o) = (median(&mut chrono_read), median(&mut ours_read));
+    println!("reading them: chrono {c:.1}, rfc3339 {o:.1} ns per timestamp; rfc3339 / chrono = {:.2}", o / c);
 }

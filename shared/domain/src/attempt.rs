@@ -50,9 +50,9 @@ pub struct PaymentAttempt {
     /// with the form, kept until the payment succeeds and the mandate is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mandate_acceptance: Option<crate::mandate::CustomerAcceptance>,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -48,7 +48,7 @@ pub struct SessionSpec {
     pub items: Vec<LineItem>,
     pub recipients: Vec<Recipient>,
     pub allowed_domains: Vec<AllowedDomain>,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub expires_at: DateTime<Utc>,
     pub expiration_mode: ExpirationMode,
     pub payment_type: PaymentType,

@@ -13,7 +13,7 @@ pub struct EventRecord {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub created_at: DateTime<Utc>,
     pub session_id: String,
     pub data: EventData,

@@ -36,9 +36,9 @@ pub struct PaymentSession {
     pub payment_method_id: Option<String>,
     pub attempts_remaining: u32,
     pub cancellation_reason: Option<CancellationReason>,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub updated_at: DateTime<Utc>,
     /// Optimistic-lock counter: every write is conditional on the version it read.
     pub version: u64,

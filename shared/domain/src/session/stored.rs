@@ -36,6 +36,7 @@ pub(super) struct StoredSession {
     items: Vec<LineItem>,
     recipients: Vec<Recipient>,
     allowed_domains: Vec<AllowedDomain>,
+    #[serde(deserialize_with = "crate::rfc3339::deserialize")]
     expires_at: DateTime<Utc>,
     expiration_mode: ExpirationMode,
     payment_type: PaymentType,
@@ -59,7 +60,9 @@ pub(super) struct StoredSession {
     payment_method_id: Option<String>,
     attempts_remaining: u32,
     cancellation_reason: Option<CancellationReason>,
+    #[serde(deserialize_with = "crate::rfc3339::deserialize")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::rfc3339::deserialize")]
     updated_at: DateTime<Utc>,
     version: u64,
     page_token_hash: Option<String>,
