@@ -5,14 +5,13 @@
 //! the store, so a restart resumes where it stopped: a delivery waiting for its retry is
 //! neither lost nor sent twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
-use paysession_app::webhooks::{dispatch, fan_out_to};
-use paysession_domain::webhook::WebhookEndpoint;
+use paysession_app::webhooks::{BatchMerchants, dispatch, fan_out_to};
 use paysession_runtime::EmbeddedStore;
 
 use crate::local::Local as Deps;
@@ -105,17 +104,15 @@ async fn fan_out_pass(deps: &Deps, store: &EmbeddedStore) -> Result<(), StoreErr
     loop {
         let batch = store.events_after(cursor, 100).await?;
         let Some(last) = batch.last().map(|item| item.seq) else { return Ok(()) };
-        let mut merchants = HashMap::new();
-        for item in &batch {
-            if !merchants.contains_key(&item.merchant_id) {
-                let cx = deps.app.core.at_merchant(&item.merchant_id).await?;
-                let theirs: Arc<[WebhookEndpoint]> = cx.store.list_endpoints(&item.merchant_id).await?.into();
-                merchants.insert(item.merchant_id.clone(), (cx, theirs));
-            }
+        // Every merchant is read before any task starts, so a failed read leaves nothing begun.
+        let mut merchants = BatchMerchants::default();
+        let mut work = Vec::with_capacity(batch.len());
+        for item in batch {
+            let (cx, theirs) = merchants.of(&deps.app.core, &item.merchant_id).await?.clone();
+            work.push((cx, theirs, item));
         }
         let mut fanning = JoinSet::new();
-        for item in batch {
-            let (cx, theirs) = merchants[&item.merchant_id].clone();
+        for (cx, theirs, item) in work {
             let queue = deps.app.queue.clone();
             fanning.spawn(async move { fan_out_to(&cx, queue.as_ref(), &theirs, &item.merchant_id, &item.event).await });
         }

@@ -2,6 +2,8 @@
 //! dispatching one delivery attempt. The same functions run in the Lambda functions
 //! (stream consumer, SQS dispatcher) and in the local server's in-process pipeline.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,7 @@ use paysession_domain::webhook::{
 use crate::clock::Clock;
 use crate::context::Core;
 use crate::ids::new_id;
-use crate::ports::{DeliveryQueue, StoreError, WebhookSender, WebhookStore};
+use crate::ports::{DeliveryQueue, SettingsStore, StoreError, WebhookSender, WebhookStore};
 use crate::retry::{Races, won};
 use crate::secret::Secret;
 
@@ -87,28 +89,38 @@ pub async fn rotate_secret<S: WebhookStore + ?Sized>(
     }
 }
 
-/// The endpoints of each merchant seen in one batch of events, read once per merchant
-/// rather than once per event (a stream batch holds up to 100 events of few merchants).
-#[derive(Default)]
-pub struct EndpointCache(std::collections::HashMap<String, Vec<WebhookEndpoint>>);
+/// Each merchant seen in one batch of events (a stream or outbox batch: up to 100 events of
+/// few merchants), on its own business clock and with its endpoints, read once per merchant
+/// rather than once per event. Cloneable values, so fan-outs may run as tasks of their own.
+pub struct BatchMerchants<S: ?Sized>(HashMap<String, (Core<S>, Arc<[WebhookEndpoint]>)>);
 
-impl EndpointCache {
-    pub async fn of<S: WebhookStore + ?Sized>(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&[WebhookEndpoint], StoreError> {
+impl<S: ?Sized> Default for BatchMerchants<S> {
+    fn default() -> Self {
+        BatchMerchants(HashMap::new())
+    }
+}
+
+impl<S: ?Sized> BatchMerchants<S> {
+    /// What an earlier [`BatchMerchants::of`] read for `merchant_id`.
+    pub fn get(&self, merchant_id: &str) -> Option<&(Core<S>, Arc<[WebhookEndpoint]>)> {
+        self.0.get(merchant_id)
+    }
+}
+
+impl<S: WebhookStore + SettingsStore + ?Sized> BatchMerchants<S> {
+    /// The merchant's core and endpoints, read on first sight.
+    pub async fn of(&mut self, cx: &Core<S>, merchant_id: &str) -> Result<&(Core<S>, Arc<[WebhookEndpoint]>), StoreError> {
         if !self.0.contains_key(merchant_id) {
-            let endpoints = cx.store.list_endpoints(merchant_id).await?;
-            self.0.insert(merchant_id.to_string(), endpoints);
+            let at = cx.at_merchant(merchant_id).await?;
+            let endpoints = at.store.list_endpoints(merchant_id).await?.into();
+            self.0.insert(merchant_id.to_string(), (at, endpoints));
         }
         Ok(&self.0[merchant_id])
-    }
-
-    /// The endpoints read for `merchant_id` by an earlier [`EndpointCache::of`].
-    pub fn cached(&self, merchant_id: &str) -> Option<&[WebhookEndpoint]> {
-        self.0.get(merchant_id).map(Vec::as_slice)
     }
 }
 
 /// Creates one delivery per enabled endpoint of the merchant (`endpoints`, read once per
-/// batch: [`EndpointCache`]) that subscribes to the event, and queues it. Safe to run again
+/// batch: [`BatchMerchants`]) that subscribes to the event, and queues it. Safe to run again
 /// for the same event (a replayed stream batch or outbox pass): delivery ids derive from
 /// (event, endpoint), and a delivery already queued is not queued again. Independent per
 /// event, so a caller may fan out many events at once. Returns the number of deliveries

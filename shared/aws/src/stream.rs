@@ -6,8 +6,6 @@
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
 //! wider filter can never turn a manual delete into an expiry.
 
-use std::collections::HashMap;
-
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use paysession_app::Core;
@@ -15,7 +13,7 @@ use paysession_app::expiry::expire_if_due;
 use paysession_app::ports::StoreError;
 use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
 use paysession_app::recurring::reschedule;
-use paysession_app::webhooks::{EndpointCache, fan_out_to};
+use paysession_app::webhooks::{BatchMerchants, fan_out_to};
 use paysession_domain::mandate::Mandate;
 use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
@@ -98,35 +96,22 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
 pub const FAN_OUT_CONCURRENCY: usize = 16;
 
 /// Fans out a run of consecutive `FanOut` records, up to `concurrency` at once, each on its
-/// merchant's clock and endpoints (read once per merchant). One result per record, in
+/// merchant's clock and endpoints (read once per merchant per batch). One result per record, in
 /// order, except that a record whose merchant could not be read ends the list with its
 /// error: the records after it are not started (the batch resumes there anyway).
 async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
-    endpoints: &mut EndpointCache,
+    merchants: &mut BatchMerchants<S>,
     run: &[(&str, &EventRecord)],
     concurrency: usize,
 ) -> Vec<Result<(), StoreError>> {
-    let mut merchants: HashMap<&str, Core<S>> = HashMap::new();
     let mut ready = run.len();
     let mut unreadable = None;
     for (i, &(merchant_id, _)) in run.iter().enumerate() {
-        if merchants.contains_key(merchant_id) {
-            continue;
-        }
-        let read = match cx.at_merchant(merchant_id).await {
-            Ok(at) => endpoints.of(&at, merchant_id).await.map(|_| at),
-            Err(e) => Err(e),
-        };
-        match read {
-            Ok(at) => {
-                merchants.insert(merchant_id, at);
-            }
-            Err(e) => {
-                (ready, unreadable) = (i, Some(e));
-                break;
-            }
+        if let Err(e) = merchants.of(cx, merchant_id).await {
+            (ready, unreadable) = (i, Some(e));
+            break;
         }
     }
     // A hand-driven window rather than `StreamExt::buffered` over a closure: the closure's
@@ -137,7 +122,7 @@ async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
     loop {
         while window.len() < concurrency.max(1) {
             let Some(&(merchant_id, event)) = waiting.next() else { break };
-            window.push_back(fan_out_one(&merchants, endpoints, queue, merchant_id, event));
+            window.push_back(fan_out_one(merchants, queue, merchant_id, event));
         }
         match window.next().await {
             Some(result) => results.push(result),
@@ -149,15 +134,14 @@ async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
 }
 
 async fn fan_out_one<S: WebhookStore + ?Sized>(
-    merchants: &HashMap<&str, Core<S>>,
-    endpoints: &EndpointCache,
+    merchants: &BatchMerchants<S>,
     queue: &dyn DeliveryQueue,
     merchant_id: &str,
     event: &EventRecord,
 ) -> Result<(), StoreError> {
-    match (merchants.get(merchant_id), endpoints.cached(merchant_id)) {
-        (Some(at), Some(theirs)) => fan_out_to(at, queue, theirs, merchant_id, event).await.map(|_| ()),
-        _ => Err(StoreError::Backend(format!("merchant {merchant_id} of the batch was not read"))),
+    match merchants.get(merchant_id) {
+        Some((at, theirs)) => fan_out_to(at, queue, theirs, merchant_id, event).await.map(|_| ()),
+        None => Err(StoreError::Backend(format!("merchant {merchant_id} of the batch was not read"))),
     }
 }
 
@@ -202,7 +186,7 @@ pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsS
             Err(why) => tracing::error!(sequence, why, "unreadable stream record skipped"),
         }
     }
-    let mut endpoints = EndpointCache::default();
+    let mut merchants = BatchMerchants::default();
     let mut for_bus: Vec<(&str, &EventRecord)> = Vec::new();
     let mut failed_at: Option<String> = None;
     let mut next = 0;
@@ -222,7 +206,7 @@ pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsS
                     _ => None,
                 })
                 .collect();
-            fan_out_run(cx, sinks.queue, &mut endpoints, &run, concurrency).await
+            fan_out_run(cx, sinks.queue, &mut merchants, &run, concurrency).await
         } else {
             vec![run(cx, sinks, &group[0].1).await]
         };
