@@ -419,7 +419,8 @@ pub async fn aliases_and_saved_methods(st: Stores) {
     assert!(st.sessions.list_payment_methods("mer_a", "cus_2").await.unwrap().is_empty());
 }
 
-fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
+/// A merchant with every payment method, created `at`.
+pub fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
     Merchant {
         id: id.into(),
         name: id.into(),
@@ -431,7 +432,8 @@ fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
     }
 }
 
-fn client(id: &str, merchant: &str) -> ApiClient {
+/// An API client `id` of `merchant`.
+pub fn client(id: &str, merchant: &str) -> ApiClient {
     ApiClient { client_id: id.into(), merchant_id: merchant.into(), secret_hash: "h".into(), scopes: vec![], created_at: t0() }
 }
 

@@ -14,11 +14,12 @@ pub async fn fresh_table() -> DynamoStore {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "refusing to create test tables at {endpoint}: tests only use a local DynamoDB"
     );
-    let client = paysession_aws::dynamodb_client().await.unwrap();
+    let config = paysession_aws::sdk_config().await.unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&config);
     drop_stale_tables(&client).await;
     let table = paysession_app::ids::new_id("test");
     paysession_aws::table::create_table(&client, &table).await.expect("create test table");
-    DynamoStore::new(client, table)
+    DynamoStore::from_config(&config, table).await.unwrap()
 }
 
 /// No test keeps its table this long; an older one belongs to a finished test or run.
@@ -121,14 +122,17 @@ impl Intercept for RequestCounter {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let op = context.request().headers().get("x-amz-target").map(|t| t.rsplit('.').next().unwrap_or(t)).unwrap_or("unknown");
+        self.count(op, context.request().body().bytes());
+        Ok(())
+    }
+}
+
+impl RequestCounter {
+    /// Counts one request of `op`, and what a `TransactWriteItems` `body` writes.
+    fn count(&self, op: &str, body: Option<&[u8]>) {
         if op == "TransactWriteItems"
-            && let Some(body) = context.request().body().bytes()
+            && let Some(body) = body
         {
             let w = transaction_written(body);
             let mut total = self.1.lock().unwrap();
@@ -137,8 +141,7 @@ impl Intercept for RequestCounter {
             total.bytes += w.bytes;
             total.sizes.extend(w.sizes);
         }
-        *self.0.lock().unwrap().entry(op).or_default() += 1;
-        Ok(())
+        *self.0.lock().unwrap().entry(op.to_string()).or_default() += 1;
     }
 }
 
@@ -148,5 +151,9 @@ pub async fn counted_table() -> (DynamoStore, RequestCounter) {
     let counter = RequestCounter::default();
     let config = paysession_aws::sdk_config().await.unwrap();
     let dynamo_config = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(counter.clone()).build();
-    (DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo_config), plain.table().to_string()), counter)
+    let observer = counter.clone();
+    let store = plain
+        .with_client(aws_sdk_dynamodb::Client::from_conf(dynamo_config))
+        .observed(std::sync::Arc::new(move |op: &str, body: &[u8]| observer.count(op, Some(body))));
+    (store, counter)
 }

@@ -37,7 +37,7 @@ impl Received {
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
-    script: VecDeque<u16>,
+    script: VecDeque<(u16, &'static str)>,
     default_status: Option<u16>,
 }
 
@@ -73,14 +73,14 @@ impl Receiver {
                                 req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
                             let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             let mut s = state.lock().unwrap();
-                            let status = s.script.pop_front().or(s.default_status).unwrap_or(204);
+                            let (status, answer) = s.script.pop_front().or(s.default_status.map(|d| (d, ""))).unwrap_or((204, ""));
                             s.received.push(Received {
                                 headers,
                                 body: String::from_utf8_lossy(&body).into_owned(),
                                 status,
                                 at: Instant::now(),
                             });
-                            let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(answer.as_bytes())));
                             *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             if (300..400).contains(&status) {
                                 resp.headers_mut().insert("location", "http://127.0.0.1:9/elsewhere".parse().unwrap());
@@ -100,7 +100,12 @@ impl Receiver {
 
     /// Answers the next requests with these statuses, in order.
     pub fn script(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().script.extend(statuses);
+        self.state.lock().unwrap().script.extend(statuses.iter().map(|s| (*s, "")));
+    }
+
+    /// Answers the next requests with these statuses and bodies, in order.
+    pub fn script_answers(&self, answers: &[(u16, &'static str)]) {
+        self.state.lock().unwrap().script.extend(answers);
     }
 
     /// The status once the script is used up.
@@ -175,6 +180,24 @@ pub fn schema_errors(schema: &str, documents: &[Value]) -> Vec<String> {
 pub fn verify_v1a_independently(public_key: &str, messages: &[&Received]) -> Vec<Value> {
     let v = run_python("verify_v1a.py", "the Ed25519 verifier", &json!({"public_key": public_key, "messages": messages_json(messages)}));
     v["results"].as_array().unwrap().clone()
+}
+
+/// Verdicts of botocore's SigV4 signer (`tests/aws/verify_sigv4.py`) on requests signed
+/// for `endpoint` with `credentials` (`[access key, secret, session token]`) in `region`
+/// for `service`: `true`, or what it computed instead.
+pub fn verify_sigv4_independently(
+    endpoint: &str,
+    region: &str,
+    service: &str,
+    credentials: [&str; 3],
+    messages: &[&Received],
+) -> Vec<Value> {
+    let input = json!({
+        "endpoint": endpoint, "region": region, "service": service,
+        "access_key": credentials[0], "secret_key": credentials[1], "token": credentials[2],
+        "messages": messages_json(messages),
+    });
+    python_script("aws/verify_sigv4.py", "botocore's SigV4 signer", &input)["results"].as_array().unwrap().clone()
 }
 
 /// Runs one of the independent verifiers in `tests/webhooks/` (Python, from PAYSESSION_PYTHON,

@@ -12,6 +12,7 @@ pub mod stream;
 pub mod stream_poller;
 pub mod table;
 mod webhooks;
+pub mod wire;
 
 pub use aws_types::SdkConfig;
 pub use sdk::{Trust, sdk_config};

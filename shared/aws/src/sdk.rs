@@ -110,13 +110,60 @@ async fn default_chain(_: Trust) -> Result<SdkConfig, String> {
         .into())
 }
 
-fn http_client(trust: Trust) -> aws_sdk_dynamodb::config::SharedHttpClient {
+/// The SDK-free client of DynamoDB's hot calls (`crate::wire`) for `config`: its region,
+/// credentials provider, and endpoint — the SDK's own rules' answer for the region, FIPS
+/// and dual-stack settings and any endpoint override (`AWS_ENDPOINT_URL_DYNAMODB`, else the
+/// configuration's own), in the SDK's order — over the SDK's connector with the same TLS
+/// settings. `None` without a region or credentials.
+pub(crate) async fn wire_for(config: &SdkConfig) -> Result<Option<crate::wire::Wire>, String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    wire_with(config, Trust::from_lookup(get)?).await
+}
+
+async fn wire_with(config: &SdkConfig, trust: Trust) -> Result<Option<crate::wire::Wire>, String> {
+    use aws_sdk_dynamodb::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+
+    let (Some(region), Some(credentials)) = (config.region(), config.credentials_provider()) else { return Ok(None) };
+    let key =
+        ServiceConfigKey::builder().service_id("DynamoDB").env(ENDPOINT_URL).profile("endpoint_url").build().map_err(|e| e.to_string())?;
+    let params = Params::builder()
+        .region(region.as_ref())
+        .set_use_fips(config.use_fips())
+        .set_use_dual_stack(config.use_dual_stack())
+        .set_endpoint(config.service_config().and_then(|c| c.load_config(key)).or_else(|| config.endpoint_url().map(String::from)))
+        .build()
+        .map_err(|e| format!("DynamoDB endpoint parameters: {e}"))?;
+    let endpoint = DefaultResolver::new().resolve_endpoint(&params).await.map_err(|e| format!("DynamoDB endpoint: {e}"))?;
+    crate::wire::Wire::new(endpoint.url(), region.as_ref(), credentials, connector(trust)).map(Some)
+}
+
+/// The SDK's own connector (the type its HTTP client builds per configuration), with the
+/// settings `http_client` gives the SDK and the SDK's default connect timeout.
+fn connector(trust: Trust) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+    use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
+    let settings = HttpConnectorSettings::builder().connect_timeout(std::time::Duration::from_millis(3100)).build();
+    let connector = aws_smithy_http_client::Connector::builder()
+        .connector_settings(settings)
+        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls_context(trust))
+        .build();
+    SharedHttpConnector::new(connector)
+}
+
+fn tls_context(trust: Trust) -> TlsContext {
     let store = match trust {
         Trust::AmazonRoots => TrustStore::empty().with_pem_certificate(AMAZON_ROOTS.as_bytes()),
         Trust::System => TrustStore::default(),
     };
-    let context = TlsContext::builder().with_trust_store(store).build().expect("a trust store without extra server names is valid");
-    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
+    TlsContext::builder().with_trust_store(store).build().expect("a trust store without extra server names is valid")
+}
+
+fn http_client(trust: Trust) -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls_context(trust))
+        .build_https()
 }
 
 #[cfg(test)]
@@ -162,7 +209,7 @@ mod tests {
         }
     }
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
@@ -204,6 +251,34 @@ mod tests {
         let ignore = [env.as_slice(), &[("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")]].concat();
         let config = from_lookup(lookup(&ignore), vars(&endpoints), Trust::AmazonRoots).unwrap();
         assert_eq!(config.service_config().unwrap().load_config(service("DynamoDB")), None);
+    }
+
+    /// The wire client takes its endpoint from the SDK's own rules.
+    #[tokio::test]
+    async fn the_wire_client_resolves_endpoints_as_the_sdk_does() {
+        let env = |extra: &[(&'static str, &'static str)]| {
+            let base = [("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
+            lookup(&[base.as_slice(), extra].concat())
+        };
+        let endpoint = |config: SdkConfig, trust| async move {
+            wire_with(&config, trust).await.unwrap().map(|w| w.endpoint().to_string().trim_end_matches('/').to_string())
+        };
+        let plain = from_lookup(env(&[]), vars(&[]), Trust::AmazonRoots).unwrap();
+        assert_eq!(endpoint(plain.clone(), Trust::AmazonRoots).await.as_deref(), Some("https://dynamodb.eu-west-1.amazonaws.com"));
+        let fips = from_lookup(env(&[("AWS_USE_FIPS_ENDPOINT", "true")]), vars(&[]), Trust::AmazonRoots).unwrap();
+        assert_eq!(endpoint(fips, Trust::AmazonRoots).await.as_deref(), Some("https://dynamodb-fips.eu-west-1.amazonaws.com"));
+        let local = from_lookup(env(&[]), vars(&[("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000")]), Trust::AmazonRoots).unwrap();
+        assert_eq!(endpoint(local, Trust::AmazonRoots).await.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(endpoint(plain, Trust::System).await.as_deref(), Some("https://dynamodb.eu-west-1.amazonaws.com"));
+        let china = from_lookup(
+            lookup(&[("AWS_REGION", "cn-north-1"), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")]),
+            vars(&[]),
+            Trust::AmazonRoots,
+        )
+        .unwrap();
+        assert_eq!(endpoint(china, Trust::AmazonRoots).await.as_deref(), Some("https://dynamodb.cn-north-1.amazonaws.com.cn"));
+        let no_credentials = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("eu-west-1")).build();
+        assert_eq!(endpoint(no_credentials, Trust::AmazonRoots).await, None);
     }
 
     #[test]

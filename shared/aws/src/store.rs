@@ -2,11 +2,8 @@
 //! `TransactWriteItems` (new state + its events + guards + idempotency completion) with a
 //! condition on the version read.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue as AV, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use paysession_app::idempotency::{Decision, Seen, decide};
@@ -19,8 +16,9 @@ use paysession_domain::payment::SavedPaymentMethod;
 use paysession_domain::session::{EventRecord, PaymentSession};
 
 use crate::keys::*;
+use crate::wire::{ServiceError, Wire, WireError};
 
-pub(crate) type Item = HashMap<String, AV>;
+pub(crate) use crate::wire::Item;
 
 /// Transactions that lose to a concurrent transaction on the same items (DynamoDB's
 /// `TransactionConflict`) are retried this many times before giving up.
@@ -30,6 +28,8 @@ const CONFLICT_RETRIES: u32 = 8;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// The hot calls (`TransactWriteItems`, `GetItem`) without the SDK (`wire` module).
+    wire: Wire,
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AV {
@@ -71,6 +71,25 @@ pub(crate) fn item(pairs: impl IntoIterator<Item = (&'static str, AV)>) -> Item 
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// A failed transaction's outcome from its error and, when cancelled, each item's
+/// cancellation code in request order: the first failed condition wins, then a conflict.
+fn tx_outcome(e: &ServiceError) -> Result<TxOutcome, StoreError> {
+    let reasons = || e.cancellation_codes.iter().map(Option::as_deref);
+    match e.code.as_str() {
+        "TransactionCanceledException" => {
+            if let Some(i) = reasons().position(|r| r == Some("ConditionalCheckFailed")) {
+                return Ok(TxOutcome::ConditionFailed(i));
+            }
+            if reasons().any(|r| r == Some("TransactionConflict")) {
+                return Ok(TxOutcome::Conflict);
+            }
+            Err(StoreError::Backend(format!("transaction cancelled: {e}")))
+        }
+        "TransactionInProgressException" => Ok(TxOutcome::Conflict),
+        _ => Err(StoreError::Backend(e.to_string())),
+    }
+}
+
 /// What went wrong in a cancelled transaction, by the position of the failing item.
 enum TxOutcome {
     Done,
@@ -81,8 +100,23 @@ enum TxOutcome {
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+    /// The store on `table` for `config`: its hot calls on the `wire` client
+    /// (`sdk::wire_for`), the rest through the SDK client of `config`.
+    pub async fn from_config(config: &aws_types::SdkConfig, table: impl Into<String>) -> Result<Self, String> {
+        let wire = crate::sdk::wire_for(config).await?.ok_or("AWS configuration without a region or credentials")?;
+        Ok(DynamoStore { client: Client::new(config), table: table.into(), wire })
+    }
+
+    /// The same store with its SDK calls made by `client` (e.g. one with an interceptor).
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The same store with `observer` shown each request body its wire client sends.
+    pub fn observed(mut self, observer: crate::wire::Observer) -> Self {
+        self.wire = self.wire.observed(observer);
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -102,25 +136,10 @@ impl DynamoStore {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<TxOutcome, StoreError> {
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        let err = match result {
-            Ok(_) => return Ok(TxOutcome::Done),
-            Err(e) => e,
-        };
-        let described = crate::describe(&err);
-        match err.into_service_error() {
-            TransactWriteItemsError::TransactionCanceledException(c) => {
-                let reasons = c.cancellation_reasons();
-                if let Some(i) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
-                    return Ok(TxOutcome::ConditionFailed(i));
-                }
-                if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-                    return Ok(TxOutcome::Conflict);
-                }
-                Err(StoreError::Backend(format!("transaction cancelled: {described}")))
-            }
-            TransactWriteItemsError::TransactionInProgressException(_) => Ok(TxOutcome::Conflict),
-            _ => Err(StoreError::Backend(described)),
+        match self.wire.transact_write_items(&items).await {
+            Ok(()) => Ok(TxOutcome::Done),
+            Err(WireError::Service(e)) => tx_outcome(&e),
+            Err(e) => Err(backend(e)),
         }
     }
 
@@ -248,17 +267,7 @@ impl DynamoStore {
     }
 
     pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(pk))
-            .key(SK, s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend(crate::describe(&e)))?;
-        Ok(out.item)
+        self.wire.get_item(&self.table, &item([(PK, s(pk)), (SK, s(sk))])).await.map_err(backend)
     }
 
     /// All items of a GSI partition in sort order (newest first when `forward` is false),

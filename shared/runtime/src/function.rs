@@ -91,7 +91,7 @@ impl Function {
         let env = FunctionEnv::from_env()?;
         let aws = paysession_aws::sdk_config().await?;
         let key = load_key(&env.signing_key, &aws).await?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
+        let store = DynamoStore::from_config(&aws, env.table.clone()).await?;
         let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
         Ok(Function { core, aws, env, scheduler: OnceLock::new(), bus: OnceLock::new() })
     }

@@ -211,7 +211,7 @@ pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
         StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
         #[cfg(feature = "aws")]
         StoreChoice::Dynamo(table) => {
-            OpenedStore::Dynamo(Arc::new(DynamoStore::new(paysession_aws::dynamodb_client().await?, table.clone())))
+            OpenedStore::Dynamo(Arc::new(DynamoStore::from_config(&paysession_aws::sdk_config().await?, table.clone()).await?))
         }
     })
 }

@@ -1,0 +1,115 @@
+//! The store's SDK-free DynamoDB calls (`paysession_aws::wire`) against a real HTTP
+//! receiver standing in for DynamoDB: what they send, how they are signed (checked by
+//! botocore), and which failures they retry. Against DynamoDB Local they run in every
+//! store test (`dynamo::fresh_table` builds the store as the functions do).
+
+use chrono::{TimeZone, Utc};
+use paysession_app::ports::{MerchantStore, SessionStore, StoreError};
+use paysession_aws::{DynamoStore, keys};
+use paysession_tests::contract::{client, merchant};
+use paysession_tests::receiver::{Receiver, verify_sigv4_independently};
+use serde_json::{Value, json};
+
+const CREDENTIALS: [&str; 3] = ["AKIDWIRETEST", "wire/secret+key", "session-token-of-the-test"];
+const REGION: &str = "eu-central-1";
+
+async fn store_at(receiver: &Receiver) -> DynamoStore {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+    let [key, secret, token] = CREDENTIALS;
+    let config = paysession_aws::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(key, secret, Some(token.into()), None, "test")))
+        .endpoint_url(base(receiver))
+        .build();
+    DynamoStore::from_config(&config, "wire-table").await.unwrap()
+}
+
+fn base(receiver: &Receiver) -> String {
+    format!("http://{}", receiver.addr)
+}
+
+#[tokio::test]
+async fn requests_are_dynamodb_json_signed_as_botocore_signs_them() {
+    let receiver = Receiver::start().await;
+    receiver.script_answers(&[(200, "{}"), (200, "{}")]);
+    let store = store_at(&receiver).await;
+
+    assert_eq!(store.get_session("mer_1", "ps_1").await.unwrap(), None, "an answer without Item is no session");
+    let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    store.create_merchant(&merchant("mer_ü", at), &client("cid_1", "mer_ü")).await.unwrap();
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    let targets: Vec<_> = got.iter().map(|r| r.header("x-amz-target").unwrap_or_default().to_string()).collect();
+    assert_eq!(targets, ["DynamoDB_20120810.GetItem", "DynamoDB_20120810.TransactWriteItems"]);
+    for r in &got {
+        assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.0"));
+        assert_eq!(r.header("x-amz-security-token"), Some(CREDENTIALS[2]));
+        let auth = r.header("authorization").unwrap();
+        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target,"), "{auth}");
+    }
+    let get: Value = got[0].json();
+    let key = json!({"PK": {"S": keys::session_pk("mer_1", "ps_1")}, "SK": {"S": keys::SESSION_SK}});
+    assert_eq!(get, json!({"TableName": "wire-table", "Key": key, "ConsistentRead": true}));
+    let tx: Value = got[1].json();
+    let puts: Vec<&Value> = tx["TransactItems"].as_array().unwrap().iter().map(|t| &t["Put"]).collect();
+    assert_eq!(puts.len(), 2);
+    assert!(puts.iter().all(|p| p["TableName"] == "wire-table" && p["ConditionExpression"] == "attribute_not_exists(PK)"));
+    assert_eq!(puts[0]["Item"]["PK"], json!({"S": keys::merchant_pk("mer_ü")}));
+    assert!(tx["ClientRequestToken"].as_str().is_some_and(|t| t.starts_with("tx_") && t.len() <= 36));
+
+    let verdicts = verify_sigv4_independently(&base(&receiver), REGION, "dynamodb", CREDENTIALS, &got.iter().collect::<Vec<_>>());
+    assert_eq!(verdicts, vec![Value::Bool(true); 2]);
+}
+
+#[tokio::test]
+async fn a_tampered_request_fails_botocores_check() {
+    let receiver = Receiver::start().await;
+    receiver.script_answers(&[(200, "{}")]);
+    let store = store_at(&receiver).await;
+    store.get_session("mer_1", "ps_1").await.unwrap();
+    let mut got = receiver.received();
+    got[0].body = got[0].body.replace("ps_1", "ps_2");
+    let verdicts = verify_sigv4_independently(&base(&receiver), REGION, "dynamodb", CREDENTIALS, &[&got[0]]);
+    assert!(verdicts[0].as_str().is_some_and(|v| v.contains("botocore's")), "{verdicts:?}");
+}
+
+const SERVER_ERROR: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#;
+const THROTTLED: &str =
+    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+
+#[tokio::test]
+async fn server_errors_and_throttling_are_retried_with_the_transaction_token_kept() {
+    let receiver = Receiver::start().await;
+    receiver.script_answers(&[(500, SERVER_ERROR), (400, THROTTLED), (200, "{}")]);
+    let store = store_at(&receiver).await;
+    let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    store.create_merchant(&merchant("mer_1", at), &client("cid_1", "mer_1")).await.unwrap();
+    let got = receiver.received();
+    assert_eq!(got.len(), 3, "two retries, then the answer");
+    let tokens: Vec<Value> = got.iter().map(|r| r.json()["ClientRequestToken"].clone()).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one token across the attempts: {tokens:?}");
+    let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "each attempt sends the same transaction");
+}
+
+#[tokio::test]
+async fn a_second_transaction_carries_a_new_token_and_failures_are_reported() {
+    let receiver = Receiver::start().await;
+    let cancelled = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, None]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed"},{"Code":"None"}]}"#;
+    let invalid = r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"One or more parameter values were invalid"}"#;
+    receiver.script_answers(&[(400, cancelled), (400, invalid), (500, SERVER_ERROR), (500, SERVER_ERROR), (500, SERVER_ERROR)]);
+    let store = store_at(&receiver).await;
+    let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let (m, c) = (merchant("mer_1", at), client("cid_1", "mer_1"));
+    let create = || store.create_merchant(&m, &c);
+    assert!(matches!(create().await, Err(StoreError::AlreadyExists)), "a failed condition is the store's answer, not retried");
+    let e = create().await.unwrap_err();
+    assert!(e.to_string().contains("ValidationException: One or more parameter values were invalid"), "{e}");
+    let e = store.get_session("mer_1", "ps_1").await.unwrap_err();
+    assert!(e.to_string().contains("InternalServerError"), "after three attempts the error is reported: {e}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 5, "neither a failed condition nor a validation error is retried; a server error three times");
+    assert_ne!(got[0].json()["ClientRequestToken"], got[1].json()["ClientRequestToken"]);
+}
