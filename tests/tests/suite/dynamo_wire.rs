@@ -113,3 +113,14 @@ async fn a_second_transaction_carries_a_new_token_and_failures_are_reported() {
     assert_eq!(got.len(), 5, "neither a failed condition nor a validation error is retried; a server error three times");
     assert_ne!(got[0].json()["ClientRequestToken"], got[1].json()["ClientRequestToken"]);
 }
+
+#[tokio::test]
+async fn answers_without_an_error_body_are_named_by_their_status() {
+    let receiver = Receiver::start().await;
+    receiver.script_answers(&[(403, "Forbidden by proxy"), (502, ""), (502, ""), (200, "{}")]);
+    let store = store_at(&receiver).await;
+    let e = store.get_session("mer_1", "ps_1").await.unwrap_err();
+    assert!(e.to_string().contains("HTTP 403: Forbidden by proxy"), "a 4xx is reported, not retried: {e}");
+    assert_eq!(store.get_session("mer_1", "ps_1").await.unwrap(), None, "a 502 is retried until the answer");
+    assert_eq!(receiver.received().len(), 4);
+}

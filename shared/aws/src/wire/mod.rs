@@ -143,13 +143,13 @@ impl Wire {
         if status.is_success() {
             return Ok(answer);
         }
-        match ServiceError::parse(&answer) {
-            Some(e) => Err(WireError::Service(e)),
-            None if status.is_server_error() => {
-                Err(WireError::Service(ServiceError { code: format!("HTTP {status}"), message: String::new(), cancellation_codes: vec![] }))
-            }
-            None => Err(WireError::Transport(format!("HTTP {status} without an error body"))),
-        }
+        // An answer without DynamoDB's error body (a proxy, a load balancer) is named by
+        // its status, so a 5xx is retried and a 4xx is not.
+        Err(WireError::Service(ServiceError::parse(&answer).unwrap_or_else(|| ServiceError {
+            code: format!("HTTP {}", status.as_u16()),
+            message: String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned(),
+            cancellation_codes: vec![],
+        })))
     }
 
     /// The credentials to sign with: the last ones while they are good, else the provider's.
