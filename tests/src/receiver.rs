@@ -1,5 +1,5 @@
-//! A real HTTP webhook receiver on loopback: records every request and answers with a
-//! scripted status (204 once the script is used up). It can be stopped and started again
+//! A real HTTP receiver on loopback (webhooks; a stand-in DynamoDB endpoint): records every
+//! request and answers with a scripted status and body (204 once the script is used up). It can be stopped and started again
 //! on the same port to simulate an outage.
 
 use std::collections::VecDeque;

@@ -11,9 +11,10 @@
 //! Every other call (queries, streams, admin) still goes through the SDK.
 //!
 //! Retries follow the SDK's standard mode: up to 3 attempts on a transport error, a 5xx,
-//! or throttling, after a full-jitter pause of up to 1 s × 2^attempt (≤ 20 s). A
+//! or throttling, after a full-jitter pause of up to 1 s × 2^(attempt − 1) (≤ 20 s). A
 //! transaction carries a `ClientRequestToken` kept across those attempts, so a retried
-//! transaction whose first answer was lost is not applied twice (the SDK path sent none).
+//! transaction whose first answer was lost is not applied twice (the SDK calls it replaces
+//! sent none, so such a retry could fail its own conditions).
 
 mod json;
 
