@@ -3,12 +3,13 @@
 //! the condition, not the TTL, decides whether a nonce is still live).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::Put;
 use chrono::{DateTime, Utc};
 use paysession_app::ports::{SigningStore, StoreError};
 use paysession_app::signing::SigningProfile;
 
 use crate::keys::*;
-use crate::store::{DynamoStore, backend, body, is_condition_failure, item, ms, n, parse_body, s};
+use crate::store::{DynamoStore, backend, body, item, ms, n, parse_body, s};
 
 #[async_trait]
 impl SigningStore for DynamoStore {
@@ -23,7 +24,7 @@ impl SigningStore for DynamoStore {
             ("version", n(profile.version as i64)),
             ("body", body(profile)?),
         ]);
-        let put = self.client().put_item().table_name(self.table()).set_item(Some(it));
+        let put = Put::builder().table_name(self.table()).set_item(Some(it));
         let put = if profile.version <= 1 {
             put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK)
         } else {
@@ -31,30 +32,23 @@ impl SigningStore for DynamoStore {
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":expected", n(profile.version as i64 - 1))
         };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::VersionConflict),
-            Err(e) => Err(backend(crate::describe(&e))),
+        match self.put_item(put.build().map_err(backend)?).await? {
+            true => Ok(()),
+            false => Err(StoreError::VersionConflict),
         }
     }
 
     async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
         let it =
             item([(PK, s(nonce_pk(merchant_id, nonce))), (SK, s(NONCE_SK)), ("until_ms", n(ms(until))), (TTL, n(until.timestamp() + 1))]);
-        let r = self
-            .client()
-            .put_item()
+        let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(it))
             .condition_expression("attribute_not_exists(#pk) OR until_ms <= :now")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":now", n(ms(now)))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(backend(crate::describe(&e))),
-        }
+            .build()
+            .map_err(backend)?;
+        self.put_item(put).await
     }
 }

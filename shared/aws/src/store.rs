@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue as AV, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue as AV, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use paysession_app::idempotency::{Decision, Seen, decide};
 use paysession_app::merchants::{ApiClient, Merchant};
@@ -266,6 +266,17 @@ impl DynamoStore {
         idempotency.map(|c| self.completion_write(c)).into_iter().collect()
     }
 
+    /// One `PutItem`; whether its condition held.
+    pub(crate) async fn put_item(&self, put: Put) -> Result<bool, StoreError> {
+        self.wire.put_item(&put).await.map_err(backend)
+    }
+
+    /// One `DeleteItem`: `None` when its condition failed, else the deleted item's
+    /// attributes if `return_old` asked for them and there was one.
+    pub(crate) async fn delete_item(&self, delete: Delete, return_old: bool) -> Result<Option<Option<Item>>, StoreError> {
+        self.wire.delete_item(&delete, return_old).await.map_err(backend)
+    }
+
     pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         self.wire.get_item(&self.table, &item([(PK, s(pk)), (SK, s(sk))])).await.map_err(backend)
     }
@@ -456,8 +467,7 @@ impl SessionStore for DynamoStore {
     }
 
     async fn save_payment_method(&self, method: &SavedPaymentMethod) -> Result<(), StoreError> {
-        let it = method_item(method)?;
-        self.client.put_item().table_name(&self.table).set_item(Some(it)).send().await.map(|_| ()).map_err(|e| backend(crate::describe(&e)))
+        self.put_item(self.put(method_item(method)?, None)).await.map(drop)
     }
 
     async fn list_payment_methods(&self, merchant_id: &str, customer_id: &str) -> Result<Vec<SavedPaymentMethod>, StoreError> {
@@ -573,7 +583,7 @@ impl IdempotencyStore for DynamoStore {
                 (TTL, n(locked_until.timestamp() + 86_400)),
             ]);
             // Take the key only if it is still in the state we decided on.
-            let mut put = self.client.put_item().table_name(&self.table).set_item(Some(claim));
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(claim));
             put = match &existing {
                 None => put.condition_expression("attribute_not_exists(PK)"),
                 Some(it) => put
@@ -583,10 +593,8 @@ impl IdempotencyStore for DynamoStore {
                     .expression_attribute_values(":seen_owner", s(attr_str(it, "owner").unwrap_or_default()))
                     .expression_attribute_values(":seen_state", s(attr_str(it, "state").unwrap_or_default())),
             };
-            match put.send().await {
-                Ok(_) => return Ok(IdempotencyBegin::Started),
-                Err(e) if is_condition_failure(&e) => continue,
-                Err(e) => return Err(backend(crate::describe(&e))),
+            if self.put_item(put.build().map_err(backend)?).await? {
+                return Ok(IdempotencyBegin::Started);
             }
         }
         Ok(IdempotencyBegin::InFlight)
@@ -600,9 +608,7 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn release(&self, merchant_id: &str, key: &str, owner: &str) -> Result<(), StoreError> {
-        let r = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
             .key(PK, s(idempotency_pk(merchant_id, key)))
             .key(SK, s(IDEMPOTENCY_SK))
@@ -611,20 +617,11 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":in_flight", s("in_flight"))
             .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(backend(crate::describe(&e))),
-        }
+            .build()
+            .map_err(backend)?;
+        // A record no longer ours (failed condition) is left to its owner.
+        self.delete_item(delete, false).await.map(drop)
     }
-}
-
-pub(crate) fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
-    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> bool {
-    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
 #[async_trait]
@@ -666,14 +663,7 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn put_client(&self, client: &ApiClient) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.client_item(client)?))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| backend(crate::describe(&e)))
+        self.put_item(self.put(self.client_item(client)?, None)).await.map(drop)
     }
 }
 
@@ -697,6 +687,6 @@ impl SettingsStore for DynamoStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let it = item([(PK, s(setting_pk(key))), (SK, s(SETTING_SK)), ("value", s(value))]);
-        self.client.put_item().table_name(&self.table).set_item(Some(it)).send().await.map(|_| ()).map_err(|e| backend(crate::describe(&e)))
+        self.put_item(self.put(it, None)).await.map(drop)
     }
 }

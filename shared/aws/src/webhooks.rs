@@ -2,6 +2,7 @@
 //! in `keys.rs`). Every write is conditional on the version read.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put};
 use chrono::Duration;
 use paysession_app::ports::{Cursor, EventQuery, Page, StoreError, WebhookStore};
 use paysession_domain::session::EventRecord;
@@ -9,7 +10,7 @@ use paysession_domain::webhook::{Delivery, WebhookEndpoint};
 
 use crate::DynamoStore;
 use crate::keys::*;
-use crate::store::{Item, backend, body, is_condition_failure, item, ms, n, parse_body, s};
+use crate::store::{Item, backend, body, item, ms, n, parse_body, s};
 
 /// Delivery records (with their attempt log) are kept this long after creation.
 const DELIVERY_RETENTION_DAYS: i64 = 30;
@@ -33,17 +34,14 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
 impl DynamoStore {
     /// A conditional put: `expected` = `None` inserts, `Some(v)` replaces version `v`.
     pub(crate) async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
-        let mut req = self.client().put_item().table_name(self.table()).set_item(Some(it));
+        let mut req = Put::builder().table_name(self.table()).set_item(Some(it));
         req = match expected {
             None => req.condition_expression("attribute_not_exists(PK)"),
             Some(v) => req.condition_expression("version = :expected").expression_attribute_values(":expected", n(v as i64)),
         };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => {
-                Err(if expected.is_some() { StoreError::VersionConflict } else { StoreError::AlreadyExists })
-            }
-            Err(e) => Err(backend(crate::describe(&e))),
+        match self.put_item(req.build().map_err(backend)?).await? {
+            true => Ok(()),
+            false => Err(if expected.is_some() { StoreError::VersionConflict } else { StoreError::AlreadyExists }),
         }
     }
 }
@@ -81,17 +79,13 @@ impl WebhookStore for DynamoStore {
     }
 
     async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client()
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(self.table())
             .key(PK, s(merchant_pk(merchant_id)))
             .key(SK, s(endpoint_sk(id)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| backend(crate::describe(&e)))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+            .build()
+            .map_err(backend)?;
+        Ok(self.delete_item(delete, true).await?.flatten().is_some())
     }
 
     async fn create_delivery(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue as AV, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue as AV, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, MapAccess, Visitor};
@@ -174,6 +174,45 @@ pub(crate) fn transact_write_items(items: &[TransactWriteItem], client_request_t
     serde_json::to_vec(&Request { transact_items: items.iter().map(Wtx).collect(), client_request_token })
 }
 
+/// The body of a `PutItem` request: the same fields as a transaction's `Put`.
+pub(crate) fn put_item(put: &Put) -> Result<Vec<u8>, serde_json::Error> {
+    let mut o = op(put.table_name(), put.condition_expression(), put.expression_attribute_names(), put.expression_attribute_values(), None);
+    o.item = Some(Witem(put.item()));
+    serde_json::to_vec(&o)
+}
+
+/// The body of a `DeleteItem` request: a transaction's `Delete`, and whether the deleted
+/// item's attributes are wanted back (`ReturnValues: ALL_OLD`).
+pub(crate) fn delete_item(delete: &Delete, return_old: bool) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Request<'a> {
+        #[serde(flatten)]
+        op: Op<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        return_values: Option<&'a str>,
+    }
+    let mut o = op(
+        delete.table_name(),
+        delete.condition_expression(),
+        delete.expression_attribute_names(),
+        delete.expression_attribute_values(),
+        None,
+    );
+    o.key = Some(Witem(delete.key()));
+    serde_json::to_vec(&Request { op: o, return_values: return_old.then_some("ALL_OLD") })
+}
+
+/// The attributes a `DeleteItem` with `ALL_OLD` answers with, if an item was deleted.
+pub(crate) fn delete_item_output(body: &[u8]) -> Result<Option<Item>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Output {
+        #[serde(rename = "Attributes")]
+        attributes: Option<Ritem>,
+    }
+    Ok(serde_json::from_slice::<Output>(body)?.attributes.map(|i| i.0).filter(|i| !i.is_empty()))
+}
+
 /// The body of a consistent `GetItem` request.
 pub(crate) fn get_item(table: &str, key: &Item) -> Result<Vec<u8>, serde_json::Error> {
     #[derive(Serialize)]
@@ -294,7 +333,7 @@ impl fmt::Display for ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, Update};
+    use aws_sdk_dynamodb::types::{ConditionCheck, Update};
     use serde_json::{Value, json};
 
     fn every_kind() -> Item {
@@ -404,6 +443,33 @@ mod tests {
             })
         );
         assert!(transact_write_items(&[TransactWriteItem::builder().build()], "tx_2").is_err());
+    }
+
+    #[test]
+    fn single_item_writes_use_the_transaction_fields_at_the_top_level() {
+        let key: Item = [("PK".to_string(), AV::S("k".into())), ("SK".to_string(), AV::S("s".into()))].into();
+        let put = Put::builder()
+            .table_name("t")
+            .set_item(Some(key.clone()))
+            .condition_expression("#o = :o")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":o", AV::S("me".into()))
+            .build()
+            .unwrap();
+        let k = json!({"PK": {"S": "k"}, "SK": {"S": "s"}});
+        assert_eq!(
+            serde_json::from_slice::<Value>(&put_item(&put).unwrap()).unwrap(),
+            json!({"TableName": "t", "Item": k, "ConditionExpression": "#o = :o",
+                "ExpressionAttributeNames": {"#o": "owner"}, "ExpressionAttributeValues": {":o": {"S": "me"}}})
+        );
+        let delete = Delete::builder().table_name("t").set_key(Some(key)).build().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&delete_item(&delete, true).unwrap()).unwrap(),
+            json!({"TableName": "t", "Key": k, "ReturnValues": "ALL_OLD"})
+        );
+        assert_eq!(serde_json::from_slice::<Value>(&delete_item(&delete, false).unwrap()).unwrap(), json!({"TableName": "t", "Key": k}));
+        assert_eq!(delete_item_output(br#"{"Attributes":{"PK":{"S":"k"}}}"#).unwrap().map(|i| i.len()), Some(1));
+        assert_eq!(delete_item_output(b"{}").unwrap(), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! DynamoDB's two hot calls — `TransactWriteItems` and a consistent `GetItem` — made
-//! without the SDK's orchestrator. Every API request is one or two of them, and under perf
+//! without the SDK's orchestrator, and with them the store's single-item `PutItem` and
+//! `DeleteItem` (a signed request's nonce claim is one), whose request shapes are a
+//! transaction's `Put` and `Delete`. Every API request is one or two of them, and under perf
 //! a warm create spent most of its CPU in the SDK's per-call machinery (interceptors, the
 //! config bag, endpoint rules, retry bookkeeping: docs/PERFORMANCE.md), about as much as a
 //! whole bare SDK `PutItem`. What stays the SDK's: the request types the store builds;
@@ -23,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::body::SdkBody;
@@ -109,6 +111,25 @@ impl Wire {
         let body =
             json::transact_write_items(items, &token).map_err(|e| WireError::Transport(format!("transaction not serialisable: {e}")))?;
         self.call("TransactWriteItems", body).await.map(drop)
+    }
+
+    /// A `PutItem`; `Ok(false)` when its condition failed.
+    pub(crate) async fn put_item(&self, put: &Put) -> Result<bool, WireError> {
+        let body = json::put_item(put).map_err(|e| WireError::Transport(format!("item not serialisable: {e}")))?;
+        condition_held(self.call("PutItem", body).await)
+    }
+
+    /// A `DeleteItem`: `Ok(None)` when its condition failed, else the deleted item's
+    /// attributes if `return_old` asked for them and there was one.
+    pub(crate) async fn delete_item(&self, delete: &Delete, return_old: bool) -> Result<Option<Option<Item>>, WireError> {
+        let body = json::delete_item(delete, return_old).map_err(|e| WireError::Transport(format!("key not serialisable: {e}")))?;
+        match self.call("DeleteItem", body).await {
+            Ok(answer) => {
+                json::delete_item_output(&answer).map(Some).map_err(|e| WireError::Transport(format!("unreadable DeleteItem answer: {e}")))
+            }
+            Err(WireError::Service(e)) if e.code == CONDITION_FAILED => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn get_item(&self, table: &str, key: &Item) -> Result<Option<Item>, WireError> {
@@ -199,6 +220,16 @@ impl Wire {
             .map_err(|e| e.to_string())?;
         instructions.apply_to_request_http1x(&mut request);
         request.try_into().map_err(|e: aws_smithy_runtime_api::http::HttpError| e.to_string())
+    }
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+fn condition_held(answer: Result<Bytes, WireError>) -> Result<bool, WireError> {
+    match answer {
+        Ok(_) => Ok(true),
+        Err(WireError::Service(e)) if e.code == CONDITION_FAILED => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
