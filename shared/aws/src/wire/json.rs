@@ -91,23 +91,24 @@ enum TxOp<'a> {
     ConditionCheck(Op<'a>),
 }
 
-fn op<'a>(
-    table_name: &'a str,
-    condition_expression: Option<&'a str>,
-    names: Option<&'a HashMap<String, String>>,
-    values: Option<&'a Item>,
-    on_failure: Option<&'a ReturnValuesOnConditionCheckFailure>,
-) -> Op<'a> {
-    Op {
-        table_name,
-        item: None,
-        key: None,
-        update_expression: None,
-        condition_expression,
-        expression_attribute_names: names,
-        expression_attribute_values: values.map(Witem),
-        return_values_on_condition_check_failure: on_failure.map(ReturnValuesOnConditionCheckFailure::as_str),
-    }
+/// The fields every operation shares, read from any of the SDK's four operation types
+/// (they share these getters, not a trait); `$condition` because `ConditionCheck`'s is
+/// required, the others' optional.
+macro_rules! shared_fields {
+    ($x:expr, $condition:expr) => {
+        Op {
+            table_name: $x.table_name(),
+            item: None,
+            key: None,
+            update_expression: None,
+            condition_expression: $condition,
+            expression_attribute_names: $x.expression_attribute_names(),
+            expression_attribute_values: $x.expression_attribute_values().map(Witem),
+            return_values_on_condition_check_failure: $x
+                .return_values_on_condition_check_failure()
+                .map(ReturnValuesOnConditionCheckFailure::as_str),
+        }
+    };
 }
 
 struct Wtx<'a>(&'a TransactWriteItem);
@@ -116,46 +117,17 @@ impl Serialize for Wtx<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let t = self.0;
         let tx = if let Some(p) = t.put() {
-            let mut o = op(
-                p.table_name(),
-                p.condition_expression(),
-                p.expression_attribute_names(),
-                p.expression_attribute_values(),
-                p.return_values_on_condition_check_failure(),
-            );
-            o.item = Some(Witem(p.item()));
-            TxOp::Put(o)
+            TxOp::Put(Op { item: Some(Witem(p.item())), ..shared_fields!(p, p.condition_expression()) })
         } else if let Some(u) = t.update() {
-            let mut o = op(
-                u.table_name(),
-                u.condition_expression(),
-                u.expression_attribute_names(),
-                u.expression_attribute_values(),
-                u.return_values_on_condition_check_failure(),
-            );
-            o.key = Some(Witem(u.key()));
-            o.update_expression = Some(u.update_expression());
-            TxOp::Update(o)
+            TxOp::Update(Op {
+                key: Some(Witem(u.key())),
+                update_expression: Some(u.update_expression()),
+                ..shared_fields!(u, u.condition_expression())
+            })
         } else if let Some(d) = t.delete() {
-            let mut o = op(
-                d.table_name(),
-                d.condition_expression(),
-                d.expression_attribute_names(),
-                d.expression_attribute_values(),
-                d.return_values_on_condition_check_failure(),
-            );
-            o.key = Some(Witem(d.key()));
-            TxOp::Delete(o)
+            TxOp::Delete(Op { key: Some(Witem(d.key())), ..shared_fields!(d, d.condition_expression()) })
         } else if let Some(c) = t.condition_check() {
-            let mut o = op(
-                c.table_name(),
-                Some(c.condition_expression()),
-                c.expression_attribute_names(),
-                c.expression_attribute_values(),
-                c.return_values_on_condition_check_failure(),
-            );
-            o.key = Some(Witem(c.key()));
-            TxOp::ConditionCheck(o)
+            TxOp::ConditionCheck(Op { key: Some(Witem(c.key())), ..shared_fields!(c, Some(c.condition_expression())) })
         } else {
             return Err(S::Error::custom("a transaction item without an operation"));
         };
@@ -176,9 +148,7 @@ pub(crate) fn transact_write_items(items: &[TransactWriteItem], client_request_t
 
 /// The body of a `PutItem` request: the same fields as a transaction's `Put`.
 pub(crate) fn put_item(put: &Put) -> Result<Vec<u8>, serde_json::Error> {
-    let mut o = op(put.table_name(), put.condition_expression(), put.expression_attribute_names(), put.expression_attribute_values(), None);
-    o.item = Some(Witem(put.item()));
-    serde_json::to_vec(&o)
+    serde_json::to_vec(&Op { item: Some(Witem(put.item())), ..shared_fields!(put, put.condition_expression()) })
 }
 
 /// The body of a `DeleteItem` request: a transaction's `Delete`, and whether the deleted
@@ -192,14 +162,7 @@ pub(crate) fn delete_item(delete: &Delete, return_old: bool) -> Result<Vec<u8>, 
         #[serde(skip_serializing_if = "Option::is_none")]
         return_values: Option<&'a str>,
     }
-    let mut o = op(
-        delete.table_name(),
-        delete.condition_expression(),
-        delete.expression_attribute_names(),
-        delete.expression_attribute_values(),
-        None,
-    );
-    o.key = Some(Witem(delete.key()));
+    let o = Op { key: Some(Witem(delete.key())), ..shared_fields!(delete, delete.condition_expression()) };
     serde_json::to_vec(&Request { op: o, return_values: return_old.then_some("ALL_OLD") })
 }
 

@@ -66,6 +66,8 @@ impl std::fmt::Display for WireError {
 pub struct Wire {
     http: SharedHttpConnector,
     uri: Uri,
+    /// `uri` as text, for the signer (rendered once, not per request).
+    uri_text: Arc<str>,
     host: HeaderValue,
     region: Arc<str>,
     credentials: SharedCredentialsProvider,
@@ -92,7 +94,8 @@ impl Wire {
         let uri: Uri = endpoint.parse().map_err(|e| format!("DynamoDB endpoint {endpoint:?}: {e}"))?;
         let authority = uri.authority().ok_or_else(|| format!("DynamoDB endpoint {endpoint:?} has no host"))?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| format!("DynamoDB endpoint {endpoint:?}: {e}"))?;
-        Ok(Wire { http, uri, host, region: region.into(), credentials, current: Arc::default(), observer: None })
+        let uri_text = uri.to_string().into();
+        Ok(Wire { http, uri, uri_text, host, region: region.into(), credentials, current: Arc::default(), observer: None })
     }
 
     /// Where requests go.
@@ -116,20 +119,15 @@ impl Wire {
     /// A `PutItem`; `Ok(false)` when its condition failed.
     pub(crate) async fn put_item(&self, put: &Put) -> Result<bool, WireError> {
         let body = json::put_item(put).map_err(|e| WireError::Transport(format!("item not serialisable: {e}")))?;
-        condition_held(self.call("PutItem", body).await)
+        unless_condition_failed(self.call("PutItem", body).await).map(|answer| answer.is_some())
     }
 
     /// A `DeleteItem`: `Ok(None)` when its condition failed, else the deleted item's
     /// attributes if `return_old` asked for them and there was one.
     pub(crate) async fn delete_item(&self, delete: &Delete, return_old: bool) -> Result<Option<Option<Item>>, WireError> {
         let body = json::delete_item(delete, return_old).map_err(|e| WireError::Transport(format!("key not serialisable: {e}")))?;
-        match self.call("DeleteItem", body).await {
-            Ok(answer) => {
-                json::delete_item_output(&answer).map(Some).map_err(|e| WireError::Transport(format!("unreadable DeleteItem answer: {e}")))
-            }
-            Err(WireError::Service(e)) if e.code == CONDITION_FAILED => Ok(None),
-            Err(e) => Err(e),
-        }
+        let Some(answer) = unless_condition_failed(self.call("DeleteItem", body).await)? else { return Ok(None) };
+        json::delete_item_output(&answer).map(Some).map_err(|e| WireError::Transport(format!("unreadable DeleteItem answer: {e}")))
     }
 
     pub(crate) async fn get_item(&self, table: &str, key: &Item) -> Result<Option<Item>, WireError> {
@@ -204,13 +202,13 @@ impl Wire {
             .build()
             .map_err(|e| e.to_string())?
             .into();
-        let uri = self.uri.to_string();
         let headers = [
             (HOST.as_str(), self.host.to_str().map_err(|e| e.to_string())?),
             (CONTENT_TYPE.as_str(), JSON_1_0),
             ("x-amz-target", target.to_str().map_err(|e| e.to_string())?),
         ];
-        let signable = SignableRequest::new("POST", &uri, headers.into_iter(), SignableBody::Bytes(&body)).map_err(|e| e.to_string())?;
+        let signable =
+            SignableRequest::new("POST", &*self.uri_text, headers.into_iter(), SignableBody::Bytes(&body)).map_err(|e| e.to_string())?;
         let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
         let mut request = http::Request::post(self.uri.clone())
             .header(HOST, self.host.clone())
@@ -223,12 +221,11 @@ impl Wire {
     }
 }
 
-const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
-
-fn condition_held(answer: Result<Bytes, WireError>) -> Result<bool, WireError> {
+/// A single-item write's answer, `None` when its condition failed (an answer, not an error).
+fn unless_condition_failed(answer: Result<Bytes, WireError>) -> Result<Option<Bytes>, WireError> {
     match answer {
-        Ok(_) => Ok(true),
-        Err(WireError::Service(e)) if e.code == CONDITION_FAILED => Ok(false),
+        Ok(answer) => Ok(Some(answer)),
+        Err(WireError::Service(e)) if e.code == "ConditionalCheckFailedException" => Ok(None),
         Err(e) => Err(e),
     }
 }
