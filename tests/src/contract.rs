@@ -49,7 +49,7 @@ fn session(merchant: &str, customer: &str, reference: &str, at: DateTime<Utc>) -
     let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
     let body = json!({"amount": 1050, "currency": "EUR", "customer_id": customer, "reference": reference});
     let spec = parse_create_session(&body, at, &policy).unwrap();
-    PaymentSession::create(spec, paysession_app::ids::new_id("ps"), merchant.into(), None, at)
+    PaymentSession::create(spec, merchant.into(), None, at)
 }
 
 async fn insert(st: &Stores, s: &PaymentSession) -> Result<(), StoreError> {
@@ -74,12 +74,15 @@ pub async fn create_get_and_tenancy(st: Stores) {
 }
 
 pub async fn duplicate_reference_guard(st: Stores) {
-    insert(&st, &session("mer_a", "cus_1", "ref-1", t0())).await.unwrap();
-    let dup = session("mer_a", "cus_1", "ref-1", t0());
+    let first = session("mer_a", "cus_1", "ref-1", t0());
+    insert(&st, &first).await.unwrap();
+    let first_events = st.sessions.session_events("mer_a", &first.id).await.unwrap();
+    let dup = session("mer_a", "cus_1", "ref-1", t0() + chrono::Duration::seconds(1));
+    assert_eq!(dup.id, first.id, "one reference, one id");
     assert!(matches!(insert(&st, &dup).await, Err(StoreError::DuplicateReference)));
-    // Nothing of the refused session was written.
-    assert_eq!(st.sessions.get_session("mer_a", &dup.id).await.unwrap(), None);
-    assert!(st.sessions.session_events("mer_a", &dup.id).await.unwrap().is_empty());
+    // Nothing of the refused session was written: the first is as it was, with its event.
+    assert_eq!(st.sessions.get_session("mer_a", &first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(st.sessions.session_events("mer_a", &first.id).await.unwrap(), first_events);
     insert(&st, &session("mer_a", "cus_2", "ref-1", t0())).await.unwrap();
     insert(&st, &session("mer_b", "cus_1", "ref-1", t0())).await.unwrap();
 }
@@ -312,7 +315,9 @@ pub async fn idempotency_taken_in_the_write(st: Stores) {
     for reference in ["f-2", "f-1"] {
         let (out, id) = create(reference, "fk", "fp1", t0()).await;
         assert!(matches!(out, Err(StoreError::IdempotencyLost)), "{reference}: {out:?}");
-        assert_eq!(st.sessions.get_session("mer_a", &id).await.unwrap(), None, "{reference}: the whole write was cancelled");
+        // "f-1" names the first session's id: only the first's own event is there.
+        let kept = usize::from(id == first_id);
+        assert_eq!(st.sessions.session_events("mer_a", &id).await.unwrap().len(), kept, "{reference}: the whole write was cancelled");
     }
     assert_eq!(st.sessions.get_session("mer_a", &first_id).await.unwrap().map(|s| s.version), Some(1));
     // A live in-flight claim holds the key against a fresh write until its lock lapses.

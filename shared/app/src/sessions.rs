@@ -9,7 +9,7 @@ use paysession_domain::lifecycle::InvalidTransition;
 use paysession_domain::model::{Mode, PaymentMethodKind, SessionType};
 use paysession_domain::session::{
     HostedPage, MerchantAction, PaymentSession, QrCode, ViewJson, VirtualAccount, events_for, events_with_view, page_locator, page_token,
-    qr_locator, qr_payload_id,
+    qr_locator, qr_payload_id, session_id,
 };
 use paysession_domain::{FieldError, SessionSpec, parse_create_session};
 use serde_json::Value;
@@ -66,18 +66,14 @@ pub async fn create<S: SessionStore + ?Sized, R>(
         }]));
     }
     let now = cx.clock.now();
-    let (mut spec, mut attempts) = (spec, 0);
+    let page = (spec.mode == Mode::Redirect).then(|| {
+        let token = page_token(&merchant.id, &session_id(&merchant.id, &spec.customer_id, &spec.reference), &new_token());
+        HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
+    });
+    let mut session = PaymentSession::create(spec, merchant.id.clone(), page, now);
+    let mut draw = 0;
     loop {
-        let id = new_id("ps");
-        let page = (spec.mode == Mode::Redirect).then(|| {
-            let token = page_token(&merchant.id, &id, &new_token());
-            HostedPage {
-                url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')),
-                token_hash: sha256_hex(token.as_bytes()),
-            }
-        });
-        let mut session = PaymentSession::create(spec, id, merchant.id.clone(), page, now);
-        add_instructions(&mut session);
+        add_instructions(&mut session, draw);
         let view = ViewJson::of(&session, now);
         let events = events_with_view(None, &session, &view, now, || new_id("evt"));
         let (answer, completion) = respond(&session, &view);
@@ -86,12 +82,11 @@ pub async fn create<S: SessionStore + ?Sized, R>(
                 tracing::info!(session_id = %session.id, "payment session created");
                 return Ok(answer);
             }
-            // The number is a hash of the id: another id draws another number. Nothing was
-            // written, so the caller never sees the discarded id.
-            Err(StoreError::VirtualAccountTaken(_)) if attempts < VIRTUAL_ACCOUNT_DRAWS => {
-                attempts += 1;
-                tracing::warn!(discarded = %session.id, "virtual account number taken; drawing another session id");
-                spec = session.spec;
+            // The number is a hash of the id and the draw: the next draw gives another.
+            // Nothing was written, so the caller never sees the number refused.
+            Err(StoreError::VirtualAccountTaken(number)) if draw < VIRTUAL_ACCOUNT_DRAWS => {
+                draw += 1;
+                tracing::warn!(session_id = %session.id, %number, "virtual account number taken; drawing another");
             }
             Err(StoreError::VirtualAccountTaken(_)) => {
                 return Err(StoreError::Backend("every virtual account number drawn was taken".into()).into());
@@ -101,7 +96,7 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     }
 }
 
-/// How many more session ids a create draws when its virtual-account number is taken
+/// How many more numbers a create draws when its virtual-account number is taken
 /// (each draw collides with probability sessions / 10¹²).
 const VIRTUAL_ACCOUNT_DRAWS: u32 = 3;
 
@@ -202,12 +197,16 @@ pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id:
 
 /// Instructions for the payment methods that need them, derived from the session so they
 /// are stable. The QR payload id is the session's locator (unique by construction); the
-/// virtual-account number is 12 digits of a SHA-256 of the id, so it can be taken: a store
-/// that guards numbers refuses the create ([`create`] draws another id), one that cannot
+/// virtual-account number is 12 digits of a SHA-256 of the id (and of the `draw`, after the
+/// first), so it can be taken: a store that guards numbers refuses the create ([`create`]
+/// draws again), one that cannot
 /// refuses a deposit to a number of two sessions rather than guess.
-pub fn add_instructions(session: &mut PaymentSession) {
+pub fn add_instructions(session: &mut PaymentSession, draw: u32) {
     if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
-        let digest = sha256_hex(session.id.as_bytes());
+        let digest = match draw {
+            0 => sha256_hex(session.id.as_bytes()),
+            n => sha256_hex(format!("{}#{n}", session.id).as_bytes()),
+        };
         let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
         session.instructions.virtual_account =
             Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });

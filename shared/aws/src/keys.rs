@@ -3,12 +3,11 @@
 //!
 //! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
 //! |---|---|---|---|---|
-//! | session | `MER#m#SES#id` | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
+//! | session (GSI3: `VA#number`, if it shows a virtual account) | `MER#m#SES#id` | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
 //! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
-//! | expiry item (TTL = expires_at) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
-//! | reference guard (indexed by the session's virtual-account number, if any) | `MER#m#REF#reference#customer` | `REF` | `VA#number` / `REF` | |
+//! | expiry item (TTL = expires_at; GSI3: `MER#m#EXPIRY#id`) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
@@ -31,6 +30,9 @@ pub const GSI1SK: &str = "GSI1SK";
 pub const GSI2: &str = "GSI2";
 pub const GSI2PK: &str = "GSI2PK";
 pub const GSI2SK: &str = "GSI2SK";
+/// Keys only, partition key only, sparse: virtual-account numbers (see [`virtual_account_gsi3`]).
+pub const GSI3: &str = "GSI3";
+pub const GSI3PK: &str = "GSI3PK";
 /// TTL attribute (epoch seconds). Garbage collection only: reads never trust it.
 pub const TTL: &str = "ttl";
 
@@ -78,8 +80,9 @@ pub fn deliveries_gsi1(merchant: &str, endpoint: &str) -> String {
 }
 
 /// The session's expiry item: its TTL deletion drives the transition to `expired`. It
-/// carries GSI key attributes because DynamoDB Local never deletes an expired item that
-/// lacks a GSI's keys (AWS does not care).
+/// carries every GSI's key attributes because DynamoDB Local never deletes an expired item
+/// that lacks any index's keys (AWS does not care). Each its own value in GSI2 and GSI3, so
+/// no index partition takes every create.
 pub const EXPIRY_SK: &str = "EXPIRY";
 pub fn expiries_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#EXPIRIES")
@@ -88,16 +91,11 @@ pub fn expiry_gsi2(merchant: &str, session: &str) -> String {
     format!("MER#{merchant}#EXPIRY#{session}")
 }
 
-/// References match `[A-Za-z0-9_-]`, so putting the reference first keeps the key
-/// unambiguous whatever the customer id contains.
-pub fn reference_pk(merchant: &str, reference: &str, customer: &str) -> String {
-    format!("MER#{merchant}#REF#{reference}#{customer}")
-}
-pub const REFERENCE_SK: &str = "REF";
-/// A deposit finds its session through the guard, which has no other index entry: a
-/// session's own item already fills both indexes, and a separate lookup item would cost
-/// each create another 2 write units.
-pub fn virtual_account_gsi1(number: &str) -> String {
+/// A deposit finds its session through the session item's entry in GSI3, a sparse index
+/// holding keys only: the number cannot carry the session's key (16 digits), and a lookup
+/// item of its own would cost each create another 2 write units. The reference needs no
+/// item either: the session's id is derived from it (`paysession_domain::session::session_id`).
+pub fn virtual_account_gsi3(number: &str) -> String {
     format!("VA#{number}")
 }
 

@@ -13,7 +13,7 @@ use paysession_app::ports::{
     StoreError, StoredResponse,
 };
 use paysession_domain::payment::SavedPaymentMethod;
-use paysession_domain::session::{EventRecord, PaymentSession};
+use paysession_domain::session::{EventRecord, PaymentSession, session_id};
 
 use crate::keys::*;
 use crate::wire::{ServiceError, Wire, WireError};
@@ -160,7 +160,7 @@ impl DynamoStore {
 
     pub(crate) fn session_item(&self, session: &PaymentSession) -> Result<Item, StoreError> {
         let created = time_sort(ms(session.created_at), &session.id);
-        Ok(item([
+        let mut it = item([
             (PK, s(session_pk(&session.merchant_id, &session.id))),
             (SK, s(SESSION_SK)),
             (GSI1PK, s(sessions_gsi1(&session.merchant_id))),
@@ -170,7 +170,11 @@ impl DynamoStore {
             ("version", n(session.version as i64)),
             ("status", s(session.status.as_str())),
             ("body", body(session)?),
-        ]))
+        ]);
+        if let Some(number) = session.virtual_account_number() {
+            it.insert(GSI3PK.into(), s(virtual_account_gsi3(number)));
+        }
+        Ok(it)
     }
 
     pub(crate) fn event_items(
@@ -361,26 +365,21 @@ impl SessionStore for DynamoStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let mut guard = item([
-            (PK, s(reference_pk(&session.merchant_id, &session.spec.reference, &session.spec.customer_id))),
-            (SK, s(REFERENCE_SK)),
-            ("merchant_id", s(session.merchant_id.clone())),
-            ("session_id", s(session.id.clone())),
-        ]);
-        if let Some(number) = session.virtual_account_number() {
-            guard.insert(GSI1PK.into(), s(virtual_account_gsi1(number)));
-            guard.insert(GSI1SK.into(), s(REFERENCE_SK));
+        // The session's key is its reference's (`session_id`), so the session's own condition
+        // guards the reference; a session under any other id would slip past it.
+        let id = session_id(&session.merchant_id, &session.spec.customer_id, &session.spec.reference);
+        if session.id != id {
+            return Err(backend(format!("session {} is not under its reference's id {id}", session.id)));
         }
         let mut items = self.starting_with_completion(idempotency)?;
         let first = items.len();
         items.push(TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build());
-        items.push(TransactWriteItem::builder().put(self.put(guard, Some("attribute_not_exists(PK)"))).build());
         items.push(TransactWriteItem::builder().put(self.put(expiry_item(session), None)).build());
         items.extend(self.event_items(&session.merchant_id, session, events)?);
         match self.transact_retrying(items).await? {
             None => Ok(()),
             Some(i) if i < first => Err(StoreError::IdempotencyLost),
-            Some(i) if i == first + 1 => Err(StoreError::DuplicateReference),
+            Some(i) if i == first => Err(StoreError::DuplicateReference),
             Some(i) => Err(StoreError::Backend(format!("create condition failed on item {i}"))),
         }
     }
@@ -417,13 +416,9 @@ impl SessionStore for DynamoStore {
     }
 
     async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
-        // customer_id + reference is a direct lookup through the reference guard.
+        // customer_id + reference name the session's id.
         if let (Some(customer), Some(reference)) = (&q.customer_id, &q.reference) {
-            let guard = self.get_item(reference_pk(merchant_id, reference, customer), REFERENCE_SK).await?;
-            let session = match guard.as_ref().and_then(|g| attr_str(g, "session_id")) {
-                Some(id) => self.get_session(merchant_id, id).await?,
-                None => None,
-            };
+            let session = self.get_session(merchant_id, &session_id(merchant_id, customer, reference)).await?;
             let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
             return Ok(Page { items, has_more: false });
         }
@@ -496,19 +491,19 @@ impl DynamoStore {
             .client
             .query()
             .table_name(&self.table)
-            .index_name(GSI1)
-            .key_condition_expression("GSI1PK = :pk")
-            .expression_attribute_values(":pk", s(virtual_account_gsi1(number)))
+            .index_name(GSI3)
+            .key_condition_expression("GSI3PK = :pk")
+            .expression_attribute_values(":pk", s(virtual_account_gsi3(number)))
             .limit(2)
             .send()
             .await
             .map_err(|e| backend(crate::describe(&e)))?;
-        let guards = page.items.unwrap_or_default();
-        match guards.as_slice() {
+        let entries = page.items.unwrap_or_default();
+        match entries.as_slice() {
             [] => Ok(None),
-            [guard] => match (attr_str(guard, "merchant_id"), attr_str(guard, "session_id")) {
-                (Some(m), Some(id)) => self.get_session(m, id).await,
-                _ => Err(backend("reference guard without merchant_id/session_id")),
+            [entry] => match attr_str(entry, PK) {
+                Some(pk) => self.get_item(pk.to_string(), SESSION_SK).await?.map(|it| parse_body(&it)).transpose(),
+                None => Err(backend("virtual-account index entry without a key")),
             },
             _ => Err(StoreError::VirtualAccountTaken(number.to_string())),
         }
@@ -525,6 +520,7 @@ fn expiry_item(session: &PaymentSession) -> Item {
         (GSI1SK, s(time_sort(ms(session.spec.expires_at), id))),
         (GSI2PK, s(expiry_gsi2(m, id))),
         (GSI2SK, s(EXPIRY_SK)),
+        (GSI3PK, s(expiry_gsi2(m, id))),
         ("merchant_id", s(m.clone())),
         ("session_id", s(id.clone())),
         (TTL, n(session.spec.expires_at.timestamp())),

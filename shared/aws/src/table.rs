@@ -24,9 +24,20 @@ fn gsi(name: &str, pk: &str, sk: &str) -> GlobalSecondaryIndex {
 }
 
 /// String key attributes of the table and its indexes.
-pub const KEY_ATTRIBUTES: [&str; 6] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK];
-/// (index, partition key, sort key)
+pub const KEY_ATTRIBUTES: [&str; 7] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK];
+/// (index, partition key, sort key), projecting every attribute.
 pub const INDEXES: [(&str, &str, &str); 2] = [(GSI1, GSI1PK, GSI1SK), (GSI2, GSI2PK, GSI2SK)];
+/// (index, partition key) of the one index without a sort key, projecting keys only.
+pub const KEYS_ONLY_INDEX: (&str, &str) = (GSI3, GSI3PK);
+
+fn keys_only_gsi((name, pk): (&str, &str)) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash))
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .expect("complete index")
+}
 
 /// Creates the table (on demand, stream NEW_AND_OLD_IMAGES), turns TTL and point-in-time
 /// recovery on. Returns warnings for settings the endpoint does not support (DynamoDB Local
@@ -53,6 +64,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Vec<String>, S
     for (name, pk, sk) in INDEXES {
         req = req.global_secondary_indexes(gsi(name, pk, sk));
     }
+    req = req.global_secondary_indexes(keys_only_gsi(KEYS_ONLY_INDEX));
     req.send().await.map_err(|e| format!("cannot create table {table}: {}", crate::describe(&e)))?;
     wait_active(client, table).await?;
     client

@@ -138,9 +138,37 @@ pub struct HostedPage {
     pub token_hash: String,
 }
 
+/// A session's id is a function of what makes it unique: its merchant, customer and
+/// reference, which API.md makes unique for ever (a duplicate, even a concurrent one, is
+/// `duplicate_reference`). Two creates of one reference therefore name one key, and a store
+/// guards the reference with the session's own key: no guard item, no second index entry.
+/// Occurrence k of a mandate's schedule, whose reference is derived from (mandate, k), gets
+/// a derived id with it (API.md). 128 bits of SHA-256 over the length-prefixed parts, hex;
+/// ids stay opaque: they guard nothing (the page token and the credentials do).
+pub fn session_id(merchant_id: &str, customer_id: &str, reference: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hash = Sha256::new();
+    hash.update(b"paysession session id 1");
+    for part in [merchant_id, customer_id, reference] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut id = String::with_capacity(3 + 32);
+    id.push_str("ps_");
+    for b in &digest[..16] {
+        id.push(DIGITS[usize::from(b >> 4)] as char);
+        id.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    id
+}
+
 impl PaymentSession {
-    /// A new session from a validated spec. `page` is `None` in `api` mode.
-    pub fn create(spec: SessionSpec, id: String, merchant_id: String, page: Option<HostedPage>, now: DateTime<Utc>) -> Self {
+    /// A new session from a validated spec, under the id [`session_id`] derives. `page` is
+    /// `None` in `api` mode.
+    pub fn create(spec: SessionSpec, merchant_id: String, page: Option<HostedPage>, now: DateTime<Utc>) -> Self {
+        let id = session_id(&merchant_id, &spec.customer_id, &spec.reference);
         let status = match (spec.auto_confirm, spec.payment_type) {
             (false, _) => SessionStatus::RequiresConfirmation,
             (true, PaymentType::Single) => SessionStatus::Open,
@@ -399,6 +427,27 @@ mod tests {
     use crate::{MerchantPolicy, parse_create_session};
 
     #[test]
+    fn session_ids_name_the_merchant_customer_and_reference_unambiguously() {
+        let id = session_id("mer_1", "cus_1", "order-1");
+        assert_eq!(id, session_id("mer_1", "cus_1", "order-1"));
+        assert!(id.starts_with("ps_") && id.len() == 35 && id[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        // Each part counts, and moving bytes from one part to the next makes another id.
+        let others = [
+            session_id("mer_2", "cus_1", "order-1"),
+            session_id("mer_1", "cus_2", "order-1"),
+            session_id("mer_1", "cus_1", "order-2"),
+            session_id("mer_1", "cus_1o", "rder-1"),
+            session_id("mer_1cus_1", "", "order-1"),
+        ];
+        for other in &others {
+            assert_ne!(&id, other);
+        }
+        // Pinned (computed independently with Python's hashlib): a stored session must keep
+        // finding its reference under the id this function gave it.
+        assert_eq!(id, "ps_bd06c362d02c1c79d35a88c21dc44295");
+    }
+
+    #[test]
     fn locators_round_trip_and_reject_malformed_input() {
         let token = page_token("mer_1", "ps_2", "c2VjcmV0-_x");
         assert_eq!(page_locator(&token), Some(Locator { merchant_id: "mer_1", session_id: "ps_2" }));
@@ -420,7 +469,7 @@ mod tests {
         let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "c", "reference": "r",
                           "customer": {"email": "a@b.example"}, "metadata": {"k": "v"},
                           "items": [{"name": "Rent", "quantity": 1, "unit_amount": 1050, "type": "property"}]});
-        let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "ps_1".into(), "mer_1".into(), None, now);
+        let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), None, now);
         s.page_token_hash = Some("hash".into());
         s.otp = Some(OtpState {
             code_hash: "h".into(),
@@ -465,7 +514,7 @@ mod tests {
 
         let mut payment = serde_json::to_value(&attempt).unwrap();
         payment["object"] = json!("payment");
-        payment["session_id"] = json!("ps_1");
+        payment["session_id"] = json!(after.id);
         assert_eq!(events[0].data.get(), json!({"object": payment}).to_string());
         let session = json!({"object": after.to_api(now), "previous_status": "open"}).to_string();
         assert_eq!(events[1].data.get(), session);
@@ -516,7 +565,7 @@ mod tests {
         let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
         let body = json!({"amount": 1050, "currency": "JPY", "customer_id": "c", "reference": "r",
                           "allowed_domains": ["https://shop.example", "com.shop.app"]});
-        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "ps_1".into(), "mer_1".into(), None, now);
+        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), None, now);
         let stored = serde_json::to_value(&s).unwrap();
         assert_eq!(stored["amount"], json!(1050));
         assert_eq!(stored["currency"], json!("JPY"));

@@ -350,8 +350,10 @@ impl SessionStore for EmbeddedStore {
                 body
             ]);
             match inserted {
+                // The id is the reference's (`session_id`): a taken id is a taken reference.
+                // The reference's own index also speaks for sessions stored before ids were.
                 Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("reference") =>
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation && (msg.contains("reference") || msg.contains("sessions.id")) =>
                 {
                     return Err(StoreError::DuplicateReference);
                 }

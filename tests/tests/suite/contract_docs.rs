@@ -236,9 +236,11 @@ fn template_table_matches_the_code() {
             (g["IndexName"].as_str().unwrap().into(), key(&g["KeySchema"]), g["Projection"]["ProjectionType"].as_str().unwrap().into())
         })
         .collect();
+    let (keys_only, keys_only_pk) = table::KEYS_ONLY_INDEX;
     let expected: Vec<IndexShape> = table::INDEXES
         .iter()
         .map(|(n, pk, sk)| (n.to_string(), vec![(pk.to_string(), "HASH".into()), (sk.to_string(), "RANGE".into())], "ALL".into()))
+        .chain([(keys_only.to_string(), vec![(keys_only_pk.to_string(), "HASH".into())], "KEYS_ONLY".into())])
         .collect();
     assert_eq!(gsis, expected);
     assert_eq!(p["TimeToLiveSpecification"]["AttributeName"].as_str(), Some(keys::TTL));

@@ -154,7 +154,7 @@ async fn every_function_on_dynamodb_local() {
         // kept for a few seconds (paysession_app::recent).
         ("POST /v1/payment_sessions (cold instance)", 3, "signing profile + merchant + one TransactWriteItems"),
         ("POST /v1/payment_sessions", 1, "one TransactWriteItems"),
-        ("POST /v1/payment_sessions (duplicate)", 1, "the TransactWriteItems its guard cancels"),
+        ("POST /v1/payment_sessions (duplicate)", 1, "the TransactWriteItems its session's condition cancels"),
         ("GET /v1/payment_sessions/{id}", 1, "GetItem"),
         ("POST …/confirm (refused)", 1, "GetItem; the domain refuses"),
         ("POST …/cancel", 2, "GetItem + one TransactWriteItems"),
@@ -167,12 +167,13 @@ async fn every_function_on_dynamodb_local() {
     for (op, expected, why) in pinned {
         assert_eq!(total(op), expected, "{op}: {why}");
     }
-    // What one create writes (docs/ARCHITECTURE.md, "Write units of a create"): session,
-    // reference guard (which indexes the virtual-account number), expiry item, the created
-    // event; with a key also the record holding the response it replays. The page and QR
-    // find the session by the locator they carry, so no lookup items.
+    // What one create writes (docs/ARCHITECTURE.md, "Write units of a create"): session
+    // (whose key, derived from the reference, guards it, and whose GSI3 entry indexes the
+    // virtual-account number), expiry item, the created event; with a key also the record
+    // holding the response it replays. The page and QR find the session by the locator they
+    // carry, so no lookup items.
     println!("create writes {create_written:?}; with Idempotency-Key {keyed_written:?}");
-    assert_eq!((create_written.items, keyed_written.items), (4, 5));
+    assert_eq!((create_written.items, keyed_written.items), (3, 4));
 }
 
 #[tokio::test]

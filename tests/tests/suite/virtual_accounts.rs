@@ -1,6 +1,6 @@
 //! Virtual-account numbers are hashes of the session id, so two sessions can draw the same
-//! one. The embedded store refuses the second create and the create draws another id; the
-//! DynamoDB store cannot guard the number, so a deposit to it is refused, never guessed.
+//! one. The embedded store refuses the second create and the create draws another number;
+//! the DynamoDB store cannot guard the number, so a deposit to it is refused, never guessed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,19 +23,13 @@ use serde_json::json;
 
 const KEY_B64: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 
-/// Another merchant's session showing `number`.
-fn twin(number: &str) -> PaymentSession {
+/// A session of `merchant` showing `number`.
+fn twin(merchant: &str, number: &str) -> PaymentSession {
     let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
     let body = json!({"amount": 700, "currency": "EUR", "customer_id": "cus_twin", "reference": format!("twin-{number}")});
     let now = chrono::Utc::now();
-    let mut s = PaymentSession::create(
-        parse_create_session(&body, now, &policy).unwrap(),
-        paysession_app::ids::new_id("ps"),
-        "mer_other".into(),
-        None,
-        now,
-    );
-    paysession_app::sessions::add_instructions(&mut s);
+    let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), merchant.into(), None, now);
+    paysession_app::sessions::add_instructions(&mut s, 0);
     s.instructions.virtual_account.as_mut().unwrap().account_number = number.into();
     s
 }
@@ -45,7 +39,7 @@ fn twin(number: &str) -> PaymentSession {
 struct NumberTakenFirst {
     inner: EmbeddedStore,
     planted: AtomicBool,
-    first_id: std::sync::Mutex<Option<String>>,
+    first_number: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait]
@@ -57,11 +51,12 @@ impl SessionStore for NumberTakenFirst {
         i: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
         if !self.planted.swap(true, Ordering::SeqCst) {
-            let other = twin(s.virtual_account_number().expect("the create shows a virtual account"));
+            let number = s.virtual_account_number().expect("the create shows a virtual account");
+            let other = twin("mer_other", number);
             self.inner
                 .create_session(&other, &events_for(None, &other, other.created_at, || paysession_app::ids::new_id("evt")), None)
                 .await?;
-            *self.first_id.lock().unwrap() = Some(s.id.clone());
+            *self.first_number.lock().unwrap() = Some(number.to_string());
         }
         self.inner.create_session(s, events, i).await
     }
@@ -105,12 +100,12 @@ impl SettingsStore for NumberTakenFirst {
 }
 
 #[tokio::test]
-async fn a_create_whose_number_is_taken_draws_another_id() {
+async fn a_create_whose_number_is_taken_draws_another_number() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(NumberTakenFirst {
         inner: EmbeddedStore::open_dir(dir.path()).unwrap(),
         planted: AtomicBool::new(false),
-        first_id: Default::default(),
+        first_number: Default::default(),
     });
     let cx = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), false).await.unwrap();
     let merchant = paysession_app::merchants::Merchant {
@@ -124,18 +119,23 @@ async fn a_create_whose_number_is_taken_draws_another_id() {
     };
     let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_1", "reference": "va-taken", "mode": "api"});
     let spec = parse_create_session(&body, cx.clock.now(), &merchant.policy()).unwrap();
-    let created = sessions::create(&cx, &merchant, spec, |s, _| (s.clone(), None)).await.expect("the create succeeds on another id");
+    let created = sessions::create(&cx, &merchant, spec, |s, _| (s.clone(), None)).await.expect("the create succeeds with another number");
 
-    let first = store.first_id.lock().unwrap().clone().expect("the first draw reached the store");
-    assert_ne!(created.id, first, "a new id was drawn");
-    assert_eq!(store.get_session("mer_va", &first).await.unwrap(), None, "nothing of the first draw was kept");
-    let stored = store.get_session("mer_va", &created.id).await.unwrap().expect("the session is stored under the new id");
+    let first = store.first_number.lock().unwrap().clone().expect("the first draw reached the store");
+    let number = created.virtual_account_number().unwrap();
+    assert_ne!(number, first, "another number was drawn");
+    assert_eq!(created.id, paysession_domain::session::session_id("mer_va", "cus_1", "va-taken"), "the id is the reference's");
+    let stored = store.get_session("mer_va", &created.id).await.unwrap().expect("the session is stored");
     assert_eq!(stored, created);
     let events = store.session_events("mer_va", &created.id).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].data.to_value()["object"]["id"], created.id.as_str(), "the event shows the id that was kept");
-    let number = created.virtual_account_number().unwrap();
+    assert_eq!(events.len(), 1, "nothing of the first draw was kept");
+    assert_eq!(
+        events[0].data.to_value()["object"]["instructions"]["virtual_account"]["account_number"],
+        number,
+        "the event shows the number kept"
+    );
     assert_eq!(store.find_by_virtual_account(number).await.unwrap().map(|s| s.id), Some(created.id.clone()));
+    assert_eq!(store.find_by_virtual_account(&first).await.unwrap().map(|s| s.merchant_id), Some("mer_other".into()));
 }
 
 #[tokio::test]
@@ -148,9 +148,8 @@ async fn a_deposit_to_a_number_of_two_sessions_is_refused_on_dynamodb() {
             .unwrap()
             .merchant;
     let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
-    let mut first = twin("8808000000000042");
-    first.merchant_id = merchant.id.clone();
-    let second = twin("8808000000000042");
+    let first = twin(&merchant.id, "8808000000000042");
+    let second = twin("mer_other", "8808000000000042");
     for s in [&first, &second] {
         store.create_session(s, &events_for(None, s, s.created_at, || paysession_app::ids::new_id("evt")), None).await.unwrap();
     }
