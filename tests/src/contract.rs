@@ -77,10 +77,17 @@ pub async fn duplicate_reference_guard(st: Stores) {
     let first = session("mer_a", "cus_1", "ref-1", t0());
     insert(&st, &first).await.unwrap();
     let first_events = st.sessions.session_events("mer_a", &first.id).await.unwrap();
+    // In the same millisecond the duplicate has the first's id; a second later, another id with
+    // the same reference key. Both are refused.
+    let same_second = session("mer_a", "cus_1", "ref-1", t0());
+    assert_eq!(same_second.id, first.id);
+    assert!(matches!(insert(&st, &same_second).await, Err(StoreError::DuplicateReference)));
     let dup = session("mer_a", "cus_1", "ref-1", t0() + chrono::Duration::seconds(1));
-    assert_eq!(dup.id, first.id, "one reference, one id");
+    assert_ne!(dup.id, first.id);
     assert!(matches!(insert(&st, &dup).await, Err(StoreError::DuplicateReference)));
-    // Nothing of the refused session was written: the first is as it was, with its event.
+    // Nothing of the refused sessions was written, and the first is as it was.
+    assert_eq!(st.sessions.get_session("mer_a", &dup.id).await.unwrap(), None);
+    assert!(st.sessions.session_events("mer_a", &dup.id).await.unwrap().is_empty());
     assert_eq!(st.sessions.get_session("mer_a", &first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(st.sessions.session_events("mer_a", &first.id).await.unwrap(), first_events);
     insert(&st, &session("mer_a", "cus_2", "ref-1", t0())).await.unwrap();

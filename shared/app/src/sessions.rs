@@ -67,7 +67,7 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     }
     let now = cx.clock.now();
     let page = (spec.mode == Mode::Redirect).then(|| {
-        let token = page_token(&merchant.id, &session_id(&merchant.id, &spec.customer_id, &spec.reference), &new_token());
+        let token = page_token(&merchant.id, &session_id(&merchant.id, &spec.customer_id, &spec.reference, now), &new_token());
         HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
     });
     let mut session = PaymentSession::create(spec, merchant.id.clone(), page, now);

@@ -3,7 +3,7 @@
 //!
 //! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
 //! |---|---|---|---|---|
-//! | session (GSI3: `VA#number`, if it shows a virtual account) | `MER#m#SES#id` | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
+//! | session (GSI3: `VA#number`, if it shows a virtual account) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
 //! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
@@ -22,6 +22,8 @@
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
 //! string order is the time order.
 
+use paysession_domain::session::{id_reference_key, reference_key};
+
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 pub const GSI1: &str = "GSI1";
@@ -36,8 +38,16 @@ pub const GSI3PK: &str = "GSI3PK";
 /// TTL attribute (epoch seconds). Garbage collection only: reads never trust it.
 pub const TTL: &str = "ttl";
 
+/// A session's partition holds the reference key its id carries (`id_reference_key`), not
+/// the id: two creates of one reference name one partition whenever they run, so
+/// the session's own `attribute_not_exists(PK)` guards the reference. An id of another
+/// shape names a partition where nothing is stored; a read checks the whole id it finds.
 pub fn session_pk(merchant: &str, id: &str) -> String {
-    format!("MER#{merchant}#SES#{id}")
+    format!("MER#{merchant}#SES#{}", id_reference_key(id).unwrap_or(id))
+}
+/// The partition of the session of (merchant, customer, reference), whatever its id.
+pub fn reference_session_pk(merchant: &str, customer: &str, reference: &str) -> String {
+    format!("MER#{merchant}#SES#{}", reference_key(merchant, customer, reference))
 }
 pub const SESSION_SK: &str = "SESSION";
 
@@ -94,7 +104,7 @@ pub fn expiry_gsi2(merchant: &str, session: &str) -> String {
 /// A deposit finds its session through the session item's entry in GSI3, a sparse index
 /// holding keys only: the number cannot carry the session's key (16 digits), and a lookup
 /// item of its own would cost each create another 2 write units. The reference needs no
-/// item either: the session's id is derived from it (`paysession_domain::session::session_id`).
+/// item either: the session's partition is derived from it ([`session_pk`]).
 pub fn virtual_account_gsi3(number: &str) -> String {
     format!("VA#{number}")
 }

@@ -13,7 +13,7 @@ use paysession_app::ports::{
     StoreError, StoredResponse,
 };
 use paysession_domain::payment::SavedPaymentMethod;
-use paysession_domain::session::{EventRecord, PaymentSession, session_id};
+use paysession_domain::session::{EventRecord, PaymentSession, id_reference_key, reference_key};
 
 use crate::keys::*;
 use crate::wire::{ServiceError, Wire, WireError};
@@ -365,11 +365,11 @@ impl SessionStore for DynamoStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        // The session's key is its reference's (`session_id`), so the session's own condition
-        // guards the reference; a session under any other id would slip past it.
-        let id = session_id(&session.merchant_id, &session.spec.customer_id, &session.spec.reference);
-        if session.id != id {
-            return Err(backend(format!("session {} is not under its reference's id {id}", session.id)));
+        // The session's partition is its reference's (`session_pk`), so the session's own
+        // condition guards the reference; a session whose id carried another key would slip past.
+        let key = reference_key(&session.merchant_id, &session.spec.customer_id, &session.spec.reference);
+        if id_reference_key(&session.id) != Some(key.as_str()) {
+            return Err(backend(format!("session {} does not carry its reference's key {key}", session.id)));
         }
         let mut items = self.starting_with_completion(idempotency)?;
         let first = items.len();
@@ -412,13 +412,21 @@ impl SessionStore for DynamoStore {
     }
 
     async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
-        self.get_item(session_pk(merchant_id, id), SESSION_SK).await?.map(|it| parse_body(&it)).transpose()
+        // The partition is the reference's: an id with the same key and another second is
+        // not this session.
+        let found: Option<PaymentSession> =
+            self.get_item(session_pk(merchant_id, id), SESSION_SK).await?.map(|it| parse_body(&it)).transpose()?;
+        Ok(found.filter(|s| s.id == id))
     }
 
     async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
-        // customer_id + reference name the session's id.
+        // customer_id + reference name the session's partition.
         if let (Some(customer), Some(reference)) = (&q.customer_id, &q.reference) {
-            let session = self.get_session(merchant_id, &session_id(merchant_id, customer, reference)).await?;
+            let session: Option<PaymentSession> = self
+                .get_item(reference_session_pk(merchant_id, customer, reference), SESSION_SK)
+                .await?
+                .map(|it| parse_body(&it))
+                .transpose()?;
             let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
             return Ok(Page { items, has_more: false });
         }
@@ -447,8 +455,12 @@ impl SessionStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| backend(crate::describe(&e)))?;
+            // The partition is the reference's: only this id's events are this session's.
             for it in page.items.unwrap_or_default() {
-                out.push(parse_body(&it)?);
+                let event: EventRecord = parse_body(&it)?;
+                if event.session_id == session_id {
+                    out.push(event);
+                }
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
