@@ -95,9 +95,10 @@ impl EmbeddedStore {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<_, StoreError>>()?;
+        let finish_checkpoint = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(EmbeddedStore {
-            _checkpointer: checkpoint::Checkpointer::start(open()?),
-            writer: writer::Writer::start(conn),
+            _checkpointer: checkpoint::Checkpointer::start(open()?, finish_checkpoint.clone()),
+            writer: writer::Writer::start(conn, finish_checkpoint),
             readers: Arc::new(Readers { conns, next: AtomicUsize::new(0) }),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
             settings: Arc::default(),

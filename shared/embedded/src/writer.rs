@@ -8,6 +8,8 @@
 //! last commit while a group is written).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use paysession_app::ports::StoreError;
@@ -30,9 +32,14 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writing thread on `conn`; it stops when the last `Writer` is dropped.
-    pub fn start(conn: Connection) -> Writer {
+    /// Between two groups it finishes a WAL checkpoint when `finish` asks it to
+    /// (`checkpoint::Checkpointer`).
+    pub fn start(conn: Connection, finish: Arc<AtomicBool>) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(conn, queue)).expect("spawn the SQLite writer thread");
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue, finish))
+            .expect("spawn the SQLite writer thread");
         Writer { jobs }
     }
 
@@ -63,7 +70,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, finish: Arc<AtomicBool>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -73,6 +80,13 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>) {
             }
         }
         write_group(&mut conn, group);
+        // Right after a commit no frame is newer than what this checkpoint copies, so it
+        // lets the next group start the WAL over.
+        if finish.swap(false, Ordering::AcqRel)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "WAL checkpoint on the writer failed; the next one retries");
+        }
     }
 }
 
@@ -116,5 +130,40 @@ fn write_group(conn: &mut Connection, group: Vec<Job>) {
     };
     for finish in finishes {
         finish(error.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asked between two groups, the writer checkpoints with no newer frame than it copies,
+    /// so the next group starts the WAL over: new frames reuse the file instead of growing it.
+    #[tokio::test]
+    async fn a_checkpoint_between_groups_lets_the_wal_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        crate::schema::prepare(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t(v BLOB)").unwrap();
+        let finish = Arc::new(AtomicBool::new(false));
+        let writer = Writer::start(conn, finish.clone());
+        let wal = || std::fs::metadata(dir.path().join("t.db-wal")).map_or(0, |m| m.len());
+        let fill = async |w: &Writer| {
+            for _ in 0..50 {
+                w.write(|tx| tx.execute("INSERT INTO t VALUES (zeroblob(8000))", []).map(drop).map_err(crate::backend)).await.unwrap();
+            }
+        };
+        fill(&writer).await;
+        let one_fill = wal();
+        fill(&writer).await;
+        assert!(wal() > one_fill * 3 / 2, "without a checkpoint the WAL grows: {one_fill} → {}", wal());
+
+        finish.store(true, Ordering::Release);
+        writer.write(|_| Ok(())).await.unwrap();
+        let before = wal();
+        fill(&writer).await;
+        assert_eq!(wal(), before, "the WAL started over");
+        assert!(!finish.load(Ordering::Acquire), "the request was taken");
     }
 }
