@@ -199,8 +199,8 @@ pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id:
 /// are stable. The QR payload id is the session's locator (unique by construction); the
 /// virtual-account number is 12 digits of a SHA-256 of the id (and of the `draw`, after the
 /// first), so it can be taken: a store that guards numbers refuses the create ([`create`]
-/// draws again), one that cannot
-/// refuses a deposit to a number of two sessions rather than guess.
+/// draws again), one that cannot refuses a deposit to a number of two sessions rather than
+/// guess.
 pub fn add_instructions(session: &mut PaymentSession, draw: u32) {
     if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
         let digest = match draw {

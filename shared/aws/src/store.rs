@@ -285,6 +285,11 @@ impl DynamoStore {
         self.wire.get_item(&self.table, &item([(PK, s(pk)), (SK, s(sk))])).await.map_err(backend)
     }
 
+    /// The session stored in partition `pk`, whatever its id.
+    async fn session_at(&self, pk: String) -> Result<Option<PaymentSession>, StoreError> {
+        self.get_item(pk, SESSION_SK).await?.map(|it| parse_body(&it)).transpose()
+    }
+
     /// All items of a GSI partition in sort order (newest first when `forward` is false),
     /// stopping once `want` items passed `keep`.
     /// A newest-first page of an index's items (created-time sort keys) below `after`: up to
@@ -412,21 +417,15 @@ impl SessionStore for DynamoStore {
     }
 
     async fn get_session(&self, merchant_id: &str, id: &str) -> Result<Option<PaymentSession>, StoreError> {
-        // The partition is the reference's: an id with the same key and another second is
-        // not this session.
-        let found: Option<PaymentSession> =
-            self.get_item(session_pk(merchant_id, id), SESSION_SK).await?.map(|it| parse_body(&it)).transpose()?;
-        Ok(found.filter(|s| s.id == id))
+        // The partition is the reference's: an id with the same key and another time is not
+        // this session.
+        Ok(self.session_at(session_pk(merchant_id, id)).await?.filter(|s| s.id == id))
     }
 
     async fn list_sessions(&self, merchant_id: &str, q: &SessionQuery) -> Result<Page<PaymentSession>, StoreError> {
         // customer_id + reference name the session's partition.
         if let (Some(customer), Some(reference)) = (&q.customer_id, &q.reference) {
-            let session: Option<PaymentSession> = self
-                .get_item(reference_session_pk(merchant_id, customer, reference), SESSION_SK)
-                .await?
-                .map(|it| parse_body(&it))
-                .transpose()?;
+            let session = self.session_at(reference_session_pk(merchant_id, customer, reference)).await?;
             let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
             return Ok(Page { items, has_more: false });
         }
@@ -514,7 +513,7 @@ impl DynamoStore {
         match entries.as_slice() {
             [] => Ok(None),
             [entry] => match attr_str(entry, PK) {
-                Some(pk) => self.get_item(pk.to_string(), SESSION_SK).await?.map(|it| parse_body(&it)).transpose(),
+                Some(pk) => self.session_at(pk.to_string()).await,
                 None => Err(backend("virtual-account index entry without a key")),
             },
             _ => Err(StoreError::VirtualAccountTaken(number.to_string())),
@@ -562,6 +561,12 @@ impl IdempotencyStore for DynamoStore {
         // Read, decide, then claim conditionally; a lost race re-reads.
         for _ in 0..CONFLICT_RETRIES {
             let existing = self.get_item(pk.clone(), IDEMPOTENCY_SK).await?;
+            // Our own claim: a put that landed but whose answer was lost is retried, and the
+            // retry fails its condition on the record the first try wrote. Owners are made
+            // per request, so no other request's claim looks like this.
+            if existing.as_ref().is_some_and(|it| attr_str(it, "state") == Some("in_flight") && attr_str(it, "owner") == Some(owner)) {
+                return Ok(IdempotencyBegin::Started);
+            }
             let seen = existing.as_ref().map(|it| Seen {
                 fingerprint: attr_str(it, "fingerprint").unwrap_or_default(),
                 done: attr_str(it, "state") == Some("done"),

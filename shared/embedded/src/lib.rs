@@ -351,8 +351,9 @@ impl SessionStore for EmbeddedStore {
                 body
             ]);
             match inserted {
-                // The id is the reference's (`session_id`): a taken id is a taken reference.
-                // The reference's own index also speaks for sessions stored before ids were.
+                // An id is its creation millisecond and its reference's key (`session_id`): a
+                // taken id is the same reference in the same millisecond; the reference's own
+                // index refuses it at any other time.
                 Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation && (msg.contains("reference") || msg.contains("sessions.id")) =>
                 {

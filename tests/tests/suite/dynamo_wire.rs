@@ -124,3 +124,33 @@ async fn answers_without_an_error_body_are_named_by_their_status() {
     assert_eq!(store.get_session("mer_1", "ps_1").await.unwrap(), None, "a 502 is retried until the answer");
     assert_eq!(receiver.received().len(), 4);
 }
+
+/// A claim whose answer was lost: the put landed, the retry fails its condition on the
+/// record the first try wrote, and the re-read finds the request's own claim — which is
+/// the request's, not another's in flight.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_still_the_requests() {
+    use paysession_app::ports::{IdempotencyBegin, IdempotencyStore};
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+    let until = at + chrono::Duration::seconds(60);
+    // The record a request of `owner` wrote, locked until `until` (1796378460000 ms).
+    const MINE: &str = r#"{"Item": {"PK": {"S": "MER#mer_1#IDEM#k-1"}, "SK": {"S": "IDEM"}, "fingerprint": {"S": "fp"}, "state": {"S": "in_flight"}, "owner": {"S": "req_mine"}, "locked_until_ms": {"N": "1796378460000"}, "expires_at_ms": {"N": "1796378460000"}}}"#;
+    const OTHERS: &str = r#"{"Item": {"PK": {"S": "MER#mer_1#IDEM#k-1"}, "SK": {"S": "IDEM"}, "fingerprint": {"S": "fp"}, "state": {"S": "in_flight"}, "owner": {"S": "req_other"}, "locked_until_ms": {"N": "1796378460000"}, "expires_at_ms": {"N": "1796378460000"}}}"#;
+    assert_eq!(until.timestamp_millis(), 1_796_378_460_000);
+    assert_eq!(keys::idempotency_pk("mer_1", "k-1"), "MER#mer_1#IDEM#k-1");
+    assert_eq!(keys::IDEMPOTENCY_SK, "IDEM");
+    let failed =
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+    for (record, expected) in [(MINE, IdempotencyBegin::Started), (OTHERS, IdempotencyBegin::InFlight)] {
+        let receiver = Receiver::start().await;
+        receiver.script_answers(&[(200, "{}"), (500, SERVER_ERROR), (400, failed), (200, record)]);
+        let store = store_at(&receiver).await;
+        let begun = store.begin("mer_1", "k-1", "fp", "req_mine", at, until).await.unwrap();
+        assert_eq!(begun, expected, "the stored claim: {record}");
+        let ops: Vec<String> = receiver.received().iter().map(|r| r.header("x-amz-target").unwrap_or_default().to_string()).collect();
+        assert_eq!(
+            ops,
+            ["DynamoDB_20120810.GetItem", "DynamoDB_20120810.PutItem", "DynamoDB_20120810.PutItem", "DynamoDB_20120810.GetItem"]
+        );
+    }
+}
