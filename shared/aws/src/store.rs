@@ -54,7 +54,10 @@ pub(crate) fn method_item(method: &SavedPaymentMethod) -> Result<Item, StoreErro
 }
 
 pub(crate) fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
-    serde_json::to_string(v).map(AV::S).map_err(backend)
+    // A session or event body is ~1.7 KB: sized once rather than grown from 128 bytes.
+    let mut text = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut text, v).map_err(backend)?;
+    String::from_utf8(text).map(AV::S).map_err(backend)
 }
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     let text = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| backend("item without body"))?;

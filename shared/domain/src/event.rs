@@ -37,8 +37,8 @@ struct DataFields<'a, T: Serialize + ?Sized> {
 impl EventData {
     /// `{"object": object}`, with `previous_status` when the event reports a transition.
     pub fn of<T: Serialize + ?Sized>(object: &T, previous_status: Option<&str>) -> EventData {
-        let text = serde_json::to_string(&DataFields { object, previous_status }).expect("an API view serialises");
-        EventData(RawValue::from_string(text).expect("serde_json wrote valid JSON"))
+        // Not `RawValue::from_string`, which parses the text it was just given again.
+        EventData(serde_json::value::to_raw_value(&DataFields { object, previous_status }).expect("an API view serialises"))
     }
 
     /// The JSON text.

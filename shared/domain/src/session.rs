@@ -398,8 +398,8 @@ pub struct ViewJson(Box<serde_json::value::RawValue>);
 
 impl ViewJson {
     pub fn of(session: &PaymentSession, now: DateTime<Utc>) -> ViewJson {
-        let text = serde_json::to_string(&session.api_view(now)).expect("an API view serialises");
-        ViewJson(serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"))
+        // Not `RawValue::from_string`, which parses the text it was just given again.
+        ViewJson(serde_json::value::to_raw_value(&session.api_view(now)).expect("an API view serialises"))
     }
 
     /// The JSON text.

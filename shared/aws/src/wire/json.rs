@@ -143,8 +143,14 @@ pub(crate) fn transact_write_items(items: &[TransactWriteItem], client_request_t
         transact_items: Vec<Wtx<'a>>,
         client_request_token: &'a str,
     }
-    serde_json::to_vec(&Request { transact_items: items.iter().map(Wtx).collect(), client_request_token })
+    // A create's transaction is ~6.5 KB: one allocation instead of doubling from 128 bytes
+    // (realloc and its copies were 5 % of a warm create's CPU).
+    let mut body = Vec::with_capacity(TRANSACTION_BODY_CAPACITY);
+    serde_json::to_writer(&mut body, &Request { transact_items: items.iter().map(Wtx).collect(), client_request_token })?;
+    Ok(body)
 }
+
+const TRANSACTION_BODY_CAPACITY: usize = 16 * 1024;
 
 /// The body of a `PutItem` request: the same fields as a transaction's `Put`.
 pub(crate) fn put_item(put: &Put) -> Result<Vec<u8>, serde_json::Error> {
