@@ -124,7 +124,7 @@ pub fn created_events_batch(merchant_id: &str, n: usize, first_sequence: u64) ->
         let reference = paysession_app::ids::new_id("ref");
         let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_batch", "reference": reference});
         let spec = paysession_domain::parse_create_session(&body, now, &policy).expect("a valid session");
-        let session = PaymentSession::create(spec, merchant_id.into(), None, now);
+        let session = PaymentSession::create(spec, merchant_id.into(), now);
         let event = events_for(None, &session, now, || paysession_app::ids::new_id("evt")).remove(0);
         records.push(event_insert(first_sequence + i as u64, merchant_id, &session.id, &event));
         events.push(event);

@@ -49,7 +49,7 @@ fn session(merchant: &str, customer: &str, reference: &str, at: DateTime<Utc>) -
     let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
     let body = json!({"amount": 1050, "currency": "EUR", "customer_id": customer, "reference": reference});
     let spec = parse_create_session(&body, at, &policy).unwrap();
-    PaymentSession::create(spec, merchant.into(), None, at)
+    PaymentSession::create(spec, merchant.into(), at)
 }
 
 async fn insert(st: &Stores, s: &PaymentSession) -> Result<(), StoreError> {

@@ -45,7 +45,7 @@ pub async fn charge<S: SessionStore + MandateStore + ?Sized>(
         .find(|m| m.id == mandate.payment_method_id)
         .ok_or_else(|| field("mandate_id", FieldCode::Inactive, "the mandate's payment method was detached"))?;
     let now = cx.clock.now();
-    let session = PaymentSession::create(spec, merchant.id.clone(), None, now);
+    let session = PaymentSession::create(spec, merchant.id.clone(), now);
     let events = events_for(None, &session, now, || new_id("evt"));
     cx.store.create_session(&session, &events, None).await?;
     tracing::info!(session_id = %session.id, mandate_id = %mandate.id, "next_in_series session created");

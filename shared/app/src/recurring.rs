@@ -98,7 +98,7 @@ async fn occurrence_session<S: SessionStore + MerchantStore + ?Sized>(
     });
     let spec = parse_create_session(&body, now, &merchant.policy())
         .map_err(|e| StoreError::Backend(format!("occurrence {n} of mandate {}: {e:?}", mandate.id)))?;
-    let session = PaymentSession::create(spec, merchant.id.clone(), None, now);
+    let session = PaymentSession::create(spec, merchant.id.clone(), now);
     let events = events_for(None, &session, now, || new_id("evt"));
     match cx.store.create_session(&session, &events, None).await {
         Ok(()) => Ok(session),

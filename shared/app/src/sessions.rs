@@ -9,7 +9,7 @@ use paysession_domain::lifecycle::InvalidTransition;
 use paysession_domain::model::{Mode, PaymentMethodKind, SessionType};
 use paysession_domain::session::{
     HostedPage, MerchantAction, PaymentSession, QrCode, ViewJson, VirtualAccount, events_for, events_with_view, page_locator, page_token,
-    qr_locator, qr_payload_id, session_id,
+    qr_locator, qr_payload_id,
 };
 use paysession_domain::{FieldError, SessionSpec, parse_create_session};
 use serde_json::Value;
@@ -66,11 +66,12 @@ pub async fn create<S: SessionStore + ?Sized, R>(
         }]));
     }
     let now = cx.clock.now();
-    let page = (spec.mode == Mode::Redirect).then(|| {
-        let token = page_token(&merchant.id, &session_id(&merchant.id, &spec.customer_id, &spec.reference, now), &new_token());
-        HostedPage { url: format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/')), token_hash: sha256_hex(token.as_bytes()) }
-    });
-    let mut session = PaymentSession::create(spec, merchant.id.clone(), page, now);
+    let mut session = PaymentSession::create(spec, merchant.id.clone(), now);
+    if session.spec.mode == Mode::Redirect {
+        let token = page_token(&merchant.id, &session.id, &new_token());
+        let url = format!("{}/pay/{token}", cx.config.public_url.trim_end_matches('/'));
+        session = session.with_page(HostedPage { url, token_hash: sha256_hex(token.as_bytes()) });
+    }
     let mut draw = 0;
     loop {
         add_instructions(&mut session, draw);

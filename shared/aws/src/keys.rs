@@ -43,11 +43,14 @@ pub const TTL: &str = "ttl";
 /// the session's own `attribute_not_exists(PK)` guards the reference. An id of another
 /// shape names a partition where nothing is stored; a read checks the whole id it finds.
 pub fn session_pk(merchant: &str, id: &str) -> String {
-    format!("MER#{merchant}#SES#{}", id_reference_key(id).unwrap_or(id))
+    session_partition(merchant, id_reference_key(id).unwrap_or(id))
 }
 /// The partition of the session of (merchant, customer, reference), whatever its id.
 pub fn reference_session_pk(merchant: &str, customer: &str, reference: &str) -> String {
-    format!("MER#{merchant}#SES#{}", reference_key(merchant, customer, reference))
+    session_partition(merchant, &reference_key(merchant, customer, reference))
+}
+fn session_partition(merchant: &str, key: &str) -> String {
+    format!("MER#{merchant}#SES#{key}")
 }
 pub const SESSION_SK: &str = "SESSION";
 
@@ -97,7 +100,7 @@ pub const EXPIRY_SK: &str = "EXPIRY";
 pub fn expiries_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#EXPIRIES")
 }
-pub fn expiry_gsi2(merchant: &str, session: &str) -> String {
+pub fn expiry_index_pk(merchant: &str, session: &str) -> String {
     format!("MER#{merchant}#EXPIRY#{session}")
 }
 

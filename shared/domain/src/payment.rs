@@ -203,7 +203,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
         let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
         let body = serde_json::json!({"amount": 100, "currency": "EUR", "customer_id": "c", "reference": "r", "expiration_mode": mode});
-        PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), None, now)
+        PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), now)
     }
 
     /// A pending card attempt of 100 minor units.

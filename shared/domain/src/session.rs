@@ -139,7 +139,7 @@ pub struct HostedPage {
 }
 
 /// The part of a session's id that its merchant, customer and reference determine: 100 bits
-/// of SHA-256 over the three, length-prefixed, as 20 [`BASE32`] digits. API.md makes the
+/// of SHA-256 over the three, length-prefixed, as 20 base-32 digits. API.md makes the
 /// triple unique for ever (a duplicate, even a concurrent one, is `duplicate_reference`), so
 /// a store can key the session by this part and guard the reference with the session's own
 /// key — no guard item. Occurrence k of a mandate's schedule, whose reference is derived
@@ -152,11 +152,9 @@ pub fn reference_key(merchant_id: &str, customer_id: &str, reference: &str) -> S
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
-    let digest = hash.finalize();
-    let mut top = [0u8; 16];
-    top.copy_from_slice(&digest[..16]);
+    let top = u128::from_be_bytes(hash.finalize()[..16].try_into().expect("SHA-256 is 32 bytes"));
     let mut key = String::with_capacity(REFERENCE_KEY_LEN);
-    push_base32(&mut key, u128::from_be_bytes(top) >> (128 - 5 * REFERENCE_KEY_LEN), REFERENCE_KEY_LEN);
+    push_base32(&mut key, top >> (128 - 5 * REFERENCE_KEY_LEN), REFERENCE_KEY_LEN);
     key
 }
 
@@ -168,7 +166,7 @@ const TIME_LEN: usize = 10;
 /// session id sits in several keys of each item and four times in a session's view: with
 /// hex the DynamoDB `created` event item of the benchmark's create was 2,054 bytes, over the
 /// 2 KB where a third write unit starts; with these digits it is 2,020.
-pub const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 fn push_base32(out: &mut String, value: u128, digits: usize) {
     for i in (0..digits).rev() {
@@ -197,25 +195,22 @@ pub fn id_reference_key(id: &str) -> Option<&str> {
 }
 
 impl PaymentSession {
-    /// A new session from a validated spec, under the id [`session_id`] derives. `page` is
-    /// `None` in `api` mode.
-    pub fn create(spec: SessionSpec, merchant_id: String, page: Option<HostedPage>, now: DateTime<Utc>) -> Self {
+    /// A new session from a validated spec, under the id [`session_id`] derives; a
+    /// redirect-mode session gets its page from [`PaymentSession::with_page`], made from
+    /// that id.
+    pub fn create(spec: SessionSpec, merchant_id: String, now: DateTime<Utc>) -> Self {
         let id = session_id(&merchant_id, &spec.customer_id, &spec.reference, now);
         let status = match (spec.auto_confirm, spec.payment_type) {
             (false, _) => SessionStatus::RequiresConfirmation,
             (true, PaymentType::Single) => SessionStatus::Open,
             (true, PaymentType::Multiple) => SessionStatus::Active,
         };
-        let (url, page_token_hash) = match page {
-            Some(p) => (Some(p.url), Some(p.token_hash)),
-            None => (None, None),
-        };
         PaymentSession {
             id,
             merchant_id,
             status,
             spec,
-            url,
+            url: None,
             payment_request_id: None,
             payments: Vec::new(),
             payment_method_id: None,
@@ -224,10 +219,16 @@ impl PaymentSession {
             created_at: now,
             updated_at: now,
             version: 1,
-            page_token_hash,
+            page_token_hash: None,
             instructions: Instructions::default(),
             otp: None,
         }
+    }
+
+    /// The session with its hosted page: the URL handed to the merchant and the hash its
+    /// links are checked against.
+    pub fn with_page(self, page: HostedPage) -> Self {
+        PaymentSession { url: Some(page.url), page_token_hash: Some(page.token_hash), ..self }
     }
 
     /// The number a deposit arrives with, which the stores index (see [`Locator`]).
@@ -513,7 +514,7 @@ mod tests {
         let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "c", "reference": "r",
                           "customer": {"email": "a@b.example"}, "metadata": {"k": "v"},
                           "items": [{"name": "Rent", "quantity": 1, "unit_amount": 1050, "type": "property"}]});
-        let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), None, now);
+        let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), now);
         s.page_token_hash = Some("hash".into());
         s.otp = Some(OtpState {
             code_hash: "h".into(),
@@ -609,7 +610,7 @@ mod tests {
         let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
         let body = json!({"amount": 1050, "currency": "JPY", "customer_id": "c", "reference": "r",
                           "allowed_domains": ["https://shop.example", "com.shop.app"]});
-        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), None, now);
+        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), now);
         let stored = serde_json::to_value(&s).unwrap();
         assert_eq!(stored["amount"], json!(1050));
         assert_eq!(stored["currency"], json!("JPY"));

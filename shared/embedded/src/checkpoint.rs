@@ -20,6 +20,10 @@ use rusqlite::Connection;
 /// store costs one pragma per tick.
 const EVERY: Duration = Duration::from_millis(25);
 
+/// Copies what no reader still needs into the database and never blocks; answers
+/// (busy, frames in the WAL, frames copied).
+pub(crate) const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
 /// WAL frames (4 KiB pages, 2 MB) past which a pass asks the writer to finish the
 /// checkpoint and so start the WAL over.
 const RESTART_AFTER_FRAMES: i64 = 500;
@@ -61,7 +65,7 @@ fn run(conn: Connection, stopped: mpsc::Receiver<()>, finish: Arc<AtomicBool>) {
             continue;
         }
         seen = version;
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+        match conn.query_row(PASSIVE_CHECKPOINT, [], |r| r.get::<_, i64>(1)) {
             Ok(frames) if frames >= RESTART_AFTER_FRAMES => finish.store(true, Ordering::Release),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own checkpoint remains"),

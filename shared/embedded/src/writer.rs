@@ -83,7 +83,7 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, finish: Arc<AtomicBool>
         // Right after a commit no frame is newer than what this checkpoint copies, so it
         // lets the next group start the WAL over.
         if finish.swap(false, Ordering::AcqRel)
-            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            && let Err(e) = conn.query_row(crate::checkpoint::PASSIVE_CHECKPOINT, [], |_| Ok(()))
         {
             tracing::warn!(error = %e, "WAL checkpoint on the writer failed; the next one retries");
         }

@@ -28,7 +28,7 @@ fn new_session(reference: &str, created: chrono::DateTime<Utc>, expires_in: i64)
     let body = json!({"amount": 1050, "currency": "EUR", "customer_id": "cus_1", "reference": reference,
                       "expires_at": (created + chrono::Duration::seconds(expires_in)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
     let spec = parse_create_session(&body, created, &policy).unwrap();
-    PaymentSession::create(spec, MERCHANT.into(), None, created)
+    PaymentSession::create(spec, MERCHANT.into(), created)
 }
 
 async fn create(deps: &AwsDeps, session: &PaymentSession) {

@@ -28,7 +28,7 @@ fn twin(merchant: &str, number: &str) -> PaymentSession {
     let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
     let body = json!({"amount": 700, "currency": "EUR", "customer_id": "cus_twin", "reference": format!("twin-{number}")});
     let now = chrono::Utc::now();
-    let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), merchant.into(), None, now);
+    let mut s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), merchant.into(), now);
     paysession_app::sessions::add_instructions(&mut s, 0);
     s.instructions.virtual_account.as_mut().unwrap().account_number = number.into();
     s
