@@ -57,11 +57,15 @@ pub(crate) fn body<T: serde::Serialize>(v: &T) -> Result<AV, StoreError> {
     // A session or event body is ~1.7 KB: sized once rather than grown from 128 bytes.
     let mut text = Vec::with_capacity(4096);
     serde_json::to_writer(&mut text, v).map_err(backend)?;
-    String::from_utf8(text).map(AV::S).map_err(backend)
+    Ok(crate::body::encode(&text))
 }
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let text = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| backend("item without body"))?;
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
+    parse_stored(item, "body")
+}
+/// The value [`body`] stored under `name`.
+fn parse_stored<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    let json = crate::body::decode(item.get(name).ok_or_else(|| backend(format!("item without {name}")))?).map_err(backend)?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
 }
 pub(crate) fn attr_i64(item: &Item, name: &str) -> Option<i64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
@@ -72,6 +76,21 @@ pub(crate) fn attr_str<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 
 pub(crate) fn item(pairs: impl IntoIterator<Item = (&'static str, AV)>) -> Item {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// A done idempotency record's response: the body (a `B`, `crate::body`) with its status and
+/// type beside it; a record written before bodies were compressed holds the whole
+/// `StoredResponse` as JSON text.
+fn stored_response(record: &Item) -> Result<StoredResponse, StoreError> {
+    let Some(compressed @ AV::B(_)) = record.get("response") else { return parse_stored(record, "response") };
+    let body = crate::body::decode(compressed).map_err(backend)?;
+    Ok(StoredResponse {
+        status: attr_i64(record, "response_status")
+            .and_then(|status| u16::try_from(status).ok())
+            .ok_or_else(|| backend("done record without response_status"))?,
+        content_type: attr_str(record, "response_type").ok_or_else(|| backend("done record without response_type"))?.to_string(),
+        body: String::from_utf8(body).map_err(|e| backend(format!("corrupt item: {e}")))?,
+    })
 }
 
 /// A failed transaction's outcome from its error and, when cancelled, each item's
@@ -222,7 +241,11 @@ impl DynamoStore {
     /// a fresh one puts the record where none is live (`decide`'s `Claim` cases: absent, or
     /// `expires_at_ms` passed, which an in-flight claim sets to its lock's end).
     fn completion_write(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
-        let (pk, response) = (idempotency_pk(&c.merchant_id, &c.key), body(&c.response)?);
+        // The body compressed on its own, not inside the StoredResponse's JSON, where its
+        // quotes would be escaped and no longer match the dictionary (1,100 → 720 B).
+        let pk = idempotency_pk(&c.merchant_id, &c.key);
+        let (response, status, content_type) =
+            (crate::body::encode(c.response.body.as_bytes()), n(i64::from(c.response.status)), s(c.response.content_type.clone()));
         if let Hold::Fresh { fingerprint, owner, now } = &c.hold {
             let record = item([
                 (PK, s(pk)),
@@ -233,6 +256,8 @@ impl DynamoStore {
                 ("locked_until_ms", n(ms(*now))),
                 ("expires_at_ms", n(ms(c.expires_at))),
                 ("response", response),
+                ("response_status", status),
+                ("response_type", content_type),
                 (TTL, n(c.expires_at.timestamp())),
             ]);
             let put = Put::builder()
@@ -248,7 +273,9 @@ impl DynamoStore {
             .table_name(&self.table)
             .key(PK, s(pk))
             .key(SK, s(IDEMPOTENCY_SK))
-            .update_expression("SET #state = :done, #response = :resp, expires_at_ms = :exp, #ttl = :ttl")
+            .update_expression(
+                "SET #state = :done, #response = :resp, response_status = :resp_status, response_type = :resp_type, expires_at_ms = :exp, #ttl = :ttl",
+            )
             .condition_expression("#state = :in_flight AND #owner = :owner")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#response", "response")
@@ -258,6 +285,8 @@ impl DynamoStore {
             .expression_attribute_values(":in_flight", s("in_flight"))
             .expression_attribute_values(":owner", s(c.hold.owner()))
             .expression_attribute_values(":resp", response)
+            .expression_attribute_values(":resp_status", status)
+            .expression_attribute_values(":resp_type", content_type)
             .expression_attribute_values(":exp", n(ms(c.expires_at)))
             .expression_attribute_values(":ttl", n(c.expires_at.timestamp()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
@@ -579,9 +608,7 @@ impl IdempotencyStore for DynamoStore {
             match decide(seen, fingerprint, now) {
                 Decision::Replay => {
                     let it = existing.as_ref().expect("a replay decision has a record");
-                    let text = attr_str(it, "response").ok_or_else(|| backend("done record without response"))?;
-                    let resp: StoredResponse = serde_json::from_str(text).map_err(backend)?;
-                    return Ok(IdempotencyBegin::Replay(resp));
+                    return Ok(IdempotencyBegin::Replay(stored_response(it)?));
                 }
                 Decision::InFlight => return Ok(IdempotencyBegin::InFlight),
                 Decision::Mismatch => return Ok(IdempotencyBegin::Mismatch),
@@ -704,5 +731,28 @@ impl SettingsStore for DynamoStore {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let it = item([(PK, s(setting_pk(key))), (SK, s(SETTING_SK)), ("value", s(value))]);
         self.put_item(self.put(it, None)).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replayed_response_reads_from_both_record_forms() {
+        let response =
+            StoredResponse { status: 201, content_type: "application/json".into(), body: r#"{"id":"ps_1","status":"open"}"#.into() };
+        let compressed = item([
+            ("response", crate::body::encode(response.body.as_bytes())),
+            ("response_status", n(201)),
+            ("response_type", s("application/json")),
+        ]);
+        assert_eq!(stored_response(&compressed).unwrap(), response);
+        let before_compression = item([("response", s(serde_json::to_string(&response).unwrap()))]);
+        assert_eq!(stored_response(&before_compression).unwrap(), response);
+
+        let mut without_status = compressed.clone();
+        without_status.remove("response_status");
+        assert!(stored_response(&without_status).unwrap_err().to_string().contains("response_status"));
     }
 }

@@ -28,6 +28,18 @@ fn string_attr<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
     image.get(name).and_then(|v| v.get("S").or_else(|| v.get("N"))).and_then(Value::as_str)
 }
 
+/// The JSON of an image's `body`, `None` when it has none: a compressed `B` (base64 in the
+/// record, `crate::body`) or an `S` written before bodies were compressed.
+fn body_json(image: &Value) -> Result<Option<Vec<u8>>, String> {
+    let Some(value) = image.get("body") else { return Ok(None) };
+    if let Some(encoded) = value.get("B").and_then(Value::as_str) {
+        use base64::Engine;
+        let stored = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("body is not base64: {e}"))?;
+        return crate::body::decompress(&stored).map(Some);
+    }
+    value.get("S").and_then(Value::as_str).map(|s| Some(s.as_bytes().to_vec())).ok_or_else(|| "body is neither B nor S".into())
+}
+
 /// What a record asks for.
 #[derive(Debug, PartialEq)]
 pub enum StreamWork {
@@ -43,9 +55,9 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
     match record["eventName"].as_str() {
         Some("INSERT") if sk.starts_with(EVENT_SK_PREFIX) => {
             let image = &change["NewImage"];
-            let body = string_attr(image, "body").ok_or("event item without body")?;
+            let body = body_json(image)?.ok_or("event item without body")?;
             let merchant_id = string_attr(image, "merchant_id").ok_or("event item without merchant_id")?;
-            let event: EventRecord = serde_json::from_str(body).map_err(|e| format!("corrupt event item: {e}"))?;
+            let event: EventRecord = serde_json::from_slice(&body).map_err(|e| format!("corrupt event item: {e}"))?;
             Ok(StreamWork::FanOut { merchant_id: merchant_id.to_string(), event: Box::new(event) })
         }
         Some("REMOVE") if sk == EXPIRY_SK && record["userIdentity"]["principalId"].as_str() == Some(TTL_PRINCIPAL) => {
@@ -57,8 +69,8 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
         }
         Some("INSERT" | "MODIFY") if sk == MANDATE_SK => {
             let mandate = |image: &Value| -> Result<Option<Box<Mandate>>, String> {
-                string_attr(image, "body")
-                    .map(|b| serde_json::from_str(b).map(Box::new).map_err(|e| format!("corrupt mandate item: {e}")))
+                body_json(image)?
+                    .map(|b| serde_json::from_slice(&b).map(Box::new).map_err(|e| format!("corrupt mandate item: {e}")))
                     .transpose()
             };
             let new = mandate(&change["NewImage"])?.ok_or("mandate item without body")?;

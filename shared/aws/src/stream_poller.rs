@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use base64::Engine;
 use serde_json::{Map, Value, json};
 
 pub struct StreamPoller {
@@ -83,6 +84,8 @@ fn attribute(v: &AttributeValue) -> Value {
     match v {
         AttributeValue::S(s) => json!({ "S": s }),
         AttributeValue::N(n) => json!({ "N": n }),
+        // Base64, as Lambda delivers binary attributes (item bodies, `crate::body`).
+        AttributeValue::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref()) }),
         AttributeValue::Bool(b) => json!({ "BOOL": b }),
         AttributeValue::Null(_) => json!({ "NULL": true }),
         // The table stores nothing else; anything new shows up as unreadable, not wrong.

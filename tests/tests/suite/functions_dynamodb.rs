@@ -174,6 +174,11 @@ async fn every_function_on_dynamodb_local() {
     // carry, so no lookup items.
     println!("create writes {create_written:?}; with Idempotency-Key {keyed_written:?}");
     assert_eq!((create_written.items, keyed_written.items), (3, 4));
+    // Bodies are compressed (paysession_aws body.rs) so each item of a create is within one
+    // KB: 2 write units apiece in a transaction.
+    assert!(create_written.sizes.iter().all(|&size| size <= 1024), "{create_written:?}");
+    assert_eq!(create_written.write_units, 6, "{create_written:?}");
+    assert_eq!(keyed_written.write_units, 8, "{keyed_written:?}");
 }
 
 #[tokio::test]
