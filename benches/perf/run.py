@@ -16,6 +16,7 @@ What it does, all on this machine, offline:
 Usage (PERFWORK: a scratch directory outside the repo, shared with ../shared/perf):
   PERFWORK=/tmp/perfwork benches/perf/run.py [-n 500] [--rounds 10] [--no-build] [--perf-dir ../shared/perf]
       [--alt NAME=PATH ...]   (a build variant of session-create, alternated with it: e.g. another opt-level)
+      [--alt-env NAME:KEY=VALUE ...]   (its environment on top of session-create's: e.g. RUST_LOG=warn)
 """
 from __future__ import annotations
 
@@ -69,12 +70,21 @@ def main() -> int:
     p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
     p.add_argument("--alt", action="append", default=[], metavar="NAME=PATH",
                    help="another session-create bootstrap (a build variant) run beside it, reported as NAME/session-create")
+    p.add_argument("--alt-env", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="an environment variable for one --alt subject (e.g. quiet:RUST_LOG=warn)")
     p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
     a = p.parse_args()
     alts = dict(spec.split("=", 1) for spec in a.alt)
     for name, path in alts.items():
         if not os.path.isfile(path):
             sys.exit(f"--alt {name}: no file at {path}")
+    alt_env = {}
+    for spec in a.alt_env:
+        name, _, pair = spec.partition(":")
+        key, eq, value = pair.partition("=")
+        if name not in alts or not key or not eq:
+            sys.exit(f"--alt-env {spec}: expected NAME:KEY=VALUE with NAME one of the --alt names")
+        alt_env.setdefault(name, {})[key] = value
     work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
     os.makedirs(work, exist_ok=True)
     perf = os.path.abspath(a.perf_dir)
@@ -157,7 +167,8 @@ def main() -> int:
             "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": create_path, "expect_status": 201}
         for name, path in alts.items():
             subjects[name] = {**subjects["session-create"], "description": f"session-create variant {path}",
-                              "argv": [os.path.abspath(path)]}
+                              "argv": [os.path.abspath(path)],
+                              "env": {**subjects["session-create"]["env"], **alt_env.get(name, {})}}
         subjects_path = os.path.join(work, "paysession-subjects.json")
         with open(subjects_path, "w") as f:
             json.dump({"subjects": subjects}, f, indent=1)
