@@ -148,12 +148,39 @@ pub fn request_id(req: &Request) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
         .map(str::to_string)
+        .or_else(|| gateway_request_id(req))
         .unwrap_or_else(paysession_app::ids::new_uuid)
+}
+
+/// API Gateway's id of the request, which its access log (template.yaml) writes: the
+/// function's log lines and the `x-request-id` answer then name the same request.
+fn gateway_request_id(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone().filter(|id| !id.is_empty()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_named_by_its_header_else_by_api_gateway() {
+        let event = |headers: &str| {
+            lambda_http::request::from_str(&format!(
+                r#"{{"version":"2.0","routeKey":"GET /health","rawPath":"/health","rawQueryString":"","headers":{{{headers}}},
+                "requestContext":{{"accountId":"1","apiId":"a","domainName":"d","domainPrefix":"d","http":{{"method":"GET","path":"/health","protocol":"HTTP/1.1","sourceIp":"192.0.2.1","userAgent":"t"}},
+                "requestId":"Kx1_gw-id=","routeKey":"GET /health","stage":"$default","time":"04/Dec/2026:19:00:00 +0000","timeEpoch":1796410800000}},"isBase64Encoded":false}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(request_id(&event("")), "Kx1_gw-id=");
+        assert_eq!(request_id(&event(r#""x-request-id":"mine-1""#)), "mine-1");
+        assert_eq!(request_id(&event(r#""x-request-id":"not valid""#)), "Kx1_gw-id=");
+        let local = Request::new(lambda_http::Body::Empty);
+        assert_eq!(request_id(&local).len(), 36, "a fresh UUID where no gateway named the request");
+    }
 
     #[test]
     fn decoding() {
