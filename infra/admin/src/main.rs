@@ -24,7 +24,8 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create the DynamoDB table (with --table) exactly as template.yaml defines it.
+    /// Create the DynamoDB table (with --table) exactly as template.yaml defines it, or add to an
+    /// existing one the indexes, stream and TTL it lacks.
     Init,
     /// Merchants (tenants).
     Merchant {
@@ -97,10 +98,11 @@ async fn run(args: Args) -> Result<(), String> {
     };
     if let Command::Init = args.command {
         let table = args.table.as_deref().ok_or("init creates a DynamoDB table: give --table NAME")?;
-        for warning in paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await?, table).await? {
+        let ensured = paysession_aws::table::ensure_table(&paysession_aws::dynamodb_client().await?, table).await?;
+        for warning in &ensured.warnings {
             eprintln!("paysession-admin: warning: {warning}");
         }
-        println!("{}", json!({"table": table, "created": true}));
+        println!("{}", json!({"table": table, "created": ensured.created, "added": ensured.added}));
         return Ok(());
     }
     let opened = paysession_runtime::open_store(&choice).await?;

@@ -23,5 +23,6 @@ mod sessions;
 mod signed_requests;
 mod soft_declines;
 mod stream_and_queue;
+mod table_init;
 mod virtual_accounts;
 mod webhooks;
