@@ -767,20 +767,23 @@ pub async fn signing_profiles_versioned_and_tenanted(st: Stores) {
 pub async fn nonces_spent_once(st: Stores) {
     let now = Utc::now();
     let until = now + Duration::seconds(600);
-    let claims = (0..16).map(|_| {
+    let claims = (0..16).map(|i| {
         let s = st.signing.clone();
-        tokio::spawn(async move { s.claim_nonce("mer_a", "rfc9421:n-1", now, until).await.unwrap() })
+        tokio::spawn(async move { s.claim_nonce("mer_a", "rfc9421:n-1", &format!("claimant-{i}"), now, until).await.unwrap() })
     });
     let won = futures::future::join_all(claims).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
     assert_eq!(won, 1, "of 16 concurrent claims exactly one succeeds");
-    assert!(!st.signing.claim_nonce("mer_a", "rfc9421:n-1", now + Duration::seconds(599), until).await.unwrap(), "still live");
-    assert!(st.signing.claim_nonce("mer_b", "rfc9421:n-1", now, until).await.unwrap(), "nonces are per merchant");
+    assert!(
+        !st.signing.claim_nonce("mer_a", "rfc9421:n-1", "claimant-x", now + Duration::seconds(599), until).await.unwrap(),
+        "still live"
+    );
+    assert!(st.signing.claim_nonce("mer_b", "rfc9421:n-1", "claimant-y", now, until).await.unwrap(), "nonces are per merchant");
     let later = until + Duration::seconds(1);
     assert!(
-        st.signing.claim_nonce("mer_a", "rfc9421:n-1", later, later + Duration::seconds(600)).await.unwrap(),
+        st.signing.claim_nonce("mer_a", "rfc9421:n-1", "claimant-z", later, later + Duration::seconds(600)).await.unwrap(),
         "reusable once past its time"
     );
-    assert!(!st.signing.claim_nonce("mer_a", "rfc9421:n-1", later, later + Duration::seconds(600)).await.unwrap());
+    assert!(!st.signing.claim_nonce("mer_a", "rfc9421:n-1", "claimant-w", later, later + Duration::seconds(600)).await.unwrap());
 }
 
 fn sealed(text: &str) -> paysession_domain::webhook::SealedSecret {

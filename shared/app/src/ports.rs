@@ -208,7 +208,17 @@ pub trait SigningStore: Send + Sync {
     async fn put_signing_profile(&self, profile: &crate::entities::SigningProfile) -> Result<(), StoreError>;
     /// Records `nonce` until `until`; `false` when it is already recorded and not yet past
     /// its time (a replay). Atomic: of concurrent claims exactly one gets `true`.
-    async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// `claimant` is unique to the request claiming: a store whose write can be retried
+    /// after a lost answer (DynamoDB) finds the nonce recorded by `claimant` itself and
+    /// answers `true`, so a retry never turns a request into its own replay.
+    async fn claim_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Filters of `GET /v1/events`, newest first.

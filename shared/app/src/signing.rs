@@ -152,7 +152,8 @@ pub async fn check_request<S: SigningStore + ?Sized>(cx: &Core<S>, merchant_id: 
     // Freshness is judged by the wall clock the client signs with, not a sandbox test clock.
     let now = cx.keys.wall_now();
     let verified = presented.verify(req, &public, key.algorithm, now)?;
-    if !cx.store.claim_nonce(merchant_id, &verified.nonce, now, now + Duration::seconds(NONCE_TTL_SECONDS)).await? {
+    let claimant = crate::ids::new_id("nc");
+    if !cx.store.claim_nonce(merchant_id, &verified.nonce, &claimant, now, now + Duration::seconds(NONCE_TTL_SECONDS)).await? {
         return Err(SignatureError::Replayed.into());
     }
     Ok(())

@@ -9,7 +9,7 @@ use paysession_app::ports::{SigningStore, StoreError};
 use paysession_app::signing::SigningProfile;
 
 use crate::keys::*;
-use crate::store::{DynamoStore, backend, body, item, ms, n, parse_body, s};
+use crate::store::{DynamoStore, attr_str, backend, body, item, ms, n, parse_body, s};
 
 #[async_trait]
 impl SigningStore for DynamoStore {
@@ -38,9 +38,21 @@ impl SigningStore for DynamoStore {
         }
     }
 
-    async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
-        let it =
-            item([(PK, s(nonce_pk(merchant_id, nonce))), (SK, s(NONCE_SK)), ("until_ms", n(ms(until))), (TTL, n(until.timestamp() + 1))]);
+    async fn claim_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let it = item([
+            (PK, s(nonce_pk(merchant_id, nonce))),
+            (SK, s(NONCE_SK)),
+            ("until_ms", n(ms(until))),
+            ("claimant", s(claimant)),
+            (TTL, n(until.timestamp() + 1)),
+        ]);
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(it))
@@ -49,6 +61,12 @@ impl SigningStore for DynamoStore {
             .expression_attribute_values(":now", n(ms(now)))
             .build()
             .map_err(backend)?;
-        self.put_item(put).await
+        if self.put_item(put).await? {
+            return Ok(true);
+        }
+        // Refused: a replay, or this claim's own put whose answer was lost and whose retry
+        // then failed the condition. Only this request knows its claimant.
+        let stored = self.get_item(nonce_pk(merchant_id, nonce), NONCE_SK).await?;
+        Ok(stored.as_ref().and_then(|it| attr_str(it, "claimant")) == Some(claimant))
     }
 }

@@ -36,7 +36,15 @@ impl SigningStore for EmbeddedStore {
         .await
     }
 
-    async fn claim_nonce(&self, merchant_id: &str, nonce: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// One local transaction: its answer cannot be lost, so the claimant is not kept.
+    async fn claim_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        _claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let (merchant, nonce, now, until) = (merchant_id.to_string(), nonce.to_string(), ms(now), ms(until));
         self.tx(move |c| {
             // Spent nonces past their time are garbage; the upsert below only revives one

@@ -154,3 +154,29 @@ async fn a_claim_whose_answer_was_lost_is_still_the_requests() {
         );
     }
 }
+
+/// A nonce claim whose answer was lost (the put succeeded, the answer failed, the retry
+/// failed its condition) is the request's own: spent by it, not replayed. A nonce another
+/// claimant holds stays a replay.
+#[tokio::test]
+async fn a_nonce_claim_whose_answer_was_lost_is_still_the_requests() {
+    use paysession_app::ports::SigningStore;
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+    let until = at + chrono::Duration::seconds(600);
+    assert_eq!(keys::nonce_pk("mer_1", "rfc9421:n-1"), "MER#mer_1#NONCE#rfc9421:n-1");
+    const MINE: &str = r#"{"Item": {"PK": {"S": "MER#mer_1#NONCE#rfc9421:n-1"}, "SK": {"S": "NONCE"}, "until_ms": {"N": "1796378400000"}, "claimant": {"S": "nc_mine"}}}"#;
+    const OTHERS: &str = r#"{"Item": {"PK": {"S": "MER#mer_1#NONCE#rfc9421:n-1"}, "SK": {"S": "NONCE"}, "until_ms": {"N": "1796378400000"}, "claimant": {"S": "nc_other"}}}"#;
+    let failed =
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+    for (stored, expected) in [(MINE, true), (OTHERS, false)] {
+        let receiver = Receiver::start().await;
+        receiver.script_answers(&[(500, SERVER_ERROR), (400, failed), (200, stored)]);
+        let store = store_at(&receiver).await;
+        let claimed = store.claim_nonce("mer_1", "rfc9421:n-1", "nc_mine", at, until).await.unwrap();
+        assert_eq!(claimed, expected, "the stored nonce: {stored}");
+        let received = receiver.received();
+        let ops: Vec<&str> = received.iter().map(|r| r.header("x-amz-target").unwrap_or_default()).collect();
+        assert_eq!(ops, ["DynamoDB_20120810.PutItem", "DynamoDB_20120810.PutItem", "DynamoDB_20120810.GetItem"]);
+        assert_eq!(received[0].json()["Item"]["claimant"]["S"], "nc_mine", "the claim carries its claimant");
+    }
+}
