@@ -7,7 +7,7 @@
 //! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
-//! | expiry item (TTL = expires_at; GSI3: `MER#m#EXPIRY#id`) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
+//! | expiry item (TTL = expires_at; the index keys on DynamoDB Local only) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
@@ -92,10 +92,10 @@ pub fn deliveries_gsi1(merchant: &str, endpoint: &str) -> String {
     format!("MER#{merchant}#WE#{endpoint}#DLV")
 }
 
-/// The session's expiry item: its TTL deletion drives the transition to `expired`. It
-/// carries every GSI's key attributes because DynamoDB Local never deletes an expired item
-/// that lacks any index's keys (AWS does not care). Each its own value in GSI2 and GSI3, so
-/// no index partition takes every create.
+/// The session's expiry item: its TTL deletion drives the transition to `expired`. On
+/// DynamoDB Local only, it carries every GSI's key attributes, because the emulator never
+/// deletes an expired item that lacks any index's keys (AWS does not care; `store.rs`,
+/// `expiry_item`).
 pub const EXPIRY_SK: &str = "EXPIRY";
 pub fn expiries_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#EXPIRIES")

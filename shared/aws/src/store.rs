@@ -30,6 +30,9 @@ pub struct DynamoStore {
     table: String,
     /// The hot calls (`TransactWriteItems`, `GetItem`) without the SDK (`wire` module).
     wire: Wire,
+    /// The endpoint is DynamoDB Local (a loopback address): expiry items carry index keys
+    /// for it ([`expiry_item`]).
+    emulated: bool,
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AV {
@@ -126,7 +129,8 @@ impl DynamoStore {
     /// (`sdk::wire_for`), the rest through the SDK client of `config`.
     pub async fn from_config(config: &aws_types::SdkConfig, table: impl Into<String>) -> Result<Self, String> {
         let wire = crate::sdk::wire_for(config).await?.ok_or("AWS configuration without a region or credentials")?;
-        Ok(DynamoStore { client: Client::new(config), table: table.into(), wire })
+        let emulated = is_loopback(wire.endpoint());
+        Ok(DynamoStore { client: Client::new(config), table: table.into(), wire, emulated })
     }
 
     /// The same store with its SDK calls made by `client` (e.g. one with an interceptor).
@@ -411,7 +415,7 @@ impl SessionStore for DynamoStore {
         let mut items = self.starting_with_completion(idempotency)?;
         let first = items.len();
         items.push(TransactWriteItem::builder().put(self.put(self.session_item(session)?, Some("attribute_not_exists(PK)"))).build());
-        items.push(TransactWriteItem::builder().put(self.put(expiry_item(session), None)).build());
+        items.push(TransactWriteItem::builder().put(self.put(expiry_item(session, self.emulated), None)).build());
         items.extend(self.event_items(&session.merchant_id, session, events)?);
         match self.transact_retrying(items).await? {
             None => Ok(()),
@@ -554,20 +558,38 @@ impl DynamoStore {
 }
 
 /// The item whose TTL deletion at `expires_at` expires the session (see `stream.rs`).
-fn expiry_item(session: &PaymentSession) -> Item {
+/// Nothing reads it through an index; on DynamoDB Local (`emulated`) it carries every
+/// index's keys all the same, because the emulator never TTL-deletes an item lacking any
+/// ([`EXPIRY_SK`]). On AWS those keys would cost three index writes per create and three
+/// more at its deletion, and put every create of a merchant in one GSI1 partition.
+fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
     let (m, id) = (&session.merchant_id, &session.id);
-    item([
+    let mut it = item([
         (PK, s(session_pk(m, id))),
         (SK, s(EXPIRY_SK)),
-        (GSI1PK, s(expiries_gsi1(m))),
-        (GSI1SK, s(time_sort(ms(session.spec.expires_at), id))),
-        (GSI2PK, s(expiry_index_pk(m, id))),
-        (GSI2SK, s(EXPIRY_SK)),
-        (GSI3PK, s(expiry_index_pk(m, id))),
         ("merchant_id", s(m.clone())),
         ("session_id", s(id.clone())),
         (TTL, n(session.spec.expires_at.timestamp())),
-    ])
+    ]);
+    if emulated {
+        it.extend(item([
+            (GSI1PK, s(expiries_gsi1(m))),
+            (GSI1SK, s(time_sort(ms(session.spec.expires_at), id))),
+            (GSI2PK, s(expiry_index_pk(m, id))),
+            (GSI2SK, s(EXPIRY_SK)),
+            (GSI3PK, s(expiry_index_pk(m, id))),
+        ]));
+    }
+    it
+}
+
+/// DynamoDB Local is reached on a loopback address; AWS endpoints never are.
+fn is_loopback(endpoint: &http::Uri) -> bool {
+    match endpoint.host() {
+        Some("localhost") => true,
+        Some(host) => host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 fn matches_query(s: &PaymentSession, q: &SessionQuery) -> bool {
@@ -737,6 +759,30 @@ impl SettingsStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_dynamodb_local_is_taken_for_the_emulator() {
+        for (endpoint, emulated) in [
+            ("http://127.0.0.1:18000", true),
+            ("http://localhost:8000", true),
+            ("http://[::1]:8000", true),
+            ("https://dynamodb.eu-central-1.amazonaws.com", false),
+            ("https://vpce-1a2b.dynamodb.eu-central-1.vpce.amazonaws.com", false),
+            ("http://10.0.0.5:8000", false),
+        ] {
+            assert_eq!(is_loopback(&endpoint.parse().unwrap()), emulated, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn an_expiry_item_on_aws_carries_no_index_keys() {
+        let session: PaymentSession = serde_json::from_str(include_str!("../tests/session.json")).unwrap();
+        let on_aws = expiry_item(&session, false);
+        assert!([GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK].iter().all(|k| !on_aws.contains_key(*k)), "{on_aws:?}");
+        assert!([PK, SK, TTL, "merchant_id", "session_id"].iter().all(|k| on_aws.contains_key(*k)));
+        let emulated = expiry_item(&session, true);
+        assert!([GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK].iter().all(|k| emulated.contains_key(*k)));
+    }
 
     #[test]
     fn a_replayed_response_reads_from_both_record_forms() {
