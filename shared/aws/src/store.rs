@@ -246,7 +246,7 @@ impl DynamoStore {
     /// `expires_at_ms` passed, which an in-flight claim sets to its lock's end).
     fn completion_write(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
         // The body compressed on its own, not inside the StoredResponse's JSON, where its
-        // quotes would be escaped and no longer match the dictionary (1,100 → 720 B).
+        // quotes would be escaped and no longer match the dictionary (the record: 1,100 → 592 B).
         let pk = idempotency_pk(&c.merchant_id, &c.key);
         let (response, status, content_type) =
             (crate::body::encode(c.response.body.as_bytes()), n(i64::from(c.response.status)), s(c.response.content_type.clone()));

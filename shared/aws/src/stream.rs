@@ -251,3 +251,22 @@ pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsS
         None => json!({"batchItemFailures": []}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn a_body_reads_from_a_record_in_both_forms() {
+        let json = br#"{"id":"evt_1","type":"payment_session.created"}"#;
+        let aws_sdk_dynamodb::types::AttributeValue::B(blob) = crate::body::encode(json) else { unreachable!() };
+        let compressed = json!({"body": {"B": base64::engine::general_purpose::STANDARD.encode(blob.as_ref())}});
+        assert_eq!(body_json(&compressed).unwrap().unwrap(), json);
+        let before = json!({"body": {"S": std::str::from_utf8(json).unwrap()}});
+        assert_eq!(body_json(&before).unwrap().unwrap(), json);
+        assert_eq!(body_json(&json!({"merchant_id": {"S": "mer_1"}})).unwrap(), None);
+        assert!(body_json(&json!({"body": {"B": "not base64!"}})).unwrap_err().contains("base64"));
+        assert!(body_json(&json!({"body": {"N": "1"}})).unwrap_err().contains("neither"));
+    }
+}
