@@ -79,7 +79,8 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<Ensured, Strin
     for index in indexes() {
         let name = index.index_name();
         match found.global_secondary_indexes().iter().find(|g| g.index_name() == Some(name)) {
-            Some(existing) if existing.key_schema() == index.key_schema() => {}
+            // One an earlier init added may still be backfilling.
+            Some(existing) if existing.key_schema() == index.key_schema() => wait_index(client, table, name).await?,
             Some(_) => return Err(format!("table {table}: index {name} has other keys than paysession's; not changed")),
             None => {
                 add_index(client, table, index.clone()).await?;
@@ -151,10 +152,15 @@ async fn add_index(client: &Client, table: &str, index: GlobalSecondaryIndex) ->
         req = req.attribute_definitions(attribute(k.attribute_name()));
     }
     req.send().await.map_err(|e| format!("cannot add index {name} to {table}: {}", crate::describe(&e)))?;
-    // Backfilling an index over a large table takes minutes to hours on AWS.
+    wait_index(client, table, &name).await
+}
+
+/// Backfilling an index over a large table takes minutes to hours on AWS; DynamoDB adds
+/// one index at a time.
+async fn wait_index(client: &Client, table: &str, name: &str) -> Result<(), String> {
     for _ in 0..(6 * 60 * 60) {
         let found = describe(client, table).await?.ok_or_else(|| format!("table {table} went away"))?;
-        let status = found.global_secondary_indexes().iter().find(|g| g.index_name() == Some(name.as_str())).and_then(|g| g.index_status());
+        let status = found.global_secondary_indexes().iter().find(|g| g.index_name() == Some(name)).and_then(|g| g.index_status());
         if status == Some(&IndexStatus::Active) {
             return Ok(());
         }
