@@ -31,13 +31,18 @@ fn string_attr<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
 /// The JSON of an image's `body`, `None` when it has none: a compressed `B` (base64 in the
 /// record, `crate::body`) or an `S` written before bodies were compressed.
 fn body_json(image: &Value) -> Result<Option<Vec<u8>>, String> {
+    use aws_sdk_dynamodb::types::AttributeValue as AV;
+    use base64::Engine;
     let Some(value) = image.get("body") else { return Ok(None) };
-    if let Some(encoded) = value.get("B").and_then(Value::as_str) {
-        use base64::Engine;
-        let stored = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("body is not base64: {e}"))?;
-        return crate::body::decompress(&stored).map(Some);
-    }
-    value.get("S").and_then(Value::as_str).map(|s| Some(s.as_bytes().to_vec())).ok_or_else(|| "body is neither B nor S".into())
+    // The record's JSON form as the attribute value; `crate::body::decode` reads both forms.
+    let stored = match (value.get("B").and_then(Value::as_str), value.get("S").and_then(Value::as_str)) {
+        (Some(encoded), _) => AV::B(aws_sdk_dynamodb::primitives::Blob::new(
+            base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("body is not base64: {e}"))?,
+        )),
+        (None, Some(text)) => AV::S(text.to_string()),
+        (None, None) => AV::Null(true),
+    };
+    crate::body::decode(&stored).map(Some)
 }
 
 /// What a record asks for.

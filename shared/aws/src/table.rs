@@ -158,15 +158,29 @@ async fn add_index(client: &Client, table: &str, index: GlobalSecondaryIndex) ->
 /// Backfilling an index over a large table takes minutes to hours on AWS; DynamoDB adds
 /// one index at a time.
 async fn wait_index(client: &Client, table: &str, name: &str) -> Result<(), String> {
-    for _ in 0..(6 * 60 * 60) {
-        let found = describe(client, table).await?.ok_or_else(|| format!("table {table} went away"))?;
-        let status = found.global_secondary_indexes().iter().find(|g| g.index_name() == Some(name)).and_then(|g| g.index_status());
-        if status == Some(&IndexStatus::Active) {
+    let active = |found: &TableDescription| {
+        found.global_secondary_indexes().iter().find(|g| g.index_name() == Some(name)).and_then(|g| g.index_status())
+            == Some(&IndexStatus::Active)
+    };
+    let late = || format!("index {name} of {table} was not ACTIVE within 6 hours; run init again to wait for it");
+    wait_until(client, table, 6 * 60 * 60, active, late).await
+}
+
+/// Describes `table` once a second until `ready` holds, for at most `seconds`.
+async fn wait_until(
+    client: &Client,
+    table: &str,
+    seconds: u32,
+    ready: impl Fn(&TableDescription) -> bool,
+    late: impl FnOnce() -> String,
+) -> Result<(), String> {
+    for _ in 0..seconds {
+        if describe(client, table).await?.as_ref().is_some_and(&ready) {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    Err(format!("index {name} of {table} was not ACTIVE within 6 hours; run init again to wait for it"))
+    Err(late())
 }
 
 /// Creates the table (on demand, stream NEW_AND_OLD_IMAGES), turns TTL and point-in-time
@@ -223,17 +237,6 @@ async fn enable_pitr(client: &Client, table: &str) -> Result<Vec<String>, String
 /// A new table accepts TTL and backup settings only once it is ACTIVE (seconds on AWS,
 /// immediate on DynamoDB Local).
 async fn wait_active(client: &Client, table: &str) -> Result<(), String> {
-    for _ in 0..120 {
-        let out = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| format!("cannot describe table {table}: {}", crate::describe(&e)))?;
-        if out.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    Err(format!("table {table} did not become ACTIVE within 2 minutes"))
+    let active = |found: &TableDescription| found.table_status() == Some(&TableStatus::Active);
+    wait_until(client, table, 120, active, || format!("table {table} did not become ACTIVE within 2 minutes")).await
 }
