@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
-    Cursor, EventQuery, Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore, MerchantStore,
-    SessionQuery, SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
+    AttemptLimiter, Cursor, EventQuery, Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore,
+    MerchantStore, SessionQuery, SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
 };
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -24,6 +24,7 @@ pub struct Stores {
     pub webhooks: Arc<dyn WebhookStore>,
     pub mandates: Arc<dyn MandateStore>,
     pub signing: Arc<dyn SigningStore>,
+    pub limiter: Arc<dyn AttemptLimiter>,
 }
 
 impl Stores {
@@ -36,7 +37,8 @@ impl Stores {
             settings: s.clone(),
             webhooks: s.clone(),
             mandates: s.clone(),
-            signing: s,
+            signing: s.clone(),
+            limiter: s,
         }
     }
 }
@@ -730,7 +732,8 @@ macro_rules! contract_suite {
             idempotency_concurrent_claims, idempotency_taken_in_the_write, merchants_clients_settings, aliases_and_saved_methods,
             webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
             merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
-            payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once);
+            payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once,
+            attempts_limited_per_subject_and_source, concurrent_failures_never_pass_a_limit, settings_add_atomically);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -788,4 +791,56 @@ pub async fn nonces_spent_once(st: Stores) {
 
 fn sealed(text: &str) -> paysession_domain::webhook::SealedSecret {
     paysession_domain::webhook::SealedSecret { sealed: text.into(), expires_at: None, public_key: None }
+}
+
+const ATTEMPTS: paysession_app::limiter::AttemptPolicy =
+    paysession_app::limiter::AttemptPolicy { scope: "contract", per_subject: 3, per_source: 5, window: Duration::seconds(60) };
+
+pub async fn attempts_limited_per_subject_and_source(st: Stores) {
+    // The start of a window, so every count below falls in it.
+    let now = DateTime::from_timestamp(ATTEMPTS.window_index(Utc::now()) * 60 + 60, 0).unwrap();
+    let count = |source: &'static str, subject: &'static str, at: DateTime<Utc>| {
+        let limiter = st.limiter.clone();
+        async move { limiter.count_failure(&ATTEMPTS, source, subject, at).await.unwrap() }
+    };
+    for i in 0..3 {
+        assert!(count("198.51.100.1", "cid_x", now).await, "failure {i} of the subject is counted");
+    }
+    assert!(!count("198.51.100.1", "cid_x", now).await, "the subject's limit from this source is used up");
+    assert!(count("198.51.100.2", "cid_x", now).await, "another source has its own count for the subject");
+    assert!(count("198.51.100.1", "cid_y", now).await);
+    assert!(count("198.51.100.1", "cid_y", now + Duration::seconds(59)).await);
+    assert!(!count("198.51.100.1", "cid_z", now).await, "the source's own limit (5) is used up for every subject");
+    assert!(count("198.51.100.1", "cid_x", now + Duration::seconds(60)).await, "the next window starts afresh");
+    let other_scope = paysession_app::limiter::AttemptPolicy { scope: "other", ..ATTEMPTS };
+    assert!(st.limiter.count_failure(&other_scope, "198.51.100.1", "cid_x", now).await.unwrap(), "scopes count apart");
+}
+
+pub async fn concurrent_failures_never_pass_a_limit(st: Stores) {
+    let now = DateTime::from_timestamp(ATTEMPTS.window_index(Utc::now()) * 60 + 60, 0).unwrap();
+    let policy = paysession_app::limiter::AttemptPolicy { per_subject: 10, per_source: 30, ..ATTEMPTS };
+    let tries = (0..40).map(|_| {
+        let limiter = st.limiter.clone();
+        tokio::spawn(async move { limiter.count_failure(&policy, "203.0.113.9", "cid_brute", now).await.unwrap() })
+    });
+    let counted = futures::future::join_all(tries).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(counted, 10, "of 40 concurrent failures exactly the limit is counted");
+}
+
+pub async fn settings_add_atomically(st: Stores) {
+    let adds = (0..20).map(|_| {
+        let settings = st.settings.clone();
+        tokio::spawn(async move { settings.add_to_setting("counter", 0, 5, 1_000).await.unwrap() })
+    });
+    let mut seen: Vec<i64> = futures::future::join_all(adds).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, (1..=20).map(|i| i * 5).collect::<Vec<_>>(), "every addition counted once, in some order");
+    assert_eq!(st.settings.get_setting("counter").await.unwrap().as_deref(), Some("100"));
+    assert_eq!(st.settings.add_to_setting("counter", 0, 901, 1_000).await.unwrap(), None, "past the maximum: refused");
+    assert_eq!(st.settings.get_setting("counter").await.unwrap().as_deref(), Some("100"), "a refused addition writes nothing");
+    assert_eq!(st.settings.add_to_setting("fresh", 7, 3, 1_000).await.unwrap(), Some(10), "an absent setting starts at start");
+    // A setting an earlier release wrote as text goes on from the value the caller read.
+    st.settings.put_setting("legacy", "40").await.unwrap();
+    assert_eq!(st.settings.add_to_setting("legacy", 40, 2, 1_000).await.unwrap(), Some(42));
+    assert_eq!(st.settings.get_setting("legacy").await.unwrap().as_deref(), Some("42"));
 }

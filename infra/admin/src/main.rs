@@ -18,6 +18,11 @@ struct Args {
     /// environment; AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local).
     #[arg(long, global = true)]
     table: Option<String>,
+    /// With --table and no PAYSESSION_TOKEN_SIGNING_KEY[_PARAMETER]: hash client secrets
+    /// under the key paysession-local stored in the table, for merchants of a local server
+    /// that runs on it without the deployment's key.
+    #[arg(long, global = true)]
+    local_server_key: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,7 +111,8 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let opened = paysession_runtime::open_store(&choice).await?;
-    let core = opened.core(paysession_runtime::deployment_signing_key(&opened).await?, String::new(), false).await?;
+    let key = paysession_runtime::signing_key(&opened, args.local_server_key).await?;
+    let core = opened.core(key.key, String::new(), false).await?;
     let keys = core.keys.as_ref();
     let store = opened.merchants();
     let store = store.as_ref();

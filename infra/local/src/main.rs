@@ -98,6 +98,7 @@ async fn main() {
         (StoreKind::Dynamodb, Some(t)) => println!("store:          DynamoDB table {t}"),
         _ => println!("data directory: {}", args.data_dir.display()),
     }
+    println!("signing key:    {}", running.key_source);
     println!("demo merchant:  {}", d.merchant_id);
     println!("client_id:      {}", d.client_id);
     println!("client_secret:  {}", d.client_secret);

@@ -47,6 +47,8 @@ pub struct Running {
     pub base_url: String,
     pub demo: DemoCredentials,
     pub local: Local,
+    /// Where the token signing key came from (printed at start).
+    pub key_source: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -79,8 +81,8 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         None => StoreChoice::Embedded(opts.data_dir.clone()),
     };
     let store = paysession_runtime::open_store(&choice).await?;
-    let key = paysession_runtime::local_signing_key(store.settings()).await?;
-    let mut core = store.core(key, public_url, true).await?;
+    let key = paysession_runtime::signing_key(&store, true).await?;
+    let mut core = store.core(key.key, public_url, true).await?;
     core.config.allow_private_webhooks = opts.allow_private_webhooks;
     let policy = paysession_domain::webhook::UrlPolicy { allow_private: opts.allow_private_webhooks };
     let sender: Arc<dyn WebhookSender> = Arc::new(paysession_runtime::outbound::GuardedSender::new(policy));
@@ -165,7 +167,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         }
         while connections.join_next().await.is_some() {}
     });
-    Ok(Running { addr, base_url, demo, local: deps, shutdown, task })
+    Ok(Running { addr, base_url, demo, local: deps, key_source: key.source, shutdown, task })
 }
 
 /// Expires due sessions once a second, following the (test) clock in `deps`.

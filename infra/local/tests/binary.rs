@@ -11,6 +11,8 @@ struct Started {
     base: String,
     client_id: String,
     secret: String,
+    /// The printed "signing key:" line.
+    key_source: String,
 }
 
 fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Started {
@@ -39,10 +41,12 @@ fn spawn(cmd: Command) -> Started {
 fn spawn_logging(mut cmd: Command, level: &str, rest: impl Fn(String) + Send + 'static) -> Started {
     let mut child = cmd.env("RUST_LOG", level).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut client_id, mut secret) = (None, None, None);
+    let (mut base, mut client_id, mut secret, mut key_source) = (None, None, None, String::new());
     while base.is_none() || client_id.is_none() || secret.is_none() {
         let line = lines.next().expect("output ends early").unwrap();
-        if let Some(rest) = line.strip_prefix("paysession-local listening on ") {
+        if let Some(v) = line.strip_prefix("signing key:") {
+            key_source = v.trim().to_string();
+        } else if let Some(rest) = line.strip_prefix("paysession-local listening on ") {
             base = rest.split_whitespace().next().map(str::to_string);
         } else if let Some(v) = line.strip_prefix("client_id:") {
             client_id = Some(v.trim().to_string());
@@ -52,7 +56,7 @@ fn spawn_logging(mut cmd: Command, level: &str, rest: impl Fn(String) + Send + '
     }
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(rest));
-    Started { child, base: base.unwrap(), client_id: client_id.unwrap(), secret: secret.unwrap() }
+    Started { child, base: base.unwrap(), client_id: client_id.unwrap(), secret: secret.unwrap(), key_source }
 }
 
 fn stop(mut s: Started) {
@@ -63,9 +67,13 @@ fn stop(mut s: Started) {
 }
 
 async fn token(http: &reqwest::Client, s: &Started) -> String {
+    token_for(http, s, &s.client_id, &s.secret).await
+}
+
+async fn token_for(http: &reqwest::Client, s: &Started, client_id: &str, secret: &str) -> String {
     let r = http
         .post(format!("{}/oauth/token", s.base))
-        .basic_auth(&s.client_id, Some(&s.secret))
+        .basic_auth(client_id, Some(secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
@@ -90,6 +98,123 @@ async fn walk_through_on_dynamodb_local() {
     let table = format!("local-{}", std::process::id());
     paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await.unwrap(), &table).await.unwrap();
     walk_through(&["--store", "dynamodb", "--table", &table]).await;
+}
+
+/// `paysession-admin` beside this binary (the workspace build makes both).
+#[cfg(feature = "dynamodb")]
+fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, Value, String) {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_paysession-local")).with_file_name("paysession-admin");
+    assert!(exe.exists(), "{} is built by the workspace build (cargo nextest run --workspace)", exe.display());
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("PAYSESSION_TOKEN_SIGNING_KEY").env_remove("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER");
+    let out = cmd.envs(env.iter().copied()).args(args).output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A merchant an operator creates with `paysession-admin --table` gets tokens from the
+/// local server on that table: both use the deployment's key when the environment names
+/// one, and the table's stored key when the operator asks the admin CLI for it.
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn admin_created_merchants_authenticate_on_dynamodb() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    let table = format!("admin-local-{}", std::process::id());
+    let (ok, _, err) = admin(&["--table", &table, "init"], &[]);
+    assert!(ok, "{err}");
+    let http = reqwest::Client::new();
+    let deployment_key = [("PAYSESSION_TOKEN_SIGNING_KEY", "c2lnbmluZy1rZXktb2YtdGhlLWRlcGxveW1lbnQtMDAx")];
+    let (ok, created, err) = admin(&["--table", &table, "merchant", "create", "--name", "Ops Shop"], &deployment_key);
+    assert!(ok, "{err}");
+    let (id, secret) = (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
+
+    let s = start_with(&["--store", "dynamodb", "--table", &table], &deployment_key);
+    assert!(s.key_source.contains("PAYSESSION_TOKEN_SIGNING_KEY"), "says which key: {}", s.key_source);
+    token_for(&http, &s, id, secret).await;
+    token(&http, &s).await;
+    stop(s);
+
+    // No key in the environment: the server keeps a key of the table's own and says how
+    // the admin CLI matches it; the admin CLI refuses to guess.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysession-local"));
+    cmd.env_remove("PAYSESSION_TOKEN_SIGNING_KEY").env_remove("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER");
+    cmd.args(["--port", "0", "--store", "dynamodb", "--table", &table]);
+    let s = spawn(cmd);
+    assert!(s.key_source.contains("--local-server-key"), "{}", s.key_source);
+    let (ok, _, err) = admin(&["--table", &table, "merchant", "create", "--name", "Local Shop"], &[]);
+    assert!(!ok && err.contains("--local-server-key"), "{err}");
+    let (ok, created, err) = admin(&["--table", &table, "--local-server-key", "merchant", "create", "--name", "Local Shop"], &[]);
+    assert!(ok, "{err}");
+    token_for(&http, &s, created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap()).await;
+    stop(s);
+}
+
+/// Two instances on one table (as two Lambda instances would be) share one count of
+/// failed authentications: 40 wrong secrets for one client, 20 to each, concurrently,
+/// get exactly 10 checked answers (401) and 30 × 429 with Retry-After; the right secret
+/// is never refused, and after the window failures are checked again.
+#[cfg(feature = "dynamodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_limited_across_instances() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    let table = format!("limit-{}", std::process::id());
+    paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await.unwrap(), &table).await.unwrap();
+    let key = [("PAYSESSION_TOKEN_SIGNING_KEY", "c2lnbmluZy1rZXktb2YtdGhlLWRlcGxveW1lbnQtMDAy")];
+    let args = ["--store", "dynamodb", "--table", table.as_str()];
+    let (a, b) = (start_with(&args, &key), start_with(&args, &key));
+    assert_eq!((a.client_id.as_str(), a.secret.as_str()), (b.client_id.as_str(), b.secret.as_str()), "one deployment key, one demo secret");
+    let http = reqwest::Client::new();
+    let attempt = |base: String, secret: String| {
+        let http = http.clone();
+        let id = a.client_id.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/oauth/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap()))
+        }
+    };
+    // Windows are whole minutes: start the burst with at least 40 s of one left.
+    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 60_000;
+    if into > 20_000 {
+        tokio::time::sleep(std::time::Duration::from_millis((60_000 - into + 50) as u64)).await;
+    }
+    let burst = (0..40).map(|i| attempt(if i % 2 == 0 { a.base.clone() } else { b.base.clone() }, format!("sk_wrong_{i}")));
+    let answers = futures_join(burst).await;
+    let checked = answers.iter().filter(|(status, _)| *status == 401).count();
+    let limited: Vec<_> = answers.iter().filter(|(status, _)| *status == 429).collect();
+    assert_eq!((checked, limited.len()), (10, 30), "{answers:?}");
+    assert!(limited.iter().all(|(_, wait)| wait.is_some_and(|w| (1..=60).contains(&w))), "{limited:?}");
+    assert_eq!(attempt(a.base.clone(), a.secret.clone()).await.0, 200, "the right secret on one instance");
+    assert_eq!(attempt(b.base.clone(), b.secret.clone()).await.0, 200, "and on the other");
+    let wait = limited[0].1.unwrap();
+    let (status, wait_now) = attempt(b.base.clone(), "sk_wrong".into()).await;
+    assert_eq!(status, 429);
+    tokio::time::sleep(std::time::Duration::from_secs(wait_now.unwrap_or(wait))).await;
+    assert_eq!(attempt(a.base.clone(), "sk_wrong".into()).await.0, 401, "a new window checks again");
+    assert_eq!(attempt(b.base.clone(), b.secret.clone()).await.0, 200);
+    stop(a);
+    stop(b);
+}
+
+/// Runs the futures concurrently and collects their outputs in order.
+#[cfg(feature = "dynamodb")]
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }
 
 async fn walk_through(args: &[&str]) {

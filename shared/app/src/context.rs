@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use crate::auth::TokenSigner;
 use crate::clock::{Clock, TestClock};
-use crate::limiter::FailureLimiter;
 use crate::processor::{Notifier, PaymentProcessor};
 use crate::recent::RecentMerchants;
 
@@ -35,8 +34,6 @@ pub struct Core<S: ?Sized> {
     /// Token signing and verification, sealing of stored secrets, keyed derivations.
     pub keys: Arc<TokenSigner>,
     pub config: Config,
-    /// Failed client authentications per client id and source address (wall clock).
-    pub auth_failures: Arc<FailureLimiter>,
     /// Merchant settings and signing profiles read in the last seconds (this process).
     pub recent: Arc<RecentMerchants>,
 }
@@ -50,7 +47,6 @@ impl<S: ?Sized> Clone for Core<S> {
             test_clock: self.test_clock.clone(),
             keys: self.keys.clone(),
             config: self.config.clone(),
-            auth_failures: self.auth_failures.clone(),
             recent: self.recent.clone(),
         }
     }

@@ -197,6 +197,26 @@ pub trait MerchantStore: Send + Sync {
 pub trait SettingsStore: Send + Sync {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Adds `delta` to the integer setting `key` (taken as `start` while absent) in one
+    /// atomic step, so concurrent additions all count; `None` (nothing written) when the
+    /// sum would pass `max`. Returns the new value.
+    async fn add_to_setting(&self, key: &str, start: i64, delta: i64, max: i64) -> Result<Option<i64>, StoreError>;
+}
+
+/// Failed attempts, counted across every instance ([`crate::limiter`]).
+#[async_trait]
+pub trait AttemptLimiter: Send + Sync {
+    /// Counts one failed attempt against `subject` from `source` in the window of `policy`
+    /// that `now` falls in. `false`, with nothing counted, when `source` has used up its
+    /// limit for `subject` or its own. Atomic: of concurrent failures, no more are counted
+    /// than the limits allow.
+    async fn count_failure(
+        &self,
+        policy: &crate::limiter::AttemptPolicy,
+        source: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Each merchant's request-signing profile, and the nonces its signatures spent.
@@ -368,10 +388,11 @@ impl ChargeScheduler for SweptLocally {
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).
 pub trait Store:
-    SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + 'static
+    SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + AttemptLimiter + 'static
 {
 }
-impl<T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + 'static> Store
-    for T
+impl<
+    T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + AttemptLimiter + 'static,
+> Store for T
 {
 }

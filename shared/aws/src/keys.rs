@@ -18,6 +18,7 @@
 //! | signing profile (setting + public keys) | `MER#m` | `SIGNING` | | |
 //! | spent signature nonce (TTL) | `MER#m#NONCE#nonce` | `NONCE` | | |
 //! | event put on the EventBridge bus (TTL; no tenant data) | `BUS#evt` | `BUS` | | |
+//! | failed attempts of one source in one window (TTL; no tenant data) | `ATTEMPTS#scope#source` | `W#window` | | |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
 //! string order is the time order.
@@ -142,6 +143,16 @@ pub fn setting_pk(key: &str) -> String {
     format!("SETTING#{key}")
 }
 pub const SETTING_SK: &str = "SETTING";
+/// A setting's integer form, beside (and preferred to) the text `value` ([`setting_pk`]).
+pub const SETTING_NUMBER: &str = "num";
+
+/// `source_key` is `AttemptPolicy::source_key`: the scope and the source address.
+pub fn attempts_pk(source_key: &str) -> String {
+    format!("ATTEMPTS#{source_key}")
+}
+pub fn attempts_sk(window: i64) -> String {
+    format!("W#{window}")
+}
 
 pub fn payment_methods_pk(merchant: &str, customer: &str) -> String {
     format!("MER#{merchant}#PM#{customer}")

@@ -1,5 +1,6 @@
 //! AWS adapters: the storage ports on DynamoDB, and configuration loading for Lambda.
 
+mod attempts;
 mod body;
 pub mod bus;
 pub mod keys;

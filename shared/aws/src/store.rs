@@ -747,7 +747,45 @@ impl DynamoStore {
 #[async_trait]
 impl SettingsStore for DynamoStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.get_item(setting_pk(key), SETTING_SK).await?.and_then(|it| attr_str(&it, "value").map(str::to_string)))
+        let Some(it) = self.get_item(setting_pk(key), SETTING_SK).await? else { return Ok(None) };
+        Ok(attr_i64(&it, SETTING_NUMBER).map(|n| n.to_string()).or_else(|| attr_str(&it, "value").map(str::to_string)))
+    }
+
+    async fn add_to_setting(&self, key: &str, start: i64, delta: i64, max: i64) -> Result<Option<i64>, StoreError> {
+        // Absent, the sum is `start + delta`: refused here when that passes `max`, and the
+        // condition covers a stored value.
+        let (Some(first), Some(limit)) = (start.checked_add(delta), max.checked_sub(delta)) else { return Ok(None) };
+        if first > max {
+            return Ok(None);
+        }
+        // The integer lives in its own attribute: `if_not_exists` over a setting written as
+        // text (an earlier release) starts from `start`, the value the caller just read.
+        let answer = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(setting_pk(key)))
+            .key(SK, s(SETTING_SK))
+            .update_expression("SET #v = if_not_exists(#v, :start) + :delta")
+            .condition_expression("attribute_not_exists(#v) OR #v <= :limit")
+            .expression_attribute_names("#v", SETTING_NUMBER)
+            .expression_attribute_values(":start", n(start))
+            .expression_attribute_values(":delta", n(delta))
+            .expression_attribute_values(":limit", n(limit))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match answer {
+            Ok(out) => out
+                .attributes()
+                .and_then(|a| a.get(SETTING_NUMBER))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| backend(format!("UpdateItem of setting {key} returned no value"))),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(backend(crate::describe(&e))),
+        }
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {

@@ -2,6 +2,7 @@
 //! ports as the DynamoDB adapter with the same guarantees — each write one transaction,
 //! conditional on the version read — and survives restarts.
 
+mod attempts;
 mod cached;
 mod checkpoint;
 mod mandates;
@@ -610,6 +611,31 @@ impl SettingsStore for EmbeddedStore {
         // The test clock lives here: moving it can make retries due.
         self.note_change();
         Ok(())
+    }
+
+    async fn add_to_setting(&self, key: &str, start: i64, delta: i64, max: i64) -> Result<Option<i64>, StoreError> {
+        let k = key.to_string();
+        // Read and write in one transaction of the single writer: concurrent additions
+        // queue behind each other, none is lost.
+        let added = self
+            .tx(move |c| {
+                let current: Option<String> =
+                    c.row("SELECT value FROM meta WHERE key = ?1", [&k], |r| r.get(0)).optional().map_err(backend)?;
+                let current = match current {
+                    Some(v) => v.parse::<i64>().map_err(|_| StoreError::Backend(format!("setting {k} is not an integer: {v:?}")))?,
+                    None => start,
+                };
+                let Some(next) = current.checked_add(delta).filter(|n| *n <= max) else { return Ok(None) };
+                c.run(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+                    params![k, next.to_string()],
+                )
+                .map_err(backend)?;
+                Ok(Some(next))
+            })
+            .await;
+        self.settings.forget(key);
+        added
     }
 }
 

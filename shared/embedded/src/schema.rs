@@ -121,6 +121,17 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- Failed attempts per window (paysession_app::limiter): per source and subject, and the
+-- source's total under subject ''.
+CREATE TABLE IF NOT EXISTS attempts (
+    source TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (source, window, subject)
+);
+CREATE INDEX IF NOT EXISTS attempts_until ON attempts(until_ms);
 ";
 
 /// The writer's own WAL checkpoint threshold (pages of 4 KiB): a backstop, reached only if

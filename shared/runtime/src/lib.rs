@@ -45,28 +45,62 @@ pub fn decode_key(b64: &str, what: &str) -> Result<Secret<Vec<u8>>, String> {
     Ok(Secret::new(key))
 }
 
-/// The signing key of the deployment a store belongs to, for operator tools: the data
-/// directory's own key, or for a DynamoDB table the functions' key from the environment
-/// (`PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER` or `PAYSESSION_TOKEN_SIGNING_KEY`). Client
-/// secrets are hashed under it, so it must be the key the functions use.
-pub async fn deployment_signing_key(opened: &OpenedStore) -> Result<Secret<Vec<u8>>, String> {
+/// A token signing key and where it came from, for the operator to read.
+pub struct SigningKey {
+    pub key: Secret<Vec<u8>>,
+    pub source: String,
+}
+
+/// The signing key of the deployment a store belongs to. Client secrets are hashed under
+/// it, so the local server, the admin CLI and the functions on one table must agree:
+/// - a data directory (embedded store): the key stored in it, made on first use;
+/// - a DynamoDB table: the functions' key from the environment
+///   (`PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER` or `PAYSESSION_TOKEN_SIGNING_KEY`) when set;
+///   else, with `stored_fallback` (the local server; the admin CLI's `--local-server-key`),
+///   the key a local server stored in the table; else a refusal that says how to match.
+pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<SigningKey, String> {
     #[cfg(feature = "aws")]
     #[allow(irrefutable_let_patterns)] // the only variant when built without the embedded store
     if let OpenedStore::Dynamo(_) = opened {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let source = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
-            (Some(p), _) => KeySource::SsmParameter(p),
-            (None, Some(v)) => KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
+        let (source, said) = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
+            (Some(p), _) => {
+                let said = format!("the deployment's, from SSM parameter {p} (PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER)");
+                (KeySource::SsmParameter(p), said)
+            }
+            (None, Some(v)) => (
+                KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
+                "the deployment's, from PAYSESSION_TOKEN_SIGNING_KEY".to_string(),
+            ),
+            (None, None) if stored_fallback => {
+                let key = local_signing_key(opened.settings()).await?;
+                return Ok(SigningKey {
+                    key,
+                    source: "this table's own, stored by paysession-local (no PAYSESSION_TOKEN_SIGNING_KEY[_PARAMETER] set); \
+                             paysession-admin matches it with --local-server-key"
+                        .into(),
+                });
+            }
             (None, None) => {
-                return Err("with --table, set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (the stack's SSM parameter name) or \
-                            PAYSESSION_TOKEN_SIGNING_KEY: client secrets are hashed under the functions' signing key"
-                    .into());
+                let stored = opened.settings().get_setting(SIGNING_KEY_SETTING).await.map_err(|e| e.to_string())?.is_some();
+                let mut msg = String::from(
+                    "with --table, set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (the stack's SSM parameter name) or \
+                     PAYSESSION_TOKEN_SIGNING_KEY: client secrets are hashed under the functions' signing key",
+                );
+                if stored {
+                    msg.push_str(
+                        "; this table also holds a key paysession-local stored (it ran on the table without one): \
+                         pass --local-server-key to use that key, for merchants of that local server",
+                    );
+                }
+                return Err(msg);
             }
         };
         let aws = paysession_aws::sdk_config().await?;
-        return load_key(&source, &aws).await;
+        return Ok(SigningKey { key: load_key(&source, &aws).await?, source: said });
     }
-    local_signing_key(opened.settings()).await
+    let _ = stored_fallback;
+    Ok(SigningKey { key: local_signing_key(opened.settings()).await?, source: "the data directory's own".into() })
 }
 
 /// The built-in sandbox processor and notifier, for the functions that take payments.
@@ -106,7 +140,6 @@ pub async fn build_core<S: SettingsStore + ?Sized>(
         test_clock,
         keys: Arc::new(TokenSigner::new(signing_key, Arc::new(SystemClock))?),
         config: Config { public_url, sandbox, allow_private_webhooks: false },
-        auth_failures: Default::default(),
         recent: Default::default(),
     })
 }

@@ -214,6 +214,23 @@ async fn the_test_clock_is_bounded_and_survives_a_restart() {
     assert_eq!(s.create(&t, &paysession_tests::session_body("far-future")).await.status, 201, "and the server works");
 }
 
+/// Concurrent advances all count: 20 × 31 days move the clock exactly 620 days (each
+/// used to add to the offset it had read and overwrite the others').
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_test_clock_advances_sum_exactly() {
+    let s = std::sync::Arc::new(Server::start().await);
+    let t = s.token().await;
+    let month = 31 * 86_400;
+    let advances = (0..20).map(|_| {
+        let (s, t) = (s.clone(), t.clone());
+        tokio::spawn(async move { s.advance_clock(&t, month).await.status })
+    });
+    for status in futures::future::join_all(advances).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(s.get("/v1/test_clock", &t).await.json()["offset_seconds"], 20 * month);
+}
+
 /// Each merchant has its own test clock: merchant B's advance moves B's sessions, sweeps and
 /// clock view, and nothing of merchant A's.
 #[tokio::test]

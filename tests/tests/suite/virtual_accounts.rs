@@ -97,6 +97,9 @@ impl SettingsStore for NumberTakenFirst {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.put_setting(key, value).await
     }
+    async fn add_to_setting(&self, key: &str, start: i64, delta: i64, max: i64) -> Result<Option<i64>, StoreError> {
+        self.inner.add_to_setting(key, start, delta, max).await
+    }
 }
 
 #[tokio::test]

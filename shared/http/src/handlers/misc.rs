@@ -2,8 +2,11 @@
 
 use chrono::Duration;
 use http::{StatusCode, header};
+use std::sync::Arc;
+
 use paysession_app::Core;
 use paysession_app::auth::Principal;
+use paysession_app::clock::{MAX_OFFSET, TestClock, TooFar};
 use paysession_app::ports::{IdempotencyStore, SettingsStore};
 use paysession_domain::errors::{Errors, FieldCode, FieldError};
 use paysession_domain::json::ObjectReader;
@@ -65,13 +68,22 @@ pub async fn test_clock_advance<S: SettingsStore + IdempotencyStore + ?Sized>(
     };
     let clock = cx.test_clock.clone().ok_or_else(|| ApiError::NotFound("the test clock exists only in sandbox mode".into()))?;
     idempotent(cx, p, call, async |_claim| {
-        let offset = clock.advance(Duration::seconds(seconds)).map_err(|too_far| {
-            ApiError::Validation(vec![FieldError { field: "seconds".into(), code: FieldCode::OutOfRange, message: too_far.to_string() }])
-        })?;
-        // The caller's clock only: another merchant's sessions, retries and schedules keep theirs.
-        cx.store.put_setting(&paysession_app::clock::test_clock_setting(&p.merchant_id), &offset.num_milliseconds().to_string()).await?;
-        tracing::info!(seconds, offset_seconds = offset.num_seconds(), "test clock advanced");
-        Ok(Reply::from_stored(stored_json(StatusCode::OK, &clock_view(cx)), false))
+        // One atomic addition in the store: concurrent advances all count, and none can
+        // write back an offset it read before another moved the clock.
+        let (start, by, max) = (clock.offset().num_milliseconds(), seconds * 1000, MAX_OFFSET.num_milliseconds());
+        let key = paysession_app::clock::test_clock_setting(&p.merchant_id);
+        let Some(offset_ms) = cx.store.add_to_setting(&key, start, by, max).await? else {
+            let left = TooFar { left: MAX_OFFSET - clock.offset() };
+            return Err(ApiError::Validation(vec![FieldError {
+                field: "seconds".into(),
+                code: FieldCode::OutOfRange,
+                message: left.to_string(),
+            }]));
+        };
+        let moved = TestClock::with_offset(Duration::milliseconds(offset_ms));
+        let cx = Core { clock: Arc::new(moved.clone()), test_clock: Some(moved), ..cx.clone() };
+        tracing::info!(seconds, offset_seconds = offset_ms / 1000, "test clock advanced");
+        Ok(Reply::from_stored(stored_json(StatusCode::OK, &clock_view(&cx)), false))
     })
     .await
 }

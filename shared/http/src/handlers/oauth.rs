@@ -5,8 +5,8 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use paysession_app::Core;
 use paysession_app::auth::{self, OAuthError, scopes_to_string};
-use paysession_app::limiter;
-use paysession_app::ports::MerchantStore;
+use paysession_app::limiter::CLIENT_AUTH;
+use paysession_app::ports::{AttemptLimiter, MerchantStore};
 use serde_json::json;
 
 use crate::request::{Call, parse_form, percent_decode};
@@ -25,13 +25,14 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
     resp
 }
 
-fn too_many_failures(wait: chrono::Duration) -> Response<Body> {
+fn too_many_failures(retry_after_secs: u64) -> Response<Body> {
     let mut resp = oauth_error(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
-        "too many failed client authentications from this client or address; retry after the Retry-After seconds",
+        "too many failed client authentications for this client from this address, or from this address; \
+         retry after the Retry-After seconds (a correct secret is never refused)",
     );
-    let seconds = wait.num_seconds().max(1).to_string();
+    let seconds = retry_after_secs.to_string();
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&seconds).expect("digits"));
     resp
 }
@@ -49,7 +50,7 @@ fn basic_credentials(header_value: &str) -> Option<(String, String)> {
     Some((percent_decode(id)?, percent_decode(secret)?))
 }
 
-pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Response<Body> {
+pub async fn token<S: MerchantStore + AttemptLimiter + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> Response<Body> {
     let ct = call.header("content-type").unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return invalid_request("send the parameters as application/x-www-form-urlencoded");
@@ -86,17 +87,10 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required (HTTP Basic)");
         }
     };
-    // Failed authentications are limited per client id and per source address, checked
-    // before any work; access tokens follow the wall clock, and so do these windows.
+    // Failures are counted after the secret is checked, so a correct secret is never
+    // refused however many failed before it; they follow the wall clock, as tokens do.
     let now = chrono::Utc::now();
-    let (client_key, address_key) = (format!("client:{client_id}"), call.client_ip().map(|ip| format!("address:{ip}")));
-    let mut limited = vec![(client_key.as_str(), limiter::PER_CLIENT)];
-    if let Some(address) = &address_key {
-        limited.push((address.as_str(), limiter::PER_ADDRESS));
-    }
-    if let Err(wait) = cx.auth_failures.attempt(&limited, now) {
-        return too_many_failures(wait);
-    }
+    let source = call.client_ip().map(|ip| ip.to_string()).unwrap_or_default();
     let client = match auth::find_client(cx.store.as_ref(), &client_id).await {
         Ok(c) => c,
         Err(e) => {
@@ -108,8 +102,12 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
     let scope = scope.map(str::to_string);
     let legacy = client.as_ref().is_some_and(|c| auth::TokenSigner::is_legacy_hash(&c.secret_hash));
     let outcome = if legacy {
-        // An Argon2 record of an earlier version takes tens of milliseconds of CPU: off the
-        // async executor, once; it is rewritten in the keyed form below.
+        // An Argon2 record of an earlier version takes tens of milliseconds of CPU: that
+        // work is counted before it is done (a success counts once; the record is then
+        // rewritten in the keyed form below), and run off the async executor.
+        if let Some(refused) = count_failure(cx, &source, &client_id, now).await {
+            return refused;
+        }
         tokio::task::spawn_blocking(move || auth::grant(client, &secret, scope.as_deref(), &tokens)).await
     } else {
         Ok(auth::grant(client, &secret, scope.as_deref(), &tokens))
@@ -120,8 +118,11 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
     {
         tracing::warn!(error = %e, "could not rewrite a legacy client secret hash; it is retried on the next use");
     }
-    if !matches!(outcome, Ok(Err(OAuthError::InvalidClient))) {
-        cx.auth_failures.succeeded(&limited, now);
+    if matches!(outcome, Ok(Err(OAuthError::InvalidClient)))
+        && !legacy
+        && let Some(refused) = count_failure(cx, &source, &client_id, now).await
+    {
+        return refused;
     }
     match outcome {
         Ok(Ok(grant)) => Response::builder()
@@ -152,6 +153,25 @@ pub async fn token<S: MerchantStore + ?Sized>(cx: &Core<S>, call: &Call<'_>) -> 
         Err(e) => {
             tracing::error!(error = %e, "token grant task failed");
             oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later")
+        }
+    }
+}
+
+/// Counts a failed authentication of `client_id` from `source`: `Some(429)` when the
+/// source has used up its limit. A store error is logged and not held against the caller
+/// (the request fails as it would anyway).
+async fn count_failure<S: AttemptLimiter + ?Sized>(
+    cx: &Core<S>,
+    source: &str,
+    client_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Response<Body>> {
+    match cx.store.count_failure(&CLIENT_AUTH, source, client_id, now).await {
+        Ok(true) => None,
+        Ok(false) => Some(too_many_failures(CLIENT_AUTH.retry_after_secs(now))),
+        Err(e) => {
+            tracing::warn!(error = %e, "failed authentication not counted");
+            None
         }
     }
 }
