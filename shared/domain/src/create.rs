@@ -98,7 +98,7 @@ pub fn parse_create_session(body: &Value, now: DateTime<Utc>, merchant: &Merchan
         })
     });
 
-    let customer_id = str_with(&mut r, "customer_id", true, &mut e, |s| fields::text(s, 1, 255));
+    let customer_id = str_with(&mut r, "customer_id", true, &mut e, fields::customer_id);
     let customer = r.get("customer").and_then(|v| parse_customer(v, &mut e));
     let reference = str_with(&mut r, "reference", true, &mut e, fields::reference);
 

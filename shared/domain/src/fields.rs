@@ -27,6 +27,12 @@ pub fn text(s: &str, min: usize, max: usize) -> FieldResult<String> {
     Ok(s.to_string())
 }
 
+/// A merchant's customer id: 1 to 255 characters, no control characters. The same rule
+/// holds for the body field, the `customer_id` query filters and the path segment.
+pub fn customer_id(s: &str) -> FieldResult<String> {
+    text(s, 1, 255)
+}
+
 /// `^[A-Za-z0-9_-]{1,100}$`
 pub fn reference(s: &str) -> FieldResult<String> {
     if s.is_empty() {

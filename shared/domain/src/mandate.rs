@@ -353,11 +353,16 @@ impl Mandate {
     }
 }
 
-/// The events of a mandate change: `mandate.updated` (with `previous_status`) when the
-/// status changed, then `mandate.revoked`, `mandate.suspended` or `mandate.completed` for the
-/// status it reached. Nothing when the status did not change.
+/// The events of a mandate change: `mandate.updated` whenever what a merchant tracks
+/// changed — the status (then with `previous_status`), or a charge moved
+/// `charges_count`, `next_charge_at` or `failed_charges_in_a_row` — then
+/// `mandate.revoked`, `mandate.suspended` or `mandate.completed` for a status it reached.
+/// Nothing when none of those changed.
 pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut ids: impl FnMut() -> String) -> Vec<EventRecord> {
-    if before.status == after.status {
+    let status_changed = before.status != after.status;
+    let charged = (before.charges_count, before.next_charge_at, before.failed_charges_in_a_row)
+        != (after.charges_count, after.next_charge_at, after.failed_charges_in_a_row);
+    if !status_changed && !charged {
         return Vec::new();
     }
     let snapshot = after.to_api();
@@ -368,7 +373,11 @@ pub fn mandate_events(before: &Mandate, after: &Mandate, now: DateTime<Utc>, mut
         session_id: after.id.clone(),
         data,
     };
-    let mut out = vec![event("mandate.updated", EventData::of(&snapshot, Some(before.status.as_str())), ids())];
+    let previous = status_changed.then(|| before.status.as_str());
+    let mut out = vec![event("mandate.updated", EventData::of(&snapshot, previous), ids())];
+    if !status_changed {
+        return out;
+    }
     let specific = match after.status {
         MandateStatus::Revoked => Some("mandate.revoked"),
         MandateStatus::Suspended => Some("mandate.suspended"),
@@ -527,6 +536,14 @@ mod tests {
         let types: Vec<String> = mandate_events(&suspended, &resumed, t0(), || "e".into()).into_iter().map(|e| e.event_type).collect();
         assert_eq!(types, ["mandate.updated"]);
         assert!(mandate_events(&m, &m, t0(), || "e".into()).is_empty());
+        // A charge changes no status but what a merchant tracks: one mandate.updated, no
+        // previous_status.
+        let charged = m.record_occurrence(0, OccurrenceOutcome::Charged, t0()).unwrap();
+        let events = mandate_events(&m, &charged, t0(), || "e".into());
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["mandate.updated"]);
+        assert_eq!(events[0].data.to_value()["object"]["charges_count"], 1);
+        assert!(events[0].data.to_value().get("previous_status").is_none());
     }
 
     #[test]

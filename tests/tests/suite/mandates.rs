@@ -99,3 +99,30 @@ async fn mandate_api_reads_acts_and_detaches() {
     assert!(ids(&s.get("/v1/mandates", &other).await.json()).is_empty());
     assert_eq!(s.post(&format!("/v1/mandates/{md_b}/suspend"), &other, &json!({})).await.status, 404);
 }
+
+/// Path and query values follow the body's rules: a customer id a create would refuse
+/// (over 255 characters) is a 422 naming `customer_id` wherever it appears, and so is a
+/// reference filter that no session can have.
+#[tokio::test]
+async fn over_long_ids_in_paths_and_queries_are_422() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let long = "c".repeat(256);
+    for path in [
+        format!("/v1/payment_sessions?customer_id={long}"),
+        format!("/v1/mandates?customer_id={long}"),
+        format!("/v1/customers/{long}/payment_methods"),
+    ] {
+        let r = s.get(&path, &t).await;
+        assert_eq!(r.status, 422, "{path}: {}", r.text);
+        assert_eq!(r.error_fields(), [("customer_id".to_string(), "too_long".to_string())], "{path}");
+    }
+    let r = s.call(reqwest::Method::DELETE, &format!("/v1/customers/{long}/payment_methods/pm_1"), &t, None, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = s.get("/v1/payment_sessions?reference=not%20a%20reference", &t).await;
+    assert_eq!(r.error_fields(), [("reference".to_string(), "invalid_format".to_string())]);
+    // At the limit, still a read: 255 characters find nothing and say so with an empty list.
+    let r = s.get(&format!("/v1/customers/{}/payment_methods", "c".repeat(255)), &t).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["data"], json!([]));
+}

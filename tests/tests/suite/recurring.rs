@@ -101,8 +101,17 @@ async fn monthly_mandate_charges_twelve_times_in_thirteen_months_then_completes(
     let payloads: Vec<Value> = got.iter().map(Received::json).collect();
     assert_eq!(schema_errors("Event", &payloads), Vec::<String>::new(), "mandate, method and charge events match the Event schema");
     assert!(verdicts.iter().all(|v| v == &json!(true)), "official verifier refused: {verdicts:?}");
-    let updates = got.iter().filter(|r| r.event_type() == "mandate.updated").count();
-    assert!(updates >= 1, "the completion is a status change: mandate.updated with previous_status");
+    // One mandate.updated per charge (charges_count and next_charge_at moved); the 12th is
+    // also the completion, the one that carries previous_status.
+    let got = rx.wait_for("12 mandate.updated", |g| g.iter().filter(|r| r.event_type() == "mandate.updated").count() >= 12).await;
+    let updates: Vec<Value> = got.iter().filter(|r| r.event_type() == "mandate.updated").map(Received::json).collect();
+    assert_eq!(updates.len(), 12, "one per charge");
+    let mut counts: Vec<u64> = updates.iter().map(|u| u["data"]["object"]["charges_count"].as_u64().unwrap()).collect();
+    counts.sort();
+    assert_eq!(counts, (1..=12).collect::<Vec<u64>>());
+    let with_previous: Vec<&Value> = updates.iter().filter(|u| u["data"].get("previous_status").is_some()).collect();
+    assert_eq!(with_previous.len(), 1, "only the completion changed the status");
+    assert_eq!(with_previous[0]["data"]["object"]["status"], "completed");
 }
 
 /// Revoking mid-series stops the charges: the clock moves on, nothing more is charged.

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use paysession_app::ports::{Cursor, StoreError};
 use paysession_domain::errors::{Errors, FieldCode};
+use paysession_domain::fields::FieldResult;
 
 use crate::problem::ApiError;
 use crate::reply::Reply;
@@ -72,6 +73,18 @@ impl ListParams {
             e.add("starting_after", FieldCode::InvalidValue, format!("must be a next_cursor from a previous page{what}"));
         }
         Ok(found)
+    }
+}
+
+/// A query or path value, checked by the rule of the body field it names (so a read
+/// accepts exactly what a create could have stored); problems go to `e`.
+pub fn valid(e: &mut Errors, field: &str, value: &str, rule: impl Fn(&str) -> FieldResult<String>) -> Option<String> {
+    match rule(value) {
+        Ok(v) => Some(v),
+        Err((code, message)) => {
+            e.add(field, code, message);
+            None
+        }
     }
 }
 

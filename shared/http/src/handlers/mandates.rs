@@ -8,11 +8,12 @@ use paysession_app::auth::Principal;
 use paysession_app::mandates::{self, MandateError};
 use paysession_app::ports::{Cursor, IdempotencyStore, MandateQuery, MandateStore, SessionStore};
 use paysession_domain::errors::{Errors, FieldCode};
+use paysession_domain::fields;
 use paysession_domain::json::ObjectReader;
 use paysession_domain::mandate::{MandateAction, MandateStatus};
 use serde_json::json;
 
-use crate::handlers::list::{ListPage, ListParams, checked, no_query, page};
+use crate::handlers::list::{ListPage, ListParams, checked, no_query, page, valid};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent};
 use crate::request::Call;
@@ -44,7 +45,7 @@ pub async fn list<S: MandateStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &
     let mut q = MandateQuery { limit: params.limit, ..Default::default() };
     for (k, v) in &params.filters {
         match k.as_str() {
-            "customer_id" => q.customer_id = Some(v.clone()),
+            "customer_id" => q.customer_id = valid(&mut e, k, v, fields::customer_id),
             "status" => match MandateStatus::parse(v) {
                 Some(s) => q.status = Some(s),
                 None => e.add("status", FieldCode::InvalidValue, "must be one of: active, suspended, revoked, completed"),
@@ -110,9 +111,19 @@ pub async fn resume<S: MandateStore + IdempotencyStore + ?Sized>(cx: &Core<S>, p
     act(cx, p, call, MandateAction::Resume).await
 }
 
+/// The `{customer_id}` of `/v1/customers/{customer_id}/…`, by the body field's rule; the
+/// request takes no query.
+fn path_customer(call: &Call<'_>) -> Result<String, ApiError> {
+    let mut e = Errors::new();
+    let customer = valid(&mut e, "customer_id", call.param("customer_id"), fields::customer_id);
+    call.query(&[], &mut e)?;
+    checked(e)?;
+    Ok(customer.expect("checked"))
+}
+
 pub async fn payment_methods<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    no_query(call)?;
-    let methods = cx.store.list_payment_methods(&p.merchant_id, call.param("customer_id")).await?;
+    let customer = path_customer(call)?;
+    let methods = cx.store.list_payment_methods(&p.merchant_id, &customer).await?;
     Ok(Reply::json(StatusCode::OK, &ListPage::whole(methods.iter().map(|m| m.to_api()).collect())))
 }
 
@@ -122,8 +133,8 @@ pub async fn detach_payment_method<S: MandateStore + SessionStore + ?Sized>(
     p: &Principal,
     call: &Call<'_>,
 ) -> Result<Reply, ApiError> {
-    no_query(call)?;
-    let (customer, id) = (call.param("customer_id"), call.param("pm_id"));
+    let customer = path_customer(call)?;
+    let (customer, id) = (customer.as_str(), call.param("pm_id"));
     mandates::detach(cx, &p.merchant_id, customer, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("customer {customer} has no payment method {id}")))?;

@@ -13,7 +13,7 @@ use paysession_domain::model::{CancellationReason, SessionType};
 use paysession_domain::session::MerchantAction;
 use paysession_domain::{SessionStatus, fields};
 
-use crate::handlers::list::{ListPage, ListParams, checked, no_query, page};
+use crate::handlers::list::{ListPage, ListParams, checked, no_query, page, valid};
 use crate::problem::ApiError;
 use crate::reply::{Reply, idempotent, idempotent_in_write, replay_or, respond_json};
 use crate::request::Call;
@@ -61,8 +61,8 @@ pub async fn list<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &
     let mut q = SessionQuery { limit: params.limit, now, ..Default::default() };
     for (k, v) in &params.filters {
         match k.as_str() {
-            "customer_id" => q.customer_id = Some(v.clone()),
-            "reference" => q.reference = Some(v.clone()),
+            "customer_id" => q.customer_id = valid(&mut e, k, v, fields::customer_id),
+            "reference" => q.reference = valid(&mut e, k, v, fields::reference),
             "status" => match SessionStatus::parse(v) {
                 Some(s) => q.status = Some(s),
                 None => e.add("status", FieldCode::InvalidValue, "must be a session status, like open or succeeded"),
