@@ -29,7 +29,10 @@ pub struct Stores {
 
 impl Stores {
     pub fn from<T: paysession_app::Store>(store: T) -> Stores {
-        let s = Arc::new(store);
+        Stores::from_arc(Arc::new(store))
+    }
+
+    pub fn from_arc<T: paysession_app::Store>(s: Arc<T>) -> Stores {
         Stores {
             sessions: s.clone(),
             idempotency: s.clone(),
@@ -47,14 +50,14 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()
 }
 
-fn session(merchant: &str, customer: &str, reference: &str, at: DateTime<Utc>) -> PaymentSession {
+pub fn session(merchant: &str, customer: &str, reference: &str, at: DateTime<Utc>) -> PaymentSession {
     let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
     let body = json!({"amount": 1050, "currency": "EUR", "customer_id": customer, "reference": reference});
     let spec = parse_create_session(&body, at, &policy).unwrap();
     PaymentSession::create(spec, merchant.into(), at)
 }
 
-async fn insert(st: &Stores, s: &PaymentSession) -> Result<(), StoreError> {
+pub async fn insert(st: &Stores, s: &PaymentSession) -> Result<(), StoreError> {
     let events = events_for(None, s, s.created_at, || paysession_app::ids::new_id("evt"));
     st.sessions.create_session(s, &events, None).await
 }
@@ -579,7 +582,7 @@ pub async fn merchant_event_log(st: Stores) {
 }
 
 /// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.
-fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_domain::payment::SavedPaymentMethod {
+pub fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_domain::payment::SavedPaymentMethod {
     use paysession_domain::payment::{CardSummary, SavedPaymentMethod};
     let card = CardSummary { brand: "visa".into(), last4: "0341".into(), exp_month: 12, exp_year: 2030, fingerprint: format!("fp-{id}") };
     SavedPaymentMethod {
@@ -593,7 +596,7 @@ fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_domain::
     }
 }
 
-fn mandate(id: &str, merchant: &str, customer: &str, at: DateTime<Utc>) -> paysession_domain::mandate::Mandate {
+pub fn mandate(id: &str, merchant: &str, customer: &str, at: DateTime<Utc>) -> paysession_domain::mandate::Mandate {
     use paysession_domain::mandate::{CustomerAcceptance, Mandate};
     use paysession_domain::model::{MandateSpec, MandateType};
     let spec = MandateSpec { mandate_type: MandateType::OnDemand, max_amount: Some(5_000), schedule: None };

@@ -117,10 +117,10 @@ pub async fn detach<S: MandateStore + SessionStore + ?Sized>(
         created_at: now,
         data: EventData::of(&method.to_api(), None),
     };
-    // A concurrent detach removed it first: that one revokes and reports.
-    if !cx.store.delete_payment_method(&method, &[detached]).await? {
-        return Ok(None);
-    }
+    // Its mandates are revoked first and the method deleted last: a crash in between
+    // leaves the method attached (a retried detach finishes the job), never an active
+    // mandate on a method that is gone. Revoking is idempotent, so concurrent detaches
+    // both get through it; only the one whose delete removes the method reports.
     let revoke = MandateAction::Revoke { reason: "payment_method_detached".into() };
     let mut after = None;
     loop {
@@ -136,6 +136,9 @@ pub async fn detach<S: MandateStore + SessionStore + ?Sized>(
             (true, Some(last)) => after = Some(Cursor { created_at: last.created_at, id: last.id.clone() }),
             _ => break,
         }
+    }
+    if !cx.store.delete_payment_method(&method, &[detached]).await? {
+        return Ok(None);
     }
     tracing::info!(payment_method_id = method_id, "payment method detached");
     Ok(Some(method))

@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use chrono::Timelike;
 use chrono::{DateTime, Duration, Utc};
-use paysession_domain::mandate::{Mandate, MandateStatus, OccurrenceOutcome, schedule_change};
+use paysession_domain::mandate::{Mandate, MandateAction, MandateStatus, OccurrenceOutcome, schedule_change};
 use paysession_domain::model::MandateType;
 use paysession_domain::payment::AttemptStatus;
 use paysession_domain::schedule;
@@ -162,8 +162,17 @@ pub async fn trigger<S: SessionStore + MerchantStore + MandateStore + ?Sized>(
                 Err(PaymentFailure::Refused(_)) => return Ok(Triggered::NothingDue),
                 Err(PaymentFailure::Store(e)) => return Err(e),
             },
-            // A detached card revokes its mandates; a trigger racing that finds none.
-            None => return Ok(Triggered::NothingDue),
+            // Detaching revokes a method's mandates before it deletes the method; a mandate
+            // still active without one is left by an interrupted detach of an earlier
+            // release: revoked here, so it stops waiting for a charge that cannot be made.
+            None => {
+                let revoke = MandateAction::Revoke { reason: "payment_method_detached".into() };
+                match mandates::act(cx, merchant_id, mandate_id, &revoke).await {
+                    Ok(_) | Err(MandateError::Refused(_)) | Err(MandateError::NotFound(_)) => {}
+                    Err(MandateError::Store(e)) => return Err(e),
+                }
+                return Ok(Triggered::NothingDue);
+            }
         };
     }
     let failed: Vec<_> = session.payments.iter().filter(|a| a.status == AttemptStatus::Failed).collect();

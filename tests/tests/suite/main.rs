@@ -6,6 +6,7 @@
 mod contract_docs;
 mod contract_dynamodb;
 mod contract_embedded;
+mod detach_crash;
 mod dynamo_wire;
 mod event_bus;
 mod function_linking;
