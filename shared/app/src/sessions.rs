@@ -203,7 +203,7 @@ pub async fn find_by_qr_payload<S: SessionStore + ?Sized>(store: &S, payload_id:
 /// draws again), one that cannot refuses a deposit to a number of two sessions rather than
 /// guess.
 pub fn add_instructions(session: &mut PaymentSession, draw: u32) {
-    if session.spec.payment_methods.contains(&PaymentMethodKind::VirtualAccount) {
+    if session.accepts(PaymentMethodKind::VirtualAccount) {
         let digest = match draw {
             0 => sha256_hex(session.id.as_bytes()),
             n => sha256_hex(format!("{}#{n}", session.id).as_bytes()),
@@ -212,7 +212,7 @@ pub fn add_instructions(session: &mut PaymentSession, draw: u32) {
         session.instructions.virtual_account =
             Some(VirtualAccount { bank_name: "Sandbox Bank".into(), account_number: format!("8808{n:012}") });
     }
-    if session.spec.payment_methods.contains(&PaymentMethodKind::Qr) {
+    if session.accepts(PaymentMethodKind::Qr) {
         let payload_id = qr_payload_id(&session.merchant_id, &session.id);
         session.instructions.qr = Some(QrCode {
             payload: format!("PAYSESSION|{payload_id}|{}|{}", session.spec.amount.minor(), session.spec.currency),

@@ -56,14 +56,18 @@ impl PaymentSession {
         self.payments.iter().find(|a| a.is_open(now))
     }
 
+    /// Whether the session can be paid with `method`: one of its `payment_methods`, and for
+    /// the first payment of a series only the card (it saves the method its mandate charges).
+    /// The page offers, the instructions show and an attempt may use exactly these.
+    pub fn accepts(&self, method: PaymentMethodKind) -> bool {
+        self.spec.payment_methods.contains(&method)
+            && (self.spec.session_type != crate::model::SessionType::FirstInSeries || method == PaymentMethodKind::Card)
+    }
+
     /// Claims a new attempt: written before the processor is called, so two concurrent
     /// payments cannot both reach it. The session status does not change.
     pub fn claim_attempt(&self, attempt: PaymentAttempt, now: DateTime<Utc>) -> Result<PaymentSession, PaymentError> {
-        if !self.spec.payment_methods.contains(&attempt.method) {
-            return Err(PaymentError::MethodNotAllowed(attempt.method.as_str()));
-        }
-        // The first payment of a series saves the method its mandate charges: a card.
-        if self.spec.session_type == crate::model::SessionType::FirstInSeries && attempt.method != PaymentMethodKind::Card {
+        if !self.accepts(attempt.method) {
             return Err(PaymentError::MethodNotAllowed(attempt.method.as_str()));
         }
         let status = self.status_at(now);

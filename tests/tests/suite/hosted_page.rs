@@ -221,6 +221,24 @@ async fn otp_when_not_launched_from_an_allowed_domain() {
     let again = c.post(&format!("{}/otp", c.path()), &[("code", code["code"].as_str().unwrap()), ("action", "verify")]).await;
     assert_eq!(again.status, 422, "a used code does not verify twice");
 
+    // Asked for before the page is opened (the README's order), the code is issued then,
+    // and the page opened afterwards asks for that very code.
+    let sess3 = session(&s, &t, json!({})).await;
+    let early = s.get(&format!("/sandbox/otp?session_id={}", sess3["id"].as_str().unwrap()), &t).await;
+    assert_eq!(early.status, 200, "{}", early.text);
+    let mut c3 = Customer::new(&s, &sess3);
+    let gate = c3.get(&c3.url.clone(), &[]).await;
+    assert!(gate.body.contains("a***@example.com"), "the gate shows where the code went");
+    c3.read_form(&gate);
+    let ok = c3.post(&format!("{}/otp", c3.path()), &[("code", early.json()["code"].as_str().unwrap()), ("action", "verify")]).await;
+    assert_eq!(ok.status, 303, "the early code verifies");
+    let paid = session(&s, &t, json!({})).await;
+    let paid_id = paid["id"].as_str().unwrap();
+    s.post(&format!("/v1/payment_sessions/{paid_id}/cancel"), &t, &json!({})).await;
+    let none = s.get(&format!("/sandbox/otp?session_id={paid_id}"), &t).await;
+    assert_eq!(none.status, 404, "a cancelled session gets no code");
+    assert!(none.text.contains("cancelled"), "{}", none.text);
+
     // Ten minutes later a code has expired.
     let sess2 = session(&s, &t, json!({})).await;
     let mut c2 = Customer::new(&s, &sess2);

@@ -126,3 +126,20 @@ async fn over_long_ids_in_paths_and_queries_are_422() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["data"], json!([]));
 }
+
+/// A first payment of a series is paid by card only (its mandate charges the saved card):
+/// its response carries no virtual-account or QR instructions, which a one-time session of
+/// the same merchant does.
+#[tokio::test]
+async fn first_in_series_sessions_show_only_what_their_page_offers() {
+    let s = Server::start().await;
+    let t = s.token().await;
+    let body = json!({"amount": 990, "currency": "EUR", "customer_id": "cus_fis", "reference": "fis-1",
+                      "session_type": "first_in_series", "mandate": {"type": "on_demand", "max_amount": 5000}});
+    let first = s.create(&t, &body).await.json();
+    assert!(first["instructions"].get("virtual_account").is_none_or(Value::is_null), "{}", first["instructions"]);
+    assert!(first["instructions"].get("qr").is_none_or(Value::is_null), "{}", first["instructions"]);
+    let one_time = s.create(&t, &json!({"amount": 990, "currency": "EUR", "customer_id": "cus_fis", "reference": "ot-1"})).await.json();
+    assert!(one_time["instructions"]["virtual_account"]["account_number"].is_string());
+    assert!(one_time["instructions"]["qr"]["payload_id"].is_string());
+}

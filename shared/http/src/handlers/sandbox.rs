@@ -4,16 +4,16 @@
 
 use chrono::DateTime;
 use http::StatusCode;
-use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::payments::{self, PaymentFailure};
 use paysession_app::ports::{SessionStore, SettingsStore};
-use paysession_domain::PaymentType;
+use paysession_app::{Core, Payments, otp};
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::payment::PaymentError;
 use paysession_domain::session::PaymentSession;
+use paysession_domain::{PaymentType, SessionStatus};
 use serde_json::json;
 
 use lambda_http::{Body, Request, Response};
@@ -98,12 +98,22 @@ pub async fn otp<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &C
         return Err(ApiError::Validation(e.into_vec()));
     }
     let id = id.expect("checked");
-    let session =
+    let mut session =
         cx.store.get_session(&p.merchant_id, &id).await?.ok_or_else(|| ApiError::NotFound(format!("no payment session with id {id}")))?;
+    // Asked before the page was opened (the walk-through's order), an open session gets its
+    // code now, as opening the page would have sent it; the page then asks for this code.
+    let now = cx.clock.now();
+    if session.status_at(now) == SessionStatus::Open && !otp::has_current_code(&session, now) && !otp::locked(&session) {
+        match otp::send_code(cx, &Payments::sandbox(), &session).await? {
+            Ok(sent) => session = sent,
+            Err(refused) => tracing::info!(?refused, "no new one-time code; the last one is shown"),
+        }
+    }
+    let status = session.status_at(now);
     let otp = session
         .otp
         .filter(|o| o.sandbox_code.is_some())
-        .ok_or_else(|| ApiError::NotFound("no one-time code has been sent for this session".into()))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no one-time code for this session: it is {}", status.as_str())))?;
     let expires: DateTime<chrono::Utc> = otp.expires_at;
     Ok(Reply::json(
         StatusCode::OK,

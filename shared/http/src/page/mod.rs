@@ -430,7 +430,7 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         // A first payment saves the card its mandate charges: only cards are offered.
         let first_in_series = s.spec.session_type == SessionType::FirstInSeries;
         let mut out = Vec::new();
-        for m in s.spec.payment_methods.iter().filter(|m| !first_in_series || **m == PaymentMethodKind::Card) {
+        for m in s.spec.payment_methods.iter().filter(|m| s.accepts(**m)) {
             let mut entry = view::Method {
                 key: m.as_str(),
                 title: t(lang, method_key(*m)),
