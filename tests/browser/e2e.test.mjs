@@ -412,7 +412,21 @@ test('the local start page and the demo cancel page', async () => {
   assert.equal(resp.status(), 200);
   assert.ok(await page.locator('a[href="/openapi.json"]').count());
   await page.getByText('4242 4242 4242 4242').first().waitFor();
+  // On loopback the page shows the demo secret, and it works.
+  const id = await page.locator('#client-id').innerText();
+  const secret = await page.locator('#client-secret').innerText();
+  const token = await fetch(`${base}/oauth/token`, {
+    method: 'POST',
+    headers: { authorization: 'Basic ' + Buffer.from(`${id}:${secret}`).toString('base64'), 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+  });
+  assert.equal(token.status, 200);
   await capture(page, '18-landing');
+  // Its README links land on the README's sections.
+  await page.locator('a[href="/readme#webhooks"]').click();
+  await page.waitForURL(/\/readme#webhooks$/);
+  await page.locator('h3#webhooks').waitFor();
+  await page.locator('h2#the-two-commands').waitFor();
   const s = await createSession({ cancel_url: `${base}/demo/cancel` });
   await openFromShop(page, s.url);
   await page.locator('#cancel').click();

@@ -8,6 +8,7 @@ mod dynamo_pipeline;
 mod local;
 mod pages;
 mod pipeline;
+mod readme;
 mod server;
 
 pub use demo::{DEMO_CLIENT_ID, DemoCredentials};

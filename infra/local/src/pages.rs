@@ -9,23 +9,29 @@ use http_body_util::Full;
 use crate::local::Local;
 
 /// The sandbox inputs, as the README's table lists them.
-const CARDS: [(&str, &str); 6] = [
+const CARDS: [(&str, &str); 10] = [
     ("4242 4242 4242 4242", "succeeds (any future expiry, any CVC)"),
     ("4000 0000 0000 0002", "declined (card_declined)"),
     ("4000 0000 0000 9995", "declined (insufficient_funds)"),
-    ("4000 0027 6000 3184", "3-D Secure challenge: approve succeeds, decline fails"),
+    ("4000 0000 0000 0119", "declined (processing_error)"),
+    ("4000 0027 6000 3184", "3-D Secure challenge: approve succeeds, deny fails"),
     ("4000 0000 0000 0341", "succeeds and can be saved; later off-session charges decline"),
+    ("other Luhn-valid numbers / non-Luhn", "succeed / a field error on the page"),
     ("e-wallet, bank transfer", "sandbox provider pages: approve or decline; the bank then offers \"Settle now\""),
+    ("virtual account", "POST /sandbox/virtual_accounts/<number>/deposits {\"amount\": …}"),
+    ("QR", "POST /sandbox/qr/<payload_id>/pay"),
 ];
 
-const TOPICS: [&str; 7] = [
-    "Walk-through with curl: token, create, read, find by reference, cancel, events",
-    "Paying on the hosted page: the one-time code, allowed domains, the sandbox inputs",
-    "Mandates and off-session charges",
-    "A subscription: scheduled charges on the test clock",
-    "Webhooks: endpoints, signatures (Standard Webhooks), retries and redelivery",
-    "Signed requests (RFC 9421 / draft-cavage)",
-    "Deploying to AWS with SAM (template.yaml)",
+/// README sections the start page links to: (what, the heading's anchor).
+const TOPICS: [(&str, &str); 8] = [
+    ("Walk-through with curl: token, create, read, find by reference, cancel, events", "walk-through-with-curl"),
+    ("Paying on the hosted page: the one-time code, allowed domains, the sandbox inputs", "paying-on-the-hosted-page"),
+    ("Mandates and off-session charges", "mandates-and-off-session-charges"),
+    ("A subscription: scheduled charges on the test clock", "a-subscription-scheduled-charges-on-the-test-clock"),
+    ("Webhooks: endpoints, signatures (Standard Webhooks), verifying them, retries", "webhooks"),
+    ("Signed requests (RFC 9421 / draft-cavage)", "signed-requests"),
+    ("Operators: paysession-admin", "operators-paysession-admin"),
+    ("Deploying to AWS with SAM (template.yaml)", "deploying-aws"),
 ];
 
 #[derive(Template)]
@@ -34,8 +40,18 @@ struct Landing<'a> {
     nonce: &'a str,
     base: &'a str,
     client_id: &'a str,
+    /// Shown only while the server listens on loopback alone.
+    client_secret: Option<&'a str>,
     cards: &'a [(&'a str, &'a str)],
-    topics: &'a [&'a str],
+    topics: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Template)]
+#[template(path = "readme.html")]
+struct Readme<'a> {
+    nonce: &'a str,
+    /// The README rendered by pulldown-cmark from the text compiled in (`readme.rs`).
+    html: &'a str,
 }
 
 struct Shown {
@@ -64,9 +80,13 @@ pub struct Site {
     pub base_url: String,
     pub demo_merchant_id: String,
     pub demo_client_id: String,
+    /// The demo secret, when the server listens on loopback only (no one else can read
+    /// the start page); else the start page points at the printed one.
+    pub demo_client_secret: Option<String>,
 }
 
-/// Serves `/`, `/demo/success` and `/demo/cancel` (GET); `None` for every other request.
+/// Serves `/`, `/readme`, `/demo/success` and `/demo/cancel` (GET); `None` for every other
+/// request.
 pub async fn serve(
     deps: &Local,
     site: &Site,
@@ -77,9 +97,9 @@ pub async fn serve(
     if method != http::Method::GET {
         return None;
     }
-    // `None`: the landing page; `Some`: a demo return page.
+    // `None`: the landing page or the README; `Some`: a demo return page.
     let demo_page = match path {
-        "/" => None,
+        "/" | "/readme" => None,
         "/demo/success" => Some("success"),
         "/demo/cancel" => Some("cancel"),
         _ => return None,
@@ -88,8 +108,16 @@ pub async fn serve(
     // random read.
     let nonce = paysession_http::page::security::nonce();
     let (status, html) = match demo_page {
+        None if path == "/readme" => (200, Readme { nonce: &nonce, html: &crate::readme::HTML }.render()),
         None => {
-            let page = Landing { nonce: &nonce, base: &site.base_url, client_id: &site.demo_client_id, cards: &CARDS, topics: &TOPICS };
+            let page = Landing {
+                nonce: &nonce,
+                base: &site.base_url,
+                client_id: &site.demo_client_id,
+                client_secret: site.demo_client_secret.as_deref(),
+                cards: &CARDS,
+                topics: &TOPICS,
+            };
             (200, page.render())
         }
         Some(page) => {
@@ -150,6 +178,16 @@ async fn demo<'a>(deps: &Local, site: &'a Site, page: &'a str, nonce: &'a str, q
             tracing::error!(error = %e, "demo page lookup failed");
             out.missing = "The store did not answer. Reload the page.".into();
             (503, out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_linked_readme_section_exists() {
+        for (what, anchor) in super::TOPICS {
+            assert!(crate::readme::has_section(anchor), "{what}: the README has no heading #{anchor}");
         }
     }
 }

@@ -114,6 +114,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         base_url: base_url.clone(),
         demo_merchant_id: demo.merchant_id.clone(),
         demo_client_id: demo.client_id.clone(),
+        demo_client_secret: addr.ip().is_loopback().then(|| demo.client_secret.clone()),
     };
     let shared = Arc::new((deps.clone(), site));
     let limits = ConnectionLimits::for_this_process();

@@ -12,6 +12,7 @@ struct Started {
     client_id: String,
     secret: String,
     /// The printed "signing key:" line.
+    #[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
     key_source: String,
 }
 
