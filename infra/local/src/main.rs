@@ -6,7 +6,7 @@ use clap::Parser;
 use paysession_local::{LocalOptions, start};
 
 // The system allocator's arena locks and frees were ~15 % of the server's CPU under load
-// (perf of a local GET); docs/PERFORMANCE.md has the paired figures. Not in the Lambda
+// (perf of a local GET); docs/performance-history.md has the paired figures. Not in the Lambda
 // functions: there it raised init CPU and peak RSS more than it saved per call. The
 // `override` feature (Cargo.toml) gives SQLite's own `malloc`s to mimalloc as well: the
 // writer thread copies each page a write touches into a savepoint journal held in 1 KiB

@@ -90,12 +90,18 @@ async fn walk_through_then_restart() {
     walk_through(&args).await;
 }
 
+/// Checks that the DynamoDB endpoint is the DynamoDB Local `scripts/test` started.
+#[cfg(feature = "dynamodb")]
+fn local_dynamodb() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB, not {endpoint}");
+}
+
 /// The same walk-through with the whole API on DynamoDB Local.
 #[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn walk_through_on_dynamodb_local() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    local_dynamodb();
     let table = format!("local-{}", std::process::id());
     paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await.unwrap(), &table).await.unwrap();
     walk_through(&["--store", "dynamodb", "--table", &table]).await;
@@ -119,8 +125,7 @@ fn admin(args: &[&str], env: &[(&str, &str)]) -> (bool, Value, String) {
 #[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn admin_created_merchants_authenticate_on_dynamodb() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    local_dynamodb();
     let table = format!("admin-local-{}", std::process::id());
     let (ok, _, err) = admin(&["--table", &table, "init"], &[]);
     assert!(ok, "{err}");
@@ -158,8 +163,7 @@ async fn admin_created_merchants_authenticate_on_dynamodb() {
 #[cfg(feature = "dynamodb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_are_limited_across_instances() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run via scripts/test: it starts DynamoDB Local");
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests only use a local DynamoDB");
+    local_dynamodb();
     let table = format!("limit-{}", std::process::id());
     paysession_aws::table::create_table(&paysession_aws::dynamodb_client().await.unwrap(), &table).await.unwrap();
     let key = [("PAYSESSION_TOKEN_SIGNING_KEY", "c2lnbmluZy1rZXktb2YtdGhlLWRlcGxveW1lbnQtMDAy")];

@@ -4,8 +4,8 @@
 //! Why: DynamoDB bills a transactional write 2 units per started KB of each item. A session
 //! or event body is 1.5–1.7 KB of JSON whose field names and fixed values repeat in every
 //! item; against a dictionary of that shape LZ4 keeps about a quarter of it (a fixture
-//! session: 1,521 → under 380 B), so each item of a create fits in one KB (docs/ARCHITECTURE.md,
-//! "Write units of a create"). LZ4 rather than deflate or zstd: a few microseconds per body
+//! session: 1,521 → under 380 B), so each item of a create fits in one KB (docs/PERFORMANCE.md,
+//! "write units per create"). LZ4 rather than deflate or zstd: a few microseconds per body
 //! in pure Rust, less than the JSON escaping and request hashing the smaller request saves.
 //!
 //! Format: one version byte ([`FORMAT`]), the JSON's length (u32, little endian), the LZ4

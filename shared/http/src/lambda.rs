@@ -9,7 +9,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Warn, not info, by default: API Gateway's access log (template.yaml) has a line per
 /// request and the event store a record of every state change, so the functions' own info
 /// lines (the request line and "session created") repeated both, at 6–11 % of a warm
-/// create's CPU (docs/PERFORMANCE.md). `RUST_LOG=info` brings them back.
+/// create's CPU (docs/performance-history.md). `RUST_LOG=info` brings them back.
 ///
 /// `RUST_LOG` is read as per-target levels (`info`, `warn,paysession_aws=debug`), not the
 /// full `EnvFilter` syntax: its span and field filters need the regex engine, which would

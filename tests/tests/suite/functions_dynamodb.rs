@@ -54,6 +54,12 @@ async fn every_function_on_dynamodb_local() {
     assert_eq!(resp.status(), 200, "{:?}", resp.body());
     counts.insert("POST /oauth/token", counter.take());
     let token = lambda_json(&resp)["access_token"].as_str().unwrap().to_string();
+    let wrong = base64::engine::general_purpose::STANDARD.format_basic(&merchant.client_id, "sk_wrong");
+    let resp =
+        invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &wrong), ("request_id", "r-token-2")])).unwrap())
+            .await;
+    assert_eq!(resp.status(), 401, "{:?}", resp.body());
+    counts.insert("POST /oauth/token (wrong secret)", counter.take());
     let v = |extra: &[(&'static str, String)]| {
         let mut all = vec![("token", token.clone()), ("request_id", "r-1".to_string())];
         all.extend(extra.iter().cloned());
@@ -149,7 +155,8 @@ async fn every_function_on_dynamodb_local() {
     // The measured figures, pinned so a change to the access pattern is noticed.
     let total = |op: &str| counts[op].values().sum::<usize>();
     let pinned = [
-        ("POST /oauth/token", 1, "one GetItem of the client"),
+        ("POST /oauth/token", 1, "one GetItem of the client; a success counts nothing"),
+        ("POST /oauth/token (wrong secret)", 2, "GetItem of the client + the failure's one conditional UpdateItem"),
         // A cold instance reads the signing profile and the merchant once; then they are
         // kept for a few seconds (paysession_app::recent).
         ("POST /v1/payment_sessions (cold instance)", 3, "signing profile + merchant + one TransactWriteItems"),
@@ -167,7 +174,7 @@ async fn every_function_on_dynamodb_local() {
     for (op, expected, why) in pinned {
         assert_eq!(total(op), expected, "{op}: {why}");
     }
-    // What one create writes (docs/ARCHITECTURE.md, "Write units of a create"): session
+    // What one create writes (docs/PERFORMANCE.md, "write units per create"): session
     // (whose key, derived from the reference, guards it, and whose GSI3 entry indexes the
     // virtual-account number), expiry item, the created event; with a key also the record
     // holding the response it replays. The page and QR find the session by the locator they

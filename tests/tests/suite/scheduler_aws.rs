@@ -200,7 +200,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
         // 4 GetItem + the merchant's test clock (this deployment is in sandbox mode).
         // The occurrence recorded on the mandate is a transaction: it carries mandate.updated.
         [("GetItem", 5), ("Query", 1), ("TransactWriteItems", 4)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        "requests per scheduled charge (docs/ARCHITECTURE.md)"
+        "requests per scheduled charge (docs/PERFORMANCE.md)"
     );
     let third = cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().pending_charge().unwrap();
     let third_name = format!("{md}-2-{}", third.at.timestamp());

@@ -3,7 +3,7 @@
 //! `DeleteItem` (a signed request's nonce claim is one), whose request shapes are a
 //! transaction's `Put` and `Delete`. Every API request is one or two of them, and under perf
 //! a warm create spent most of its CPU in the SDK's per-call machinery (interceptors, the
-//! config bag, endpoint rules, retry bookkeeping: docs/PERFORMANCE.md), about as much as a
+//! config bag, endpoint rules, retry bookkeeping: docs/performance-history.md), about as much as a
 //! whole bare SDK `PutItem`. What stays the SDK's: the request types the store builds;
 //! signing by AWS's `aws-sigv4` (the SDK's signer, which carries AWS's SigV4 test suite; a
 //! test here checks our signed requests with botocore); the endpoint, from the SDK's own
