@@ -1,9 +1,11 @@
 //! Failed attempts on DynamoDB: one item per source and window holding the source's total
 //! and a count per subject, so one conditional `UpdateItem` per failed attempt checks and
-//! counts both limits, whichever instance took the attempt. TTL removes past windows;
+//! counts both limits, whichever instance took the attempt (on the store's own client,
+//! `wire`, like its other single-item writes). TTL removes past windows;
 //! reads never look at them (the window is in the key).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::Update;
 use chrono::{DateTime, Utc};
 use paysession_app::limiter::{AttemptPolicy, subject_key};
 use paysession_app::ports::{AttemptLimiter, StoreError};
@@ -19,9 +21,7 @@ impl AttemptLimiter for DynamoStore {
     async fn count_failure(&self, policy: &AttemptPolicy, source: &str, subject: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         // A retry of this call after a lost answer may count one failure twice: the limit
         // then errs towards refusing early, never towards letting more through.
-        let answer = self
-            .client()
-            .update_item()
+        let update = Update::builder()
             .table_name(self.table())
             .key(PK, s(attempts_pk(&policy.source_key(source))))
             .key(SK, s(attempts_sk(policy.window_index(now))))
@@ -36,12 +36,8 @@ impl AttemptLimiter for DynamoStore {
             .expression_attribute_values(":per_source", n(i64::from(policy.per_source)))
             .expression_attribute_values(":per_subject", n(i64::from(policy.per_subject)))
             .expression_attribute_values(":ttl", n(policy.window_end(now).timestamp() + KEEP_SECS))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(backend(crate::describe(&e))),
-        }
+            .build()
+            .map_err(backend)?;
+        self.update_item(update).await
     }
 }

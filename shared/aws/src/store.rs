@@ -311,6 +311,11 @@ impl DynamoStore {
         self.wire.put_item(&put).await.map_err(backend)
     }
 
+    /// One `UpdateItem`; whether its condition held.
+    pub(crate) async fn update_item(&self, update: Update) -> Result<bool, StoreError> {
+        self.wire.update_item(&update).await.map_err(backend)
+    }
+
     /// One `DeleteItem`: `None` when its condition failed, else the deleted item's
     /// attributes if `return_old` asked for them and there was one.
     pub(crate) async fn delete_item(&self, delete: Delete, return_old: bool) -> Result<Option<Option<Item>>, StoreError> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue as AV, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue as AV, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, MapAccess, Visitor};
@@ -155,6 +155,15 @@ const TRANSACTION_BODY_CAPACITY: usize = 16 * 1024;
 /// The body of a `PutItem` request: the same fields as a transaction's `Put`.
 pub(crate) fn put_item(put: &Put) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&Op { item: Some(Witem(put.item())), ..shared_fields!(put, put.condition_expression()) })
+}
+
+/// The body of an `UpdateItem` request: the same fields as a transaction's `Update`.
+pub(crate) fn update_item(update: &Update) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&Op {
+        key: Some(Witem(update.key())),
+        update_expression: Some(update.update_expression()),
+        ..shared_fields!(update, update.condition_expression())
+    })
 }
 
 /// The body of a `DeleteItem` request: a transaction's `Delete`, and whether the deleted
@@ -430,6 +439,22 @@ mod tests {
             serde_json::from_slice::<Value>(&put_item(&put).unwrap()).unwrap(),
             json!({"TableName": "t", "Item": k, "ConditionExpression": "#o = :o",
                 "ExpressionAttributeNames": {"#o": "owner"}, "ExpressionAttributeValues": {":o": {"S": "me"}}})
+        );
+        let update = Update::builder()
+            .table_name("t")
+            .set_key(Some(key.clone()))
+            .update_expression("ADD #n :one")
+            .condition_expression("attribute_not_exists(#n) OR #n < :max")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":one", AV::N("1".into()))
+            .expression_attribute_values(":max", AV::N("10".into()))
+            .build()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&update_item(&update).unwrap()).unwrap(),
+            json!({"TableName": "t", "Key": k, "UpdateExpression": "ADD #n :one",
+                "ConditionExpression": "attribute_not_exists(#n) OR #n < :max", "ExpressionAttributeNames": {"#n": "n"},
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": "10"}}})
         );
         let delete = Delete::builder().table_name("t").set_key(Some(key)).build().unwrap();
         assert_eq!(

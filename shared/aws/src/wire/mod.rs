@@ -1,7 +1,8 @@
 //! DynamoDB's two hot calls — `TransactWriteItems` and a consistent `GetItem` — made
-//! without the SDK's orchestrator, and with them the store's single-item `PutItem` and
-//! `DeleteItem` (a signed request's nonce claim is one), whose request shapes are a
-//! transaction's `Put` and `Delete`. Every API request is one or two of them, and under perf
+//! without the SDK's orchestrator, and with them the store's single-item `PutItem`,
+//! `UpdateItem` and `DeleteItem` (a signed request's nonce claim is one, a failed token
+//! attempt's count another), whose request shapes are a transaction's `Put`, `Update` and
+//! `Delete`. Every API request is one or two of them, and under perf
 //! a warm create spent most of its CPU in the SDK's per-call machinery (interceptors, the
 //! config bag, endpoint rules, retry bookkeeping: docs/performance-history.md), about as much as a
 //! whole bare SDK `PutItem`. What stays the SDK's: the request types the store builds;
@@ -25,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::body::SdkBody;
@@ -120,6 +121,13 @@ impl Wire {
     pub(crate) async fn put_item(&self, put: &Put) -> Result<bool, WireError> {
         let body = json::put_item(put).map_err(|e| WireError::Transport(format!("item not serialisable: {e}")))?;
         unless_condition_failed(self.call("PutItem", body).await).map(|answer| answer.is_some())
+    }
+
+    /// An `UpdateItem` (no values returned); `Ok(false)` when its condition failed. Not
+    /// idempotent: a retry after a lost answer applies the update again.
+    pub(crate) async fn update_item(&self, update: &Update) -> Result<bool, WireError> {
+        let body = json::update_item(update).map_err(|e| WireError::Transport(format!("update not serialisable: {e}")))?;
+        unless_condition_failed(self.call("UpdateItem", body).await).map(|answer| answer.is_some())
     }
 
     /// A `DeleteItem`: `Ok(None)` when its condition failed, else the deleted item's
