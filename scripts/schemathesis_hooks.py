@@ -98,16 +98,18 @@ def _pay_on_page(base, url):
 
 
 def seed(base, token, out):
-    def session(ref, **extra):
-        body = {"amount": 1050, "currency": "EUR", "customer_id": "cus_fuzz", "reference": ref, "customer": {"email": "fuzz@example.com"}}
+    def session(ref, customer="cus_fuzz", **extra):
+        body = {"amount": 1050, "currency": "EUR", "customer_id": customer, "reference": ref, "customer": {"email": "fuzz@example.com"}}
         return _call(base, token, "POST", "/v1/payment_sessions", {**body, **extra})
 
     plain, cancel, expire = session("fuzz-plain"), session("fuzz-cancel"), session("fuzz-expire")
     unconfirmed = session("fuzz-unconfirmed", auto_confirm=False)
     deposit, qr, page = session("fuzz-va"), session("fuzz-qr"), session("fuzz-page")
 
+    # A customer each: one customer's mandates share the card saved for it, and detaching
+    # that card would revoke them all.
     def mandate(ref):
-        first = session(ref, allowed_domains=[SHOP], session_type="first_in_series", mandate={"type": "on_demand", "max_amount": 5000})
+        first = session(ref, customer=f"cus_{ref}", allowed_domains=[SHOP], session_type="first_in_series", mandate={"type": "on_demand", "max_amount": 5000})
         _pay_on_page(base, first["url"])
         paid = _call(base, token, "GET", f"/v1/payment_sessions/{first['id']}")
         return paid["mandate_id"], paid["payment_method_id"]
@@ -115,6 +117,7 @@ def seed(base, token, out):
     # One object per operation that changes it, so each reaches its 2xx once before the
     # others' changes could put it in a state that refuses (409).
     (to_read, _), (to_revoke, _), (to_suspend, _), (to_resume, _), (_, to_detach) = [mandate(f"fuzz-first-{i}") for i in range(5)]
+    detach_customer = "cus_fuzz-first-4"
     _call(base, token, "POST", f"/v1/mandates/{to_resume}/suspend", {})
     endpoint = _call(base, token, "POST", "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/hooks", "events": ["*"]})
     to_delete = _call(base, token, "POST", "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/gone", "events": ["*"]})
@@ -143,7 +146,7 @@ def seed(base, token, out):
             "/v1/mandates/{id}/suspend": {"id": to_suspend},
             "/v1/mandates/{id}/resume": {"id": to_resume},
             "/v1/customers/{customer_id}/payment_methods": {"customer_id": "cus_fuzz"},
-            "/v1/customers/{customer_id}/payment_methods/{pm_id}": {"customer_id": "cus_fuzz", "pm_id": to_detach},
+            "/v1/customers/{customer_id}/payment_methods/{pm_id}": {"customer_id": detach_customer, "pm_id": to_detach},
         },
         "queries": {"/sandbox/otp": {"session_id": page["id"]}},
     }

@@ -224,3 +224,38 @@ impl<E: Engine> BasicAuth for E {
         self.encode(format!("{id}:{secret}"))
     }
 }
+
+/// The `test-clock` function as deployed in sandbox mode, on DynamoDB Local: its two routes
+/// through the function's own `serve_test_clock`; an advance is one atomic `UpdateItem`.
+#[tokio::test]
+async fn the_test_clock_function_on_dynamodb_local() {
+    let (store, counter) = paysession_tests::dynamo::counted_table().await;
+    let store = Arc::new(store);
+    let core = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), true).await.unwrap();
+    let merchant =
+        provision(core.store.as_ref(), &core.keys, &NewMerchant { name: "Clock".into(), ..Default::default() }, None, chrono::Utc::now())
+            .await
+            .unwrap();
+    let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    let basic = base64::engine::general_purpose::STANDARD.format_basic(&merchant.client_id, merchant.client_secret.expose());
+    let resp =
+        invoke(Route::OAuthToken, &deps, from_str(&fixture("oauth-token", &[("basic", &basic), ("request_id", "r-t")])).unwrap()).await;
+    let token = lambda_json(&resp)["access_token"].as_str().unwrap().to_string();
+    let call = async |name: &str, route: Route| {
+        let req: paysession_http::lambda_http::Request = from_str(&fixture(name, &[("token", &token), ("request_id", "r-c")])).unwrap();
+        let info = route.info();
+        let params = paysession_http::routes::match_path(info.path, req.uri().path()).unwrap();
+        paysession_http::handlers::misc::serve_test_clock(&deps.core, info, params, req).await
+    };
+    counter.take();
+    for hours in [1, 2] {
+        let resp = call("test-clock-advance", Route::TestClockAdvance).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        assert_eq!(lambda_json(&resp)["offset_seconds"], hours * 3600);
+    }
+    let writes = counter.take();
+    println!("DynamoDB requests of two advances: {writes:?}");
+    assert_eq!(writes.get("UpdateItem"), Some(&2), "one atomic UpdateItem per advance: {writes:?}");
+    let resp = call("test-clock-get", Route::TestClockGet).await;
+    assert_eq!((resp.status().as_u16(), lambda_json(&resp)["offset_seconds"].clone()), (200, serde_json::json!(7200)));
+}

@@ -87,3 +87,18 @@ pub async fn test_clock_advance<S: SettingsStore + IdempotencyStore + ?Sized>(
     })
     .await
 }
+
+/// Serves the test clock's two routes (the `test-clock` function's group).
+pub async fn serve_test_clock<S: SettingsStore + IdempotencyStore + paysession_app::ports::SigningStore + ?Sized>(
+    cx: &Core<S>,
+    info: &'static crate::routes::RouteInfo,
+    params: crate::pipeline::Params,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    match info.route {
+        crate::routes::Route::TestClockAdvance => {
+            crate::pipeline::api(cx, &cx.keys, info, params, req, |cx, p, call| Box::pin(test_clock_advance(cx, p, call))).await
+        }
+        _ => crate::pipeline::api(cx, &cx.keys, info, params, req, |cx, p, call| Box::pin(test_clock_get(cx, p, call))).await,
+    }
+}
