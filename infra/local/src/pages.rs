@@ -97,19 +97,25 @@ pub async fn serve(
     if method != http::Method::GET {
         return None;
     }
-    // `None`: the landing page or the README; `Some`: a demo return page.
-    let demo_page = match path {
-        "/" | "/readme" => None,
-        "/demo/success" => Some("success"),
-        "/demo/cancel" => Some("cancel"),
+    enum Page {
+        Landing,
+        Readme,
+        /// `success` or `cancel`.
+        Demo(&'static str),
+    }
+    let page = match path {
+        "/" => Page::Landing,
+        "/readme" => Page::Readme,
+        "/demo/success" => Page::Demo("success"),
+        "/demo/cancel" => Page::Demo("cancel"),
         _ => return None,
     };
     // Drawn only for these pages: every API GET passes through here, and a nonce is an OS
     // random read.
     let nonce = paysession_http::page::security::nonce();
-    let (status, html) = match demo_page {
-        None if path == "/readme" => (200, Readme { nonce: &nonce, html: &crate::readme::HTML }.render()),
-        None => {
+    let (status, html) = match page {
+        Page::Readme => (200, Readme { nonce: &nonce, html: &crate::readme::HTML }.render()),
+        Page::Landing => {
             let page = Landing {
                 nonce: &nonce,
                 base: &site.base_url,
@@ -120,7 +126,7 @@ pub async fn serve(
             };
             (200, page.render())
         }
-        Some(page) => {
+        Page::Demo(page) => {
             let (status, demo) = demo(deps, site, page, &nonce, query).await;
             (status, demo.render())
         }

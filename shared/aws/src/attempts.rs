@@ -38,6 +38,6 @@ impl AttemptLimiter for DynamoStore {
             .expression_attribute_values(":ttl", n(policy.window_end(now).timestamp() + KEEP_SECS))
             .build()
             .map_err(backend)?;
-        self.update_item(update).await
+        Ok(self.update_item(update, false).await?.is_some())
     }
 }

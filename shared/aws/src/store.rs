@@ -311,9 +311,10 @@ impl DynamoStore {
         self.wire.put_item(&put).await.map_err(backend)
     }
 
-    /// One `UpdateItem`; whether its condition held.
-    pub(crate) async fn update_item(&self, update: Update) -> Result<bool, StoreError> {
-        self.wire.update_item(&update).await.map_err(backend)
+    /// One `UpdateItem`: `None` when its condition failed, else the updated attributes if
+    /// `return_new` asked for them.
+    pub(crate) async fn update_item(&self, update: Update, return_new: bool) -> Result<Option<Option<Item>>, StoreError> {
+        self.wire.update_item(&update, return_new).await.map_err(backend)
     }
 
     /// One `DeleteItem`: `None` when its condition failed, else the deleted item's
@@ -765,9 +766,7 @@ impl SettingsStore for DynamoStore {
         }
         // The integer lives in its own attribute: `if_not_exists` over a setting written as
         // text (an earlier release) starts from `start`, the value the caller just read.
-        let answer = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .key(PK, s(setting_pk(key)))
             .key(SK, s(SETTING_SK))
@@ -777,20 +776,14 @@ impl SettingsStore for DynamoStore {
             .expression_attribute_values(":start", n(start))
             .expression_attribute_values(":delta", n(delta))
             .expression_attribute_values(":limit", n(limit))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match answer {
-            Ok(out) => out
-                .attributes()
-                .and_then(|a| a.get(SETTING_NUMBER))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .map(Some)
-                .ok_or_else(|| backend(format!("UpdateItem of setting {key} returned no value"))),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
-            Err(e) => Err(backend(crate::describe(&e))),
-        }
+            .build()
+            .map_err(backend)?;
+        let Some(updated) = self.update_item(update, true).await? else { return Ok(None) };
+        updated
+            .as_ref()
+            .and_then(|a| attr_i64(a, SETTING_NUMBER))
+            .map(Some)
+            .ok_or_else(|| backend(format!("UpdateItem of setting {key} returned no value")))
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {

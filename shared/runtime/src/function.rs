@@ -24,6 +24,27 @@ pub enum KeySource {
     Inline(Secret<Vec<u8>>),
 }
 
+impl KeySource {
+    /// The deployment's key as the environment read through `get` names it (the parameter
+    /// wins over an inline value); `None` when neither is set.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<KeySource>, String> {
+        let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        Ok(match (set("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), set("PAYSESSION_TOKEN_SIGNING_KEY")) {
+            (Some(p), _) => Some(KeySource::SsmParameter(p)),
+            (None, Some(v)) => Some(KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?)),
+            (None, None) => None,
+        })
+    }
+
+    /// Where the key came from, for an operator to read (never the key itself).
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::SsmParameter(p) => format!("the deployment's, from SSM parameter {p} (PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER)"),
+            KeySource::Inline(_) => "the deployment's, from PAYSESSION_TOKEN_SIGNING_KEY".into(),
+        }
+    }
+}
+
 /// Typed environment of a function, read once at cold start. A missing or malformed key
 /// stops the function at init with a message naming it.
 #[derive(Debug)]
@@ -51,13 +72,8 @@ impl FunctionEnv {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let need = |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| format!("environment variable {k} is not set"));
         let table = need("PAYSESSION_TABLE")?;
-        let signing_key = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
-            (Some(p), _) if !p.is_empty() => KeySource::SsmParameter(p),
-            (_, Some(v)) if !v.is_empty() => KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
-            _ => {
-                return Err("set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (an SSM SecureString name) or PAYSESSION_TOKEN_SIGNING_KEY".into());
-            }
-        };
+        let signing_key = KeySource::from_lookup(&get)?
+            .ok_or("set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (an SSM SecureString name) or PAYSESSION_TOKEN_SIGNING_KEY")?;
         let public_url = need("PAYSESSION_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err("PAYSESSION_PUBLIC_URL must be an absolute http(s) URL".into());

@@ -58,30 +58,25 @@ pub struct SigningKey {
 ///   (`PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER` or `PAYSESSION_TOKEN_SIGNING_KEY`) when set;
 ///   else, with `stored_fallback` (the local server; the admin CLI's `--local-server-key`),
 ///   the key a local server stored in the table; else a refusal that says how to match.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<SigningKey, String> {
     #[cfg(feature = "aws")]
     #[allow(irrefutable_let_patterns)] // the only variant when built without the embedded store
     if let OpenedStore::Dynamo(_) = opened {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let (source, said) = match (get("PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER"), get("PAYSESSION_TOKEN_SIGNING_KEY")) {
-            (Some(p), _) => {
-                let said = format!("the deployment's, from SSM parameter {p} (PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER)");
-                (KeySource::SsmParameter(p), said)
+        match KeySource::from_lookup(|k| std::env::var(k).ok())? {
+            Some(source) => {
+                let aws = paysession_aws::sdk_config().await?;
+                return Ok(SigningKey { key: load_key(&source, &aws).await?, source: source.describe() });
             }
-            (None, Some(v)) => (
-                KeySource::Inline(decode_key(&v, "PAYSESSION_TOKEN_SIGNING_KEY")?),
-                "the deployment's, from PAYSESSION_TOKEN_SIGNING_KEY".to_string(),
-            ),
-            (None, None) if stored_fallback => {
-                let key = local_signing_key(opened.settings()).await?;
+            None if stored_fallback => {
                 return Ok(SigningKey {
-                    key,
+                    key: local_signing_key(opened.settings()).await?,
                     source: "this table's own, stored by paysession-local (no PAYSESSION_TOKEN_SIGNING_KEY[_PARAMETER] set); \
                              paysession-admin matches it with --local-server-key"
                         .into(),
                 });
             }
-            (None, None) => {
+            None => {
                 let stored = opened.settings().get_setting(SIGNING_KEY_SETTING).await.map_err(|e| e.to_string())?.is_some();
                 let mut msg = String::from(
                     "with --table, set PAYSESSION_TOKEN_SIGNING_KEY_PARAMETER (the stack's SSM parameter name) or \
@@ -95,11 +90,8 @@ pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<
                 }
                 return Err(msg);
             }
-        };
-        let aws = paysession_aws::sdk_config().await?;
-        return Ok(SigningKey { key: load_key(&source, &aws).await?, source: said });
+        }
     }
-    let _ = stored_fallback;
     Ok(SigningKey { key: local_signing_key(opened.settings()).await?, source: "the data directory's own".into() })
 }
 

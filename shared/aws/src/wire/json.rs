@@ -157,18 +157,9 @@ pub(crate) fn put_item(put: &Put) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&Op { item: Some(Witem(put.item())), ..shared_fields!(put, put.condition_expression()) })
 }
 
-/// The body of an `UpdateItem` request: the same fields as a transaction's `Update`.
-pub(crate) fn update_item(update: &Update) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&Op {
-        key: Some(Witem(update.key())),
-        update_expression: Some(update.update_expression()),
-        ..shared_fields!(update, update.condition_expression())
-    })
-}
-
-/// The body of a `DeleteItem` request: a transaction's `Delete`, and whether the deleted
-/// item's attributes are wanted back (`ReturnValues: ALL_OLD`).
-pub(crate) fn delete_item(delete: &Delete, return_old: bool) -> Result<Vec<u8>, serde_json::Error> {
+/// A single-item write's body: its operation, and which attributes it wants back
+/// (`ReturnValues`), if any.
+fn returning(op: Op<'_>, return_values: Option<&str>) -> Result<Vec<u8>, serde_json::Error> {
     #[derive(Serialize)]
     #[serde(rename_all = "PascalCase")]
     struct Request<'a> {
@@ -177,12 +168,30 @@ pub(crate) fn delete_item(delete: &Delete, return_old: bool) -> Result<Vec<u8>, 
         #[serde(skip_serializing_if = "Option::is_none")]
         return_values: Option<&'a str>,
     }
-    let o = Op { key: Some(Witem(delete.key())), ..shared_fields!(delete, delete.condition_expression()) };
-    serde_json::to_vec(&Request { op: o, return_values: return_old.then_some("ALL_OLD") })
+    serde_json::to_vec(&Request { op, return_values })
 }
 
-/// The attributes a `DeleteItem` with `ALL_OLD` answers with, if an item was deleted.
-pub(crate) fn delete_item_output(body: &[u8]) -> Result<Option<Item>, serde_json::Error> {
+/// The body of an `UpdateItem` request: a transaction's `Update`, and whether the updated
+/// attributes are wanted back (`ReturnValues: UPDATED_NEW`).
+pub(crate) fn update_item(update: &Update, return_new: bool) -> Result<Vec<u8>, serde_json::Error> {
+    let o = Op {
+        key: Some(Witem(update.key())),
+        update_expression: Some(update.update_expression()),
+        ..shared_fields!(update, update.condition_expression())
+    };
+    returning(o, return_new.then_some("UPDATED_NEW"))
+}
+
+/// The body of a `DeleteItem` request: a transaction's `Delete`, and whether the deleted
+/// item's attributes are wanted back (`ReturnValues: ALL_OLD`).
+pub(crate) fn delete_item(delete: &Delete, return_old: bool) -> Result<Vec<u8>, serde_json::Error> {
+    let o = Op { key: Some(Witem(delete.key())), ..shared_fields!(delete, delete.condition_expression()) };
+    returning(o, return_old.then_some("ALL_OLD"))
+}
+
+/// The attributes an `UpdateItem` or `DeleteItem` answers with when it asked for some, if
+/// there were any.
+pub(crate) fn attributes_output(body: &[u8]) -> Result<Option<Item>, serde_json::Error> {
     #[derive(Deserialize)]
     struct Output {
         #[serde(rename = "Attributes")]
@@ -451,7 +460,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            serde_json::from_slice::<Value>(&update_item(&update).unwrap()).unwrap(),
+            serde_json::from_slice::<Value>(&update_item(&update, false).unwrap()).unwrap(),
             json!({"TableName": "t", "Key": k, "UpdateExpression": "ADD #n :one",
                 "ConditionExpression": "attribute_not_exists(#n) OR #n < :max", "ExpressionAttributeNames": {"#n": "n"},
                 "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": "10"}}})
@@ -462,8 +471,8 @@ mod tests {
             json!({"TableName": "t", "Key": k, "ReturnValues": "ALL_OLD"})
         );
         assert_eq!(serde_json::from_slice::<Value>(&delete_item(&delete, false).unwrap()).unwrap(), json!({"TableName": "t", "Key": k}));
-        assert_eq!(delete_item_output(br#"{"Attributes":{"PK":{"S":"k"}}}"#).unwrap().map(|i| i.len()), Some(1));
-        assert_eq!(delete_item_output(b"{}").unwrap(), None);
+        assert_eq!(attributes_output(br#"{"Attributes":{"PK":{"S":"k"}}}"#).unwrap().map(|i| i.len()), Some(1));
+        assert_eq!(attributes_output(b"{}").unwrap(), None);
     }
 
     #[test]

@@ -123,19 +123,25 @@ impl Wire {
         unless_condition_failed(self.call("PutItem", body).await).map(|answer| answer.is_some())
     }
 
-    /// An `UpdateItem` (no values returned); `Ok(false)` when its condition failed. Not
-    /// idempotent: a retry after a lost answer applies the update again.
-    pub(crate) async fn update_item(&self, update: &Update) -> Result<bool, WireError> {
-        let body = json::update_item(update).map_err(|e| WireError::Transport(format!("update not serialisable: {e}")))?;
-        unless_condition_failed(self.call("UpdateItem", body).await).map(|answer| answer.is_some())
+    /// An `UpdateItem`: `Ok(None)` when its condition failed, else the updated attributes
+    /// if `return_new` asked for them. Not idempotent: a retry after a lost answer applies
+    /// the update again.
+    pub(crate) async fn update_item(&self, update: &Update, return_new: bool) -> Result<Option<Option<Item>>, WireError> {
+        let body = json::update_item(update, return_new).map_err(|e| WireError::Transport(format!("update not serialisable: {e}")))?;
+        self.returning("UpdateItem", body).await
     }
 
     /// A `DeleteItem`: `Ok(None)` when its condition failed, else the deleted item's
     /// attributes if `return_old` asked for them and there was one.
     pub(crate) async fn delete_item(&self, delete: &Delete, return_old: bool) -> Result<Option<Option<Item>>, WireError> {
         let body = json::delete_item(delete, return_old).map_err(|e| WireError::Transport(format!("key not serialisable: {e}")))?;
-        let Some(answer) = unless_condition_failed(self.call("DeleteItem", body).await)? else { return Ok(None) };
-        json::delete_item_output(&answer).map(Some).map_err(|e| WireError::Transport(format!("unreadable DeleteItem answer: {e}")))
+        self.returning("DeleteItem", body).await
+    }
+
+    /// A conditional single-item write whose answer may carry attributes.
+    async fn returning(&self, operation: &str, body: Vec<u8>) -> Result<Option<Option<Item>>, WireError> {
+        let Some(answer) = unless_condition_failed(self.call(operation, body).await)? else { return Ok(None) };
+        json::attributes_output(&answer).map(Some).map_err(|e| WireError::Transport(format!("unreadable {operation} answer: {e}")))
     }
 
     pub(crate) async fn get_item(&self, table: &str, key: &Item) -> Result<Option<Item>, WireError> {

@@ -1,9 +1,9 @@
 //! The OpenAPI document, health, and the sandbox test clock.
 
-use chrono::Duration;
-use http::{StatusCode, header};
 use std::sync::Arc;
 
+use chrono::Duration;
+use http::{StatusCode, header};
 use paysession_app::Core;
 use paysession_app::auth::Principal;
 use paysession_app::clock::{MAX_OFFSET, TestClock, TooFar};
