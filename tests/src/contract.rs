@@ -7,7 +7,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use paysession_app::merchants::{ApiClient, Merchant};
 use paysession_app::ports::{
     AttemptLimiter, Cursor, EventQuery, Hold, IdempotencyBegin, IdempotencyCompletion, IdempotencyStore, MandateQuery, MandateStore,
-    MerchantStore, SessionQuery, SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse, WebhookStore,
+    MerchantStore, RefundQuery, RefundStore, SessionQuery, SessionStore, SettingsStore, SigningStore, StoreError, StoredResponse,
+    WebhookStore,
 };
 use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::session::{MerchantAction, PaymentSession, events_for};
@@ -25,14 +26,16 @@ pub struct Stores {
     pub mandates: Arc<dyn MandateStore>,
     pub signing: Arc<dyn SigningStore>,
     pub limiter: Arc<dyn AttemptLimiter>,
+    pub refunds: Arc<dyn RefundStore>,
+    pub due: Arc<dyn paysession_app::reconcile::DueMoney>,
 }
 
 impl Stores {
-    pub fn from<T: paysession_app::Store>(store: T) -> Stores {
+    pub fn from<T: paysession_app::Store + paysession_app::reconcile::DueMoney>(store: T) -> Stores {
         Stores::from_arc(Arc::new(store))
     }
 
-    pub fn from_arc<T: paysession_app::Store>(s: Arc<T>) -> Stores {
+    pub fn from_arc<T: paysession_app::Store + paysession_app::reconcile::DueMoney>(s: Arc<T>) -> Stores {
         Stores {
             sessions: s.clone(),
             idempotency: s.clone(),
@@ -41,7 +44,9 @@ impl Stores {
             webhooks: s.clone(),
             mandates: s.clone(),
             signing: s.clone(),
-            limiter: s,
+            limiter: s.clone(),
+            refunds: s.clone(),
+            due: s,
         }
     }
 }
@@ -736,7 +741,8 @@ macro_rules! contract_suite {
             webhook_endpoints_versioned_and_tenanted, deliveries_insert_once_and_update_by_version,
             merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
             payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once,
-            attempts_limited_per_subject_and_source, concurrent_failures_never_pass_a_limit, settings_add_atomically);
+            attempts_limited_per_subject_and_source, concurrent_failures_never_pass_a_limit, settings_add_atomically,
+            concurrent_refunds_never_exceed_what_was_received, refund_transitions_move_the_counters, refunds_listed_and_tenanted);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -846,4 +852,159 @@ pub async fn settings_add_atomically(st: Stores) {
     st.settings.put_setting("legacy", "40").await.unwrap();
     assert_eq!(st.settings.add_to_setting("legacy", 40, 2, 1_000).await.unwrap(), Some(42));
     assert_eq!(st.settings.get_setting("legacy").await.unwrap().as_deref(), Some("42"));
+}
+
+/// A refund of `amount` on payment `payment` of session `session_id`, created at `at`.
+pub fn refund(
+    id: &str,
+    merchant: &str,
+    session_id: &str,
+    payment: &str,
+    amount: i64,
+    at: DateTime<Utc>,
+) -> paysession_domain::refund::Refund {
+    paysession_domain::refund::Refund {
+        id: id.into(),
+        merchant_id: merchant.into(),
+        payment_id: payment.into(),
+        session_id: session_id.into(),
+        amount,
+        currency: "EUR".into(),
+        reason: None,
+        status: paysession_domain::refund::RefundStatus::Pending,
+        failure_reason: None,
+        processor_reference: None,
+        metadata: Default::default(),
+        next_sync_at: Some(at + Duration::minutes(1)),
+        sync_attempts: 0,
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    }
+}
+
+/// A session of 1050 with a payment id that names it, and refund ids that do.
+fn paid(merchant: &str, reference: &str) -> (PaymentSession, String) {
+    let s = session(merchant, "cus_r", reference, t0());
+    let payment = paysession_domain::session::child_id("pay", &s.id, "00000000000000aa");
+    (s, payment)
+}
+
+fn refund_id(session: &PaymentSession, n: usize) -> String {
+    paysession_domain::session::child_id("re", &session.id, &format!("{n:016x}"))
+}
+
+fn refund_events(r: &paysession_domain::refund::Refund) -> Vec<paysession_domain::session::EventRecord> {
+    r.events(None, r.created_at, || paysession_app::ids::new_id("evt"))
+}
+
+/// The reservation is one conditional write: of 20 concurrent refunds of 10 on a payment
+/// that received 100, exactly 10 are stored and the rest refused, with the counters as they
+/// were; the exact remainder is accepted, one more is not; the 21st refund is refused
+/// whatever is left.
+pub async fn concurrent_refunds_never_exceed_what_was_received(st: Stores) {
+    let (s, payment) = paid("mer_a", "ref-refund");
+    insert(&st, &s).await.unwrap();
+    let tries = (0..20).map(|i| {
+        let (st, s, payment) = (st.clone(), s.clone(), payment.clone());
+        tokio::spawn(async move {
+            let r = refund(&refund_id(&s, i), "mer_a", &s.id, &payment, 10, t0());
+            st.refunds.create_refund(&r, 100, &refund_events(&r), None).await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(tries).await.into_iter().map(|r| r.unwrap()).collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results.iter().filter(|r| matches!(r, Err(StoreError::RefundRefused { .. }))).count();
+    assert_eq!((ok, refused), (10, 10), "{results:?}");
+    let money = st.refunds.payment_money("mer_a", &s.id, &payment).await.unwrap().unwrap();
+    assert_eq!((money.refundable, money.refund_count, money.refunded), (0, 10, 0));
+    let stored =
+        st.refunds.list_refunds("mer_a", &RefundQuery { payment_id: Some(payment.clone()), limit: 100, ..Default::default() }).await;
+    assert_eq!(stored.unwrap().items.len(), 10, "only the accepted refunds are stored");
+    let events = st.sessions.session_events("mer_a", &s.id).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.event_type == "refund.created").count(), 10, "one event per stored refund");
+
+    // The exact remainder, and one more than it.
+    let (s2, p2) = paid("mer_a", "ref-exact");
+    insert(&st, &s2).await.unwrap();
+    let first = refund(&refund_id(&s2, 1), "mer_a", &s2.id, &p2, 60, t0());
+    st.refunds.create_refund(&first, 100, &refund_events(&first), None).await.unwrap();
+    let over = refund(&refund_id(&s2, 2), "mer_a", &s2.id, &p2, 41, t0());
+    assert!(matches!(
+        st.refunds.create_refund(&over, 100, &[], None).await,
+        Err(StoreError::RefundRefused { refundable: 40, refund_count: 1 })
+    ));
+    let exact = refund(&refund_id(&s2, 3), "mer_a", &s2.id, &p2, 40, t0());
+    st.refunds.create_refund(&exact, 100, &[], None).await.unwrap();
+    assert_eq!(st.refunds.get_refund("mer_a", &over.id).await.unwrap(), None, "a refused refund is not stored");
+
+    // The limit counts refunds, not money.
+    let (s3, p3) = paid("mer_a", "ref-many");
+    insert(&st, &s3).await.unwrap();
+    for i in 0..20 {
+        let r = refund(&refund_id(&s3, i), "mer_a", &s3.id, &p3, 1, t0());
+        st.refunds.create_refund(&r, 1000, &[], None).await.unwrap();
+    }
+    let r21 = refund(&refund_id(&s3, 21), "mer_a", &s3.id, &p3, 1, t0());
+    assert!(matches!(st.refunds.create_refund(&r21, 1000, &[], None).await, Err(StoreError::RefundRefused { refund_count: 20, .. })));
+}
+
+/// Transitions replace the refund by version and move the counters in the same write; a
+/// late failure gives the amount back; a stale version writes nothing.
+pub async fn refund_transitions_move_the_counters(st: Stores) {
+    use paysession_domain::refund::RefundStatus;
+    let (s, payment) = paid("mer_a", "ref-moves");
+    insert(&st, &s).await.unwrap();
+    let r = refund(&refund_id(&s, 1), "mer_a", &s.id, &payment, 30, t0());
+    st.refunds.create_refund(&r, 100, &refund_events(&r), None).await.unwrap();
+    let due = st.due.due_refunds(None, t0() + Duration::minutes(2), 10).await.unwrap();
+    assert_eq!(due, vec![("mer_a".to_string(), r.id.clone())], "a pending refund's sync is due");
+    let (ok, d) = r.moved(RefundStatus::Succeeded, None, t0()).unwrap().unwrap();
+    let ok = paysession_domain::refund::Refund { next_sync_at: None, ..ok };
+    st.refunds.update_refund(&ok, r.version, d, &ok.events(Some(&r), t0(), || paysession_app::ids::new_id("evt"))).await.unwrap();
+    assert!(matches!(st.refunds.update_refund(&ok, r.version, d, &[]).await, Err(StoreError::VersionConflict)), "stale");
+    let money = st.refunds.payment_money("mer_a", &s.id, &payment).await.unwrap().unwrap();
+    assert_eq!((money.refundable, money.refunded), (70, 30));
+    assert!(st.due.due_refunds(None, t0() + Duration::days(9), 10).await.unwrap().is_empty(), "nothing owed");
+    let (late, d) = ok.moved(RefundStatus::Failed, Some("expired_or_canceled_card".into()), t0()).unwrap().unwrap();
+    st.refunds.update_refund(&late, ok.version, d, &[]).await.unwrap();
+    let money = st.refunds.payment_money("mer_a", &s.id, &payment).await.unwrap().unwrap();
+    assert_eq!((money.refundable, money.refunded), (100, 0), "the late failure makes it refundable again");
+    assert_eq!(st.refunds.get_refund("mer_a", &r.id).await.unwrap().unwrap().status, RefundStatus::Failed);
+    let types: Vec<String> = st.sessions.session_events("mer_a", &s.id).await.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["payment_session.created", "refund.created", "refund.updated", "refund.succeeded"]);
+    let money = st.refunds.session_money("mer_a", &s.id).await.unwrap();
+    assert_eq!(money.len(), 1);
+}
+
+pub async fn refunds_listed_and_tenanted(st: Stores) {
+    let (s, payment) = paid("mer_a", "ref-list");
+    insert(&st, &s).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = refund(&refund_id(&s, i), "mer_a", &s.id, &payment, 10, t0() + Duration::seconds(i as i64));
+        st.refunds.create_refund(&r, 100, &refund_events(&r), None).await.unwrap();
+        ids.push(r.id);
+    }
+    assert_eq!(st.refunds.get_refund("mer_b", &ids[0]).await.unwrap(), None, "another tenant sees nothing");
+    assert_eq!(st.refunds.get_refund("mer_a", "re_nonsense").await.unwrap(), None);
+    let q = |session: Option<&str>, payment: Option<&str>| RefundQuery {
+        session_id: session.map(str::to_string),
+        payment_id: payment.map(str::to_string),
+        limit: 2,
+        ..Default::default()
+    };
+    for query in [q(None, None), q(Some(&s.id), None), q(None, Some(&payment))] {
+        let page = st.refunds.list_refunds("mer_a", &query).await.unwrap();
+        assert_eq!(page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [ids[2].as_str(), ids[1].as_str()], "{query:?}");
+        assert!(page.has_more);
+        let last = page.items.last().unwrap();
+        let next = RefundQuery { after: Some(Cursor { created_at: last.created_at, id: last.id.clone() }), ..query.clone() };
+        let page = st.refunds.list_refunds("mer_a", &next).await.unwrap();
+        assert_eq!(page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [ids[0].as_str()]);
+        assert!(!page.has_more);
+    }
+    assert!(st.refunds.list_refunds("mer_b", &q(None, None)).await.unwrap().items.is_empty());
+    let pending = RefundQuery { status: Some(paysession_domain::refund::RefundStatus::Succeeded), limit: 10, ..Default::default() };
+    assert!(st.refunds.list_refunds("mer_a", &pending).await.unwrap().items.is_empty());
 }

@@ -99,11 +99,15 @@ impl<S: crate::ports::SettingsStore + crate::ports::MerchantStore + ?Sized> Core
 pub struct Payments {
     pub processor: Arc<dyn PaymentProcessor>,
     pub notifier: Arc<dyn Notifier>,
+    /// The sandbox's record of the calls it received (empty with a real processor).
+    pub sandbox_calls: Arc<crate::processor::CallLog>,
 }
 
 impl Payments {
     /// The built-in sandbox processor and the log-only notifier.
     pub fn sandbox() -> Payments {
-        Payments { processor: Arc::new(crate::processor::SandboxProcessor), notifier: Arc::new(crate::processor::LogNotifier) }
+        let sandbox = crate::processor::SandboxProcessor::default();
+        let sandbox_calls = sandbox.calls.clone();
+        Payments { processor: Arc::new(sandbox), notifier: Arc::new(crate::processor::LogNotifier), sandbox_calls }
     }
 }

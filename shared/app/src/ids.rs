@@ -41,6 +41,13 @@ pub fn new_id(prefix: &str) -> String {
     id
 }
 
+/// An id of something of session `session_id` (`pay_`, `re_`): it names its session, so a
+/// read by id needs no index (`paysession_domain::session::child_id`); 64 random bits keep
+/// a session's own children apart.
+pub fn new_child_id(prefix: &str, session_id: &str) -> String {
+    paysession_domain::session::child_id(prefix, session_id, &hex(&random_bytes::<8>()))
+}
+
 /// 256 random bits, URL-safe base64: hosted-page tokens and client secrets.
 pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())

@@ -2,6 +2,7 @@
 //! specific adapter (SQLite, DynamoDB) or transport (HTTP).
 
 pub mod auth;
+pub mod captures;
 pub mod clock;
 pub mod context;
 pub mod entities;
@@ -16,7 +17,9 @@ pub mod payments;
 pub mod ports;
 pub mod processor;
 pub mod recent;
+pub mod reconcile;
 pub mod recurring;
+pub mod refunds;
 pub mod retry;
 pub mod secret;
 pub mod sessions;

@@ -13,7 +13,7 @@ use paysession_domain::session::{EventData, EventRecord, PaymentSession, events_
 use crate::context::{Core, Payments};
 use crate::ids::{new_id, sha256_hex};
 use crate::ports::{MandateStore, SessionStore, StoreError};
-use crate::processor::{Outcome, RedirectMethod};
+use crate::processor::{Answer, Outcome, PaymentCall, RedirectMethod, SavedCharge};
 use crate::retry::{Races, won};
 use crate::sessions::{UpdateError, reread, update_with};
 
@@ -87,25 +87,36 @@ fn fingerprint<S: ?Sized>(cx: &Core<S>, card: &CardInput) -> String {
 }
 
 fn new_attempt(
+    session: &PaymentSession,
     method: PaymentMethodKind,
     amount: i64,
     card: Option<CardSummary>,
     save_requested: bool,
     now: DateTime<Utc>,
 ) -> PaymentAttempt {
-    PaymentAttempt {
-        id: new_id("pay"),
+    PaymentAttempt { card, save_requested, ..PaymentAttempt::new(crate::ids::new_child_id("pay", &session.id), method, amount, now) }
+}
+
+/// The processor call of attempt `attempt_id` of `session`: our id is its idempotency key.
+pub fn payment_call<'a>(session: &'a PaymentSession, attempt_id: &'a str) -> PaymentCall<'a> {
+    let attempt = session.payments.iter().find(|a| a.id == attempt_id);
+    let method = attempt.map_or(PaymentMethodKind::Card, |a| a.method);
+    PaymentCall {
+        id: attempt_id,
+        amount: attempt.map_or(session.spec.amount.minor(), |a| a.amount),
+        currency: session.spec.currency.code(),
         method,
-        status: AttemptStatus::Pending,
-        failure_code: None,
-        amount,
-        card,
-        next_action_url: None,
-        save_requested,
-        mandate_acceptance: None,
-        created_at: now,
-        updated_at: now,
+        capture: if paysession_domain::payment::CaptureMethod::applies_to(method) {
+            session.spec.capture_method
+        } else {
+            paysession_domain::payment::CaptureMethod::Automatic
+        },
+        reference: attempt.and_then(|a| a.processor_reference.as_deref()),
     }
+}
+
+fn saved_charge<'a>(method: &'a SavedPaymentMethod, mandate_id: Option<&'a str>) -> SavedCharge<'a> {
+    SavedCharge { token: &method.processor_token, mandate_id, network_transaction_id: None }
 }
 
 /// Writes the claim of a new attempt; only then may the processor be called.
@@ -148,16 +159,17 @@ pub async fn pay_card<S: SessionStore + MandateStore + ?Sized>(
         (None, Some(m)) => m.card.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
-    let mut attempt = new_attempt(PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
+    let mut attempt =
+        new_attempt(&session, PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
     if session.spec.session_type == SessionType::FirstInSeries {
         attempt.mandate_acceptance = acceptance;
     }
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
-    let (amount, currency) = (session.spec.amount.minor(), session.spec.currency.code());
+    let call = payment_call(&session, &attempt_id);
     let outcome = match (&typed, &saved) {
-        (Some(card), _) => pay.processor.authorize_card(card, amount, currency, save).await,
-        (None, Some(m)) => pay.processor.charge_saved(&m.processor_token, amount, currency).await,
+        (Some(card), _) => pay.processor.authorize_card(&call, card, save).await,
+        (None, Some(m)) => pay.processor.charge_saved(&call, &saved_charge(m, None)).await,
         (None, None) => unreachable!("one of the two is set"),
     };
     Ok(finish(cx, session, &attempt_id, outcome, Some(summary), saved.map(|m| m.id), page_path).await?)
@@ -175,10 +187,10 @@ pub async fn start_redirect<S: SessionStore + MandateStore + ?Sized>(
         RedirectMethod::Ewallet => PaymentMethodKind::Ewallet,
         RedirectMethod::BankTransfer => PaymentMethodKind::BankTransfer,
     };
-    let attempt = new_attempt(kind, session.spec.amount.minor(), None, false, cx.clock.now());
+    let attempt = new_attempt(&session, kind, session.spec.amount.minor(), None, false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
-    let outcome = pay.processor.start_redirect(method).await;
+    let outcome = pay.processor.start_redirect(&payment_call(&session, &attempt_id), method).await;
     finish(cx, session, &attempt_id, outcome, None, None, page_path).await
 }
 
@@ -204,17 +216,18 @@ pub async fn decide<S: SessionStore + MandateStore + ?Sized>(
     let Some(attempt) = session.payments.iter().find(|a| a.id == attempt_id).cloned() else { return Ok(None) };
     let p = &pay.processor;
     let approved = decision == Decision::Approve;
+    let call = payment_call(&session, &attempt.id);
     let outcome = match (attempt.method, attempt.status, decision) {
         (PaymentMethodKind::Card, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
-            p.complete_authentication(approved, attempt.save_requested).await
+            p.complete_authentication(&call, approved, attempt.save_requested).await
         }
         (PaymentMethodKind::Ewallet, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
-            p.provider_decision(RedirectMethod::Ewallet, approved).await
+            p.provider_decision(&call, RedirectMethod::Ewallet, approved).await
         }
         (PaymentMethodKind::BankTransfer, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
-            p.provider_decision(RedirectMethod::BankTransfer, approved).await
+            p.provider_decision(&call, RedirectMethod::BankTransfer, approved).await
         }
-        (PaymentMethodKind::BankTransfer, AttemptStatus::Pending, Decision::Settle) => p.settle().await,
+        (PaymentMethodKind::BankTransfer, AttemptStatus::Pending, Decision::Settle) => p.settle(&call).await,
         _ => return Ok(None),
     };
     finish(cx, session, &attempt.id, outcome, attempt.card.clone(), None, page_path).await.map(Some)
@@ -227,26 +240,31 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     cx: &Core<S>,
     session: PaymentSession,
     attempt_id: &str,
-    outcome: Outcome,
+    answer: Answer,
     card: Option<CardSummary>,
     existing_method: Option<String>,
     page_path: &str,
 ) -> Result<Step, PaymentFailure> {
+    let Answer { outcome, reference } = answer;
     let challenge_url = format!("{page_path}/challenge/{attempt_id}");
     let (status, code, next_url) = match &outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
         Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string()), None),
         Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
         Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url)),
+        // Left pending: never guessed either way.
+        Outcome::Unknown => (AttemptStatus::Pending, None, None),
     };
     if session.spec.session_type == SessionType::FirstInSeries && status == AttemptStatus::Succeeded {
         return match (&outcome, card) {
-            (Outcome::Succeeded { token: Some(token) }, Some(card)) => complete_first_payment(cx, session, attempt_id, token, card).await,
+            (Outcome::Succeeded { token: Some(token) }, Some(card)) => {
+                complete_first_payment(cx, session, attempt_id, token, card, reference).await
+            }
             // Without a reusable token no mandate can charge later, and a first payment never
             // succeeds without its mandate: the attempt fails instead.
             _ => {
                 tracing::error!(session_id = %session.id, attempt_id, "the processor returned no reusable token for a first_in_series payment");
-                let failed = Outcome::Failed { code: "processing_error" };
+                let failed = Answer::of(Outcome::Failed { code: "processing_error" }, reference);
                 Box::pin(finish(cx, session, attempt_id, failed, None, None, page_path)).await
             }
         };
@@ -263,6 +281,7 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     let session_id = session.id.clone();
     let written = update_with(cx, session, true, |s, now| {
         let mut next = s.update_attempt(attempt_id, status, code.clone(), next_url.clone(), now)?;
+        next.set_processor_reference(attempt_id, reference.clone());
         if status == AttemptStatus::Succeeded && method_id.is_some() {
             next.payment_method_id = method_id.clone();
         }
@@ -297,12 +316,14 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
     attempt_id: &str,
     token: &str,
     card: CardSummary,
+    reference: Option<String>,
 ) -> Result<Step, PaymentFailure> {
     let mut races = Races::new(format!("session {}", current.id));
     loop {
         let now = cx.clock.now();
         let pm = saved_method(&current, card.clone(), token.to_string(), now);
         let mut next = current.update_attempt(attempt_id, AttemptStatus::Succeeded, None, None, now)?;
+        next.set_processor_reference(attempt_id, reference.clone());
         let attempt = current.payments.iter().find(|a| a.id == attempt_id).expect("update_attempt found it");
         let acceptance = attempt.mandate_acceptance.clone().unwrap_or(CustomerAcceptance {
             accepted_at: attempt.created_at,
@@ -338,7 +359,8 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
         let events = paysession_domain::event::in_write_order(events);
         if won(cx.store.complete_first_payment(&next, current.version, &events, &pm, &mandate).await)?.is_some() {
             tracing::info!(session_id = %next.id, mandate_id = %mandate.id, "first payment succeeded; mandate created");
-            return Ok(Step { session: next, attempt_id: attempt_id.to_string(), status: AttemptStatus::Succeeded });
+            let status = next.payments.iter().find(|a| a.id == attempt_id).map_or(AttemptStatus::Succeeded, |a| a.status);
+            return Ok(Step { session: next, attempt_id: attempt_id.to_string(), status });
         }
         races.lost()?;
         current = reread(cx, &current).await?;
@@ -357,14 +379,19 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
     final_on_failure: bool,
 ) -> Result<PaymentSession, PaymentFailure> {
     let amount = session.spec.amount.minor();
-    let attempt = new_attempt(PaymentMethodKind::Card, amount, Some(method.card.clone()), false, cx.clock.now());
+    let attempt = new_attempt(&session, PaymentMethodKind::Card, amount, Some(method.card.clone()), false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let claimed = claim(cx, session, attempt).await?;
-    let outcome = pay.processor.charge_saved(&method.processor_token, amount, claimed.spec.currency.code()).await;
+    let mandate_id = claimed.spec.mandate_id.clone();
+    let Answer { outcome, reference } =
+        pay.processor.charge_saved(&payment_call(&claimed, &attempt_id), &saved_charge(method, mandate_id.as_deref())).await;
     let (status, code) = match outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
         Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string())),
         Outcome::RequiresAction | Outcome::Processing => (AttemptStatus::Failed, Some("authentication_required".to_string())),
+        // An off-session charge has no one waiting: an unknown answer is a processing error
+        // the retry schedule of the occurrence covers.
+        Outcome::Unknown => (AttemptStatus::Failed, Some("processing_error".to_string())),
     };
     let written = update_with(cx, claimed, true, |s, now| {
         let mut next = if final_on_failure {
@@ -372,6 +399,7 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
         } else {
             s.update_attempt(&attempt_id, status, code.clone(), None, now)?
         };
+        next.set_processor_reference(&attempt_id, reference.clone());
         if status == AttemptStatus::Succeeded {
             next.payment_method_id = Some(method.id.clone());
         }
@@ -391,7 +419,7 @@ pub async fn receive<S: SessionStore + ?Sized>(
     method: PaymentMethodKind,
     amount: i64,
 ) -> Result<PaymentSession, PaymentFailure> {
-    let attempt = new_attempt(method, amount, None, false, cx.clock.now());
+    let attempt = new_attempt(&session, method, amount, None, false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let claimed = claim(cx, session, attempt).await?;
     let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use paysession_domain::SessionStatus;
 use paysession_domain::mandate::{Mandate, MandateStatus};
 use paysession_domain::payment::SavedPaymentMethod;
+use paysession_domain::refund::{MoneyDelta, PaymentMoney, Refund, RefundStatus};
 use paysession_domain::session::{EventRecord, PaymentSession};
 use paysession_domain::webhook::{AttemptResult, Delivery, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub enum StoreError {
     /// can guard the number, or at lookup by one that cannot (the number then names two).
     #[error("virtual account number {0} belongs to another session")]
     VirtualAccountTaken(String),
+    /// A refund's reservation was refused by the payment's counters (nothing was written).
+    #[error("the payment has {refundable} left to refund and {refund_count} refunds")]
+    RefundRefused { refundable: i64, refund_count: u32 },
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -384,15 +388,79 @@ impl ChargeScheduler for SweptLocally {
     }
 }
 
+/// Filters of `GET /v1/refunds`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RefundQuery {
+    pub payment_id: Option<String>,
+    pub session_id: Option<String>,
+    pub status: Option<RefundStatus>,
+    pub limit: usize,
+    /// Continue after this position (exclusive).
+    pub after: Option<Cursor>,
+}
+
+/// Refunds, and the refund counters kept beside each payment that has one
+/// (`paysession_domain::refund`). The payment itself lives on its session.
+#[async_trait]
+pub trait RefundStore: Send + Sync {
+    /// The counters of payment `payment_id` (of session `session_id`); `None` while it has
+    /// no refund. Read consistently.
+    async fn payment_money(&self, merchant_id: &str, session_id: &str, payment_id: &str) -> Result<Option<PaymentMoney>, StoreError>;
+    /// The counters of every payment of a session that has a refund, by payment id.
+    async fn session_money(&self, merchant_id: &str, session_id: &str) -> Result<Vec<(String, PaymentMoney)>, StoreError>;
+    /// Inserts `refund` with its events (and the idempotency completion) in one write that
+    /// is conditional on its payment's counters: `refundable ≥ amount` and fewer than
+    /// `MAX_REFUNDS_PER_PAYMENT` refunds, where a payment without counters yet counts as
+    /// `PaymentMoney::untouched(amount_received)`. The reservation is made in the same
+    /// write. Refused: [`StoreError::RefundRefused`] with the counters found, nothing written.
+    async fn create_refund(
+        &self,
+        refund: &Refund,
+        amount_received: i64,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+    /// Replaces `refund` if it is still at `expected_version`, moves its payment's counters
+    /// by `delta` and appends `events`, in one write.
+    async fn update_refund(
+        &self,
+        refund: &Refund,
+        expected_version: u64,
+        delta: MoneyDelta,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError>;
+    /// A merchant's refund; another merchant's id reads as absent. Read consistently.
+    async fn get_refund(&self, merchant_id: &str, id: &str) -> Result<Option<Refund>, StoreError>;
+    async fn list_refunds(&self, merchant_id: &str, query: &RefundQuery) -> Result<Page<Refund>, StoreError>;
+}
+
 /// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).
 pub trait Store:
-    SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + AttemptLimiter + 'static
+    SessionStore
+    + IdempotencyStore
+    + MerchantStore
+    + SettingsStore
+    + WebhookStore
+    + MandateStore
+    + SigningStore
+    + AttemptLimiter
+    + RefundStore
+    + 'static
 {
 }
 impl<
-    T: SessionStore + IdempotencyStore + MerchantStore + SettingsStore + WebhookStore + MandateStore + SigningStore + AttemptLimiter + 'static,
+    T: SessionStore
+        + IdempotencyStore
+        + MerchantStore
+        + SettingsStore
+        + WebhookStore
+        + MandateStore
+        + SigningStore
+        + AttemptLimiter
+        + RefundStore
+        + 'static,
 > Store for T
 {
 }

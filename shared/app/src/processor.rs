@@ -1,17 +1,27 @@
 //! The payment-processor port and the built-in sandbox processor.
 //!
-//! The seam: the hosted page and the API speak only in [`Outcome`]s. A real PSP connector
-//! implements [`PaymentProcessor`] (card authorisation with its 3-D Secure step, redirect
-//! methods, off-session charges with stored tokens) and replaces [`SandboxProcessor`] in
-//! `Payments`; nothing in the domain changes.
+//! One call per flow (API.md, "Processors"): authorise, complete 3-D Secure, the redirect
+//! methods, capture, void, refund, sync of a payment and of a refund, the off-session charge
+//! of a saved method, and a seam for the processor's own webhooks. Every call carries our id
+//! (`pay_…`, `re_…`) as the processor's idempotency key, so asking twice never moves money
+//! twice, and every answer carries the processor's reference. An answer that never came is
+//! [`Outcome::Unknown`]: the object stays pending and reconciliation asks again by our id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
 use paysession_domain::card::CardInput;
+use paysession_domain::model::PaymentMethodKind;
+use paysession_domain::payment::CaptureMethod;
+use paysession_domain::refund::RefundStatus;
 
 /// What the processor said about a payment step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Paid. `token` is a reusable processor token for saving the method.
+    /// Paid, or authorised when the call asked for manual capture. `token` is a reusable
+    /// processor token for saving the method.
     Succeeded {
         token: Option<String>,
     },
@@ -22,6 +32,22 @@ pub enum Outcome {
     RequiresAction,
     /// Submitted; the result arrives later (bank transfer settlement).
     Processing,
+    /// No answer (timeout, 5xx, connection lost after sending): the processor may or may not
+    /// have acted. Never guessed; reconciliation asks again.
+    Unknown,
+}
+
+/// An outcome with the processor's reference of the payment, when it gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub reference: Option<String>,
+}
+
+impl Answer {
+    pub fn of(outcome: Outcome, reference: Option<String>) -> Answer {
+        Answer { outcome, reference }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,21 +56,114 @@ pub enum RedirectMethod {
     BankTransfer,
 }
 
+/// A payment as the processor is asked about it: our id is the idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentCall<'a> {
+    pub id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub method: PaymentMethodKind,
+    pub capture: CaptureMethod,
+    /// The processor's reference from an earlier answer, if any.
+    pub reference: Option<&'a str>,
+}
+
+/// A merchant-initiated charge of a saved method.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedCharge<'a> {
+    pub token: &'a str,
+    pub mandate_id: Option<&'a str>,
+    /// The network transaction id of the first payment, when the processor gave one.
+    pub network_transaction_id: Option<&'a str>,
+}
+
+/// A refund as the processor is asked about it: our `re_…` id is the idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundCall<'a> {
+    pub id: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub payment: PaymentCall<'a>,
+    pub created_at: DateTime<Utc>,
+    /// The business time of the call (the sandbox follows the test clock).
+    pub now: DateTime<Utc>,
+}
+
+/// What the processor said about a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// A known state (`pending`, `requires_action`, `succeeded`, `failed` with a reason).
+    Known { status: RefundStatus, failure_reason: Option<String> },
+    /// No answer: the refund stays pending and is synced.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundAnswer {
+    pub outcome: RefundOutcome,
+    pub reference: Option<String>,
+    /// When the processor says the state may still change (a pending refund, or a success
+    /// that can still be reversed): reconciliation asks again then.
+    pub check_after: Option<Duration>,
+}
+
+/// Capture and void answers: done, refused with a code, or unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    Done,
+    Failed { code: &'static str },
+    Unknown,
+}
+
+/// An incoming processor webhook, verified and parsed (the Stripe connector fills this in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorEvent {
+    /// The processor's event id: deliveries are deduplicated by it.
+    pub id: String,
+    pub payment_reference: Option<String>,
+    pub refund_id: Option<String>,
+    pub refund_outcome: Option<RefundOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRejected {
+    #[error("this processor sends no webhooks")]
+    Unsupported,
+    #[error("the signature does not verify: {0}")]
+    BadSignature(String),
+}
+
 #[async_trait]
 pub trait PaymentProcessor: Send + Sync {
-    /// Authorises a card payment of `amount` minor units.
-    async fn authorize_card(&self, card: &CardInput, amount: i64, currency: &str, save: bool) -> Outcome;
+    /// The name shown as `processor.name` on payments.
+    fn name(&self) -> &'static str;
+    /// Authorises a card payment (captured at once unless `call.capture` is manual).
+    async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer;
     /// The result of a 3-D Secure challenge for a card that required one; with `save`, a
     /// success carries a reusable token as `authorize_card`'s does.
-    async fn complete_authentication(&self, approved: bool, save: bool) -> Outcome;
+    async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer;
     /// Starts a wallet or bank payment: the customer is sent to the provider's page.
-    async fn start_redirect(&self, method: RedirectMethod) -> Outcome;
+    async fn start_redirect(&self, call: &PaymentCall<'_>, method: RedirectMethod) -> Answer;
     /// The customer's decision on the provider's page.
-    async fn provider_decision(&self, method: RedirectMethod, approved: bool) -> Outcome;
+    async fn provider_decision(&self, call: &PaymentCall<'_>, method: RedirectMethod, approved: bool) -> Answer;
     /// A bank transfer submitted earlier has settled.
-    async fn settle(&self) -> Outcome;
-    /// Charges a saved method with no customer present.
-    async fn charge_saved(&self, token: &str, amount: i64, currency: &str) -> Outcome;
+    async fn settle(&self, call: &PaymentCall<'_>) -> Answer;
+    /// Charges a saved method with no customer present (merchant-initiated).
+    async fn charge_saved(&self, call: &PaymentCall<'_>, saved: &SavedCharge<'_>) -> Answer;
+    /// Captures `amount` of an authorisation; the rest is released.
+    async fn capture(&self, call: &PaymentCall<'_>, amount: i64) -> ActionOutcome;
+    /// Voids an authorisation.
+    async fn void(&self, call: &PaymentCall<'_>) -> ActionOutcome;
+    /// Refunds part or all of a payment.
+    async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer;
+    /// The payment's state at the processor, by our id.
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer;
+    /// The refund's state at the processor, by our id.
+    async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer;
+    /// Verifies and parses a webhook the processor sent us.
+    fn incoming_webhook(&self, _headers: &[(String, String)], _body: &[u8]) -> Result<Vec<ProcessorEvent>, WebhookRejected> {
+        Err(WebhookRejected::Unsupported)
+    }
 }
 
 /// Card numbers with special behaviour in the sandbox (API.md).
@@ -55,58 +174,194 @@ pub mod test_cards {
     pub const THREE_DS: &str = "4000002760003184";
     pub const PROCESSING_ERROR: &str = "4000000000000119";
     pub const OFF_SESSION_DECLINES: &str = "4000000000000341";
+    /// Refunds succeed, then fail a day later.
+    pub const REFUND_FAILS_LATE: &str = "4000000000005126";
+    /// Refund calls time out at the processor (which did refund).
+    pub const REFUND_TIMES_OUT: &str = "4000000000000077";
 }
 
-/// Simulates a card network, wallets and banks deterministically.
-pub struct SandboxProcessor;
+/// How long a sandbox card refund stays pending, and how long after success the late-failure
+/// card's refund fails.
+pub const SANDBOX_REFUND_SETTLES_AFTER: Duration = Duration::seconds(5);
+pub const SANDBOX_LATE_FAILURE_AFTER: Duration = Duration::days(1);
+
+/// Calls the sandbox received, by operation and our id: tests count them (a retry must never
+/// move money twice), and `GET /sandbox/processor_calls/{id}` shows them.
+#[derive(Debug, Default)]
+pub struct CallLog(Mutex<HashMap<(String, String), u32>>);
+
+impl CallLog {
+    fn note(&self, op: &str, id: &str) {
+        let mut calls = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry((op.to_string(), id.to_string())).or_default() += 1;
+    }
+
+    /// Calls of each operation made with our id `id`, by operation name.
+    pub fn of(&self, id: &str) -> std::collections::BTreeMap<String, u32> {
+        let calls = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().filter(|((_, i), _)| i == id).map(|((op, _), n)| (op.clone(), *n)).collect()
+    }
+}
+
+/// Simulates a card network, wallets and banks deterministically. Its references carry what
+/// it decided at authorisation (`sbx_<behaviour>_<our id>`), so a refund or sync made by
+/// another process (another Lambda) answers the same as this one would.
+#[derive(Default)]
+pub struct SandboxProcessor {
+    pub calls: Arc<CallLog>,
+}
 
 const OFF_SESSION_DECLINE_MARK: &str = "tok_sandbox_offdecline_";
 
+/// What the sandbox remembers of a payment in its reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Normal,
+    RefundFailsLate,
+    RefundTimesOut,
+}
+
+impl Behaviour {
+    fn mark(self) -> &'static str {
+        match self {
+            Behaviour::Normal => "n",
+            Behaviour::RefundFailsLate => "l",
+            Behaviour::RefundTimesOut => "t",
+        }
+    }
+
+    fn of_reference(reference: Option<&str>) -> Behaviour {
+        match reference.and_then(|r| r.strip_prefix("sbx_")).and_then(|r| r.split('_').next()) {
+            Some("l") => Behaviour::RefundFailsLate,
+            Some("t") => Behaviour::RefundTimesOut,
+            _ => Behaviour::Normal,
+        }
+    }
+}
+
+fn reference(call: &PaymentCall<'_>, behaviour: Behaviour) -> Option<String> {
+    Some(call.reference.map(str::to_string).unwrap_or_else(|| format!("sbx_{}_{}", behaviour.mark(), call.id)))
+}
+
+impl SandboxProcessor {
+    fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
+        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome }
+    }
+
+    /// The refund's state at `call.now` by the sandbox's rules: cards (and wallets) settle
+    /// after a few seconds; the late-failure card fails a day later; bank methods wait for
+    /// `POST /sandbox/refunds/{id}/complete`.
+    fn refund_state(&self, call: &RefundCall<'_>) -> RefundAnswer {
+        let reference = Some(format!("sbx_re_{}", call.id));
+        let age = call.now - call.created_at;
+        let (status, failure, check_after) = match (call.payment.method, Behaviour::of_reference(call.payment.reference)) {
+            (PaymentMethodKind::VirtualAccount | PaymentMethodKind::Qr | PaymentMethodKind::BankTransfer, _) => {
+                (RefundStatus::RequiresAction, None, None)
+            }
+            (_, _) if age < SANDBOX_REFUND_SETTLES_AFTER => (RefundStatus::Pending, None, Some(SANDBOX_REFUND_SETTLES_AFTER - age)),
+            (_, Behaviour::RefundFailsLate) if age >= SANDBOX_LATE_FAILURE_AFTER => {
+                (RefundStatus::Failed, Some("expired_or_canceled_card".to_string()), None)
+            }
+            (_, Behaviour::RefundFailsLate) => (RefundStatus::Succeeded, None, Some(SANDBOX_LATE_FAILURE_AFTER - age)),
+            _ => (RefundStatus::Succeeded, None, None),
+        };
+        RefundAnswer { outcome: RefundOutcome::Known { status, failure_reason: failure }, reference, check_after }
+    }
+}
+
 #[async_trait]
 impl PaymentProcessor for SandboxProcessor {
-    async fn authorize_card(&self, card: &CardInput, _amount: i64, _currency: &str, save: bool) -> Outcome {
+    fn name(&self) -> &'static str {
+        paysession_domain::payment::SANDBOX_PROCESSOR
+    }
+
+    async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer {
+        self.calls.note("authorize", call.id);
         let token = |mark: &str| save.then(|| format!("{mark}{}", crate::ids::new_token()));
-        match card.number.digits() {
+        let behaviour = match card.number.digits() {
+            test_cards::REFUND_FAILS_LATE => Behaviour::RefundFailsLate,
+            test_cards::REFUND_TIMES_OUT => Behaviour::RefundTimesOut,
+            _ => Behaviour::Normal,
+        };
+        let outcome = match card.number.digits() {
             test_cards::DECLINED => Outcome::Failed { code: "card_declined" },
             test_cards::INSUFFICIENT_FUNDS => Outcome::Failed { code: "insufficient_funds" },
             test_cards::PROCESSING_ERROR => Outcome::Failed { code: "processing_error" },
             test_cards::THREE_DS => Outcome::RequiresAction,
             test_cards::OFF_SESSION_DECLINES => Outcome::Succeeded { token: token(OFF_SESSION_DECLINE_MARK) },
             _ => Outcome::Succeeded { token: token("tok_sandbox_") },
-        }
+        };
+        Answer { outcome, reference: reference(call, behaviour) }
     }
 
-    async fn complete_authentication(&self, approved: bool, save: bool) -> Outcome {
-        if approved {
+    async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer {
+        self.calls.note("complete_authentication", call.id);
+        let outcome = if approved {
             Outcome::Succeeded { token: save.then(|| format!("tok_sandbox_{}", crate::ids::new_token())) }
         } else {
             Outcome::Failed { code: "authentication_failed" }
-        }
+        };
+        self.answer(call, outcome)
     }
 
-    async fn start_redirect(&self, _method: RedirectMethod) -> Outcome {
-        Outcome::RequiresAction
+    async fn start_redirect(&self, call: &PaymentCall<'_>, _method: RedirectMethod) -> Answer {
+        self.calls.note("start_redirect", call.id);
+        self.answer(call, Outcome::RequiresAction)
     }
 
-    async fn provider_decision(&self, method: RedirectMethod, approved: bool) -> Outcome {
-        match (method, approved) {
+    async fn provider_decision(&self, call: &PaymentCall<'_>, method: RedirectMethod, approved: bool) -> Answer {
+        self.calls.note("provider_decision", call.id);
+        let outcome = match (method, approved) {
             (RedirectMethod::Ewallet, true) => Outcome::Succeeded { token: None },
             (RedirectMethod::BankTransfer, true) => Outcome::Processing,
             (RedirectMethod::Ewallet, false) => Outcome::Failed { code: "wallet_declined" },
             (RedirectMethod::BankTransfer, false) => Outcome::Failed { code: "bank_declined" },
-        }
+        };
+        self.answer(call, outcome)
     }
 
-    async fn settle(&self) -> Outcome {
-        Outcome::Succeeded { token: None }
+    async fn settle(&self, call: &PaymentCall<'_>) -> Answer {
+        self.calls.note("settle", call.id);
+        self.answer(call, Outcome::Succeeded { token: None })
     }
 
-    async fn charge_saved(&self, token: &str, _amount: i64, _currency: &str) -> Outcome {
-        if token.starts_with(OFF_SESSION_DECLINE_MARK) {
+    async fn charge_saved(&self, call: &PaymentCall<'_>, saved: &SavedCharge<'_>) -> Answer {
+        self.calls.note("charge_saved", call.id);
+        let outcome = if saved.token.starts_with(OFF_SESSION_DECLINE_MARK) {
             Outcome::Failed { code: "card_declined" }
         } else {
             Outcome::Succeeded { token: None }
+        };
+        self.answer(call, outcome)
+    }
+
+    async fn capture(&self, call: &PaymentCall<'_>, _amount: i64) -> ActionOutcome {
+        self.calls.note("capture", call.id);
+        ActionOutcome::Done
+    }
+
+    async fn void(&self, call: &PaymentCall<'_>) -> ActionOutcome {
+        self.calls.note("void", call.id);
+        ActionOutcome::Done
+    }
+
+    async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
+        self.calls.note("refund", call.id);
+        if Behaviour::of_reference(call.payment.reference) == Behaviour::RefundTimesOut {
+            // The refund is made; its answer is lost on the way back.
+            return RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
         }
+        self.refund_state(call)
+    }
+
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer {
+        self.calls.note("sync_payment", call.id);
+        self.answer(call, Outcome::Unknown)
+    }
+
+    async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
+        self.calls.note("sync_refund", call.id);
+        self.refund_state(call)
     }
 }
 

@@ -8,6 +8,10 @@
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
 //! | expiry item (TTL = expires_at; the index keys on DynamoDB Local only) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
+//! | payment refund counters | `MER#m#SES#key` (its session's) | `PAY#payment` | | |
+//! | refund (`sync_ms` while a sync is due) | `MER#m#SES#key` (its session's) | `RE#refund` | `MER#m#REFUNDS` / `created#id` | |
+//! | refund event | `MER#m#SES#key` | `EVT#R#refund#version#index` | as session events | as session events |
+//! | authorisation item (TTL = capture_before; index keys on DynamoDB Local only) | `MER#m#SES#key` | `AUTH#payment` | `MER#m#AUTHS` / `before#payment` | `MER#m#AUTH#payment` / `AUTH#` |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
@@ -176,4 +180,40 @@ pub fn mandates_gsi1(merchant: &str) -> String {
 /// customer ids are free text, so `CUS#x#MD` could be another customer's session key.
 pub fn customer_mandates_gsi2(merchant: &str, customer: &str) -> String {
     format!("MER#{merchant}#MDCUS#{customer}")
+}
+
+/// A payment's refund counters, beside its session (the payment itself is in the session).
+pub fn payment_money_sk(payment: &str) -> String {
+    format!("PAY#{payment}")
+}
+pub const PAYMENT_MONEY_SK_PREFIX: &str = "PAY#";
+
+/// A refund lives in its session's partition: its id names the session, so a read by id is
+/// one `GetItem`, and a session's refunds are one `Query`.
+pub fn refund_sk(refund: &str) -> String {
+    format!("RE#{refund}")
+}
+pub const REFUND_SK_PREFIX: &str = "RE#";
+pub fn refunds_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#REFUNDS")
+}
+/// Set on a refund item while its processor sync is due: the stream schedules it, the
+/// local sweep scans for it.
+pub const SYNC_MS: &str = "sync_ms";
+/// A refund's events sort after the session's own in its partition, in the refund's order.
+pub fn refund_event_sk(refund: &str, version: u64, index: usize) -> String {
+    format!("EVT#R#{refund}#{version:05}#{index:03}")
+}
+
+/// An authorisation's TTL item ([`crate::store`]'s `authorisation_items`).
+pub fn authorisation_sk(payment: &str) -> String {
+    format!("AUTH#{payment}")
+}
+pub const AUTHORISATION_SK_PREFIX: &str = "AUTH#";
+pub const CAPTURE_BEFORE_MS: &str = "capture_before_ms";
+pub fn authorisations_gsi1(merchant: &str) -> String {
+    format!("MER#{merchant}#AUTHS")
+}
+pub fn authorisation_index_pk(merchant: &str, payment: &str) -> String {
+    format!("MER#{merchant}#AUTH#{payment}")
 }

@@ -5,6 +5,7 @@ mod body;
 pub mod bus;
 pub mod keys;
 mod mandates;
+mod refunds;
 pub mod scheduler;
 mod sdk;
 mod signing;

@@ -96,6 +96,7 @@ impl MandateStore for DynamoStore {
             TransactWriteItem::builder().put(self.put(mandate_item(mandate)?, Some("attribute_not_exists(PK)"))).build(),
         ];
         items.extend(self.event_items(&session.merchant_id, session, events)?);
+        items.extend(self.authorisation_items(session));
         match self.transact_retrying(items).await? {
             None => Ok(()),
             Some(2) => Err(StoreError::AlreadyExists),

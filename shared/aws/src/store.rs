@@ -221,13 +221,24 @@ impl DynamoStore {
         version: u64,
         events: &[EventRecord],
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.keyed_event_items(merchant, subject_pk, |i| event_sk(version, i), events)
+    }
+
+    /// Event items under `subject_pk` with the sort keys `sk` gives each (by position).
+    pub(crate) fn keyed_event_items(
+        &self,
+        merchant: &str,
+        subject_pk: String,
+        sk: impl Fn(usize) -> String,
+        events: &[EventRecord],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         events
             .iter()
             .enumerate()
             .map(|(i, ev)| {
                 let it = item([
                     (PK, s(subject_pk.clone())),
-                    (SK, s(event_sk(version, i))),
+                    (SK, s(sk(i))),
                     (GSI1PK, s(events_gsi1(merchant))),
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
                     (GSI2PK, s(event_gsi2(merchant, &ev.id))),
@@ -304,6 +315,11 @@ impl DynamoStore {
     /// learn that before anything its twin set (a reference guard, a version).
     fn starting_with_completion(&self, idempotency: Option<&IdempotencyCompletion>) -> Result<Vec<TransactWriteItem>, StoreError> {
         idempotency.map(|c| self.completion_write(c)).into_iter().collect()
+    }
+
+    /// [`Self::completion_write`] for other modules' transactions, which put it first.
+    pub(crate) fn completion_item(&self, c: &IdempotencyCompletion) -> Result<TransactWriteItem, StoreError> {
+        self.completion_write(c)
     }
 
     /// One `PutItem`; whether its condition held.
@@ -449,6 +465,7 @@ impl SessionStore for DynamoStore {
         let first = items.len();
         items.push(TransactWriteItem::builder().put(put).build());
         items.extend(self.event_items(&session.merchant_id, session, events)?);
+        items.extend(self.authorisation_items(session));
         match self.transact_retrying(items).await? {
             None => Ok(()),
             Some(i) if i < first => Err(StoreError::IdempotencyLost),
@@ -568,6 +585,43 @@ impl DynamoStore {
 /// index's keys all the same, because the emulator never TTL-deletes an item lacking any
 /// ([`EXPIRY_SK`]). On AWS those keys would cost three index writes per create and three
 /// more at its deletion, and put every create of a merchant in one GSI1 partition.
+impl DynamoStore {
+    /// The TTL item of each authorisation waiting for capture: its deletion at
+    /// `capture_before` voids the payment (the stream consumer), as the expiry item expires
+    /// its session. Written again, unchanged, by later writes of the session.
+    pub(crate) fn authorisation_items(&self, session: &PaymentSession) -> Vec<TransactWriteItem> {
+        use paysession_domain::payment::AttemptStatus;
+        let (m, id) = (&session.merchant_id, &session.id);
+        session
+            .payments
+            .iter()
+            .filter(|a| a.status == AttemptStatus::RequiresCapture)
+            .filter_map(|a| a.capture_before.map(|before| (a, before)))
+            .map(|(a, before)| {
+                let mut it = item([
+                    (PK, s(session_pk(m, id))),
+                    (SK, s(authorisation_sk(&a.id))),
+                    ("merchant_id", s(m.clone())),
+                    ("session_id", s(id.clone())),
+                    ("payment_id", s(a.id.clone())),
+                    (CAPTURE_BEFORE_MS, n(ms(before))),
+                    (TTL, n(before.timestamp())),
+                ]);
+                if self.emulated {
+                    it.extend(item([
+                        (GSI1PK, s(authorisations_gsi1(m))),
+                        (GSI1SK, s(time_sort(ms(before), &a.id))),
+                        (GSI2PK, s(authorisation_index_pk(m, &a.id))),
+                        (GSI2SK, s(AUTHORISATION_SK_PREFIX)),
+                        (GSI3PK, s(authorisation_index_pk(m, &a.id))),
+                    ]));
+                }
+                TransactWriteItem::builder().put(self.put(it, None)).build()
+            })
+            .collect()
+    }
+}
+
 fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
     let (m, id) = (&session.merchant_id, &session.id);
     let mut it = item([

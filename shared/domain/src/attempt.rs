@@ -18,7 +18,78 @@ pub enum AttemptStatus {
     RequiresAction,
     Succeeded,
     Failed,
+    /// Authorised with manual capture: the customer's part is done, the money is not taken
+    /// until `POST /v1/payments/{id}/capture` (or released by a void).
+    RequiresCapture,
+    /// An authorisation voided before capture.
+    Canceled,
 }
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Pending => "pending",
+            AttemptStatus::RequiresAction => "requires_action",
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::RequiresCapture => "requires_capture",
+            AttemptStatus::Canceled => "canceled",
+        }
+    }
+
+    pub const ALL: [AttemptStatus; 6] = [
+        AttemptStatus::Pending,
+        AttemptStatus::RequiresAction,
+        AttemptStatus::RequiresCapture,
+        AttemptStatus::Succeeded,
+        AttemptStatus::Failed,
+        AttemptStatus::Canceled,
+    ];
+
+    pub fn parse(s: &str) -> Option<AttemptStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The customer's part is done and the processor authorised the amount.
+    pub fn is_paid(self) -> bool {
+        matches!(self, AttemptStatus::Succeeded | AttemptStatus::RequiresCapture)
+    }
+
+    /// Nothing more happens to the attempt itself (captures and refunds aside).
+    pub fn is_settled(self) -> bool {
+        matches!(self, AttemptStatus::Succeeded | AttemptStatus::Failed | AttemptStatus::Canceled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+impl CaptureMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CaptureMethod> {
+        [CaptureMethod::Automatic, CaptureMethod::Manual].into_iter().find(|v| v.as_str() == s)
+    }
+    pub fn is_automatic(&self) -> bool {
+        *self == CaptureMethod::Automatic
+    }
+    /// Methods that can authorise now and capture later; the others always capture.
+    pub fn applies_to(method: PaymentMethodKind) -> bool {
+        matches!(method, PaymentMethodKind::Card | PaymentMethodKind::Ewallet)
+    }
+}
+
+/// An authorisation is voided automatically this long after it was made (API.md).
+pub const AUTHORISATION_VALIDITY: Duration = Duration::days(7);
 
 /// What is kept of a card: never the number or the CVC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +121,23 @@ pub struct PaymentAttempt {
     /// with the form, kept until the payment succeeds and the mandate is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mandate_acceptance: Option<crate::mandate::CustomerAcceptance>,
+    /// `manual`: a success authorises only (`requires_capture`). Absent on records written
+    /// before capture existed, which were all automatic.
+    #[serde(default, skip_serializing_if = "CaptureMethod::is_automatic")]
+    pub capture_method: CaptureMethod,
+    /// What the capture took: set when a manual payment is captured; an automatic payment
+    /// received its `amount` (see [`PaymentAttempt::amount_received`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_before: Option<DateTime<Utc>>,
+    /// `requested` or `authorization_expired`, for a voided authorisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<String>,
+    /// The processor's own id of this payment (its PaymentIntent, say); `None` on records
+    /// written before processors returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor_reference: Option<String>,
     #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
@@ -57,6 +145,41 @@ pub struct PaymentAttempt {
 }
 
 impl PaymentAttempt {
+    /// The money taken: the capture of a manual payment, the whole amount of an automatic
+    /// one that succeeded, nothing otherwise.
+    pub fn amount_received(&self) -> i64 {
+        match self.status {
+            AttemptStatus::Succeeded => self.captured_amount.unwrap_or(self.amount),
+            _ => 0,
+        }
+    }
+
+    pub fn amount_capturable(&self) -> i64 {
+        if self.status == AttemptStatus::RequiresCapture { self.amount } else { 0 }
+    }
+
+    /// A new attempt, not yet claimed on its session.
+    pub fn new(id: String, method: PaymentMethodKind, amount: i64, now: DateTime<Utc>) -> PaymentAttempt {
+        PaymentAttempt {
+            id,
+            method,
+            status: AttemptStatus::Pending,
+            failure_code: None,
+            amount,
+            card: None,
+            next_action_url: None,
+            save_requested: false,
+            mandate_acceptance: None,
+            capture_method: CaptureMethod::Automatic,
+            captured_amount: None,
+            capture_before: None,
+            cancellation_reason: None,
+            processor_reference: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     pub fn is_open(&self, now: DateTime<Utc>) -> bool {
         match self.status {
             AttemptStatus::RequiresAction => true,
@@ -69,17 +192,49 @@ impl PaymentAttempt {
 /// A pending card attempt of 100, for tests.
 #[cfg(test)]
 pub(crate) fn card_attempt(id: &str, now: DateTime<Utc>) -> PaymentAttempt {
-    PaymentAttempt {
-        id: id.into(),
-        method: PaymentMethodKind::Card,
-        status: AttemptStatus::Pending,
-        failure_code: None,
-        amount: 100,
-        card: None,
-        next_action_url: None,
-        save_requested: false,
-        mandate_acceptance: None,
-        created_at: now,
-        updated_at: now,
+    PaymentAttempt::new(id.into(), PaymentMethodKind::Card, 100, now)
+}
+
+/// The processor every payment goes through until merchants can choose one.
+pub const SANDBOX_PROCESSOR: &str = "sandbox";
+
+/// What a payment object shows of its session.
+pub struct PaymentContext<'a> {
+    pub session_id: &'a str,
+    pub currency: &'a str,
+    pub payment_method_id: Option<&'a str>,
+    pub mandate_id: Option<&'a str>,
+}
+
+/// The payment object of API.md ("Payments: capture, void, refunds"): an attempt with its
+/// money. `money` is the refund counters kept beside the payment once it has a refund;
+/// without them nothing is refunded. A record written before payments were objects reads
+/// as what it was: an automatic payment, succeeded with its whole amount.
+pub fn payment_view(attempt: &PaymentAttempt, cx: &PaymentContext<'_>, money: Option<crate::refund::PaymentMoney>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": attempt.id, "object": "payment", "session_id": cx.session_id, "method": attempt.method.as_str(),
+        "status": attempt.status.as_str(), "amount": attempt.amount, "currency": cx.currency,
+        "amount_capturable": attempt.amount_capturable(), "amount_received": attempt.amount_received(),
+        "amount_refunded": money.map_or(0, |m| m.refunded), "capture_method": attempt.capture_method.as_str(),
+        "capture_before": attempt.capture_before,
+        "processor": {"name": SANDBOX_PROCESSOR, "reference": attempt.processor_reference},
+        "created_at": attempt.created_at, "updated_at": attempt.updated_at,
+    });
+    let charged = matches!(attempt.status, AttemptStatus::Succeeded | AttemptStatus::RequiresCapture | AttemptStatus::Canceled);
+    let extra = [
+        ("payment_method_id", cx.payment_method_id.filter(|_| charged && attempt.method == PaymentMethodKind::Card)),
+        ("mandate_id", cx.mandate_id),
+        ("failure_code", attempt.failure_code.as_deref()),
+        ("cancellation_reason", attempt.cancellation_reason.as_deref()),
+        ("next_action_url", attempt.next_action_url.as_deref()),
+    ];
+    for (k, val) in extra {
+        if let Some(val) = val {
+            v[k] = val.into();
+        }
     }
+    if let Some(card) = &attempt.card {
+        v["card"] = serde_json::to_value(card).expect("a card summary serialises");
+    }
+    v
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::attempt::CaptureMethod;
 use crate::errors::{Errors, FieldCode, FieldError, index, path};
 use crate::fields::{self, FieldResult};
 use crate::iban::{Iban, IbanError};
@@ -53,6 +54,8 @@ pub struct SessionSpec {
     pub expiration_mode: ExpirationMode,
     pub payment_type: PaymentType,
     pub payment_methods: Vec<PaymentMethodKind>,
+    /// `manual`: card and e-wallet payments authorise only, and are captured by the merchant.
+    pub capture_method: crate::attempt::CaptureMethod,
     pub mode: Mode,
     pub auto_confirm: bool,
     pub save_payment_method: Option<SavePaymentMethod>,
@@ -170,6 +173,14 @@ pub fn parse_create_session(body: &Value, now: DateTime<Utc>, merchant: &Merchan
 
     let payment_methods = parse_payment_methods(&mut r, payment_type, merchant, &mut e);
 
+    let capture_method = enum_field(&mut r, "capture_method", &mut e, CaptureMethod::parse, || "automatic, manual".into())
+        .unwrap_or(CaptureMethod::Automatic);
+    if capture_method == CaptureMethod::Manual
+        && payment_methods.as_ref().is_some_and(|methods| !methods.iter().any(|m| CaptureMethod::applies_to(*m)))
+    {
+        e.add("capture_method", FieldCode::UnsupportedForMethod, "manual capture needs card or ewallet among payment_methods");
+    }
+
     let mode = enum_field(&mut r, "mode", &mut e, Mode::parse, Mode::expected).unwrap_or(Mode::Redirect);
     let auto_confirm = r.bool("auto_confirm", &mut e).unwrap_or(true);
     if !auto_confirm && session_type == SessionType::NextInSeries {
@@ -274,6 +285,7 @@ pub fn parse_create_session(body: &Value, now: DateTime<Utc>, merchant: &Merchan
         expiration_mode,
         payment_type,
         payment_methods: payment_methods.expect("checked"),
+        capture_method,
         mode,
         auto_confirm,
         save_payment_method,
@@ -380,7 +392,7 @@ fn parse_items(a: &[Value], e: &mut Errors) -> Vec<LineItem> {
     out
 }
 
-fn positive_int(v: &Value, p: &str, min: i64, max: i64, e: &mut Errors) -> Option<i64> {
+pub(crate) fn positive_int(v: &Value, p: &str, min: i64, max: i64, e: &mut Errors) -> Option<i64> {
     match as_int(v) {
         Some(n) if n < min.max(1) => {
             e.add(p, FieldCode::MustBePositive, format!("must be at least {min}"));
@@ -584,7 +596,7 @@ fn redirect_field(r: &mut ObjectReader<'_>, key: &'static str, merchant: &Mercha
     }
 }
 
-fn parse_metadata(v: &Value, e: &mut Errors) -> BTreeMap<String, String> {
+pub(crate) fn parse_metadata(v: &Value, e: &mut Errors) -> BTreeMap<String, String> {
     let Value::Object(map) = v else {
         e.add("metadata", FieldCode::InvalidType, "must be an object of string values");
         return BTreeMap::new();

@@ -33,6 +33,8 @@ pub enum FieldCode {
     Inactive,
     CustomerMismatch,
     OverMandateLimit,
+    /// An option the chosen payment methods cannot honour (`capture_method: manual` for bank methods).
+    UnsupportedForMethod,
 }
 
 impl FieldCode {
@@ -58,6 +60,7 @@ impl FieldCode {
             FieldCode::CurrencyMismatch => "currency_mismatch",
             FieldCode::TooSoon => "too_soon",
             FieldCode::TooLate => "too_late",
+            FieldCode::UnsupportedForMethod => "unsupported_for_method",
             FieldCode::NotAllowed => "not_allowed",
             FieldCode::NotFound => "not_found",
             FieldCode::Duplicate => "duplicate",
@@ -95,6 +98,7 @@ impl FieldCode {
         FieldCode::Inactive,
         FieldCode::CustomerMismatch,
         FieldCode::OverMandateLimit,
+        FieldCode::UnsupportedForMethod,
     ];
 }
 

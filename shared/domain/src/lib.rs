@@ -21,6 +21,7 @@ pub mod model;
 pub mod money;
 pub mod payment;
 pub mod reference_data;
+pub mod refund;
 pub mod rfc3339;
 pub mod schedule;
 pub mod session;

@@ -7,7 +7,13 @@ use crate::lifecycle::{InvalidTransition, PaymentType, SessionEvent, SessionStat
 use crate::model::PaymentMethodKind;
 use crate::session::PaymentSession;
 
-pub use crate::attempt::{ABANDONED_AFTER, AttemptStatus, CardSummary, PaymentAttempt};
+pub use crate::attempt::{
+    ABANDONED_AFTER, AUTHORISATION_VALIDITY, AttemptStatus, CaptureMethod, CardSummary, PaymentAttempt, SANDBOX_PROCESSOR,
+};
+
+/// `cancellation_reason` of a void the merchant asked for, and of one at `capture_before`.
+pub const VOID_REQUESTED: &str = "requested";
+pub const VOID_EXPIRED: &str = "authorization_expired";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
@@ -23,6 +29,11 @@ pub enum PaymentError {
     WrongAmount { expected: i64 },
     #[error("payment is refused until the session is confirmed")]
     NotConfirmed,
+    /// Capture or void of a payment not waiting for capture (or past `capture_before`).
+    #[error("the payment is {status}, not requires_capture")]
+    NotCapturable { status: &'static str },
+    #[error("the capture amount must be between 1 and {capturable}")]
+    CaptureAmount { capturable: i64 },
 }
 
 impl PaymentSession {
@@ -108,16 +119,27 @@ impl PaymentSession {
         let idx =
             self.payments.iter().position(|a| a.id == attempt_id).ok_or_else(|| PaymentError::UnknownAttempt(attempt_id.to_string()))?;
         let current = &self.payments[idx];
-        if matches!(current.status, AttemptStatus::Succeeded | AttemptStatus::Failed) {
+        if current.status.is_settled() || current.status == AttemptStatus::RequiresCapture {
             return Err(InvalidTransition { from: self.status, event: SessionEvent::AttemptSucceeded }.into());
         }
+        // A manual-capture session's card or wallet success is an authorisation only.
+        let authorises = self.spec.capture_method == CaptureMethod::Manual && CaptureMethod::applies_to(current.method);
+        let status = match status {
+            AttemptStatus::Succeeded | AttemptStatus::RequiresCapture if authorises => AttemptStatus::RequiresCapture,
+            AttemptStatus::RequiresCapture => AttemptStatus::Succeeded,
+            // Only a void cancels an attempt; a processor that calls it off has failed it.
+            AttemptStatus::Canceled => AttemptStatus::Failed,
+            other => other,
+        };
         let remaining_after_failure = self.attempts_remaining.saturating_sub(1);
         let event = match status {
             AttemptStatus::Pending => SessionEvent::AttemptProcessing,
             AttemptStatus::RequiresAction => SessionEvent::AttemptRequiresAction,
-            AttemptStatus::Succeeded if self.spec.payment_type == PaymentType::Multiple => SessionEvent::PaymentReceived,
-            AttemptStatus::Succeeded => SessionEvent::AttemptSucceeded,
-            AttemptStatus::Failed => SessionEvent::AttemptFailed { attempts_remaining: remaining_after_failure },
+            AttemptStatus::Succeeded | AttemptStatus::RequiresCapture if self.spec.payment_type == PaymentType::Multiple => {
+                SessionEvent::PaymentReceived
+            }
+            AttemptStatus::Succeeded | AttemptStatus::RequiresCapture => SessionEvent::AttemptSucceeded,
+            AttemptStatus::Failed | AttemptStatus::Canceled => SessionEvent::AttemptFailed { attempts_remaining: remaining_after_failure },
         };
         let mut next = self.clone();
         next.status = if self.spec.payment_type == PaymentType::Multiple && status == AttemptStatus::Failed {
@@ -131,12 +153,94 @@ impl PaymentSession {
         a.failure_code = failure_code;
         a.next_action_url = next_action_url;
         a.updated_at = now;
+        if status == AttemptStatus::RequiresCapture {
+            a.capture_method = CaptureMethod::Manual;
+            a.capture_before = Some(now + AUTHORISATION_VALIDITY);
+        }
         if status == AttemptStatus::Failed && self.spec.payment_type == PaymentType::Single {
             next.attempts_remaining = remaining_after_failure;
         }
         next.updated_at = now;
         next.version += 1;
         Ok(next)
+    }
+
+    /// Records the processor's reference of an attempt (no status change, no event of its own).
+    pub fn set_processor_reference(&mut self, attempt_id: &str, reference: Option<String>) {
+        if let Some(a) = self.payments.iter_mut().find(|a| a.id == attempt_id)
+            && reference.is_some()
+        {
+            a.processor_reference = reference;
+        }
+    }
+
+    /// The payment waiting for capture, checked at `now` (an authorisation past its
+    /// `capture_before` is void, whether or not the void has been written yet).
+    fn capturable(&self, payment_id: &str, now: DateTime<Utc>) -> Result<usize, PaymentError> {
+        let idx =
+            self.payments.iter().position(|a| a.id == payment_id).ok_or_else(|| PaymentError::UnknownAttempt(payment_id.to_string()))?;
+        let a = &self.payments[idx];
+        let expired = a.capture_before.is_some_and(|t| now >= t);
+        if a.status != AttemptStatus::RequiresCapture || expired {
+            let status = if a.status == AttemptStatus::RequiresCapture { "expired" } else { a.status.as_str() };
+            return Err(PaymentError::NotCapturable { status });
+        }
+        Ok(idx)
+    }
+
+    /// Captures `amount` (default: all) of an authorisation; the rest is released. One
+    /// capture per payment.
+    pub fn capture(&self, payment_id: &str, amount: Option<i64>, now: DateTime<Utc>) -> Result<PaymentSession, PaymentError> {
+        let idx = self.capturable(payment_id, now)?;
+        let capturable = self.payments[idx].amount_capturable();
+        let amount = amount.unwrap_or(capturable);
+        if amount <= 0 || amount > capturable {
+            return Err(PaymentError::CaptureAmount { capturable });
+        }
+        let mut next = self.clone();
+        let a = &mut next.payments[idx];
+        a.status = AttemptStatus::Succeeded;
+        a.captured_amount = Some(amount);
+        a.updated_at = now;
+        next.updated_at = now;
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// Voids an authorisation: `requested` by the merchant, or `authorization_expired` at
+    /// `capture_before` (then `now` may be past it).
+    pub fn void(&self, payment_id: &str, reason: &str, now: DateTime<Utc>) -> Result<PaymentSession, PaymentError> {
+        let idx = if reason == VOID_EXPIRED {
+            let idx = self
+                .payments
+                .iter()
+                .position(|a| a.id == payment_id)
+                .ok_or_else(|| PaymentError::UnknownAttempt(payment_id.to_string()))?;
+            let a = &self.payments[idx];
+            if a.status != AttemptStatus::RequiresCapture || a.capture_before.is_none_or(|t| now < t) {
+                return Err(PaymentError::NotCapturable { status: a.status.as_str() });
+            }
+            idx
+        } else {
+            self.capturable(payment_id, now)?
+        };
+        let mut next = self.clone();
+        let a = &mut next.payments[idx];
+        a.status = AttemptStatus::Canceled;
+        a.cancellation_reason = Some(reason.to_string());
+        a.updated_at = now;
+        next.updated_at = now;
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// Authorisations of this session whose `capture_before` has passed at `now`.
+    pub fn expired_authorisations(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.payments
+            .iter()
+            .filter(|a| a.status == AttemptStatus::RequiresCapture && a.capture_before.is_some_and(|t| now >= t))
+            .map(|a| a.id.clone())
+            .collect()
     }
 
     /// The outcome of an off-session charge the merchant asked for: no customer is there
@@ -171,6 +275,12 @@ impl PaymentSession {
         next.version += 1;
         Some(next)
     }
+}
+
+/// The payment object of `attempt` of `session`, with its refund counters (see
+/// [`crate::attempt::payment_view`]).
+pub fn payment_view(session: &PaymentSession, attempt: &PaymentAttempt, money: Option<crate::refund::PaymentMoney>) -> serde_json::Value {
+    session.payment_view(attempt, money)
 }
 
 /// A payment method saved for a customer (card only): what the hosted page may offer again
@@ -290,5 +400,62 @@ mod tests {
         let given_up = failed.give_up(now).unwrap();
         assert_eq!((given_up.status, given_up.attempts_remaining, given_up.version), (SessionStatus::Failed, 0, failed.version + 1));
         assert!(given_up.give_up(now).is_none());
+    }
+
+    #[test]
+    fn manual_capture_authorises_then_captures_part_or_voids() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+        let body = serde_json::json!({"amount": 100, "currency": "EUR", "customer_id": "c", "reference": "r", "capture_method": "manual"});
+        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), now);
+        let claimed = s.claim_attempt(card_attempt("pay_1", now), now).unwrap();
+        let authorised = claimed.update_attempt("pay_1", AttemptStatus::Succeeded, None, None, now).unwrap();
+        let a = &authorised.payments[0];
+        assert_eq!(
+            (authorised.status, a.status),
+            (SessionStatus::Succeeded, AttemptStatus::RequiresCapture),
+            "the customer's part is done"
+        );
+        assert_eq!((a.amount_capturable(), a.amount_received(), a.capture_before), (100, 0, Some(now + AUTHORISATION_VALIDITY)));
+
+        assert_eq!(authorised.capture("pay_1", Some(101), now), Err(PaymentError::CaptureAmount { capturable: 100 }));
+        let captured = authorised.capture("pay_1", Some(60), now).unwrap();
+        assert_eq!(
+            (captured.payments[0].status, captured.payments[0].amount_received()),
+            (AttemptStatus::Succeeded, 60),
+            "the rest is released"
+        );
+        assert!(captured.capture("pay_1", None, now).is_err(), "one capture per payment");
+        assert!(captured.void("pay_1", VOID_REQUESTED, now).is_err(), "a captured payment is not voided");
+
+        let voided = authorised.void("pay_1", VOID_REQUESTED, now).unwrap();
+        assert_eq!((voided.payments[0].status, voided.payments[0].amount_received()), (AttemptStatus::Canceled, 0));
+        let late = now + AUTHORISATION_VALIDITY;
+        assert_eq!(authorised.capture("pay_1", None, late), Err(PaymentError::NotCapturable { status: "expired" }));
+        assert!(authorised.void("pay_1", VOID_EXPIRED, late - Duration::seconds(1)).is_err(), "not expired yet");
+        assert_eq!(authorised.expired_authorisations(late), vec!["pay_1".to_string()]);
+        let expired = authorised.void("pay_1", VOID_EXPIRED, late).unwrap();
+        assert_eq!(expired.payments[0].cancellation_reason.as_deref(), Some(VOID_EXPIRED));
+        let types: Vec<_> = crate::session::event_types_for(Some(&authorised), &expired).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(types, ["payment.updated", "payment.canceled"]);
+        let types: Vec<_> = crate::session::event_types_for(Some(&authorised), &captured).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(types, ["payment.updated", "payment.captured"]);
+    }
+
+    #[test]
+    fn manual_capture_needs_a_method_that_can_authorise() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let policy = MerchantPolicy { payment_methods: PaymentMethodKind::ALL.to_vec(), redirect_urls: vec![] };
+        let body = serde_json::json!({"amount": 100, "currency": "EUR", "customer_id": "c", "reference": "r", "capture_method": "manual",
+            "payment_methods": ["virtual_account", "qr"]});
+        let errors = parse_create_session(&body, now, &policy).unwrap_err();
+        assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), ("capture_method", "unsupported_for_method"));
+        // Mixed methods: the bank ones ignore it.
+        let body = serde_json::json!({"amount": 100, "currency": "EUR", "customer_id": "c", "reference": "r", "capture_method": "manual",
+            "payment_methods": ["card", "qr"]});
+        let s = PaymentSession::create(parse_create_session(&body, now, &policy).unwrap(), "mer_1".into(), now);
+        let qr = PaymentAttempt::new("pay_q".into(), PaymentMethodKind::Qr, 100, now);
+        let paid = s.claim_attempt(qr, now).unwrap().update_attempt("pay_q", AttemptStatus::Succeeded, None, None, now).unwrap();
+        assert_eq!(paid.payments[0].status, AttemptStatus::Succeeded);
     }
 }

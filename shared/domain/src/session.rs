@@ -194,6 +194,27 @@ pub fn id_reference_key(id: &str) -> Option<&str> {
     Some(&digits[TIME_LEN..])
 }
 
+/// An id of something that belongs to one session (a payment `pay_`, a refund `re_`):
+/// `prefix_`, the session id's 30 digits, then `random`. Reading one finds its session with
+/// no index ([`owning_session_id`]); ids stay opaque to callers.
+pub fn child_id(prefix: &str, session_id: &str, random: &str) -> String {
+    let digits = session_id.strip_prefix("ps_").unwrap_or(session_id);
+    let mut id = String::with_capacity(prefix.len() + 1 + digits.len() + random.len());
+    id.push_str(prefix);
+    id.push('_');
+    id.push_str(digits);
+    id.push_str(random);
+    id
+}
+
+/// The session a [`child_id`] names, if `id` has that shape.
+pub fn owning_session_id(id: &str) -> Option<String> {
+    let (_, rest) = id.split_once('_')?;
+    let digits = rest.get(..TIME_LEN + REFERENCE_KEY_LEN)?;
+    let session = format!("ps_{digits}");
+    (rest.len() > digits.len() && id_reference_key(&session).is_some()).then_some(session)
+}
+
 impl PaymentSession {
     /// A new session from a validated spec, under the id [`session_id`] derives; a
     /// redirect-mode session gets its page from [`PaymentSession::with_page`], made from
@@ -304,6 +325,17 @@ impl PaymentSession {
         }
     }
 
+    /// The payment object of one of this session's attempts.
+    pub fn payment_view(&self, attempt: &PaymentAttempt, money: Option<crate::refund::PaymentMoney>) -> Value {
+        let cx = crate::attempt::PaymentContext {
+            session_id: &self.id,
+            currency: self.spec.currency.code(),
+            payment_method_id: self.payment_method_id.as_deref(),
+            mandate_id: self.spec.mandate_id.as_deref(),
+        };
+        crate::attempt::payment_view(attempt, &cx, money)
+    }
+
     /// [`Self::api_view`] as a JSON value, for callers that embed it (events, snapshots).
     pub fn to_api(&self, now: DateTime<Utc>) -> Value {
         serde_json::to_value(self.api_view(now)).expect("a session view serialises")
@@ -361,8 +393,16 @@ impl MerchantAction {
 /// (a loose-mode expiry request) is reported as `payment_session.updated`.
 pub fn event_types_for(before: Option<&PaymentSession>, after: &PaymentSession) -> Vec<(&'static str, Option<SessionStatus>)> {
     let Some(before) = before else { return vec![("payment_session.created", None)] };
-    let mut types: Vec<(&'static str, Option<SessionStatus>)> =
-        changed_attempts(before, after).map(|_| ("payment.updated", None)).collect();
+    let mut types: Vec<(&'static str, Option<SessionStatus>)> = Vec::new();
+    for attempt in changed_attempts(before, after) {
+        types.push(("payment.updated", None));
+        let was_authorised = before.payments.iter().any(|b| b.id == attempt.id && b.status == AttemptStatus::RequiresCapture);
+        match attempt.status {
+            AttemptStatus::Succeeded if was_authorised => types.push(("payment.captured", None)),
+            AttemptStatus::Canceled if was_authorised => types.push(("payment.canceled", None)),
+            _ => {}
+        }
+    }
     if before.status != after.status || types.is_empty() {
         types.push(("payment_session.updated", Some(before.status)));
     }
@@ -381,16 +421,6 @@ pub fn event_types_for(before: Option<&PaymentSession>, after: &PaymentSession) 
 
 fn changed_attempts<'a>(before: &'a PaymentSession, after: &'a PaymentSession) -> impl Iterator<Item = &'a PaymentAttempt> + 'a {
     after.payments.iter().filter(move |a| !before.payments.contains(a))
-}
-
-/// A payment attempt as a `payment.updated` event shows it: the attempt, named and tied to
-/// its session.
-#[derive(Serialize)]
-struct ApiPayment<'a> {
-    #[serde(flatten)]
-    attempt: &'a PaymentAttempt,
-    object: &'static str,
-    session_id: &'a str,
 }
 
 /// A session's API view at one instant, serialised: the JSON text an answer carries and
@@ -434,13 +464,19 @@ pub fn events_with_view(
 ) -> Vec<EventRecord> {
     let snapshot = snapshot.raw();
     let mut attempts = before.map(|b| changed_attempts(b, after).collect::<Vec<_>>()).unwrap_or_default().into_iter();
+    let mut payment = None;
     let events = event_types_for(before, after)
         .into_iter()
         .map(|(t, previous)| {
             let previous = previous.map(|p| p.as_str());
-            let data = if t == "payment.updated" {
-                let attempt = attempts.next().expect("one payment.updated per changed attempt");
-                EventData::of(&ApiPayment { attempt, object: "payment", session_id: &after.id }, previous)
+            let data = if t.starts_with("payment.") {
+                if t == "payment.updated" {
+                    let attempt = attempts.next().expect("one payment.updated per changed attempt");
+                    // No refund exists while the session itself changes a payment (refunds
+                    // follow success), so the untouched counters are the payment's.
+                    payment = Some(EventData::of(&after.payment_view(attempt, None), None));
+                }
+                payment.clone().expect("payment.captured and .canceled follow their payment.updated")
             } else {
                 EventData::of(snapshot, previous)
             };
@@ -557,9 +593,8 @@ mod tests {
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["payment.updated", "payment_session.updated", "payment_session.succeeded"]);
 
-        let mut payment = serde_json::to_value(&attempt).unwrap();
-        payment["object"] = json!("payment");
-        payment["session_id"] = json!(after.id);
+        let payment = after.payment_view(&attempt, None);
+        assert_eq!((payment["object"].as_str(), payment["session_id"].as_str()), (Some("payment"), Some(after.id.as_str())));
         assert_eq!(events[0].data.get(), json!({"object": payment}).to_string());
         let session = json!({"object": after.to_api(now), "previous_status": "open"}).to_string();
         assert_eq!(events[1].data.get(), session);

@@ -6,6 +6,7 @@ mod attempts;
 mod cached;
 mod checkpoint;
 mod mandates;
+mod refunds;
 mod schema;
 mod settings;
 mod signing;
@@ -285,7 +286,30 @@ fn replace_session(tx: &Transaction<'_>, row: &SessionRow, expected_version: u64
             ])
         })
         .map_err(backend)?;
-    if n == 1 { Ok(()) } else { Err(StoreError::VersionConflict) }
+    if n != 1 {
+        return Err(StoreError::VersionConflict);
+    }
+    track_authorisations(tx, s)
+}
+
+/// Keeps `authorisations` (what the local sweeper voids at `capture_before`) in step with
+/// the session's payments; a session that never captures manually has none to keep.
+fn track_authorisations(tx: &Transaction<'_>, s: &PaymentSession) -> Result<(), StoreError> {
+    use paysession_domain::payment::{AttemptStatus, CaptureMethod};
+    if s.spec.capture_method == CaptureMethod::Automatic {
+        return Ok(());
+    }
+    tx.run("DELETE FROM authorisations WHERE session_id = ?1", [&s.id]).map_err(backend)?;
+    for a in s.payments.iter().filter(|a| a.status == AttemptStatus::RequiresCapture) {
+        if let Some(before) = a.capture_before {
+            tx.run(
+                "INSERT INTO authorisations(payment_id, merchant_id, session_id, capture_before_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![a.id, s.merchant_id, s.id, ms(before)],
+            )
+            .map_err(backend)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores a saved method; the same id again replaces its body.

@@ -132,6 +132,41 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (source, window, subject)
 );
 CREATE INDEX IF NOT EXISTS attempts_until ON attempts(until_ms);
+-- The refund counters of a payment that has a refund (paysession_domain::refund).
+CREATE TABLE IF NOT EXISTS payment_money (
+    merchant_id TEXT NOT NULL,
+    payment_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    refundable INTEGER NOT NULL,
+    refunded INTEGER NOT NULL,
+    refund_count INTEGER NOT NULL,
+    PRIMARY KEY (merchant_id, payment_id)
+);
+CREATE INDEX IF NOT EXISTS payment_money_session ON payment_money(merchant_id, session_id);
+CREATE TABLE IF NOT EXISTS refunds (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    payment_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    -- When reconciliation next asks the processor; NULL once nothing is owed.
+    next_sync_ms INTEGER,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refunds_newest ON refunds(merchant_id, created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS refunds_session ON refunds(merchant_id, session_id, created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS refunds_due ON refunds(next_sync_ms) WHERE next_sync_ms IS NOT NULL;
+-- Authorisations waiting for capture, by when they are voided (capture_before).
+CREATE TABLE IF NOT EXISTS authorisations (
+    payment_id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    capture_before_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS authorisations_session ON authorisations(session_id);
+CREATE INDEX IF NOT EXISTS authorisations_due ON authorisations(capture_before_ms);
 ";
 
 /// The writer's own WAL checkpoint threshold (pages of 4 KiB): a backstop, reached only if

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use paysession_app::Payments;
 use paysession_app::ports::{MandateStore as _, SessionQuery, SessionStore as _};
-use paysession_app::processor::{Outcome, PaymentProcessor, RedirectMethod, SandboxProcessor};
+use paysession_app::processor::{
+    ActionOutcome, Answer, Outcome, PaymentCall, PaymentProcessor, RedirectMethod, RefundAnswer, RefundCall, SandboxProcessor, SavedCharge,
+};
 use paysession_app::recurring::{Triggered, trigger};
 use paysession_domain::SessionStatus;
 use paysession_domain::card::CardInput;
@@ -21,30 +23,50 @@ use paysession_tests::subscription::first_payment;
 /// succeed).
 struct Scripted {
     off_session: Mutex<VecDeque<&'static str>>,
+    sandbox: SandboxProcessor,
 }
 
 #[async_trait]
 impl PaymentProcessor for Scripted {
-    async fn authorize_card(&self, card: &CardInput, amount: i64, currency: &str, save: bool) -> Outcome {
-        SandboxProcessor.authorize_card(card, amount, currency, save).await
+    fn name(&self) -> &'static str {
+        self.sandbox.name()
     }
-    async fn complete_authentication(&self, approved: bool, save: bool) -> Outcome {
-        SandboxProcessor.complete_authentication(approved, save).await
+    async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer {
+        self.sandbox.authorize_card(call, card, save).await
     }
-    async fn start_redirect(&self, method: RedirectMethod) -> Outcome {
-        SandboxProcessor.start_redirect(method).await
+    async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer {
+        self.sandbox.complete_authentication(call, approved, save).await
     }
-    async fn provider_decision(&self, method: RedirectMethod, approved: bool) -> Outcome {
-        SandboxProcessor.provider_decision(method, approved).await
+    async fn start_redirect(&self, call: &PaymentCall<'_>, method: RedirectMethod) -> Answer {
+        self.sandbox.start_redirect(call, method).await
     }
-    async fn settle(&self) -> Outcome {
-        SandboxProcessor.settle().await
+    async fn provider_decision(&self, call: &PaymentCall<'_>, method: RedirectMethod, approved: bool) -> Answer {
+        self.sandbox.provider_decision(call, method, approved).await
     }
-    async fn charge_saved(&self, _: &str, _: i64, _: &str) -> Outcome {
-        match self.off_session.lock().unwrap().pop_front() {
+    async fn settle(&self, call: &PaymentCall<'_>) -> Answer {
+        self.sandbox.settle(call).await
+    }
+    async fn charge_saved(&self, _: &PaymentCall<'_>, _: &SavedCharge<'_>) -> Answer {
+        let outcome = match self.off_session.lock().unwrap().pop_front() {
             Some(code) => Outcome::Failed { code },
             None => Outcome::Succeeded { token: None },
-        }
+        };
+        Answer::of(outcome, None)
+    }
+    async fn capture(&self, call: &PaymentCall<'_>, amount: i64) -> ActionOutcome {
+        self.sandbox.capture(call, amount).await
+    }
+    async fn void(&self, call: &PaymentCall<'_>) -> ActionOutcome {
+        self.sandbox.void(call).await
+    }
+    async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
+        self.sandbox.refund(call).await
+    }
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer {
+        self.sandbox.sync_payment(call).await
+    }
+    async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
+        self.sandbox.sync_refund(call).await
     }
 }
 
@@ -55,8 +77,8 @@ async fn soft_declines_retry_after_one_three_and_five_days_then_fail_the_occurre
     let key = paysession_app::secret::Secret::new(paysession_app::ids::random_key());
     let cx = paysession_runtime::build_core(store, key, "https://pay.example".into(), true).await.unwrap();
     let script = ["insufficient_funds", "insufficient_funds", "processing_error", "insufficient_funds", "processing_error"];
-    let processor = Arc::new(Scripted { off_session: Mutex::new(script.into_iter().collect()) });
-    let pay = Payments { processor: processor.clone(), notifier: Payments::sandbox().notifier };
+    let processor = Arc::new(Scripted { off_session: Mutex::new(script.into_iter().collect()), sandbox: SandboxProcessor::default() });
+    let pay = Payments { processor: processor.clone(), ..Payments::sandbox() };
     let (merchant, mandate) = first_payment(&cx, &pay, "cus_soft", "4242424242424242", 12).await;
     let (m, md) = (merchant.id.as_str(), mandate.id.as_str());
     let clock = cx.test_clock.clone().unwrap();

@@ -41,6 +41,8 @@ pub(super) struct StoredSession {
     expiration_mode: ExpirationMode,
     payment_type: PaymentType,
     payment_methods: Vec<PaymentMethodKind>,
+    #[serde(default)]
+    capture_method: crate::attempt::CaptureMethod,
     mode: Mode,
     auto_confirm: bool,
     save_payment_method: Option<SavePaymentMethod>,
@@ -90,6 +92,7 @@ impl From<StoredSession> for PaymentSession {
             expiration_mode: s.expiration_mode,
             payment_type: s.payment_type,
             payment_methods: s.payment_methods,
+            capture_method: s.capture_method,
             mode: s.mode,
             auto_confirm: s.auto_confirm,
             save_payment_method: s.save_payment_method,

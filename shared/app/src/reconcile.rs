@@ -1,0 +1,59 @@
+//! Reconciliation: refunds whose processor answer is owed (pending, unknown, or a success
+//! that may still be reversed) are asked about again at their `next_sync_at`, and
+//! authorisations past `capture_before` are voided. The local server runs [`sweep`]; on AWS
+//! the table stream creates a one-time Scheduler schedule per due refund for the
+//! `processor-sync` function, and the TTL deletion of an authorisation item voids it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::context::{Core, Payments};
+use crate::ports::{MerchantStore, RefundStore, SessionStore, SettingsStore, StoreError};
+
+/// Stores that can list what is due (the embedded store; DynamoDB for the local server).
+#[async_trait]
+pub trait DueMoney: Send + Sync {
+    /// `(merchant_id, refund_id)` of refunds (of `merchant`, or of anyone) whose sync is due at `now`.
+    async fn due_refunds(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
+    /// `(merchant_id, session_id, payment_id)` of authorisations past `capture_before` at `now`.
+    async fn due_authorisations(
+        &self,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError>;
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub refunds_synced: usize,
+    pub authorisations_voided: usize,
+}
+
+/// One pass: each merchant on its own clock. A failure on one object is logged and left for
+/// the next pass; it does not stop the others.
+pub async fn sweep<S: SessionStore + RefundStore + MerchantStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    source: &dyn DueMoney,
+) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    for (merchant, now) in cx.sweep_clocks().await? {
+        for (merchant_id, id) in source.due_refunds(merchant.as_deref(), now, 100).await? {
+            match crate::refunds::sync(&cx.at_merchant(&merchant_id).await?, pay, &merchant_id, &id).await {
+                Ok(_) => swept.refunds_synced += 1,
+                Err(e) => tracing::warn!(refund_id = %id, error = %e, "refund sync failed; next pass retries"),
+            }
+        }
+        for (merchant_id, session_id, payment_id) in source.due_authorisations(merchant.as_deref(), now, 100).await? {
+            match crate::captures::void_if_expired(&cx.at_merchant(&merchant_id).await?, pay, &merchant_id, &session_id, &payment_id).await
+            {
+                Ok(true) => swept.authorisations_voided += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(payment_id = %payment_id, error = %e, "authorisation void failed; next pass retries"),
+            }
+        }
+    }
+    Ok(swept)
+}

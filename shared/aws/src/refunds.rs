@@ -1,0 +1,283 @@
+//! Refunds and payments' refund counters on the single table (keys in `keys.rs`).
+//!
+//! The reservation is an `Update` of the payment's counter item conditional on
+//! `refundable >= :amount AND refund_count < :max` (or on the item not existing yet, when it
+//! is created from the payment's received amount), in one `TransactWriteItems` with the
+//! refund, its events and the idempotency completion: DynamoDB evaluates the condition and
+//! applies the arithmetic atomically, so concurrent refunds need no read-and-retry and can
+//! never sum above what was received.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use paysession_app::ports::{IdempotencyCompletion, Page, RefundQuery, RefundStore, StoreError};
+use paysession_domain::refund::{MAX_REFUNDS_PER_PAYMENT, MoneyDelta, PaymentMoney, Refund};
+use paysession_domain::session::{EventRecord, owning_session_id};
+
+use crate::DynamoStore;
+use crate::keys::*;
+use crate::store::{Item, attr_i64, attr_str, backend, body, item, ms, n, parse_body, s};
+
+fn refund_item(r: &Refund) -> Result<Item, StoreError> {
+    let mut it = item([
+        (PK, s(session_pk(&r.merchant_id, &r.session_id))),
+        (SK, s(refund_sk(&r.id))),
+        (GSI1PK, s(refunds_gsi1(&r.merchant_id))),
+        (GSI1SK, s(time_sort(ms(r.created_at), &r.id))),
+        ("merchant_id", s(r.merchant_id.clone())),
+        ("version", n(r.version as i64)),
+        ("status", s(r.status.as_str())),
+        ("body", body(r)?),
+    ]);
+    if let Some(at) = r.next_sync_at {
+        it.insert(SYNC_MS.into(), n(ms(at)));
+    }
+    Ok(it)
+}
+
+fn money_from(it: &Item) -> Option<PaymentMoney> {
+    Some(PaymentMoney {
+        refundable: attr_i64(it, "refundable")?,
+        refunded: attr_i64(it, "refunded")?,
+        refund_count: u32::try_from(attr_i64(it, "refund_count")?).ok()?,
+    })
+}
+
+impl DynamoStore {
+    fn refund_events(&self, r: &Refund, events: &[EventRecord]) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.keyed_event_items(&r.merchant_id, session_pk(&r.merchant_id, &r.session_id), |i| refund_event_sk(&r.id, r.version, i), events)
+    }
+
+    fn money_key(&self, r: &Refund) -> (String, String) {
+        (session_pk(&r.merchant_id, &r.session_id), payment_money_sk(&r.payment_id))
+    }
+}
+
+#[async_trait]
+impl RefundStore for DynamoStore {
+    async fn payment_money(&self, merchant_id: &str, session_id: &str, payment_id: &str) -> Result<Option<PaymentMoney>, StoreError> {
+        let found = self.get_item(session_pk(merchant_id, session_id), &payment_money_sk(payment_id)).await?;
+        Ok(found.as_ref().and_then(money_from))
+    }
+
+    async fn session_money(&self, merchant_id: &str, session_id: &str) -> Result<Vec<(String, PaymentMoney)>, StoreError> {
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("PK = :pk AND begins_with(SK, :pay)")
+            .expression_attribute_values(":pk", s(session_pk(merchant_id, session_id)))
+            .expression_attribute_values(":pay", s(PAYMENT_MONEY_SK_PREFIX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        Ok(page
+            .items
+            .unwrap_or_default()
+            .iter()
+            // The partition is the reference's: only this session's payments are its own.
+            .filter(|it| attr_str(it, "session_id") == Some(session_id))
+            .filter_map(|it| Some((attr_str(it, "payment_id")?.to_string(), money_from(it)?)))
+            .collect())
+    }
+
+    async fn create_refund(
+        &self,
+        refund: &Refund,
+        amount_received: i64,
+        events: &[EventRecord],
+        idempotency: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let (pk, sk) = self.money_key(refund);
+        let reserve = Update::builder()
+            .table_name(self.table())
+            .key(PK, s(pk.clone()))
+            .key(SK, s(sk.clone()))
+            .update_expression(
+                "SET refundable = if_not_exists(refundable, :received) - :amount, \
+                 refund_count = if_not_exists(refund_count, :zero) + :one, refunded = if_not_exists(refunded, :zero), \
+                 merchant_id = :m, session_id = :s, payment_id = :p",
+            )
+            .condition_expression("attribute_not_exists(PK) OR (refundable >= :amount AND refund_count < :max)")
+            .expression_attribute_values(":received", n(amount_received))
+            .expression_attribute_values(":amount", n(refund.amount))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(i64::from(MAX_REFUNDS_PER_PAYMENT)))
+            .expression_attribute_values(":m", s(refund.merchant_id.clone()))
+            .expression_attribute_values(":s", s(refund.session_id.clone()))
+            .expression_attribute_values(":p", s(refund.payment_id.clone()))
+            .build()
+            .map_err(backend)?;
+        let mut items = idempotency.map(|c| self.completion_item(c)).transpose()?.into_iter().collect::<Vec<_>>();
+        let first = items.len();
+        items.push(TransactWriteItem::builder().update(reserve).build());
+        items.push(TransactWriteItem::builder().put(self.put(refund_item(refund)?, Some("attribute_not_exists(PK)"))).build());
+        items.extend(self.refund_events(refund, events)?);
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(i) if i < first => Err(StoreError::IdempotencyLost),
+            Some(i) if i == first => {
+                // Refused by the counters: report them as they are now (a consistent read).
+                let money = self.get_item(pk, &sk).await?.as_ref().and_then(money_from).unwrap_or(PaymentMoney::untouched(amount_received));
+                Err(StoreError::RefundRefused { refundable: money.refundable, refund_count: money.refund_count })
+            }
+            Some(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    async fn update_refund(
+        &self,
+        refund: &Refund,
+        expected_version: u64,
+        delta: MoneyDelta,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(refund_item(refund)?))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .build()
+            .map_err(backend)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        if !delta.is_zero() {
+            let (pk, sk) = self.money_key(refund);
+            let moved = Update::builder()
+                .table_name(self.table())
+                .key(PK, s(pk))
+                .key(SK, s(sk))
+                .update_expression("ADD refundable :dr, refunded :df")
+                .condition_expression("attribute_exists(PK)")
+                .expression_attribute_values(":dr", n(delta.refundable))
+                .expression_attribute_values(":df", n(delta.refunded))
+                .build()
+                .map_err(backend)?;
+            items.push(TransactWriteItem::builder().update(moved).build());
+        }
+        items.extend(self.refund_events(refund, events)?);
+        match self.transact_retrying(items).await? {
+            None => Ok(()),
+            Some(0) => Err(StoreError::VersionConflict),
+            Some(i) => Err(StoreError::Backend(format!("refund {} write failed on item {i}", refund.id))),
+        }
+    }
+
+    async fn get_refund(&self, merchant_id: &str, id: &str) -> Result<Option<Refund>, StoreError> {
+        let Some(session_id) = owning_session_id(id) else { return Ok(None) };
+        let found = self.get_item(session_pk(merchant_id, &session_id), &refund_sk(id)).await?;
+        Ok(found.map(|it| parse_body::<Refund>(&it)).transpose()?.filter(|r| r.merchant_id == merchant_id && r.id == id))
+    }
+
+    async fn list_refunds(&self, merchant_id: &str, q: &RefundQuery) -> Result<Page<Refund>, StoreError> {
+        let keep = |r: &Refund| {
+            q.status.is_none_or(|st| r.status == st)
+                && q.payment_id.as_ref().is_none_or(|p| &r.payment_id == p)
+                && q.session_id.as_ref().is_none_or(|id| &r.session_id == id)
+        };
+        // A payment's or session's refunds are in the session's partition.
+        let session = q.session_id.clone().or_else(|| q.payment_id.as_deref().and_then(owning_session_id));
+        let Some(session_id) = session else {
+            return self.newest_first((GSI1, GSI1PK, GSI1SK), refunds_gsi1(merchant_id), q.after.as_ref(), q.limit, keep).await;
+        };
+        if q.payment_id.is_some() && owning_session_id(q.payment_id.as_deref().unwrap_or_default()).is_none() {
+            return Ok(Page { items: Vec::new(), has_more: false });
+        }
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("PK = :pk AND begins_with(SK, :re)")
+            .expression_attribute_values(":pk", s(session_pk(merchant_id, &session_id)))
+            .expression_attribute_values(":re", s(REFUND_SK_PREFIX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(crate::describe(&e)))?;
+        let mut all: Vec<Refund> = page.items.unwrap_or_default().iter().map(parse_body).collect::<Result<_, _>>()?;
+        all.retain(|r| keep(r) && r.session_id == session_id);
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        if let Some(after) = &q.after {
+            all.retain(|r| (r.created_at, &r.id) < (after.created_at, &after.id));
+        }
+        Ok(Page::from_overfetched(all, q.limit))
+    }
+}
+
+/// The local server on DynamoDB (Local) sweeps for due refunds and authorisations as it does
+/// on SQLite: a filtered `Scan`. Deployed functions never scan: the stream schedules syncs
+/// and TTL voids authorisations.
+#[async_trait]
+impl paysession_app::reconcile::DueMoney for DynamoStore {
+    async fn due_refunds(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let found = self.scan_due(REFUND_SK_PREFIX, SYNC_MS, now, merchant, limit).await?;
+        Ok(found
+            .iter()
+            .filter_map(|it| {
+                let sk = attr_str(it, SK)?;
+                Some((attr_str(it, "merchant_id")?.to_string(), sk.strip_prefix(REFUND_SK_PREFIX)?.to_string()))
+            })
+            .collect())
+    }
+
+    async fn due_authorisations(
+        &self,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let found = self.scan_due(AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS, now, merchant, limit).await?;
+        Ok(found
+            .iter()
+            .filter_map(|it| {
+                Some((
+                    attr_str(it, "merchant_id")?.to_string(),
+                    attr_str(it, "session_id")?.to_string(),
+                    attr_str(it, "payment_id")?.to_string(),
+                ))
+            })
+            .collect())
+    }
+}
+
+impl DynamoStore {
+    async fn scan_due(
+        &self,
+        sk_prefix: &str,
+        due_attr: &str,
+        now: DateTime<Utc>,
+        merchant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client()
+                .scan()
+                .table_name(self.table())
+                .filter_expression("begins_with(SK, :prefix) AND #due <= :now")
+                .expression_attribute_names("#due", due_attr)
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .expression_attribute_values(":now", n(ms(now)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(crate::describe(&e)))?;
+            for it in out.items.unwrap_or_default() {
+                if merchant.is_some_and(|m| attr_str(&it, "merchant_id") != Some(m)) {
+                    continue;
+                }
+                due.push(it);
+                if due.len() >= limit {
+                    return Ok(due);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(due);
+            }
+        }
+    }
+}
