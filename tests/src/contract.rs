@@ -456,7 +456,14 @@ pub fn merchant(id: &str, at: DateTime<Utc>) -> Merchant {
 
 /// An API client `id` of `merchant`.
 pub fn client(id: &str, merchant: &str) -> ApiClient {
-    ApiClient { client_id: id.into(), merchant_id: merchant.into(), secret_hash: "h".into(), scopes: vec![], created_at: t0() }
+    ApiClient {
+        client_id: id.into(),
+        merchant_id: merchant.into(),
+        secret_hash: "h".into(),
+        scopes: vec![],
+        created_at: t0(),
+        knows_refunds_scope: true,
+    }
 }
 
 pub async fn merchants_clients_settings(st: Stores) {

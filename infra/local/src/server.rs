@@ -102,6 +102,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         tokio::spawn(sweeper(deps.clone(), source, stop.clone()));
     }
     tokio::spawn(scheduler(deps.clone(), store.due_mandates(), stop.clone()));
+    tokio::spawn(reconciler(deps.clone(), store.due_money(), stop.clone()));
     if let Some(embedded) = store.embedded() {
         tokio::spawn(crate::pipeline::run(deps.clone(), embedded, stop.clone()));
     }
@@ -196,6 +197,23 @@ async fn scheduler(deps: Local, source: std::sync::Arc<dyn paysession_app::recur
             _ = tick.tick() => {
                 if let Err(e) = paysession_app::recurring::sweep(&deps.app.core, &deps.app.payments, source.as_ref()).await {
                     tracing::warn!(error = %e, "recurring charges failed; retrying next tick");
+                }
+            }
+        }
+    }
+}
+
+/// Asks the processor again about refunds whose sync is due and voids expired
+/// authorisations, once a second, following the (test) clock: the in-process twin of the
+/// `processor-sync` schedules.
+async fn reconciler(deps: Local, source: std::sync::Arc<dyn paysession_app::reconcile::DueMoney>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = paysession_app::reconcile::sweep(&deps.app.core, &deps.app.payments, source.as_ref()).await {
+                    tracing::warn!(error = %e, "reconciliation failed; retrying next tick");
                 }
             }
         }

@@ -255,12 +255,12 @@ pub fn grant(
     };
     let client = client.filter(|_| check.matched()).ok_or(OAuthError::InvalidClient)?;
     let scopes = match requested_scope.map(str::trim).filter(|s| !s.is_empty()) {
-        None => client.scopes.clone(),
+        None => client.granted_scopes(),
         Some(requested) => {
             let mut out = Vec::new();
             for word in requested.split(' ').filter(|w| !w.is_empty()) {
                 let scope = Scope::parse(word).ok_or(OAuthError::InvalidScope)?;
-                if !client.scopes.contains(&scope) {
+                if !client.granted_scopes().contains(&scope) {
                     return Err(OAuthError::InvalidScope);
                 }
                 if !out.contains(&scope) {
@@ -306,7 +306,23 @@ mod tests {
             secret_hash: signer().hash_client_secret("s3cret"),
             scopes: Scope::ALL.to_vec(),
             created_at: Utc::now(),
+            knows_refunds_scope: true,
         }
+    }
+
+    #[test]
+    fn clients_stored_before_the_refunds_scope_hold_it_with_sessions_write() {
+        let legacy = ApiClient { scopes: vec![Scope::SessionsRead, Scope::SessionsWrite], knows_refunds_scope: false, ..client() };
+        assert!(legacy.granted_scopes().contains(&Scope::RefundsWrite));
+        let read_only = ApiClient { scopes: vec![Scope::SessionsRead], knows_refunds_scope: false, ..client() };
+        assert!(!read_only.granted_scopes().contains(&Scope::RefundsWrite));
+        let restricted = ApiClient { scopes: vec![Scope::SessionsWrite], knows_refunds_scope: true, ..client() };
+        assert!(!restricted.granted_scopes().contains(&Scope::RefundsWrite), "a client written knowing the scope keeps its list");
+        let stored: ApiClient = serde_json::from_value(serde_json::json!({
+            "client_id": "c", "merchant_id": "m", "secret_hash": "h", "scopes": ["sessions:write"], "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert!(stored.granted_scopes().contains(&Scope::RefundsWrite), "a record from before the scope");
     }
 
     #[test]

@@ -22,10 +22,13 @@ pub enum Scope {
     WebhooksManage,
     #[serde(rename = "keys:manage")]
     KeysManage,
+    #[serde(rename = "refunds:write")]
+    RefundsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [Scope::SessionsRead, Scope::SessionsWrite, Scope::MandatesWrite, Scope::WebhooksManage, Scope::KeysManage];
+    pub const ALL: [Scope; 6] =
+        [Scope::SessionsRead, Scope::SessionsWrite, Scope::MandatesWrite, Scope::WebhooksManage, Scope::KeysManage, Scope::RefundsWrite];
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::SessionsRead => "sessions:read",
@@ -33,6 +36,7 @@ impl Scope {
             Scope::MandatesWrite => "mandates:write",
             Scope::WebhooksManage => "webhooks:manage",
             Scope::KeysManage => "keys:manage",
+            Scope::RefundsWrite => "refunds:write",
         }
     }
     pub fn parse(s: &str) -> Option<Scope> {
@@ -85,6 +89,21 @@ pub struct ApiClient {
     pub secret_hash: String,
     pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
+    /// The scope list was written knowing `refunds:write`. A client stored before that scope
+    /// existed (`false`) holds it with `sessions:write` (API.md, "Refunds").
+    #[serde(default)]
+    pub knows_refunds_scope: bool,
+}
+
+impl ApiClient {
+    /// The scopes the client may be granted.
+    pub fn granted_scopes(&self) -> Vec<Scope> {
+        let mut scopes = self.scopes.clone();
+        if !self.knows_refunds_scope && scopes.contains(&Scope::SessionsWrite) && !scopes.contains(&Scope::RefundsWrite) {
+            scopes.push(Scope::RefundsWrite);
+        }
+        scopes
+    }
 }
 
 // Signed requests: a merchant's setting and public keys (used by `crate::signing`).

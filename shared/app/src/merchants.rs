@@ -87,6 +87,7 @@ fn new_client(keys: &TokenSigner, merchant_id: &str, client_id: Option<String>, 
         secret_hash: keys.hash_client_secret(secret),
         scopes: Scope::ALL.to_vec(),
         created_at: now,
+        knows_refunds_scope: true,
     }
 }
 

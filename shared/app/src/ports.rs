@@ -365,14 +365,38 @@ pub struct ChargeTrigger {
     pub at: DateTime<Utc>,
 }
 
-/// Creates and deletes the one-time triggers of recurring charges (EventBridge Scheduler in
-/// AWS). Both are idempotent, because the table stream delivers a change at least once.
+/// What a reconciliation trigger asks the `processor-sync` function to look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SyncSubject {
+    /// A refund whose processor answer is owed (`refunds::sync`).
+    Refund { merchant_id: String, refund_id: String },
+    /// An authorisation past `capture_before` (`captures::void_if_expired`).
+    Authorisation { merchant_id: String, session_id: String, payment_id: String },
+}
+
+/// A one-time trigger of reconciliation at wall-clock time `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncTrigger {
+    pub name: String,
+    pub subject: SyncSubject,
+    pub at: DateTime<Utc>,
+}
+
+/// Creates and deletes the one-time triggers of recurring charges and of reconciliation
+/// (EventBridge Scheduler in AWS). All are idempotent, because the table stream delivers a
+/// change at least once.
 #[async_trait]
 pub trait ChargeScheduler: Send + Sync {
     /// Creates the trigger; one that already exists under this name counts as created.
     async fn create(&self, trigger: &ChargeTrigger) -> Result<(), StoreError>;
     /// Deletes the trigger; one already gone (fired, or never created) counts as deleted.
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Creates a reconciliation trigger; one that already exists under this name counts as
+    /// created. A scheduler whose store is swept locally has nothing to create.
+    async fn create_sync(&self, _trigger: &SyncTrigger) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// For a store the local server sweeps for due mandates itself: there is nothing to create.

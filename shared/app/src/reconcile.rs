@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::context::{Core, Payments};
-use crate::ports::{MerchantStore, RefundStore, SessionStore, SettingsStore, StoreError};
+use crate::ports::{ChargeScheduler, MerchantStore, RefundStore, SessionStore, SettingsStore, StoreError, SyncSubject, SyncTrigger};
 
 /// Stores that can list what is due (the embedded store; DynamoDB for the local server).
 #[async_trait]
@@ -56,4 +56,63 @@ pub async fn sweep<S: SessionStore + RefundStore + MerchantStore + SettingsStore
         }
     }
     Ok(swept)
+}
+
+/// The one-time trigger of a refund's sync due at business time `due`: named by the refund
+/// and that time (hex seconds; 61 characters at most, Scheduler allows 64), so a replayed
+/// stream record names the same trigger and a moved sync gets one of its own.
+pub async fn schedule_refund_sync<S: ?Sized>(
+    cx: &Core<S>,
+    scheduler: &dyn ChargeScheduler,
+    merchant_id: &str,
+    refund_id: &str,
+    due: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let trigger = SyncTrigger {
+        name: format!("rs-{refund_id}-{:x}", due.timestamp()),
+        subject: SyncSubject::Refund { merchant_id: merchant_id.to_string(), refund_id: refund_id.to_string() },
+        at: crate::recurring::trigger_time(cx, due),
+    };
+    scheduler.create_sync(&trigger).await
+}
+
+/// The trigger that voids an authorisation whose `capture_before` has passed (its TTL item
+/// was deleted): at once.
+pub async fn schedule_void<S: ?Sized>(
+    cx: &Core<S>,
+    scheduler: &dyn ChargeScheduler,
+    merchant_id: &str,
+    session_id: &str,
+    payment_id: &str,
+) -> Result<(), StoreError> {
+    let trigger = SyncTrigger {
+        name: format!("av-{payment_id}"),
+        subject: SyncSubject::Authorisation {
+            merchant_id: merchant_id.to_string(),
+            session_id: session_id.to_string(),
+            payment_id: payment_id.to_string(),
+        },
+        at: crate::recurring::trigger_time(cx, cx.clock.now()),
+    };
+    scheduler.create_sync(&trigger).await
+}
+
+/// Runs what a reconciliation trigger names: one refund sync, or one void. What was done:
+/// `Ok(None)` when nothing was due (a replayed trigger).
+pub async fn run_trigger<S: SessionStore + RefundStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    subject: &SyncSubject,
+) -> Result<Option<String>, String> {
+    match subject {
+        SyncSubject::Refund { merchant_id, refund_id } => match crate::refunds::sync(cx, pay, merchant_id, refund_id).await {
+            Ok(crate::refunds::Synced::Asked(refund)) => Ok(Some(refund.status.as_str().to_string())),
+            Ok(crate::refunds::Synced::NothingDue) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        SyncSubject::Authorisation { merchant_id, session_id, payment_id } => {
+            let voided = crate::captures::void_if_expired(cx, pay, merchant_id, session_id, payment_id).await.map_err(|e| e.to_string())?;
+            Ok(voided.then(|| "voided".to_string()))
+        }
+    }
 }

@@ -234,6 +234,16 @@ pub async fn sweep<S: SessionStore + MerchantStore + MandateStore + SettingsStor
 /// (stream lag, a sandbox test clock ahead of the wall clock) fires a minute from now.
 const TRIGGER_LEAD: Duration = Duration::minutes(1);
 
+/// The wall-clock time of a trigger for business time `at`: by the sandbox test clock's
+/// offset, no earlier than [`TRIGGER_LEAD`] from now, rounded up to the second so it never
+/// fires before what it triggers is due.
+pub fn trigger_time<S: ?Sized>(cx: &Core<S>, at: DateTime<Utc>) -> DateTime<Utc> {
+    let offset = cx.test_clock.as_ref().map(|c| c.offset()).unwrap_or_default();
+    let earliest = cx.clock.now() + TRIGGER_LEAD;
+    let wall = at.max(earliest) - offset;
+    if wall.timestamp_subsec_nanos() == 0 { wall } else { wall.with_nanosecond(0).unwrap_or(wall) + Duration::seconds(1) }
+}
+
 /// Applies one committed change of a mandate to the scheduler: creates the trigger of its
 /// new pending charge, deletes the one it no longer waits for. Returns the scheduler calls
 /// made. Business times become wall-clock times by the sandbox test clock's offset, rounded
@@ -251,10 +261,7 @@ pub async fn reschedule<S: ?Sized>(
         calls += 1;
     }
     if let Some(pending) = change.create {
-        let offset = cx.test_clock.as_ref().map(|c| c.offset()).unwrap_or_default();
-        let earliest = cx.clock.now() + TRIGGER_LEAD;
-        let wall = pending.at.max(earliest) - offset;
-        let wall = if wall.timestamp_subsec_nanos() == 0 { wall } else { wall.with_nanosecond(0).unwrap_or(wall) + Duration::seconds(1) };
+        let wall = trigger_time(cx, pending.at);
         let trigger = ChargeTrigger {
             name: new.trigger_name(&pending),
             merchant_id: new.merchant_id.clone(),

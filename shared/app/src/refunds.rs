@@ -204,23 +204,36 @@ pub async fn apply<S: RefundStore + ?Sized>(
     }
 }
 
+const EARLY_SYNC_TOLERANCE: chrono::Duration = chrono::Duration::minutes(1);
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// No such refund, or no sync due (a replayed or superseded trigger): nothing done.
+    NothingDue,
+    /// The processor was asked; the refund as it now is.
+    Asked(Box<Refund>),
+}
+
 /// Asks the processor about a refund whose sync is due: what reconciliation runs (the local
 /// sweeper, the `processor-sync` function). A replayed trigger finds nothing due and does
-/// nothing. Returns the refund as it now is.
+/// nothing.
 pub async fn sync<S: SessionStore + RefundStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     merchant_id: &str,
     refund_id: &str,
-) -> Result<Option<Refund>, RefundError> {
-    let Some(refund) = cx.store.get_refund(merchant_id, refund_id).await? else { return Ok(None) };
+) -> Result<Synced, RefundError> {
+    let Some(refund) = cx.store.get_refund(merchant_id, refund_id).await? else { return Ok(Synced::NothingDue) };
     let now = cx.clock.now();
-    if refund.next_sync_at.is_none_or(|due| due > now) {
-        return Ok(Some(refund));
+    // A trigger a little early by our clock (Scheduler's is another) still syncs: asking
+    // early costs one call, skipping would leave the refund without a trigger.
+    if refund.next_sync_at.is_none_or(|due| due > now + EARLY_SYNC_TOLERANCE) {
+        return Ok(Synced::NothingDue);
     }
     let session = cx.store.get_session(merchant_id, &refund.session_id).await?.ok_or_else(|| RefundError::NotFound(refund.id.clone()))?;
     let said = pay.processor.sync_refund(&refund_call(&session, &refund, now)).await;
-    apply(cx, refund, said, true).await.map(Some)
+    apply(cx, refund, said, true).await.map(|r| Synced::Asked(Box::new(r)))
 }
 
 /// `POST /v1/refunds/{id}/cancel`: only a refund waiting for action can be called off.

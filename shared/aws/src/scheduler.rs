@@ -11,7 +11,10 @@
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target};
 use chrono::Duration;
-use paysession_app::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionStore, SettingsStore, StoreError};
+use paysession_app::ports::{
+    ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, RefundStore, SessionStore, SettingsStore, StoreError, SyncSubject,
+    SyncTrigger,
+};
 use paysession_app::recurring::{Triggered, trigger};
 use paysession_app::{Core, Payments};
 use serde::{Deserialize, Serialize};
@@ -38,20 +41,28 @@ pub struct ScheduleTarget {
     pub role_arn: String,
     /// `PAYSESSION_SCHEDULE_DLQ_ARN`: where invocations that never succeed go.
     pub dead_letter_arn: String,
+    /// `PAYSESSION_PROCESSOR_SYNC_ARN`: the `processor-sync` function (reconciliation).
+    pub sync_function_arn: String,
 }
 
 impl ScheduleTarget {
-    pub const ENV: [&'static str; 4] =
-        ["PAYSESSION_SCHEDULE_GROUP", "PAYSESSION_RECURRING_CHARGE_ARN", "PAYSESSION_SCHEDULER_ROLE_ARN", "PAYSESSION_SCHEDULE_DLQ_ARN"];
+    pub const ENV: [&'static str; 5] = [
+        "PAYSESSION_SCHEDULE_GROUP",
+        "PAYSESSION_RECURRING_CHARGE_ARN",
+        "PAYSESSION_SCHEDULER_ROLE_ARN",
+        "PAYSESSION_SCHEDULE_DLQ_ARN",
+        "PAYSESSION_PROCESSOR_SYNC_ARN",
+    ];
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let need = |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| format!("environment variable {k} is not set"));
-        let [group, function_arn, role_arn, dead_letter_arn] = Self::ENV;
+        let [group, function_arn, role_arn, dead_letter_arn, sync_function_arn] = Self::ENV;
         Ok(ScheduleTarget {
             group: need(group)?,
             function_arn: need(function_arn)?,
             role_arn: need(role_arn)?,
             dead_letter_arn: need(dead_letter_arn)?,
+            sync_function_arn: need(sync_function_arn)?,
         })
     }
 }
@@ -83,8 +94,12 @@ impl EventBridgeScheduler {
             "merchant_id": trigger.merchant_id, "mandate_id": trigger.mandate_id,
             "occurrence": trigger.occurrence, "scheduled_time": SCHEDULED_TIME,
         });
+        self.target_with(&self.target.function_arn, input)
+    }
+
+    fn target_with(&self, function_arn: &str, input: Value) -> Result<Target, StoreError> {
         Target::builder()
-            .arn(&self.target.function_arn)
+            .arn(function_arn)
             .role_arn(&self.target.role_arn)
             .input(input.to_string())
             .retry_policy(
@@ -109,9 +124,9 @@ fn code<E: aws_sdk_scheduler::error::ProvideErrorMetadata, R>(e: &aws_sdk_schedu
     e.as_service_error().and_then(|se| se.code())
 }
 
-#[async_trait]
-impl ChargeScheduler for EventBridgeScheduler {
-    async fn create(&self, trigger: &ChargeTrigger) -> Result<(), StoreError> {
+impl EventBridgeScheduler {
+    /// One one-time schedule `name` at `at` (UTC) for `target`, deleting itself when done.
+    async fn create_at(&self, name: &str, at: chrono::DateTime<chrono::Utc>, target: Target) -> Result<(), StoreError> {
         let window = FlexibleTimeWindow::builder()
             .mode(FlexibleTimeWindowMode::Off)
             .build()
@@ -119,13 +134,13 @@ impl ChargeScheduler for EventBridgeScheduler {
         let sent = self
             .client
             .create_schedule()
-            .name(&trigger.name)
+            .name(name)
             .group_name(&self.target.group)
-            .schedule_expression(format!("at({})", trigger.at.format("%Y-%m-%dT%H:%M:%S")))
+            .schedule_expression(format!("at({})", at.format("%Y-%m-%dT%H:%M:%S")))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .action_after_completion(ActionAfterCompletion::Delete)
-            .target(self.target_of(trigger)?)
+            .target(target)
             .send()
             .await;
         match sent {
@@ -134,6 +149,19 @@ impl ChargeScheduler for EventBridgeScheduler {
             Err(e) if code(&e) == Some("ConflictException") => Ok(()),
             Err(e) => Err(scheduler_error(&e)),
         }
+    }
+}
+
+#[async_trait]
+impl ChargeScheduler for EventBridgeScheduler {
+    async fn create(&self, trigger: &ChargeTrigger) -> Result<(), StoreError> {
+        self.create_at(&trigger.name, trigger.at, self.target_of(trigger)?).await
+    }
+
+    async fn create_sync(&self, trigger: &SyncTrigger) -> Result<(), StoreError> {
+        let input = serde_json::to_value(&trigger.subject).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let target = self.target_with(&self.target.sync_function_arn, input)?;
+        self.create_at(&trigger.name, trigger.at, target).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
@@ -171,4 +199,21 @@ pub async fn handle_scheduled_charge<S: SessionStore + MerchantStore + MandateSt
 /// moto).
 pub async fn scheduler_client() -> Result<aws_sdk_scheduler::Client, String> {
     Ok(aws_sdk_scheduler::Client::new(&crate::sdk_config().await?))
+}
+
+/// Handles one invocation of the `processor-sync` function: the refund sync or the void a
+/// reconciliation schedule names. `Err` makes Scheduler retry it.
+pub async fn handle_sync<S: SessionStore + RefundStore + MerchantStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    input: &Value,
+) -> Result<Value, String> {
+    let subject: SyncSubject = serde_json::from_value(input.clone()).map_err(|e| format!("unreadable sync trigger {input}: {e}"))?;
+    let merchant_id = match &subject {
+        SyncSubject::Refund { merchant_id, .. } | SyncSubject::Authorisation { merchant_id, .. } => merchant_id,
+    };
+    let cx = &cx.at_merchant(merchant_id).await.map_err(|e| e.to_string())?;
+    let result = paysession_app::reconcile::run_trigger(cx, pay, &subject).await?;
+    tracing::info!(subject = ?subject, result = ?result, "reconciliation");
+    Ok(json!({"result": result.unwrap_or_else(|| "nothing_due".into())}))
 }

@@ -1,6 +1,7 @@
 //! The table stream's consumer: outbox fan-out of committed events, session expiry from TTL
-//! deletions of expiry items, the recurring-charge schedules of changed mandates, and the
-//! optional EventBridge bus.
+//! deletions of expiry items, the recurring-charge schedules of changed mandates, the
+//! reconciliation schedules of refunds owed a processor answer and of expired
+//! authorisations (run by `processor-sync`), and the optional EventBridge bus.
 //!
 //! Records arrive in the Lambda DynamoDB-event shape (the local poller converts to the same
 //! shape), already filtered by the event source mapping; the checks are repeated here so a
@@ -19,7 +20,7 @@ use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
 
 use crate::bus::{BusEvent, EventBus};
-use crate::keys::{EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK};
+use crate::keys::{AUTHORISATION_SK_PREFIX, EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK, REFUND_SK_PREFIX, SYNC_MS};
 
 /// The principal of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -48,9 +49,30 @@ fn body_json(image: &Value) -> Result<Option<Vec<u8>>, String> {
 /// What a record asks for.
 #[derive(Debug, PartialEq)]
 pub enum StreamWork {
-    FanOut { merchant_id: String, event: Box<EventRecord> },
-    Expire { merchant_id: String, session_id: String },
-    Reschedule { old: Option<Box<Mandate>>, new: Box<Mandate> },
+    FanOut {
+        merchant_id: String,
+        event: Box<EventRecord>,
+    },
+    Expire {
+        merchant_id: String,
+        session_id: String,
+    },
+    Reschedule {
+        old: Option<Box<Mandate>>,
+        new: Box<Mandate>,
+    },
+    /// A refund written with a processor sync due (at business time `due_ms`).
+    ScheduleSync {
+        merchant_id: String,
+        refund_id: String,
+        due_ms: i64,
+    },
+    /// An authorisation's TTL item was deleted: its `capture_before` has passed.
+    VoidExpired {
+        merchant_id: String,
+        session_id: String,
+        payment_id: String,
+    },
     Ignore,
 }
 
@@ -70,6 +92,27 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
             match (string_attr(image, "merchant_id"), string_attr(image, "session_id")) {
                 (Some(m), Some(s)) => Ok(StreamWork::Expire { merchant_id: m.to_string(), session_id: s.to_string() }),
                 _ => Err("expiry item without merchant_id/session_id".into()),
+            }
+        }
+        Some("INSERT" | "MODIFY") if sk.starts_with(REFUND_SK_PREFIX) => {
+            let image = &change["NewImage"];
+            let due = |image: &Value| string_attr(image, SYNC_MS).and_then(|v| v.parse::<i64>().ok());
+            // Only a sync newly due (or moved) needs a trigger: a write that kept it does not.
+            let Some(due_ms) = due(image).filter(|d| Some(*d) != due(&change["OldImage"])) else { return Ok(StreamWork::Ignore) };
+            let body = body_json(image)?.ok_or("refund item without body")?;
+            let refund: paysession_domain::refund::Refund =
+                serde_json::from_slice(&body).map_err(|e| format!("corrupt refund item: {e}"))?;
+            Ok(StreamWork::ScheduleSync { merchant_id: refund.merchant_id, refund_id: refund.id, due_ms })
+        }
+        Some("REMOVE")
+            if sk.starts_with(AUTHORISATION_SK_PREFIX) && record["userIdentity"]["principalId"].as_str() == Some(TTL_PRINCIPAL) =>
+        {
+            let image = &change["OldImage"];
+            match (string_attr(image, "merchant_id"), string_attr(image, "session_id"), string_attr(image, "payment_id")) {
+                (Some(m), Some(s), Some(p)) => {
+                    Ok(StreamWork::VoidExpired { merchant_id: m.to_string(), session_id: s.to_string(), payment_id: p.to_string() })
+                }
+                _ => Err("authorisation item without merchant_id/session_id/payment_id".into()),
             }
         }
         Some("INSERT" | "MODIFY") if sk == MANDATE_SK => {
@@ -99,6 +142,15 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
         }
         StreamWork::Expire { merchant_id, session_id } => {
             expire_if_due(&cx.at_merchant(merchant_id).await?, merchant_id, session_id).await.map(|_| ())
+        }
+        StreamWork::ScheduleSync { merchant_id, refund_id, due_ms } => {
+            let due = chrono::DateTime::from_timestamp_millis(*due_ms).unwrap_or_default();
+            let cx = cx.at_merchant(merchant_id).await?;
+            paysession_app::reconcile::schedule_refund_sync(&cx, sinks.scheduler, merchant_id, refund_id, due).await
+        }
+        StreamWork::VoidExpired { merchant_id, session_id, payment_id } => {
+            let cx = cx.at_merchant(merchant_id).await?;
+            paysession_app::reconcile::schedule_void(&cx, sinks.scheduler, merchant_id, session_id, payment_id).await
         }
         // Never passed here: the caller runs fan-outs through `fan_out_run` and drops
         // ignored records when it classifies them.

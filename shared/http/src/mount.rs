@@ -9,7 +9,7 @@ use paysession_app::ports::{DeliveryQueue, Store};
 use paysession_app::{Core, Payments};
 use paysession_domain::signed_requests::RequestParts;
 
-use crate::handlers::{events, mandates, misc, oauth, sandbox, sessions, signing, webhooks};
+use crate::handlers::{events, mandates, misc, oauth, payments, sandbox, sessions, signing, webhooks};
 use crate::pipeline::{Params, api, public, raw, unrouted};
 use crate::problem::ApiError;
 use crate::routes::{Route, RouteInfo, match_path};
@@ -87,6 +87,24 @@ pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params:
         Route::ListSigningKeys => api!(signing::list_keys),
         Route::GetSigningKey => api!(signing::get_key),
         Route::RevokeSigningKey => api!(signing::revoke_key),
+        Route::GetPayment => api!(payments::get_payment),
+        Route::ListPayments => api!(payments::list_payments),
+        Route::CapturePayment => {
+            api(m, keys, info, params, req, |m, p, call| Box::pin(payments::capture(&m.core, &m.payments, p, call))).await
+        }
+        Route::CancelPayment => {
+            api(m, keys, info, params, req, |m, p, call| Box::pin(payments::cancel(&m.core, &m.payments, p, call))).await
+        }
+        Route::CreateRefund => {
+            api(m, keys, info, params, req, |m, p, call| Box::pin(payments::create_refund(&m.core, &m.payments, p, call))).await
+        }
+        Route::GetRefund => api!(payments::get_refund),
+        Route::ListRefunds => api!(payments::list_refunds),
+        Route::CancelRefund => api!(payments::cancel_refund),
+        Route::SandboxRefundComplete => api!(sandbox::complete_refund),
+        Route::SandboxProcessorCalls => {
+            api(m, keys, info, params, req, |m, p, call| Box::pin(sandbox::processor_calls(&m.payments, p, call))).await
+        }
         Route::OpenApi => public!(misc::openapi),
         Route::Health => public!(misc::health),
         Route::SandboxDeposit => public!(sandbox::deposit),

@@ -28,6 +28,17 @@ pub enum ApiError {
     /// The write that was to take an `Idempotency-Key` found it taken; `reply` answers
     /// it from the stored record, so it reaches a client only as an internal error.
     KeyTaken,
+    /// A POST that must carry an `Idempotency-Key` (refunds) came without one.
+    IdempotencyKeyRequired,
+    /// The refund asks for more than the payment has left to refund.
+    AmountExceedsRefundable {
+        refundable: i64,
+    },
+    RefundLimitReached(u32),
+    /// The payment processor did not answer; nothing changed here, retry with the same key.
+    ProcessorUnavailable,
+    /// The payment processor declined the operation.
+    ProcessorDeclined(&'static str),
     Internal(String),
 }
 
@@ -53,6 +64,11 @@ impl ApiError {
             IdempotencyKeyReuse => ("idempotency_key_reuse", StatusCode::UNPROCESSABLE_ENTITY),
             VirtualAccountAmbiguous(_) => ("virtual_account_ambiguous", StatusCode::CONFLICT),
             Signature(e) => (e.code(), StatusCode::UNAUTHORIZED),
+            IdempotencyKeyRequired => ("idempotency_key_required", StatusCode::BAD_REQUEST),
+            AmountExceedsRefundable { .. } => ("amount_exceeds_refundable", StatusCode::UNPROCESSABLE_ENTITY),
+            RefundLimitReached(_) => ("refund_limit_reached", StatusCode::CONFLICT),
+            ProcessorUnavailable => ("processor_unavailable", StatusCode::BAD_GATEWAY),
+            ProcessorDeclined(_) => ("processor_declined", StatusCode::PAYMENT_REQUIRED),
             KeyTaken | Internal(_) => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -79,6 +95,11 @@ impl ApiError {
         "signature_replayed",
         "digest_mismatch",
         "unknown_key",
+        "idempotency_key_required",
+        "amount_exceeds_refundable",
+        "refund_limit_reached",
+        "processor_unavailable",
+        "processor_declined",
         "internal_error",
     ];
 
@@ -99,6 +120,11 @@ impl ApiError {
             IdempotencyKeyReuse => "Idempotency key reused",
             VirtualAccountAmbiguous(_) => "Ambiguous virtual account",
             Signature(_) => "Request signature refused",
+            IdempotencyKeyRequired => "Idempotency key required",
+            AmountExceedsRefundable { .. } => "Amount exceeds refundable",
+            RefundLimitReached(_) => "Refund limit reached",
+            ProcessorUnavailable => "Processor unavailable",
+            ProcessorDeclined(_) => "Processor declined",
             KeyTaken | Internal(_) => "Internal error",
         }
     }
@@ -123,6 +149,13 @@ impl ApiError {
                 format!("virtual account number {number} names more than one session; the deposit was not credited")
             }
             Signature(e) => e.to_string(),
+            IdempotencyKeyRequired => {
+                "refunds move money: send an Idempotency-Key header (1-255 printable ASCII) and reuse it on retries".into()
+            }
+            AmountExceedsRefundable { refundable } => format!("the payment has {refundable} (minor units) left to refund"),
+            RefundLimitReached(n) => format!("the payment already has {n} refunds, the most one payment may have"),
+            ProcessorUnavailable => "the payment processor did not answer; nothing changed, retry with the same Idempotency-Key".into(),
+            ProcessorDeclined(code) => format!("the payment processor declined: {code}"),
             // Internal details stay in the logs.
             KeyTaken | Internal(_) => "an internal error occurred; retry with the same Idempotency-Key".into(),
         }
@@ -147,6 +180,9 @@ impl ApiError {
                 body["detail"] = json!(format!("{} field(s) failed validation; the first {MAX_LISTED_ERRORS} are listed", errors.len()));
             }
             body["errors"] = Value::Array(listed);
+        }
+        if let ApiError::AmountExceedsRefundable { refundable } = self {
+            body["refundable"] = json!(refundable);
         }
         let mut resp = Response::builder()
             .status(status)
@@ -251,6 +287,44 @@ impl From<paysession_app::sessions::SessionError> for ApiError {
             E::Refused(t) => ApiError::InvalidStateTransition(t.to_string()),
             e @ E::MerchantMissing(_) => ApiError::Internal(e.to_string()),
             E::Payment(e) => ApiError::InvalidStateTransition(e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<paysession_app::refunds::RefundError> for ApiError {
+    fn from(e: paysession_app::refunds::RefundError) -> Self {
+        use paysession_app::refunds::RefundError as E;
+        match e {
+            E::PaymentNotFound(id) => ApiError::Validation(vec![FieldError {
+                field: "payment_id".into(),
+                code: paysession_domain::FieldCode::NotFound,
+                message: format!("no payment with id {id}"),
+            }]),
+            E::NotFound(id) => ApiError::NotFound(format!("no refund with id {id}")),
+            E::NotRefundable(detail) => ApiError::InvalidStateTransition(detail),
+            E::ExceedsRefundable { refundable } => ApiError::AmountExceedsRefundable { refundable },
+            E::LimitReached(n) => ApiError::RefundLimitReached(n),
+            e @ E::InvalidTransition { .. } => ApiError::InvalidStateTransition(e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<paysession_app::captures::CaptureError> for ApiError {
+    fn from(e: paysession_app::captures::CaptureError) -> Self {
+        use paysession_app::captures::CaptureError as E;
+        use paysession_domain::payment::PaymentError;
+        match e {
+            E::NotFound(id) => ApiError::NotFound(format!("no payment with id {id}")),
+            E::Refused(PaymentError::CaptureAmount { capturable }) => ApiError::Validation(vec![FieldError {
+                field: "amount".into(),
+                code: paysession_domain::FieldCode::OutOfRange,
+                message: format!("must be between 1 and {capturable}, the amount capturable"),
+            }]),
+            E::Refused(e) => ApiError::InvalidStateTransition(e.to_string()),
+            E::ProcessorRefused(code) => ApiError::ProcessorDeclined(code),
+            E::ProcessorUnavailable => ApiError::ProcessorUnavailable,
             E::Store(s) => s.into(),
         }
     }

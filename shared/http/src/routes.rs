@@ -50,6 +50,16 @@ pub enum Route {
     ListSigningKeys,
     GetSigningKey,
     RevokeSigningKey,
+    GetPayment,
+    ListPayments,
+    CapturePayment,
+    CancelPayment,
+    CreateRefund,
+    GetRefund,
+    ListRefunds,
+    CancelRefund,
+    SandboxRefundComplete,
+    SandboxProcessorCalls,
 }
 
 impl Route {
@@ -202,6 +212,16 @@ pub fn table() -> &'static [RouteInfo] {
             route!(ListSigningKeys, GET, "/v1/signing_keys", Some("signing-keys"), Access::Scope(S::KeysManage), false),
             route!(GetSigningKey, GET, "/v1/signing_keys/{id}", Some("signing-keys"), Access::Scope(S::KeysManage), false),
             route!(RevokeSigningKey, DELETE, "/v1/signing_keys/{id}", Some("signing-keys"), Access::Scope(S::KeysManage), false),
+            route!(GetPayment, GET, "/v1/payments/{id}", Some("payment-get"), Access::Scope(S::SessionsRead), false),
+            route!(ListPayments, GET, "/v1/payments", Some("payment-list"), Access::Scope(S::SessionsRead), false),
+            route!(CapturePayment, POST, "/v1/payments/{id}/capture", Some("payment-capture"), Access::Scope(S::SessionsWrite), false),
+            route!(CancelPayment, POST, "/v1/payments/{id}/cancel", Some("payment-cancel"), Access::Scope(S::SessionsWrite), false),
+            route!(CreateRefund, POST, "/v1/refunds", Some("refund-create"), Access::Scope(S::RefundsWrite), false),
+            route!(GetRefund, GET, "/v1/refunds/{id}", Some("refund-get"), Access::Scope(S::SessionsRead), false),
+            route!(ListRefunds, GET, "/v1/refunds", Some("refund-list"), Access::Scope(S::SessionsRead), false),
+            route!(CancelRefund, POST, "/v1/refunds/{id}/cancel", Some("refund-cancel"), Access::Scope(S::RefundsWrite), false),
+            route!(SandboxRefundComplete, POST, "/sandbox/refunds/{id}/complete", Some("sandbox"), Access::Scope(S::RefundsWrite), true),
+            route!(SandboxProcessorCalls, GET, "/sandbox/processor_calls/{id}", None, Authenticated, true),
         ]
     })
 }

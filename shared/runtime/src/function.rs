@@ -222,7 +222,7 @@ where
 }
 
 /// The functions fed by AWS events rather than HTTP (their `functions/` packages).
-pub const EVENT_FUNCTIONS: [&str; 3] = ["stream-consumer", "webhook-dispatcher", "recurring-charge"];
+pub const EVENT_FUNCTIONS: [&str; 4] = ["stream-consumer", "webhook-dispatcher", "recurring-charge", "processor-sync"];
 
 /// What an event function's handler returns: `Err` fails the invocation (Scheduler and
 /// asynchronous invocations retry it; stream and queue handlers report partial failures in

@@ -205,6 +205,17 @@ impl OpenedStore {
         }
     }
 
+    /// The local reconciler's source of due refund syncs and expired authorisations (on
+    /// DynamoDB too: the deployed path's schedules are not created locally).
+    pub fn due_money(&self) -> Arc<dyn paysession_app::reconcile::DueMoney> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(s) => s.clone(),
+            #[cfg(feature = "aws")]
+            OpenedStore::Dynamo(s) => s.clone(),
+        }
+    }
+
     /// The sweeper source when this store needs one (the embedded store).
     pub fn expiry_sweep(&self) -> Option<Arc<dyn paysession_app::expiry::ExpirySweep>> {
         match self {

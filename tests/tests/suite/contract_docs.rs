@@ -165,9 +165,21 @@ fn template_wires_the_event_functions() {
         .collect();
     assert_eq!(allowed.len(), 2, "invoke the target, dead-letter: nothing else");
     assert_eq!(allowed[0].0, ["lambda:InvokeFunction"]);
-    assert_eq!(yaml(allowed[0].1), "!GetAtt RecurringChargeFunction.Arn");
+    let targets: Vec<String> = allowed[0].1.as_sequence().unwrap().iter().map(yaml).collect();
+    assert_eq!(targets, ["!GetAtt RecurringChargeFunction.Arn", "!GetAtt ProcessorSyncFunction.Arn"]);
     assert_eq!(allowed[1].0, ["sqs:SendMessage"]);
     let _ = function(&t, "recurring-charge");
+    let _ = function(&t, "processor-sync");
+    let refunds = patterns
+        .iter()
+        .find(|p| p["dynamodb"]["Keys"]["SK"]["S"][0]["prefix"] == paysession_aws::keys::REFUND_SK_PREFIX)
+        .expect("a refund filter");
+    assert!(!refunds["dynamodb"]["NewImage"][paysession_aws::keys::SYNC_MS].is_null(), "only refunds with a sync due");
+    let voids = patterns
+        .iter()
+        .find(|p| p["dynamodb"]["Keys"]["SK"]["S"][0]["prefix"] == paysession_aws::keys::AUTHORISATION_SK_PREFIX)
+        .expect("an authorisation filter");
+    assert_eq!(voids["userIdentity"]["principalId"][0], paysession_aws::stream::TTL_PRINCIPAL);
 
     // The optional bus: configured by a parameter, put on by that bus's ARN only.
     assert_eq!(yaml(&env[paysession_aws::bus::ENV]), "!Ref EventBusName");

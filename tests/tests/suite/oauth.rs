@@ -19,7 +19,7 @@ async fn client_credentials_with_basic_and_form() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    assert_eq!(body["scope"], "sessions:read sessions:write mandates:write webhooks:manage keys:manage");
+    assert_eq!(body["scope"], "sessions:read sessions:write mandates:write webhooks:manage keys:manage refunds:write");
 
     let r = s
         .http

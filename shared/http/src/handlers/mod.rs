@@ -3,6 +3,7 @@ pub mod list;
 pub mod mandates;
 pub mod misc;
 pub mod oauth;
+pub mod payments;
 pub mod sandbox;
 pub mod sessions;
 pub mod signing;

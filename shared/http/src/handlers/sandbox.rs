@@ -122,7 +122,7 @@ pub async fn otp<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &C
 }
 
 /// Serves one of the sandbox routes (the `sandbox` function's group).
-pub async fn serve<S: SessionStore + SettingsStore + paysession_app::ports::SigningStore + ?Sized>(
+pub async fn serve<S: SessionStore + SettingsStore + paysession_app::ports::SigningStore + paysession_app::ports::RefundStore + ?Sized>(
     cx: &Core<S>,
     info: &'static RouteInfo,
     params: Params,
@@ -131,6 +131,50 @@ pub async fn serve<S: SessionStore + SettingsStore + paysession_app::ports::Sign
     match info.route {
         Route::SandboxDeposit => public(cx, info, params, req, |cx, call| Box::pin(deposit(cx, call))).await,
         Route::SandboxQrPay => public(cx, info, params, req, |cx, call| Box::pin(qr_pay(cx, call))).await,
+        Route::SandboxRefundComplete => api(cx, &cx.keys, info, params, req, |cx, p, call| Box::pin(complete_refund(cx, p, call))).await,
         _ => api(cx, &cx.keys, info, params, req, |cx, p, call| Box::pin(otp(cx, p, call))).await,
     }
+}
+
+/// `POST /sandbox/refunds/{id}/complete {"status"?: "succeeded" | "failed"}`: the sandbox bank
+/// settles a refund that waits for action (refunds of bank methods), as a processor's
+/// webhook would.
+pub async fn complete_refund<S: paysession_app::ports::RefundStore + ?Sized>(
+    cx: &Core<S>,
+    p: &Principal,
+    call: &Call<'_>,
+) -> Result<Reply, ApiError> {
+    use paysession_domain::refund::RefundStatus;
+    let body = call.json_body(true)?;
+    let mut e = Errors::new();
+    let mut status = RefundStatus::Succeeded;
+    if let Some(mut r) = ObjectReader::new(&body, "", &mut e) {
+        match r.str("status", &mut e) {
+            None | Some("succeeded") => {}
+            Some("failed") => status = RefundStatus::Failed,
+            Some(_) => e.add("status", FieldCode::InvalidValue, "must be succeeded or failed"),
+        }
+        r.finish(&mut e);
+    }
+    if !e.is_empty() {
+        return Err(ApiError::Validation(e.into_vec()));
+    }
+    let id = call.param("id");
+    let refund = cx.store.get_refund(&p.merchant_id, id).await?.ok_or_else(|| ApiError::NotFound(format!("no refund with id {id}")))?;
+    if refund.status != RefundStatus::RequiresAction {
+        return Err(ApiError::InvalidStateTransition(format!(
+            "the refund is {}; only requires_action refunds are completed",
+            refund.status.as_str()
+        )));
+    }
+    let reason = (status == RefundStatus::Failed).then(|| "declined".to_string());
+    let done = paysession_app::refunds::processor_reports(cx, &p.merchant_id, id, status, reason).await?;
+    Ok(Reply::json(StatusCode::OK, &done.to_api()))
+}
+
+/// `GET /sandbox/processor_calls/{id}`: the calls the sandbox processor received with our id
+/// `id` (a payment or refund), by operation. Local server only: each process keeps its own.
+pub async fn processor_calls(pay: &Payments, _p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = call.param("id");
+    Ok(Reply::json(StatusCode::OK, &json!({"id": id, "calls": pay.sandbox_calls.of(id)})))
 }

@@ -5,12 +5,12 @@ use http::StatusCode;
 use paysession_app::Core;
 use paysession_app::Payments;
 use paysession_app::auth::Principal;
-use paysession_app::ports::{Cursor, IdempotencyStore, MandateStore, MerchantStore, SessionQuery, SessionStore};
+use paysession_app::ports::{Cursor, IdempotencyStore, MandateStore, MerchantStore, RefundStore, SessionQuery, SessionStore};
 use paysession_app::{mandates, sessions};
 use paysession_domain::errors::{Errors, FieldCode};
 use paysession_domain::json::ObjectReader;
 use paysession_domain::model::{CancellationReason, SessionType};
-use paysession_domain::session::MerchantAction;
+use paysession_domain::session::{MerchantAction, PaymentSession};
 use paysession_domain::{SessionStatus, fields};
 
 use crate::handlers::list::{ListPage, ListParams, checked, no_query, page, valid};
@@ -48,13 +48,32 @@ pub async fn create<S: SessionStore + MerchantStore + IdempotencyStore + Mandate
     .await
 }
 
-pub async fn get<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
-    let id = call.param("id");
-    let session = cx.store.get_session(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Reply::json(StatusCode::OK, &session.api_view(cx.clock.now())))
+/// A session's view with `amount_refunded`, serialised straight (no JSON tree in between).
+#[derive(serde::Serialize)]
+struct WithRefunds<'a> {
+    #[serde(flatten)]
+    view: paysession_domain::session::ApiSession<'a>,
+    amount_refunded: i64,
 }
 
-pub async fn list<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+/// The session's view with the sum its payments refunded (read only for a session with a
+/// succeeded payment).
+async fn with_refunds<'a, S: SessionStore + RefundStore + ?Sized>(
+    cx: &Core<S>,
+    session: &'a PaymentSession,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<WithRefunds<'a>, ApiError> {
+    let amount_refunded = paysession_app::captures::session_refunded(cx, session).await?;
+    Ok(WithRefunds { view: session.api_view(now), amount_refunded })
+}
+
+pub async fn get<S: SessionStore + RefundStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = call.param("id");
+    let session = cx.store.get_session(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Reply::json(StatusCode::OK, &with_refunds(cx, &session, cx.clock.now()).await?))
+}
+
+pub async fn list<S: SessionStore + RefundStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut e = Errors::new();
     let params = ListParams::parse(call, &["customer_id", "reference", "status", "created_after"], &mut e)?;
     let now = cx.clock.now();
@@ -79,7 +98,11 @@ pub async fn list<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &
     q.after = params.after(Some("ps_"), find, " or one of your session ids", &mut e).await?;
     checked(e)?;
     let found = cx.store.list_sessions(&p.merchant_id, &q).await?;
-    Ok(page(&found.items, found.has_more, |s| (s.created_at, s.id.clone()), |s| s.api_view(now)))
+    let mut views = Vec::with_capacity(found.items.len());
+    for s in &found.items {
+        views.push((s.created_at, s.id.clone(), with_refunds(cx, s, now).await?));
+    }
+    Ok(page(&views, found.has_more, |(at, id, _)| (*at, id.clone()), |(_, _, view)| view))
 }
 
 pub async fn events<S: SessionStore + ?Sized>(cx: &Core<S>, p: &Principal, call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -186,6 +186,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "paid_at" => ("Date", "Datum"),
         "paid_with" => ("Payment method", "Zahlungsart"),
         "reference" => ("Reference", "Referenz"),
+        "refunded" => ("Refunded", "Erstattet"),
         "receipt_number" => ("Receipt number", "Belegnummer"),
         "attempts_left_n" => ("Attempts left:", "Verbleibende Versuche:"),
         "recipients" => ("Recipients", "Empfänger"),

@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use paysession_app::otp;
 use paysession_app::payments::{self, CardError, CardSource, Decision, PaymentFailure, Step};
-use paysession_app::ports::{MandateStore, MerchantStore, SessionStore, SettingsStore};
+use paysession_app::ports::{MandateStore, MerchantStore, RefundStore, SessionStore, SettingsStore};
 use paysession_app::processor::RedirectMethod;
 use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
@@ -45,7 +45,7 @@ struct Page<'a, S: ?Sized> {
 }
 
 /// Serves one of the page's routes (the `hosted-page` function's group).
-pub async fn serve<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
+pub async fn serve<S: SessionStore + MerchantStore + MandateStore + SettingsStore + RefundStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     info: &'static RouteInfo,
@@ -56,7 +56,7 @@ pub async fn serve<S: SessionStore + MerchantStore + MandateStore + SettingsStor
     raw(&(cx, pay), info, params, req, move |c, call| Box::pin(handle(c.0, c.1, route, call))).await
 }
 
-pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsStore + ?Sized>(
+pub async fn handle<S: SessionStore + MerchantStore + MandateStore + SettingsStore + RefundStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     route: Route,
@@ -151,7 +151,7 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
+impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
     fn now(&self) -> DateTime<Utc> {
         self.cx.clock.now()
     }
@@ -178,9 +178,14 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
     }
 
     /// The receipt of a paid session: what was paid, to whom, when and how.
-    fn receipt(&self) -> Response<Body> {
+    async fn receipt(&self) -> Response<Body> {
         let s = &self.session;
-        let paid = s.payments.iter().rev().find(|a| a.status == AttemptStatus::Succeeded);
+        let paid = s.payments.iter().rev().find(|a| a.status.is_paid());
+        // A page that cannot read the refunds still shows what was paid.
+        let refunded = paysession_app::captures::session_refunded(self.cx, s).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "receipt without its refunds");
+            0
+        });
         let method = paid.map(|a| match &a.card {
             Some(c) => format!("{} •••• {}", card_brand_name(&c.brand), c.last4),
             None => t(self.lang, method_key(a.method)).to_string(),
@@ -188,6 +193,7 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         let v = view::ReceiptView {
             f: self.frame(t(self.lang, "succeeded")),
             amount: money(s.spec.amount.minor(), s.spec.currency.code(), self.lang),
+            refunded: (refunded > 0).then(|| money(refunded, s.spec.currency.code(), self.lang)),
             paid_at: paid.map(|a| i18n::date_time(self.lang, a.updated_at)),
             method,
             reference: &s.spec.reference,
@@ -248,7 +254,7 @@ impl<'a, S: SessionStore + MandateStore + ?Sized> Page<'a, S> {
         let now = self.now();
         match self.session.status_at(now) {
             SessionStatus::Expired => return self.message(StatusCode::GONE, "alert", "expired", None),
-            SessionStatus::Succeeded => return self.receipt(),
+            SessionStatus::Succeeded => return self.receipt().await,
             SessionStatus::Cancelled => {
                 let link = self.return_link(self.cancel_location());
                 return self.message(StatusCode::OK, "alert", "cancelled", link);

@@ -99,6 +99,8 @@ pub struct ChallengeView<'a> {
 pub struct ReceiptView<'a> {
     pub f: Frame<'a>,
     pub amount: String,
+    /// What the merchant has refunded of it, when anything.
+    pub refunded: Option<String>,
     pub paid_at: Option<String>,
     pub method: Option<String>,
     pub reference: &'a str,

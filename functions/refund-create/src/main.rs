@@ -1,0 +1,12 @@
+//! Lambda entry point of `POST /v1/refunds`. The handler is named here, so it is the only one
+//! linked into this binary; configuration is read once per cold start by the runtime.
+
+use paysession_http::handlers::payments;
+use paysession_http::pipeline::api;
+
+fn main() -> Result<(), paysession_http::lambda_http::Error> {
+    paysession_runtime::http("refund-create", |f, info, params, req| {
+        let pay = paysession_runtime::sandbox_payments();
+        Box::pin(api(&f.core, &f.core.keys, info, params, req, move |cx, p, call| Box::pin(payments::create_refund(cx, pay, p, call))))
+    })
+}
