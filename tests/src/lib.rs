@@ -81,6 +81,33 @@ impl Server {
         s
     }
 
+    /// `paysession-local --store dynamodb` on `table` (DynamoDB Local, from the environment).
+    pub async fn start_on_table(table: &str) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let running = start(LocalOptions {
+            host: "127.0.0.1".into(),
+            port: 0,
+            data_dir: tmp.path().to_path_buf(),
+            table: Some(table.to_string()),
+            public_url: None,
+            allow_private_webhooks: false,
+            demo_client_id: None,
+            demo_client_secret: None,
+        })
+        .await
+        .expect("server starts");
+        Server {
+            base: running.base_url.clone(),
+            client_id: running.demo.client_id.clone(),
+            client_secret: running.demo.client_secret.clone(),
+            dir: tmp.path().to_path_buf(),
+            allow_private_webhooks: false,
+            running: Some(running),
+            _tmp: Some(tmp),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub async fn start_at(dir: &Path) -> Server {
         Server::start_at_with(dir, false).await
     }

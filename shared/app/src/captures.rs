@@ -201,11 +201,8 @@ async fn change<S: SessionStore + ?Sized, R>(
     what: Change,
     respond: impl Fn(&PaymentSession, &ViewJson) -> (R, Option<IdempotencyCompletion>),
 ) -> Result<R, CaptureError> {
-    let session_id = paysession_domain::session::owning_session_id(id).ok_or_else(|| CaptureError::NotFound(id.to_string()))?;
-    let mut current = cx.store.get_session(merchant_id, &session_id).await?.ok_or_else(|| CaptureError::NotFound(id.to_string()))?;
-    if !current.payments.iter().any(|a| a.id == id) {
-        return Err(CaptureError::NotFound(id.to_string()));
-    }
+    let mut current = find_payment(cx, merchant_id, id).await?.ok_or_else(|| CaptureError::NotFound(id.to_string()))?.session;
+    let session_id = current.id.clone();
     let decide = |s: &PaymentSession, now| match what {
         Change::Capture(amount) => s.capture(id, amount, now),
         Change::Void(reason) => s.void(id, reason, now),

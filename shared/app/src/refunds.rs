@@ -50,17 +50,52 @@ impl FoundPayment {
     }
 }
 
-/// The payment `payment_id` of `merchant_id`: its id names its session. Ids of payments made
-/// before ids named their session are found through the session only (`payments[]`,
-/// `GET /v1/payments?session_id=`).
+/// The payment `payment_id` of `merchant_id`: its id names its session, one read. A payment
+/// made before ids named their session (`pay_` + 32 hex digits, whose first 12 are its
+/// creation time in milliseconds) is looked for among the sessions created in the 31 days
+/// before it (the longest a session accepts payments is 30 days), newest first, at most
+/// [`LEGACY_SCAN_SESSIONS`] of them: stored payments read as payments with no migration.
 pub async fn find_payment<S: SessionStore + ?Sized>(
     cx: &Core<S>,
     merchant_id: &str,
     payment_id: &str,
 ) -> Result<Option<FoundPayment>, StoreError> {
-    let Some(session_id) = owning_session_id(payment_id) else { return Ok(None) };
-    let Some(session) = cx.store.get_session(merchant_id, &session_id).await? else { return Ok(None) };
-    Ok(session.payments.iter().position(|a| a.id == payment_id).map(|index| FoundPayment { session, index }))
+    let in_session =
+        |session: PaymentSession| session.payments.iter().position(|a| a.id == payment_id).map(|index| FoundPayment { session, index });
+    if let Some(session_id) = owning_session_id(payment_id) {
+        return Ok(cx.store.get_session(merchant_id, &session_id).await?.and_then(in_session));
+    }
+    let Some(made) = legacy_payment_time(payment_id) else { return Ok(None) };
+    let oldest = made - chrono::Duration::days(31);
+    let mut q = crate::ports::SessionQuery {
+        limit: 100,
+        after: Some(crate::ports::Cursor { created_at: made + chrono::Duration::milliseconds(1), id: String::new() }),
+        now: cx.clock.now(),
+        ..Default::default()
+    };
+    let mut seen = 0;
+    while seen < LEGACY_SCAN_SESSIONS {
+        let page = cx.store.list_sessions(merchant_id, &q).await?;
+        seen += page.items.len();
+        let last = page.items.last().map(|s| crate::ports::Cursor { created_at: s.created_at, id: s.id.clone() });
+        if let Some(found) = page.items.into_iter().find_map(in_session) {
+            return Ok(Some(found));
+        }
+        match last {
+            Some(cursor) if page.has_more && cursor.created_at >= oldest => q.after = Some(cursor),
+            _ => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Sessions a lookup of an old payment id reads at most.
+pub const LEGACY_SCAN_SESSIONS: usize = 2_000;
+
+/// The creation time an old-style payment id carries (`crate::ids::new_id`).
+fn legacy_payment_time(id: &str) -> Option<DateTime<Utc>> {
+    let hex = id.strip_prefix("pay_").filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    DateTime::from_timestamp_millis(i64::from_str_radix(&hex[..12], 16).ok()?)
 }
 
 /// Reserves and submits a refund. `respond` renders the answer from the refund as reserved

@@ -195,9 +195,12 @@ pub fn id_reference_key(id: &str) -> Option<&str> {
 }
 
 /// An id of something that belongs to one session (a payment `pay_`, a refund `re_`):
-/// `prefix_`, the session id's 30 digits, then `random`. Reading one finds its session with
-/// no index ([`owning_session_id`]); ids stay opaque to callers.
+/// `prefix_`, the session id's 30 digits, then [`CHILD_RANDOM_LEN`] characters of `random`
+/// (16 hex digits from `paysession_app::ids`). Reading one finds its session with no index
+/// ([`owning_session_id`]); ids stay opaque to callers. 46 characters after the prefix, so
+/// never the 32 hex digits of the ids made before (`pay_` + time + random).
 pub fn child_id(prefix: &str, session_id: &str, random: &str) -> String {
+    debug_assert_eq!(random.len(), CHILD_RANDOM_LEN);
     let digits = session_id.strip_prefix("ps_").unwrap_or(session_id);
     let mut id = String::with_capacity(prefix.len() + 1 + digits.len() + random.len());
     id.push_str(prefix);
@@ -212,8 +215,10 @@ pub fn owning_session_id(id: &str) -> Option<String> {
     let (_, rest) = id.split_once('_')?;
     let digits = rest.get(..TIME_LEN + REFERENCE_KEY_LEN)?;
     let session = format!("ps_{digits}");
-    (rest.len() > digits.len() && id_reference_key(&session).is_some()).then_some(session)
+    (rest.len() == digits.len() + CHILD_RANDOM_LEN && id_reference_key(&session).is_some()).then_some(session)
 }
+
+pub const CHILD_RANDOM_LEN: usize = 16;
 
 impl PaymentSession {
     /// A new session from a validated spec, under the id [`session_id`] derives; a
@@ -494,6 +499,19 @@ mod tests {
     use super::*;
     use crate::model::PaymentMethodKind;
     use crate::{MerchantPolicy, parse_create_session};
+
+    #[test]
+    fn child_ids_name_their_session_and_old_ids_do_not() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let session = session_id("mer_1", "cus_1", "order-1", at);
+        let pay = child_id("pay", &session, "0123456789abcdef");
+        assert_eq!(owning_session_id(&pay).as_deref(), Some(session.as_str()));
+        assert_eq!(owning_session_id(&child_id("re", &session, "0123456789abcdef")).as_deref(), Some(session.as_str()));
+        // An id made before (`pay_` + 32 hex digits: valid base-32 digits too) names none.
+        assert_eq!(owning_session_id("pay_019ae3f2a1c4d5e6f708192a3b4c5d6e"), None);
+        assert_eq!(owning_session_id(&pay[..pay.len() - 1]), None);
+        assert_eq!(owning_session_id("pay_"), None);
+    }
 
     #[test]
     fn session_ids_carry_the_creation_time_and_the_reference_key() {

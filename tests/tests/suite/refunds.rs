@@ -299,3 +299,64 @@ async fn bank_method_refunds_require_action_until_completed_or_canceled() {
         "the canceled 500 is refundable again"
     );
 }
+
+/// A payment stored before payment ids named their session (`pay_` + 32 hex digits) reads
+/// as a succeeded payment and is refunded like any other: no migration.
+#[tokio::test]
+async fn payments_stored_before_ids_named_their_session_are_found_and_refunded() {
+    use paysession_domain::model::PaymentMethodKind;
+    use paysession_domain::payment::{AttemptStatus, PaymentAttempt};
+    let s = Server::start().await;
+    let t = s.token().await;
+    let created = s.create(&t, &json!({"amount": 900, "currency": "EUR", "customer_id": "c", "reference": reference()})).await.json();
+    let store = s.running.as_ref().unwrap().local.app.core.store.clone();
+    let sid = created["id"].as_str().unwrap();
+    let m = s.running.as_ref().unwrap().demo.merchant_id.clone();
+    let session = store.get_session(&m, sid).await.unwrap().unwrap();
+    // As an earlier release wrote it: an automatic attempt, succeeded, under an old-style id.
+    let legacy_id = paysession_app::ids::new_id("pay");
+    let now = session.created_at;
+    let mut old = PaymentAttempt::new(legacy_id.clone(), PaymentMethodKind::Card, 900, now);
+    old.status = AttemptStatus::Succeeded;
+    let mut paid = session.clone();
+    paid.payments.push(old);
+    paid.status = paysession_domain::SessionStatus::Succeeded;
+    paid.version += 1;
+    store.update_session(&paid, session.version, &[], None).await.unwrap();
+    let stored: serde_json::Value = serde_json::to_value(&store.get_session(&m, sid).await.unwrap().unwrap().payments[0]).unwrap();
+    assert!(stored.get("capture_method").is_none() && stored.get("processor_reference").is_none(), "written as before: {stored}");
+
+    let p = s.get(&format!("/v1/payments/{legacy_id}"), &t).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let p = p.json();
+    assert_eq!((&p["status"], &p["amount_received"], &p["capture_method"]), (&json!("succeeded"), &json!(900), &json!("automatic")));
+    assert_eq!(p["processor"], json!({"name": "sandbox", "reference": null}));
+    let r = refund(&s, &t, "legacy-1", &json!({"payment_id": legacy_id, "amount": 900})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    s.advance_clock(&t, 10).await;
+    wait_until(&s, &t, &format!("/v1/payments/{legacy_id}"), |p| p["amount_refunded"] == 900).await;
+    assert_eq!(s.post(&format!("/v1/payments/{legacy_id}/capture"), &t, &json!({})).await.status, 409, "automatic: nothing to capture");
+    // An old-style id of no payment is looked for and not found.
+    assert_eq!(s.get(&format!("/v1/payments/{}", paysession_app::ids::new_id("pay")), &t).await.status, 404);
+}
+
+/// The concurrent refunds through `paysession-local --store dynamodb`: the conditional
+/// write on DynamoDB Local keeps the sum within what was received.
+#[tokio::test]
+async fn concurrent_refunds_on_the_local_server_over_dynamodb_local() {
+    let store = paysession_tests::dynamo::fresh_table().await;
+    let s = Server::start_on_table(store.table()).await;
+    let t = s.token().await;
+    let (_, pay) = paid(&s, &t, "4242424242424242", 100, json!({})).await;
+    let tries = (0..20).map(|i| {
+        let (s, t, pay) = (&s, &t, &pay);
+        async move { refund(s, t, &format!("ddb-{i}"), &json!({"payment_id": pay, "amount": 10})).await.status.as_u16() }
+    });
+    let mut statuses = futures::future::join_all(tries).await;
+    statuses.sort();
+    assert_eq!(statuses, [[201u16; 10], [422u16; 10]].concat(), "exactly ten refunds of 10 on 100");
+    let p = s.get(&format!("/v1/payments/{pay}"), &t).await.json();
+    assert_eq!(p["amount_received"], 100);
+    let all = s.get(&format!("/v1/refunds?payment_id={pay}&limit=100"), &t).await.json();
+    assert_eq!(all["data"].as_array().unwrap().iter().map(|r| r["amount"].as_i64().unwrap()).sum::<i64>(), 100);
+}
