@@ -53,8 +53,12 @@ if __name__ != "__main__":
     @schemathesis.hook
     def flatmap_body(ctx, body):
         # Generated creates rarely pass every rule (an active currency, a consistent
-        # total): half of them are replaced by a valid one with a fresh reference.
-        if not ctx.operation or (ctx.operation.method.upper(), ctx.operation.path) != ("POST", "/v1/payment_sessions"):
+        # total): half of them are replaced by a valid one with a fresh reference. Half of
+        # the refunds name the seeded payment that has money left to refund.
+        op = (ctx.operation.method.upper(), ctx.operation.path) if ctx.operation else None
+        if op == ("POST", "/v1/refunds") and SEEDED.get("refundable"):
+            return st.one_of(st.just(body), st.just({"payment_id": SEEDED["refundable"], "amount": 1}))
+        if op != ("POST", "/v1/payment_sessions"):
             return st.just(body)
         valid = REFERENCES.map(lambda ref: {"amount": 1050, "currency": "EUR", "customer_id": "cus_fuzz", "reference": "f-" + ref})
         return st.one_of(st.just(body), valid)
@@ -119,6 +123,19 @@ def seed(base, token, out):
     (to_read, _), (to_revoke, _), (to_suspend, _), (to_resume, _), (_, to_detach) = [mandate(f"fuzz-first-{i}") for i in range(5)]
     detach_customer = "cus_fuzz-first-4"
     _call(base, token, "POST", f"/v1/mandates/{to_resume}/suspend", {})
+    # Payments: paid (to read and refund), authorised (to capture, to void), and a bank
+    # payment whose refunds wait for action (to cancel, to complete).
+    def paid(ref, **extra):
+        s = session(ref, allowed_domains=[SHOP], **extra)
+        _pay_on_page(base, s["url"])
+        return _call(base, token, "GET", f"/v1/payment_sessions/{s['id']}")["payments"][0]["id"]
+
+    refundable, to_capture, to_void = paid("fuzz-paid", amount=100000), paid("fuzz-capture", capture_method="manual"), paid("fuzz-void", capture_method="manual")
+    bank = session("fuzz-bank", mode="api", payment_methods=["virtual_account"])
+    _call(base, token, "POST", f"/sandbox/virtual_accounts/{bank['instructions']['virtual_account']['account_number']}/deposits", {"amount": 1050})
+    bank_payment = _call(base, token, "GET", f"/v1/payments?session_id={bank['id']}")["data"][0]["id"]
+    refund_of = lambda key, amount: _call(base, token, "POST", "/v1/refunds", {"payment_id": bank_payment, "amount": amount}, {"Idempotency-Key": key})["id"]
+    to_cancel_refund, to_complete_refund = refund_of("fuzz-r1", 500), refund_of("fuzz-r2", 500)
     endpoint = _call(base, token, "POST", "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/hooks", "events": ["*"]})
     to_delete = _call(base, token, "POST", "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/gone", "events": ["*"]})
     event = _call(base, token, "GET", "/v1/events?limit=1")["data"][0]["id"]
@@ -147,11 +164,23 @@ def seed(base, token, out):
             "/v1/mandates/{id}/resume": {"id": to_resume},
             "/v1/customers/{customer_id}/payment_methods": {"customer_id": "cus_fuzz"},
             "/v1/customers/{customer_id}/payment_methods/{pm_id}": {"customer_id": detach_customer, "pm_id": to_detach},
+            "/v1/payments/{id}": {"id": refundable},
+            "/v1/payments/{id}/capture": {"id": to_capture},
+            "/v1/payments/{id}/cancel": {"id": to_void},
+            "/v1/refunds/{id}": {"id": to_complete_refund},
+            "/v1/refunds/{id}/cancel": {"id": to_cancel_refund},
+            "/sandbox/refunds/{id}/complete": {"id": to_complete_refund},
+            "/sandbox/processor_calls/{id}": {"id": refundable},
         },
-        "queries": {"/sandbox/otp": {"session_id": page["id"]}},
+        "queries": {
+            "/sandbox/otp": {"session_id": page["id"]},
+            "/v1/payments": {"session_id": bank["id"]},
+            "/v1/refunds": {"payment_id": bank_payment},
+        },
+        "refundable": refundable,
     }
     json.dump(seeded, open(out, "w"), indent=1)
-    print(f"seeded: {len(seeded['paths']) + len(seeded['queries'])} operations get real ids (sessions, mandates and a card, endpoints, an event)")
+    print(f"seeded: {len(seeded['paths']) + len(seeded['queries'])} operations get real ids (sessions, payments, refunds, mandates and a card, endpoints, an event)")
 
 
 def coverage(cassette, spec):
