@@ -432,6 +432,7 @@ pub async fn aliases_and_saved_methods(st: Stores) {
         method: PaymentMethodKind::Card,
         card,
         processor_token: "tok".into(),
+        network_transaction_id: Some("ntid".into()),
         created_at: t0(),
     };
     st.sessions.save_payment_method(&pm).await.unwrap();
@@ -604,6 +605,7 @@ pub fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_doma
         method: PaymentMethodKind::Card,
         card,
         processor_token: "tok".into(),
+        network_transaction_id: Some("ntid".into()),
         created_at: t0(),
     }
 }

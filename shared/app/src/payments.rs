@@ -116,7 +116,7 @@ pub fn payment_call<'a>(session: &'a PaymentSession, attempt_id: &'a str) -> Pay
 }
 
 fn saved_charge<'a>(method: &'a SavedPaymentMethod, mandate_id: Option<&'a str>) -> SavedCharge<'a> {
-    SavedCharge { token: &method.processor_token, mandate_id, network_transaction_id: None }
+    SavedCharge { token: &method.processor_token, mandate_id, network_transaction_id: method.network_transaction_id.as_deref() }
 }
 
 /// Writes the claim of a new attempt; only then may the processor be called.
@@ -245,7 +245,7 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     existing_method: Option<String>,
     page_path: &str,
 ) -> Result<Step, PaymentFailure> {
-    let Answer { outcome, reference } = answer;
+    let Answer { outcome, reference, network_transaction_id } = answer;
     let challenge_url = format!("{page_path}/challenge/{attempt_id}");
     let (status, code, next_url) = match &outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
@@ -258,7 +258,7 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     if session.spec.session_type == SessionType::FirstInSeries && status == AttemptStatus::Succeeded {
         return match (&outcome, card) {
             (Outcome::Succeeded { token: Some(token) }, Some(card)) => {
-                complete_first_payment(cx, session, attempt_id, token, card, reference).await
+                complete_first_payment(cx, session, attempt_id, token, card, reference, network_transaction_id).await
             }
             // Without a reusable token no mandate can charge later, and a first payment never
             // succeeds without its mandate: the attempt fails instead.
@@ -271,7 +271,7 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     }
     let mut method_id = existing_method;
     if let (Outcome::Succeeded { token: Some(token) }, Some(card)) = (&outcome, &card) {
-        let pm = saved_method(&session, card.clone(), token.clone(), cx.clock.now());
+        let pm = saved_method(&session, card.clone(), token.clone(), network_transaction_id.clone(), cx.clock.now());
         if let Err(e) = cx.store.save_payment_method(&pm).await {
             tracing::error!(session_id = %session.id, error = %e, "could not save payment method");
         } else {
@@ -294,7 +294,13 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
 
 /// The saved method of a card payment: its id derives from (merchant, customer,
 /// fingerprint), so saving the same card again is the same method.
-fn saved_method(session: &PaymentSession, card: CardSummary, token: String, now: DateTime<Utc>) -> SavedPaymentMethod {
+fn saved_method(
+    session: &PaymentSession,
+    card: CardSummary,
+    token: String,
+    network_transaction_id: Option<String>,
+    now: DateTime<Utc>,
+) -> SavedPaymentMethod {
     let key = format!("{}:{}:{}", session.merchant_id, session.spec.customer_id, card.fingerprint);
     SavedPaymentMethod {
         id: format!("pm_{}", &sha256_hex(key.as_bytes())[..32]),
@@ -303,6 +309,7 @@ fn saved_method(session: &PaymentSession, card: CardSummary, token: String, now:
         method: PaymentMethodKind::Card,
         card,
         processor_token: token,
+        network_transaction_id,
         created_at: now,
     }
 }
@@ -317,11 +324,12 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
     token: &str,
     card: CardSummary,
     reference: Option<String>,
+    network_transaction_id: Option<String>,
 ) -> Result<Step, PaymentFailure> {
     let mut races = Races::new(format!("session {}", current.id));
     loop {
         let now = cx.clock.now();
-        let pm = saved_method(&current, card.clone(), token.to_string(), now);
+        let pm = saved_method(&current, card.clone(), token.to_string(), network_transaction_id.clone(), now);
         let mut next = current.update_attempt(attempt_id, AttemptStatus::Succeeded, None, None, now)?;
         next.set_processor_reference(attempt_id, reference.clone());
         let attempt = current.payments.iter().find(|a| a.id == attempt_id).expect("update_attempt found it");
@@ -383,7 +391,7 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
     let attempt_id = attempt.id.clone();
     let claimed = claim(cx, session, attempt).await?;
     let mandate_id = claimed.spec.mandate_id.clone();
-    let Answer { outcome, reference } =
+    let Answer { outcome, reference, .. } =
         pay.processor.charge_saved(&payment_call(&claimed, &attempt_id), &saved_charge(method, mandate_id.as_deref())).await;
     let (status, code) = match outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),

@@ -42,11 +42,14 @@ pub enum Outcome {
 pub struct Answer {
     pub outcome: Outcome,
     pub reference: Option<String>,
+    /// The card network's id of a customer-initiated payment that saved the card: later
+    /// merchant-initiated charges quote it (stored with the saved method).
+    pub network_transaction_id: Option<String>,
 }
 
 impl Answer {
     pub fn of(outcome: Outcome, reference: Option<String>) -> Answer {
-        Answer { outcome, reference }
+        Answer { outcome, reference, network_transaction_id: None }
     }
 }
 
@@ -243,9 +246,15 @@ fn reference(call: &PaymentCall<'_>, behaviour: Behaviour) -> Option<String> {
     Some(call.reference.map(str::to_string).unwrap_or_else(|| format!("sbx_{}_{}", behaviour.mark(), call.id)))
 }
 
+/// The sandbox network's id of a payment that saved a card.
+fn saved_network_id(call: &PaymentCall<'_>, outcome: &Outcome) -> Option<String> {
+    matches!(outcome, Outcome::Succeeded { token: Some(_) }).then(|| format!("sbx_ntid_{}", call.id))
+}
+
 impl SandboxProcessor {
     fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
-        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome }
+        let network_transaction_id = saved_network_id(call, &outcome);
+        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome, network_transaction_id }
     }
 
     /// The refund's state at `call.now` by the sandbox's rules: cards (and wallets) settle
@@ -291,7 +300,8 @@ impl PaymentProcessor for SandboxProcessor {
             test_cards::OFF_SESSION_DECLINES => Outcome::Succeeded { token: token(OFF_SESSION_DECLINE_MARK) },
             _ => Outcome::Succeeded { token: token("tok_sandbox_") },
         };
-        Answer { outcome, reference: reference(call, behaviour) }
+        let network_transaction_id = saved_network_id(call, &outcome);
+        Answer { outcome, reference: reference(call, behaviour), network_transaction_id }
     }
 
     async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer {
@@ -327,6 +337,10 @@ impl PaymentProcessor for SandboxProcessor {
 
     async fn charge_saved(&self, call: &PaymentCall<'_>, saved: &SavedCharge<'_>) -> Answer {
         self.calls.note("charge_saved", call.id);
+        // A merchant-initiated charge quotes the network id of the customer's first payment.
+        if saved.mandate_id.is_some() && saved.network_transaction_id.is_none() {
+            self.calls.note("charge_saved_without_network_id", call.id);
+        }
         let outcome = if saved.token.starts_with(OFF_SESSION_DECLINE_MARK) {
             Outcome::Failed { code: "card_declined" }
         } else {

@@ -158,6 +158,23 @@ impl PaymentAttempt {
         if self.status == AttemptStatus::RequiresCapture { self.amount } else { 0 }
     }
 
+    /// The attempt as of `now`: an authorisation past `capture_before` reads as voided
+    /// (`authorization_expired`) whether or not its void is written yet (the local
+    /// reconciler writes it within a second; on AWS the TTL deletion of its item, which
+    /// follows the wall clock, not a sandbox test clock), as a session past `expires_at`
+    /// reads as expired.
+    pub fn as_of(&self, now: DateTime<Utc>) -> std::borrow::Cow<'_, PaymentAttempt> {
+        match self.capture_before {
+            Some(before) if self.status == AttemptStatus::RequiresCapture && now >= before => {
+                let mut voided = self.clone();
+                voided.status = AttemptStatus::Canceled;
+                voided.cancellation_reason = Some("authorization_expired".into());
+                std::borrow::Cow::Owned(voided)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// A new attempt, not yet claimed on its session.
     pub fn new(id: String, method: PaymentMethodKind, amount: i64, now: DateTime<Utc>) -> PaymentAttempt {
         PaymentAttempt {
@@ -200,6 +217,8 @@ pub const SANDBOX_PROCESSOR: &str = "sandbox";
 
 /// What a payment object shows of its session.
 pub struct PaymentContext<'a> {
+    /// The instant the object is shown at ([`PaymentAttempt::as_of`]).
+    pub now: DateTime<Utc>,
     pub session_id: &'a str,
     pub currency: &'a str,
     pub payment_method_id: Option<&'a str>,
@@ -211,6 +230,7 @@ pub struct PaymentContext<'a> {
 /// without them nothing is refunded. A record written before payments were objects reads
 /// as what it was: an automatic payment, succeeded with its whole amount.
 pub fn payment_view(attempt: &PaymentAttempt, cx: &PaymentContext<'_>, money: Option<crate::refund::PaymentMoney>) -> serde_json::Value {
+    let attempt = &*attempt.as_of(cx.now);
     let mut v = serde_json::json!({
         "id": attempt.id, "object": "payment", "session_id": cx.session_id, "method": attempt.method.as_str(),
         "status": attempt.status.as_str(), "amount": attempt.amount, "currency": cx.currency,

@@ -277,10 +277,15 @@ impl PaymentSession {
     }
 }
 
-/// The payment object of `attempt` of `session`, with its refund counters (see
+/// The payment object of `attempt` of `session` as of `now`, with its refund counters (see
 /// [`crate::attempt::payment_view`]).
-pub fn payment_view(session: &PaymentSession, attempt: &PaymentAttempt, money: Option<crate::refund::PaymentMoney>) -> serde_json::Value {
-    session.payment_view(attempt, money)
+pub fn payment_view(
+    session: &PaymentSession,
+    attempt: &PaymentAttempt,
+    money: Option<crate::refund::PaymentMoney>,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    session.payment_view(attempt, money, now)
 }
 
 /// A payment method saved for a customer (card only): what the hosted page may offer again
@@ -293,6 +298,10 @@ pub struct SavedPaymentMethod {
     pub method: PaymentMethodKind,
     pub card: CardSummary,
     pub processor_token: String,
+    /// The card network's id of the payment that saved it (merchant-initiated charges quote
+    /// it); absent on methods saved before processors returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_transaction_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -434,6 +443,13 @@ mod tests {
         assert_eq!(authorised.capture("pay_1", None, late), Err(PaymentError::NotCapturable { status: "expired" }));
         assert!(authorised.void("pay_1", VOID_EXPIRED, late - Duration::seconds(1)).is_err(), "not expired yet");
         assert_eq!(authorised.expired_authorisations(late), vec!["pay_1".to_string()]);
+        let read = authorised.payment_view(&authorised.payments[0], None, late);
+        assert_eq!(
+            (&read["status"], &read["cancellation_reason"], &read["amount_capturable"]),
+            (&serde_json::json!("canceled"), &serde_json::json!("authorization_expired"), &serde_json::json!(0)),
+            "voided on read"
+        );
+        assert_eq!(authorised.payment_view(&authorised.payments[0], None, late - Duration::seconds(1))["status"], "requires_capture");
         let expired = authorised.void("pay_1", VOID_EXPIRED, late).unwrap();
         assert_eq!(expired.payments[0].cancellation_reason.as_deref(), Some(VOID_EXPIRED));
         let types: Vec<_> = crate::session::event_types_for(Some(&authorised), &expired).into_iter().map(|(t, _)| t).collect();

@@ -330,9 +330,10 @@ impl PaymentSession {
         }
     }
 
-    /// The payment object of one of this session's attempts.
-    pub fn payment_view(&self, attempt: &PaymentAttempt, money: Option<crate::refund::PaymentMoney>) -> Value {
+    /// The payment object of one of this session's attempts, as of `now`.
+    pub fn payment_view(&self, attempt: &PaymentAttempt, money: Option<crate::refund::PaymentMoney>, now: DateTime<Utc>) -> Value {
         let cx = crate::attempt::PaymentContext {
+            now,
             session_id: &self.id,
             currency: self.spec.currency.code(),
             payment_method_id: self.payment_method_id.as_deref(),
@@ -479,7 +480,7 @@ pub fn events_with_view(
                     let attempt = attempts.next().expect("one payment.updated per changed attempt");
                     // No refund exists while the session itself changes a payment (refunds
                     // follow success), so the untouched counters are the payment's.
-                    payment = Some(EventData::of(&after.payment_view(attempt, None), None));
+                    payment = Some(EventData::of(&after.payment_view(attempt, None, now), None));
                 }
                 payment.clone().expect("payment.captured and .canceled follow their payment.updated")
             } else {
@@ -611,7 +612,7 @@ mod tests {
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["payment.updated", "payment_session.updated", "payment_session.succeeded"]);
 
-        let payment = after.payment_view(&attempt, None);
+        let payment = after.payment_view(&attempt, None, now);
         assert_eq!((payment["object"].as_str(), payment["session_id"].as_str()), (Some("payment"), Some(after.id.as_str())));
         assert_eq!(events[0].data.get(), json!({"object": payment}).to_string());
         let session = json!({"object": after.to_api(now), "previous_status": "open"}).to_string();

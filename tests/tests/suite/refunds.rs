@@ -197,10 +197,14 @@ async fn manual_capture_authorises_then_captures_voids_or_expires() {
     // An authorisation left alone is voided at capture_before (the reconciler, on the test clock).
     let (_, left) = paid(&s, &t, "4242424242424242", 700, manual).await;
     s.advance_clock(&t, 7 * 86_400 + 5).await;
-    let expired = wait_until(&s, &t, &format!("/v1/payments/{left}"), |p| p["status"] == "canceled").await;
-    assert_eq!(expired["cancellation_reason"], "authorization_expired");
-    let events = s.get("/v1/events?type=payment.canceled", &t).await.json();
-    assert_eq!(events["data"].as_array().unwrap().len(), 2, "the requested void and the expiry");
+    // Read at once it is void (as a session past expires_at reads expired); the reconciler
+    // writes the void with its event within a second.
+    let expired = s.get(&format!("/v1/payments/{left}"), &t).await.json();
+    assert_eq!((&expired["status"], &expired["cancellation_reason"]), (&json!("canceled"), &json!("authorization_expired")));
+    assert_eq!(s.post(&format!("/v1/payments/{left}/capture"), &t, &json!({})).await.status, 409, "past capture_before");
+    let events = wait_until(&s, &t, "/v1/events?type=payment.canceled", |e| e["data"].as_array().unwrap().len() == 2).await;
+    assert_eq!(events["data"][0]["data"]["object"]["id"].as_str(), Some(left.as_str()), "the requested void and the expiry");
+    assert_eq!(calls(&s, &t, &left).await["void"], 1);
     assert_eq!(s.get("/v1/events?type=payment.captured", &t).await.json()["data"].as_array().unwrap().len(), 1);
 }
 

@@ -170,6 +170,11 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let charged = cx.store.list_sessions(&merchant.id, &query).await.unwrap().items;
     assert_eq!(charged.len(), 1, "one session for the occurrence");
     assert_eq!(charged[0].payments.len(), 1, "one attempt: charged once");
+    // Merchant-initiated: the charge quoted the network id the first payment saved.
+    let calls = pay.sandbox_calls.of(&charged[0].payments[0].id);
+    assert_eq!((calls.get("charge_saved"), calls.get("charge_saved_without_network_id")), (Some(&1), None), "{calls:?}");
+    let saved = cx.store.list_payment_methods(&merchant.id, "cus_sched").await.unwrap();
+    assert!(saved[0].network_transaction_id.as_deref().is_some_and(|n| n.starts_with("sbx_ntid_")), "{saved:?}");
     let after = cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap();
     assert_eq!((after.charges_count, after.next_occurrence), (1, 1));
 

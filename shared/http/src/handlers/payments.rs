@@ -106,7 +106,7 @@ fn payment_answer<'a>(
     claim: Option<&'a Claim>,
     id: &'a str,
 ) -> impl Fn(&PaymentSession, &ViewJson) -> (Reply, Option<IdempotencyCompletion>) + 'a {
-    move |session, _| answer(claim, StatusCode::OK, &captures::view(session, id, None).unwrap_or_default())
+    move |session, _| answer(claim, StatusCode::OK, &captures::view(session, id, None, session.updated_at).unwrap_or_default())
 }
 
 pub async fn capture<S: SessionStore + IdempotencyStore + ?Sized>(
