@@ -61,7 +61,7 @@ function startServer() {
   });
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, headers = {}) {
   const tok = await fetch(`${base}/oauth/token`, {
     method: 'POST',
     headers: { authorization: 'Basic ' + Buffer.from(`${clientId}:${secret}`).toString('base64'),
@@ -70,7 +70,7 @@ async function api(method, path, body) {
   }).then((r) => r.json());
   const r = await fetch(`${base}${path}`, {
     method,
-    headers: { authorization: `Bearer ${tok.access_token}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${tok.access_token}`, 'content-type': 'application/json', ...headers },
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: r.status, json: await r.json() };
@@ -162,6 +162,26 @@ test('card payment succeeds and lands on success_url with state', async () => {
   assert.match(await page.locator('#receipt').innerText(), /Visa •••• 4242/);
   assert.match(await page.locator('#receipt').innerText(), /e2e-/);
   await capture(page, '11-receipt');
+});
+
+test('the receipt of a refunded payment shows what was refunded', async () => {
+  const s = await createSession();
+  const page = await newPage();
+  await openFromShop(page, s.url);
+  await payCard(page, '4242 4242 4242 4242');
+  await page.waitForURL(/\/demo\/success\?session_id=/);
+  const pay = (await status(s.id)).payments[0].id;
+  const r = await api('POST', '/v1/refunds', { payment_id: pay, amount: 400 }, { 'idempotency-key': `browser-${pay}` });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  // The sandbox settles card refunds a few seconds of its clock later.
+  await api('POST', '/v1/test_clock/advance', { seconds: 10 });
+  for (let i = 0; i < 100 && (await api('GET', `/v1/refunds/${r.json.id}`)).json.status !== 'succeeded'; i++) {
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  await openFromShop(page, s.url);
+  await page.locator('#receipt').waitFor();
+  assert.equal(await page.locator('#refunded').innerText(), '€4.00');
+  await capture(page, '12-receipt-refunded');
 });
 
 test('a decline, then a retry that succeeds', async () => {

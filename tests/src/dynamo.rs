@@ -51,7 +51,7 @@ use aws_sdk_dynamodb::error::BoxError;
 /// Counts DynamoDB requests by operation (the `X-Amz-Target` header), retries included,
 /// and the items each transaction writes with their write units.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>, Arc<Mutex<Written>>);
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>, Arc<Mutex<Written>>, Arc<Mutex<std::collections::BTreeSet<String>>>);
 
 /// Items in `TransactWriteItems` requests, and their write units by DynamoDB's rule for
 /// transactions: 2 per started KB of each item (the sum of attribute name and value
@@ -71,6 +71,29 @@ impl RequestCounter {
     }
     pub fn take_written(&self) -> Written {
         std::mem::take(&mut *self.1.lock().unwrap())
+    }
+    /// The IAM permissions the requests since the last call needed, as `Action@resource`
+    /// (`dynamodb:Query@index`, `dynamodb:PutItem@table`, …): a transaction needs the
+    /// action of each of its items.
+    pub fn take_permissions(&self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut *self.2.lock().unwrap())
+    }
+}
+
+fn permissions(op: &str, body: Option<&[u8]>) -> Vec<String> {
+    let req: serde_json::Value = body.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+    match op {
+        "TransactWriteItems" => req["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.as_object().and_then(|o| o.keys().next()).cloned())
+            .map(|kind| {
+                format!("dynamodb:{}@table", if kind == "ConditionCheck" { "ConditionCheckItem".into() } else { format!("{kind}Item") })
+            })
+            .collect(),
+        "Query" | "Scan" if req.get("IndexName").is_some() => vec![format!("dynamodb:{op}@index")],
+        other => vec![format!("dynamodb:{other}@table")],
     }
 }
 
@@ -141,6 +164,7 @@ impl RequestCounter {
             total.bytes += w.bytes;
             total.sizes.extend(w.sizes);
         }
+        self.2.lock().unwrap().extend(permissions(op, body));
         *self.0.lock().unwrap().entry(op.to_string()).or_default() += 1;
     }
 }

@@ -259,3 +259,183 @@ async fn the_test_clock_function_on_dynamodb_local() {
     let resp = call("test-clock-get", Route::TestClockGet).await;
     assert_eq!((resp.status().as_u16(), lambda_json(&resp)["offset_seconds"].clone()), (200, serde_json::json!(7200)));
 }
+
+/// Every DynamoDB call a function makes is one its template.yaml policy allows (an
+/// `AccessDenied` is invisible on DynamoDB Local, which checks no IAM): the payment and
+/// refund functions, the session reads that add `amount_refunded`, payments stored before
+/// ids named their session (found through GSI1), and `processor-sync`, each run through its
+/// real handler with the requests it made recorded as `Action@resource`.
+#[tokio::test]
+async fn each_function_may_make_the_calls_it_makes() {
+    use paysession_app::payments::{CardSource, pay_card, receive};
+    use paysession_app::ports::{MerchantStore as _, SessionStore as _};
+    use paysession_domain::model::PaymentMethodKind;
+
+    let (store, counter) = paysession_tests::dynamo::counted_table().await;
+    let store = Arc::new(store);
+    let core = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), true).await.unwrap();
+    let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    let cx = &deps.core;
+    let pay = &deps.payments;
+    let provisioned =
+        provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "Policies".into(), ..Default::default() }, None, chrono::Utc::now())
+            .await
+            .unwrap();
+    let merchant = provisioned.merchant;
+    let token = cx.keys.issue(&cx.store.get_client(&provisioned.client_id).await.unwrap().unwrap(), &paysession_app::auth::Scope::ALL);
+    let session = async |reference: &str, extra: Value| {
+        let mut body = serde_json::json!({"amount": 1000, "currency": "EUR", "customer_id": "cus_p", "reference": reference});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let spec = paysession_domain::parse_create_session(&body, cx.clock.now(), &merchant.policy()).unwrap();
+        paysession_app::sessions::create(cx, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap()
+    };
+    let card = |number: &str| CardSource::Typed(paysession_domain::card::parse_card(number, "12/34", "123", cx.clock.now()).unwrap());
+    let paid = session("pol-paid", serde_json::json!({})).await;
+    let paid = pay_card(cx, pay, paid, card("4242424242424242"), false, None, "/pay/x").await.unwrap().session;
+    let payment = paid.payments[0].id.clone();
+    let manual = |r: &'static str| session(r, serde_json::json!({"capture_method": "manual"}));
+    let to_capture = pay_card(cx, pay, manual("pol-cap").await, card("4242424242424242"), false, None, "/pay/x").await.unwrap().session;
+    let to_void = pay_card(cx, pay, manual("pol-void").await, card("4242424242424242"), false, None, "/pay/x").await.unwrap().session;
+    let bank = session("pol-bank", serde_json::json!({"payment_methods": ["virtual_account"], "mode": "api"})).await;
+    let bank = receive(cx, bank, PaymentMethodKind::VirtualAccount, 1000).await.unwrap();
+    // A payment as an earlier release stored it: automatic, succeeded, an id of the old shape.
+    let old = session("pol-old", serde_json::json!({})).await;
+    let legacy = paysession_app::ids::new_id("pay");
+    let mut before = old.clone();
+    let mut attempt = paysession_domain::payment::PaymentAttempt::new(legacy.clone(), PaymentMethodKind::Card, 1000, old.created_at);
+    attempt.status = paysession_domain::payment::AttemptStatus::Succeeded;
+    before.payments.push(attempt);
+    before.status = paysession_domain::SessionStatus::Succeeded;
+    before.version += 1;
+    cx.store.update_session(&before, old.version, &[], None).await.unwrap();
+
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{}/../template.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
+    let allowed = |package: &str| -> std::collections::BTreeSet<String> {
+        let (_, f) = template["Resources"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .find(|(_, r)| r["Properties"]["CodeUri"].as_str() == Some(&format!("target/lambda/{package}/")))
+            .unwrap_or_else(|| panic!("no function {package}"));
+        let mut out = std::collections::BTreeSet::new();
+        for st in f["Properties"]["Policies"][0]["Statement"].as_sequence().unwrap() {
+            if st["Condition"].is_mapping() {
+                continue; // conditioned on key prefixes (signature nonces): not a general grant
+            }
+            let resources = serde_yaml::to_string(&st["Resource"]).unwrap();
+            let actions: Vec<String> = match &st["Action"] {
+                serde_yaml::Value::Sequence(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+                other => vec![other.as_str().unwrap().to_string()],
+            };
+            for action in actions {
+                if resources.contains("Table.Arn") && !resources.contains("index") || resources.contains("- !GetAtt Table.Arn") {
+                    out.insert(format!("{action}@table"));
+                }
+                if resources.contains("/index/*") {
+                    out.insert(format!("{action}@index"));
+                }
+            }
+        }
+        out
+    };
+    let template_event: Value =
+        serde_json::from_str(&fixture("session-create", &[("token", &token), ("request_id", "r-p"), ("reference", "x")])).unwrap();
+    let event = |method: &str, path: &str, body: Option<Value>, key: Option<&str>| {
+        let mut e = template_event.clone();
+        let (raw, query) = path.split_once('?').unwrap_or((path, ""));
+        e["rawPath"] = raw.into();
+        e["rawQueryString"] = query.into();
+        e["routeKey"] = format!("{method} {raw}").into();
+        e["requestContext"]["http"]["method"] = method.into();
+        e["requestContext"]["http"]["path"] = raw.into();
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        e["headers"]["content-length"] = text.len().to_string().into();
+        e["body"] = text.into();
+        if let Some(k) = key {
+            e["headers"]["idempotency-key"] = k.into();
+        }
+        from_str(&e.to_string()).unwrap()
+    };
+    let mut checked = Vec::new();
+    let mut check = async |route: Route, method: &str, path: String, body: Option<Value>, key: Option<&str>, status: u16| {
+        counter.take_permissions();
+        let resp = invoke(route, &deps, event(method, &path, body, key)).await;
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}: {:?}", resp.body());
+        let needed = counter.take_permissions();
+        let package = route.info().function.unwrap();
+        let granted = allowed(package);
+        let missing: Vec<&String> = needed.difference(&granted).collect();
+        assert!(missing.is_empty(), "{package} ({method} {path}) makes calls its policy does not allow: {missing:?}");
+        checked.push(format!("{package}: {needed:?}"));
+    };
+    let (m, sid) = (&merchant.id, &paid.id);
+    check(Route::GetSession, "GET", format!("/v1/payment_sessions/{sid}"), None, None, 200).await;
+    check(Route::ListSessions, "GET", "/v1/payment_sessions".into(), None, None, 200).await;
+    check(Route::GetPayment, "GET", format!("/v1/payments/{payment}"), None, None, 200).await;
+    check(Route::GetPayment, "GET", format!("/v1/payments/{legacy}"), None, None, 200).await;
+    check(Route::ListPayments, "GET", "/v1/payments".into(), None, None, 200).await;
+    check(Route::ListPayments, "GET", format!("/v1/payments?session_id={sid}&starting_after={payment}"), None, None, 200).await;
+    let cap = to_capture.payments[0].id.clone();
+    check(Route::CapturePayment, "POST", format!("/v1/payments/{cap}/capture"), Some(serde_json::json!({"amount": 600})), Some("c1"), 200)
+        .await;
+    let void = to_void.payments[0].id.clone();
+    check(Route::CancelPayment, "POST", format!("/v1/payments/{void}/cancel"), Some(serde_json::json!({})), None, 200).await;
+    let body = |p: &str, amount: i64| Some(serde_json::json!({"payment_id": p, "amount": amount}));
+    check(Route::CreateRefund, "POST", "/v1/refunds".into(), body(&payment, 100), Some("r1"), 201).await;
+    check(Route::CreateRefund, "POST", "/v1/refunds".into(), body(&payment, 100), Some("r1"), 201).await; // the replay
+    check(Route::CreateRefund, "POST", "/v1/refunds".into(), body(&legacy, 100), Some("r2"), 201).await;
+    check(Route::CreateRefund, "POST", "/v1/refunds".into(), body(&payment, 100_000), Some("r3"), 422).await;
+    let bank_payment = bank.payments[0].id.clone();
+    let refund = async |key: &str| {
+        let req = paysession_domain::refund::RefundRequest {
+            payment_id: bank_payment.clone(),
+            amount: Some(100),
+            reason: None,
+            metadata: Default::default(),
+        };
+        let _ = key;
+        paysession_app::refunds::create(cx, pay, m, req, |r| (r.id.clone(), None)).await.unwrap()
+    };
+    let (a, b) = (refund("a").await, refund("b").await);
+    check(Route::GetRefund, "GET", format!("/v1/refunds/{a}"), None, None, 200).await;
+    check(Route::ListRefunds, "GET", format!("/v1/refunds?payment_id={bank_payment}"), None, None, 200).await;
+    check(Route::ListRefunds, "GET", format!("/v1/refunds?starting_after={a}"), None, None, 200).await;
+    check(Route::CancelRefund, "POST", format!("/v1/refunds/{a}/cancel"), Some(serde_json::json!({})), None, 200).await;
+    check(Route::SandboxRefundComplete, "POST", format!("/sandbox/refunds/{b}/complete"), Some(serde_json::json!({})), None, 200).await;
+
+    // processor-sync: a refund's sync and an expired authorisation's void.
+    let pending = paysession_app::refunds::create(
+        cx,
+        pay,
+        m,
+        paysession_domain::refund::RefundRequest {
+            payment_id: payment.clone(),
+            amount: Some(1),
+            reason: None,
+            metadata: Default::default(),
+        },
+        |r| (r.id.clone(), None),
+    )
+    .await
+    .unwrap();
+    cx.test_clock.as_ref().unwrap().advance(paysession_domain::payment::AUTHORISATION_VALIDITY + chrono::Duration::minutes(5)).unwrap();
+    let expired = pay_card(cx, pay, manual("pol-exp").await, card("4242424242424242"), false, None, "/pay/x").await.unwrap().session;
+    cx.test_clock.as_ref().unwrap().advance(paysession_domain::payment::AUTHORISATION_VALIDITY).unwrap();
+    for input in [
+        serde_json::json!({"merchant_id": m, "refund_id": pending}),
+        serde_json::json!({"merchant_id": m, "session_id": expired.id, "payment_id": expired.payments[0].id}),
+    ] {
+        counter.take_permissions();
+        let result = paysession_aws::scheduler::handle_sync(cx, pay, &input).await.unwrap();
+        assert_ne!(result["result"], "nothing_due", "{input}");
+        let needed = counter.take_permissions();
+        let granted = allowed("processor-sync");
+        let missing: Vec<&String> = needed.difference(&granted).collect();
+        assert!(missing.is_empty(), "processor-sync makes calls its policy does not allow: {missing:?}");
+        checked.push(format!("processor-sync: {needed:?}"));
+    }
+    println!("calls checked against the template's policies:\n  {}", checked.join("\n  "));
+}
