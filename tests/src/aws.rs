@@ -151,3 +151,27 @@ pub async fn drain_wake_ups(queues: &DispatcherQueues) -> Vec<(String, String)> 
     }
     out
 }
+
+/// Drains a table's stream through `run` (the stream-consumer handler) until `done` holds or
+/// `seconds` pass (DynamoDB Local publishes within a second); every batch must succeed.
+pub async fn consume_until(
+    poller: &mut paysession_aws::stream_poller::StreamPoller,
+    seconds: u64,
+    run: impl AsyncFn(&Value) -> Value,
+    mut done: impl AsyncFnMut() -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut batches = Vec::new();
+    loop {
+        if let Some(batch) = poller.poll().await.unwrap() {
+            let response = run(&batch).await;
+            assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{response}");
+            batches.push(batch);
+        }
+        if done().await {
+            return batches;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stream did not produce what was expected within {seconds} s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -943,6 +943,16 @@ pub async fn concurrent_refunds_never_exceed_what_was_received(st: Stores) {
         st.refunds.create_refund(&over, 100, &[], None).await,
         Err(StoreError::RefundRefused { refundable: 40, refund_count: 1 })
     ));
+    let (s4, p4) = paid("mer_a", "ref-first-over");
+    insert(&st, &s4).await.unwrap();
+    let more_than_received = refund(&refund_id(&s4, 1), "mer_a", &s4.id, &p4, 101, t0());
+    assert!(
+        matches!(
+            st.refunds.create_refund(&more_than_received, 100, &[], None).await,
+            Err(StoreError::RefundRefused { refundable: 100, refund_count: 0 })
+        ),
+        "a first refund above what was received"
+    );
     let exact = refund(&refund_id(&s2, 3), "mer_a", &s2.id, &p2, 40, t0());
     st.refunds.create_refund(&exact, 100, &[], None).await.unwrap();
     assert_eq!(st.refunds.get_refund("mer_a", &over.id).await.unwrap(), None, "a refused refund is not stored");

@@ -122,11 +122,19 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
         }
     }
     let received = attempt.amount_received();
-    let money = cx.store.payment_money(merchant_id, &found.session.id, &attempt.id).await?.unwrap_or(PaymentMoney::untouched(received));
-    let amount = req.amount.unwrap_or(money.refundable);
-    // A quick answer for what can never fit; the write's condition is the rule.
-    if amount > received || amount <= 0 {
-        return Err(RefundError::ExceedsRefundable { refundable: money.refundable.max(0) });
+    // The counters are read only to default the amount to all that is left, or to say what
+    // is left when the amount is more than was ever received; otherwise the reservation's
+    // condition is the check (a payment's first reservation creates the counters from
+    // `received`, so an amount above it must not reach the write).
+    let money = async || -> Result<PaymentMoney, StoreError> {
+        Ok(cx.store.payment_money(merchant_id, &found.session.id, &attempt.id).await?.unwrap_or(PaymentMoney::untouched(received)))
+    };
+    let amount = match req.amount {
+        Some(amount) => amount,
+        None => money().await?.refundable,
+    };
+    if amount <= 0 || amount > received {
+        return Err(RefundError::ExceedsRefundable { refundable: money().await?.refundable.max(0) });
     }
     let now = cx.clock.now();
     let refund = Refund {
@@ -161,6 +169,11 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
     tracing::info!(refund_id = %refund.id, payment_id = %refund.payment_id, amount, "refund reserved");
     let call = refund_call(&found.session, &refund, now);
     let said = pay.processor.refund(&call).await;
+    if said.outcome == RefundOutcome::Unknown {
+        // Nothing learned: the sync the reservation set due asks in a minute.
+        tracing::warn!(refund_id = %refund.id, "no answer to the refund call; reconciliation will ask");
+        return Ok(answer);
+    }
     if let Err(e) = apply(cx, refund, said, false).await {
         // The refund is reserved and its sync is due: reconciliation finishes it.
         tracing::warn!(error = %e, "could not record the processor's refund answer; reconciliation will");

@@ -1,7 +1,7 @@
 //! Mandates and the removal of saved methods on the single table (keys in `keys.rs`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use paysession_app::ports::{MandateQuery, MandateStore, Page, StoreError};
 use paysession_domain::mandate::Mandate;
@@ -83,13 +83,7 @@ impl MandateStore for DynamoStore {
         method: &SavedPaymentMethod,
         mandate: &Mandate,
     ) -> Result<(), StoreError> {
-        let session_put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(self.session_item(session)?))
-            .condition_expression("attribute_exists(PK) AND version = :expected")
-            .expression_attribute_values(":expected", n(expected_version as i64))
-            .build()
-            .map_err(backend)?;
+        let session_put = self.versioned_put(self.session_item(session)?, expected_version)?;
         let mut items = vec![
             TransactWriteItem::builder().put(session_put).build(),
             TransactWriteItem::builder().put(self.put(method_item(method)?, None)).build(),
@@ -121,13 +115,7 @@ impl MandateStore for DynamoStore {
         if events.is_empty() {
             return self.put_versioned(mandate_item(mandate)?, Some(expected_version)).await;
         }
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(mandate_item(mandate)?))
-            .condition_expression("attribute_exists(PK) AND version = :expected")
-            .expression_attribute_values(":expected", n(expected_version as i64))
-            .build()
-            .map_err(backend)?;
+        let put = self.versioned_put(mandate_item(mandate)?, expected_version)?;
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
         let pk = mandate_pk(&mandate.merchant_id, &mandate.id);
         items.extend(self.subject_event_items(&mandate.merchant_id, pk, mandate.version, events)?);

@@ -153,6 +153,18 @@ impl DynamoStore {
         &self.table
     }
 
+    /// A `Put` replacing an item only while its stored `version` is still `expected_version`
+    /// (the optimistic lock of every state change).
+    pub(crate) fn versioned_put(&self, item: Item, expected_version: u64) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", n(expected_version as i64))
+            .build()
+            .map_err(backend)
+    }
+
     pub(crate) fn put(&self, item: Item, condition: Option<&str>) -> Put {
         let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
         if let Some(c) = condition {
@@ -454,13 +466,7 @@ impl SessionStore for DynamoStore {
         events: &[EventRecord],
         idempotency: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.session_item(session)?))
-            .condition_expression("attribute_exists(PK) AND version = :expected")
-            .expression_attribute_values(":expected", n(expected_version as i64))
-            .build()
-            .map_err(backend)?;
+        let put = self.versioned_put(self.session_item(session)?, expected_version)?;
         let mut items = self.starting_with_completion(idempotency)?;
         let first = items.len();
         items.push(TransactWriteItem::builder().put(put).build());

@@ -6,7 +6,7 @@
 //! deleting its TTL item. Also counts the DynamoDB requests and write units of a refund, a
 //! capture and a sync (docs/PERFORMANCE.md).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use paysession_app::merchants::{NewMerchant, provision};
@@ -20,7 +20,7 @@ use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt};
 use paysession_domain::refund::{RefundRequest, RefundStatus};
 use paysession_domain::session::{PaymentSession, events_for};
-use paysession_tests::aws::{deps, fresh_queues};
+use paysession_tests::aws::{consume_until, deps, fresh_queues};
 use paysession_tests::dynamo::counted_table;
 use serde_json::{Value, json};
 
@@ -57,30 +57,6 @@ async fn schedules(group: &str) -> Vec<(String, String, String, Value)> {
     out
 }
 
-/// Drains the stream through the stream-consumer handler until `done` holds.
-async fn consume_until(
-    cx: &Core<DynamoStore>,
-    poller: &mut StreamPoller,
-    sinks: &StreamSinks<'_>,
-    seconds: u64,
-    mut done: impl AsyncFnMut() -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut batches = Vec::new();
-    loop {
-        if let Some(batch) = poller.poll().await.unwrap() {
-            let response = handle_stream_event(cx, sinks, &batch).await;
-            assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-            batches.push(batch);
-        }
-        if done().await {
-            return batches;
-        }
-        assert!(Instant::now() < deadline, "the stream did not produce what was expected within {seconds} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A merchant and one of its sessions paid by `card` (manual capture when asked).
 async fn paid(cx: &Core<DynamoStore>, pay: &Payments, card: &str, manual: bool) -> (String, PaymentSession) {
     let merchant = provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "Refunds".into(), ..Default::default() }, None, Utc::now())
@@ -112,6 +88,7 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     let scheduler = scheduler(&group).await;
     let sinks = StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler as &dyn ChargeScheduler, bus: None };
     let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
+    let run = async |batch: &Value| handle_stream_event(cx, &sinks, batch).await;
 
     // The timeout card: the refund call's answer is lost.
     let (m, session) = paid(cx, &pay, "4000000000000077", false).await;
@@ -129,7 +106,7 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
 
     // The stream schedules the sync: one one-time schedule targeting processor-sync.
     let name = format!("rs-{}-{:x}", created.id, due.timestamp());
-    consume_until(cx, &mut poller, &sinks, 20, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
+    consume_until(&mut poller, 20, run, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
     let all = schedules(&group).await;
     let (_, expression, arn, input) = all.iter().find(|s| s.0 == name).unwrap();
     assert_eq!(arn, SYNC_ARN);
@@ -151,9 +128,9 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     assert_eq!((money.refundable, money.refunded), (600, 400));
     // The succeeded refund owes nothing: its write schedules nothing more.
     let before = schedules(&group).await.len();
-    consume_until(cx, &mut poller, &sinks, 5, async || true).await;
+    consume_until(&mut poller, 5, run, async || true).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    consume_until(cx, &mut poller, &sinks, 5, async || true).await;
+    consume_until(&mut poller, 5, run, async || true).await;
     assert_eq!(schedules(&group).await.len(), before);
     assert!(handle_sync(cx, &pay, &json!({"refund_id": "x"})).await.is_err(), "an unreadable input fails the invocation");
 
@@ -166,12 +143,22 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     captures::capture(cx, &pay, &m2, &auth, Some(700), |_, _| ((), None)).await.unwrap();
     println!("capture: requests {:?}, written {:?}", counter.take(), counter.take_written());
 
-    // Pinned: a refund is a GetItem of the session, one of the payment's counters, one
-    // TransactWriteItems reserving, and one recording the processor's answer; a sync reads
-    // the merchant's test clock (sandbox), the refund and the session and writes one
-    // transaction.
+    // A refund the processor answers (a card: pending, with its reference).
+    let (m3, card_paid) = paid(cx, &pay, "4242424242424242", false).await;
+    counter.take();
+    counter.take_written();
+    let req = RefundRequest { payment_id: card_paid.payments[0].id.clone(), amount: Some(100), reason: None, metadata: Default::default() };
+    refunds::create(cx, &pay, &m3, req, |r| (r.clone(), None)).await.unwrap();
+    let answered_requests = counter.take();
+    println!("refund create, answered: requests {answered_requests:?}, written {:?}", counter.take_written());
+
+    // Pinned: a refund is a GetItem of the session and one TransactWriteItems reserving
+    // (counters, refund, refund.created); the processor's answer, when it says anything, is
+    // one PutItem of the refund. A sync reads the merchant's test clock (sandbox), the refund
+    // and the session and writes one transaction.
     let total = |c: &std::collections::BTreeMap<String, usize>| c.values().sum::<usize>();
-    assert_eq!((create_requests.get("TransactWriteItems"), total(&create_requests)), (Some(&2), 4), "{create_requests:?}");
+    assert_eq!((create_requests.get("TransactWriteItems"), total(&create_requests)), (Some(&1), 2), "{create_requests:?}");
+    assert_eq!((answered_requests.get("PutItem"), total(&answered_requests)), (Some(&1), 3), "{answered_requests:?}");
     assert_eq!((sync_requests.get("TransactWriteItems"), total(&sync_requests)), (Some(&1), 4), "{sync_requests:?}");
 }
 
@@ -187,6 +174,7 @@ async fn an_authorisation_is_voided_when_dynamodb_local_deletes_its_ttl_item() {
     let scheduler = scheduler(&group).await;
     let sinks = StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler as &dyn ChargeScheduler, bus: None };
     let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
+    let run = async |batch: &Value| handle_stream_event(cx, &sinks, batch).await;
 
     // A manual session authorised "7 days minus 2 s ago": its capture_before is 2 s away.
     let merchant = provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "Voids".into(), ..Default::default() }, None, Utc::now())
@@ -214,7 +202,7 @@ async fn an_authorisation_is_voided_when_dynamodb_local_deletes_its_ttl_item() {
 
     // DynamoDB Local's TTL pass deletes the item; the stream schedules the void at once.
     let name = format!("av-{payment}");
-    consume_until(cx, &mut poller, &sinks, 180, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
+    consume_until(&mut poller, 180, run, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
     let all = schedules(&group).await;
     let (_, _, arn, input) = all.iter().find(|s| s.0 == name).unwrap();
     assert_eq!(arn, SYNC_ARN);

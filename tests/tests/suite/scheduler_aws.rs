@@ -5,7 +5,6 @@
 //! input Scheduler would deliver (its context attribute substituted), three times.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -15,7 +14,7 @@ use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget, handle_sch
 use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
 use paysession_domain::mandate::{MandateAction, MandateStatus};
-use paysession_tests::aws::{deps, fresh_queues};
+use paysession_tests::aws::{consume_until, deps, fresh_queues};
 use paysession_tests::dynamo::counted_table;
 use paysession_tests::subscription::first_payment;
 use serde_json::{Value, json};
@@ -61,25 +60,6 @@ async fn schedules(
     out
 }
 
-/// Drains the stream through the stream-consumer handler until `done` holds (DynamoDB
-/// Local publishes within a second); every batch must succeed.
-async fn consume_until(poller: &mut StreamPoller, run: impl AsyncFn(&Value) -> Value, mut done: impl AsyncFnMut() -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut batches = Vec::new();
-    loop {
-        if let Some(batch) = poller.poll().await.unwrap() {
-            let response = run(&batch).await;
-            assert_eq!(response["batchItemFailures"], json!([]), "{response}");
-            batches.push(batch);
-        }
-        if done().await {
-            return batches;
-        }
-        assert!(Instant::now() < deadline, "the stream did not produce the expected schedules within 20 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// What Scheduler delivers: the target's input with `<aws.scheduler.scheduled-time>` filled.
 fn delivered_input(schedule: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput) -> Value {
     let at = schedule.schedule_expression().unwrap().trim_start_matches("at(").trim_end_matches(')').to_string();
@@ -119,7 +99,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     let first = mandate.pending_charge().unwrap();
 
     // The committed mandate reaches the scheduler through the stream: one schedule.
-    let batches = consume_until(&mut poller, run, async || !schedules(&client, &group).await.is_empty()).await;
+    let batches = consume_until(&mut poller, 20, run, async || !schedules(&client, &group).await.is_empty()).await;
     assert_eq!(scheduler.take(), (1, 0), "one CreateSchedule for the first occurrence");
     let stored = schedules(&client, &group).await;
     assert_eq!(stored.len(), 1);
@@ -182,7 +162,7 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     // AWS (moto keeps it: it never fires), so nothing is deleted.
     let second = after.pending_charge().unwrap();
     let second_name = format!("{md}-1-{}", second.at.timestamp());
-    consume_until(&mut poller, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == second_name)).await;
+    consume_until(&mut poller, 20, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == second_name)).await;
     assert_eq!(scheduler.take(), (1, 0), "one CreateSchedule per occurrence, no DeleteSchedule");
     let stored = schedules(&client, &group).await;
     let (_, s2) = stored.iter().find(|(n, _)| *n == second_name).unwrap();
@@ -209,20 +189,20 @@ async fn mandate_changes_create_and_delete_one_time_schedules() {
     );
     let third = cx.store.get_mandate(&merchant.id, &md).await.unwrap().unwrap().pending_charge().unwrap();
     let third_name = format!("{md}-2-{}", third.at.timestamp());
-    consume_until(&mut poller, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == third_name)).await;
+    consume_until(&mut poller, 20, run, async || schedules(&client, &group).await.iter().any(|(n, _)| *n == third_name)).await;
     assert_eq!(scheduler.take(), (1, 0));
     let has_third = async || schedules(&client, &group).await.iter().any(|(n, _)| *n == third_name);
 
     // Suspending deletes the waiting schedule; resuming creates it again; revoking deletes it.
     mandates::act(cx, &merchant.id, &md, &MandateAction::Suspend).await.unwrap();
-    consume_until(&mut poller, run, async || !has_third().await).await;
+    consume_until(&mut poller, 20, run, async || !has_third().await).await;
     assert_eq!(scheduler.take(), (0, 1));
     mandates::act(cx, &merchant.id, &md, &MandateAction::Resume).await.unwrap();
-    consume_until(&mut poller, run, has_third).await;
+    consume_until(&mut poller, 20, run, has_third).await;
     assert_eq!(scheduler.take(), (1, 0));
     let revoked = mandates::act(cx, &merchant.id, &md, &MandateAction::Revoke { reason: "requested_by_customer".into() }).await.unwrap();
     assert_eq!(revoked.status, MandateStatus::Revoked);
-    consume_until(&mut poller, run, async || !has_third().await).await;
+    consume_until(&mut poller, 20, run, async || !has_third().await).await;
     assert_eq!(scheduler.take(), (0, 1));
     // The charge function re-checks the mandate: a delivery that raced the deletion does nothing.
     let stored = schedules(&client, &group).await;
