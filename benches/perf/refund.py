@@ -6,8 +6,10 @@ A payment takes at most 20 refunds, so each round gets a payment of its own: the
 server (`paysession-local --table`, on the same DynamoDB Local table and token signing key as
 the function) creates and pays a session on its hosted page, and the round's 19 invocations
 (1 first + 18 warm) each refund 1 of it with a fresh Idempotency-Key: every call a real
-reservation (one TransactWriteItems) and the processor's answer (another). Rounds alternate
-hello-http and refund-create (A B A B); ratios are the median of the per-round ratios.
+reservation (one TransactWriteItems) and the processor's answer. Rounds alternate
+hello-http, refund-create and session-create (A B C A B C; session-create, one
+TransactWriteItems per call, calibrates what a DynamoDB request costs); ratios are the median
+of the per-round ratios.
 
 Usage: PERFWORK=/tmp/perfwork benches/perf/refund.py [--rounds 10] [--no-build] [--perf-dir ../shared/perf]
 """
@@ -84,7 +86,7 @@ def main() -> int:
         sys.exit("no DynamoDB Local: run scripts/test once (it installs it)")
     target = target_dir()
     if not a.no_build:
-        sh(["cargo", "build", "--profile", "lambda-release", "-p", "fn-refund-create"])
+        sh(["cargo", "build", "--profile", "lambda-release", "-p", "fn-refund-create", "-p", "fn-session-create"])
         sh(["cargo", "build", "--release", "-p", "paysession-admin"])
         sh(["cargo", "build", "--release", "-p", "paysession-local", "--features", "dynamodb"])
         if not os.path.exists(os.path.join(work, "target", "release", "hello-http")):
@@ -121,7 +123,13 @@ def main() -> int:
             template = json.load(f)
         with open(os.path.join(perf, "subjects.json")) as f:
             hello = dict(json.load(f)["subjects"]["hello-http"])
-        ratios = {"init": [], "cpu": [], "rss": []}
+        create = api_event(template, "POST", "/v1/payment_sessions",
+                           {"authorization": f"Bearer {token}", "content-type": "application/json", "idempotency-key": "perf-__UNIQUE__"},
+                           json.dumps({"amount": 1050, "currency": "EUR", "customer_id": "cus_perf", "reference": "order-__UNIQUE__"}))
+        create_path = os.path.join(work, "paysession-refund-create-event.json")
+        with open(create_path, "w") as f:
+            json.dump(create, f)
+        ratios = {"init": [], "cpu": [], "rss": [], "cpu_vs_create": []}
         figures = []
         for rnd in range(a.rounds + 1):
             payment = paid_payment(base, token)
@@ -135,32 +143,37 @@ def main() -> int:
             subjects = {"hello-http": hello, "refund-create": {
                 "description": "paysession fn-refund-create (lambda-release, x86_64): token check, two reads, two TransactWriteItems",
                 "argv": [os.path.join(shipped, "refund-create")], "handler": "bootstrap", "ddb": True,
-                "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": event_path, "expect_status": 201}}
+                "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": event_path, "expect_status": 201},
+                "session-create": {
+                "description": "paysession fn-session-create: the same token check, one TransactWriteItems",
+                "argv": [os.path.join(shipped, "session-create")], "handler": "bootstrap", "ddb": True,
+                "env": {**fn_env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "event": create_path, "expect_status": 201}}
             subjects_path = os.path.join(work, "paysession-refund-subjects.json")
             with open(subjects_path, "w") as f:
                 json.dump({"subjects": subjects}, f)
             jsonl = os.path.join(work, f"paysession-refund-{int(time.time() * 1000)}.jsonl")
             sh([sys.executable, os.path.join(perf, "lambda_bench.py"), "--subjects", subjects_path,
                 "--event", os.path.join(perf, "events", "apigw-v2-post.json"), "-n", str(WARM), "--rounds", "1",
-                "--warmup-rounds", "0", "--ddb-endpoint", endpoint, "--jsonl", jsonl, "hello-http", "refund-create"])
+                "--warmup-rounds", "0", "--ddb-endpoint", endpoint, "--jsonl", jsonl, "hello-http", "refund-create", "session-create"])
             runs = {}
             for line in open(jsonl):
                 rec = json.loads(line)
-                if rec.get("subject") in ("hello-http", "refund-create") and "init_ms" in rec:
+                if rec.get("subject") in ("hello-http", "refund-create", "session-create") and "init_ms" in rec:
                     runs[rec["subject"]] = rec
-            if rnd == 0 or len(runs) < 2:
+            if rnd == 0 or len(runs) < 3:
                 continue  # the first round warms caches and DynamoDB Local's JIT
             h, r = runs["hello-http"], runs["refund-create"]
             ratios["init"].append(r["init_ms"] / h["init_ms"])
             ratios["cpu"].append(r["cpu_per_warm_ms"] / h["cpu_per_warm_ms"])
             ratios["rss"].append(r["peak_rss_kb"] / h["peak_rss_kb"])
+            ratios["cpu_vs_create"].append(r["cpu_per_warm_ms"] / runs["session-create"]["cpu_per_warm_ms"])
             figures.append((r["init_ms"], r["cpu_per_warm_ms"], r["peak_rss_kb"], h["init_ms"], h["cpu_per_warm_ms"], h["peak_rss_kb"]))
         med = lambda xs: statistics.median(xs) if xs else float("nan")
         col = lambda i: med([f[i] for f in figures])
         print(f"refund-create ÷ hello-http over {len(figures)} rounds ({WARM} warm refunds each): "
               f"init {med(ratios['init']):.2f}× [{min(ratios['init']):.2f}..{max(ratios['init']):.2f}], "
               f"CPU per warm call {med(ratios['cpu']):.2f}× [{min(ratios['cpu']):.2f}..{max(ratios['cpu']):.2f}], "
-              f"peak RSS {med(ratios['rss']):.2f}×")
+              f"peak RSS {med(ratios['rss']):.2f}×; CPU per warm call ÷ session-create's {med(ratios['cpu_vs_create']):.2f}×")
         print(f"  refund-create: init {col(0):.2f} ms, {col(1):.3f} ms CPU per warm call, {col(2) / 1024:.1f} MB; "
               f"hello-http: init {col(3):.2f} ms, {col(4):.3f} ms, {col(5) / 1024:.1f} MB")
     finally:

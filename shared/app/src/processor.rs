@@ -189,13 +189,19 @@ pub const SANDBOX_REFUND_SETTLES_AFTER: Duration = Duration::seconds(5);
 pub const SANDBOX_LATE_FAILURE_AFTER: Duration = Duration::days(1);
 
 /// Calls the sandbox received, by operation and our id: tests count them (a retry must never
-/// move money twice), and `GET /sandbox/processor_calls/{id}` shows them.
+/// move money twice), and `GET /sandbox/processor_calls/{id}` shows them. A long-lived
+/// process keeps the last [`CallLog::CAPACITY`] ids' worth, not every call it ever served.
 #[derive(Debug, Default)]
 pub struct CallLog(Mutex<HashMap<(String, String), u32>>);
 
 impl CallLog {
+    pub const CAPACITY: usize = 10_000;
+
     fn note(&self, op: &str, id: &str) {
         let mut calls = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if calls.len() >= Self::CAPACITY {
+            calls.clear();
+        }
         *calls.entry((op.to_string(), id.to_string())).or_default() += 1;
     }
 

@@ -149,8 +149,9 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
         failure_reason: None,
         processor_reference: None,
         metadata: req.metadata,
-        // Should the processor's answer never be written, reconciliation asks.
-        next_sync_at: Some(now + sync_delay(0)),
+        // Reconciliation asks first after a few seconds (a refund often settles that fast),
+        // then backs off; an answer that moves the refund on replaces this.
+        next_sync_at: Some(now + FIRST_SYNC_AFTER),
         sync_attempts: 0,
         created_at: now,
         updated_at: now,
@@ -169,10 +170,15 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
     tracing::info!(refund_id = %refund.id, payment_id = %refund.payment_id, amount, "refund reserved");
     let call = refund_call(&found.session, &refund, now);
     let said = pay.processor.refund(&call).await;
-    if said.outcome == RefundOutcome::Unknown {
-        // Nothing learned: the sync the reservation set due asks in a minute.
-        tracing::warn!(refund_id = %refund.id, "no answer to the refund call; reconciliation will ask");
-        return Ok(answer);
+    match &said.outcome {
+        RefundOutcome::Unknown => {
+            tracing::warn!(refund_id = %refund.id, "no answer to the refund call; reconciliation will ask");
+            return Ok(answer);
+        }
+        // Still pending: nothing to write; the sync the reservation set due asks again (and
+        // records the processor's reference). One write fewer on the usual path.
+        RefundOutcome::Known { status: RefundStatus::Pending, .. } => return Ok(answer),
+        RefundOutcome::Known { .. } => {}
     }
     if let Err(e) = apply(cx, refund, said, false).await {
         // The refund is reserved and its sync is due: reconciliation finishes it.
@@ -253,6 +259,9 @@ pub async fn apply<S: RefundStore + ?Sized>(
 }
 
 const EARLY_SYNC_TOLERANCE: chrono::Duration = chrono::Duration::minutes(1);
+
+/// When reconciliation first asks about a refund the processor left pending.
+pub const FIRST_SYNC_AFTER: chrono::Duration = chrono::Duration::seconds(5);
 
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -143,7 +143,7 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     captures::capture(cx, &pay, &m2, &auth, Some(700), |_, _| ((), None)).await.unwrap();
     println!("capture: requests {:?}, written {:?}", counter.take(), counter.take_written());
 
-    // A refund the processor answers (a card: pending, with its reference).
+    // A refund the processor answers "pending" (a card; it settles seconds later).
     let (m3, card_paid) = paid(cx, &pay, "4242424242424242", false).await;
     counter.take();
     counter.take_written();
@@ -153,12 +153,13 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     println!("refund create, answered: requests {answered_requests:?}, written {:?}", counter.take_written());
 
     // Pinned: a refund is a GetItem of the session and one TransactWriteItems reserving
-    // (counters, refund, refund.created); the processor's answer, when it says anything, is
-    // one PutItem of the refund. A sync reads the merchant's test clock (sandbox), the refund
-    // and the session and writes one transaction.
+    // (counters, refund, refund.created); an answer that leaves it pending (or none) writes
+    // nothing more, one that moves it (succeeded, failed, requires_action) one PutItem. A
+    // sync reads the merchant's test clock (sandbox), the refund and the session and writes
+    // one transaction.
     let total = |c: &std::collections::BTreeMap<String, usize>| c.values().sum::<usize>();
     assert_eq!((create_requests.get("TransactWriteItems"), total(&create_requests)), (Some(&1), 2), "{create_requests:?}");
-    assert_eq!((answered_requests.get("PutItem"), total(&answered_requests)), (Some(&1), 3), "{answered_requests:?}");
+    assert_eq!((answered_requests.get("TransactWriteItems"), total(&answered_requests)), (Some(&1), 2), "{answered_requests:?}");
     assert_eq!((sync_requests.get("TransactWriteItems"), total(&sync_requests)), (Some(&1), 4), "{sync_requests:?}");
 }
 
