@@ -19,7 +19,7 @@ use crate::ports::{IdempotencyCompletion, Page, RefundStore, SessionQuery, Sessi
 use crate::processor::ActionOutcome;
 use crate::refunds::find_payment;
 use crate::retry::Races;
-use crate::sessions::{UpdateError, reread};
+use crate::sessions::reread;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -35,15 +35,6 @@ pub enum CaptureError {
     ProcessorUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<UpdateError<PaymentError>> for CaptureError {
-    fn from(e: UpdateError<PaymentError>) -> Self {
-        match e {
-            UpdateError::Refused(e) => CaptureError::Refused(e),
-            UpdateError::Store(e) => CaptureError::Store(e),
-        }
-    }
 }
 
 /// The API object of payment `payment_id` of `session` as of `now`, with its refund counters.
