@@ -214,10 +214,13 @@ impl CallLog {
 
 /// Simulates a card network, wallets and banks deterministically. Its references carry what
 /// it decided at authorisation (`sbx_<behaviour>_<our id>`), so a refund or sync made by
-/// another process (another Lambda) answers the same as this one would.
+/// another process (another Lambda) answers the same as this one would. Payments it answered
+/// it also remembers (in this process, bounded like [`CallLog`]), to answer `sync_payment`;
+/// one it never saw, or another process did, is `Unknown` to it.
 #[derive(Default)]
 pub struct SandboxProcessor {
     pub calls: Arc<CallLog>,
+    payments: Mutex<HashMap<String, Outcome>>,
 }
 
 const OFF_SESSION_DECLINE_MARK: &str = "tok_sandbox_offdecline_";
@@ -258,7 +261,17 @@ fn saved_network_id(call: &PaymentCall<'_>, outcome: &Outcome) -> Option<String>
 }
 
 impl SandboxProcessor {
+    /// Notes the sandbox's last answer about payment `id`.
+    fn remember(&self, id: &str, outcome: &Outcome) {
+        let mut payments = self.payments.lock().unwrap_or_else(|p| p.into_inner());
+        if payments.len() >= CallLog::CAPACITY {
+            payments.clear();
+        }
+        payments.insert(id.to_string(), outcome.clone());
+    }
+
     fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
+        self.remember(call.id, &outcome);
         let network_transaction_id = saved_network_id(call, &outcome);
         Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome, network_transaction_id }
     }
@@ -306,6 +319,7 @@ impl PaymentProcessor for SandboxProcessor {
             test_cards::OFF_SESSION_DECLINES => Outcome::Succeeded { token: token(OFF_SESSION_DECLINE_MARK) },
             _ => Outcome::Succeeded { token: token("tok_sandbox_") },
         };
+        self.remember(call.id, &outcome);
         let network_transaction_id = saved_network_id(call, &outcome);
         Answer { outcome, reference: reference(call, behaviour), network_transaction_id }
     }
@@ -376,7 +390,14 @@ impl PaymentProcessor for SandboxProcessor {
 
     async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer {
         self.calls.note("sync_payment", call.id);
-        self.answer(call, Outcome::Unknown)
+        let known = self.payments.lock().unwrap_or_else(|p| p.into_inner()).get(call.id).cloned();
+        // The reusable token was handed out with the first answer: a sync does not hand out another.
+        let outcome = match known {
+            Some(Outcome::Succeeded { .. }) => Outcome::Succeeded { token: None },
+            Some(other) => other,
+            None => Outcome::Unknown,
+        };
+        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome, network_transaction_id: None }
     }
 
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
@@ -399,5 +420,70 @@ pub struct LogNotifier;
 impl Notifier for LogNotifier {
     async fn send_code(&self, session_id: &str, destination: &str, _code: &str) {
         tracing::info!(session_id, destination, "one-time code sent (sandbox: GET /sandbox/otp?session_id=…)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn call<'a>(id: &'a str, method: PaymentMethodKind, reference: Option<&'a str>) -> PaymentCall<'a> {
+        PaymentCall { id, amount: 1000, currency: "EUR", method, capture: CaptureMethod::Automatic, reference }
+    }
+
+    #[tokio::test]
+    async fn a_sync_answers_from_the_sandboxs_record_and_never_guesses() {
+        let sandbox = SandboxProcessor::default();
+        let now = Utc::now();
+        let card = |n: &str| paysession_domain::card::parse_card(n, "12/34", "123", now).unwrap();
+        let paid = sandbox.authorize_card(&call("pay_a", PaymentMethodKind::Card, None), &card(test_cards::SUCCEEDS), true).await;
+        assert!(matches!(paid.outcome, Outcome::Succeeded { token: Some(_) }));
+        assert!(paid.network_transaction_id.is_some(), "a saved card's payment carries a network id");
+        let synced = sandbox.sync_payment(&call("pay_a", PaymentMethodKind::Card, paid.reference.as_deref())).await;
+        assert_eq!((synced.outcome, synced.reference), (Outcome::Succeeded { token: None }, paid.reference));
+        sandbox.authorize_card(&call("pay_d", PaymentMethodKind::Card, None), &card(test_cards::DECLINED), false).await;
+        assert_eq!(
+            sandbox.sync_payment(&call("pay_d", PaymentMethodKind::Card, None)).await.outcome,
+            Outcome::Failed { code: "card_declined" }
+        );
+        assert_eq!(
+            sandbox.sync_payment(&call("pay_never", PaymentMethodKind::Card, None)).await.outcome,
+            Outcome::Unknown,
+            "never seen: unknown"
+        );
+        assert_eq!(sandbox.calls.of("pay_a").get("sync_payment"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn refunds_follow_the_test_cards_behaviours_by_reference() {
+        let sandbox = SandboxProcessor::default();
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let card = |n: &str| paysession_domain::card::parse_card(n, "12/34", "123", at).unwrap();
+        let refund_of =
+            |payment: PaymentCall<'static>, now| RefundCall { id: "re_1", amount: 100, currency: "EUR", payment, created_at: at, now };
+        let known = |a: RefundAnswer| match a.outcome {
+            RefundOutcome::Known { status, failure_reason } => Some((status, failure_reason)),
+            RefundOutcome::Unknown => None,
+        };
+        for (number, reference) in [
+            (test_cards::SUCCEEDS, "sbx_n_pay_1"),
+            (test_cards::REFUND_FAILS_LATE, "sbx_l_pay_1"),
+            (test_cards::REFUND_TIMES_OUT, "sbx_t_pay_1"),
+        ] {
+            let answer = sandbox.authorize_card(&call("pay_1", PaymentMethodKind::Card, None), &card(number), false).await;
+            assert_eq!(answer.reference.as_deref(), Some(reference));
+        }
+        let payment = |r: &'static str| call("pay_1", PaymentMethodKind::Card, Some(r));
+        assert_eq!(known(sandbox.refund(&refund_of(payment("sbx_n_pay_1"), at)).await), Some((RefundStatus::Pending, None)));
+        assert_eq!(known(sandbox.refund(&refund_of(payment("sbx_t_pay_1"), at)).await), None, "the timeout card's answer is lost");
+        let later = at + SANDBOX_REFUND_SETTLES_AFTER;
+        assert_eq!(known(sandbox.sync_refund(&refund_of(payment("sbx_t_pay_1"), later)).await), Some((RefundStatus::Succeeded, None)));
+        let late = sandbox.sync_refund(&refund_of(payment("sbx_l_pay_1"), later)).await;
+        assert!(late.check_after.is_some(), "a success that may still reverse is looked at again");
+        let reversed = known(sandbox.sync_refund(&refund_of(payment("sbx_l_pay_1"), at + SANDBOX_LATE_FAILURE_AFTER)).await);
+        assert_eq!(reversed, Some((RefundStatus::Failed, Some("expired_or_canceled_card".into()))));
+        let bank = call("pay_2", PaymentMethodKind::BankTransfer, Some("sbx_n_pay_2"));
+        assert_eq!(known(sandbox.refund(&refund_of(bank, later)).await), Some((RefundStatus::RequiresAction, None)));
     }
 }
