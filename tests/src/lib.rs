@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod contract;
 pub mod dynamo;
+pub mod faults;
 pub mod page;
 pub mod receiver;
 pub mod subscription;

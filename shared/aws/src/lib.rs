@@ -18,7 +18,7 @@ mod webhooks;
 pub mod wire;
 
 pub use aws_types::SdkConfig;
-pub use sdk::{Trust, sdk_config};
+pub use sdk::{Trust, sdk_config, sdk_config_with};
 pub use store::DynamoStore;
 
 /// An SDK error with its service code and message, for logs and operator messages.

@@ -54,9 +54,21 @@ impl Trust {
 /// [`Trust::ENV`], or, in a build without the default chain, when the environment lacks a
 /// region or credentials.
 pub async fn sdk_config() -> Result<SdkConfig, String> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    sdk_config_with(&[]).await
+}
+
+/// [`sdk_config`] with some of the environment's variables given instead (a test points one
+/// service's `AWS_ENDPOINT_URL_<SERVICE>` at a stand-in without changing the process's
+/// environment).
+pub async fn sdk_config_with(overrides: &[(&str, &str)]) -> Result<SdkConfig, String> {
+    let given = |k: &str| overrides.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string());
+    let get = |k: &str| given(k).or_else(|| std::env::var(k).ok()).filter(|v| !v.trim().is_empty());
+    let vars = std::env::vars()
+        .filter(|(k, _)| given(k).is_none())
+        .chain(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect::<Vec<_>>();
     let trust = Trust::from_lookup(get)?;
-    match from_lookup(get, std::env::vars(), trust) {
+    match from_lookup(get, vars.into_iter(), trust) {
         Some(config) => Ok(config),
         None => default_chain(trust).await,
     }

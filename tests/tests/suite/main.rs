@@ -9,6 +9,7 @@ mod contract_embedded;
 mod detach_crash;
 mod dynamo_wire;
 mod event_bus;
+mod faults;
 mod function_linking;
 mod functions_dynamodb;
 mod hosted_page;

@@ -1,0 +1,168 @@
+//! A fault-injecting HTTP proxy on loopback, in front of DynamoDB Local or moto: per
+//! operation (the `X-Amz-Target` header's last part, `*` for any) a rate of lost answers
+//! (the request is forwarded and applied, its answer never sent), of HTTP 500s and of
+//! `ThrottlingException`s (neither forwarded), and added latency; every injection is logged.
+//! Draws come from a seeded generator, so a failing run replays.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// What may happen to a call, in parts per thousand (so no float touches the rule).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    pub lost_per_mille: u32,
+    pub server_error_per_mille: u32,
+    pub throttle_per_mille: u32,
+    pub latency: Duration,
+}
+
+impl Faults {
+    /// `per_mille` of each kind.
+    pub fn each(per_mille: u32) -> Faults {
+        Faults { lost_per_mille: per_mille, server_error_per_mille: per_mille, throttle_per_mille: per_mille, latency: Duration::ZERO }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Injected {
+    /// Forwarded and applied; the answer was dropped with the connection.
+    LostAnswer,
+    ServerError,
+    Throttled,
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    log: Arc<Mutex<Vec<(String, Injected)>>>,
+    calls: Arc<Mutex<BTreeMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A small deterministic generator (SplitMix64): the draws of a run depend on its seed only.
+fn draw(state: &AtomicU64) -> u64 {
+    let mut z = state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn aws_error(status: u16, kind: &str) -> Response<Full<Bytes>> {
+    let body = format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected by the test proxy"}}"#);
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amzn-errortype", kind)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response")
+}
+
+impl FaultProxy {
+    /// Starts the proxy to `target` (e.g. `http://127.0.0.1:18000`) with `faults` by
+    /// operation (`"*"` for every operation not named).
+    pub async fn start(target: &str, faults: BTreeMap<String, Faults>, seed: u64) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let log: Arc<Mutex<Vec<(String, Injected)>>> = Arc::default();
+        let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let rng = Arc::new(AtomicU64::new(seed));
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (target, faults) = (target.trim_end_matches('/').to_string(), Arc::new(faults));
+        let (log2, calls2) = (log.clone(), calls.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (client, target, faults, log, calls, rng) =
+                    (client.clone(), target.clone(), faults.clone(), log2.clone(), calls2.clone(), rng.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (client, target, faults, log, calls, rng) =
+                            (client.clone(), target.clone(), faults.clone(), log.clone(), calls.clone(), rng.clone());
+                        async move {
+                            let op = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+                                .unwrap_or_else(|| "unknown".into());
+                            *calls.lock().unwrap().entry(op.clone()).or_default() += 1;
+                            let f = faults.get(&op).or_else(|| faults.get("*")).copied().unwrap_or_default();
+                            if !f.latency.is_zero() {
+                                tokio::time::sleep(f.latency).await;
+                            }
+                            let roll = u32::try_from(draw(&rng) % 1000).unwrap_or(0);
+                            let injected = if roll < f.lost_per_mille {
+                                Some(Injected::LostAnswer)
+                            } else if roll < f.lost_per_mille + f.server_error_per_mille {
+                                Some(Injected::ServerError)
+                            } else if roll < f.lost_per_mille + f.server_error_per_mille + f.throttle_per_mille {
+                                Some(Injected::Throttled)
+                            } else {
+                                None
+                            };
+                            if let Some(kind) = injected {
+                                log.lock().unwrap().push((op.clone(), kind));
+                            }
+                            match injected {
+                                Some(Injected::ServerError) => return Ok::<_, std::io::Error>(aws_error(500, "InternalServerError")),
+                                Some(Injected::Throttled) => return Ok(aws_error(400, "ThrottlingException")),
+                                _ => {}
+                            }
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let mut forward = client.request(parts.method.clone(), format!("{target}{}", parts.uri));
+                            for (k, v) in &parts.headers {
+                                if k != "host" && k != "content-length" {
+                                    forward = forward.header(k, v);
+                                }
+                            }
+                            let answer = forward.body(body).send().await.map_err(std::io::Error::other)?;
+                            if injected == Some(Injected::LostAnswer) {
+                                // Applied; the caller never hears of it.
+                                return Err(std::io::Error::other("injected: answer lost"));
+                            }
+                            let mut resp = Response::builder().status(answer.status().as_u16());
+                            for (k, v) in answer.headers() {
+                                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+                                    resp = resp.header(k, v);
+                                }
+                            }
+                            let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
+                            Ok(resp.body(Full::new(bytes)).expect("copied response"))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        FaultProxy { url, log, calls, task }
+    }
+
+    /// What was injected, by kind.
+    pub fn injected(&self) -> BTreeMap<Injected, usize> {
+        let mut out = BTreeMap::new();
+        for (_, kind) in self.log.lock().unwrap().iter() {
+            *out.entry(*kind).or_default() += 1;
+        }
+        out
+    }
+
+    /// Calls seen, by operation.
+    pub fn calls(&self) -> BTreeMap<String, usize> {
+        self.calls.lock().unwrap().clone()
+    }
+}

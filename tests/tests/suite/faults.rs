@@ -1,0 +1,102 @@
+//! Faults between paysession and DynamoDB, injected by a proxy in front of DynamoDB Local
+//! (`paysession_tests::faults`): lost answers (applied, never answered), 500s and
+//! throttling on every call. Invariants, not timings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use paysession_app::merchants::{NewMerchant, provision};
+use paysession_app::ports::{EventQuery, MerchantStore as _, SessionQuery, SessionStore as _, WebhookStore as _};
+use paysession_http::Route;
+use paysession_http::lambda_http::request::from_str;
+use paysession_http::mount::{Mounted, invoke};
+use paysession_tests::faults::{FaultProxy, Faults};
+use serde_json::Value;
+
+/// 100 creates through the session-create function's handler, its every DynamoDB call
+/// behind 5 % lost answers, 5 % 500s and 5 % throttling; the client retries a 5xx with the
+/// same Idempotency-Key. Each create ends in exactly one session with one created event,
+/// none is lost, and every answer for a key is the same session.
+#[tokio::test]
+async fn every_create_retried_with_its_key_ends_in_exactly_one_session() {
+    let clean = paysession_tests::dynamo::fresh_table().await;
+    let target = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
+    let proxy = FaultProxy::start(&target, BTreeMap::from([("*".to_string(), Faults::each(50))]), 20261207).await;
+    let config = paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)]).await.unwrap();
+    let faulty = paysession_aws::DynamoStore::from_config(&config, clean.table()).await.unwrap();
+    let raw_key = paysession_app::ids::random_key();
+    let key = || paysession_app::secret::Secret::new(raw_key.clone());
+    let core = paysession_runtime::build_core(Arc::new(faulty), key(), "https://pay.example".into(), false).await.unwrap();
+    let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    // The merchant is made without faults: what is measured is the creates.
+    let clean_core = paysession_runtime::build_core(Arc::new(clean.clone()), key(), "https://pay.example".into(), false).await.unwrap();
+    let provisioned = provision(
+        clean_core.store.as_ref(),
+        &clean_core.keys,
+        &NewMerchant { name: "Faults".into(), ..Default::default() },
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let client = clean_core.store.get_client(&provisioned.client_id).await.unwrap().unwrap();
+    let token = clean_core.keys.issue(&client, &paysession_app::auth::Scope::ALL);
+    let fixture = std::fs::read_to_string(format!("{}/fixtures/apigw-v2/session-create.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+
+    let mut retries = 0;
+    let mut answered: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..100 {
+        let reference = format!("fault-{i}");
+        let text = fixture.replace("{{token}}", &token).replace("{{request_id}}", &format!("r-{i}")).replace("{{reference}}", &reference);
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        event["headers"]["idempotency-key"] = Value::String(format!("key-{i}"));
+        let event = event.to_string();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            assert!(attempts <= 20, "create {i} did not succeed in 20 tries");
+            let resp = invoke(Route::CreateSession, &deps, from_str(&event).unwrap()).await;
+            let status = resp.status().as_u16();
+            if status >= 500 || status == 409 {
+                // A server error, or the key still held by the lost first try: retry later.
+                retries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            assert_eq!(status, 201, "create {i}: {:?}", resp.body());
+            let id = paysession_tests::lambda_json(&resp)["id"].as_str().unwrap().to_string();
+            if let Some(before) = answered.insert(reference.clone(), id.clone()) {
+                assert_eq!(before, id, "one key, one session");
+            }
+            break;
+        }
+    }
+    let injected = proxy.injected();
+    println!("injected {injected:?} over {:?} calls; client retries {retries}", proxy.calls());
+    assert!(injected.values().sum::<usize>() > 0, "the proxy injected faults");
+
+    // Read back without faults: 100 sessions, one per reference, one created event each.
+    let now = chrono::Utc::now();
+    let mut sessions = Vec::new();
+    let mut q = SessionQuery { limit: 100, now, ..Default::default() };
+    loop {
+        let page = clean.list_sessions(&provisioned.merchant.id, &q).await.unwrap();
+        let last = page.items.last().map(|s| paysession_app::ports::Cursor { created_at: s.created_at, id: s.id.clone() });
+        sessions.extend(page.items);
+        if !page.has_more {
+            break;
+        }
+        q.after = last;
+    }
+    assert_eq!(sessions.len(), 100, "no create lost, none doubled");
+    let mut by_reference: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &sessions {
+        *by_reference.entry(s.spec.reference.as_str()).or_default() += 1;
+        assert_eq!(answered.get(&s.spec.reference), Some(&s.id), "the answer named the stored session");
+        let created = clean.session_events(&provisioned.merchant.id, &s.id).await.unwrap();
+        assert_eq!(created.iter().filter(|e| e.event_type == "payment_session.created").count(), 1, "{}", s.id);
+    }
+    assert!(by_reference.values().all(|n| *n == 1));
+    let events = clean.list_events(&provisioned.merchant.id, &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(events.items.len() <= 100);
+}
