@@ -99,6 +99,9 @@ pub enum RefundOutcome {
     Known { status: RefundStatus, failure_reason: Option<String> },
     /// No answer: the refund stays pending and is synced.
     Unknown,
+    /// Asked by our id, the processor has no such refund: its submission never reached it
+    /// (a reservation whose processor call never happened). Reconciliation submits it.
+    NotFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +224,8 @@ impl CallLog {
 pub struct SandboxProcessor {
     pub calls: Arc<CallLog>,
     payments: Mutex<HashMap<String, Outcome>>,
+    /// Refunds submitted to this process: a sync of another is `NotFound` to it.
+    refunds: Mutex<std::collections::HashSet<String>>,
 }
 
 const OFF_SESSION_DECLINE_MARK: &str = "tok_sandbox_offdecline_";
@@ -381,6 +386,13 @@ impl PaymentProcessor for SandboxProcessor {
 
     async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
         self.calls.note("refund", call.id);
+        {
+            let mut seen = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= CallLog::CAPACITY {
+                seen.clear();
+            }
+            seen.insert(call.id.to_string());
+        }
         if Behaviour::of_reference(call.payment.reference) == Behaviour::RefundTimesOut {
             // The refund is made; its answer is lost on the way back.
             return RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
@@ -402,6 +414,9 @@ impl PaymentProcessor for SandboxProcessor {
 
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
         self.calls.note("sync_refund", call.id);
+        if !self.refunds.lock().unwrap_or_else(|p| p.into_inner()).contains(call.id) {
+            return RefundAnswer { outcome: RefundOutcome::NotFound, reference: None, check_after: None };
+        }
         self.refund_state(call)
     }
 }
@@ -464,8 +479,10 @@ mod tests {
             |payment: PaymentCall<'static>, now| RefundCall { id: "re_1", amount: 100, currency: "EUR", payment, created_at: at, now };
         let known = |a: RefundAnswer| match a.outcome {
             RefundOutcome::Known { status, failure_reason } => Some((status, failure_reason)),
-            RefundOutcome::Unknown => None,
+            RefundOutcome::Unknown | RefundOutcome::NotFound => None,
         };
+        let never = refund_of(call("pay_1", PaymentMethodKind::Card, Some("sbx_n_pay_1")), at);
+        assert_eq!(sandbox.sync_refund(&never).await.outcome, RefundOutcome::NotFound, "a refund it never received");
         for (number, reference) in [
             (test_cards::SUCCEEDS, "sbx_n_pay_1"),
             (test_cards::REFUND_FAILS_LATE, "sbx_l_pay_1"),

@@ -171,7 +171,7 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
     let call = refund_call(&found.session, &refund, now);
     let said = pay.processor.refund(&call).await;
     match &said.outcome {
-        RefundOutcome::Unknown => {
+        RefundOutcome::Unknown | RefundOutcome::NotFound => {
             tracing::warn!(refund_id = %refund.id, "no answer to the refund call; reconciliation will ask");
             return Ok(answer);
         }
@@ -234,7 +234,7 @@ pub async fn apply<S: RefundStore + ?Sized>(
         }
         next.next_sync_at = match (&said.outcome, next.status) {
             (_, RefundStatus::Failed | RefundStatus::Canceled | RefundStatus::RequiresAction) => None,
-            (RefundOutcome::Unknown, _) => Some(now + sync_delay(next.sync_attempts)),
+            (RefundOutcome::Unknown | RefundOutcome::NotFound, _) => Some(now + sync_delay(next.sync_attempts)),
             (_, RefundStatus::Pending) => Some(now + said.check_after.unwrap_or_else(|| sync_delay(next.sync_attempts))),
             // A success the processor may still reverse is looked at again then.
             (_, RefundStatus::Succeeded) => said.check_after.map(|after| now + after),
@@ -289,7 +289,14 @@ pub async fn sync<S: SessionStore + RefundStore + ?Sized>(
         return Ok(Synced::NothingDue);
     }
     let session = cx.store.get_session(merchant_id, &refund.session_id).await?.ok_or_else(|| RefundError::NotFound(refund.id.clone()))?;
-    let said = pay.processor.sync_refund(&refund_call(&session, &refund, now)).await;
+    let call = refund_call(&session, &refund, now);
+    let mut said = pay.processor.sync_refund(&call).await;
+    if said.outcome == RefundOutcome::NotFound {
+        // Reserved, but the processor never received it (the creating request stopped
+        // between its write and its call): submitted now, under the same id.
+        tracing::warn!(refund_id = %refund.id, "the processor never received the refund; submitting it");
+        said = pay.processor.refund(&call).await;
+    }
     apply(cx, refund, said, true).await.map(|r| Synced::Asked(Box::new(r)))
 }
 

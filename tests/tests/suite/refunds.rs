@@ -364,3 +364,29 @@ async fn concurrent_refunds_on_the_local_server_over_dynamodb_local() {
     let all = s.get(&format!("/v1/refunds?payment_id={pay}&limit=100"), &t).await.json();
     assert_eq!(all["data"].as_array().unwrap().iter().map(|r| r["amount"].as_i64().unwrap()).sum::<i64>(), 100);
 }
+
+/// A refund reserved whose processor call never happened (the request stopped between its
+/// write and the call): reconciliation asks, the processor has no such refund, and it is
+/// submitted then, under the same id: once.
+#[tokio::test]
+async fn a_reserved_refund_the_processor_never_received_is_submitted_by_reconciliation() {
+    use paysession_app::ports::RefundStore as _;
+    let s = Server::start().await;
+    let t = s.token().await;
+    let (session, pay) = paid(&s, &t, "4242424242424242", 700, json!({})).await;
+    let store = s.running.as_ref().unwrap().local.app.core.store.clone();
+    let now = chrono::Utc::now();
+    let sid = session["id"].as_str().unwrap();
+    let id = paysession_domain::session::child_id("re", sid, "00000000000000ff");
+    let mut refund = paysession_tests::contract::refund(&id, &s.running.as_ref().unwrap().demo.merchant_id, sid, &pay, 300, now);
+    refund.next_sync_at = Some(now);
+    let events = refund.events(None, now, || paysession_app::ids::new_id("evt"));
+    store.create_refund(&refund, 700, &events, None).await.unwrap();
+    assert_eq!(calls(&s, &t, &id).await, json!({}), "reserved, never sent");
+    s.advance_clock(&t, 10).await;
+    let done = wait_until(&s, &t, &format!("/v1/refunds/{id}"), |r| r["status"] == "succeeded").await;
+    assert!(done["processor_reference"].is_string());
+    let seen = calls(&s, &t, &id).await;
+    assert_eq!(seen["refund"], 1, "submitted once: {seen}");
+    assert_eq!(s.get(&format!("/v1/payments/{pay}"), &t).await.json()["amount_refunded"], 300);
+}
