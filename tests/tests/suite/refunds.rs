@@ -370,7 +370,6 @@ async fn concurrent_refunds_on_the_local_server_over_dynamodb_local() {
 /// submitted then, under the same id: once.
 #[tokio::test]
 async fn a_reserved_refund_the_processor_never_received_is_submitted_by_reconciliation() {
-    use paysession_app::ports::RefundStore as _;
     let s = Server::start().await;
     let t = s.token().await;
     let (session, pay) = paid(&s, &t, "4242424242424242", 700, json!({})).await;
