@@ -100,3 +100,110 @@ async fn every_create_retried_with_its_key_ends_in_exactly_one_session() {
     let events = clean.list_events(&provisioned.merchant.id, &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert!(events.items.len() <= 100);
 }
+
+/// 30 refunds through the refund-create handler and their reconciliation (the local
+/// reconciler's sweep), every DynamoDB call of both behind 5 % of each fault: each refund
+/// reaches `succeeded` once, its payment shows it once, and the processor received one
+/// refund call per refund.
+#[tokio::test]
+async fn every_refund_reaches_a_final_state_once() {
+    use paysession_app::payments::{CardSource, pay_card};
+    use paysession_app::ports::RefundStore as _;
+
+    let clean = paysession_tests::dynamo::fresh_table().await;
+    let target = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
+    let proxy = FaultProxy::start(&target, BTreeMap::from([("*".to_string(), Faults::each(50))]), 7).await;
+    let config = paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)]).await.unwrap();
+    let faulty = Arc::new(paysession_aws::DynamoStore::from_config(&config, clean.table()).await.unwrap());
+    let raw_key = paysession_app::ids::random_key();
+    let key = || paysession_app::secret::Secret::new(raw_key.clone());
+    let pay = paysession_app::Payments::sandbox();
+    let core = paysession_runtime::build_core(faulty.clone(), key(), "https://pay.example".into(), true).await.unwrap();
+    let deps = Mounted { core, payments: pay.clone(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    let clean_core = paysession_runtime::build_core(Arc::new(clean.clone()), key(), "https://pay.example".into(), true).await.unwrap();
+    let provisioned = provision(
+        clean_core.store.as_ref(),
+        &clean_core.keys,
+        &NewMerchant { name: "Faults".into(), ..Default::default() },
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let merchant = provisioned.merchant.clone();
+    let client = clean_core.store.get_client(&provisioned.client_id).await.unwrap().unwrap();
+    let token = clean_core.keys.issue(&client, &paysession_app::auth::Scope::ALL);
+    let fixture = std::fs::read_to_string(format!("{}/fixtures/apigw-v2/session-create.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+
+    // 30 payments, made without faults.
+    let mut payments = Vec::new();
+    for i in 0..30 {
+        let body = serde_json::json!({"amount": 1000, "currency": "EUR", "customer_id": "c", "reference": format!("paid-{i}")});
+        let spec = paysession_domain::parse_create_session(&body, clean_core.clock.now(), &merchant.policy()).unwrap();
+        let session = paysession_app::sessions::create(&clean_core, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
+        let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", clean_core.clock.now()).unwrap();
+        let paid = pay_card(&clean_core, &pay, session, CardSource::Typed(card), false, None, "/pay/x").await.unwrap().session;
+        payments.push((paid.id.clone(), paid.payments[0].id.clone()));
+    }
+
+    // Their refunds, each retried on 5xx (or 409: its key still held) with its key.
+    let mut retries = 0;
+    let mut refunds = Vec::new();
+    for (i, (_, payment)) in payments.iter().enumerate() {
+        let text = fixture.replace("{{token}}", &token).replace("{{request_id}}", &format!("r-{i}")).replace("{{reference}}", "x");
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        let body = serde_json::json!({"payment_id": payment, "amount": 400}).to_string();
+        event["rawPath"] = "/v1/refunds".into();
+        event["routeKey"] = "POST /v1/refunds".into();
+        event["requestContext"]["http"]["path"] = "/v1/refunds".into();
+        event["headers"]["content-length"] = body.len().to_string().into();
+        event["headers"]["idempotency-key"] = Value::String(format!("refund-{i}"));
+        event["body"] = body.into();
+        let event = event.to_string();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            assert!(attempts <= 20, "refund {i} did not succeed in 20 tries");
+            let resp = invoke(Route::CreateRefund, &deps, from_str(&event).unwrap()).await;
+            let status = resp.status().as_u16();
+            if status >= 500 || status == 409 {
+                retries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            assert_eq!(status, 201, "refund {i}: {:?}", resp.body());
+            refunds.push(paysession_tests::lambda_json(&resp)["id"].as_str().unwrap().to_string());
+            break;
+        }
+    }
+
+    // Reconciliation on the faulty store until every refund is final (horizon: 50 passes).
+    let clock = deps.core.test_clock.clone().unwrap();
+    let mut passes = 0;
+    loop {
+        clock.advance(chrono::Duration::seconds(10)).unwrap();
+        passes += 1;
+        let _ = paysession_app::reconcile::sweep(&deps.core, &pay, faulty.as_ref()).await;
+        let mut open = Vec::new();
+        for id in &refunds {
+            let r = clean.get_refund(&merchant.id, id).await.unwrap().unwrap();
+            if r.status != paysession_domain::refund::RefundStatus::Succeeded {
+                open.push((id.clone(), r.status));
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        assert!(passes < 50, "refunds not final after {passes} passes: {open:?}");
+    }
+    println!("injected {:?} over {:?} calls; client retries {retries}; reconciliation passes {passes}", proxy.injected(), proxy.calls());
+    for ((session, payment), refund) in payments.iter().zip(&refunds) {
+        let money = clean.payment_money(&merchant.id, session, payment).await.unwrap().unwrap();
+        assert_eq!((money.refunded, money.refundable, money.refund_count), (400, 600, 1), "{payment}");
+        let calls = pay.sandbox_calls.of(refund);
+        assert_eq!(calls.get("refund"), Some(&1), "{refund}: {calls:?}");
+        let events = clean.session_events(&merchant.id, session).await.unwrap();
+        let count = |t: &str| events.iter().filter(|e| e.event_type == t).count();
+        assert_eq!((count("refund.created"), count("refund.succeeded")), (1, 1), "{session}");
+    }
+}
