@@ -207,3 +207,68 @@ async fn every_refund_reaches_a_final_state_once() {
         assert_eq!((count("refund.created"), count("refund.succeeded")), (1, 1), "{session}");
     }
 }
+
+/// 30 card payments (the page's use case, the customer trying again on an error) on the
+/// faulty store: each session succeeds, and the sandbox received exactly one successful
+/// authorisation per session.
+#[tokio::test]
+async fn every_card_payment_succeeds_with_one_authorisation() {
+    use paysession_app::payments::{CardSource, pay_card};
+
+    let clean = paysession_tests::dynamo::fresh_table().await;
+    let target = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
+    let proxy = FaultProxy::start(&target, BTreeMap::from([("*".to_string(), Faults::each(50))]), 30).await;
+    let config = paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)]).await.unwrap();
+    let faulty = Arc::new(paysession_aws::DynamoStore::from_config(&config, clean.table()).await.unwrap());
+    let raw_key = paysession_app::ids::random_key();
+    let key = || paysession_app::secret::Secret::new(raw_key.clone());
+    let pay = paysession_app::Payments::sandbox();
+    let core = paysession_runtime::build_core(faulty.clone(), key(), "https://pay.example".into(), true).await.unwrap();
+    let clean_core = paysession_runtime::build_core(Arc::new(clean.clone()), key(), "https://pay.example".into(), true).await.unwrap();
+    let merchant = provision(
+        clean_core.store.as_ref(),
+        &clean_core.keys,
+        &NewMerchant { name: "Faults".into(), ..Default::default() },
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap()
+    .merchant;
+    let mut tries = 0;
+    for i in 0..30 {
+        let body = serde_json::json!({"amount": 1000, "currency": "EUR", "customer_id": "c", "reference": format!("card-{i}")});
+        let spec = paysession_domain::parse_create_session(&body, clean_core.clock.now(), &merchant.policy()).unwrap();
+        let session = paysession_app::sessions::create(&clean_core, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
+        for attempt in 0..2 {
+            tries += 1;
+            let current = clean.get_session(&merchant.id, &session.id).await.unwrap().unwrap();
+            if current.status == paysession_domain::SessionStatus::Succeeded {
+                break;
+            }
+            let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", core.clock.now()).unwrap();
+            match pay_card(&core, &pay, current, CardSource::Typed(card), false, None, "/pay/x").await {
+                Ok(step) if step.session.status == paysession_domain::SessionStatus::Succeeded => break,
+                other => println!("payment {i}, try {attempt}: {:?}", other.map(|s| s.status)),
+            }
+        }
+    }
+    println!("injected {:?} over {:?} calls; customer tries {tries}", proxy.injected(), proxy.calls());
+    let mut wrong = Vec::new();
+    for i in 0..30 {
+        let q = SessionQuery {
+            customer_id: Some("c".into()),
+            reference: Some(format!("card-{i}")),
+            limit: 1,
+            now: chrono::Utc::now(),
+            ..Default::default()
+        };
+        let s = clean.list_sessions(&merchant.id, &q).await.unwrap().items.remove(0);
+        let authorised: usize =
+            s.payments.iter().map(|a| pay.sandbox_calls.of(&a.id).get("authorize").copied().unwrap_or(0) as usize).sum();
+        if s.status != paysession_domain::SessionStatus::Succeeded || authorised != 1 {
+            wrong.push((s.id.clone(), s.status, authorised, s.payments.iter().map(|a| a.status).collect::<Vec<_>>()));
+        }
+    }
+    assert!(wrong.is_empty(), "sessions not paid exactly once: {wrong:?}");
+}
