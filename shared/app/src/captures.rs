@@ -8,7 +8,7 @@
 //! answered the same.
 
 use chrono::{DateTime, Utc};
-use paysession_domain::payment::{AttemptStatus, PaymentError, VOID_EXPIRED, VOID_REQUESTED, payment_view};
+use paysession_domain::payment::{AttemptStatus, PaymentError, VOID_EXPIRED, VOID_REQUESTED};
 use paysession_domain::refund::PaymentMoney;
 use paysession_domain::session::{PaymentSession, ViewJson};
 use serde_json::Value;
@@ -39,13 +39,13 @@ pub enum CaptureError {
 
 /// The API object of payment `payment_id` of `session` as of `now`, with its refund counters.
 pub fn view(session: &PaymentSession, payment_id: &str, money: Option<PaymentMoney>, now: DateTime<Utc>) -> Option<Value> {
-    session.payments.iter().find(|a| a.id == payment_id).map(|a| payment_view(session, a, money, now))
+    session.payments.iter().find(|a| a.id == payment_id).map(|a| session.payment_view(a, money, now))
 }
 
 pub async fn get<S: SessionStore + RefundStore + ?Sized>(cx: &Core<S>, merchant_id: &str, id: &str) -> Result<Option<Value>, StoreError> {
     let Some(found) = find_payment(cx, merchant_id, id).await? else { return Ok(None) };
     let money = cx.store.payment_money(merchant_id, &found.session.id, id).await?;
-    Ok(Some(payment_view(&found.session, found.attempt(), money, cx.clock.now())))
+    Ok(Some(found.session.payment_view(found.attempt(), money, cx.clock.now())))
 }
 
 /// Every payment of a session, newest first, with their counters.
@@ -57,7 +57,7 @@ pub async fn of_session<S: RefundStore + ?Sized>(cx: &Core<S>, session: &Payment
     };
     let of = |id: &str| money.iter().find(|(p, _)| p == id).map(|(_, m)| *m);
     let now = cx.clock.now();
-    Ok(session.payments.iter().rev().map(|a| payment_view(session, a, of(&a.id), now)).collect())
+    Ok(session.payments.iter().rev().map(|a| session.payment_view(a, of(&a.id), now)).collect())
 }
 
 /// The sum a session's payments have refunded (`amount_refunded` of the session object).

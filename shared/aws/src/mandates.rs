@@ -39,35 +39,11 @@ fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
 #[async_trait]
 impl paysession_app::recurring::DueMandates for DynamoStore {
     async fn due_mandates(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .scan()
-                .table_name(self.table())
-                .filter_expression("SK = :sk AND next_charge_ms <= :now")
-                .expression_attribute_values(":sk", s(MANDATE_SK))
-                .expression_attribute_values(":now", n(ms(now)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(crate::describe(&e)))?;
-            for it in out.items.unwrap_or_default() {
-                let m: Mandate = parse_body(&it)?;
-                if merchant.is_some_and(|wanted| wanted != m.merchant_id) {
-                    continue;
-                }
-                due.push((m.merchant_id, m.id));
-                if due.len() >= limit {
-                    return Ok(due);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(due);
-            }
-        }
+        self.scan_due(MANDATE_SK, NEXT_CHARGE_MS, now, limit, |it| {
+            let m: Mandate = parse_body(it)?;
+            Ok(merchant.is_none_or(|wanted| wanted == m.merchant_id).then_some((m.merchant_id, m.id)))
+        })
+        .await
     }
 }
 

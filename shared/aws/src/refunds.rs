@@ -211,20 +211,21 @@ impl RefundStore for DynamoStore {
     }
 }
 
+/// An item's `merchant_id`, if it is `wanted`'s (any merchant's when `None`).
+fn of_merchant(it: &Item, wanted: Option<&str>) -> Option<String> {
+    attr_str(it, "merchant_id").filter(|m| wanted.is_none_or(|w| w == *m)).map(str::to_string)
+}
+
 /// The local server on DynamoDB (Local) sweeps for due refunds and authorisations as it does
 /// on SQLite: a filtered `Scan`. Deployed functions never scan: the stream schedules syncs
 /// and TTL voids authorisations.
 #[async_trait]
 impl paysession_app::reconcile::DueMoney for DynamoStore {
     async fn due_refunds(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        let found = self.scan_due(REFUND_SK_PREFIX, SYNC_MS, now, merchant, limit).await?;
-        Ok(found
-            .iter()
-            .filter_map(|it| {
-                let sk = attr_str(it, SK)?;
-                Some((attr_str(it, "merchant_id")?.to_string(), sk.strip_prefix(REFUND_SK_PREFIX)?.to_string()))
-            })
-            .collect())
+        self.scan_due(REFUND_SK_PREFIX, SYNC_MS, now, limit, |it| {
+            Ok(of_merchant(it, merchant).and_then(|m| Some((m, attr_str(it, SK)?.strip_prefix(REFUND_SK_PREFIX)?.to_string()))))
+        })
+        .await
     }
 
     async fn due_authorisations(
@@ -233,57 +234,10 @@ impl paysession_app::reconcile::DueMoney for DynamoStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        let found = self.scan_due(AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS, now, merchant, limit).await?;
-        Ok(found
-            .iter()
-            .filter_map(|it| {
-                Some((
-                    attr_str(it, "merchant_id")?.to_string(),
-                    attr_str(it, "session_id")?.to_string(),
-                    attr_str(it, "payment_id")?.to_string(),
-                ))
-            })
-            .collect())
-    }
-}
-
-impl DynamoStore {
-    async fn scan_due(
-        &self,
-        sk_prefix: &str,
-        due_attr: &str,
-        now: DateTime<Utc>,
-        merchant: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .scan()
-                .table_name(self.table())
-                .filter_expression("begins_with(SK, :prefix) AND #due <= :now")
-                .expression_attribute_names("#due", due_attr)
-                .expression_attribute_values(":prefix", s(sk_prefix))
-                .expression_attribute_values(":now", n(ms(now)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(crate::describe(&e)))?;
-            for it in out.items.unwrap_or_default() {
-                if merchant.is_some_and(|m| attr_str(&it, "merchant_id") != Some(m)) {
-                    continue;
-                }
-                due.push(it);
-                if due.len() >= limit {
-                    return Ok(due);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(due);
-            }
-        }
+        self.scan_due(AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS, now, limit, |it| {
+            Ok(of_merchant(it, merchant)
+                .and_then(|m| Some((m, attr_str(it, "session_id")?.to_string(), attr_str(it, "payment_id")?.to_string()))))
+        })
+        .await
     }
 }

@@ -153,6 +153,47 @@ impl DynamoStore {
         &self.table
     }
 
+    /// What the local server's sweeps find due (a filtered `Scan`; deployed functions never
+    /// scan): items whose sort key starts with `sk_prefix` and whose `due_attr` (epoch ms) is
+    /// at or before `now`, mapped by `pick` (`None`: not wanted), at most `limit`.
+    pub(crate) async fn scan_due<T>(
+        &self,
+        sk_prefix: &str,
+        due_attr: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        mut pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(SK, :prefix) AND #due <= :now")
+                .expression_attribute_names("#due", due_attr)
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .expression_attribute_values(":now", n(ms(now)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(crate::describe(&e)))?;
+            for it in out.items.unwrap_or_default() {
+                if let Some(found) = pick(&it)? {
+                    due.push(found);
+                    if due.len() >= limit {
+                        return Ok(due);
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(due);
+            }
+        }
+    }
+
     /// A `Put` replacing an item only while its stored `version` is still `expected_version`
     /// (the optimistic lock of every state change).
     pub(crate) fn versioned_put(&self, item: Item, expected_version: u64) -> Result<Put, StoreError> {

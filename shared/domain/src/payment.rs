@@ -277,17 +277,6 @@ impl PaymentSession {
     }
 }
 
-/// The payment object of `attempt` of `session` as of `now`, with its refund counters (see
-/// [`crate::attempt::payment_view`]).
-pub fn payment_view(
-    session: &PaymentSession,
-    attempt: &PaymentAttempt,
-    money: Option<crate::refund::PaymentMoney>,
-    now: DateTime<Utc>,
-) -> serde_json::Value {
-    session.payment_view(attempt, money, now)
-}
-
 /// A payment method saved for a customer (card only): what the hosted page may offer again
 /// and what off-session charges use. Holds a processor token, never card data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ fn put_refund(tx: &Transaction<'_>, r: &Refund, expected_version: Option<u64>) -
     let n = match expected_version {
         None => tx.run(
             "INSERT INTO refunds(id, merchant_id, session_id, payment_id, status, created_at_ms, next_sync_ms, version, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
             params![
                 r.id,
                 r.merchant_id,
@@ -103,7 +103,10 @@ impl RefundStore for EmbeddedStore {
                 ],
             )
             .map_err(backend)?;
-            put_refund(tx, &refund, None).map_err(|_| StoreError::AlreadyExists)?;
+            put_refund(tx, &refund, None).map_err(|e| match e {
+                StoreError::VersionConflict => StoreError::AlreadyExists,
+                other => other,
+            })?;
             insert_events(tx, &refund.merchant_id, &events)
         })
         .await
