@@ -7,5 +7,5 @@ use paysession_runtime::aws::scheduler::handle_sync;
 use paysession_runtime::sandbox_payments;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::events(&[], |f, input| Box::pin(handle_sync(&f.core, sandbox_payments(), input)))
+    paysession_runtime::events(&[], |f, input| Box::pin(handle_sync(&f.core, sandbox_payments(&f.core.store), input)))
 }

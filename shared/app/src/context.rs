@@ -104,9 +104,16 @@ pub struct Payments {
 }
 
 impl Payments {
-    /// The built-in sandbox processor and the log-only notifier.
+    /// The built-in sandbox processor (its ledger in this process's memory) and the
+    /// log-only notifier.
     pub fn sandbox() -> Payments {
-        let sandbox = crate::processor::SandboxProcessor::default();
+        Payments::sandbox_on(Arc::new(crate::processor::MemoryLedger::default()))
+    }
+
+    /// The sandbox processor keeping its ledger in `ledger` (the deployment's store, so every
+    /// process answers syncs alike).
+    pub fn sandbox_on(ledger: Arc<dyn crate::processor::SandboxLedger>) -> Payments {
+        let sandbox = crate::processor::SandboxProcessor::on(ledger);
         let sandbox_calls = sandbox.calls.clone();
         Payments { processor: Arc::new(sandbox), notifier: Arc::new(crate::processor::LogNotifier), sandbox_calls }
     }

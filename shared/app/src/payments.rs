@@ -397,9 +397,9 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
         Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string())),
         Outcome::RequiresAction | Outcome::Processing => (AttemptStatus::Failed, Some("authentication_required".to_string())),
-        // An off-session charge has no one waiting: an unknown answer is a processing error
-        // the retry schedule of the occurrence covers.
-        Outcome::Unknown => (AttemptStatus::Failed, Some("processing_error".to_string())),
+        // The charge may have been made: pending until reconciliation asks (a retry of the
+        // occurrence cannot claim a new attempt meanwhile).
+        Outcome::Unknown => (AttemptStatus::Pending, None),
     };
     let written = update_with(cx, claimed, true, |s, now| {
         let mut next = if final_on_failure {
@@ -417,6 +417,53 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
     let written = written.expect("an outcome always writes");
     tracing::info!(session_id = %written.id, attempt_id, status = ?status, "off-session charge");
     Ok(written)
+}
+
+/// What a sync of a pending attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptSynced {
+    /// Not pending, or not due yet (a replayed trigger, or settled meanwhile).
+    NothingDue,
+    /// The processor's answer is written: the attempt's status now.
+    Settled(AttemptStatus),
+    /// Still pending at the processor (or no answer): asked again after a back-off step.
+    StillPending,
+}
+
+/// Asks the processor, by our id, about a pending attempt whose sync is due (its outcome
+/// was never written, or the processor had none yet) and writes what it says, as the
+/// payment's own step would have. An attempt the processor never saw failed: its call never
+/// reached it, and the claim's wait outlasts any call, so none is still on its way.
+pub async fn sync_attempt<S: SessionStore + MandateStore + ?Sized>(
+    cx: &Core<S>,
+    pay: &Payments,
+    merchant_id: &str,
+    session_id: &str,
+    attempt_id: &str,
+) -> Result<AttemptSynced, PaymentFailure> {
+    let Some(session) = cx.store.get_session(merchant_id, session_id).await? else { return Ok(AttemptSynced::NothingDue) };
+    let Some(attempt) = session.payments.iter().find(|a| a.id == attempt_id).cloned() else { return Ok(AttemptSynced::NothingDue) };
+    if attempt.sync_due().is_none_or(|at| at > cx.clock.now()) {
+        return Ok(AttemptSynced::NothingDue);
+    }
+    let answer = match pay.processor.sync_payment(&payment_call(&session, attempt_id)).await {
+        Some(answer) => answer,
+        None => Answer::of(Outcome::Failed { code: "processing_error" }, None),
+    };
+    let answer = match answer.outcome {
+        Outcome::Unknown | Outcome::Processing => {
+            // Bookkeeping only: nothing a merchant sees changed, so no event.
+            update_with(cx, session, false, |s, now| s.defer_attempt_sync(attempt_id, now).map(Some)).await?;
+            return Ok(AttemptSynced::StillPending);
+        }
+        // The challenge or provider page the answer named was never shown (its write was
+        // lost) and no one waits on it now: the payment was not completed.
+        Outcome::RequiresAction => Answer { outcome: Outcome::Failed { code: "authentication_required" }, ..answer },
+        _ => answer,
+    };
+    let step = finish(cx, session, attempt_id, answer, attempt.card.clone(), None, "").await?;
+    tracing::info!(session_id, attempt_id, status = ?step.status, "pending attempt reconciled");
+    Ok(AttemptSynced::Settled(step.status))
 }
 
 /// A payment received from outside (a virtual-account deposit, a QR scan): claim an

@@ -373,6 +373,20 @@ pub enum SyncSubject {
     Refund { merchant_id: String, refund_id: String },
     /// An authorisation past `capture_before` (`captures::void_if_expired`).
     Authorisation { merchant_id: String, session_id: String, payment_id: String },
+    /// A pending payment attempt whose outcome is owed (`payments::sync_attempt`). Listed
+    /// after `Authorisation`, whose fields it shares, so an untagged input with `attempt_id`
+    /// reads as this one.
+    Attempt { merchant_id: String, session_id: String, attempt_id: String },
+}
+
+impl SyncSubject {
+    pub fn merchant_id(&self) -> &str {
+        match self {
+            SyncSubject::Refund { merchant_id, .. }
+            | SyncSubject::Authorisation { merchant_id, .. }
+            | SyncSubject::Attempt { merchant_id, .. } => merchant_id,
+        }
+    }
 }
 
 /// A one-time trigger of reconciliation at wall-clock time `at`.

@@ -162,8 +162,10 @@ pub trait PaymentProcessor: Send + Sync {
     async fn void(&self, call: &PaymentCall<'_>) -> ActionOutcome;
     /// Refunds part or all of a payment.
     async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer;
-    /// The payment's state at the processor, by our id.
-    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer;
+    /// The payment's state at the processor, by our id; `None` when the processor has no
+    /// payment of that id (the call never reached it). A success carries the reusable token
+    /// of a saved method as the first answer did.
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Option<Answer>;
     /// The refund's state at the processor, by our id.
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer;
     /// Verifies and parses a webhook the processor sent us.
@@ -215,17 +217,93 @@ impl CallLog {
     }
 }
 
-/// Simulates a card network, wallets and banks deterministically. Its references carry what
-/// it decided at authorisation (`sbx_<behaviour>_<our id>`), so a refund or sync made by
-/// another process (another Lambda) answers the same as this one would. Payments it answered
-/// it also remembers (in this process, bounded like [`CallLog`]), to answer `sync_payment`;
-/// one it never saw, or another process did, is `Unknown` to it.
+/// The sandbox processor's own record of what it answered, by our id, as a real processor
+/// keeps one: in the deployment's store, so a sync made by another process (another Lambda)
+/// finds what this one answered. Written before the answer is given: an answer whose record
+/// could not be written is no answer (`Unknown`), and the sandbox did not act.
+#[async_trait]
+pub trait SandboxLedger: Send + Sync {
+    async fn record(&self, id: &str, entry: &str) -> Result<(), crate::ports::StoreError>;
+    async fn recall(&self, id: &str) -> Result<Option<String>, crate::ports::StoreError>;
+}
+
+/// A ledger in this process's memory (bounded like [`CallLog`]): tests and one-process runs.
 #[derive(Default)]
+pub struct MemoryLedger(Mutex<HashMap<String, String>>);
+
+#[async_trait]
+impl SandboxLedger for MemoryLedger {
+    async fn record(&self, id: &str, entry: &str) -> Result<(), crate::ports::StoreError> {
+        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CallLog::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(id.to_string(), entry.to_string());
+        Ok(())
+    }
+    async fn recall(&self, id: &str) -> Result<Option<String>, crate::ports::StoreError> {
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned())
+    }
+}
+
+/// What the ledger keeps of an answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    /// `succeeded`, `failed`, `requires_action`, `processing`; `refund` for a refund.
+    o: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ntid: Option<String>,
+    /// The reference given (it carries the behaviour decided at authorisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<String>,
+}
+
+/// The sandbox's decline codes (an `Outcome::Failed` code is static).
+const SANDBOX_CODES: [&str; 6] =
+    ["card_declined", "insufficient_funds", "processing_error", "authentication_failed", "wallet_declined", "bank_declined"];
+
+impl Entry {
+    fn of(answer: &Answer) -> Entry {
+        let (o, code, token) = match &answer.outcome {
+            Outcome::Succeeded { token } => ("succeeded", None, token.clone()),
+            Outcome::Failed { code } => ("failed", Some(code.to_string()), None),
+            Outcome::RequiresAction => ("requires_action", None, None),
+            Outcome::Processing => ("processing", None, None),
+            Outcome::Unknown => ("unknown", None, None),
+        };
+        Entry { o: o.into(), code, token, ntid: answer.network_transaction_id.clone(), r: answer.reference.clone() }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.o.as_str() {
+            "succeeded" => Outcome::Succeeded { token: self.token.clone() },
+            "failed" => {
+                Outcome::Failed { code: SANDBOX_CODES.into_iter().find(|c| Some(*c) == self.code.as_deref()).unwrap_or("processing_error") }
+            }
+            "requires_action" => Outcome::RequiresAction,
+            "processing" => Outcome::Processing,
+            _ => Outcome::Unknown,
+        }
+    }
+}
+
+/// Simulates a card network, wallets and banks deterministically. Its references carry what
+/// it decided at authorisation (`sbx_<behaviour>_<our id>`), so a refund made by another
+/// process (another Lambda) answers the same as this one would; what it answered is kept in
+/// its [`SandboxLedger`] to answer syncs.
 pub struct SandboxProcessor {
     pub calls: Arc<CallLog>,
-    payments: Mutex<HashMap<String, Outcome>>,
-    /// Refunds submitted to this process: a sync of another is `NotFound` to it.
-    refunds: Mutex<std::collections::HashSet<String>>,
+    ledger: Arc<dyn SandboxLedger>,
+}
+
+impl Default for SandboxProcessor {
+    fn default() -> Self {
+        SandboxProcessor::on(Arc::new(MemoryLedger::default()))
+    }
 }
 
 const OFF_SESSION_DECLINE_MARK: &str = "tok_sandbox_offdecline_";
@@ -266,19 +344,25 @@ fn saved_network_id(call: &PaymentCall<'_>, outcome: &Outcome) -> Option<String>
 }
 
 impl SandboxProcessor {
-    /// Notes the sandbox's last answer about payment `id`.
-    fn remember(&self, id: &str, outcome: &Outcome) {
-        let mut payments = self.payments.lock().unwrap_or_else(|p| p.into_inner());
-        if payments.len() >= CallLog::CAPACITY {
-            payments.clear();
-        }
-        payments.insert(id.to_string(), outcome.clone());
+    pub fn on(ledger: Arc<dyn SandboxLedger>) -> SandboxProcessor {
+        SandboxProcessor { calls: Arc::default(), ledger }
     }
 
-    fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
-        self.remember(call.id, &outcome);
+    /// Gives `outcome` as the answer to `call` once it is in the ledger; `Unknown` (the
+    /// sandbox did nothing) when it could not be recorded.
+    async fn answer_as(&self, call: &PaymentCall<'_>, outcome: Outcome, behaviour: Behaviour) -> Answer {
         let network_transaction_id = saved_network_id(call, &outcome);
-        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome, network_transaction_id }
+        let answer = Answer { reference: reference(call, behaviour), outcome, network_transaction_id };
+        let entry = serde_json::to_string(&Entry::of(&answer)).expect("an entry serialises");
+        if let Err(e) = self.ledger.record(call.id, &entry).await {
+            tracing::warn!(payment_id = call.id, error = %e, "sandbox ledger write failed; the sandbox answers as if unreachable");
+            return Answer { outcome: Outcome::Unknown, reference: None, network_transaction_id: None };
+        }
+        answer
+    }
+
+    async fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
+        self.answer_as(call, outcome, Behaviour::of_reference(call.reference)).await
     }
 
     /// The refund's state at `call.now` by the sandbox's rules: cards (and wallets) settle
@@ -324,9 +408,7 @@ impl PaymentProcessor for SandboxProcessor {
             test_cards::OFF_SESSION_DECLINES => Outcome::Succeeded { token: token(OFF_SESSION_DECLINE_MARK) },
             _ => Outcome::Succeeded { token: token("tok_sandbox_") },
         };
-        self.remember(call.id, &outcome);
-        let network_transaction_id = saved_network_id(call, &outcome);
-        Answer { outcome, reference: reference(call, behaviour), network_transaction_id }
+        self.answer_as(call, outcome, behaviour).await
     }
 
     async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer {
@@ -336,12 +418,12 @@ impl PaymentProcessor for SandboxProcessor {
         } else {
             Outcome::Failed { code: "authentication_failed" }
         };
-        self.answer(call, outcome)
+        self.answer(call, outcome).await
     }
 
     async fn start_redirect(&self, call: &PaymentCall<'_>, _method: RedirectMethod) -> Answer {
         self.calls.note("start_redirect", call.id);
-        self.answer(call, Outcome::RequiresAction)
+        self.answer(call, Outcome::RequiresAction).await
     }
 
     async fn provider_decision(&self, call: &PaymentCall<'_>, method: RedirectMethod, approved: bool) -> Answer {
@@ -352,12 +434,12 @@ impl PaymentProcessor for SandboxProcessor {
             (RedirectMethod::Ewallet, false) => Outcome::Failed { code: "wallet_declined" },
             (RedirectMethod::BankTransfer, false) => Outcome::Failed { code: "bank_declined" },
         };
-        self.answer(call, outcome)
+        self.answer(call, outcome).await
     }
 
     async fn settle(&self, call: &PaymentCall<'_>) -> Answer {
         self.calls.note("settle", call.id);
-        self.answer(call, Outcome::Succeeded { token: None })
+        self.answer(call, Outcome::Succeeded { token: None }).await
     }
 
     async fn charge_saved(&self, call: &PaymentCall<'_>, saved: &SavedCharge<'_>) -> Answer {
@@ -371,7 +453,7 @@ impl PaymentProcessor for SandboxProcessor {
         } else {
             Outcome::Succeeded { token: None }
         };
-        self.answer(call, outcome)
+        self.answer(call, outcome).await
     }
 
     async fn capture(&self, call: &PaymentCall<'_>, _amount: i64) -> ActionOutcome {
@@ -386,12 +468,10 @@ impl PaymentProcessor for SandboxProcessor {
 
     async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
         self.calls.note("refund", call.id);
-        {
-            let mut seen = self.refunds.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() >= CallLog::CAPACITY {
-                seen.clear();
-            }
-            seen.insert(call.id.to_string());
+        let entry = serde_json::to_string(&Entry { o: "refund".into(), code: None, token: None, ntid: None, r: None }).expect("serialises");
+        if let Err(e) = self.ledger.record(call.id, &entry).await {
+            tracing::warn!(refund_id = call.id, error = %e, "sandbox ledger write failed; the sandbox answers as if unreachable");
+            return RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
         }
         if Behaviour::of_reference(call.payment.reference) == Behaviour::RefundTimesOut {
             // The refund is made; its answer is lost on the way back.
@@ -400,24 +480,24 @@ impl PaymentProcessor for SandboxProcessor {
         self.refund_state(call)
     }
 
-    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer {
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Option<Answer> {
         self.calls.note("sync_payment", call.id);
-        let known = self.payments.lock().unwrap_or_else(|p| p.into_inner()).get(call.id).cloned();
-        // The reusable token was handed out with the first answer: a sync does not hand out another.
-        let outcome = match known {
-            Some(Outcome::Succeeded { .. }) => Outcome::Succeeded { token: None },
-            Some(other) => other,
-            None => Outcome::Unknown,
+        let entry = match self.ledger.recall(call.id).await {
+            Ok(found) => found?,
+            Err(_) => return Some(Answer::of(Outcome::Unknown, None)),
         };
-        Answer { reference: reference(call, Behaviour::of_reference(call.reference)), outcome, network_transaction_id: None }
+        let Ok(entry) = serde_json::from_str::<Entry>(&entry) else { return Some(Answer::of(Outcome::Unknown, None)) };
+        let reference = call.reference.map(str::to_string).or(entry.r.clone());
+        Some(Answer { outcome: entry.outcome(), reference, network_transaction_id: entry.ntid.clone() })
     }
 
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
         self.calls.note("sync_refund", call.id);
-        if !self.refunds.lock().unwrap_or_else(|p| p.into_inner()).contains(call.id) {
-            return RefundAnswer { outcome: RefundOutcome::NotFound, reference: None, check_after: None };
+        match self.ledger.recall(call.id).await {
+            Ok(Some(_)) => self.refund_state(call),
+            Ok(None) => RefundAnswer { outcome: RefundOutcome::NotFound, reference: None, check_after: None },
+            Err(_) => RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None },
         }
-        self.refund_state(call)
     }
 }
 
@@ -448,26 +528,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sync_answers_from_the_sandboxs_record_and_never_guesses() {
-        let sandbox = SandboxProcessor::default();
+    async fn a_sync_answers_from_the_sandboxs_ledger_and_never_guesses() {
+        let ledger = Arc::new(MemoryLedger::default());
+        let sandbox = SandboxProcessor::on(ledger.clone());
+        // Another process on the same ledger (another Lambda): it answers syncs the same.
+        let other = SandboxProcessor::on(ledger);
         let now = Utc::now();
         let card = |n: &str| paysession_domain::card::parse_card(n, "12/34", "123", now).unwrap();
-        let paid = sandbox.authorize_card(&call("pay_a", PaymentMethodKind::Card, None), &card(test_cards::SUCCEEDS), true).await;
+        let paid = sandbox.authorize_card(&call("pay_a", PaymentMethodKind::Card, None), &card(test_cards::REFUND_FAILS_LATE), true).await;
         assert!(matches!(paid.outcome, Outcome::Succeeded { token: Some(_) }));
         assert!(paid.network_transaction_id.is_some(), "a saved card's payment carries a network id");
-        let synced = sandbox.sync_payment(&call("pay_a", PaymentMethodKind::Card, paid.reference.as_deref())).await;
-        assert_eq!((synced.outcome, synced.reference), (Outcome::Succeeded { token: None }, paid.reference));
+        // Asked without the reference (the answer's write was lost): the same answer, token,
+        // network id and the reference carrying the behaviour decided at authorisation.
+        let synced = other.sync_payment(&call("pay_a", PaymentMethodKind::Card, None)).await.unwrap();
+        assert_eq!(synced, paid);
         sandbox.authorize_card(&call("pay_d", PaymentMethodKind::Card, None), &card(test_cards::DECLINED), false).await;
         assert_eq!(
-            sandbox.sync_payment(&call("pay_d", PaymentMethodKind::Card, None)).await.outcome,
+            other.sync_payment(&call("pay_d", PaymentMethodKind::Card, None)).await.unwrap().outcome,
             Outcome::Failed { code: "card_declined" }
         );
-        assert_eq!(
-            sandbox.sync_payment(&call("pay_never", PaymentMethodKind::Card, None)).await.outcome,
-            Outcome::Unknown,
-            "never seen: unknown"
-        );
-        assert_eq!(sandbox.calls.of("pay_a").get("sync_payment"), Some(&1));
+        assert_eq!(other.sync_payment(&call("pay_never", PaymentMethodKind::Card, None)).await, None, "never seen: none");
+        assert_eq!(other.calls.of("pay_a").get("sync_payment"), Some(&1));
+    }
+
+    struct BrokenLedger;
+
+    #[async_trait]
+    impl SandboxLedger for BrokenLedger {
+        async fn record(&self, _: &str, _: &str) -> Result<(), crate::ports::StoreError> {
+            Err(crate::ports::StoreError::Backend("down".into()))
+        }
+        async fn recall(&self, _: &str) -> Result<Option<String>, crate::ports::StoreError> {
+            Err(crate::ports::StoreError::Backend("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_sandbox_could_not_record_is_no_answer() {
+        let sandbox = SandboxProcessor::on(Arc::new(BrokenLedger));
+        let card = paysession_domain::card::parse_card(test_cards::SUCCEEDS, "12/34", "123", Utc::now()).unwrap();
+        let answer = sandbox.authorize_card(&call("pay_a", PaymentMethodKind::Card, None), &card, false).await;
+        assert_eq!(answer.outcome, Outcome::Unknown);
+        assert_eq!(sandbox.sync_payment(&call("pay_a", PaymentMethodKind::Card, None)).await.unwrap().outcome, Outcome::Unknown);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
 //! |---|---|---|---|---|
-//! | session (GSI3: `VA#number`, if it shows a virtual account) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
+//! | session (GSI3: `VA#number`, if it shows a virtual account; `sync_ms` while an attempt's sync is due) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
 //! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
@@ -22,6 +22,7 @@
 //! | signing profile (setting + public keys) | `MER#m` | `SIGNING` | | |
 //! | spent signature nonce (TTL) | `MER#m#NONCE#nonce` | `NONCE` | | |
 //! | event put on the EventBridge bus (TTL; no tenant data) | `BUS#evt` | `BUS` | | |
+//! | the sandbox processor's ledger entry of one of our ids (TTL; sandbox only) | `SBX#id` | `SBX` | | |
 //! | failed attempts of one source in one window (TTL; no tenant data) | `ATTEMPTS#scope#source` | `W#window` | | |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
@@ -197,9 +198,15 @@ pub const REFUND_SK_PREFIX: &str = "RE#";
 pub fn refunds_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#REFUNDS")
 }
-/// Set on a refund item while its processor sync is due: the stream schedules it, the
-/// local sweep scans for it.
+/// Set on a refund item while its processor sync is due, and on a session item while one
+/// of its attempts' is: the stream schedules it, the local sweep scans for it.
 pub const SYNC_MS: &str = "sync_ms";
+pub const SANDBOX_LEDGER_SK: &str = "SBX";
+/// The sandbox's own record of a payment or refund id: outside every merchant's partitions,
+/// as a processor's records are outside ours; the id names the payment it is about.
+pub fn sandbox_ledger_pk(id: &str) -> String {
+    format!("SBX#{id}")
+}
 /// A refund's events sort after the session's own in its partition, in the refund's order.
 pub fn refund_event_sk(refund: &str, version: u64, index: usize) -> String {
     format!("EVT#R#{refund}#{version:05}#{index:03}")

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use paysession_app::ports::{IdempotencyCompletion, Page, RefundQuery, RefundStore, StoreError};
 use paysession_domain::refund::{MAX_REFUNDS_PER_PAYMENT, MoneyDelta, PaymentMoney, Refund};
-use paysession_domain::session::{EventRecord, owning_session_id};
+use paysession_domain::session::{EventRecord, PaymentSession, owning_session_id};
 
 use crate::DynamoStore;
 use crate::keys::*;
@@ -239,5 +239,35 @@ impl paysession_app::reconcile::DueMoney for DynamoStore {
                 .and_then(|m| Some((m, attr_str(it, "session_id")?.to_string(), attr_str(it, "payment_id")?.to_string()))))
         })
         .await
+    }
+
+    async fn due_attempts(
+        &self,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.scan_due(SESSION_SK, SYNC_MS, now, limit, |it| {
+            let session: PaymentSession = parse_body(it)?;
+            if merchant.is_some_and(|m| m != session.merchant_id) {
+                return Ok(None);
+            }
+            Ok(session.attempt_sync_due().map(|(a, _)| (session.merchant_id.clone(), session.id.clone(), a.id.clone())))
+        })
+        .await
+    }
+}
+
+/// The sandbox processor's ledger: one item per id it answered, kept 90 days.
+#[async_trait]
+impl paysession_app::processor::SandboxLedger for DynamoStore {
+    async fn record(&self, id: &str, entry: &str) -> Result<(), StoreError> {
+        let expires = chrono::Utc::now().timestamp() + 90 * 86_400;
+        let it = item([(PK, s(sandbox_ledger_pk(id))), (SK, s(SANDBOX_LEDGER_SK)), ("entry", s(entry)), (TTL, n(expires))]);
+        self.put_item(self.put(it, None)).await.map(drop)
+    }
+
+    async fn recall(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get_item(sandbox_ledger_pk(id), SANDBOX_LEDGER_SK).await?.and_then(|it| attr_str(&it, "entry").map(str::to_string)))
     }
 }

@@ -201,18 +201,15 @@ pub async fn scheduler_client() -> Result<aws_sdk_scheduler::Client, String> {
     Ok(aws_sdk_scheduler::Client::new(&crate::sdk_config().await?))
 }
 
-/// Handles one invocation of the `processor-sync` function: the refund sync or the void a
-/// reconciliation schedule names. `Err` makes Scheduler retry it.
-pub async fn handle_sync<S: SessionStore + RefundStore + MerchantStore + SettingsStore + ?Sized>(
+/// Handles one invocation of the `processor-sync` function: the attempt or refund sync, or
+/// the void, a reconciliation schedule names. `Err` makes Scheduler retry it.
+pub async fn handle_sync<S: SessionStore + RefundStore + MandateStore + MerchantStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     pay: &Payments,
     input: &Value,
 ) -> Result<Value, String> {
     let subject: SyncSubject = serde_json::from_value(input.clone()).map_err(|e| format!("unreadable sync trigger {input}: {e}"))?;
-    let merchant_id = match &subject {
-        SyncSubject::Refund { merchant_id, .. } | SyncSubject::Authorisation { merchant_id, .. } => merchant_id,
-    };
-    let cx = &cx.at_merchant(merchant_id).await.map_err(|e| e.to_string())?;
+    let cx = &cx.at_merchant(subject.merchant_id()).await.map_err(|e| e.to_string())?;
     let result = paysession_app::reconcile::run_trigger(cx, pay, &subject).await?;
     tracing::info!(subject = ?subject, result = ?result, "reconciliation");
     Ok(json!({"result": result.unwrap_or_else(|| "nothing_due".into())}))

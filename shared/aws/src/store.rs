@@ -253,6 +253,10 @@ impl DynamoStore {
         if let Some(number) = session.virtual_account_number() {
             it.insert(GSI3PK.into(), s(virtual_account_gsi3(number)));
         }
+        // While an attempt's outcome is owed: the stream schedules its sync by this.
+        if let Some((_, due)) = session.attempt_sync_due() {
+            it.insert(SYNC_MS.into(), n(ms(due)));
+        }
         Ok(it)
     }
 

@@ -20,7 +20,7 @@ use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
 
 use crate::bus::{BusEvent, EventBus};
-use crate::keys::{AUTHORISATION_SK_PREFIX, EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK, REFUND_SK_PREFIX, SYNC_MS};
+use crate::keys::{AUTHORISATION_SK_PREFIX, EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK, REFUND_SK_PREFIX, SESSION_SK, SYNC_MS};
 
 /// The principal of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -67,6 +67,13 @@ pub enum StreamWork {
         refund_id: String,
         due_ms: i64,
     },
+    /// A session written with a pending attempt's sync due (at business time `due_ms`).
+    ScheduleAttemptSync {
+        merchant_id: String,
+        session_id: String,
+        attempt_id: String,
+        due_ms: i64,
+    },
     /// An authorisation's TTL item was deleted: its `capture_before` has passed.
     VoidExpired {
         merchant_id: String,
@@ -74,6 +81,13 @@ pub enum StreamWork {
         payment_id: String,
     },
     Ignore,
+}
+
+/// The `sync_ms` of a change's new image when it is newly due (or moved): a write that kept
+/// it needs no trigger of its own.
+fn newly_due(change: &Value) -> Option<i64> {
+    let due = |image: &Value| string_attr(image, SYNC_MS).and_then(|v| v.parse::<i64>().ok());
+    due(&change["NewImage"]).filter(|d| Some(*d) != due(&change["OldImage"]))
 }
 
 pub fn classify(record: &Value) -> Result<StreamWork, String> {
@@ -94,11 +108,22 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
                 _ => Err("expiry item without merchant_id/session_id".into()),
             }
         }
+        Some("INSERT" | "MODIFY") if sk == SESSION_SK => {
+            let Some(due_ms) = newly_due(change) else { return Ok(StreamWork::Ignore) };
+            let body = body_json(&change["NewImage"])?.ok_or("session item without body")?;
+            let session: paysession_domain::session::PaymentSession =
+                serde_json::from_slice(&body).map_err(|e| format!("corrupt session item: {e}"))?;
+            let Some((attempt, _)) = session.attempt_sync_due() else { return Ok(StreamWork::Ignore) };
+            Ok(StreamWork::ScheduleAttemptSync {
+                attempt_id: attempt.id.clone(),
+                merchant_id: session.merchant_id,
+                session_id: session.id,
+                due_ms,
+            })
+        }
         Some("INSERT" | "MODIFY") if sk.starts_with(REFUND_SK_PREFIX) => {
             let image = &change["NewImage"];
-            let due = |image: &Value| string_attr(image, SYNC_MS).and_then(|v| v.parse::<i64>().ok());
-            // Only a sync newly due (or moved) needs a trigger: a write that kept it does not.
-            let Some(due_ms) = due(image).filter(|d| Some(*d) != due(&change["OldImage"])) else { return Ok(StreamWork::Ignore) };
+            let Some(due_ms) = newly_due(change) else { return Ok(StreamWork::Ignore) };
             let body = body_json(image)?.ok_or("refund item without body")?;
             let refund: paysession_domain::refund::Refund =
                 serde_json::from_slice(&body).map_err(|e| format!("corrupt refund item: {e}"))?;
@@ -147,6 +172,11 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
             let due = chrono::DateTime::from_timestamp_millis(*due_ms).unwrap_or_default();
             let cx = cx.at_merchant(merchant_id).await?;
             paysession_app::reconcile::schedule_refund_sync(&cx, sinks.scheduler, merchant_id, refund_id, due).await
+        }
+        StreamWork::ScheduleAttemptSync { merchant_id, session_id, attempt_id, due_ms } => {
+            let due = chrono::DateTime::from_timestamp_millis(*due_ms).unwrap_or_default();
+            let cx = cx.at_merchant(merchant_id).await?;
+            paysession_app::reconcile::schedule_attempt_sync(&cx, sinks.scheduler, merchant_id, session_id, attempt_id, due).await
         }
         StreamWork::VoidExpired { merchant_id, session_id, payment_id } => {
             let cx = cx.at_merchant(merchant_id).await?;

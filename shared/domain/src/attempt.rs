@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::PaymentMethodKind;
 
-/// A claimed attempt whose outcome was never written (its worker died) stops blocking new
-/// attempts after this long.
-pub const ABANDONED_AFTER: Duration = Duration::seconds(60);
+/// A claimed attempt whose outcome is not written this long after its claim is asked about
+/// (its worker died, or the write of the answer failed): longer than any processor call may
+/// take, so an answer still in flight is never taken for no answer.
+pub const CLAIM_SYNC_AFTER: Duration = Duration::seconds(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,10 +139,20 @@ pub struct PaymentAttempt {
     /// written before processors returned one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processor_reference: Option<String>,
+    /// While pending: when reconciliation next asks the processor about it by our id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// Syncs that found it still pending: the back-off step of the next one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sync_attempts: u32,
     #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub updated_at: DateTime<Utc>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PaymentAttempt {
@@ -192,17 +203,30 @@ impl PaymentAttempt {
             capture_before: None,
             cancellation_reason: None,
             processor_reference: None,
+            next_sync_at: None,
+            sync_attempts: 0,
             created_at: now,
             updated_at: now,
         }
     }
 
-    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
-        match self.status {
-            AttemptStatus::RequiresAction => true,
-            AttemptStatus::Pending => now - self.updated_at < ABANDONED_AFTER,
-            _ => false,
-        }
+    /// Running: waiting for the customer, or pending until its outcome is known. A pending
+    /// attempt is never given up on unasked (the processor may have taken the money):
+    /// reconciliation settles it ([`PaymentAttempt::sync_due`]).
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, AttemptStatus::Pending | AttemptStatus::RequiresAction)
+    }
+
+    /// When reconciliation asks the processor about this attempt: while it is pending. One
+    /// stored before syncs were tracked is due a claim's wait after its last change.
+    pub fn sync_due(&self) -> Option<DateTime<Utc>> {
+        (self.status == AttemptStatus::Pending).then(|| self.next_sync_at.unwrap_or(self.updated_at + CLAIM_SYNC_AFTER))
+    }
+
+    /// The attempt as a merchant sees it: without reconciliation's bookkeeping, whose
+    /// changes are no event.
+    pub fn without_sync(&self) -> PaymentAttempt {
+        PaymentAttempt { next_sync_at: None, sync_attempts: 0, ..self.clone() }
     }
 }
 

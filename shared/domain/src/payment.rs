@@ -8,7 +8,7 @@ use crate::model::PaymentMethodKind;
 use crate::session::PaymentSession;
 
 pub use crate::attempt::{
-    ABANDONED_AFTER, AUTHORISATION_VALIDITY, AttemptStatus, CaptureMethod, CardSummary, PaymentAttempt, SANDBOX_PROCESSOR,
+    AUTHORISATION_VALIDITY, AttemptStatus, CLAIM_SYNC_AFTER, CaptureMethod, CardSummary, PaymentAttempt, SANDBOX_PROCESSOR,
 };
 
 /// `cancellation_reason` of a void the merchant asked for, and of one at `capture_before`.
@@ -63,8 +63,28 @@ impl PaymentSession {
     }
 
     /// The attempt still running, if any.
-    pub fn open_attempt(&self, now: DateTime<Utc>) -> Option<&PaymentAttempt> {
-        self.payments.iter().find(|a| a.is_open(now))
+    pub fn open_attempt(&self) -> Option<&PaymentAttempt> {
+        self.payments.iter().find(|a| a.is_open())
+    }
+
+    /// The pending attempt reconciliation asks about first, and when.
+    pub fn attempt_sync_due(&self) -> Option<(&PaymentAttempt, DateTime<Utc>)> {
+        self.payments.iter().filter_map(|a| Some((a, a.sync_due()?))).min_by_key(|(_, at)| *at)
+    }
+
+    /// A sync found the attempt still pending: the next one backs off (1 min … 24 h). No
+    /// status changes, so no event.
+    pub fn defer_attempt_sync(&self, attempt_id: &str, now: DateTime<Utc>) -> Result<PaymentSession, PaymentError> {
+        let mut next = self.clone();
+        let a = next
+            .payments
+            .iter_mut()
+            .find(|a| a.id == attempt_id && a.status == AttemptStatus::Pending)
+            .ok_or_else(|| PaymentError::UnknownAttempt(attempt_id.to_string()))?;
+        a.next_sync_at = Some(now + crate::refund::sync_delay(a.sync_attempts));
+        a.sync_attempts += 1;
+        next.version += 1;
+        Ok(next)
     }
 
     /// Whether the session can be paid with `method`: one of its `payment_methods`, and for
@@ -88,20 +108,16 @@ impl PaymentSession {
         if !matches!(status, SessionStatus::Open | SessionStatus::Active) {
             return Err(InvalidTransition { from: status, event: SessionEvent::AttemptProcessing }.into());
         }
-        if self.open_attempt(now).is_some() {
+        if self.open_attempt().is_some() {
             return Err(PaymentError::AttemptInProgress);
         }
         if self.spec.payment_type == PaymentType::Single && attempt.amount != self.spec.amount.minor() {
             return Err(PaymentError::WrongAmount { expected: self.spec.amount.minor() });
         }
         let mut next = self.clone();
-        // A claim abandoned by a dead worker is closed as a processing error.
-        for a in next.payments.iter_mut().filter(|a| a.status == AttemptStatus::Pending) {
-            a.status = AttemptStatus::Failed;
-            a.failure_code = Some("processing_error".into());
-            a.updated_at = now;
-        }
-        next.payments.push(PaymentAttempt { status: AttemptStatus::Pending, created_at: now, updated_at: now, ..attempt });
+        // Asked about if its outcome is not written in time.
+        let next_sync_at = Some(now + CLAIM_SYNC_AFTER);
+        next.payments.push(PaymentAttempt { status: AttemptStatus::Pending, next_sync_at, created_at: now, updated_at: now, ..attempt });
         next.updated_at = now;
         next.version += 1;
         Ok(next)
@@ -153,6 +169,11 @@ impl PaymentSession {
         a.failure_code = failure_code;
         a.next_action_url = next_action_url;
         a.updated_at = now;
+        // Still pending (submitted, or no answer): asked about again after a back-off step.
+        a.next_sync_at = (status == AttemptStatus::Pending).then(|| now + crate::refund::sync_delay(a.sync_attempts));
+        if status == AttemptStatus::Pending {
+            a.sync_attempts += 1;
+        }
         if status == AttemptStatus::RequiresCapture {
             a.capture_method = CaptureMethod::Manual;
             a.capture_before = Some(now + AUTHORISATION_VALIDITY);
@@ -326,6 +347,29 @@ mod tests {
         let attempt = card_attempt("pay_1", now);
         let claimed = s.claim_attempt(attempt, now).unwrap();
         claimed.update_attempt("pay_1", AttemptStatus::RequiresAction, None, None, now).unwrap()
+    }
+
+    #[test]
+    fn a_pending_attempt_blocks_new_ones_until_its_outcome_is_known_and_is_synced_with_back_off() {
+        let s = session("loose");
+        let now = s.created_at;
+        let claimed = s.claim_attempt(card_attempt("pay_1", now), now).unwrap();
+        assert_eq!(claimed.attempt_sync_due().map(|(a, at)| (a.id.as_str(), at)), Some(("pay_1", now + CLAIM_SYNC_AFTER)));
+        // Long after (the worker died): never closed unasked, and never claimed over.
+        let later = now + Duration::minutes(10);
+        assert_eq!(claimed.claim_attempt(card_attempt("pay_2", later), later).unwrap_err(), PaymentError::AttemptInProgress);
+        // A sync that finds it still pending backs off, 1 min then 2 min, with no event.
+        let deferred = claimed.defer_attempt_sync("pay_1", later).unwrap();
+        assert_eq!(deferred.attempt_sync_due().unwrap().1, later + Duration::minutes(1));
+        let again = deferred.defer_attempt_sync("pay_1", later).unwrap();
+        assert_eq!(again.attempt_sync_due().unwrap().1, later + Duration::minutes(2));
+        let types = crate::session::event_types_for(Some(&claimed), &again);
+        assert!(!types.iter().any(|(t, _)| t.starts_with("payment.")), "bookkeeping changes no payment: {types:?}");
+        // Its outcome ends the syncs; the next claim may follow.
+        let paid = again.update_attempt("pay_1", AttemptStatus::Failed, Some("card_declined".into()), None, later).unwrap();
+        assert_eq!(paid.attempt_sync_due(), None);
+        assert!(paid.claim_attempt(card_attempt("pay_2", later), later).is_ok());
+        assert_eq!(paid.defer_attempt_sync("pay_1", later).unwrap_err(), PaymentError::UnknownAttempt("pay_1".into()));
     }
 
     #[test]

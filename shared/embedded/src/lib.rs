@@ -289,7 +289,24 @@ fn replace_session(tx: &Transaction<'_>, row: &SessionRow, expected_version: u64
     if n != 1 {
         return Err(StoreError::VersionConflict);
     }
-    track_authorisations(tx, s)
+    track_authorisations(tx, s)?;
+    track_attempt_sync(tx, s)
+}
+
+/// Keeps `attempt_syncs` (what the local sweeper asks the processor about) in step with the
+/// session's pending attempts; a session without attempts has none to keep.
+fn track_attempt_sync(tx: &Transaction<'_>, s: &PaymentSession) -> Result<(), StoreError> {
+    match s.attempt_sync_due() {
+        Some((a, due)) => tx.run(
+            "INSERT INTO attempt_syncs(session_id, merchant_id, attempt_id, due_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(session_id) DO UPDATE SET attempt_id = ?3, due_ms = ?4",
+            params![s.id, s.merchant_id, a.id, ms(due)],
+        ),
+        None if !s.payments.is_empty() => tx.run("DELETE FROM attempt_syncs WHERE session_id = ?1", [&s.id]),
+        None => return Ok(()),
+    }
+    .map(drop)
+    .map_err(backend)
 }
 
 /// Keeps `authorisations` (what the local sweeper voids at `capture_before`) in step with

@@ -190,6 +190,27 @@ impl paysession_app::reconcile::DueMoney for EmbeddedStore {
         .await
     }
 
+    async fn due_attempts(
+        &self,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let merchant = merchant.map(str::to_string);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT merchant_id, session_id, attempt_id FROM attempt_syncs
+                     WHERE due_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) ORDER BY due_ms LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows =
+                stmt.query_map(params![ms(now), limit as i64, merchant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
     async fn due_authorisations(
         &self,
         merchant: Option<&str>,
@@ -209,5 +230,24 @@ impl paysession_app::reconcile::DueMoney for EmbeddedStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
         .await
+    }
+}
+
+/// The sandbox processor's ledger, in the data directory like everything else.
+#[async_trait]
+impl paysession_app::processor::SandboxLedger for EmbeddedStore {
+    async fn record(&self, id: &str, entry: &str) -> Result<(), StoreError> {
+        let (id, entry) = (id.to_string(), entry.to_string());
+        self.tx(move |c| {
+            c.run("INSERT INTO sandbox_ledger(id, entry) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET entry = ?2", [id, entry])
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn recall(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_string();
+        self.lookup(move |c| c.row("SELECT entry FROM sandbox_ledger WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(backend)).await
     }
 }

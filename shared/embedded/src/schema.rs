@@ -167,6 +167,19 @@ CREATE TABLE IF NOT EXISTS authorisations (
 );
 CREATE INDEX IF NOT EXISTS authorisations_session ON authorisations(session_id);
 CREATE INDEX IF NOT EXISTS authorisations_due ON authorisations(capture_before_ms);
+-- Sessions with an attempt whose outcome is owed, by when reconciliation asks (the earliest).
+CREATE TABLE IF NOT EXISTS attempt_syncs (
+    session_id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    attempt_id TEXT NOT NULL,
+    due_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempt_syncs_due ON attempt_syncs(due_ms);
+-- The sandbox processor's own record of what it answered, by our id.
+CREATE TABLE IF NOT EXISTS sandbox_ledger (
+    id TEXT PRIMARY KEY,
+    entry TEXT NOT NULL
+);
 ";
 
 /// The writer's own WAL checkpoint threshold (pages of 4 KiB): a backstop, reached only if

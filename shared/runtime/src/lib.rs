@@ -95,10 +95,12 @@ pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<
     Ok(SigningKey { key: local_signing_key(opened.settings()).await?, source: "the data directory's own".into() })
 }
 
-/// The built-in sandbox processor and notifier, for the functions that take payments.
-pub fn sandbox_payments() -> &'static Payments {
+/// The built-in sandbox processor (its ledger in `store`, so every function answers syncs
+/// alike) and notifier, for the functions that take payments; built once.
+#[cfg(feature = "aws")]
+pub fn sandbox_payments(store: &Arc<DynamoStore>) -> &'static Payments {
     static PAYMENTS: OnceLock<Payments> = OnceLock::new();
-    PAYMENTS.get_or_init(Payments::sandbox)
+    PAYMENTS.get_or_init(|| Payments::sandbox_on(store.clone()))
 }
 
 /// The webhook sender of the dispatcher: SSRF-guarded, built once.
@@ -208,6 +210,16 @@ impl OpenedStore {
     /// The local reconciler's source of due refund syncs and expired authorisations (on
     /// DynamoDB too: the deployed path's schedules are not created locally).
     pub fn due_money(&self) -> Arc<dyn paysession_app::reconcile::DueMoney> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(s) => s.clone(),
+            #[cfg(feature = "aws")]
+            OpenedStore::Dynamo(s) => s.clone(),
+        }
+    }
+
+    /// Where the sandbox processor keeps its ledger: this store.
+    pub fn sandbox_ledger(&self) -> Arc<dyn paysession_app::processor::SandboxLedger> {
         match self {
             #[cfg(feature = "embedded")]
             OpenedStore::Embedded(s) => s.clone(),

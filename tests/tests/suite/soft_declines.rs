@@ -62,7 +62,7 @@ impl PaymentProcessor for Scripted {
     async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
         self.sandbox.refund(call).await
     }
-    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Answer {
+    async fn sync_payment(&self, call: &PaymentCall<'_>) -> Option<Answer> {
         self.sandbox.sync_payment(call).await
     }
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {

@@ -257,7 +257,6 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "bank_pick" => ("Your bank", "Ihre Bank"),
         "bank_submitted" => ("Transfer submitted. It settles shortly.", "Überweisung übermittelt. Sie wird in Kürze gebucht."),
         "settle_now" => ("Settle now (sandbox)", "Jetzt buchen (Sandbox)"),
-        "busy" => ("Another payment for this link is in progress.", "Für diesen Link läuft bereits eine Zahlung."),
         "forbidden" => {
             ("This form has expired. Reload the page and try again.", "Dieses Formular ist abgelaufen. Laden Sie die Seite neu.")
         }

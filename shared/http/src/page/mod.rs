@@ -19,7 +19,7 @@ use paysession_app::{Core, Payments};
 use paysession_domain::card::parse_card;
 use paysession_domain::mandate::CustomerAcceptance;
 use paysession_domain::model::{PaymentMethodKind, SavePaymentMethod, SessionType};
-use paysession_domain::payment::{AttemptStatus, PaymentAttempt, PaymentError};
+use paysession_domain::payment::{AttemptStatus, PaymentAttempt};
 use paysession_domain::session::PaymentSession;
 use paysession_domain::{FieldError, SessionStatus};
 
@@ -239,7 +239,8 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
 
     fn payment_failed(&self, f: PaymentFailure, proof: &str) -> Response<Body> {
         match f {
-            PaymentFailure::Refused(PaymentError::AttemptInProgress) => self.message(StatusCode::CONFLICT, "alert", "busy", None),
+            // The page shows the payment running (and refreshes until it settles): a second
+            // try never reaches the processor while the first one's outcome is owed.
             PaymentFailure::Refused(_) => self.back_to_page(proof),
             PaymentFailure::Store(e) => {
                 tracing::error!(session_id = %self.session.id, error = %e, "page write failed");
@@ -397,7 +398,7 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
         let cur = s.spec.currency.code();
         let line = |name: &str, quantity: i64, minor: i64| view::Line { name: name.to_string(), quantity, total: money(minor, cur, lang) };
         let processing =
-            s.status_at(now) == SessionStatus::Processing || s.open_attempt(now).is_some_and(|a| a.status == AttemptStatus::Pending);
+            s.status_at(now) == SessionStatus::Processing || s.open_attempt().is_some_and(|a| a.status == AttemptStatus::Pending);
         let declined = s.payments.last().filter(|a| a.status == AttemptStatus::Failed).map(|last| view::Declined {
             reason: failure(lang, last.failure_code.as_deref().unwrap_or("")),
             attempts: format!("{} {}", t(lang, "attempts_left_n"), s.attempts_remaining),
@@ -419,7 +420,7 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
             expires_iso: s.spec.expires_at.to_rfc3339(),
             expires_at: i18n::date_time(lang, s.spec.expires_at),
             expires_in: i18n::time_left(lang, now, s.spec.expires_at),
-            continue_url: s.open_attempt(now).and_then(|a| a.next_action_url.as_ref()).map(|url| format!("{url}?v={}", url_encode(proof))),
+            continue_url: s.open_attempt().and_then(|a| a.next_action_url.as_ref()).map(|url| format!("{url}?v={}", url_encode(proof))),
             processing,
             declined,
             has_errors: !errors.is_empty(),
