@@ -17,6 +17,7 @@ use paysession_aws::DynamoStore;
 use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget, handle_sync, scheduler_client};
 use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client};
+use paysession_domain::model::PaymentMethodKind;
 use paysession_domain::payment::{AttemptStatus, PaymentAttempt};
 use paysession_domain::refund::{RefundRequest, RefundStatus};
 use paysession_domain::session::{PaymentSession, events_for};
@@ -161,6 +162,85 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
     assert_eq!((create_requests.get("TransactWriteItems"), total(&create_requests)), (Some(&1), 2), "{create_requests:?}");
     assert_eq!((answered_requests.get("TransactWriteItems"), total(&answered_requests)), (Some(&1), 2), "{answered_requests:?}");
     assert_eq!((sync_requests.get("TransactWriteItems"), total(&sync_requests)), (Some(&1), 4), "{sync_requests:?}");
+}
+
+/// A payment attempt whose worker died: once after the sandbox answered (its outcome never
+/// written), once before it called the sandbox. The session item's `sync_ms` reaches the
+/// stream consumer, which schedules `processor-sync`; that function, in another process
+/// (its own sandbox instance on the same ledger in the table), asks by our id and writes
+/// the true outcome: the first session succeeds with its one authorisation, the second
+/// attempt fails (the processor never saw it) and the customer may pay again.
+#[tokio::test]
+async fn a_pending_attempt_is_synced_by_processor_sync_from_the_stream() {
+    let (store, _counter) = counted_table().await;
+    let (dynamodb, table) = (store.client().clone(), store.table().to_string());
+    let ledger = std::sync::Arc::new(store.clone());
+    let queues = fresh_queues().await;
+    let d = deps(store, &queues).await;
+    let cx = &d.core;
+    // The page's process and processor-sync's: two sandboxes on one ledger.
+    let (page, sync) = (Payments::sandbox_on(ledger.clone()), Payments::sandbox_on(ledger));
+    let group = paysession_app::ids::new_id("paysession-sync");
+    let scheduler = scheduler(&group).await;
+    let sinks = StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler as &dyn ChargeScheduler, bus: None };
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
+    let run = async |batch: &Value| handle_stream_event(cx, &sinks, batch).await;
+    let merchant = provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "Died".into(), ..Default::default() }, None, Utc::now())
+        .await
+        .unwrap()
+        .merchant;
+
+    let mut inputs = Vec::new();
+    for (reference, answered) in [("answered", true), ("never-called", false)] {
+        let now = cx.clock.now();
+        let body = json!({"amount": 1000, "currency": "EUR", "customer_id": "cus_d", "reference": reference});
+        let spec = paysession_domain::parse_create_session(&body, now, &merchant.policy()).unwrap();
+        let session = sessions::create(cx, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
+        let attempt = PaymentAttempt::new(paysession_app::ids::new_child_id("pay", &session.id), PaymentMethodKind::Card, 1000, now);
+        let id = attempt.id.clone();
+        let claimed =
+            sessions::update_with(cx, session, true, |s, t| s.claim_attempt(attempt.clone(), t).map(Some)).await.unwrap().unwrap();
+        if answered {
+            let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", now).unwrap();
+            let answer = page.processor.authorize_card(&paysession_app::payments::payment_call(&claimed, &id), &card, false).await;
+            assert!(matches!(answer.outcome, paysession_app::processor::Outcome::Succeeded { .. }));
+        }
+        // The worker dies here: the outcome is never written.
+        let due = claimed.attempt_sync_due().unwrap().1;
+        let name = format!("ps-{id}-{:x}", due.timestamp());
+        consume_until(&mut poller, 20, run, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
+        let all = schedules(&group).await;
+        let (_, expression, arn, input) = all.iter().find(|s| s.0 == name).unwrap();
+        assert_eq!((arn.as_str(), input), (SYNC_ARN, &json!({"merchant_id": merchant.id, "session_id": claimed.id, "attempt_id": id})));
+        assert!(expression.starts_with("at("), "{expression}");
+        inputs.push((claimed.id.clone(), id, input.clone()));
+    }
+
+    // Due a claim's wait later; each delivered twice (the replay finds nothing due).
+    d.test_clock.as_ref().unwrap().advance(chrono::Duration::seconds(61)).unwrap();
+    let (answered, never_called) = (&inputs[0], &inputs[1]);
+    assert_eq!(handle_sync(cx, &sync, &answered.2).await.unwrap()["result"], "succeeded");
+    assert_eq!(handle_sync(cx, &sync, &never_called.2).await.unwrap()["result"], "failed");
+    for (_, _, input) in &inputs {
+        assert_eq!(handle_sync(cx, &sync, input).await.unwrap()["result"], "nothing_due", "a replayed delivery is harmless");
+    }
+    let paid = cx.store.get_session(&merchant.id, &answered.0).await.unwrap().unwrap();
+    assert_eq!((paid.status, paid.payments[0].status), (paysession_domain::SessionStatus::Succeeded, AttemptStatus::Succeeded));
+    assert_eq!(page.sandbox_calls.of(&answered.1).get("authorize"), Some(&1));
+    assert_eq!(sync.sandbox_calls.of(&answered.1).get("sync_payment"), Some(&1));
+    let failed = cx.store.get_session(&merchant.id, &never_called.0).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.payments[0].status, failed.payments[0].failure_code.as_deref()),
+        (paysession_domain::SessionStatus::Open, AttemptStatus::Failed, Some("processing_error"))
+    );
+    let events = cx.store.session_events(&merchant.id, &answered.0).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.succeeded").count(), 1);
+    // Settled sessions owe no sync: their writes schedule nothing more.
+    let before = schedules(&group).await.len();
+    consume_until(&mut poller, 5, run, async || true).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    consume_until(&mut poller, 5, run, async || true).await;
+    assert_eq!(schedules(&group).await.len(), before);
 }
 
 #[tokio::test]
