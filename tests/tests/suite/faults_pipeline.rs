@@ -1,0 +1,238 @@
+//! Faults on the deployed pipeline: DynamoDB Local and moto (SQS, Scheduler, EventBridge)
+//! each behind the fault-injecting proxy (5 % lost answers, 5 % 500s, 5 % throttling on
+//! every call). The stream-consumer and dispatcher handlers run as Lambda runs them: a
+//! stream batch reporting failures is retried from its first failed record; SQS messages
+//! not reported failed are deleted, the others come back after their visibility timeout.
+//! Invariants, not timings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use paysession_app::merchants::{NewMerchant, provision};
+use paysession_app::payments::{CardSource, pay_card};
+use paysession_app::ports::{ChargeScheduler, SessionStore as _};
+use paysession_app::{Core, Payments, webhooks};
+use paysession_aws::DynamoStore;
+use paysession_aws::bus::{EventBus, SOURCE};
+use paysession_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
+use paysession_aws::sqs::{DispatcherQueues, SqsQueue, handle_sqs_event};
+use paysession_aws::stream::{StreamSinks, handle_stream_event};
+use paysession_aws::stream_poller::{StreamPoller, streams_client};
+use paysession_domain::webhook::{UrlPolicy, parse_endpoint_create};
+use paysession_tests::aws::{queue_arn, receive_event, sqs};
+use paysession_tests::faults::{FaultProxy, Faults};
+use paysession_tests::receiver::Receiver;
+use serde_json::{Value, json};
+
+const SESSIONS: usize = 100;
+const PAID: usize = 30;
+
+/// A queue on moto: `visibility` seconds before an undeleted message comes back.
+async fn queue(client: &aws_sdk_sqs::Client, name: &str, visibility: &str) -> String {
+    let created = client.create_queue().queue_name(name).attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, visibility);
+    created.send().await.expect("create a queue on moto").queue_url.unwrap()
+}
+
+/// Runs a stream batch as Lambda does with `ReportBatchItemFailures`: while the handler
+/// reports failures, the batch is retried from the first failed record. The retries taken.
+async fn run_batch(cx: &Core<DynamoStore>, sinks: &StreamSinks<'_>, batch: &Value) -> usize {
+    let mut records = batch["Records"].as_array().unwrap().clone();
+    for retries in 0..50 {
+        let response = handle_stream_event(cx, sinks, &json!({ "Records": records })).await;
+        let failed: BTreeSet<&str> =
+            response["batchItemFailures"].as_array().unwrap().iter().filter_map(|f| f["itemIdentifier"].as_str()).collect();
+        let Some(first) = records.iter().position(|r| failed.contains(r["dynamodb"]["SequenceNumber"].as_str().unwrap())) else {
+            return retries;
+        };
+        records.drain(..first);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a stream batch kept failing for 50 tries");
+}
+
+/// Every EventBridge event waiting on `url` (the bus rule's target), deleted as read.
+async fn drain_bus(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let got = client.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            out.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
+            client.delete_message().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+        }
+    }
+}
+
+/// 100 sessions created and 30 of them paid (without faults), then the stream consumer and
+/// the dispatcher on the faulty parts: every committed event reaches the webhook receiver
+/// and the bus at least once, none under an id that was not committed; every claimed
+/// attempt's reconciliation schedule exists, once; the stream retried batches from the
+/// failed record and the queue kept what failed.
+#[tokio::test]
+async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_faults() {
+    let clean = paysession_tests::dynamo::fresh_table().await;
+    let (dynamodb, table) = (clean.client().clone(), clean.table().to_string());
+    let each = || BTreeMap::from([("*".to_string(), Faults::each(50))]);
+    let ddb_proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(), each(), 41).await;
+    let moto_proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_SQS").unwrap(), each(), 42).await;
+    let config = paysession_aws::sdk_config_with(&[
+        ("AWS_ENDPOINT_URL_DYNAMODB", &ddb_proxy.url),
+        ("AWS_ENDPOINT_URL_SQS", &moto_proxy.url),
+        ("AWS_ENDPOINT_URL_SCHEDULER", &moto_proxy.url),
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", &moto_proxy.url),
+    ])
+    .await
+    .unwrap();
+    let faulty = DynamoStore::from_config(&config, &table).await.unwrap();
+    let raw_key = paysession_app::ids::random_key();
+    let key = || paysession_app::secret::Secret::new(raw_key.clone());
+    let mut cx = paysession_runtime::build_core(Arc::new(faulty.clone()), key(), "https://pay.example".into(), true).await.unwrap();
+    cx.config.allow_private_webhooks = true;
+    let clean_cx = paysession_runtime::build_core(Arc::new(clean.clone()), key(), "https://pay.example".into(), true).await.unwrap();
+
+    // The queues (a message not deleted is back 2 s later), the schedule group, the bus and
+    // its catch-all rule into a queue: made without faults.
+    let sqs_clean = sqs().await;
+    let name = paysession_app::ids::new_id("faulty-hooks");
+    let hooks = queue(&sqs_clean, &name, "2").await;
+    let dlq = queue(&sqs_clean, &format!("{name}-dlq"), "30").await;
+    let faulty_sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = DispatcherQueues { client: faulty_sqs.clone(), queue_url: hooks.clone(), dead_letter_url: dlq };
+    let wake_ups = SqsQueue::new(faulty_sqs, hooks.clone());
+    let group = paysession_app::ids::new_id("faulty-sync");
+    let clean_config = paysession_aws::sdk_config().await.unwrap();
+    let schedules = aws_sdk_scheduler::Client::new(&clean_config);
+    schedules.create_schedule_group().name(&group).send().await.unwrap();
+    let target = ScheduleTarget::from_lookup(|k| {
+        Some(match k {
+            "PAYSESSION_SCHEDULE_GROUP" => group.clone(),
+            "PAYSESSION_SCHEDULER_ROLE_ARN" => "arn:aws:iam::123456789012:role/paysession-scheduler".into(),
+            _ => format!("arn:aws:lambda:us-east-1:123456789012:function:{k}"),
+        })
+    })
+    .unwrap();
+    let scheduler = EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&config), target);
+    let events_clean = aws_sdk_eventbridge::Client::new(&clean_config);
+    let bus_name = paysession_app::ids::new_id("faulty-bus");
+    events_clean.create_event_bus().name(&bus_name).send().await.unwrap();
+    let bus_queue = queue(&sqs_clean, &format!("{bus_name}-all"), "30").await;
+    let bus_queue_arn = queue_arn(&sqs_clean, &bus_queue).await;
+    events_clean
+        .put_rule()
+        .name("all")
+        .event_bus_name(&bus_name)
+        .event_pattern(json!({"source": [SOURCE]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let rule_target = aws_sdk_eventbridge::types::Target::builder().id("all").arn(&bus_queue_arn).build().unwrap();
+    events_clean.put_targets().rule("all").event_bus_name(&bus_name).targets(rule_target).send().await.unwrap();
+    let bus = EventBus::new(Box::new(aws_sdk_eventbridge::Client::new(&config)), bus_name.clone(), faulty.client().clone(), table.clone());
+    let sinks = StreamSinks { queue: &wake_ups, scheduler: &scheduler as &dyn ChargeScheduler, bus: Some(&bus) };
+
+    // The merchant, its endpoint for every event, the sessions and payments.
+    let merchant =
+        provision(&clean, &clean_cx.keys, &NewMerchant { name: "Pipeline".into(), ..Default::default() }, None, chrono::Utc::now())
+            .await
+            .unwrap()
+            .merchant;
+    let rx = Receiver::start().await;
+    let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
+    webhooks::create_endpoint(&clean_cx, &merchant.id, spec).await.unwrap();
+    let sender = paysession_runtime::outbound::GuardedSender::new(UrlPolicy { allow_private: true });
+    let to_receive = DispatcherQueues { client: sqs_clean.clone(), queue_url: hooks.clone(), dead_letter_url: String::new() };
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
+    let pay = Payments::sandbox_on(Arc::new(clean.clone()));
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        let body = json!({"amount": 700, "currency": "EUR", "customer_id": "cus_p", "reference": format!("pipe-{i}")});
+        let spec = paysession_domain::parse_create_session(&body, clean_cx.clock.now(), &merchant.policy()).unwrap();
+        let session = paysession_app::sessions::create(&clean_cx, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
+        if i < PAID {
+            let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", clean_cx.clock.now()).unwrap();
+            pay_card(&clean_cx, &pay, session.clone(), CardSource::Typed(card), false, None, "/pay/x").await.unwrap();
+        }
+        sessions.push(session.id);
+    }
+    let mut committed = BTreeSet::new();
+    let mut attempts = Vec::new();
+    for id in &sessions {
+        committed.extend(clean.session_events(&merchant.id, id).await.unwrap().into_iter().map(|e| e.id));
+        let s = clean.get_session(&merchant.id, id).await.unwrap().unwrap();
+        attempts.extend(s.payments.iter().map(|a| a.id.clone()));
+    }
+    assert_eq!(attempts.len(), PAID);
+
+    // The pipeline until everything committed has arrived (or the horizon: 3 minutes).
+    let (mut stream_retries, mut batches, mut kept_messages) = (0, 0, 0);
+    let mut on_bus: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let delivered = |rx: &Receiver| rx.received().iter().map(|r| r.json()["id"].as_str().unwrap().to_string()).collect::<BTreeSet<_>>();
+    loop {
+        while let Some(batch) = poller.poll().await.unwrap() {
+            batches += 1;
+            stream_retries += run_batch(&cx, &sinks, &batch).await;
+        }
+        while let Some(event) = receive_event(&to_receive, &hooks, 0).await {
+            let response = handle_sqs_event(&cx, &sender, &paysession_app::clock::SystemClock, &queues, &event).await;
+            let kept: BTreeSet<&str> =
+                response["batchItemFailures"].as_array().unwrap().iter().filter_map(|f| f["itemIdentifier"].as_str()).collect();
+            kept_messages += kept.len();
+            // What Lambda's event source mapping does with the messages not kept.
+            for record in event["Records"].as_array().unwrap() {
+                if !kept.contains(record["messageId"].as_str().unwrap()) {
+                    let receipt = record["receiptHandle"].as_str().unwrap();
+                    sqs_clean.delete_message().queue_url(&hooks).receipt_handle(receipt).send().await.unwrap();
+                }
+            }
+        }
+        for e in drain_bus(&sqs_clean, &bus_queue).await {
+            *on_bus.entry(e["detail"]["id"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+        let missing_hooks: Vec<_> = committed.difference(&delivered(&rx)).cloned().collect();
+        let missing_bus: Vec<_> = committed.iter().filter(|id| !on_bus.contains_key(*id)).cloned().collect();
+        if missing_hooks.is_empty() && missing_bus.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered within the horizon: {} webhooks {missing_hooks:?}, {} bus events {missing_bus:?}",
+            missing_hooks.len(),
+            missing_bus.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let received = rx.received();
+    println!(
+        "{} events committed; {} webhook requests, {} bus entries; stream batches {batches}, retried {stream_retries}; \
+         queue messages kept for a retry {kept_messages}; injected on DynamoDB {:?} over {:?}, on moto {:?} over {:?}",
+        committed.len(),
+        received.len(),
+        on_bus.values().sum::<usize>(),
+        ddb_proxy.injected(),
+        ddb_proxy.calls(),
+        moto_proxy.injected(),
+        moto_proxy.calls()
+    );
+    assert!(ddb_proxy.injected().values().sum::<usize>() > 0 && moto_proxy.injected().values().sum::<usize>() > 0);
+    // At least once, and only as the events committed: a duplicate repeats the same id and
+    // the same webhook-id.
+    assert_eq!(delivered(&rx), committed, "every committed event delivered, and nothing else");
+    let mut webhook_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in &received {
+        webhook_ids.entry(r.json()["id"].as_str().unwrap().to_string()).or_default().insert(r.header("webhook-id").unwrap().to_string());
+    }
+    assert!(webhook_ids.values().all(|ids| ids.len() == 1), "one webhook-id per event: {webhook_ids:?}");
+    assert_eq!(on_bus.keys().cloned().collect::<BTreeSet<_>>(), committed, "every committed event on the bus, nothing else");
+
+    // Each claimed attempt's sync schedule: exactly one, none lost to a failed CreateSchedule.
+    let listed = schedules.list_schedules().group_name(&group).max_results(100).send().await.unwrap();
+    let names: Vec<String> = listed.schedules().iter().filter_map(|s| s.name().map(str::to_string)).collect();
+    for attempt in &attempts {
+        let count = names.iter().filter(|n| n.starts_with(&format!("ps-{attempt}-"))).count();
+        assert_eq!(count, 1, "{attempt}: {names:?}");
+    }
+}
