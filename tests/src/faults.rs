@@ -42,6 +42,7 @@ pub enum Injected {
 
 pub struct FaultProxy {
     pub url: String,
+    faults: Arc<Mutex<Arc<BTreeMap<String, Faults>>>>,
     log: Arc<Mutex<Vec<(String, Injected)>>>,
     calls: Arc<Mutex<BTreeMap<String, usize>>>,
     task: tokio::task::JoinHandle<()>,
@@ -81,13 +82,13 @@ impl FaultProxy {
         let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let rng = Arc::new(AtomicU64::new(seed));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let (target, faults) = (target.trim_end_matches('/').to_string(), Arc::new(faults));
-        let (log2, calls2) = (log.clone(), calls.clone());
+        let (target, faults) = (target.trim_end_matches('/').to_string(), Arc::new(Mutex::new(Arc::new(faults))));
+        let (log2, calls2, faults2) = (log.clone(), calls.clone(), faults.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let (client, target, faults, log, calls, rng) =
-                    (client.clone(), target.clone(), faults.clone(), log2.clone(), calls2.clone(), rng.clone());
+                    (client.clone(), target.clone(), faults2.clone(), log2.clone(), calls2.clone(), rng.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (client, target, faults, log, calls, rng) =
@@ -100,7 +101,8 @@ impl FaultProxy {
                                 .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
                                 .unwrap_or_else(|| "unknown".into());
                             *calls.lock().unwrap().entry(op.clone()).or_default() += 1;
-                            let f = faults.get(&op).or_else(|| faults.get("*")).copied().unwrap_or_default();
+                            let now = faults.lock().unwrap().clone();
+                            let f = now.get(&op).or_else(|| now.get("*")).copied().unwrap_or_default();
                             if !f.latency.is_zero() {
                                 tokio::time::sleep(f.latency).await;
                             }
@@ -149,7 +151,12 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { url, log, calls, task }
+        FaultProxy { url, faults, log, calls, task }
+    }
+
+    /// Replaces the rates from the next call on (setup without faults, then the flow under them).
+    pub fn set(&self, faults: BTreeMap<String, Faults>) {
+        *self.faults.lock().unwrap() = Arc::new(faults);
     }
 
     /// What was injected, by kind.

@@ -55,6 +55,7 @@ async fn start_in(dir: &Path, allow_private_webhooks: bool) -> Running {
         port: 0,
         data_dir: dir.to_path_buf(),
         table: None,
+        dynamodb_endpoint: None,
         public_url: None,
         allow_private_webhooks,
         demo_client_id: None,
@@ -84,14 +85,21 @@ impl Server {
 
     /// `paysession-local --store dynamodb` on `table` (DynamoDB Local, from the environment).
     pub async fn start_on_table(table: &str) -> Server {
+        Server::start_on_table_with(table, None, false).await
+    }
+
+    /// [`Server::start_on_table`] with DynamoDB at `dynamodb_endpoint` (a fault-injecting
+    /// proxy, say), allowed to deliver webhooks to loopback receivers if asked.
+    pub async fn start_on_table_with(table: &str, dynamodb_endpoint: Option<String>, allow_private_webhooks: bool) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let running = start(LocalOptions {
             host: "127.0.0.1".into(),
             port: 0,
             data_dir: tmp.path().to_path_buf(),
             table: Some(table.to_string()),
+            dynamodb_endpoint,
             public_url: None,
-            allow_private_webhooks: false,
+            allow_private_webhooks,
             demo_client_id: None,
             demo_client_secret: None,
         })
@@ -102,7 +110,7 @@ impl Server {
             client_id: running.demo.client_id.clone(),
             client_secret: running.demo.client_secret.clone(),
             dir: tmp.path().to_path_buf(),
-            allow_private_webhooks: false,
+            allow_private_webhooks,
             running: Some(running),
             _tmp: Some(tmp),
             http: reqwest::Client::new(),

@@ -165,6 +165,7 @@ async fn main() {
         port: 0,
         data_dir: dir.path().to_path_buf(),
         table: None,
+        dynamodb_endpoint: None,
         public_url: None,
         allow_private_webhooks: true,
         demo_client_id: None,

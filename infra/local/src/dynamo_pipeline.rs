@@ -14,7 +14,7 @@ use paysession_app::ports::SweptLocally;
 use paysession_app::ports::{DeliveryQueue, StoreError};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use paysession_aws::stream::{StreamSinks, handle_stream_event};
-use paysession_aws::stream_poller::{StreamPoller, streams_client};
+use paysession_aws::stream_poller::{StreamPoller, streams_client_at};
 use tokio::sync::{mpsc, watch};
 
 use crate::local::Local as Deps;
@@ -67,8 +67,14 @@ pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<(Stri
 /// that reports a failure is polled again from the failed record's shard position on the
 /// next pass (the poller does not advance past what it handed out, so the simplest
 /// faithful retry is to hand the same batch again).
-pub async fn run_stream(deps: Deps, dynamodb: aws_sdk_dynamodb::Client, table: String, mut stop: watch::Receiver<bool>) {
-    let streams = match streams_client().await {
+pub async fn run_stream(
+    deps: Deps,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    endpoint: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let streams = match streams_client_at(endpoint.as_deref()).await {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "cannot configure the stream client; expiry and webhooks will not run"),
     };

@@ -35,6 +35,10 @@ struct Args {
     /// DynamoDB table name (with --store dynamodb).
     #[arg(long, required_if_eq("store", "dynamodb"))]
     table: Option<String>,
+    /// DynamoDB endpoint, e.g. http://127.0.0.1:8000 for DynamoDB Local (with --store
+    /// dynamodb; default: the standard AWS environment).
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
     /// Base URL of hosted-page links (default http://HOST:PORT).
     #[arg(long)]
     public_url: Option<String>,
@@ -79,6 +83,7 @@ async fn main() {
         port: args.port,
         data_dir: args.data_dir.clone(),
         table: if args.store == StoreKind::Dynamodb { args.table.clone() } else { None },
+        dynamodb_endpoint: args.dynamodb_endpoint.clone(),
         public_url: args.public_url,
         allow_private_webhooks: args.allow_private_webhooks,
         demo_client_id: std::env::var("PAYSESSION_DEMO_CLIENT_ID").ok().filter(|v| !v.is_empty()),

@@ -34,6 +34,8 @@ pub struct LocalOptions {
     pub data_dir: PathBuf,
     /// `Some(table)` runs on DynamoDB instead of the embedded store in `data_dir`.
     pub table: Option<String>,
+    /// The DynamoDB (and its stream's) endpoint; `None`: the standard AWS environment.
+    pub dynamodb_endpoint: Option<String>,
     /// Base of hosted-page URLs; defaults to `http://{host}:{port}`.
     pub public_url: Option<String>,
     pub allow_private_webhooks: bool,
@@ -80,7 +82,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         Some(_) => return Err(NO_DYNAMODB.into()),
         None => StoreChoice::Embedded(opts.data_dir.clone()),
     };
-    let store = paysession_runtime::open_store(&choice).await?;
+    let store = paysession_runtime::open_store_at(&choice, opts.dynamodb_endpoint.as_deref()).await?;
     let key = paysession_runtime::signing_key(&store, true).await?;
     let mut core = store.core(key.key, public_url, true).await?;
     core.config.allow_private_webhooks = opts.allow_private_webhooks;
@@ -109,7 +111,13 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
     #[cfg(feature = "dynamodb")]
     if let Some((dynamo, rx)) = dynamo_queue {
         tokio::spawn(crate::dynamo_pipeline::run_dispatcher(deps.clone(), rx, stop.clone()));
-        tokio::spawn(crate::dynamo_pipeline::run_stream(deps.clone(), dynamo.client().clone(), dynamo.table().to_string(), stop.clone()));
+        tokio::spawn(crate::dynamo_pipeline::run_stream(
+            deps.clone(),
+            dynamo.client().clone(),
+            dynamo.table().to_string(),
+            opts.dynamodb_endpoint.clone(),
+            stop.clone(),
+        ));
     }
     let site = crate::pages::Site {
         base_url: base_url.clone(),

@@ -22,9 +22,19 @@ fn err(e: impl std::fmt::Display) -> String {
 /// A streams client on the same endpoint as DynamoDB (`AWS_ENDPOINT_URL_DYNAMODB`, for
 /// DynamoDB Local) unless `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` says otherwise.
 pub async fn streams_client() -> Result<aws_sdk_dynamodbstreams::Client, String> {
+    streams_client_at(None).await
+}
+
+/// A streams client at the table's `endpoint` when one is given (DynamoDB Local serves both
+/// APIs on one address), else as [`streams_client`].
+pub async fn streams_client_at(endpoint: Option<&str>) -> Result<aws_sdk_dynamodbstreams::Client, String> {
     let config = crate::sdk_config().await?;
     let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(&config);
-    if let (Err(_), Ok(url)) = (std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"), std::env::var("AWS_ENDPOINT_URL_DYNAMODB")) {
+    let from_env = || match (std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"), std::env::var("AWS_ENDPOINT_URL_DYNAMODB")) {
+        (Err(_), Ok(url)) => Some(url),
+        _ => None,
+    };
+    if let Some(url) = endpoint.map(str::to_string).or_else(from_env) {
         builder = builder.endpoint_url(url);
     }
     Ok(aws_sdk_dynamodbstreams::Client::from_conf(builder.build()))

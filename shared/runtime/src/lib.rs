@@ -254,12 +254,21 @@ impl OpenedStore {
 }
 
 pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
+    open_store_at(choice, None).await
+}
+
+/// [`open_store`], a DynamoDB table at `dynamodb_endpoint` when one is given.
+pub async fn open_store_at(choice: &StoreChoice, dynamodb_endpoint: Option<&str>) -> Result<OpenedStore, String> {
     Ok(match choice {
         #[cfg(feature = "embedded")]
         StoreChoice::Embedded(dir) => OpenedStore::Embedded(Arc::new(EmbeddedStore::open_dir(dir).map_err(|e| e.to_string())?)),
         #[cfg(feature = "aws")]
         StoreChoice::Dynamo(table) => {
-            OpenedStore::Dynamo(Arc::new(DynamoStore::from_config(&paysession_aws::sdk_config().await?, table.clone()).await?))
+            let config = match dynamodb_endpoint {
+                Some(url) => paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", url)]).await?,
+                None => paysession_aws::sdk_config().await?,
+            };
+            OpenedStore::Dynamo(Arc::new(DynamoStore::from_config(&config, table.clone()).await?))
         }
     })
 }

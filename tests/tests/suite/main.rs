@@ -10,6 +10,7 @@ mod detach_crash;
 mod dynamo_wire;
 mod event_bus;
 mod faults;
+mod faults_local;
 mod faults_pipeline;
 mod function_linking;
 mod functions_dynamodb;

@@ -294,6 +294,7 @@ async fn local_server_on_dynamodb_delivers_from_the_stream() {
         port: 0,
         data_dir: std::env::temp_dir(),
         table: Some(store.table().to_string()),
+        dynamodb_endpoint: None,
         public_url: None,
         allow_private_webhooks: true,
         demo_client_id: None,

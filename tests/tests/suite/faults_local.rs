@@ -1,0 +1,128 @@
+//! The local server (`--store dynamodb`) on a table behind the fault-injecting proxy, used
+//! over HTTP as merchants and customers use it: its every DynamoDB call, its stream reads
+//! included, meets 5 % lost answers, 5 % 500s and 5 % throttling once setup is done.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use paysession_app::ports::SessionStore as _;
+use paysession_domain::SessionStatus;
+use paysession_tests::Server;
+use paysession_tests::faults::{FaultProxy, Faults};
+use paysession_tests::page::Customer;
+use paysession_tests::receiver::Receiver;
+use reqwest::Method;
+use serde_json::json;
+
+const SHOP: &str = "https://shop.example";
+const SESSIONS: usize = 100;
+/// Business minutes of reconciliation (each a test-clock step of 61 s and a second of the
+/// local reconciler): a lost outcome is settled in two, one whose sync write fails too in a
+/// few more.
+const HORIZON_PASSES: u32 = 30;
+
+/// `call` until it is answered other than with a 5xx or a 409 `idempotency_key_in_use` (a
+/// try whose answer was lost still holds the key): what a client retrying with its key does.
+async fn until_answered(s: &Server, path: &str, token: &str, body: &serde_json::Value, key: &str) -> (paysession_tests::Resp, usize) {
+    for retries in 0..20 {
+        let r = s.call(Method::POST, path, token, Some(body), &[("idempotency-key", key)]).await;
+        if r.status.as_u16() < 500 && r.status.as_u16() != 409 {
+            return (r, retries);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} not answered in 20 tries");
+}
+
+/// 100 creates retried with their keys, then each session paid on its hosted page by a
+/// customer who tries again whenever the page offers the form, while the test clock moves
+/// a minute at a time: each create is one session, each session succeeds with exactly one
+/// authorisation, and every committed event reaches the merchant's receiver under its own
+/// id and one webhook-id.
+#[tokio::test]
+async fn the_local_server_on_a_faulty_table_creates_pays_and_delivers() {
+    let clean = paysession_tests::dynamo::fresh_table().await;
+    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(), BTreeMap::new(), 51).await;
+    let s = Server::start_on_table_with(clean.table(), Some(proxy.url.clone()), true).await;
+    let t = s.token().await;
+    let rx = Receiver::start().await;
+    let endpoint = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"]})).await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.text);
+    proxy.set(BTreeMap::from([("*".to_string(), Faults::each(50))]));
+
+    let mut client_retries = 0;
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        let body = json!({
+            "amount": 1050, "currency": "EUR", "customer_id": "cus_local", "reference": format!("local-{i}"),
+            "allowed_domains": [SHOP], "expires_at": (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339(),
+        });
+        let (r, retries) = until_answered(&s, "/v1/payment_sessions", &t, &body, &format!("local-key-{i}")).await;
+        assert_eq!(r.status, 201, "create {i}: {}", r.text);
+        client_retries += retries;
+        sessions.push(r.json());
+    }
+    let m = s.running.as_ref().unwrap().demo.merchant_id.clone();
+    let read = async |id: &str| clean.get_session(&m, id).await.unwrap().unwrap();
+
+    let (mut customer_tries, mut passes) = (0, 0);
+    loop {
+        let mut open = Vec::new();
+        for session in &sessions {
+            let id = session["id"].as_str().unwrap();
+            let stored = read(id).await;
+            if stored.status == SessionStatus::Succeeded {
+                continue;
+            }
+            open.push(format!(
+                "{id} {} {:?}",
+                stored.status.as_str(),
+                stored.payments.iter().map(|a| a.status.as_str()).collect::<Vec<_>>()
+            ));
+            let mut c = Customer::new(&s, session);
+            let page = c.open_from(SHOP).await;
+            // The form is offered when no attempt runs (a running one shows "in progress").
+            if page.status == 200 && page.body.contains("card_number") {
+                customer_tries += 1;
+                c.pay_card("4242424242424242").await;
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        assert!(passes < HORIZON_PASSES, "not succeeded after {passes} passes: {open:?}");
+        passes += 1;
+        let (moved, _) = until_answered(&s, "/v1/test_clock/advance", &t, &json!({"seconds": 61}), &format!("clock-{passes}")).await;
+        assert_eq!(moved.status, 200, "{}", moved.text);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+
+    let calls = &s.running.as_ref().unwrap().local.app.payments.sandbox_calls;
+    let mut committed = BTreeSet::new();
+    for session in &sessions {
+        let stored = read(session["id"].as_str().unwrap()).await;
+        let authorised: u32 = stored.payments.iter().map(|a| calls.of(&a.id).get("authorize").copied().unwrap_or(0)).sum();
+        assert_eq!(authorised, 1, "{}: {:?}", stored.id, stored.payments);
+        committed.extend(clean.session_events(&m, &stored.id).await.unwrap().into_iter().map(|e| e.id));
+    }
+    let delivered = |rx: &Receiver| rx.received().iter().map(|r| r.json()["id"].as_str().unwrap().to_string()).collect::<BTreeSet<_>>();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while delivered(&rx) != committed {
+        let seen = delivered(&rx);
+        let missing: Vec<_> = committed.difference(&seen).collect();
+        assert!(std::time::Instant::now() < deadline, "{} events not delivered: {missing:?}", missing.len());
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut webhook_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in rx.received() {
+        webhook_ids.entry(r.json()["id"].as_str().unwrap().to_string()).or_default().insert(r.header("webhook-id").unwrap().to_string());
+    }
+    assert!(webhook_ids.values().all(|ids| ids.len() == 1), "one webhook-id per event: {webhook_ids:?}");
+    println!(
+        "injected {:?} over {:?} calls; client retries {client_retries}; customer tries {customer_tries} for {SESSIONS} sessions; \
+         passes {passes}; {} events committed, {} webhook requests",
+        proxy.injected(),
+        proxy.calls(),
+        committed.len(),
+        rx.received().len()
+    );
+}
