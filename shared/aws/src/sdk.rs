@@ -146,7 +146,8 @@ async fn wire_with(config: &SdkConfig, trust: Trust) -> Result<Option<crate::wir
         .build()
         .map_err(|e| format!("DynamoDB endpoint parameters: {e}"))?;
     let endpoint = DefaultResolver::new().resolve_endpoint(&params).await.map_err(|e| format!("DynamoDB endpoint: {e}"))?;
-    crate::wire::Wire::new(endpoint.url(), region.as_ref(), credentials, connector(trust)).map(Some)
+    let retries = crate::wire::Retries::of(config.retry_config());
+    crate::wire::Wire::new(endpoint.url(), region.as_ref(), credentials, connector(trust), retries).map(Some)
 }
 
 /// The SDK's own connector (the type its HTTP client builds per configuration), with the

@@ -41,7 +41,9 @@ async fn rig_at(seed: u64, per_mille: u32) -> Rig {
     let clean = paysession_tests::dynamo::fresh_table().await;
     let target = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
     let proxy = FaultProxy::start(&target, BTreeMap::from([("*".to_string(), Faults::each(per_mille))]), seed).await;
-    let config = paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)]).await.unwrap();
+    let config = paysession_tests::faults::quick_retries(
+        paysession_aws::sdk_config_with(&[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)]).await.unwrap(),
+    );
     let faulty = Arc::new(DynamoStore::from_config(&config, clean.table()).await.unwrap());
     let raw_key = paysession_app::ids::random_key();
     let key = || paysession_app::secret::Secret::new(raw_key.clone());

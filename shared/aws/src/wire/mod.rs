@@ -37,7 +37,22 @@ use http_body_util::BodyExt;
 
 pub(crate) use json::{Item, ServiceError};
 
-const MAX_ATTEMPTS: u32 = 3;
+/// How the wire client retries: the SDK configuration's retry settings (standard mode's by
+/// default: 3 attempts, pauses of up to 1 s × 2^(attempt − 1), at most 20 s).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retries {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Retries {
+    pub(crate) fn of(config: Option<&aws_smithy_types::retry::RetryConfig>) -> Retries {
+        let standard = aws_smithy_types::retry::RetryConfig::standard();
+        let c = config.unwrap_or(&standard);
+        Retries { max_attempts: c.max_attempts().max(1), initial_backoff: c.initial_backoff(), max_backoff: c.max_backoff() }
+    }
+}
 /// Credentials that expire are fetched again this long before they do.
 const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
@@ -75,6 +90,7 @@ pub struct Wire {
     /// The last credentials the provider gave (static ones: for good).
     current: Arc<Mutex<Option<Credentials>>>,
     observer: Option<Observer>,
+    retries: Retries,
 }
 
 impl std::fmt::Debug for Wire {
@@ -91,12 +107,13 @@ impl Wire {
         region: &str,
         credentials: SharedCredentialsProvider,
         http: SharedHttpConnector,
+        retries: Retries,
     ) -> Result<Wire, String> {
         let uri: Uri = endpoint.parse().map_err(|e| format!("DynamoDB endpoint {endpoint:?}: {e}"))?;
         let authority = uri.authority().ok_or_else(|| format!("DynamoDB endpoint {endpoint:?} has no host"))?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| format!("DynamoDB endpoint {endpoint:?}: {e}"))?;
         let uri_text = uri.to_string().into();
-        Ok(Wire { http, uri, uri_text, host, region: region.into(), credentials, current: Arc::default(), observer: None })
+        Ok(Wire { http, uri, uri_text, host, region: region.into(), credentials, current: Arc::default(), observer: None, retries })
     }
 
     /// Where requests go.
@@ -156,9 +173,9 @@ impl Wire {
         loop {
             attempt += 1;
             match self.once(operation, body.clone()).await {
-                Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                Err(e) if attempt < self.retries.max_attempts && retryable(&e) => {
                     tracing::warn!(operation, attempt, error = %e, "DynamoDB call retried");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(backoff(&self.retries, attempt)).await;
                 }
                 other => return other,
             }
@@ -266,9 +283,11 @@ fn retryable(e: &WireError) -> bool {
     }
 }
 
-/// Full jitter: a random pause up to 1 s × 2^(attempt − 1), at most 20 s.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling_us: u64 = (1_000_000u64 << (attempt - 1).min(5)).min(20_000_000);
+/// Full jitter: a random pause up to initial × 2^(attempt − 1), at most the maximum.
+fn backoff(retries: &Retries, attempt: u32) -> Duration {
+    let initial_us = u64::try_from(retries.initial_backoff.as_micros()).unwrap_or(u64::MAX);
+    let max_us = u64::try_from(retries.max_backoff.as_micros()).unwrap_or(u64::MAX);
+    let ceiling_us: u64 = initial_us.saturating_mul(1u64 << (attempt - 1).min(5)).min(max_us);
     let mut r = [0u8; 4];
     getrandom::getrandom(&mut r).expect("the OS random source is available");
     Duration::from_micros(ceiling_us * u64::from(u32::from_le_bytes(r)) / u64::from(u32::MAX))
@@ -283,4 +302,26 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_types::retry::RetryConfig;
+
+    use super::*;
+
+    #[test]
+    fn retries_follow_the_configuration_and_default_to_the_standard_mode() {
+        let standard = Retries::of(None);
+        assert_eq!(
+            (standard.max_attempts, standard.initial_backoff, standard.max_backoff),
+            (3, Duration::from_secs(1), Duration::from_secs(20))
+        );
+        assert!(backoff(&standard, 10) <= Duration::from_secs(20), "capped");
+        let quick = Retries::of(Some(&RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(50))));
+        assert_eq!(quick.max_attempts, 5);
+        for attempt in 1..=4 {
+            assert!(backoff(&quick, attempt) <= Duration::from_millis(50 << (attempt - 1)), "attempt {attempt}");
+        }
+    }
 }
