@@ -174,6 +174,35 @@ async fn every_create_retried_with_its_key_ends_in_exactly_one_session() {
     }
 }
 
+/// 100 cancels through the session-cancel handler, each retried with its key on a 5xx:
+/// every session ends cancelled with exactly one `payment_session.cancelled` event, and
+/// every answer for a key says cancelled.
+#[tokio::test]
+async fn every_cancel_retried_with_its_key_cancels_once() {
+    let r = rig(34).await;
+    let (clean, m) = (&r.clean, &r.merchant.id);
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let body = serde_json::json!({"amount": 500, "currency": "EUR", "customer_id": "cus_x", "reference": format!("cancel-{i}")});
+        let spec = paysession_domain::parse_create_session(&body, r.clean_core.clock.now(), &r.merchant.policy()).unwrap();
+        ids.push(paysession_app::sessions::create(&r.clean_core, &r.merchant, spec, |s, _| (s.clone(), None)).await.unwrap().id);
+    }
+    let mut retries = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let event =
+            r.post(&format!("/v1/payment_sessions/{id}/cancel"), &serde_json::json!({"reason": "abandoned"}), &format!("cancel-key-{i}"));
+        let (answer, status, tries) = r.until_answered(Route::CancelSession, &event).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("cancelled")), "cancel {i}: {answer}");
+        retries += tries;
+    }
+    println!("injected {:?} over {:?} calls; client retries {retries}", r.proxy.injected(), r.proxy.calls());
+    for id in &ids {
+        assert_eq!(clean.get_session(m, id).await.unwrap().unwrap().status, SessionStatus::Cancelled, "{id}");
+        let events = clean.session_events(m, id).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.cancelled").count(), 1, "{id}");
+    }
+}
+
 /// 100 refunds through the refund-create handler and their reconciliation (the local
 /// reconciler's sweep), every DynamoDB call of both behind 5 % of each fault: each refund
 /// reaches `succeeded` once, its payment shows it once, and the processor received one
