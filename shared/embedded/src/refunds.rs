@@ -196,18 +196,13 @@ impl paysession_app::reconcile::DueMoney for EmbeddedStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        let merchant = merchant.map(str::to_string);
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT merchant_id, session_id, attempt_id FROM attempt_syncs
-                     WHERE due_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) ORDER BY due_ms LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows =
-                stmt.query_map(params![ms(now), limit as i64, merchant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-        })
+        self.due_triples(
+            "SELECT merchant_id, session_id, attempt_id FROM attempt_syncs
+             WHERE due_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) ORDER BY due_ms LIMIT ?2",
+            merchant,
+            now,
+            limit,
+        )
         .await
     }
 
@@ -217,18 +212,13 @@ impl paysession_app::reconcile::DueMoney for EmbeddedStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        let merchant = merchant.map(str::to_string);
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT merchant_id, session_id, payment_id FROM authorisations
-                     WHERE capture_before_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) ORDER BY capture_before_ms LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows =
-                stmt.query_map(params![ms(now), limit as i64, merchant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-        })
+        self.due_triples(
+            "SELECT merchant_id, session_id, payment_id FROM authorisations
+             WHERE capture_before_ms <= ?1 AND (?3 IS NULL OR merchant_id = ?3) ORDER BY capture_before_ms LIMIT ?2",
+            merchant,
+            now,
+            limit,
+        )
         .await
     }
 }
@@ -249,5 +239,26 @@ impl paysession_app::processor::SandboxLedger for EmbeddedStore {
     async fn recall(&self, id: &str) -> Result<Option<String>, StoreError> {
         let id = id.to_string();
         self.lookup(move |c| c.row("SELECT entry FROM sandbox_ledger WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(backend)).await
+    }
+}
+
+impl EmbeddedStore {
+    /// `(merchant, session, payment)` rows of a due-list `sql` whose parameters are
+    /// `?1` now, `?2` the limit and `?3` the merchant (any when NULL).
+    async fn due_triples(
+        &self,
+        sql: &'static str,
+        merchant: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let merchant = merchant.map(str::to_string);
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+            let rows =
+                stmt.query_map(params![ms(now), limit as i64, merchant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
     }
 }

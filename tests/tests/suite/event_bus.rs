@@ -69,22 +69,6 @@ async fn queue(client: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     (url, arn)
 }
 
-/// Everything on the queue now: the EventBridge events as the target receives them.
-async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let got = client.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return out;
-        }
-        for m in messages {
-            out.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
-            client.delete_message().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
-        }
-    }
-}
-
 /// Stream batches until `n` events have been seen (DynamoDB Local publishes within a second).
 async fn batches_with_events(poller: &mut StreamPoller, n: usize) -> (Vec<Value>, Vec<EventRecord>) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -163,7 +147,7 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
     assert!(calls.iter().all(|&n| n <= 10), "at most 10 entries per PutEvents: {calls:?}");
     assert_eq!(calls.iter().sum::<usize>(), written.len() + 1, "every event put once, the refused one twice: {calls:?}");
 
-    let all = drain(&sqs, &all_url).await;
+    let all = paysession_tests::aws::drain_json(&sqs, &all_url).await;
     let expected: BTreeMap<String, usize> = written.iter().map(|e| (e.id.clone(), 1)).collect();
     assert_eq!(by_id(&all), expected, "every committed event once, the throttled one included");
     for received in &all {
@@ -176,7 +160,7 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
             "Detail is the event envelope the API and webhooks carry"
         );
     }
-    let succeeded = drain(&sqs, &succeeded_url).await;
+    let succeeded = paysession_tests::aws::drain_json(&sqs, &succeeded_url).await;
     assert_eq!(succeeded.len(), 1, "the rule forwards only payment_session.succeeded");
     assert_eq!(succeeded[0]["detail"]["type"], "payment_session.succeeded");
     assert_eq!(succeeded[0]["detail"]["data"]["object"]["status"], "succeeded");
@@ -186,7 +170,7 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
     for batch in &batches {
         assert_eq!(handle_stream_event(cx, &sinks_with(healthy), batch).await["batchItemFailures"], json!([]));
     }
-    assert!(drain(&sqs, &all_url).await.is_empty(), "a replayed batch puts nothing again");
+    assert!(paysession_tests::aws::drain_json(&sqs, &all_url).await.is_empty(), "a replayed batch puts nothing again");
     assert!(healthy_calls.lock().unwrap().is_empty(), "events already on the bus are not even sent");
 
     // An outage for one event type: the batch resumes at that record, the events before it
@@ -216,13 +200,13 @@ async fn committed_events_reach_rules_on_the_bus_exactly_once() {
         matches!(classify(failed_record), Ok(StreamWork::FanOut { event, .. }) if &event.id == cancelled_id),
         "resumes at the refused event"
     );
-    let before = drain(&sqs, &all_url).await;
+    let before = paysession_tests::aws::drain_json(&sqs, &all_url).await;
     assert!(!by_id(&before).contains_key(cancelled_id));
     // Lambda retries from the failed record onwards, with EventBridge back.
     let mut retry = batch.clone();
     retry["Records"] = json!(batch["Records"].as_array().unwrap()[record_of(&sequence)..]);
     assert_eq!(handle_stream_event(cx, &sinks_with(healthy), &retry).await["batchItemFailures"], json!([]));
-    let after = drain(&sqs, &all_url).await;
+    let after = paysession_tests::aws::drain_json(&sqs, &all_url).await;
     let mut seen = by_id(&before);
     for (id, n) in by_id(&after) {
         *seen.entry(id).or_default() += n;

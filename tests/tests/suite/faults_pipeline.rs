@@ -50,22 +50,6 @@ async fn run_batch(cx: &Core<DynamoStore>, sinks: &StreamSinks<'_>, batch: &Valu
     panic!("a stream batch kept failing for 50 tries");
 }
 
-/// Every EventBridge event waiting on `url` (the bus rule's target), deleted as read.
-async fn drain_bus(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let got = client.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return out;
-        }
-        for m in messages {
-            out.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
-            client.delete_message().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
-        }
-    }
-}
-
 /// 100 sessions created and 30 of them paid (without faults), then the stream consumer and
 /// the dispatcher on the faulty parts: every committed event reaches the webhook receiver
 /// and the bus at least once, none under an id that was not committed; every claimed
@@ -192,7 +176,7 @@ async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_fault
                 }
             }
         }
-        for e in drain_bus(&sqs_clean, &bus_queue).await {
+        for e in paysession_tests::aws::drain_json(&sqs_clean, &bus_queue).await {
             *on_bus.entry(e["detail"]["id"].as_str().unwrap().to_string()).or_default() += 1;
         }
         let missing_hooks: Vec<_> = committed.difference(&delivered(&rx)).cloned().collect();
