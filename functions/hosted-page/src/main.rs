@@ -5,6 +5,6 @@ use paysession_http::page;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
     paysession_runtime::http("hosted-page", |f, info, params, req| {
-        Box::pin(page::serve(&f.core, paysession_runtime::sandbox_payments(&f.core.store), info, params, req))
+        Box::pin(page::serve(&f.core, paysession_runtime::payments(&f.core.store), info, params, req))
     })
 }

@@ -6,7 +6,7 @@ use paysession_http::pipeline::api;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
     paysession_runtime::http("payment-cancel", |f, info, params, req| {
-        let pay = paysession_runtime::sandbox_payments(&f.core.store);
+        let pay = paysession_runtime::payments(&f.core.store);
         Box::pin(api(&f.core, &f.core.keys, info, params, req, move |cx, p, call| Box::pin(payments::cancel(cx, pay, p, call))))
     })
 }

@@ -4,8 +4,8 @@
 //! Replayed invocations find nothing due and do nothing.
 
 use paysession_runtime::aws::scheduler::handle_sync;
-use paysession_runtime::sandbox_payments;
+use paysession_runtime::payments;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::events(&[], |f, input| Box::pin(handle_sync(&f.core, sandbox_payments(&f.core.store), input)))
+    paysession_runtime::events(&[], |f, input| Box::pin(handle_sync(&f.core, payments(&f.core.store), input)))
 }

@@ -3,8 +3,8 @@
 //! times it is invoked).
 
 use paysession_runtime::aws::scheduler::handle_scheduled_charge;
-use paysession_runtime::sandbox_payments;
+use paysession_runtime::payments;
 
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
-    paysession_runtime::events(&[], |f, input| Box::pin(handle_scheduled_charge(&f.core, sandbox_payments(&f.core.store), input)))
+    paysession_runtime::events(&[], |f, input| Box::pin(handle_scheduled_charge(&f.core, payments(&f.core.store), input)))
 }

@@ -96,7 +96,15 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         queue = Arc::new(memory);
         (d, rx)
     });
-    let deps = Local { app: Mounted { core, payments: paysession_app::Payments::sandbox_on(store.sandbox_ledger()), queue }, sender };
+    let deps = Local {
+        app: Mounted {
+            core,
+            payments: paysession_app::Payments::sandbox_on(store.sandbox_ledger())
+                .with_directory(paysession_runtime::processor_directory(store.settings_arc())),
+            queue,
+        },
+        sender,
+    };
     let demo = ensure_demo_merchant(&deps.app.core, opts.demo_client_id.clone(), opts.demo_client_secret.clone()).await?;
 
     let (shutdown, mut stop) = watch::channel(false);

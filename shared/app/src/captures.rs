@@ -203,12 +203,13 @@ async fn change<S: SessionStore + ?Sized, R>(
     // Refused by the rules before the processor hears of it.
     decide(&current, cx.clock.now())?;
     let call = payment_call(&current, id);
+    let processor = pay.of_payment(&current, id).await?;
     let said = match what {
         Change::Capture(amount) => {
             let capturable = current.payments.iter().find(|a| a.id == id).map_or(0, |a| a.amount_capturable());
-            pay.processor.capture(&call, amount.unwrap_or(capturable)).await
+            processor.capture(&call, amount.unwrap_or(capturable)).await
         }
-        Change::Void(_) => pay.processor.void(&call).await,
+        Change::Void(_) => processor.void(&call).await,
     };
     match said {
         ActionOutcome::Done => {}

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use crate::auth::TokenSigner;
 use crate::clock::{Clock, TestClock};
-use crate::processor::{Notifier, PaymentProcessor};
+use crate::ports::StoreError;
+use crate::processor::{Notifier, PaymentProcessor, ProcessorDirectory};
 use crate::recent::RecentMerchants;
+use paysession_domain::session::PaymentSession;
 
 /// Settings of one deployment.
 #[derive(Debug, Clone)]
@@ -93,11 +95,14 @@ impl<S: crate::ports::SettingsStore + crate::ports::MerchantStore + ?Sized> Core
     }
 }
 
-/// The payment side: a processor (the sandbox, or a PSP connector) and the notifier that
-/// sends one-time codes.
+/// The payment side: the processors (the built-in sandbox, and the merchants' configured
+/// ones through a [`ProcessorDirectory`]) and the notifier that sends one-time codes.
 #[derive(Clone)]
 pub struct Payments {
-    pub processor: Arc<dyn PaymentProcessor>,
+    /// The built-in sandbox: the processor of a merchant that configured none.
+    pub sandbox: Arc<dyn PaymentProcessor>,
+    /// The merchants' configured processors; `None` where only the sandbox exists.
+    pub directory: Option<Arc<dyn ProcessorDirectory>>,
     pub notifier: Arc<dyn Notifier>,
     /// The sandbox's record of the calls it received (empty with a real processor).
     pub sandbox_calls: Arc<crate::processor::CallLog>,
@@ -115,6 +120,39 @@ impl Payments {
     pub fn sandbox_on(ledger: Arc<dyn crate::processor::SandboxLedger>) -> Payments {
         let sandbox = crate::processor::SandboxProcessor::on(ledger);
         let sandbox_calls = sandbox.calls.clone();
-        Payments { processor: Arc::new(sandbox), notifier: Arc::new(crate::processor::LogNotifier), sandbox_calls }
+        Payments { sandbox: Arc::new(sandbox), directory: None, notifier: Arc::new(crate::processor::LogNotifier), sandbox_calls }
+    }
+
+    /// These payments with the merchants' configured processors.
+    pub fn with_directory(self, directory: Arc<dyn ProcessorDirectory>) -> Payments {
+        Payments { directory: Some(directory), ..self }
+    }
+
+    /// Where `merchant_id`'s new payments go: its configured processor, else the sandbox.
+    pub async fn for_merchant(&self, merchant_id: &str) -> Result<Arc<dyn PaymentProcessor>, StoreError> {
+        match &self.directory {
+            Some(d) => Ok(d.configured(merchant_id).await?.unwrap_or_else(|| self.sandbox.clone())),
+            None => Ok(self.sandbox.clone()),
+        }
+    }
+
+    /// The processor payment `attempt_id` of `session` was sent to: every later call about
+    /// it (sync, capture, void, refund) goes there, whatever the merchant configures since.
+    pub async fn of_payment(&self, session: &PaymentSession, attempt_id: &str) -> Result<Arc<dyn PaymentProcessor>, StoreError> {
+        let name = session.payments.iter().find(|a| a.id == attempt_id).and_then(|a| a.processor.as_deref());
+        let Some(name) = name.filter(|n| *n != paysession_domain::payment::SANDBOX_PROCESSOR) else { return Ok(self.sandbox.clone()) };
+        match &self.directory {
+            Some(d) => match d.configured(&session.merchant_id).await? {
+                Some(p) if p.name() == name => Ok(p),
+                _ => Err(StoreError::Backend(format!("merchant {} has no {name} processor configured", session.merchant_id))),
+            },
+            None => Err(StoreError::Backend(format!("this deployment has no {name} processor"))),
+        }
+    }
+
+    /// The name an attempt records for `processor` (none for the sandbox).
+    pub fn recorded_name(processor: &dyn PaymentProcessor) -> Option<String> {
+        let name = processor.name();
+        (name != paysession_domain::payment::SANDBOX_PROCESSOR).then(|| name.to_string())
     }
 }

@@ -16,6 +16,8 @@ pub mod otp;
 pub mod payments;
 pub mod ports;
 pub mod processor;
+pub mod processor_config;
+pub mod processor_webhooks;
 pub mod recent;
 pub mod reconcile;
 pub mod recurring;

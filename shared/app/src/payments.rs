@@ -13,7 +13,7 @@ use paysession_domain::session::{EventData, EventRecord, PaymentSession, events_
 use crate::context::{Core, Payments};
 use crate::ids::{new_id, sha256_hex};
 use crate::ports::{MandateStore, SessionStore, StoreError};
-use crate::processor::{Answer, Outcome, PaymentCall, RedirectMethod, SavedCharge};
+use crate::processor::{Answer, Outcome, PaymentCall, PaymentProcessor, RedirectMethod, SavedCharge};
 use crate::retry::{Races, won};
 use crate::sessions::{UpdateError, reread, update_with};
 
@@ -87,6 +87,7 @@ fn fingerprint<S: ?Sized>(cx: &Core<S>, card: &CardInput) -> String {
 }
 
 fn new_attempt(
+    processor: &dyn PaymentProcessor,
     session: &PaymentSession,
     method: PaymentMethodKind,
     amount: i64,
@@ -94,7 +95,12 @@ fn new_attempt(
     save_requested: bool,
     now: DateTime<Utc>,
 ) -> PaymentAttempt {
-    PaymentAttempt { card, save_requested, ..PaymentAttempt::new(crate::ids::new_child_id("pay", &session.id), method, amount, now) }
+    PaymentAttempt {
+        card,
+        save_requested,
+        processor: Payments::recorded_name(processor),
+        ..PaymentAttempt::new(crate::ids::new_child_id("pay", &session.id), method, amount, now)
+    }
 }
 
 /// The processor call of attempt `attempt_id` of `session`: our id is its idempotency key.
@@ -103,6 +109,11 @@ pub fn payment_call<'a>(session: &'a PaymentSession, attempt_id: &'a str) -> Pay
     let method = attempt.map_or(PaymentMethodKind::Card, |a| a.method);
     PaymentCall {
         id: attempt_id,
+        merchant_id: &session.merchant_id,
+        session_id: &session.id,
+        customer_id: &session.spec.customer_id,
+        claimed_at: attempt.map_or(session.created_at, |a| a.created_at),
+        return_url: None,
         amount: attempt.map_or(session.spec.amount.minor(), |a| a.amount),
         currency: session.spec.currency.code(),
         method,
@@ -159,17 +170,26 @@ pub async fn pay_card<S: SessionStore + MandateStore + ?Sized>(
         (None, Some(m)) => m.card.clone(),
         (None, None) => unreachable!("one of the two is set"),
     };
-    let mut attempt =
-        new_attempt(&session, PaymentMethodKind::Card, session.spec.amount.minor(), Some(summary.clone()), save, cx.clock.now());
+    let processor = pay.for_merchant(&session.merchant_id).await.map_err(PaymentFailure::Store)?;
+    let mut attempt = new_attempt(
+        &*processor,
+        &session,
+        PaymentMethodKind::Card,
+        session.spec.amount.minor(),
+        Some(summary.clone()),
+        save,
+        cx.clock.now(),
+    );
     if session.spec.session_type == SessionType::FirstInSeries {
         attempt.mandate_acceptance = acceptance;
     }
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
-    let call = payment_call(&session, &attempt_id);
+    let return_url = format!("{}{page_path}/challenge/{attempt_id}?returned=1", cx.config.public_url);
+    let call = PaymentCall { return_url: Some(&return_url), ..payment_call(&session, &attempt_id) };
     let outcome = match (&typed, &saved) {
-        (Some(card), _) => pay.processor.authorize_card(&call, card, save).await,
-        (None, Some(m)) => pay.processor.charge_saved(&call, &saved_charge(m, None)).await,
+        (Some(card), _) => processor.authorize_card(&call, card, save).await,
+        (None, Some(m)) => processor.charge_saved(&call, &saved_charge(m, None)).await,
         (None, None) => unreachable!("one of the two is set"),
     };
     Ok(finish(cx, session, &attempt_id, outcome, Some(summary), saved.map(|m| m.id), page_path).await?)
@@ -187,10 +207,11 @@ pub async fn start_redirect<S: SessionStore + MandateStore + ?Sized>(
         RedirectMethod::Ewallet => PaymentMethodKind::Ewallet,
         RedirectMethod::BankTransfer => PaymentMethodKind::BankTransfer,
     };
-    let attempt = new_attempt(&session, kind, session.spec.amount.minor(), None, false, cx.clock.now());
+    let processor = pay.for_merchant(&session.merchant_id).await?;
+    let attempt = new_attempt(&*processor, &session, kind, session.spec.amount.minor(), None, false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let session = claim(cx, session, attempt).await?;
-    let outcome = pay.processor.start_redirect(&payment_call(&session, &attempt_id), method).await;
+    let outcome = processor.start_redirect(&payment_call(&session, &attempt_id), method).await;
     finish(cx, session, &attempt_id, outcome, None, None, page_path).await
 }
 
@@ -201,6 +222,9 @@ pub enum Decision {
     Deny,
     /// The sandbox bank settles a submitted transfer.
     Settle,
+    /// The customer is back from the processor's own page (3-D Secure at the issuer): the
+    /// processor is asked what came of it.
+    Returned,
 }
 
 /// Applies the customer's decision to an attempt waiting for one. `Ok(None)` when the
@@ -214,10 +238,16 @@ pub async fn decide<S: SessionStore + MandateStore + ?Sized>(
     page_path: &str,
 ) -> Result<Option<Step>, PaymentFailure> {
     let Some(attempt) = session.payments.iter().find(|a| a.id == attempt_id).cloned() else { return Ok(None) };
-    let p = &pay.processor;
+    let p = pay.of_payment(&session, attempt_id).await?;
     let approved = decision == Decision::Approve;
     let call = payment_call(&session, &attempt.id);
     let outcome = match (attempt.method, attempt.status, decision) {
+        (_, AttemptStatus::RequiresAction, Decision::Returned) => match p.sync_payment(&call).await {
+            // Still waiting for the customer, or no answer: the page shows the step again.
+            None => return Ok(None),
+            Some(Answer { outcome: Outcome::RequiresAction | Outcome::Unknown, .. }) => return Ok(None),
+            Some(answer) => answer,
+        },
         (PaymentMethodKind::Card, AttemptStatus::RequiresAction, Decision::Approve | Decision::Deny) => {
             p.complete_authentication(&call, approved, attempt.save_requested).await
         }
@@ -245,12 +275,13 @@ async fn finish<S: SessionStore + MandateStore + ?Sized>(
     existing_method: Option<String>,
     page_path: &str,
 ) -> Result<Step, PaymentFailure> {
-    let Answer { outcome, reference, network_transaction_id } = answer;
+    let Answer { outcome, reference, network_transaction_id, redirect_url } = answer;
     let challenge_url = format!("{page_path}/challenge/{attempt_id}");
     let (status, code, next_url) = match &outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None, None),
         Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string()), None),
-        Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(challenge_url.clone())),
+        // The processor's own page when it has one; the customer reaches it through ours.
+        Outcome::RequiresAction => (AttemptStatus::RequiresAction, None, Some(redirect_url.unwrap_or_else(|| challenge_url.clone()))),
         Outcome::Processing => (AttemptStatus::Pending, None, Some(challenge_url)),
         // Left pending: never guessed either way.
         Outcome::Unknown => (AttemptStatus::Pending, None, None),
@@ -387,12 +418,13 @@ pub async fn charge_off_session<S: SessionStore + ?Sized>(
     final_on_failure: bool,
 ) -> Result<PaymentSession, PaymentFailure> {
     let amount = session.spec.amount.minor();
-    let attempt = new_attempt(&session, PaymentMethodKind::Card, amount, Some(method.card.clone()), false, cx.clock.now());
+    let processor = pay.for_merchant(&session.merchant_id).await?;
+    let attempt = new_attempt(&*processor, &session, PaymentMethodKind::Card, amount, Some(method.card.clone()), false, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let claimed = claim(cx, session, attempt).await?;
     let mandate_id = claimed.spec.mandate_id.clone();
     let Answer { outcome, reference, .. } =
-        pay.processor.charge_saved(&payment_call(&claimed, &attempt_id), &saved_charge(method, mandate_id.as_deref())).await;
+        processor.charge_saved(&payment_call(&claimed, &attempt_id), &saved_charge(method, mandate_id.as_deref())).await;
     let (status, code) = match outcome {
         Outcome::Succeeded { .. } => (AttemptStatus::Succeeded, None),
         Outcome::Failed { code } => (AttemptStatus::Failed, Some(code.to_string())),
@@ -446,7 +478,8 @@ pub async fn sync_attempt<S: SessionStore + MandateStore + ?Sized>(
     if attempt.sync_due().is_none_or(|at| at > cx.clock.now()) {
         return Ok(AttemptSynced::NothingDue);
     }
-    let answer = match pay.processor.sync_payment(&payment_call(&session, attempt_id)).await {
+    let processor = pay.of_payment(&session, attempt_id).await?;
+    let answer = match processor.sync_payment(&payment_call(&session, attempt_id)).await {
         Some(answer) => answer,
         None => Answer::of(Outcome::Failed { code: "processing_error" }, None),
     };
@@ -466,6 +499,51 @@ pub async fn sync_attempt<S: SessionStore + MandateStore + ?Sized>(
     Ok(AttemptSynced::Settled(step.status))
 }
 
+/// The processor reports a payment's state (its webhook): written as the payment's own
+/// step would have written it, if the attempt still waits for it. A final attempt is never
+/// moved (a late or out-of-order event, or one a sync already applied).
+pub async fn processor_reports<S: SessionStore + MandateStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    session_id: &str,
+    attempt_id: &str,
+    answer: Answer,
+) -> Result<Option<AttemptStatus>, PaymentFailure> {
+    let Some(session) = cx.store.get_session(merchant_id, session_id).await? else { return Ok(None) };
+    let Some(attempt) = session.payments.iter().find(|a| a.id == attempt_id).cloned() else { return Ok(None) };
+    if !attempt.is_open() {
+        return Ok(None);
+    }
+    match (&answer.outcome, attempt.status) {
+        (Outcome::Unknown, _)
+        | (Outcome::Processing, AttemptStatus::Pending)
+        | (Outcome::RequiresAction, AttemptStatus::RequiresAction) => {
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let step = finish(cx, session, attempt_id, answer, attempt.card.clone(), None, "").await?;
+    tracing::info!(session_id, attempt_id, status = ?step.status, "payment updated by the processor");
+    Ok(Some(step.status))
+}
+
+/// The processor reports a dispute of a payment: recorded on it once, with
+/// `payment.disputed`.
+pub async fn record_dispute<S: SessionStore + ?Sized>(
+    cx: &Core<S>,
+    merchant_id: &str,
+    session_id: &str,
+    attempt_id: &str,
+    dispute: paysession_domain::payment::Dispute,
+) -> Result<bool, PaymentFailure> {
+    let Some(session) = cx.store.get_session(merchant_id, session_id).await? else { return Ok(false) };
+    let written = update_with(cx, session, true, |s, now| s.record_dispute(attempt_id, dispute.clone(), now)).await?;
+    if written.is_some() {
+        tracing::warn!(session_id, attempt_id, dispute_id = %dispute.id, "payment disputed");
+    }
+    Ok(written.is_some())
+}
+
 /// A payment received from outside (a virtual-account deposit, a QR scan): claim an
 /// attempt and settle it, two conditional writes with their events.
 pub async fn receive<S: SessionStore + ?Sized>(
@@ -474,7 +552,7 @@ pub async fn receive<S: SessionStore + ?Sized>(
     method: PaymentMethodKind,
     amount: i64,
 ) -> Result<PaymentSession, PaymentFailure> {
-    let attempt = new_attempt(&session, method, amount, None, false, cx.clock.now());
+    let attempt = PaymentAttempt::new(crate::ids::new_child_id("pay", &session.id), method, amount, cx.clock.now());
     let attempt_id = attempt.id.clone();
     let claimed = claim(cx, session, attempt).await?;
     let settle = |s: &PaymentSession, now| s.update_attempt(&attempt_id, AttemptStatus::Succeeded, None, None, now).map(Some);

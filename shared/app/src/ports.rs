@@ -472,6 +472,17 @@ pub trait RefundStore: Send + Sync {
     async fn list_refunds(&self, merchant_id: &str, query: &RefundQuery) -> Result<Page<Refund>, StoreError>;
 }
 
+/// The processors' webhook events already applied, by the processor's event id (kept 30
+/// days, longer than any processor retries a delivery).
+#[async_trait]
+pub trait ProcessorEventLog: Send + Sync {
+    /// Records `key` until `expires_at` if it is not recorded: `false` when it was (a
+    /// redelivery). One conditional write.
+    async fn first_sight(&self, key: &str, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Drops `key` (an event whose effect could not be written: the redelivery must run).
+    async fn forget(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// A store implementing every port: the embedded and DynamoDB adapters. Code that needs
 /// only some ports names only those; this is for the places that mount everything (the
 /// local server, the admin CLI).
@@ -485,6 +496,7 @@ pub trait Store:
     + SigningStore
     + AttemptLimiter
     + RefundStore
+    + ProcessorEventLog
     + 'static
 {
 }
@@ -498,6 +510,7 @@ impl<
         + SigningStore
         + AttemptLimiter
         + RefundStore
+        + ProcessorEventLog
         + 'static,
 > Store for T
 {

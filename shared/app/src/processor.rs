@@ -45,11 +45,14 @@ pub struct Answer {
     /// The card network's id of a customer-initiated payment that saved the card: later
     /// merchant-initiated charges quote it (stored with the saved method).
     pub network_transaction_id: Option<String>,
+    /// With `RequiresAction`: the processor's own page the customer is sent to (3-D Secure
+    /// at the issuer); `None` when the hosted page shows the step itself (the sandbox).
+    pub redirect_url: Option<String>,
 }
 
 impl Answer {
     pub fn of(outcome: Outcome, reference: Option<String>) -> Answer {
-        Answer { outcome, reference, network_transaction_id: None }
+        Answer { outcome, reference, network_transaction_id: None, redirect_url: None }
     }
 }
 
@@ -63,6 +66,15 @@ pub enum RedirectMethod {
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentCall<'a> {
     pub id: &'a str,
+    pub merchant_id: &'a str,
+    pub session_id: &'a str,
+    /// The merchant's customer reference (a processor keeps saved methods per customer).
+    pub customer_id: &'a str,
+    /// When the attempt was claimed: a processor that cannot be asked by our id at once
+    /// (a search index that lags) tells "not yet visible" from "never received" by it.
+    pub claimed_at: DateTime<Utc>,
+    /// Where a processor's own page (3-D Secure) sends the customer back to.
+    pub return_url: Option<&'a str>,
     pub amount: i64,
     pub currency: &'a str,
     pub method: PaymentMethodKind,
@@ -121,14 +133,26 @@ pub enum ActionOutcome {
     Unknown,
 }
 
-/// An incoming processor webhook, verified and parsed (the Stripe connector fills this in).
+/// An incoming processor webhook event, verified and parsed into what it says about our
+/// objects (found by the ids we gave the processor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorEvent {
     /// The processor's event id: deliveries are deduplicated by it.
     pub id: String,
-    pub payment_reference: Option<String>,
-    pub refund_id: Option<String>,
-    pub refund_outcome: Option<RefundOutcome>,
+    pub event_type: String,
+    pub kind: ProcessorEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorEventKind {
+    /// A payment's state at the processor, as a sync would have answered.
+    Payment { session_id: String, payment_id: String, answer: Answer },
+    /// A refund's state at the processor.
+    Refund { refund_id: String, status: RefundStatus, failure_reason: Option<String> },
+    /// The customer's bank disputes a payment.
+    Dispute { session_id: String, payment_id: String, dispute: paysession_domain::payment::Dispute },
+    /// A type we do not act on, or an object we did not make.
+    Ignored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +161,11 @@ pub enum WebhookRejected {
     Unsupported,
     #[error("the signature does not verify: {0}")]
     BadSignature(String),
+    #[error("the event cannot be read: {0}")]
+    Malformed(String),
+    /// The processor could not be asked about the event's object (a dispute's payment).
+    #[error("the processor did not answer: {0}")]
+    Unavailable(String),
 }
 
 #[async_trait]
@@ -168,10 +197,24 @@ pub trait PaymentProcessor: Send + Sync {
     async fn sync_payment(&self, call: &PaymentCall<'_>) -> Option<Answer>;
     /// The refund's state at the processor, by our id.
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer;
-    /// Verifies and parses a webhook the processor sent us.
-    fn incoming_webhook(&self, _headers: &[(String, String)], _body: &[u8]) -> Result<Vec<ProcessorEvent>, WebhookRejected> {
+    /// Verifies and parses a webhook the processor sent us, at `now` (wall-clock time: the
+    /// processor signs with its clock, not a test clock).
+    async fn incoming_webhook(
+        &self,
+        _headers: &[(String, String)],
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Result<ProcessorEvent, WebhookRejected> {
         Err(WebhookRejected::Unsupported)
     }
+}
+
+/// The processors merchants configured (operator configuration, API.md "Processors"),
+/// built with their secrets on first use and kept for the process's life.
+#[async_trait]
+pub trait ProcessorDirectory: Send + Sync {
+    /// `merchant_id`'s configured processor; `None` when it has none (the sandbox serves it).
+    async fn configured(&self, merchant_id: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, crate::ports::StoreError>;
 }
 
 /// Card numbers with special behaviour in the sandbox (API.md).
@@ -194,7 +237,7 @@ pub const SANDBOX_REFUND_SETTLES_AFTER: Duration = Duration::seconds(5);
 pub const SANDBOX_LATE_FAILURE_AFTER: Duration = Duration::days(1);
 
 /// Calls the sandbox received, by operation and our id: tests count them (a retry must never
-/// move money twice), and `GET /sandbox/processor_calls/{id}` shows them. A long-lived
+/// move money twice; what it did is in its [`SandboxLedger`]), and `GET /sandbox/processor_calls/{id}` shows them. A long-lived
 /// process keeps the last [`CallLog::CAPACITY`] ids' worth, not every call it ever served.
 #[derive(Debug, Default)]
 pub struct CallLog(Mutex<HashMap<(String, String), u32>>);
@@ -350,19 +393,20 @@ impl SandboxProcessor {
 
     /// Gives `outcome` as the answer to `call` once it is in the ledger; `Unknown` (the
     /// sandbox did nothing) when it could not be recorded.
-    async fn answer_as(&self, call: &PaymentCall<'_>, outcome: Outcome, behaviour: Behaviour) -> Answer {
+    async fn answer_as(&self, op: &str, call: &PaymentCall<'_>, outcome: Outcome, behaviour: Behaviour) -> Answer {
+        self.calls.note(op, call.id);
         let network_transaction_id = saved_network_id(call, &outcome);
-        let answer = Answer { reference: reference(call, behaviour), outcome, network_transaction_id };
+        let answer = Answer { reference: reference(call, behaviour), outcome, network_transaction_id, redirect_url: None };
         let entry = serde_json::to_string(&Entry::of(&answer)).expect("an entry serialises");
         if let Err(e) = self.ledger.record(call.id, &entry).await {
             tracing::warn!(payment_id = call.id, error = %e, "sandbox ledger write failed; the sandbox answers as if unreachable");
-            return Answer { outcome: Outcome::Unknown, reference: None, network_transaction_id: None };
+            return Answer::of(Outcome::Unknown, None);
         }
         answer
     }
 
-    async fn answer(&self, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
-        self.answer_as(call, outcome, Behaviour::of_reference(call.reference)).await
+    async fn answer(&self, op: &str, call: &PaymentCall<'_>, outcome: Outcome) -> Answer {
+        self.answer_as(op, call, outcome, Behaviour::of_reference(call.reference)).await
     }
 
     /// The refund's state at `call.now` by the sandbox's rules: cards (and wallets) settle
@@ -393,7 +437,6 @@ impl PaymentProcessor for SandboxProcessor {
     }
 
     async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer {
-        self.calls.note("authorize", call.id);
         let token = |mark: &str| save.then(|| format!("{mark}{}", crate::ids::new_token()));
         let behaviour = match card.number.digits() {
             test_cards::REFUND_FAILS_LATE => Behaviour::RefundFailsLate,
@@ -408,42 +451,37 @@ impl PaymentProcessor for SandboxProcessor {
             test_cards::OFF_SESSION_DECLINES => Outcome::Succeeded { token: token(OFF_SESSION_DECLINE_MARK) },
             _ => Outcome::Succeeded { token: token("tok_sandbox_") },
         };
-        self.answer_as(call, outcome, behaviour).await
+        self.answer_as("authorize", call, outcome, behaviour).await
     }
 
     async fn complete_authentication(&self, call: &PaymentCall<'_>, approved: bool, save: bool) -> Answer {
-        self.calls.note("complete_authentication", call.id);
         let outcome = if approved {
             Outcome::Succeeded { token: save.then(|| format!("tok_sandbox_{}", crate::ids::new_token())) }
         } else {
             Outcome::Failed { code: "authentication_failed" }
         };
-        self.answer(call, outcome).await
+        self.answer("complete_authentication", call, outcome).await
     }
 
     async fn start_redirect(&self, call: &PaymentCall<'_>, _method: RedirectMethod) -> Answer {
-        self.calls.note("start_redirect", call.id);
-        self.answer(call, Outcome::RequiresAction).await
+        self.answer("start_redirect", call, Outcome::RequiresAction).await
     }
 
     async fn provider_decision(&self, call: &PaymentCall<'_>, method: RedirectMethod, approved: bool) -> Answer {
-        self.calls.note("provider_decision", call.id);
         let outcome = match (method, approved) {
             (RedirectMethod::Ewallet, true) => Outcome::Succeeded { token: None },
             (RedirectMethod::BankTransfer, true) => Outcome::Processing,
             (RedirectMethod::Ewallet, false) => Outcome::Failed { code: "wallet_declined" },
             (RedirectMethod::BankTransfer, false) => Outcome::Failed { code: "bank_declined" },
         };
-        self.answer(call, outcome).await
+        self.answer("provider_decision", call, outcome).await
     }
 
     async fn settle(&self, call: &PaymentCall<'_>) -> Answer {
-        self.calls.note("settle", call.id);
-        self.answer(call, Outcome::Succeeded { token: None }).await
+        self.answer("settle", call, Outcome::Succeeded { token: None }).await
     }
 
     async fn charge_saved(&self, call: &PaymentCall<'_>, saved: &SavedCharge<'_>) -> Answer {
-        self.calls.note("charge_saved", call.id);
         // A merchant-initiated charge quotes the network id of the customer's first payment.
         if saved.mandate_id.is_some() && saved.network_transaction_id.is_none() {
             self.calls.note("charge_saved_without_network_id", call.id);
@@ -453,7 +491,7 @@ impl PaymentProcessor for SandboxProcessor {
         } else {
             Outcome::Succeeded { token: None }
         };
-        self.answer(call, outcome).await
+        self.answer("charge_saved", call, outcome).await
     }
 
     async fn capture(&self, call: &PaymentCall<'_>, _amount: i64) -> ActionOutcome {
@@ -488,7 +526,7 @@ impl PaymentProcessor for SandboxProcessor {
         };
         let Ok(entry) = serde_json::from_str::<Entry>(&entry) else { return Some(Answer::of(Outcome::Unknown, None)) };
         let reference = call.reference.map(str::to_string).or(entry.r.clone());
-        Some(Answer { outcome: entry.outcome(), reference, network_transaction_id: entry.ntid.clone() })
+        Some(Answer { outcome: entry.outcome(), reference, network_transaction_id: entry.ntid.clone(), redirect_url: None })
     }
 
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
@@ -524,7 +562,19 @@ mod tests {
     use chrono::TimeZone;
 
     fn call<'a>(id: &'a str, method: PaymentMethodKind, reference: Option<&'a str>) -> PaymentCall<'a> {
-        PaymentCall { id, amount: 1000, currency: "EUR", method, capture: CaptureMethod::Automatic, reference }
+        PaymentCall {
+            id,
+            merchant_id: "mer_1",
+            session_id: "ps_1",
+            customer_id: "cus_1",
+            claimed_at: Utc::now(),
+            return_url: None,
+            amount: 1000,
+            currency: "EUR",
+            method,
+            capture: CaptureMethod::Automatic,
+            reference,
+        }
     }
 
     #[tokio::test]

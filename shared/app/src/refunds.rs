@@ -169,7 +169,13 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
     }
     tracing::info!(refund_id = %refund.id, payment_id = %refund.payment_id, amount, "refund reserved");
     let call = refund_call(&found.session, &refund, now);
-    let said = pay.processor.refund(&call).await;
+    let said = match pay.of_payment(&found.session, &refund.payment_id).await {
+        Ok(processor) => processor.refund(&call).await,
+        Err(e) => {
+            tracing::error!(refund_id = %refund.id, error = %e, "no processor for the refund's payment; reconciliation will submit it");
+            RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None }
+        }
+    };
     match &said.outcome {
         RefundOutcome::Unknown | RefundOutcome::NotFound => {
             tracing::warn!(refund_id = %refund.id, "no answer to the refund call; reconciliation will ask");
@@ -290,12 +296,13 @@ pub async fn sync<S: SessionStore + RefundStore + ?Sized>(
     }
     let session = cx.store.get_session(merchant_id, &refund.session_id).await?.ok_or_else(|| RefundError::NotFound(refund.id.clone()))?;
     let call = refund_call(&session, &refund, now);
-    let mut said = pay.processor.sync_refund(&call).await;
+    let processor = pay.of_payment(&session, &refund.payment_id).await?;
+    let mut said = processor.sync_refund(&call).await;
     if said.outcome == RefundOutcome::NotFound {
         // Reserved, but the processor never received it (the creating request stopped
         // between its write and its call): submitted now, under the same id.
         tracing::warn!(refund_id = %refund.id, "the processor never received the refund; submitting it");
-        said = pay.processor.refund(&call).await;
+        said = processor.refund(&call).await;
     }
     apply(cx, refund, said, true).await.map(|r| Synced::Asked(Box::new(r)))
 }

@@ -207,6 +207,11 @@ pub const SANDBOX_LEDGER_SK: &str = "SBX";
 pub fn sandbox_ledger_pk(id: &str) -> String {
     format!("SBX#{id}")
 }
+pub const PROCESSOR_EVENT_SK: &str = "PEV";
+/// A processor's webhook event applied (deduplication), outside every merchant's partitions.
+pub fn processor_event_pk(key: &str) -> String {
+    format!("PEV#{key}")
+}
 /// A refund's events sort after the session's own in its partition, in the refund's order.
 pub fn refund_event_sk(refund: &str, version: u64, index: usize) -> String {
     format!("EVT#R#{refund}#{version:05}#{index:03}")

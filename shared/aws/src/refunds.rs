@@ -258,6 +258,24 @@ impl paysession_app::reconcile::DueMoney for DynamoStore {
     }
 }
 
+/// Processors' webhook events applied: one item per event, TTL-deleted after 30 days.
+#[async_trait]
+impl paysession_app::ports::ProcessorEventLog for DynamoStore {
+    async fn first_sight(&self, key: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
+        let it = item([(PK, s(processor_event_pk(key))), (SK, s(PROCESSOR_EVENT_SK)), (TTL, n(expires_at.timestamp()))]);
+        // TTL deletion lags: an item past its time counts as gone.
+        let condition = format!("attribute_not_exists({PK}) OR {TTL} < {}", chrono::Utc::now().timestamp());
+        self.put_item(self.put(it, Some(&condition))).await
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let key = item([(PK, s(processor_event_pk(key))), (SK, s(PROCESSOR_EVENT_SK))]);
+        let delete =
+            aws_sdk_dynamodb::types::Delete::builder().table_name(self.table()).set_key(Some(key)).build().expect("table and key are set");
+        self.delete_item(delete, false).await.map(drop)
+    }
+}
+
 /// The sandbox processor's ledger: one item per id it answered, kept 90 days.
 #[async_trait]
 impl paysession_app::processor::SandboxLedger for DynamoStore {

@@ -139,6 +139,13 @@ pub struct PaymentAttempt {
     /// written before processors returned one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processor_reference: Option<String>,
+    /// The processor the attempt was sent to (`stripe`); absent for the sandbox, which every
+    /// attempt went to before merchants chose one. Later calls about it go to the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
+    /// The customer's bank disputes the payment (reported by the processor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<Dispute>,
     /// While pending: when reconciliation next asks the processor about it by our id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_at: Option<DateTime<Utc>>,
@@ -149,6 +156,19 @@ pub struct PaymentAttempt {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
     pub updated_at: DateTime<Utc>,
+}
+
+/// A dispute (chargeback) of a payment as the processor reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    /// The processor's id of the dispute (`dp_…`).
+    pub id: String,
+    pub amount: i64,
+    /// The processor's reason (`fraudulent`, `product_not_received`, …).
+    pub reason: String,
+    pub status: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize", deserialize_with = "crate::rfc3339::deserialize")]
+    pub created_at: DateTime<Utc>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -203,6 +223,8 @@ impl PaymentAttempt {
             capture_before: None,
             cancellation_reason: None,
             processor_reference: None,
+            processor: None,
+            dispute: None,
             next_sync_at: None,
             sync_attempts: 0,
             created_at: now,
@@ -236,7 +258,7 @@ pub(crate) fn card_attempt(id: &str, now: DateTime<Utc>) -> PaymentAttempt {
     PaymentAttempt::new(id.into(), PaymentMethodKind::Card, 100, now)
 }
 
-/// The processor every payment goes through until merchants can choose one.
+/// The processor of an attempt that names none.
 pub const SANDBOX_PROCESSOR: &str = "sandbox";
 
 /// What a payment object shows of its session.
@@ -261,7 +283,7 @@ pub fn payment_view(attempt: &PaymentAttempt, cx: &PaymentContext<'_>, money: Op
         "amount_capturable": attempt.amount_capturable(), "amount_received": attempt.amount_received(),
         "amount_refunded": money.map_or(0, |m| m.refunded), "capture_method": attempt.capture_method.as_str(),
         "capture_before": attempt.capture_before,
-        "processor": {"name": SANDBOX_PROCESSOR, "reference": attempt.processor_reference},
+        "processor": {"name": attempt.processor.as_deref().unwrap_or(SANDBOX_PROCESSOR), "reference": attempt.processor_reference},
         "created_at": attempt.created_at, "updated_at": attempt.updated_at,
     });
     let charged = matches!(attempt.status, AttemptStatus::Succeeded | AttemptStatus::RequiresCapture | AttemptStatus::Canceled);
@@ -276,6 +298,9 @@ pub fn payment_view(attempt: &PaymentAttempt, cx: &PaymentContext<'_>, money: Op
         if let Some(val) = val {
             v[k] = val.into();
         }
+    }
+    if let Some(dispute) = &attempt.dispute {
+        v["dispute"] = serde_json::to_value(dispute).expect("a dispute serialises");
     }
     if let Some(card) = &attempt.card {
         v["card"] = serde_json::to_value(card).expect("a card summary serialises");

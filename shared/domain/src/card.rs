@@ -59,13 +59,23 @@ pub struct CardInput {
     pub number: CardNumber,
     pub exp_month: u32,
     pub exp_year: u32,
-    /// Checked for shape, then dropped: the sandbox has no issuer to send it to.
-    cvc_len: usize,
+    /// Sent to a real processor's issuer check; never stored (`Debug` masks it).
+    pub cvc: Cvc,
 }
 
-impl CardInput {
-    pub fn cvc_len(&self) -> usize {
-        self.cvc_len
+/// A card's security code; `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cvc(String);
+
+impl Cvc {
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Cvc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cvc({} digits)", self.0.len())
     }
 }
 
@@ -117,7 +127,7 @@ pub fn parse_card(number: &str, expiry: &str, cvc: &str, now: DateTime<Utc>) -> 
     }
     match (number, exp) {
         (Some(number), Some((exp_month, exp_year))) if e.is_empty() => {
-            Ok(CardInput { number, exp_month, exp_year, cvc_len: cvc_digits.len() })
+            Ok(CardInput { number, exp_month, exp_year, cvc: Cvc(cvc_digits.to_string()) })
         }
         _ => Err(e.into_vec()),
     }

@@ -8,7 +8,7 @@ use crate::model::PaymentMethodKind;
 use crate::session::PaymentSession;
 
 pub use crate::attempt::{
-    AUTHORISATION_VALIDITY, AttemptStatus, CLAIM_SYNC_AFTER, CaptureMethod, CardSummary, PaymentAttempt, SANDBOX_PROCESSOR,
+    AUTHORISATION_VALIDITY, AttemptStatus, CLAIM_SYNC_AFTER, CaptureMethod, CardSummary, Dispute, PaymentAttempt, SANDBOX_PROCESSOR,
 };
 
 /// `cancellation_reason` of a void the merchant asked for, and of one at `capture_before`.
@@ -193,6 +193,24 @@ impl PaymentSession {
         {
             a.processor_reference = reference;
         }
+    }
+
+    /// Records the processor's dispute of a payment that took money. `Ok(None)` when the
+    /// payment already carries it (a processor's redelivery); a later dispute of the same
+    /// payment replaces the first.
+    pub fn record_dispute(&self, payment_id: &str, dispute: Dispute, now: DateTime<Utc>) -> Result<Option<PaymentSession>, PaymentError> {
+        let idx =
+            self.payments.iter().position(|a| a.id == payment_id).ok_or_else(|| PaymentError::UnknownAttempt(payment_id.to_string()))?;
+        if self.payments[idx].dispute.as_ref().is_some_and(|d| d.id == dispute.id) {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        let attempt = &mut next.payments[idx];
+        attempt.dispute = Some(dispute);
+        attempt.updated_at = now;
+        next.version += 1;
+        next.updated_at = now;
+        Ok(Some(next))
     }
 
     /// The payment waiting for capture, checked at `now` (an authorisation past its

@@ -408,6 +408,9 @@ pub fn event_types_for(before: Option<&PaymentSession>, after: &PaymentSession) 
             AttemptStatus::Canceled if was_authorised => types.push(("payment.canceled", None)),
             _ => {}
         }
+        if attempt.dispute.is_some() && before.payments.iter().any(|b| b.id == attempt.id && b.dispute.is_none()) {
+            types.push(("payment.disputed", None));
+        }
     }
     if before.status != after.status || types.is_empty() {
         types.push(("payment_session.updated", Some(before.status)));
@@ -483,7 +486,7 @@ pub fn events_with_view(
                     // follow success), so the untouched counters are the payment's.
                     payment = Some(EventData::of(&after.payment_view(attempt, None, now), None));
                 }
-                payment.clone().expect("payment.captured and .canceled follow their payment.updated")
+                payment.clone().expect("payment.captured, .canceled and .disputed follow their payment.updated")
             } else {
                 EventData::of(snapshot, previous)
             };

@@ -26,6 +26,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "payment.updated",
     "payment.captured",
     "payment.canceled",
+    "payment.disputed",
     "refund.created",
     "refund.updated",
     "refund.succeeded",

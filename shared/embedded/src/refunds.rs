@@ -242,6 +242,29 @@ impl paysession_app::processor::SandboxLedger for EmbeddedStore {
     }
 }
 
+#[async_trait]
+impl paysession_app::ports::ProcessorEventLog for EmbeddedStore {
+    async fn first_sight(&self, key: &str, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (key, now, expires) = (key.to_string(), ms(Utc::now()), ms(expires_at));
+        self.tx(move |c| {
+            // An expired record is taken over, as DynamoDB's TTL would have deleted it.
+            c.run(
+                "INSERT INTO processor_events(key, expires_ms) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET expires_ms = ?2 WHERE processor_events.expires_ms <= ?3",
+                params![key, expires, now],
+            )
+            .map(|changed| changed == 1)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.tx(move |c| c.run("DELETE FROM processor_events WHERE key = ?1", [key]).map(drop).map_err(backend)).await
+    }
+}
+
 impl EmbeddedStore {
     /// `(merchant, session, payment)` rows of a due-list `sql` whose parameters are
     /// `?1` now, `?2` the limit and `?3` the merchant (any when NULL).

@@ -180,6 +180,11 @@ CREATE TABLE IF NOT EXISTS sandbox_ledger (
     id TEXT PRIMARY KEY,
     entry TEXT NOT NULL
 );
+-- Processors' webhook events applied, by their event id (deduplication).
+CREATE TABLE IF NOT EXISTS processor_events (
+    key TEXT PRIMARY KEY,
+    expires_ms INTEGER NOT NULL
+);
 ";
 
 /// The writer's own WAL checkpoint threshold (pages of 4 KiB): a backstop, reached only if

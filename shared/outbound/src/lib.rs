@@ -1,4 +1,5 @@
-//! The webhook sender: one HTTP POST per attempt, refusing private and metadata addresses.
+//! Outbound HTTP: the webhook sender (one HTTP POST per attempt, refusing private and
+//! metadata addresses) and the Stripe connector ([`stripe`]).
 //!
 //! The guard runs where the connection is made, not only when the URL was registered: a
 //! hostname is resolved by [`GuardedResolver`] and refused if *any* address it yields is
@@ -10,6 +11,8 @@
 //! are honoured, so an operator can add a receiver's private CA). The crypto provider is a
 //! build choice (features `aws-lc`, `ring`): a Lambda function reuses the AWS SDK's aws-lc
 //! instead of linking a second TLS stack.
+
+pub mod stripe;
 
 #[cfg(not(any(feature = "aws-lc", feature = "ring")))]
 compile_error!("paysession-outbound needs a TLS crypto provider: enable feature `aws-lc` or `ring`");
@@ -130,7 +133,7 @@ fn crypto_provider() -> rustls::crypto::CryptoProvider {
 /// TLS 1.2 and 1.3 with the provider's default suites, verifying receivers against the
 /// system's roots plus `extra`. A system without usable roots does not stop the sender:
 /// HTTPS attempts then fail with the certificate error, recorded on each attempt.
-fn tls_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
+pub(crate) fn tls_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, ignored) = roots.add_parsable_certificates(native.certs);
@@ -150,7 +153,7 @@ fn tls_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
 }
 
 /// The error and its causes on one line (reqwest hides the interesting part in sources).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_string();
     }

@@ -25,6 +25,8 @@ use paysession_aws::DynamoStore;
 #[cfg(feature = "embedded")]
 pub use paysession_embedded::EmbeddedStore;
 
+pub mod processors;
+
 #[cfg(feature = "aws")]
 mod function;
 #[cfg(feature = "aws")]
@@ -95,12 +97,23 @@ pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<
     Ok(SigningKey { key: local_signing_key(opened.settings()).await?, source: "the data directory's own".into() })
 }
 
-/// The built-in sandbox processor (its ledger in `store`, so every function answers syncs
-/// alike) and notifier, for the functions that take payments; built once.
+/// The processors of the functions that take payments, built once: the built-in sandbox
+/// (its ledger in `store`, so every function answers syncs alike) and the merchants'
+/// configured ones (their secrets from SSM).
 #[cfg(feature = "aws")]
-pub fn sandbox_payments(store: &Arc<DynamoStore>) -> &'static Payments {
+pub fn payments(store: &Arc<DynamoStore>) -> &'static Payments {
     static PAYMENTS: OnceLock<Payments> = OnceLock::new();
-    PAYMENTS.get_or_init(|| Payments::sandbox_on(store.clone()))
+    PAYMENTS.get_or_init(|| Payments::sandbox_on(store.clone()).with_directory(processor_directory(store.clone())))
+}
+
+/// The merchants' configured processors over `settings` (secrets from files or SSM; the
+/// Stripe API base from `PAYSESSION_STRIPE_API_BASE`).
+pub fn processor_directory(settings: Arc<dyn SettingsStore>) -> Arc<dyn paysession_app::processor::ProcessorDirectory> {
+    Arc::new(processors::MerchantProcessors::new(
+        settings,
+        Box::new(processors::DefaultSecrets),
+        outbound::stripe::StripeOptions::from_env(),
+    ))
 }
 
 /// The webhook sender of the dispatcher: SSRF-guarded, built once.
@@ -158,6 +171,15 @@ pub enum OpenedStore {
 }
 
 impl OpenedStore {
+    pub fn settings_arc(&self) -> Arc<dyn SettingsStore> {
+        match self {
+            #[cfg(feature = "embedded")]
+            OpenedStore::Embedded(s) => s.clone(),
+            #[cfg(feature = "aws")]
+            OpenedStore::Dynamo(s) => s.clone(),
+        }
+    }
+
     pub fn settings(&self) -> &dyn SettingsStore {
         match self {
             #[cfg(feature = "embedded")]

@@ -202,7 +202,7 @@ async fn a_pending_attempt_is_synced_by_processor_sync_from_the_stream() {
             sessions::update_with(cx, session, true, |s, t| s.claim_attempt(attempt.clone(), t).map(Some)).await.unwrap().unwrap();
         if answered {
             let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", now).unwrap();
-            let answer = page.processor.authorize_card(&paysession_app::payments::payment_call(&claimed, &id), &card, false).await;
+            let answer = page.sandbox.authorize_card(&paysession_app::payments::payment_call(&claimed, &id), &card, false).await;
             assert!(matches!(answer.outcome, paysession_app::processor::Outcome::Succeeded { .. }));
         }
         // The worker dies here: the outcome is never written.

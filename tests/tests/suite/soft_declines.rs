@@ -78,7 +78,7 @@ async fn soft_declines_retry_after_one_three_and_five_days_then_fail_the_occurre
     let cx = paysession_runtime::build_core(store, key, "https://pay.example".into(), true).await.unwrap();
     let script = ["insufficient_funds", "insufficient_funds", "processing_error", "insufficient_funds", "processing_error"];
     let processor = Arc::new(Scripted { off_session: Mutex::new(script.into_iter().collect()), sandbox: SandboxProcessor::default() });
-    let pay = Payments { processor: processor.clone(), ..Payments::sandbox() };
+    let pay = Payments { sandbox: processor.clone(), ..Payments::sandbox() };
     let (merchant, mandate) = first_payment(&cx, &pay, "cus_soft", "4242424242424242", 12).await;
     let (m, md) = (merchant.id.as_str(), mandate.id.as_str());
     let clock = cx.test_clock.clone().unwrap();

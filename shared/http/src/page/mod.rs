@@ -420,7 +420,11 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
             expires_iso: s.spec.expires_at.to_rfc3339(),
             expires_at: i18n::date_time(lang, s.spec.expires_at),
             expires_in: i18n::time_left(lang, now, s.spec.expires_at),
-            continue_url: s.open_attempt().and_then(|a| a.next_action_url.as_ref()).map(|url| format!("{url}?v={}", url_encode(proof))),
+            // Through our challenge route, which sends the customer on to a processor's page.
+            continue_url: s
+                .open_attempt()
+                .filter(|a| a.next_action_url.is_some())
+                .map(|a| format!("{}?v={}", self.page_url(&format!("/challenge/{}", a.id)), url_encode(proof))),
             processing,
             declined,
             has_errors: !errors.is_empty(),
@@ -585,11 +589,21 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
     // ---- GET /pay/{token}/challenge/{attempt} ----
 
     async fn challenge(self) -> Response<Body> {
+        if query_param(self.call, "returned").is_some() {
+            return self.returned().await;
+        }
         let Some(proof) = query_param(self.call, "v").filter(|p| security::proof_ok(&self.cx.keys, &self.session, Some(p), self.now()))
         else {
             return self.redirect(&self.page_url(""));
         };
         let Some(attempt) = self.attempt() else { return self.back_to_page(&proof) };
+        // A processor's own page (3-D Secure at the issuer): the customer goes there, and
+        // comes back to `?returned=1`.
+        if let Some(url) = attempt.next_action_url.as_deref().filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            && attempt.status == AttemptStatus::RequiresAction
+        {
+            return self.redirect(url);
+        }
         let lang = self.lang;
         let title = match attempt.method {
             PaymentMethodKind::Card => t(lang, "challenge_3ds"),
@@ -611,6 +625,20 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
             pick_bank: attempt.method == PaymentMethodKind::BankTransfer,
         };
         self.html(StatusCode::OK, render(&v))
+    }
+
+    /// `GET /pay/{token}/challenge/{attempt}?returned=1`: back from the processor's page.
+    /// The processor is asked what came of it (no proof needed: asking changes nothing the
+    /// processor did not say); then the page, which asks the customer to verify again if
+    /// the session wants that.
+    async fn returned(mut self) -> Response<Body> {
+        let (page_path, attempt_id) = (self.page_url(""), self.call.param("attempt").to_string());
+        match payments::decide(self.cx, self.pay, self.session.clone(), &attempt_id, Decision::Returned, &page_path).await {
+            Ok(Some(step)) => self.session = step.session,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, attempt_id, "could not record the processor's answer after its page; reconciliation will"),
+        }
+        self.redirect(&self.page_url(""))
     }
 
     // ---- POST /pay/{token}/challenge/{attempt} ----
