@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod faults;
 pub mod page;
 pub mod receiver;
+pub mod stripe;
 pub mod subscription;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ impl Resp {
 }
 
 async fn start_in(dir: &Path, allow_private_webhooks: bool) -> Running {
+    start_in_with(dir, allow_private_webhooks, None).await
+}
+
+async fn start_in_with(dir: &Path, allow_private_webhooks: bool, stripe_api_base: Option<String>) -> Running {
     start(LocalOptions {
         host: "127.0.0.1".into(),
         port: 0,
@@ -60,6 +65,7 @@ async fn start_in(dir: &Path, allow_private_webhooks: bool) -> Running {
         allow_private_webhooks,
         demo_client_id: None,
         demo_client_secret: None,
+        stripe_api_base,
     })
     .await
     .expect("server starts")
@@ -83,6 +89,23 @@ impl Server {
         s
     }
 
+    /// A server whose Stripe-configured merchants reach Stripe at `api_base` (a stand-in),
+    /// delivering webhooks to loopback receivers.
+    pub async fn start_with_stripe(api_base: &str) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let running = start_in_with(tmp.path(), true, Some(api_base.to_string())).await;
+        Server {
+            base: running.base_url.clone(),
+            client_id: running.demo.client_id.clone(),
+            client_secret: running.demo.client_secret.clone(),
+            dir: tmp.path().to_path_buf(),
+            allow_private_webhooks: true,
+            running: Some(running),
+            _tmp: Some(tmp),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// `paysession-local --store dynamodb` on `table` (DynamoDB Local, from the environment).
     pub async fn start_on_table(table: &str) -> Server {
         Server::start_on_table_with(table, None, false).await
@@ -102,6 +125,7 @@ impl Server {
             allow_private_webhooks,
             demo_client_id: None,
             demo_client_secret: None,
+            stripe_api_base: None,
         })
         .await
         .expect("server starts");

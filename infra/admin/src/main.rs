@@ -72,10 +72,66 @@ enum MerchantCommand {
         /// draft-cavage) with one of the merchant's registered keys. `required` needs an
         /// active key unless --force (an operator's way back in: `off` always works).
         #[arg(long)]
-        signed_requests: paysession_domain::signed_requests::Mode,
+        signed_requests: Option<paysession_domain::signed_requests::Mode>,
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        processor: ProcessorArgs,
     },
+}
+
+/// A merchant's payment processor. Secrets are named (an SSM SecureString, or a file for
+/// the local server), never given: they never enter the table or this command's output.
+#[derive(clap::Args, Debug)]
+struct ProcessorArgs {
+    /// sandbox | stripe: where the merchant's new payments go.
+    #[arg(long)]
+    processor: Option<String>,
+    /// SSM SecureString holding the Stripe secret key (sk_…); under the stack's
+    /// ProcessorSecretsPath so the functions may read it.
+    #[arg(long, conflicts_with = "stripe_secret_key_file")]
+    stripe_secret_key_parameter: Option<String>,
+    /// A file holding the Stripe secret key (the local server).
+    #[arg(long)]
+    stripe_secret_key_file: Option<String>,
+    /// SSM SecureString holding the Stripe webhook signing secret (whsec_…).
+    #[arg(long, conflicts_with = "stripe_webhook_secret_file")]
+    stripe_webhook_secret_parameter: Option<String>,
+    /// A file holding the Stripe webhook signing secret (the local server).
+    #[arg(long)]
+    stripe_webhook_secret_file: Option<String>,
+}
+
+impl ProcessorArgs {
+    fn given(&self) -> bool {
+        self.processor.is_some()
+            || self.stripe_secret_key_parameter.is_some()
+            || self.stripe_secret_key_file.is_some()
+            || self.stripe_webhook_secret_parameter.is_some()
+            || self.stripe_webhook_secret_file.is_some()
+    }
+
+    /// The settings to store: `None` for the sandbox. Readable refusals for what cannot work.
+    fn settings(&self) -> Result<Option<paysession_app::processor_config::ProcessorSettings>, String> {
+        use paysession_app::processor_config::{ProcessorSettings, SecretRef};
+        let secret = |parameter: &Option<String>, file: &Option<String>| match (parameter, file) {
+            (Some(p), _) => Some(SecretRef::Parameter(p.clone())),
+            (_, Some(f)) => Some(SecretRef::File(f.clone())),
+            _ => None,
+        };
+        let key = secret(&self.stripe_secret_key_parameter, &self.stripe_secret_key_file);
+        let webhook = secret(&self.stripe_webhook_secret_parameter, &self.stripe_webhook_secret_file);
+        match self.processor.as_deref() {
+            Some("sandbox") if key.is_none() && webhook.is_none() => Ok(None),
+            Some("sandbox") => Err("--processor sandbox takes no Stripe secrets".into()),
+            Some("stripe") => match key {
+                Some(secret_key) => Ok(Some(ProcessorSettings { processor: "stripe".into(), secret_key, webhook_secret: webhook })),
+                None => Err("--processor stripe needs --stripe-secret-key-parameter or --stripe-secret-key-file".into()),
+            },
+            Some(other) => Err(format!("unknown processor {other:?}: sandbox or stripe")),
+            None => Err("Stripe secrets are given with --processor stripe".into()),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,16 +190,29 @@ async fn run(args: Args) -> Result<(), String> {
                 .expect("json")
             );
         }
-        Command::Merchant { command: MerchantCommand::Update { merchant_id, signed_requests, force } } => {
+        Command::Merchant { command: MerchantCommand::Update { merchant_id, signed_requests, force, processor } } => {
             store
                 .get_merchant(&merchant_id)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no merchant with id {merchant_id}"))?;
-            let profile =
-                paysession_app::signing::set_mode(&core, &merchant_id, signed_requests, force).await.map_err(|e| e.to_string())?;
-            let mut out = profile.settings_api();
-            out["merchant_id"] = json!(merchant_id);
+            if signed_requests.is_none() && !processor.given() {
+                return Err("nothing to update: give --signed-requests and/or --processor".into());
+            }
+            let processor_settings = if processor.given() { Some(processor.settings()?) } else { None };
+            let mut out = json!({"merchant_id": merchant_id});
+            if let Some(mode) = signed_requests {
+                let profile = paysession_app::signing::set_mode(&core, &merchant_id, mode, force).await.map_err(|e| e.to_string())?;
+                out = profile.settings_api();
+                out["merchant_id"] = json!(merchant_id);
+            }
+            if let Some(settings) = processor_settings {
+                paysession_app::processor_config::put(opened.settings(), &merchant_id, settings.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let current = paysession_app::processor_config::get(opened.settings(), &merchant_id).await.map_err(|e| e.to_string())?;
+            out["processor"] = paysession_app::processor_config::describe(current.as_ref());
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         }
         Command::Merchant { command: MerchantCommand::List } => {

@@ -170,6 +170,7 @@ async fn main() {
         allow_private_webhooks: true,
         demo_client_id: None,
         demo_client_secret: None,
+        stripe_api_base: None,
     })
     .await
     .unwrap();

@@ -45,6 +45,10 @@ struct Args {
     /// Allow webhook endpoints on private addresses such as http://127.0.0.1.
     #[arg(long)]
     allow_private_webhooks: bool,
+    /// Where merchants configured with Stripe (paysession-admin merchant update --processor
+    /// stripe) reach its API: a stand-in in tests; default Stripe's own.
+    #[arg(long, env = "PAYSESSION_STRIPE_API_BASE")]
+    stripe_api_base: Option<String>,
     /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line,
     /// as the Lambda functions log).
     #[arg(long, value_enum, default_value = "text")]
@@ -88,6 +92,7 @@ async fn main() {
         allow_private_webhooks: args.allow_private_webhooks,
         demo_client_id: std::env::var("PAYSESSION_DEMO_CLIENT_ID").ok().filter(|v| !v.is_empty()),
         demo_client_secret: std::env::var("PAYSESSION_DEMO_CLIENT_SECRET").ok().filter(|v| !v.is_empty()),
+        stripe_api_base: args.stripe_api_base,
     };
     let running = match start(opts).await {
         Ok(r) => r,

@@ -41,6 +41,9 @@ pub struct LocalOptions {
     pub allow_private_webhooks: bool,
     pub demo_client_id: Option<String>,
     pub demo_client_secret: Option<String>,
+    /// Where merchants configured with Stripe reach its API; `None`: `PAYSESSION_STRIPE_API_BASE`
+    /// or Stripe's own.
+    pub stripe_api_base: Option<String>,
 }
 
 /// A started server.
@@ -100,7 +103,7 @@ pub async fn start(opts: LocalOptions) -> Result<Running, String> {
         app: Mounted {
             core,
             payments: paysession_app::Payments::sandbox_on(store.sandbox_ledger())
-                .with_directory(paysession_runtime::processor_directory(store.settings_arc())),
+                .with_directory(paysession_runtime::processor_directory(store.settings_arc(), opts.stripe_api_base.clone())),
             queue,
         },
         sender,

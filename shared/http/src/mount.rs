@@ -9,7 +9,7 @@ use paysession_app::ports::{DeliveryQueue, Store};
 use paysession_app::{Core, Payments};
 use paysession_domain::signed_requests::RequestParts;
 
-use crate::handlers::{events, mandates, misc, oauth, payments, sandbox, sessions, signing, webhooks};
+use crate::handlers::{events, mandates, misc, oauth, payments, processors, sandbox, sessions, signing, webhooks};
 use crate::pipeline::{Params, api, public, raw, unrouted};
 use crate::problem::ApiError;
 use crate::routes::{Route, RouteInfo, match_path};
@@ -102,6 +102,9 @@ pub async fn handle<S: Store + ?Sized>(m: &Mounted<S>, info: &RouteInfo, params:
         Route::ListRefunds => api!(payments::list_refunds),
         Route::CancelRefund => api!(payments::cancel_refund),
         Route::SandboxRefundComplete => api!(sandbox::complete_refund),
+        Route::StripeWebhook => {
+            public(m, info, params, req, |m, call| Box::pin(processors::stripe_webhook(&m.core, &m.payments, call))).await
+        }
         Route::SandboxProcessorCalls => {
             api(m, keys, info, params, req, |m, p, call| Box::pin(sandbox::processor_calls(&m.payments, p, call))).await
         }

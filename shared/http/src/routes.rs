@@ -60,6 +60,7 @@ pub enum Route {
     CancelRefund,
     SandboxRefundComplete,
     SandboxProcessorCalls,
+    StripeWebhook,
 }
 
 impl Route {
@@ -222,6 +223,7 @@ pub fn table() -> &'static [RouteInfo] {
             route!(CancelRefund, POST, "/v1/refunds/{id}/cancel", Some("refund-cancel"), Access::Scope(S::RefundsWrite), false),
             route!(SandboxRefundComplete, POST, "/sandbox/refunds/{id}/complete", Some("sandbox"), Access::Scope(S::RefundsWrite), true),
             route!(SandboxProcessorCalls, GET, "/sandbox/processor_calls/{id}", None, Authenticated, true),
+            route!(StripeWebhook, POST, "/v1/processors/stripe/webhooks/{merchant_id}", Some("processor-webhook"), Public, false),
         ]
     })
 }
@@ -264,6 +266,7 @@ fn static_name(segment: &str) -> &'static str {
         "{payload}" => "payload",
         "{customer_id}" => "customer_id",
         "{pm_id}" => "pm_id",
+        "{merchant_id}" => "merchant_id",
         other => panic!("route template uses unknown parameter {other}"),
     }
 }

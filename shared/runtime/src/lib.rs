@@ -103,17 +103,20 @@ pub async fn signing_key(opened: &OpenedStore, stored_fallback: bool) -> Result<
 #[cfg(feature = "aws")]
 pub fn payments(store: &Arc<DynamoStore>) -> &'static Payments {
     static PAYMENTS: OnceLock<Payments> = OnceLock::new();
-    PAYMENTS.get_or_init(|| Payments::sandbox_on(store.clone()).with_directory(processor_directory(store.clone())))
+    PAYMENTS.get_or_init(|| Payments::sandbox_on(store.clone()).with_directory(processor_directory(store.clone(), None)))
 }
 
 /// The merchants' configured processors over `settings` (secrets from files or SSM; the
-/// Stripe API base from `PAYSESSION_STRIPE_API_BASE`).
-pub fn processor_directory(settings: Arc<dyn SettingsStore>) -> Arc<dyn paysession_app::processor::ProcessorDirectory> {
-    Arc::new(processors::MerchantProcessors::new(
-        settings,
-        Box::new(processors::DefaultSecrets),
-        outbound::stripe::StripeOptions::from_env(),
-    ))
+/// Stripe API base `stripe_api_base`, else `PAYSESSION_STRIPE_API_BASE`, else Stripe's).
+pub fn processor_directory(
+    settings: Arc<dyn SettingsStore>,
+    stripe_api_base: Option<String>,
+) -> Arc<dyn paysession_app::processor::ProcessorDirectory> {
+    let mut options = outbound::stripe::StripeOptions::from_env();
+    if let Some(base) = stripe_api_base {
+        options.api_base = base;
+    }
+    Arc::new(processors::MerchantProcessors::new(settings, Box::new(processors::DefaultSecrets), options))
 }
 
 /// The webhook sender of the dispatcher: SSRF-guarded, built once.

@@ -29,6 +29,7 @@ mod sessions;
 mod signed_requests;
 mod soft_declines;
 mod stream_and_queue;
+mod stripe_connector;
 mod table_init;
 mod virtual_accounts;
 mod webhooks;

@@ -299,6 +299,7 @@ async fn local_server_on_dynamodb_delivers_from_the_stream() {
         allow_private_webhooks: true,
         demo_client_id: None,
         demo_client_secret: None,
+        stripe_api_base: None,
     })
     .await
     .unwrap();

@@ -4,6 +4,7 @@ pub mod mandates;
 pub mod misc;
 pub mod oauth;
 pub mod payments;
+pub mod processors;
 pub mod sandbox;
 pub mod sessions;
 pub mod signing;

@@ -229,8 +229,8 @@ pub struct EventData {
 }
 
 /// Our failure code for a Stripe error: `decline_code` first (the issuer's reason), then
-/// `code`. `None` for a code we do not know (the caller logs it once and uses
-/// `processing_error`).
+/// `code` (an unknown decline code under `card_declined` stays a card decline). `None` for
+/// a code we do not know (the caller logs it once and uses `processing_error`).
 pub fn failure_code(e: &ApiError) -> Option<&'static str> {
     let known = |c: &str| -> Option<&'static str> {
         Some(match c {
