@@ -43,8 +43,10 @@ impl Recorded {
 pub enum Fault {
     /// Answer this status and error body without acting.
     Status(u16, Value),
-    /// Act, then hold the answer longer than any client waits.
+    /// Act, then drop the connection without answering.
     LoseAnswer,
+    /// Act, then hold the answer for 5 s (longer than the tests' client timeout).
+    Timeout,
 }
 
 #[derive(Default)]
@@ -102,7 +104,7 @@ impl StripeStandIn {
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (state, base) = (state.clone(), base.clone());
-                        async move { Ok::<_, std::io::Error>(serve(&state, &base, req).await) }
+                        async move { serve(&state, &base, req).await.ok_or_else(|| std::io::Error::other("stand-in: answer lost")) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
@@ -150,7 +152,8 @@ impl StripeStandIn {
     }
 }
 
-async fn serve(state: &Arc<Mutex<State>>, base: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The answer to one request; `None` drops the connection unanswered.
+async fn serve(state: &Arc<Mutex<State>>, base: &str, req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
     let body = String::from_utf8_lossy(&body.collect().await.map(|b| b.to_bytes()).unwrap_or_default()).into_owned();
     let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
@@ -166,7 +169,7 @@ async fn serve(state: &Arc<Mutex<State>>, base: &str, req: Request<Incoming>) ->
         (fault, replay)
     };
     if let Some(Fault::Status(status, body)) = &fault {
-        return respond(*status, body);
+        return Some(respond(*status, body));
     }
     let (status, answer) = match replay {
         Some(stored) => stored,
@@ -181,13 +184,17 @@ async fn serve(state: &Arc<Mutex<State>>, base: &str, req: Request<Incoming>) ->
             (status, answer)
         }
     };
-    if matches!(fault, Some(Fault::LoseAnswer)) {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    match fault {
+        Some(Fault::LoseAnswer) => return None,
+        Some(Fault::Timeout) => tokio::time::sleep(Duration::from_secs(5)).await,
+        _ => {}
     }
     if status == 302 {
-        return Response::builder().status(302).header("location", answer.as_str().unwrap_or("/")).body(Full::new(Bytes::new())).unwrap();
+        return Some(
+            Response::builder().status(302).header("location", answer.as_str().unwrap_or("/")).body(Full::new(Bytes::new())).unwrap(),
+        );
     }
-    respond(status, &answer)
+    Some(respond(status, &answer))
 }
 
 fn respond(status: u16, body: &Value) -> Response<Full<Bytes>> {

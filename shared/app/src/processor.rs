@@ -172,6 +172,10 @@ pub enum WebhookRejected {
 pub trait PaymentProcessor: Send + Sync {
     /// The name shown as `processor.name` on payments.
     fn name(&self) -> &'static str;
+    /// Whether the hosted page may offer `method` to this processor's merchants.
+    fn offers(&self, _method: PaymentMethodKind) -> bool {
+        true
+    }
     /// Authorises a card payment (captured at once unless `call.capture` is manual).
     async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer;
     /// The result of a 3-D Secure challenge for a card that required one; with `save`, a

@@ -30,6 +30,8 @@ mod signed_requests;
 mod soft_declines;
 mod stream_and_queue;
 mod stripe_connector;
+mod stripe_fixtures;
+mod stripe_flow;
 mod table_init;
 mod virtual_accounts;
 mod webhooks;

@@ -270,6 +270,12 @@ async fn retries_reuse_the_key_and_an_answer_never_had_is_unknown() {
     assert_eq!(tries, 2);
     assert_eq!(answer.reference.as_deref(), r.standin.intent_of("pay_lost").unwrap()["id"].as_str(), "one intent, replayed");
 
+    // A timeout: applied, the answer later than the client waits; the retry is the replay.
+    r.standin.fault_next("/v1/payment_intents", Fault::Timeout);
+    let answer = r.stripe.authorize_card(&call("pay_slow"), &card("4242424242424242"), false).await;
+    assert!(matches!(answer.outcome, Outcome::Succeeded { .. }), "{answer:?}");
+    assert_eq!(r.standin.requests().iter().filter(|q| q.header("idempotency-key") == Some("pay_slow")).count(), 2);
+
     // Every try's answer lost: unknown, and the sync finds the payment Stripe made.
     for _ in 0..3 {
         r.standin.fault_next("/v1/payment_intents", Fault::LoseAnswer);
@@ -278,4 +284,35 @@ async fn retries_reuse_the_key_and_an_answer_never_had_is_unknown() {
     assert_eq!(answer.outcome, Outcome::Unknown);
     let synced = r.stripe.sync_payment(&call("pay_gone")).await.unwrap();
     assert!(matches!(synced.outcome, Outcome::Succeeded { .. }));
+}
+
+/// Opt-in: the connector against Stripe's real test mode. Runs only with
+/// `PAYSESSION_STRIPE_LIVE_SECRET_KEY=sk_test_…` set (an account with raw card data APIs
+/// enabled for test mode); CI sets nothing and this returns at once.
+#[tokio::test]
+async fn live_stripe_test_mode_when_asked() {
+    let Ok(key) = std::env::var("PAYSESSION_STRIPE_LIVE_SECRET_KEY") else {
+        println!("skipped: PAYSESSION_STRIPE_LIVE_SECRET_KEY is not set");
+        return;
+    };
+    assert!(key.starts_with("sk_test_"), "only a test-mode key");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open_dir(dir.path()).unwrap());
+    let options = StripeOptions { api_base: "https://api.stripe.com".into(), ..StripeOptions::from_env() };
+    let stripe = StripeConnector::new(options, Secret::new(key), None, store);
+    let id = paysession_app::ids::new_id("pay");
+    let answer = stripe.authorize_card(&call(&id), &card("4242424242424242"), true).await;
+    assert!(matches!(answer.outcome, Outcome::Succeeded { token: Some(_) }), "{answer:?}");
+    let pi = answer.reference.clone().unwrap();
+    let now = Utc::now();
+    let refund = RefundCall {
+        id: "re_live",
+        amount: 100,
+        currency: "EUR",
+        payment: PaymentCall { reference: Some(&pi), ..call(&id) },
+        created_at: now,
+        now,
+    };
+    let said = stripe.refund(&RefundCall { id: &paysession_app::ids::new_id("re"), ..refund }).await;
+    assert!(matches!(said.outcome, RefundOutcome::Known { .. }), "{said:?}");
 }

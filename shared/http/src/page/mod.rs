@@ -440,8 +440,10 @@ impl<'a, S: SessionStore + MandateStore + RefundStore + ?Sized> Page<'a, S> {
         let lang = self.lang;
         // A first payment saves the card its mandate charges: only cards are offered.
         let first_in_series = s.spec.session_type == SessionType::FirstInSeries;
+        // Only what the merchant's processor takes (Stripe: cards).
+        let processor = self.pay.for_merchant(&s.merchant_id).await.ok();
         let mut out = Vec::new();
-        for m in s.spec.payment_methods.iter().filter(|m| s.accepts(**m)) {
+        for m in s.spec.payment_methods.iter().filter(|m| s.accepts(**m) && processor.as_ref().is_none_or(|p| p.offers(**m))) {
             let mut entry = view::Method {
                 key: m.as_str(),
                 title: t(lang, method_key(*m)),

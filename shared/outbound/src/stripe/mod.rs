@@ -310,6 +310,10 @@ impl PaymentProcessor for StripeConnector {
         NAME
     }
 
+    fn offers(&self, method: paysession_domain::model::PaymentMethodKind) -> bool {
+        method == paysession_domain::model::PaymentMethodKind::Card
+    }
+
     async fn authorize_card(&self, call: &PaymentCall<'_>, card: &CardInput, save: bool) -> Answer {
         let customer = if save {
             match self.customer(call).await {
