@@ -316,3 +316,63 @@ async fn live_stripe_test_mode_when_asked() {
     let said = stripe.refund(&RefundCall { id: &paysession_app::ids::new_id("re"), ..refund }).await;
     assert!(matches!(said.outcome, RefundOutcome::Known { .. }), "{said:?}");
 }
+
+/// Settings reads and writes, counted: what the connector and the directory add to a
+/// payment's store requests.
+struct Counting {
+    inner: EmbeddedStore,
+    gets: std::sync::atomic::AtomicUsize,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl paysession_app::ports::SettingsStore for Counting {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, paysession_app::ports::StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_setting(key).await
+    }
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), paysession_app::ports::StoreError> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.put_setting(key, value).await
+    }
+    async fn add_to_setting(&self, key: &str, start: i64, delta: i64, max: i64) -> Result<Option<i64>, paysession_app::ports::StoreError> {
+        self.inner.add_to_setting(key, start, delta, max).await
+    }
+}
+
+/// Store requests the connector adds: none for a one-time payment; for a saved card one read
+/// of the customer's Stripe id (and one write, once per customer); the merchant's processor
+/// settings one read per minute per process, however many payments.
+#[tokio::test]
+async fn the_connector_adds_a_settings_read_per_minute_and_one_per_saved_card() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let standin = StripeStandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Counting { inner: EmbeddedStore::open_dir(dir.path()).unwrap(), gets: 0.into(), puts: 0.into() });
+    let key_file = dir.path().join("sk");
+    std::fs::write(&key_file, "sk_test_standin").unwrap();
+    let settings = paysession_app::processor_config::ProcessorSettings {
+        processor: "stripe".into(),
+        secret_key: paysession_app::processor_config::SecretRef::File(key_file.display().to_string()),
+        webhook_secret: None,
+    };
+    paysession_app::processor_config::put(&*store, "mer_1", Some(&settings)).await.unwrap();
+    let directory = paysession_runtime::processor_directory(store.clone(), Some(standin.url.clone()));
+    let (gets, puts) = (|| store.gets.load(SeqCst), || store.puts.load(SeqCst));
+    let g0 = gets();
+    let mut processor = None;
+    for _ in 0..10 {
+        processor = directory.configured("mer_1").await.unwrap();
+    }
+    assert_eq!(gets() - g0, 1, "ten lookups within a minute: one settings read");
+    let stripe = processor.expect("configured");
+    assert_eq!(stripe.name(), "stripe");
+    let (g1, p1) = (gets(), puts());
+    stripe.authorize_card(&call("pay_1"), &card("4242424242424242"), false).await;
+    assert_eq!((gets() - g1, puts() - p1), (0, 0), "a one-time payment: no store request");
+    stripe.authorize_card(&call("pay_2"), &card("4242424242424242"), true).await;
+    assert_eq!((gets() - g1, puts() - p1), (1, 1), "the first saved card: the customer looked up and recorded");
+    stripe.authorize_card(&call("pay_3"), &card("4242424242424242"), true).await;
+    assert_eq!((gets() - g1, puts() - p1), (2, 1), "a later saved card: looked up only");
+    assert_eq!(directory.configured("mer_none").await.unwrap().map(|p| p.name()), None, "unconfigured: the sandbox serves");
+}
