@@ -28,6 +28,7 @@ pub struct Stores {
     pub limiter: Arc<dyn AttemptLimiter>,
     pub refunds: Arc<dyn RefundStore>,
     pub due: Arc<dyn paysession_app::reconcile::DueMoney>,
+    pub processor_events: Arc<dyn paysession_app::ports::ProcessorEventLog>,
 }
 
 impl Stores {
@@ -46,6 +47,7 @@ impl Stores {
             signing: s.clone(),
             limiter: s.clone(),
             refunds: s.clone(),
+            processor_events: s.clone(),
             due: s,
         }
     }
@@ -751,7 +753,8 @@ macro_rules! contract_suite {
             merchant_event_log, first_payment_creates_mandate_atomically, mandates_versioned_listed_and_tenanted,
             payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once,
             attempts_limited_per_subject_and_source, concurrent_failures_never_pass_a_limit, settings_add_atomically,
-            concurrent_refunds_never_exceed_what_was_received, refund_transitions_move_the_counters, refunds_listed_and_tenanted);
+            concurrent_refunds_never_exceed_what_was_received, refund_transitions_move_the_counters, refunds_listed_and_tenanted,
+            processor_events_seen_once);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -783,6 +786,25 @@ pub async fn signing_profiles_versioned_and_tenanted(st: Stores) {
     stale.version = 2;
     assert!(matches!(st.signing.put_signing_profile(&stale).await, Err(StoreError::VersionConflict)), "written from a stale read");
     assert_eq!(st.signing.get_signing_profile("mer_a").await.unwrap().unwrap().mode, Mode::Required);
+}
+
+/// A processor's event id is recorded once (of concurrent deliveries one wins), forgotten on
+/// request (its effect failed), and taken again once it expired.
+pub async fn processor_events_seen_once(st: Stores) {
+    let log = st.processor_events.clone();
+    let later = Utc::now() + Duration::days(30);
+    let firsts = futures::future::join_all((0..8).map(|_| {
+        let log = log.clone();
+        async move { log.first_sight("stripe:mer_a:evt_1", later).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(firsts.iter().filter(|f| **f).count(), 1, "one of eight concurrent deliveries: {firsts:?}");
+    assert!(log.first_sight("stripe:mer_b:evt_1", later).await.unwrap(), "per merchant");
+    log.forget("stripe:mer_a:evt_1").await.unwrap();
+    assert!(log.first_sight("stripe:mer_a:evt_1", later).await.unwrap(), "forgotten: seen anew");
+    assert!(log.first_sight("stripe:mer_a:evt_old", Utc::now() - Duration::seconds(5)).await.unwrap());
+    assert!(log.first_sight("stripe:mer_a:evt_old", later).await.unwrap(), "an expired record is taken over");
+    assert!(!log.first_sight("stripe:mer_a:evt_old", later).await.unwrap());
 }
 
 pub async fn nonces_spent_once(st: Stores) {

@@ -264,8 +264,15 @@ impl paysession_app::ports::ProcessorEventLog for DynamoStore {
     async fn first_sight(&self, key: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
         let it = item([(PK, s(processor_event_pk(key))), (SK, s(PROCESSOR_EVENT_SK)), (TTL, n(expires_at.timestamp()))]);
         // TTL deletion lags: an item past its time counts as gone.
-        let condition = format!("attribute_not_exists({PK}) OR {TTL} < {}", chrono::Utc::now().timestamp());
-        self.put_item(self.put(it, Some(&condition))).await
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(self.table())
+            .set_item(Some(it))
+            .condition_expression(format!("attribute_not_exists({PK}) OR #ttl < :now"))
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":now", n(chrono::Utc::now().timestamp()))
+            .build()
+            .expect("table and item are set");
+        self.put_item(put).await
     }
 
     async fn forget(&self, key: &str) -> Result<(), StoreError> {

@@ -274,7 +274,11 @@ async fn each_function_may_make_the_calls_it_makes() {
     let (store, counter) = paysession_tests::dynamo::counted_table().await;
     let store = Arc::new(store);
     let core = build_core(store.clone(), decode_key(KEY_B64, "key").unwrap(), "https://pay.example".into(), true).await.unwrap();
-    let deps = Mounted { core, payments: paysession_app::Payments::sandbox(), queue: Arc::new(paysession_app::ports::PolledQueue) };
+    // Merchants on the sandbox, and one on Stripe (the stand-in) for processor-webhook.
+    let stripe = paysession_tests::stripe::StripeStandIn::start().await;
+    let payments = paysession_app::Payments::sandbox()
+        .with_directory(paysession_runtime::processor_directory(store.clone(), Some(stripe.url.clone())));
+    let deps = Mounted { core, payments, queue: Arc::new(paysession_app::ports::PolledQueue) };
     let cx = &deps.core;
     let pay = &deps.payments;
     let provisioned =
@@ -437,5 +441,52 @@ async fn each_function_may_make_the_calls_it_makes() {
         assert!(missing.is_empty(), "processor-sync makes calls its policy does not allow: {missing:?}");
         checked.push(format!("processor-sync: {needed:?}"));
     }
+    // processor-webhook: a Stripe merchant's dispute (its settings, the event id's
+    // conditional write, the session's write).
+    let on_stripe =
+        provision(cx.store.as_ref(), &cx.keys, &NewMerchant { name: "On Stripe".into(), ..Default::default() }, None, chrono::Utc::now())
+            .await
+            .unwrap()
+            .merchant;
+    let secrets = tempfile::tempdir().unwrap();
+    let file = |name: &str, value: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, value).unwrap();
+        paysession_app::processor_config::SecretRef::File(path.display().to_string())
+    };
+    let settings = paysession_app::processor_config::ProcessorSettings {
+        processor: "stripe".into(),
+        secret_key: file("sk", "sk_test_standin"),
+        webhook_secret: Some(file("whsec", "whsec_policies")),
+    };
+    paysession_app::processor_config::put(cx.store.as_ref(), &on_stripe.id, Some(&settings)).await.unwrap();
+    let body = serde_json::json!({"amount": 1000, "currency": "EUR", "customer_id": "cus_s", "reference": "pol-stripe"});
+    let spec = paysession_domain::parse_create_session(&body, cx.clock.now(), &on_stripe.policy()).unwrap();
+    let unpaid = paysession_app::sessions::create(cx, &on_stripe, spec, |s, _| (s.clone(), None)).await.unwrap();
+    let paid = pay_card(cx, pay, unpaid, card("4242424242424242"), false, None, "/pay/x").await.unwrap().session;
+    let pi = stripe.intent_of(&paid.payments[0].id).expect("paid through Stripe");
+    let dispute = serde_json::json!({"id": "evt_pol_1", "object": "event", "type": "charge.dispute.created", "data": {"object": {
+        "id": "dp_pol", "object": "dispute", "amount": 1000, "reason": "fraudulent", "status": "needs_response",
+        "payment_intent": pi["id"], "created": 1_700_000_000}}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let signature =
+        format!("t={now},v1={}", paysession_runtime::outbound::stripe::signature::sign("whsec_policies", now, dispute.as_bytes()));
+    let mut e = template_event.clone();
+    let path = format!("/v1/processors/stripe/webhooks/{}", on_stripe.id);
+    e["rawPath"] = path.clone().into();
+    e["routeKey"] = format!("POST {path}").into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["headers"]["content-length"] = dispute.len().to_string().into();
+    e["headers"]["stripe-signature"] = signature.into();
+    e["body"] = dispute.into();
+    counter.take_permissions();
+    let resp = invoke(Route::StripeWebhook, &deps, from_str(&e.to_string()).unwrap()).await;
+    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.body());
+    let needed = counter.take_permissions();
+    let missing: Vec<String> = needed.difference(&allowed("processor-webhook")).cloned().collect();
+    assert!(missing.is_empty(), "processor-webhook makes calls its policy does not allow: {missing:?}");
+    assert!(cx.store.get_session(&on_stripe.id, &paid.id).await.unwrap().unwrap().payments[0].dispute.is_some());
+    checked.push(format!("processor-webhook: {needed:?}"));
     println!("calls checked against the template's policies:\n  {}", checked.join("\n  "));
 }
