@@ -376,3 +376,53 @@ async fn the_connector_adds_a_settings_read_per_minute_and_one_per_saved_card() 
     assert_eq!((gets() - g1, puts() - p1), (2, 1), "a later saved card: looked up only");
     assert_eq!(directory.configured("mer_none").await.unwrap().map(|p| p.name()), None, "unconfigured: the sandbox serves");
 }
+
+/// Each event type the connector reads, as the port's effect: payments and refunds found by
+/// the ids we put in metadata, a dispute through its PaymentIntent, anything else ignored.
+#[tokio::test]
+async fn webhook_events_map_to_their_effects() {
+    use paysession_app::processor::ProcessorEventKind as K;
+    let r = rig().await;
+    let paid = r.stripe.authorize_card(&call("pay_1"), &card("4242424242424242"), false).await;
+    let pi = r.standin.intent(paid.reference.as_deref().unwrap()).unwrap();
+    let now = Utc::now();
+    let receive = async |kind: &str, object: serde_json::Value| {
+        let body = json!({"id": format!("evt_{kind}"), "type": kind, "data": {"object": object}}).to_string();
+        let header = format!(
+            "t={},v1={}",
+            now.timestamp(),
+            paysession_runtime::outbound::stripe::signature::sign("whsec_standin", now.timestamp(), body.as_bytes())
+        );
+        r.stripe.incoming_webhook(&[("Stripe-Signature".into(), header)], body.as_bytes(), now).await.unwrap().kind
+    };
+    for kind in ["payment_intent.succeeded", "payment_intent.amount_capturable_updated"] {
+        let K::Payment { session_id, payment_id, answer } = receive(kind, pi.clone()).await else { panic!("{kind}") };
+        assert_eq!((session_id.as_str(), payment_id.as_str(), &answer.outcome), ("ps_1", "pay_1", &Outcome::Succeeded { token: None }));
+    }
+    let mut failed = pi.clone();
+    failed["status"] = json!("requires_payment_method");
+    failed["last_payment_error"] = json!({"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"});
+    let K::Payment { answer, .. } = receive("payment_intent.payment_failed", failed).await else { panic!() };
+    assert_eq!(answer.outcome, Outcome::Failed { code: "insufficient_funds" });
+    let refund = json!({"id": "re_s1", "object": "refund", "status": "failed", "failure_reason": "lost_or_stolen_card", "metadata": {"paysession_refund_id": "re_ours"}});
+    for kind in ["refund.updated", "charge.refund.updated"] {
+        assert_eq!(
+            receive(kind, refund.clone()).await,
+            K::Refund { refund_id: "re_ours".into(), status: RefundStatus::Failed, failure_reason: Some("lost_or_stolen_card".into()) },
+            "{kind}"
+        );
+    }
+    let charge = json!({"id": "ch_1", "object": "charge", "refunds": {"object": "list", "data": [
+        {"id": "re_other", "status": "succeeded", "metadata": {}},
+        {"id": "re_s2", "status": "succeeded", "metadata": {"paysession_refund_id": "re_ours2"}}]}});
+    assert_eq!(
+        receive("charge.refunded", charge).await,
+        K::Refund { refund_id: "re_ours2".into(), status: RefundStatus::Succeeded, failure_reason: None }
+    );
+    let dispute = json!({"id": "dp_1", "object": "dispute", "amount": 1050, "reason": "fraudulent", "status": "needs_response", "payment_intent": pi["id"], "created": 1_700_000_000});
+    let K::Dispute { session_id, payment_id, dispute } = receive("charge.dispute.created", dispute).await else { panic!() };
+    assert_eq!((session_id.as_str(), payment_id.as_str(), dispute.id.as_str(), dispute.amount), ("ps_1", "pay_1", "dp_1", 1050));
+    assert_eq!(receive("customer.created", json!({"id": "cus_1", "object": "customer"})).await, K::Ignored);
+    let foreign = json!({"id": "pi_x", "object": "payment_intent", "status": "succeeded", "metadata": {}});
+    assert_eq!(receive("payment_intent.succeeded", foreign).await, K::Ignored, "not one of ours");
+}
