@@ -24,6 +24,8 @@ pub struct Server {
     pub dir: PathBuf,
     /// Started with `--allow-private-webhooks` (receivers on loopback).
     pub allow_private_webhooks: bool,
+    /// Where Stripe-configured merchants reach Stripe (a stand-in), kept across restarts.
+    pub stripe_api_base: Option<String>,
     _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
 }
@@ -100,6 +102,7 @@ impl Server {
             client_secret: running.demo.client_secret.clone(),
             dir: tmp.path().to_path_buf(),
             allow_private_webhooks: true,
+            stripe_api_base: Some(api_base.to_string()),
             running: Some(running),
             _tmp: Some(tmp),
             http: reqwest::Client::new(),
@@ -135,6 +138,7 @@ impl Server {
             client_secret: running.demo.client_secret.clone(),
             dir: tmp.path().to_path_buf(),
             allow_private_webhooks,
+            stripe_api_base: None,
             running: Some(running),
             _tmp: Some(tmp),
             http: reqwest::Client::new(),
@@ -153,6 +157,7 @@ impl Server {
             client_secret: running.demo.client_secret.clone(),
             dir: dir.to_path_buf(),
             allow_private_webhooks,
+            stripe_api_base: None,
             running: Some(running),
             _tmp: None,
             http: reqwest::Client::new(),
@@ -162,7 +167,7 @@ impl Server {
     /// Stops and starts the server on the same data directory (a new port).
     pub async fn restart(&mut self) {
         self.running.take().expect("running").stop().await;
-        let running = start_in(&self.dir, self.allow_private_webhooks).await;
+        let running = start_in_with(&self.dir, self.allow_private_webhooks, self.stripe_api_base.clone()).await;
         self.base = running.base_url.clone();
         self.client_id = running.demo.client_id.clone();
         self.client_secret = running.demo.client_secret.clone();

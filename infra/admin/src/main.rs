@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use paysession_app::merchants::{NewMerchant, ProvisionError, provision, rotate_secret};
+use paysession_app::processor_config::{ProcessorSettings, SecretRef};
 use paysession_runtime::StoreChoice;
 use serde_json::json;
 
@@ -111,9 +112,10 @@ impl ProcessorArgs {
             || self.stripe_webhook_secret_file.is_some()
     }
 
-    /// The settings to store: `None` for the sandbox. Readable refusals for what cannot work.
-    fn settings(&self) -> Result<Option<paysession_app::processor_config::ProcessorSettings>, String> {
-        use paysession_app::processor_config::{ProcessorSettings, SecretRef};
+    /// The settings to store, given the current ones: the sandbox keeps an earlier
+    /// processor's settings (its payments still go to it) with new payments off; `stripe`
+    /// without secrets takes new payments again with the stored ones.
+    fn settings(&self, current: Option<ProcessorSettings>) -> Result<Option<ProcessorSettings>, String> {
         let secret = |parameter: &Option<String>, file: &Option<String>| match (parameter, file) {
             (Some(p), _) => Some(SecretRef::Parameter(p.clone())),
             (_, Some(f)) => Some(SecretRef::File(f.clone())),
@@ -122,11 +124,19 @@ impl ProcessorArgs {
         let key = secret(&self.stripe_secret_key_parameter, &self.stripe_secret_key_file);
         let webhook = secret(&self.stripe_webhook_secret_parameter, &self.stripe_webhook_secret_file);
         match self.processor.as_deref() {
-            Some("sandbox") if key.is_none() && webhook.is_none() => Ok(None),
-            Some("sandbox") => Err("--processor sandbox takes no Stripe secrets".into()),
-            Some("stripe") => match key {
-                Some(secret_key) => Ok(Some(ProcessorSettings { processor: "stripe".into(), secret_key, webhook_secret: webhook })),
-                None => Err("--processor stripe needs --stripe-secret-key-parameter or --stripe-secret-key-file".into()),
+            Some("sandbox") if key.is_some() || webhook.is_some() => Err("--processor sandbox takes no Stripe secrets".into()),
+            Some("sandbox") => Ok(current.map(|c| ProcessorSettings { takes_new_payments: false, ..c })),
+            Some("stripe") => match (key, current) {
+                (Some(secret_key), _) => Ok(Some(ProcessorSettings {
+                    processor: "stripe".into(),
+                    secret_key,
+                    webhook_secret: webhook,
+                    takes_new_payments: true,
+                })),
+                (None, Some(c)) if c.processor == "stripe" => {
+                    Ok(Some(ProcessorSettings { webhook_secret: webhook.or(c.webhook_secret.clone()), takes_new_payments: true, ..c }))
+                }
+                (None, _) => Err("--processor stripe needs --stripe-secret-key-parameter or --stripe-secret-key-file".into()),
             },
             Some(other) => Err(format!("unknown processor {other:?}: sandbox or stripe")),
             None => Err("Stripe secrets are given with --processor stripe".into()),
@@ -199,7 +209,8 @@ async fn run(args: Args) -> Result<(), String> {
             if signed_requests.is_none() && !processor.given() {
                 return Err("nothing to update: give --signed-requests and/or --processor".into());
             }
-            let processor_settings = if processor.given() { Some(processor.settings()?) } else { None };
+            let current = paysession_app::processor_config::get(opened.settings(), &merchant_id).await.map_err(|e| e.to_string())?;
+            let processor_settings = if processor.given() { Some(processor.settings(current)?) } else { None };
             let mut out = json!({"merchant_id": merchant_id});
             if let Some(mode) = signed_requests {
                 let profile = paysession_app::signing::set_mode(&core, &merchant_id, mode, force).await.map_err(|e| e.to_string())?;

@@ -103,3 +103,64 @@ fn init_and_merchants_on_dynamodb() {
     let (ok, out, _) = admin(dir.path(), &["merchant", "list"]);
     assert!(ok && out.is_empty());
 }
+
+/// A merchant moved to Stripe and back: secrets named, never shown or stored; back on the
+/// sandbox the Stripe settings stay (its payments still go there), and `--processor stripe`
+/// alone turns them on again. Impossible combinations are refused readably.
+#[test]
+fn processor_settings_name_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = admin(dir.path(), &["merchant", "create", "--name", "Acme"]);
+    assert!(ok, "{err}");
+    let merchant = serde_json::from_str::<Value>(&out).unwrap()["merchant_id"].as_str().unwrap().to_string();
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("sk.txt");
+    std::fs::write(&key, "sk_live_never_shown").unwrap();
+    let key = key.display().to_string();
+    let update = |args: &[&str]| {
+        let mut all = vec!["merchant", "update", merchant.as_str()];
+        all.extend_from_slice(args);
+        admin(dir.path(), &all)
+    };
+    let (ok, out, err) =
+        update(&["--processor", "stripe", "--stripe-secret-key-file", &key, "--stripe-webhook-secret-parameter", "/p/whsec"]);
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["processor"]["processor"], "stripe");
+    assert_eq!(shown["processor"]["secret_key"]["file"], key.as_str());
+    assert_eq!(shown["processor"]["webhook_secret"]["parameter"], "/p/whsec");
+    assert!(!out.contains("sk_live_never_shown"), "the secret itself is never printed");
+
+    let (ok, out, _) = update(&["--processor", "sandbox"]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (shown["processor"]["processor"].as_str(), shown["processor"]["earlier"]["processor"].as_str()),
+        (Some("sandbox"), Some("stripe"))
+    );
+    let (ok, out, err) = update(&["--processor", "stripe"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["processor"]["secret_key"]["file"],
+        key.as_str(),
+        "on again with the stored secrets"
+    );
+
+    for (args, says) in [
+        (vec!["--processor", "paypal"], "unknown processor"),
+        (vec!["--processor", "sandbox", "--stripe-secret-key-file", "x"], "takes no Stripe secrets"),
+        (vec!["--stripe-secret-key-file", "x"], "with --processor stripe"),
+        (vec![], "nothing to update"),
+    ] {
+        let (ok, _, err) = update(&args);
+        assert!(!ok && err.contains(says), "{args:?}: {err}");
+    }
+    let fresh = {
+        let (_, out, _) = admin(dir.path(), &["merchant", "create", "--name", "Other"]);
+        serde_json::from_str::<Value>(&out).unwrap()["merchant_id"].as_str().unwrap().to_string()
+    };
+    let (ok, _, err) = admin(dir.path(), &["merchant", "update", &fresh, "--processor", "stripe"]);
+    assert!(!ok && err.contains("needs --stripe-secret-key"), "{err}");
+    let db = std::fs::read_dir(dir.path()).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default()).collect::<Vec<_>>();
+    assert!(db.iter().all(|bytes| !bytes.windows(19).any(|w| w == b"sk_live_never_shown")), "no secret in the data directory");
+}

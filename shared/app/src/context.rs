@@ -142,10 +142,10 @@ impl Payments {
         let name = session.payments.iter().find(|a| a.id == attempt_id).and_then(|a| a.processor.as_deref());
         let Some(name) = name.filter(|n| *n != paysession_domain::payment::SANDBOX_PROCESSOR) else { return Ok(self.sandbox.clone()) };
         match &self.directory {
-            Some(d) => match d.configured(&session.merchant_id).await? {
-                Some(p) if p.name() == name => Ok(p),
-                _ => Err(StoreError::Backend(format!("merchant {} has no {name} processor configured", session.merchant_id))),
-            },
+            Some(d) => d
+                .named(&session.merchant_id, name)
+                .await?
+                .ok_or_else(|| StoreError::Backend(format!("merchant {} has no {name} processor configured", session.merchant_id))),
             None => Err(StoreError::Backend(format!("this deployment has no {name} processor"))),
         }
     }

@@ -217,8 +217,11 @@ pub trait PaymentProcessor: Send + Sync {
 /// built with their secrets on first use and kept for the process's life.
 #[async_trait]
 pub trait ProcessorDirectory: Send + Sync {
-    /// `merchant_id`'s configured processor; `None` when it has none (the sandbox serves it).
+    /// The processor `merchant_id`'s new payments go to; `None`: the sandbox.
     async fn configured(&self, merchant_id: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, crate::ports::StoreError>;
+    /// `merchant_id`'s processor named `name`, taking new payments or not (its earlier
+    /// payments still go to it); `None` when the merchant has no such processor.
+    async fn named(&self, merchant_id: &str, name: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, crate::ports::StoreError>;
 }
 
 /// Card numbers with special behaviour in the sandbox (API.md).

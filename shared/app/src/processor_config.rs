@@ -26,6 +26,19 @@ pub struct ProcessorSettings {
     /// The processor's webhook signing secret; without it its webhooks are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
+    /// `false` once the merchant is moved back to the sandbox: new payments go there, while
+    /// the payments made with this processor are still synced, captured, refunded and told
+    /// about by its webhooks.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub takes_new_payments: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The processors a merchant may be configured with, beside the built-in sandbox.
@@ -45,7 +58,7 @@ pub async fn get<S: SettingsStore + ?Sized>(store: &S, merchant_id: &str) -> Res
     }
 }
 
-/// Sets (or with `None`, clears: the sandbox again) the merchant's processor.
+/// Sets (or with `None`, forgets) the merchant's processor.
 pub async fn put<S: SettingsStore + ?Sized>(store: &S, merchant_id: &str, settings: Option<&ProcessorSettings>) -> Result<(), StoreError> {
     let value = settings.map(|s| serde_json::to_string(s).expect("settings serialise")).unwrap_or_default();
     store.put_setting(&setting_key(merchant_id), &value).await
@@ -54,7 +67,8 @@ pub async fn put<S: SettingsStore + ?Sized>(store: &S, merchant_id: &str, settin
 /// What `merchant update` prints and the operator sees: names of parameters and files only.
 pub fn describe(settings: Option<&ProcessorSettings>) -> serde_json::Value {
     match settings {
+        Some(s) if s.takes_new_payments => serde_json::to_value(s).expect("settings serialise"),
+        Some(s) => serde_json::json!({"processor": paysession_domain::payment::SANDBOX_PROCESSOR, "earlier": s}),
         None => serde_json::json!({"processor": paysession_domain::payment::SANDBOX_PROCESSOR}),
-        Some(s) => serde_json::to_value(s).expect("settings serialise"),
     }
 }

@@ -97,24 +97,41 @@ impl MerchantProcessors {
     }
 }
 
-#[async_trait]
-impl ProcessorDirectory for MerchantProcessors {
-    async fn configured(&self, merchant_id: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, StoreError> {
+impl MerchantProcessors {
+    /// The merchant's settings and their connector, read at most once a minute.
+    async fn entry(&self, merchant_id: &str) -> Result<Arc<Entry>, StoreError> {
         let cached = self.merchants.lock().unwrap_or_else(|p| p.into_inner()).get(merchant_id).cloned();
         if let Some(e) = &cached
             && e.read_at.elapsed() < SETTINGS_FOR
         {
-            return Ok(e.processor.clone());
+            return Ok(e.clone());
         }
         let settings = processor_config::get(&*self.settings, merchant_id).await?;
         // Unchanged settings keep their connector (and its open connections).
         let processor = match (&cached, &settings) {
-            (Some(e), Some(s)) if e.settings.as_ref() == Some(s) => e.processor.clone(),
+            (Some(e), Some(s)) if e.settings.as_ref().is_some_and(|old| same_processor(old, s)) => e.processor.clone(),
             (_, Some(s)) => Some(self.build(s).await?),
             (_, None) => None,
         };
-        let entry = Arc::new(Entry { read_at: Instant::now(), settings, processor: processor.clone() });
-        self.merchants.lock().unwrap_or_else(|p| p.into_inner()).insert(merchant_id.to_string(), entry);
-        Ok(processor)
+        let entry = Arc::new(Entry { read_at: Instant::now(), settings, processor });
+        self.merchants.lock().unwrap_or_else(|p| p.into_inner()).insert(merchant_id.to_string(), entry.clone());
+        Ok(entry)
+    }
+}
+
+/// The same connector serves both (only whether it takes new payments differs).
+fn same_processor(a: &ProcessorSettings, b: &ProcessorSettings) -> bool {
+    (&a.processor, &a.secret_key, &a.webhook_secret) == (&b.processor, &b.secret_key, &b.webhook_secret)
+}
+
+#[async_trait]
+impl ProcessorDirectory for MerchantProcessors {
+    async fn configured(&self, merchant_id: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, StoreError> {
+        let e = self.entry(merchant_id).await?;
+        Ok(e.processor.clone().filter(|_| e.settings.as_ref().is_some_and(|s| s.takes_new_payments)))
+    }
+
+    async fn named(&self, merchant_id: &str, name: &str) -> Result<Option<Arc<dyn PaymentProcessor>>, StoreError> {
+        Ok(self.entry(merchant_id).await?.processor.clone().filter(|p| p.name() == name))
     }
 }

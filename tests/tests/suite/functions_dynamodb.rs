@@ -456,6 +456,7 @@ async fn each_function_may_make_the_calls_it_makes() {
     };
     let settings = paysession_app::processor_config::ProcessorSettings {
         processor: "stripe".into(),
+        takes_new_payments: true,
         secret_key: file("sk", "sk_test_standin"),
         webhook_secret: Some(file("whsec", "whsec_policies")),
     };

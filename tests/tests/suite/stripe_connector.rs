@@ -353,6 +353,7 @@ async fn the_connector_adds_a_settings_read_per_minute_and_one_per_saved_card() 
     std::fs::write(&key_file, "sk_test_standin").unwrap();
     let settings = paysession_app::processor_config::ProcessorSettings {
         processor: "stripe".into(),
+        takes_new_payments: true,
         secret_key: paysession_app::processor_config::SecretRef::File(key_file.display().to_string()),
         webhook_secret: None,
     };

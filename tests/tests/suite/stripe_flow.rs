@@ -40,6 +40,7 @@ async fn rig() -> Rig {
     let merchant = s.running.as_ref().unwrap().demo.merchant_id.clone();
     let settings = ProcessorSettings {
         processor: "stripe".into(),
+        takes_new_payments: true,
         secret_key: SecretRef::File(key.display().to_string()),
         webhook_secret: Some(SecretRef::File(hook.display().to_string())),
     };
@@ -300,10 +301,42 @@ async fn stripe_webhooks_verify_deduplicate_and_never_move_backwards() {
     );
     assert_eq!(verdict["verified"], json!([true, false]));
 
-    // Not configured: a merchant on the sandbox has no Stripe webhooks.
+    // Moved back to the sandbox: new payments go there; the Stripe payment is still
+    // refunded through Stripe and Stripe's webhooks about it still apply.
     let store = r.s.running.as_ref().unwrap().local.app.core.store.clone();
-    paysession_app::processor_config::put(&*store, &r.merchant, None).await.unwrap();
-    let url = r.s.url("/v1/processors/stripe/webhooks/mer_nobody");
-    let nobody = r.s.http.post(url).header("stripe-signature", "t=1,v1=00").body("{}").send().await.unwrap();
+    let mut settings = paysession_app::processor_config::get(&*store, &r.merchant).await.unwrap().unwrap();
+    settings.takes_new_payments = false;
+    paysession_app::processor_config::put(&*store, &r.merchant, Some(&settings)).await.unwrap();
+    // The settings are read again after a minute; a restart reads them now.
+    let mut r = r;
+    r.s.restart().await;
+    let (s2, t2) = (&r.s, r.s.token().await);
+    let sess = s2
+        .create(
+            &t2,
+            &json!({"amount": 700, "currency": "EUR", "customer_id": "cus_back", "reference": "back-1", "allowed_domains": [SHOP]}),
+        )
+        .await
+        .json();
+    let mut c = Customer::new(s2, &sess);
+    c.open_from(SHOP).await;
+    assert_eq!(c.pay_card("4242424242424242").await.status, 303);
+    let sandbox_payment = s2.get(&format!("/v1/payments?session_id={}", sess["id"].as_str().unwrap()), &t2).await.json();
+    assert_eq!(sandbox_payment["data"][0]["processor"]["name"], "sandbox");
+    let refunds_before = r.standin.requests_to("POST", "/v1/refunds").len();
+    let refund = s2
+        .call(Method::POST, "/v1/refunds", &t2, Some(&json!({"payment_id": payment_id, "amount": 500})), &[("idempotency-key", "back-rf")])
+        .await;
+    assert_eq!(refund.status, 201, "{}", refund.text);
+    assert_eq!(r.standin.requests_to("POST", "/v1/refunds").len(), refunds_before + 1, "the Stripe payment's refund went to Stripe");
+    let url = s2.url(&format!("/v1/processors/stripe/webhooks/{}", r.merchant));
+    let body = event("evt_after", "payment_intent.succeeded", pi.clone()).to_string();
+    let header = format!("t={now},v1={}", paysession_runtime::outbound::stripe::signature::sign(WEBHOOK_SECRET, now, body.as_bytes()));
+    let after = s2.http.post(url).header("stripe-signature", header).body(body).send().await.unwrap();
+    assert_eq!(after.status(), 200, "Stripe's webhooks still apply");
+
+    // Not configured: a merchant with no Stripe settings has no Stripe webhooks.
+    let url = s2.url("/v1/processors/stripe/webhooks/mer_nobody");
+    let nobody = s2.http.post(url).header("stripe-signature", "t=1,v1=00").body("{}").send().await.unwrap();
     assert_eq!(nobody.status(), 404);
 }
