@@ -2,6 +2,7 @@
 //! temporary data directory, and a small HTTP client for it; and the storage contract.
 
 pub mod aws;
+pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod faults;

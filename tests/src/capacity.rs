@@ -1,0 +1,238 @@
+//! A metering proxy in front of DynamoDB Local: every request is forwarded with
+//! `ReturnConsumedCapacity: INDEXES`, and what DynamoDB Local reports is summed per
+//! operation, with each written item's size and write units by item type (its sort key's
+//! first segment: `SESSION`, `EVT`, `DLV`, `IDEM`, …; outside merchant partitions the
+//! partition key's). DynamoDB Local does not check request signatures, so the rewritten
+//! body is accepted as sent. The lifecycle cost bench reads it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// One operation's totals.
+#[derive(Debug, Default, Clone)]
+pub struct OpTotals {
+    pub requests: u64,
+    /// Write or read units as DynamoDB Local reported them (table and indexes).
+    pub write_units: f64,
+    pub read_units: f64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+/// One item type's writes.
+#[derive(Debug, Default, Clone)]
+pub struct ItemTotals {
+    pub writes: u64,
+    /// Item bytes by DynamoDB's size rule (names and values), for puts (updates and deletes
+    /// send no whole item).
+    pub bytes: u64,
+    /// Write units attributed to this type: a single-item write's reported units; a
+    /// transaction's reported units split over its items by their sizes.
+    pub write_units: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Metered {
+    pub ops: BTreeMap<String, OpTotals>,
+    pub items: BTreeMap<String, ItemTotals>,
+}
+
+pub struct CapacityProxy {
+    pub url: String,
+    metered: Arc<Mutex<Metered>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CapacityProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const METERED: [&str; 10] = [
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+    "TransactWriteItems",
+    "TransactGetItems",
+    "BatchWriteItem",
+    "BatchGetItem",
+];
+const WRITES: [&str; 5] = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"];
+
+impl CapacityProxy {
+    pub async fn start(target: &str) -> CapacityProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let metered = Arc::new(Mutex::new(Metered::default()));
+        let client = reqwest::Client::new();
+        let (target, m2) = (target.trim_end_matches('/').to_string(), metered.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (client, target, metered) = (client.clone(), target.clone(), m2.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (client, target, metered) = (client.clone(), target.clone(), metered.clone());
+                        async move { forward(&client, &target, &metered, req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        CapacityProxy { url, metered, task }
+    }
+
+    /// What was metered since the last [`CapacityProxy::take`].
+    pub fn take(&self) -> Metered {
+        std::mem::take(&mut *self.metered.lock().unwrap())
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    target: &str,
+    metered: &Mutex<Metered>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let op = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let metering =
+        METERED.contains(&op.as_str()) && !parts.headers.get("x-amz-target").is_some_and(|t| t.as_bytes().starts_with(b"DynamoDBStreams"));
+    let mut sent: Option<Value> = None;
+    let body = if metering {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(mut v) => {
+                v["ReturnConsumedCapacity"] = "INDEXES".into();
+                let out = Bytes::from(v.to_string());
+                sent = Some(v);
+                out
+            }
+            Err(_) => body,
+        }
+    } else {
+        body
+    };
+    let mut fwd = client.request(parts.method.clone(), format!("{target}{}", parts.uri));
+    for (k, v) in &parts.headers {
+        if k != "host" && k != "content-length" {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let request_bytes = body.len() as u64;
+    let answer = fwd.body(body).send().await.map_err(std::io::Error::other)?;
+    let status = answer.status().as_u16();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
+    if let (Some(sent), true) = (sent, status == 200) {
+        let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        record(metered, &op, &sent, &reply, request_bytes, bytes.len() as u64);
+    }
+    let mut resp = Response::builder().status(status);
+    for (k, v) in &headers {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            resp = resp.header(k, v);
+        }
+    }
+    Ok(resp.body(Full::new(bytes)).expect("copied response"))
+}
+
+fn units(consumed: &Value) -> f64 {
+    let one = |c: &Value| c["CapacityUnits"].as_f64().unwrap_or(0.0);
+    match consumed {
+        Value::Array(all) => all.iter().map(one).sum(),
+        other => one(other),
+    }
+}
+
+/// The item type a key names: its sort key's first segment, or for the items outside any
+/// merchant partition (`SBX#…`, `PEV#…`) the partition key's.
+fn item_type(key: &Value) -> String {
+    let s = |name: &str| key[name]["S"].as_str().unwrap_or("").to_string();
+    let (pk, sk) = (s("PK"), s("SK"));
+    let first = |v: &str| v.split('#').next().unwrap_or("").to_string();
+    if sk.is_empty() || first(&pk) == sk { first(&pk) } else { first(&sk) }
+}
+
+/// DynamoDB's item size: attribute names plus values (numbers approximated as their text).
+fn attr_size(v: &Value) -> u64 {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else { return 0 };
+    match kind.as_str() {
+        "S" | "N" => inner.as_str().map_or(0, |s| s.len() as u64),
+        "B" => inner.as_str().map_or(0, |s| s.len() as u64 * 3 / 4),
+        "BOOL" | "NULL" => 1,
+        "M" => 3 + inner.as_object().map_or(0, |m| m.iter().map(|(k, v)| k.len() as u64 + attr_size(v)).sum()),
+        "L" => 3 + inner.as_array().map_or(0, |l| l.iter().map(|v| 1 + attr_size(v)).sum()),
+        "SS" | "NS" | "BS" => inner.as_array().map_or(0, |l| l.iter().map(|v| v.as_str().map_or(0, |s| s.len() as u64)).sum()),
+        _ => 0,
+    }
+}
+
+fn item_size(item: &Value) -> u64 {
+    item.as_object().map_or(0, |o| o.iter().map(|(k, v)| k.len() as u64 + attr_size(v)).sum())
+}
+
+fn record(metered: &Mutex<Metered>, op: &str, sent: &Value, reply: &Value, request_bytes: u64, response_bytes: u64) {
+    let consumed = units(&reply["ConsumedCapacity"]);
+    let mut m = metered.lock().unwrap();
+    let totals = m.ops.entry(op.to_string()).or_default();
+    totals.requests += 1;
+    totals.request_bytes += request_bytes;
+    totals.response_bytes += response_bytes;
+    if WRITES.contains(&op) {
+        totals.write_units += consumed;
+    } else {
+        totals.read_units += consumed;
+    }
+    // Items written: (type, bytes when the whole item is sent).
+    let written: Vec<(String, Option<u64>)> = match op {
+        "PutItem" => vec![(item_type(&sent["Item"]), Some(item_size(&sent["Item"])))],
+        "UpdateItem" | "DeleteItem" => vec![(item_type(&sent["Key"]), None)],
+        "TransactWriteItems" => sent["TransactItems"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|t| {
+                        if t["Put"].is_object() {
+                            (item_type(&t["Put"]["Item"]), Some(item_size(&t["Put"]["Item"])))
+                        } else {
+                            let action = ["Update", "Delete", "ConditionCheck"].into_iter().find(|a| t[*a].is_object()).unwrap_or("Update");
+                            (item_type(&t[action]["Key"]), None)
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if written.is_empty() {
+        return;
+    }
+    // A transaction reports one total: split it by size (an item without a size counts 1 KB).
+    let weight = |b: &Option<u64>| b.map_or(1.0, |b| (b as f64 / 1024.0).ceil().max(1.0));
+    let total_weight: f64 = written.iter().map(|(_, b)| weight(b)).sum();
+    for (kind, bytes) in &written {
+        let t = m.items.entry(kind.clone()).or_default();
+        t.writes += 1;
+        t.bytes += bytes.unwrap_or(0);
+        t.write_units += consumed * weight(bytes) / total_weight;
+    }
+}
