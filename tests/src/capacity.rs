@@ -43,6 +43,10 @@ pub struct ItemTotals {
 pub struct Metered {
     pub ops: BTreeMap<String, OpTotals>,
     pub items: BTreeMap<String, ItemTotals>,
+    /// Write units and requests by (table or index, partition key) of the whole items put: what a hot
+    /// partition would take. Items are sized by the rule above; a transaction's table write
+    /// counts twice, index writes once (updates, which name no index keys, are left out).
+    pub partitions: BTreeMap<(String, String), (f64, u64)>,
 }
 
 pub struct CapacityProxy {
@@ -223,6 +227,32 @@ fn record(metered: &Mutex<Metered>, op: &str, sent: &Value, reply: &Value, reque
             .unwrap_or_default(),
         _ => Vec::new(),
     };
+    let puts: Vec<&Value> = match op {
+        "PutItem" => vec![&sent["Item"]],
+        "TransactWriteItems" => sent["TransactItems"]
+            .as_array()
+            .map(|a| a.iter().map(|t| &t["Put"]["Item"]).filter(|i| i.is_object()).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let table_factor = if op == "TransactWriteItems" { 2.0 } else { 1.0 };
+    // Units by partition in this request; a partition counts one write per request.
+    let mut touched: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for item in puts {
+        let units = (item_size(item) as f64 / 1024.0).ceil().max(1.0);
+        if let Some(pk) = item["PK"]["S"].as_str() {
+            *touched.entry(("table".into(), pk.to_string())).or_default() += units * table_factor;
+        }
+        for index in ["GSI1", "GSI2", "GSI3"] {
+            if let Some(pk) = item[format!("{index}PK")]["S"].as_str() {
+                *touched.entry((index.into(), pk.to_string())).or_default() += units;
+            }
+        }
+    }
+    for (key, units) in touched {
+        let p = m.partitions.entry(key).or_default();
+        (p.0, p.1) = (p.0 + units, p.1 + 1);
+    }
     if written.is_empty() {
         return;
     }
