@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod faults;
+pub mod logs;
 pub mod page;
 pub mod receiver;
 pub mod stripe;

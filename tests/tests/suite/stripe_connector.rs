@@ -56,6 +56,23 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// The parameters every PaymentIntent of `call(id)` carries, then `rest`.
+fn intent_form(id: &str, rest: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut form = pairs(&[
+        ("amount", "1050"),
+        ("currency", "eur"),
+        ("confirm", "true"),
+        ("capture_method", "automatic"),
+        ("payment_method_types[0]", "card"),
+        ("metadata[paysession_payment_id]", id),
+        ("metadata[paysession_session_id]", "ps_1"),
+        ("metadata[paysession_merchant_id]", "mer_1"),
+        ("expand[0]", "latest_charge"),
+    ]);
+    form.extend(pairs(rest));
+    form
+}
+
 #[tokio::test]
 async fn authorise_sends_the_card_to_stripe_under_our_id_with_the_pinned_version() {
     let r = rig().await;
@@ -70,23 +87,17 @@ async fn authorise_sends_the_card_to_stripe_under_our_id_with_the_pinned_version
     assert_eq!(req.header("content-type"), Some("application/x-www-form-urlencoded"));
     assert_eq!(
         req.form(),
-        pairs(&[
-            ("amount", "1050"),
-            ("currency", "eur"),
-            ("confirm", "true"),
-            ("capture_method", "automatic"),
-            ("payment_method_types[0]", "card"),
-            ("metadata[paysession_payment_id]", "pay_1"),
-            ("metadata[paysession_session_id]", "ps_1"),
-            ("metadata[paysession_merchant_id]", "mer_1"),
-            ("expand[0]", "latest_charge"),
-            ("payment_method_data[type]", "card"),
-            ("payment_method_data[card][number]", "4242424242424242"),
-            ("payment_method_data[card][exp_month]", "12"),
-            ("payment_method_data[card][exp_year]", "2034"),
-            ("payment_method_data[card][cvc]", "123"),
-            ("return_url", "https://pay.example/pay/tok/challenge/pay_1?returned=1"),
-        ])
+        intent_form(
+            "pay_1",
+            &[
+                ("payment_method_data[type]", "card"),
+                ("payment_method_data[card][number]", "4242424242424242"),
+                ("payment_method_data[card][exp_month]", "12"),
+                ("payment_method_data[card][exp_year]", "2034"),
+                ("payment_method_data[card][cvc]", "123"),
+                ("return_url", "https://pay.example/pay/tok/challenge/pay_1?returned=1"),
+            ]
+        )
     );
     let pi = r.standin.intent_of("pay_1").unwrap();
     assert_eq!(answer.outcome, Outcome::Succeeded { token: None });
@@ -205,12 +216,14 @@ async fn an_off_session_charge_quotes_the_saved_method_and_maps_authentication_r
     let mit = |t| SavedCharge { token: t, mandate_id: Some("md_1"), network_transaction_id: Some("ntid_x") };
     let charged = r.stripe.charge_saved(&call("pay_3"), &mit(&good)).await;
     assert_eq!(charged.outcome, Outcome::Succeeded { token: None });
-    let form = r.standin.requests_to("POST", "/v1/payment_intents").pop().unwrap().form();
+    let sent = r.standin.requests_to("POST", "/v1/payment_intents").pop().unwrap();
     let (customer, pm) = good.split_once('/').unwrap();
-    for expected in [("customer", customer), ("payment_method", pm), ("off_session", "true")] {
-        assert!(form.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {form:?}");
-    }
-    assert!(!form.iter().any(|(k, _)| k.starts_with("payment_method_data")), "no card data on a saved-method charge");
+    assert_eq!(
+        sent.form(),
+        intent_form("pay_3", &[("customer", customer), ("payment_method", pm), ("off_session", "true")]),
+        "merchant-initiated: the saved method, off_session, no card data and no return URL"
+    );
+    assert_eq!((sent.header("idempotency-key"), sent.header("stripe-version")), (Some("pay_3"), Some("2024-06-20")));
     let declined = r.stripe.charge_saved(&call("pay_4"), &mit(&bad)).await;
     assert_eq!(declined.outcome, Outcome::Failed { code: "authentication_required" });
     assert!(declined.reference.is_some(), "the declined intent is named");
@@ -220,6 +233,7 @@ async fn an_off_session_charge_quotes_the_saved_method_and_maps_authentication_r
 
 #[tokio::test]
 async fn declines_map_to_our_codes_and_an_unknown_code_to_processing_error() {
+    let logs = paysession_tests::logs::capture(tracing::Level::INFO);
     let r = rig().await;
     for (number, code) in [
         ("4000000000000002", "card_declined"),
@@ -233,6 +247,13 @@ async fn declines_map_to_our_codes_and_an_unknown_code_to_processing_error() {
         assert_eq!(answer.outcome, Outcome::Failed { code }, "{number}");
         assert!(answer.reference.is_some(), "{number}: a declined intent still has its id");
     }
+    // The unknown code again: mapped the same, logged only the first time.
+    let again = r.stripe.authorize_card(&call("pay_again"), &card("4000000000000101"), false).await;
+    assert_eq!(again.outcome, Outcome::Failed { code: "processing_error" });
+    let logged = paysession_tests::logs::text(&logs);
+    let warnings: Vec<&str> = logged.lines().filter(|l| l.contains("unknown Stripe decline code")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("card_decline_rate_limit_exceeded"));
 }
 
 #[tokio::test]

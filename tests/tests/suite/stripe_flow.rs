@@ -5,7 +5,6 @@
 //! Webhooks are signed by Stripe's official library (tests/stripe/sign.py). Card numbers
 //! reach the stand-in's request bodies and nothing else: not the store, not a log line.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paysession_app::processor_config::{ProcessorSettings, SecretRef};
@@ -98,29 +97,9 @@ fn event(id: &str, kind: &str, object: Value) -> Value {
     json!({"id": id, "object": "event", "type": kind, "api_version": "2024-06-20", "created": chrono::Utc::now().timestamp(), "data": {"object": object}})
 }
 
-/// Everything written to the log while the test runs (every level).
-fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
-    #[derive(Clone)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buf.clone());
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || sink.clone()).finish();
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test process");
-    buf
-}
-
 #[tokio::test]
 async fn a_stripe_merchant_pays_authenticates_saves_charges_and_refunds_through_stripe() {
-    let logs = capture_logs();
+    let logs = paysession_tests::logs::capture(tracing::Level::TRACE);
     let r = rig().await;
 
     // A one-time card payment: one PaymentIntent, under the attempt's id.
@@ -212,11 +191,15 @@ async fn a_stripe_merchant_pays_authenticates_saves_charges_and_refunds_through_
     assert_eq!((after["status"].as_str(), after["failure_reason"].as_str()), (Some("failed"), Some("expired_or_canceled_card")));
     let got = r.rx.wait_for("refund.failed", |g| g.iter().any(|x| x.event_type() == "refund.failed")).await;
     assert_eq!(got.iter().filter(|x| x.event_type() == "refund.failed").count(), 1);
+    // An older event arriving now (the refund still pending) moves nothing back.
+    let stale = json!({"id": sid, "object": "refund", "status": "pending", "metadata": {"paysession_refund_id": refund_id}});
+    assert_eq!(r.stripe_event(&event("evt_r0", "refund.updated", stale), WEBHOOK_SECRET, now).await.status, 200);
+    assert_eq!(r.get(&format!("/v1/refunds/{refund_id}")).await["status"], "failed", "never backwards");
 
     // Card numbers went to Stripe's API and nowhere else.
     let store = paysession_embedded::EmbeddedStore::open_dir(&r.s.dir).unwrap();
     let dump = store.dump_all_text().await.unwrap();
-    let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let logged = paysession_tests::logs::text(&logs);
     assert!(logged.contains("payment attempt updated"), "the capture reads the server's log lines");
     for card in ["4242424242424242", "4000002760003184"] {
         assert!(!dump.contains(card) && !dump.contains(&card[..12]), "PAN {card} in storage");
