@@ -13,8 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use paysession_tests::Server;
-use paysession_tests::capacity::{CapacityProxy, Metered};
+use paysession_tests::capacity::{Metered, count_arg, metered_server};
 use paysession_tests::page::Customer;
 use paysession_tests::receiver::Receiver;
 use reqwest::Method;
@@ -27,11 +26,8 @@ const RRU_PRICE: f64 = 0.125;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let sessions: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(20);
-    let table = paysession_tests::dynamo::fresh_table().await;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("DynamoDB Local");
-    let proxy = CapacityProxy::start(&endpoint).await;
-    let s = Server::start_on_table_with(table.table(), Some(proxy.url.clone()), true).await;
+    let sessions = count_arg(20);
+    let (proxy, s, _table) = metered_server().await;
     let t = s.token().await;
     let rx = Receiver::start().await;
     let ep = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"]})).await;

@@ -8,8 +8,7 @@
 //! Needs DynamoDB Local (as `scripts/test` sets it up).
 //! Usage: cargo bench -p paysession-tests --bench partition_heat [-- CREATES]
 
-use paysession_tests::Server;
-use paysession_tests::capacity::CapacityProxy;
+use paysession_tests::capacity::{count_arg, metered_server};
 use reqwest::Method;
 use serde_json::json;
 
@@ -18,10 +17,8 @@ const PARTITION_LIMIT: f64 = 1_000.0;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let creates: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let table = paysession_tests::dynamo::fresh_table().await;
-    let proxy = CapacityProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("DynamoDB Local")).await;
-    let s = Server::start_on_table_with(table.table(), Some(proxy.url.clone()), false).await;
+    let creates = count_arg(200);
+    let (proxy, s, _table) = metered_server().await;
     let t = s.token().await;
     proxy.take();
     for i in 0..creates {

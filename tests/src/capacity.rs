@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 /// One operation's totals.
@@ -77,24 +75,14 @@ const WRITES: [&str; 5] = ["PutItem", "UpdateItem", "DeleteItem", "TransactWrite
 
 impl CapacityProxy {
     pub async fn start(target: &str) -> CapacityProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let metered = Arc::new(Mutex::new(Metered::default()));
         let client = reqwest::Client::new();
         let (target, m2) = (target.trim_end_matches('/').to_string(), metered.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (client, target, metered) = (client.clone(), target.clone(), m2.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let (client, target, metered) = (client.clone(), target.clone(), metered.clone());
-                        async move { forward(&client, &target, &metered, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
+        let (url, task) = crate::loopback::serve(move |req| {
+            let (client, target, metered) = (client.clone(), target.clone(), m2.clone());
+            async move { forward(&client, &target, &metered, req).await }
+        })
+        .await;
         CapacityProxy { url, metered, task }
     }
 
@@ -112,14 +100,9 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let op = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let metering =
-        METERED.contains(&op.as_str()) && !parts.headers.get("x-amz-target").is_some_and(|t| t.as_bytes().starts_with(b"DynamoDBStreams"));
+    // Streams operations (GetRecords, …) are none of these, and carry no capacity.
+    let op = crate::loopback::amz_operation(&parts.headers);
+    let metering = METERED.contains(&op.as_str());
     let mut sent: Option<Value> = None;
     let body = if metering {
         match serde_json::from_slice::<Value>(&body) {
@@ -134,28 +117,13 @@ async fn forward(
     } else {
         body
     };
-    let mut fwd = client.request(parts.method.clone(), format!("{target}{}", parts.uri));
-    for (k, v) in &parts.headers {
-        if k != "host" && k != "content-length" {
-            fwd = fwd.header(k, v);
-        }
-    }
     let request_bytes = body.len() as u64;
-    let answer = fwd.body(body).send().await.map_err(std::io::Error::other)?;
-    let status = answer.status().as_u16();
-    let headers = answer.headers().clone();
-    let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
-    if let (Some(sent), true) = (sent, status == 200) {
-        let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        record(metered, &op, &sent, &reply, request_bytes, bytes.len() as u64);
+    let answer = crate::loopback::relay(client, target, &parts, body).await?;
+    if let (Some(sent), true) = (sent, answer.status == 200) {
+        let reply: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        record(metered, &op, &sent, &reply, request_bytes, answer.body.len() as u64);
     }
-    let mut resp = Response::builder().status(status);
-    for (k, v) in &headers {
-        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-            resp = resp.header(k, v);
-        }
-    }
-    Ok(resp.body(Full::new(bytes)).expect("copied response"))
+    Ok(answer.into_response())
 }
 
 fn units(consumed: &Value) -> f64 {
@@ -193,7 +161,7 @@ fn item_size(item: &Value) -> u64 {
     item.as_object().map_or(0, |o| o.iter().map(|(k, v)| k.len() as u64 + attr_size(v)).sum())
 }
 
-fn record(metered: &Mutex<Metered>, op: &str, sent: &Value, reply: &Value, request_bytes: u64, response_bytes: u64) {
+fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value, request_bytes: u64, response_bytes: u64) {
     let consumed = units(&reply["ConsumedCapacity"]);
     let mut m = metered.lock().unwrap();
     let totals = m.ops.entry(op.to_string()).or_default();
@@ -205,41 +173,29 @@ fn record(metered: &Mutex<Metered>, op: &str, sent: &Value, reply: &Value, reque
     } else {
         totals.read_units += consumed;
     }
-    // Items written: (type, bytes when the whole item is sent).
-    let written: Vec<(String, Option<u64>)> = match op {
-        "PutItem" => vec![(item_type(&sent["Item"]), Some(item_size(&sent["Item"])))],
-        "UpdateItem" | "DeleteItem" => vec![(item_type(&sent["Key"]), None)],
+    // Items written: their key or whole item, and the item when it is sent whole (a put).
+    let one = |action: &'a str, v: &'a Value| if action == "Put" { (&v["Item"], Some(&v["Item"])) } else { (&v["Key"], None) };
+    let written: Vec<(&Value, Option<&Value>)> = match op {
+        "PutItem" => vec![one("Put", sent)],
+        "UpdateItem" | "DeleteItem" => vec![one("Update", sent)],
         "TransactWriteItems" => sent["TransactItems"]
             .as_array()
             .map(|items| {
                 items
                     .iter()
-                    .map(|t| {
-                        if t["Put"].is_object() {
-                            (item_type(&t["Put"]["Item"]), Some(item_size(&t["Put"]["Item"])))
-                        } else {
-                            let action = ["Update", "Delete", "ConditionCheck"].into_iter().find(|a| t[*a].is_object()).unwrap_or("Update");
-                            (item_type(&t[action]["Key"]), None)
-                        }
+                    .filter_map(|t| {
+                        ["Put", "Update", "Delete", "ConditionCheck"].into_iter().find(|a| t[*a].is_object()).map(|a| one(a, &t[a]))
                     })
                     .collect()
             })
             .unwrap_or_default(),
         _ => Vec::new(),
     };
-    let puts: Vec<&Value> = match op {
-        "PutItem" => vec![&sent["Item"]],
-        "TransactWriteItems" => sent["TransactItems"]
-            .as_array()
-            .map(|a| a.iter().map(|t| &t["Put"]["Item"]).filter(|i| i.is_object()).collect())
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
     let table_factor = if op == "TransactWriteItems" { 2.0 } else { 1.0 };
     // Units by partition in this request; a partition counts one write per request.
     let mut touched: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for item in puts {
-        let units = (item_size(item) as f64 / 1024.0).ceil().max(1.0);
+    for item in written.iter().filter_map(|(_, put)| *put) {
+        let units = kb_units(item_size(item));
         if let Some(pk) = item["PK"]["S"].as_str() {
             *touched.entry(("table".into(), pk.to_string())).or_default() += units * table_factor;
         }
@@ -257,12 +213,33 @@ fn record(metered: &Mutex<Metered>, op: &str, sent: &Value, reply: &Value, reque
         return;
     }
     // A transaction reports one total: split it by size (an item without a size counts 1 KB).
-    let weight = |b: &Option<u64>| b.map_or(1.0, |b| (b as f64 / 1024.0).ceil().max(1.0));
-    let total_weight: f64 = written.iter().map(|(_, b)| weight(b)).sum();
-    for (kind, bytes) in &written {
-        let t = m.items.entry(kind.clone()).or_default();
+    let bytes = |put: Option<&Value>| put.map(item_size);
+    let weight = |put: Option<&Value>| bytes(put).map_or(1.0, kb_units);
+    let total_weight: f64 = written.iter().map(|(_, put)| weight(*put)).sum();
+    for (key, put) in &written {
+        let t = m.items.entry(item_type(key)).or_default();
         t.writes += 1;
-        t.bytes += bytes.unwrap_or(0);
-        t.write_units += consumed * weight(bytes) / total_weight;
+        t.bytes += bytes(*put).unwrap_or(0);
+        t.write_units += consumed * weight(*put) / total_weight;
     }
+}
+
+/// Units of an item of `bytes` at 1 KB per unit, at least one.
+fn kb_units(bytes: u64) -> f64 {
+    (bytes as f64 / 1024.0).ceil().max(1.0)
+}
+
+/// The local server on a fresh DynamoDB Local table (from the environment) behind a metering
+/// proxy, allowed webhook receivers on loopback: what the cost benches measure. The table
+/// handle keeps it alive.
+pub async fn metered_server() -> (CapacityProxy, crate::Server, paysession_aws::DynamoStore) {
+    let table = crate::dynamo::fresh_table().await;
+    let proxy = CapacityProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("DynamoDB Local")).await;
+    let server = crate::Server::start_on_table_with(table.table(), Some(proxy.url.clone()), true).await;
+    (proxy, server, table)
+}
+
+/// A bench's count argument (`-- N`), else `default`.
+pub fn count_arg(default: usize) -> usize {
+    std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(default)
 }

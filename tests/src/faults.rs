@@ -12,9 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 /// What may happen to a call, in parts per thousand (so no float touches the rule).
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,81 +83,52 @@ impl FaultProxy {
     /// Starts the proxy to `target` (e.g. `http://127.0.0.1:18000`) with `faults` by
     /// operation (`"*"` for every operation not named).
     pub async fn start(target: &str, faults: BTreeMap<String, Faults>, seed: u64) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let log: Arc<Mutex<Vec<(String, Injected)>>> = Arc::default();
         let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let rng = Arc::new(AtomicU64::new(seed));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let (target, faults) = (target.trim_end_matches('/').to_string(), Arc::new(Mutex::new(Arc::new(faults))));
         let (log2, calls2, faults2) = (log.clone(), calls.clone(), faults.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (client, target, faults, log, calls, rng) =
-                    (client.clone(), target.clone(), faults2.clone(), log2.clone(), calls2.clone(), rng.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let (client, target, faults, log, calls, rng) =
-                            (client.clone(), target.clone(), faults.clone(), log.clone(), calls.clone(), rng.clone());
-                        async move {
-                            let op = req
-                                .headers()
-                                .get("x-amz-target")
-                                .and_then(|v| v.to_str().ok())
-                                .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
-                                .unwrap_or_else(|| "unknown".into());
-                            *calls.lock().unwrap().entry(op.clone()).or_default() += 1;
-                            let now = faults.lock().unwrap().clone();
-                            let f = now.get(&op).or_else(|| now.get("*")).copied().unwrap_or_default();
-                            if !f.latency.is_zero() {
-                                tokio::time::sleep(f.latency).await;
-                            }
-                            let roll = u32::try_from(draw(&rng) % 1000).unwrap_or(0);
-                            let injected = if roll < f.lost_per_mille {
-                                Some(Injected::LostAnswer)
-                            } else if roll < f.lost_per_mille + f.server_error_per_mille {
-                                Some(Injected::ServerError)
-                            } else if roll < f.lost_per_mille + f.server_error_per_mille + f.throttle_per_mille {
-                                Some(Injected::Throttled)
-                            } else {
-                                None
-                            };
-                            if let Some(kind) = injected {
-                                log.lock().unwrap().push((op.clone(), kind));
-                            }
-                            match injected {
-                                Some(Injected::ServerError) => return Ok::<_, std::io::Error>(aws_error(500, "InternalServerError")),
-                                Some(Injected::Throttled) => return Ok(aws_error(400, "ThrottlingException")),
-                                _ => {}
-                            }
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let mut forward = client.request(parts.method.clone(), format!("{target}{}", parts.uri));
-                            for (k, v) in &parts.headers {
-                                if k != "host" && k != "content-length" {
-                                    forward = forward.header(k, v);
-                                }
-                            }
-                            let answer = forward.body(body).send().await.map_err(std::io::Error::other)?;
-                            if injected == Some(Injected::LostAnswer) {
-                                // Applied; the caller never hears of it.
-                                return Err(std::io::Error::other("injected: answer lost"));
-                            }
-                            let mut resp = Response::builder().status(answer.status().as_u16());
-                            for (k, v) in answer.headers() {
-                                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-                                    resp = resp.header(k, v);
-                                }
-                            }
-                            let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
-                            Ok(resp.body(Full::new(bytes)).expect("copied response"))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
+        let (url, task) = crate::loopback::serve(move |req: Request<Incoming>| {
+            let (client, target, faults, log, calls, rng) =
+                (client.clone(), target.clone(), faults2.clone(), log2.clone(), calls2.clone(), rng.clone());
+            async move {
+                let op = crate::loopback::amz_operation(req.headers());
+                *calls.lock().unwrap().entry(op.clone()).or_default() += 1;
+                let now = faults.lock().unwrap().clone();
+                let f = now.get(&op).or_else(|| now.get("*")).copied().unwrap_or_default();
+                if !f.latency.is_zero() {
+                    tokio::time::sleep(f.latency).await;
+                }
+                let roll = u32::try_from(draw(&rng) % 1000).unwrap_or(0);
+                let injected = if roll < f.lost_per_mille {
+                    Some(Injected::LostAnswer)
+                } else if roll < f.lost_per_mille + f.server_error_per_mille {
+                    Some(Injected::ServerError)
+                } else if roll < f.lost_per_mille + f.server_error_per_mille + f.throttle_per_mille {
+                    Some(Injected::Throttled)
+                } else {
+                    None
+                };
+                if let Some(kind) = injected {
+                    log.lock().unwrap().push((op.clone(), kind));
+                }
+                match injected {
+                    Some(Injected::ServerError) => return Ok::<_, std::io::Error>(aws_error(500, "InternalServerError")),
+                    Some(Injected::Throttled) => return Ok(aws_error(400, "ThrottlingException")),
+                    _ => {}
+                }
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let answer = crate::loopback::relay(&client, &target, &parts, body).await?;
+                if injected == Some(Injected::LostAnswer) {
+                    // Applied; the caller never hears of it.
+                    return Err(std::io::Error::other("injected: answer lost"));
+                }
+                Ok(answer.into_response())
             }
-        });
+        })
+        .await;
         FaultProxy { url, faults, log, calls, task }
     }
 

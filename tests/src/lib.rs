@@ -7,6 +7,7 @@ pub mod contract;
 pub mod dynamo;
 pub mod faults;
 pub mod logs;
+pub mod loopback;
 pub mod page;
 pub mod receiver;
 pub mod stripe;

@@ -12,9 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 /// One request as the stand-in received it.
@@ -93,23 +91,19 @@ fn error(kind: &str, code: &str, decline: Option<&str>, pi: Option<&Value>) -> V
 
 impl StripeStandIn {
     pub async fn start() -> StripeStandIn {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State::default()));
-        let (state2, base) = (state.clone(), url.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (state, base) = (state2.clone(), base.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let (state, base) = (state.clone(), base.clone());
-                        async move { serve(&state, &base, req).await.ok_or_else(|| std::io::Error::other("stand-in: answer lost")) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
+        // The 3-D Secure page's URL names the stand-in: known once it listens.
+        let base = Arc::new(std::sync::OnceLock::<String>::new());
+        let (s2, b2) = (state.clone(), base.clone());
+        let (url, task) = crate::loopback::serve(move |req| {
+            let (state, base) = (s2.clone(), b2.clone());
+            async move {
+                let base = base.get().cloned().unwrap_or_default();
+                serve(&state, &base, req).await.ok_or_else(|| std::io::Error::other("stand-in: answer lost"))
             }
-        });
+        })
+        .await;
+        base.set(url.clone()).expect("set once");
         StripeStandIn { url, state, task }
     }
 

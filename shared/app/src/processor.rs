@@ -125,6 +125,13 @@ pub struct RefundAnswer {
     pub check_after: Option<Duration>,
 }
 
+impl RefundAnswer {
+    /// An answer with no reference and nothing to ask again about.
+    pub fn of(outcome: RefundOutcome) -> RefundAnswer {
+        RefundAnswer { outcome, reference: None, check_after: None }
+    }
+}
+
 /// Capture and void answers: done, refused with a code, or unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionOutcome {
@@ -516,11 +523,11 @@ impl PaymentProcessor for SandboxProcessor {
         let entry = serde_json::to_string(&Entry { o: "refund".into(), code: None, token: None, ntid: None, r: None }).expect("serialises");
         if let Err(e) = self.ledger.record(call.id, &entry).await {
             tracing::warn!(refund_id = call.id, error = %e, "sandbox ledger write failed; the sandbox answers as if unreachable");
-            return RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
+            return RefundAnswer::of(RefundOutcome::Unknown);
         }
         if Behaviour::of_reference(call.payment.reference) == Behaviour::RefundTimesOut {
             // The refund is made; its answer is lost on the way back.
-            return RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
+            return RefundAnswer::of(RefundOutcome::Unknown);
         }
         self.refund_state(call)
     }
@@ -540,8 +547,8 @@ impl PaymentProcessor for SandboxProcessor {
         self.calls.note("sync_refund", call.id);
         match self.ledger.recall(call.id).await {
             Ok(Some(_)) => self.refund_state(call),
-            Ok(None) => RefundAnswer { outcome: RefundOutcome::NotFound, reference: None, check_after: None },
-            Err(_) => RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None },
+            Ok(None) => RefundAnswer::of(RefundOutcome::NotFound),
+            Err(_) => RefundAnswer::of(RefundOutcome::Unknown),
         }
     }
 }

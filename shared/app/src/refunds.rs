@@ -173,7 +173,7 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
         Ok(processor) => processor.refund(&call).await,
         Err(e) => {
             tracing::error!(refund_id = %refund.id, error = %e, "no processor for the refund's payment; reconciliation will submit it");
-            RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None }
+            RefundAnswer::of(RefundOutcome::Unknown)
         }
     };
     match &said.outcome {

@@ -143,17 +143,22 @@ pub(crate) async fn load_key(source: &KeySource, aws: &paysession_aws::SdkConfig
     Ok(match source {
         KeySource::Inline(k) => Secret::new(k.expose().clone()),
         KeySource::SsmParameter(name) => {
-            let out = aws_sdk_ssm::Client::new(aws)
-                .get_parameter()
-                .name(name)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
-            let value = out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))?;
+            let value = ssm_parameter(&aws_sdk_ssm::Client::new(aws), name).await?;
             decode_key(&value, &format!("SSM parameter {name}"))?
         }
     })
+}
+
+/// An SSM parameter's value, decrypted (a SecureString).
+pub(crate) async fn ssm_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, String> {
+    let out = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
+    out.parameter.and_then(|p| p.value).ok_or_else(|| format!("SSM parameter {name} has no value"))
 }
 
 /// The webhook queue for the life of the process (a Lambda process has one [`Function`]),

@@ -116,7 +116,7 @@ pub fn processor_directory(
     if let Some(base) = stripe_api_base {
         options.api_base = base;
     }
-    Arc::new(processors::MerchantProcessors::new(settings, Box::new(processors::DefaultSecrets), options))
+    Arc::new(processors::MerchantProcessors::new(settings, Box::new(processors::DefaultSecrets::default()), options))
 }
 
 /// The webhook sender of the dispatcher: SSRF-guarded, built once.

@@ -22,8 +22,13 @@ pub trait SecretSource: Send + Sync {
     async fn read(&self, at: &SecretRef) -> Result<Secret<String>, String>;
 }
 
-/// Files, and SSM parameters where the build has the AWS SDK.
-pub struct DefaultSecrets;
+/// Files, and SSM parameters where the build has the AWS SDK (one client, made on the first
+/// parameter read).
+#[derive(Default)]
+pub struct DefaultSecrets {
+    #[cfg(feature = "aws")]
+    ssm: tokio::sync::OnceCell<aws_sdk_ssm::Client>,
+}
 
 #[async_trait]
 impl SecretSource for DefaultSecrets {
@@ -34,18 +39,11 @@ impl SecretSource for DefaultSecrets {
                 .map_err(|e| format!("cannot read the secret file {path}: {e}")),
             #[cfg(feature = "aws")]
             SecretRef::Parameter(name) => {
-                let aws = paysession_aws::sdk_config().await?;
-                let out = aws_sdk_ssm::Client::new(&aws)
-                    .get_parameter()
-                    .name(name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot read SSM parameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
-                out.parameter
-                    .and_then(|p| p.value)
-                    .map(|v| Secret::new(v.trim_end().to_string()))
-                    .ok_or_else(|| format!("SSM parameter {name} has no value"))
+                let ssm = self
+                    .ssm
+                    .get_or_try_init(async || Ok::<_, String>(aws_sdk_ssm::Client::new(&paysession_aws::sdk_config().await?)))
+                    .await?;
+                crate::function::ssm_parameter(ssm, name).await.map(|v| Secret::new(v.trim_end().to_string()))
             }
             #[cfg(not(feature = "aws"))]
             SecretRef::Parameter(name) => Err(format!("SSM parameter {name}: this build has no AWS SDK; use a secret file")),

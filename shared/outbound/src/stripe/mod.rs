@@ -377,29 +377,18 @@ impl PaymentProcessor for StripeConnector {
     }
 
     async fn refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
-        let unknown = RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
+        let failed = |reason: String| RefundAnswer::of(RefundOutcome::Known { status: RefundStatus::Failed, failure_reason: Some(reason) });
         let Some(pi) = call.payment.reference else {
             tracing::error!(refund_id = call.id, "the payment has no Stripe PaymentIntent to refund");
-            return RefundAnswer {
-                outcome: RefundOutcome::Known { status: RefundStatus::Failed, failure_reason: Some("unknown".into()) },
-                ..unknown
-            };
+            return failed("unknown".into());
         };
         let form = transformers::refund(pi, call.id, call.amount);
         match self.send(reqwest::Method::POST, "/v1/refunds", Some(&form), Some(call.id)).await {
-            Reply::Ok(body) => match serde_json::from_slice::<Refund>(&body) {
-                Ok(r) => transformers::refund_answer(&r),
-                Err(_) => unknown,
-            },
+            Reply::Ok(body) => serde_json::from_slice::<Refund>(&body)
+                .map_or(RefundAnswer::of(RefundOutcome::Unknown), |r| transformers::refund_answer(&r)),
             // Refused (already refunded, more than was paid…): Stripe made no refund.
-            Reply::Refused { error, .. } => RefundAnswer {
-                outcome: RefundOutcome::Known {
-                    status: RefundStatus::Failed,
-                    failure_reason: Some(error.code.unwrap_or_else(|| "refused".into())),
-                },
-                ..unknown
-            },
-            Reply::NoAnswer(_) => unknown,
+            Reply::Refused { error, .. } => failed(error.code.unwrap_or_else(|| "refused".into())),
+            Reply::NoAnswer(_) => RefundAnswer::of(RefundOutcome::Unknown),
         }
     }
 
@@ -431,18 +420,16 @@ impl PaymentProcessor for StripeConnector {
     }
 
     async fn sync_refund(&self, call: &RefundCall<'_>) -> RefundAnswer {
-        let unknown = RefundAnswer { outcome: RefundOutcome::Unknown, reference: None, check_after: None };
-        let Some(pi) = call.payment.reference else { return RefundAnswer { outcome: RefundOutcome::NotFound, ..unknown } };
-        match self.send(reqwest::Method::GET, &format!("/v1/refunds?payment_intent={pi}&limit=100"), None, None).await {
-            Reply::Ok(body) => match serde_json::from_slice::<List<Refund>>(&body) {
-                Ok(list) => list
-                    .data
-                    .iter()
-                    .find(|r| r.metadata.get(transformers::META_REFUND).map(String::as_str) == Some(call.id))
-                    .map_or(RefundAnswer { outcome: RefundOutcome::NotFound, ..unknown.clone() }, transformers::refund_answer),
-                Err(_) => unknown,
-            },
-            _ => unknown,
+        let Some(pi) = call.payment.reference else { return RefundAnswer::of(RefundOutcome::NotFound) };
+        let reply = self.send(reqwest::Method::GET, &format!("/v1/refunds?payment_intent={pi}&limit=100"), None, None).await;
+        let Reply::Ok(body) = reply else { return RefundAnswer::of(RefundOutcome::Unknown) };
+        match serde_json::from_slice::<List<Refund>>(&body) {
+            Ok(list) => list
+                .data
+                .iter()
+                .find(|r| r.metadata.get(transformers::META_REFUND).map(String::as_str) == Some(call.id))
+                .map_or(RefundAnswer::of(RefundOutcome::NotFound), transformers::refund_answer),
+            Err(_) => RefundAnswer::of(RefundOutcome::Unknown),
         }
     }
 
