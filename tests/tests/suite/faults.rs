@@ -50,7 +50,15 @@ async fn rig_at(seed: u64, per_mille: u32) -> Rig {
     // The processor's own records are not behind our faults: the sandbox's ledger is the
     // table seen without them.
     let pay = Payments::sandbox_on(Arc::new(clean.clone()));
-    let core = paysession_runtime::build_core(faulty.clone(), key(), "https://pay.example".into(), true).await.unwrap();
+    // Starting up reads the table too; a cold start that fails is retried, as Lambda does.
+    let mut core = paysession_runtime::build_core(faulty.clone(), key(), "https://pay.example".into(), true).await;
+    for _ in 0..10 {
+        if core.is_ok() {
+            break;
+        }
+        core = paysession_runtime::build_core(faulty.clone(), key(), "https://pay.example".into(), true).await;
+    }
+    let core = core.expect("a cold start in 10 tries");
     let deps = Mounted { core, payments: pay.clone(), queue: Arc::new(paysession_app::ports::PolledQueue) };
     // Setup is made without faults: what is measured is the flows under test.
     let clean_core = paysession_runtime::build_core(Arc::new(clean.clone()), key(), "https://pay.example".into(), true).await.unwrap();
@@ -103,13 +111,19 @@ impl Rig {
     /// A monthly mandate of customer `customer` (its first charge due tomorrow), from a
     /// first payment made without faults; the customer and the mandate id.
     async fn mandate(&self, customer: &str) -> (String, String) {
+        let start = (self.clean_core.clock.now() + chrono::Duration::days(1)).date_naive();
+        let terms = serde_json::json!({"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start.to_string(), "max_charges": 3}});
+        self.mandate_of(customer, terms).await
+    }
+
+    /// A mandate of customer `customer` on `terms`, from a first payment made without
+    /// faults; the customer and the mandate id.
+    async fn mandate_of(&self, customer: &str, terms: Value) -> (String, String) {
         let cx = &self.clean_core;
         let now = cx.clock.now();
-        let start = (now + chrono::Duration::days(1)).date_naive();
         let body = serde_json::json!({
             "amount": 990, "currency": "EUR", "customer_id": customer, "reference": format!("first-{customer}"),
-            "session_type": "first_in_series",
-            "mandate": {"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start.to_string(), "max_charges": 3}}
+            "session_type": "first_in_series", "mandate": terms
         });
         let spec = paysession_domain::parse_create_session(&body, now, &self.merchant.policy()).unwrap();
         let session = paysession_app::sessions::create(cx, &self.merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
@@ -420,5 +434,138 @@ async fn every_scheduled_occurrence_is_charged_exactly_once() {
         assert_eq!(occurrences.len(), 1, "{mandate_id}: one session per occurrence");
         assert_eq!(calls(&r, &occurrences[0], "charge_saved"), 1, "{mandate_id}: charged once");
         assert!(occurrences[0].payments.iter().all(|a| a.sync_due().is_none()), "{mandate_id}: an attempt still owed a sync");
+    }
+}
+
+/// 100 on-demand charges: `next_in_series` creates through the session-create handler on
+/// the faulty store, each retried with its key on a 5xx, then the reconciliation sweep on
+/// it: each key is one session, charged off-session exactly once, and it succeeds.
+#[tokio::test]
+async fn every_on_demand_charge_retried_with_its_key_charges_once() {
+    const CHARGES: usize = 100;
+    const HORIZON_PASSES: u32 = 30;
+    let r = rig(35).await;
+    let (clean, m, core) = (&r.clean, &r.merchant.id, &r.deps.core);
+    let mut mandates = Vec::new();
+    for i in 0..CHARGES {
+        mandates.push(r.mandate_of(&format!("od-{i}"), serde_json::json!({"type": "on_demand", "max_amount": 5000})).await);
+    }
+    let mut retries = 0;
+    for (i, (customer, mandate_id)) in mandates.iter().enumerate() {
+        let body = serde_json::json!({
+            "amount": 1234, "currency": "EUR", "customer_id": customer, "reference": format!("charge-{i}"),
+            "session_type": "next_in_series", "mandate_id": mandate_id
+        });
+        let (answer, status, tries) =
+            r.until_answered(Route::CreateSession, &r.post("/v1/payment_sessions", &body, &format!("charge-key-{i}"))).await;
+        assert_eq!(status, 201, "charge {i}: {answer}");
+        retries += tries;
+    }
+    let clock = core.test_clock.clone().unwrap();
+    let mut passes = 0;
+    let charges = |sessions: Vec<paysession_domain::session::PaymentSession>| -> Vec<paysession_domain::session::PaymentSession> {
+        sessions.into_iter().filter(|s| s.spec.session_type == paysession_domain::model::SessionType::NextInSeries).collect()
+    };
+    loop {
+        let mut open = Vec::new();
+        for (customer, _) in &mandates {
+            let found = charges(sessions_of(&r, customer).await);
+            if found.len() != 1 || found[0].status != SessionStatus::Succeeded {
+                open.extend(unsettled(&found));
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        assert!(passes < HORIZON_PASSES, "charges not settled after {passes} passes: {open:?}");
+        clock.advance(chrono::Duration::seconds(61)).unwrap();
+        passes += 1;
+        let _ = paysession_app::reconcile::sweep(core, &r.pay, r.faulty.as_ref()).await;
+    }
+    println!(
+        "injected {:?} over {:?} calls; client retries {retries}; reconciliation passes {passes}",
+        r.proxy.injected(),
+        r.proxy.calls()
+    );
+    for (customer, mandate_id) in &mandates {
+        let found = charges(sessions_of(&r, customer).await);
+        assert_eq!(found.len(), 1, "{mandate_id}: one session per key");
+        assert_eq!(calls(&r, &found[0], "charge_saved"), 1, "{mandate_id}: charged once");
+        let events = clean.session_events(m, &found[0].id).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.succeeded").count(), 1, "{mandate_id}");
+        assert!(found[0].payments.iter().all(|a| a.sync_due().is_none()), "{mandate_id}: an attempt still owed a sync");
+    }
+}
+
+/// 100 sessions past their expiry, 50 expired by `POST …/expire` through its handler
+/// (retried with its key on a 5xx) and 50 by their TTL items' removal records through the
+/// stream consumer, which Lambda retries from the first failed record: every session ends
+/// expired with exactly one `payment_session.expired` event. At 20 % of each fault, so
+/// the stream's retry path is taken, not only the SDK's.
+#[tokio::test]
+async fn every_due_session_expires_once() {
+    let r = rig_at(36, 200).await;
+    let (clean, m, core) = (&r.clean, &r.merchant.id, &r.deps.core);
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let expires = (r.clean_core.clock.now() + chrono::Duration::minutes(2)).to_rfc3339();
+        let body = serde_json::json!({"amount": 500, "currency": "EUR", "customer_id": "cus_e", "reference": format!("exp-{i}"), "expires_at": expires});
+        let spec = paysession_domain::parse_create_session(&body, r.clean_core.clock.now(), &r.merchant.policy()).unwrap();
+        ids.push(paysession_app::sessions::create(&r.clean_core, &r.merchant, spec, |s, _| (s.clone(), None)).await.unwrap().id);
+    }
+    core.test_clock.clone().unwrap().advance(chrono::Duration::minutes(3)).unwrap();
+    let (by_api, by_ttl) = ids.split_at(50);
+    let mut retries = 0;
+    for (i, id) in by_api.iter().enumerate() {
+        let event = r.post(&format!("/v1/payment_sessions/{id}/expire"), &serde_json::json!({}), &format!("expire-key-{i}"));
+        let (answer, status, tries) = r.until_answered(Route::ExpireSession, &event).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("expired")), "expire {i}: {answer}");
+        retries += tries;
+    }
+    let records: Vec<Value> = by_ttl
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::json!({
+                "eventID": format!("e{i}"), "eventName": "REMOVE", "eventSource": "aws:dynamodb",
+                "userIdentity": {"type": "Service", "principalId": paysession_aws::stream::TTL_PRINCIPAL},
+                "dynamodb": {
+                    "SequenceNumber": format!("{:021}", i + 1),
+                    "Keys": {"PK": {"S": format!("SES#{id}")}, "SK": {"S": "EXPIRY"}},
+                    "OldImage": {"merchant_id": {"S": m}, "session_id": {"S": id}}
+                }
+            })
+        })
+        .collect();
+    let sinks = paysession_aws::stream::StreamSinks {
+        queue: &paysession_app::ports::PolledQueue,
+        scheduler: &paysession_app::ports::SweptLocally,
+        bus: None,
+    };
+    let mut stream_retries = 0;
+    let mut pending = records;
+    while !pending.is_empty() {
+        assert!(stream_retries < 50, "a stream batch kept failing for 50 tries");
+        let response = paysession_aws::stream::handle_stream_event(core, &sinks, &serde_json::json!({ "Records": pending })).await;
+        let failed: Vec<&str> =
+            response["batchItemFailures"].as_array().unwrap().iter().filter_map(|f| f["itemIdentifier"].as_str()).collect();
+        let first = pending.iter().position(|r| failed.contains(&r["dynamodb"]["SequenceNumber"].as_str().unwrap()));
+        match first {
+            Some(first) => {
+                pending.drain(..first);
+                stream_retries += 1;
+            }
+            None => pending.clear(),
+        }
+    }
+    println!(
+        "injected {:?} over {:?} calls; client retries {retries}; stream batch retries {stream_retries}",
+        r.proxy.injected(),
+        r.proxy.calls()
+    );
+    for id in &ids {
+        assert_eq!(clean.get_session(m, id).await.unwrap().unwrap().status, SessionStatus::Expired, "{id}");
+        let events = clean.session_events(m, id).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.expired").count(), 1, "{id}");
     }
 }
