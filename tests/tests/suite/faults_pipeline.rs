@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use paysession_app::merchants::{NewMerchant, provision};
 use paysession_app::payments::{CardSource, pay_card};
-use paysession_app::ports::{ChargeScheduler, SessionStore as _};
+use paysession_app::ports::{ChargeScheduler, SessionStore as _, WebhookStore as _};
 use paysession_app::{Core, Payments, webhooks};
 use paysession_aws::DynamoStore;
 use paysession_aws::bus::{EventBus, SOURCE};
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 const SESSIONS: usize = 100;
 const PAID: usize = 30;
+const MANDATES: usize = 10;
 
 /// A queue on moto: `visibility` seconds before an undeleted message comes back.
 async fn queue(client: &aws_sdk_sqs::Client, name: &str, visibility: &str) -> String {
@@ -53,7 +54,8 @@ async fn run_batch(cx: &Core<DynamoStore>, sinks: &StreamSinks<'_>, batch: &Valu
 /// 100 sessions created and 30 of them paid (without faults), then the stream consumer and
 /// the dispatcher on the faulty parts: every committed event reaches the webhook receiver
 /// and the bus at least once, none under an id that was not committed; every claimed
-/// attempt's reconciliation schedule exists, once; the stream retried batches from the
+/// attempt's reconciliation schedule exists, once; each active mandate's occurrence is
+/// scheduled once and a revoked one's not at all; the stream retried batches from the
 /// failed record and the queue kept what failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_faults() {
@@ -143,10 +145,44 @@ async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_fault
         }
         sessions.push(session.id);
     }
+    // Scheduled mandates from first payments; half of them revoked at once, so the stream
+    // both creates and deletes their schedules.
+    let mut mandates = Vec::new();
+    let start = (clean_cx.clock.now() + chrono::Duration::days(1)).date_naive().to_string();
+    for i in 0..MANDATES {
+        let body = json!({
+            "amount": 990, "currency": "EUR", "customer_id": format!("sub-{i}"), "reference": format!("first-{i}"),
+            "session_type": "first_in_series",
+            "mandate": {"type": "scheduled", "schedule": {"interval": "month", "interval_count": 1, "start_date": start, "max_charges": 3}}
+        });
+        let spec = paysession_domain::parse_create_session(&body, clean_cx.clock.now(), &merchant.policy()).unwrap();
+        let session = paysession_app::sessions::create(&clean_cx, &merchant, spec, |s, _| (s.clone(), None)).await.unwrap();
+        let now = clean_cx.clock.now();
+        let card = paysession_domain::card::parse_card("4242424242424242", "12/34", "123", now).unwrap();
+        let acceptance = paysession_domain::mandate::CustomerAcceptance { accepted_at: now, ip_address: None, user_agent: None };
+        let paid = pay_card(&clean_cx, &pay, session, CardSource::Typed(card), false, Some(acceptance), "/pay/x").await.unwrap().session;
+        let mandate_id = paid.spec.mandate_id.clone().expect("the first payment created a mandate");
+        let revoked = i % 2 == 1;
+        if revoked {
+            let action = paysession_domain::mandate::MandateAction::Revoke { reason: "customer_request".into() };
+            paysession_app::mandates::act(&clean_cx, &merchant.id, &mandate_id, &action).await.unwrap();
+        }
+        sessions.push(paid.id);
+        mandates.push((mandate_id, revoked));
+    }
+    // Every event the merchant has (sessions', mandates', saved methods').
     let mut committed = BTreeSet::new();
+    let mut q = paysession_app::ports::EventQuery { limit: 100, ..Default::default() };
+    loop {
+        let page = clean.list_events(&merchant.id, &q).await.unwrap();
+        q.after = page.items.last().map(|e| paysession_app::ports::Cursor { created_at: e.created_at, id: e.id.clone() });
+        committed.extend(page.items.into_iter().map(|e| e.id));
+        if !page.has_more {
+            break;
+        }
+    }
     let mut attempts = Vec::new();
-    for id in &sessions {
-        committed.extend(clean.session_events(&merchant.id, id).await.unwrap().into_iter().map(|e| e.id));
+    for id in sessions.iter().take(SESSIONS) {
         let s = clean.get_session(&merchant.id, id).await.unwrap().unwrap();
         attempts.extend(s.payments.iter().map(|a| a.id.clone()));
     }
@@ -221,10 +257,19 @@ async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_fault
     assert_eq!(on_bus.keys().cloned().collect::<BTreeSet<_>>(), committed, "every committed event on the bus, nothing else");
 
     // Each claimed attempt's sync schedule: exactly one, none lost to a failed CreateSchedule.
-    let listed = schedules.list_schedules().group_name(&group).max_results(100).send().await.unwrap();
-    let names: Vec<String> = listed.schedules().iter().filter_map(|s| s.name().map(str::to_string)).collect();
+    let mut names: Vec<String> = Vec::new();
+    let mut listing = schedules.list_schedules().group_name(&group).max_results(100).into_paginator().send();
+    while let Some(page) = listing.next().await {
+        names.extend(page.unwrap().schedules().iter().filter_map(|s| s.name().map(str::to_string)));
+    }
     for attempt in &attempts {
         let count = names.iter().filter(|n| n.starts_with(&format!("ps-{attempt}-"))).count();
         assert_eq!(count, 1, "{attempt}: {names:?}");
+    }
+    // Each active mandate's first occurrence: exactly one schedule; a revoked one's: none
+    // left, whichever of its create and delete met a fault.
+    for (mandate, revoked) in &mandates {
+        let count = names.iter().filter(|n| n.contains(mandate.as_str())).count();
+        assert_eq!(count, usize::from(!revoked), "{mandate} (revoked: {revoked}): {names:?}");
     }
 }
