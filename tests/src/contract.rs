@@ -596,6 +596,110 @@ pub async fn merchant_event_log(st: Stores) {
     assert_eq!(w.get_event("mer_2", &one.id).await.unwrap(), None, "another tenant's event reads as absent");
 }
 
+/// Every page of `list` from the start, following cursors: the ids in the order returned.
+async fn all_pages<T, F, Fut>(list: F, id: impl Fn(&T) -> (DateTime<Utc>, String)) -> Vec<String>
+where
+    F: Fn(Option<Cursor>) -> Fut,
+    Fut: std::future::Future<Output = paysession_app::ports::Page<T>>,
+{
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = list(after.clone()).await;
+        seen.extend(page.items.iter().map(|t| id(t).1));
+        if !page.has_more {
+            return seen;
+        }
+        let (created_at, id) = id(page.items.last().expect("a page with more has items"));
+        after = Some(Cursor { created_at, id });
+    }
+}
+
+/// A merchant's lists read over every partition they are written to (16 shards on DynamoDB)
+/// in one order: newest first, ties by id, every page joined to the next by its cursor
+/// without gaps or repeats, whatever the page size and the filters.
+pub async fn lists_merge_in_order_across_pages(st: Stores) {
+    let (mut sessions, mut cancelled_ids) = (Vec::new(), Vec::new());
+    for i in 0..60 {
+        // Four sessions per millisecond: ties broken by id across partitions.
+        let s = session("mer_s", &format!("cus_{}", i % 5), &format!("m{i}"), t0() + Duration::milliseconds(i / 4));
+        insert(&st, &s).await.unwrap();
+        if i % 3 == 0 {
+            let cancelled =
+                s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, s.created_at).unwrap();
+            let events = events_for(Some(&s), &cancelled, s.created_at, || paysession_app::ids::new_id("evt"));
+            st.sessions.update_session(&cancelled, s.version, &events, None).await.unwrap();
+            cancelled_ids.push(s.id.clone());
+        }
+        sessions.push(s);
+    }
+    insert(&st, &session("mer_other", "cus_0", "m0", t0())).await.unwrap();
+    let mut expected: Vec<(DateTime<Utc>, String)> = sessions.iter().map(|s| (s.created_at, s.id.clone())).collect();
+    expected.sort();
+    expected.reverse();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let key = |s: &PaymentSession| (s.created_at, s.id.clone());
+    let (ss, ws) = (&st.sessions, &st.webhooks);
+    for limit in [7, 100] {
+        let listed = all_pages(
+            |after| {
+                let q = SessionQuery { limit, after, ..query(t0()) };
+                async move { ss.list_sessions("mer_s", &q).await.unwrap() }
+            },
+            key,
+        )
+        .await;
+        assert_eq!(listed, expected, "sessions, pages of {limit}");
+    }
+    let open: Vec<String> = expected.iter().filter(|id| !cancelled_ids.contains(id)).cloned().collect();
+    let cancelled: Vec<String> = expected.iter().filter(|id| cancelled_ids.contains(id)).cloned().collect();
+    for (status, want) in [(SessionStatus::Open, &open), (SessionStatus::Cancelled, &cancelled)] {
+        let listed = all_pages(
+            |after| {
+                let q = SessionQuery { limit: 6, after, status: Some(status), ..query(t0()) };
+                async move { ss.list_sessions("mer_s", &q).await.unwrap() }
+            },
+            key,
+        )
+        .await;
+        assert_eq!(&listed, want, "{status:?} sessions, pages of 6");
+    }
+
+    let all_events = st.webhooks.list_events("mer_s", &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(!all_events.has_more);
+    assert_eq!(all_events.items.len(), 60 + 2 * 20, "a created event each, and a cancel's two");
+    let mut expected: Vec<(DateTime<Utc>, String)> = all_events.items.iter().map(|e| (e.created_at, e.id.clone())).collect();
+    expected.sort();
+    expected.reverse();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let event_key = |e: &paysession_domain::session::EventRecord| (e.created_at, e.id.clone());
+    let listed = all_pages(
+        |after| {
+            let q = EventQuery { limit: 9, after, ..Default::default() };
+            async move { ws.list_events("mer_s", &q).await.unwrap() }
+        },
+        event_key,
+    )
+    .await;
+    assert_eq!(listed, expected, "events, pages of 9");
+    let floor = t0() + Duration::milliseconds(7);
+    let listed = all_pages(
+        |after| {
+            let q = EventQuery { limit: 4, after, created_after: Some(floor), event_type: Some("payment_session.created".into()) };
+            async move { ws.list_events("mer_s", &q).await.unwrap() }
+        },
+        event_key,
+    )
+    .await;
+    let want: Vec<String> = all_events
+        .items
+        .iter()
+        .filter(|e| e.created_at > floor && e.event_type == "payment_session.created")
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(listed, want, "created events after a time, pages of 4");
+    assert_eq!(want.len(), 60 - 32, "sessions created at milliseconds 8..14");
+}
+
 /// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.
 pub fn saved_method(id: &str, merchant: &str, customer: &str) -> paysession_domain::payment::SavedPaymentMethod {
     use paysession_domain::payment::{CardSummary, SavedPaymentMethod};
@@ -754,7 +858,7 @@ macro_rules! contract_suite {
             payment_methods_detach, signing_profiles_versioned_and_tenanted, nonces_spent_once,
             attempts_limited_per_subject_and_source, concurrent_failures_never_pass_a_limit, settings_add_atomically,
             concurrent_refunds_never_exceed_what_was_received, refund_transitions_move_the_counters, refunds_listed_and_tenanted,
-            processor_events_seen_once);
+            processor_events_seen_once, lists_merge_in_order_across_pages);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(

@@ -3,15 +3,15 @@
 //!
 //! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
 //! |---|---|---|---|---|
-//! | session (GSI3: `VA#number`, if it shows a virtual account; `sync_ms` while an attempt's sync is due) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS` / `created#id` | `MER#m#CUS#customer` / `created#id` |
-//! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
+//! | session (GSI3: `VA#number`, if it shows a virtual account; `sync_ms` while an attempt's sync is due) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS#shard` / `created#id` | `MER#m#CUS#customer` / `created#id` |
+//! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS#shard` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
 //! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
-//! | expiry item (TTL = expires_at; the index keys on DynamoDB Local only) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRIES` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
+//! | expiry item (TTL = expires_at; the index keys on DynamoDB Local only) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRY#id` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
 //! | payment refund counters | `MER#m#SES#key` (its session's) | `PAY#payment` | | |
 //! | refund (`sync_ms` while a sync is due) | `MER#m#SES#key` (its session's) | `RE#refund` | `MER#m#REFUNDS` / `created#id` | |
 //! | refund event | `MER#m#SES#key` | `EVT#R#refund#version#index` | as session events | as session events |
-//! | authorisation item (TTL = capture_before; index keys on DynamoDB Local only) | `MER#m#SES#key` | `AUTH#payment` | `MER#m#AUTHS` / `before#payment` | `MER#m#AUTH#payment` / `AUTH#` |
+//! | authorisation item (TTL = capture_before; index keys on DynamoDB Local only) | `MER#m#SES#key` | `AUTH#payment` | `MER#m#AUTH#payment` / `before#payment` | `MER#m#AUTH#payment` / `AUTH#` |
 //! | idempotency record | `MER#m#IDEM#key` | `IDEM` | | |
 //! | merchant | `MER#m` | `MERCHANT` | `MERCHANTS` / `created#m` | |
 //! | API client | `CLIENT#id` | `CLIENT` | `MER#m#CLIENTS` / `id` | |
@@ -26,7 +26,8 @@
 //! | failed attempts of one source in one window (TTL; no tenant data) | `ATTEMPTS#scope#source` | `W#window` | | |
 //!
 //! `created` is the creation time in milliseconds, zero-padded to 15 digits, so the
-//! string order is the time order.
+//! string order is the time order. `shard` is `00`–`15` ([`list_shard`] of the item's id);
+//! items written before sharding keep the unsharded key, which lists still read.
 
 use paysession_domain::session::{id_reference_key, reference_key};
 
@@ -60,8 +61,34 @@ fn session_partition(merchant: &str, key: &str) -> String {
 }
 pub const SESSION_SK: &str = "SESSION";
 
-pub fn sessions_gsi1(merchant: &str) -> String {
-    format!("MER#{merchant}#SESSIONS")
+/// A merchant's two list partitions every create writes (its sessions, its events) are
+/// write-sharded: an item goes to one of `LIST_SHARDS` partitions by a hash of its id, and
+/// a list reads them all and merges (`store.rs`, `newest_first_merged`). One partition takes
+/// 1,000 write units a second; 16 carry one merchant's 10,000 creates a second with room.
+pub const LIST_SHARDS: u32 = 16;
+
+/// The shard of `id`: FNV-1a, so it is stable across releases and processes (std's hasher
+/// is seeded per process) and spreads ids of any shape.
+pub fn list_shard(id: &str) -> u32 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % LIST_SHARDS
+}
+
+fn sharded(merchant: &str, list: &str, id: &str) -> String {
+    format!("MER#{merchant}#{list}#{:02}", list_shard(id))
+}
+
+/// Every partition of a sharded list: its shards, then the unsharded partition that items
+/// written before sharding still sit in.
+fn list_partitions(merchant: &str, list: &str) -> Vec<String> {
+    (0..LIST_SHARDS).map(|shard| format!("MER#{merchant}#{list}#{shard:02}")).chain([format!("MER#{merchant}#{list}")]).collect()
+}
+
+pub fn sessions_gsi1(merchant: &str, session: &str) -> String {
+    sharded(merchant, "SESSIONS", session)
+}
+pub fn sessions_gsi1_partitions(merchant: &str) -> Vec<String> {
+    list_partitions(merchant, "SESSIONS")
 }
 pub fn customer_gsi2(merchant: &str, customer: &str) -> String {
     format!("MER#{merchant}#CUS#{customer}")
@@ -75,8 +102,11 @@ pub fn event_sk(version: u64, index: usize) -> String {
     format!("EVT#{version:010}#{index:03}")
 }
 pub const EVENT_SK_PREFIX: &str = "EVT#";
-pub fn events_gsi1(merchant: &str) -> String {
-    format!("MER#{merchant}#EVENTS")
+pub fn events_gsi1(merchant: &str, event: &str) -> String {
+    sharded(merchant, "EVENTS", event)
+}
+pub fn events_gsi1_partitions(merchant: &str) -> Vec<String> {
+    list_partitions(merchant, "EVENTS")
 }
 
 /// Finds an event by id (`GET /v1/events/{id}`).
@@ -103,9 +133,6 @@ pub fn deliveries_gsi1(merchant: &str, endpoint: &str) -> String {
 /// deletes an expired item that lacks any index's keys (AWS does not care; `store.rs`,
 /// `expiry_item`).
 pub const EXPIRY_SK: &str = "EXPIRY";
-pub fn expiries_gsi1(merchant: &str) -> String {
-    format!("MER#{merchant}#EXPIRIES")
-}
 pub fn expiry_index_pk(merchant: &str, session: &str) -> String {
     format!("MER#{merchant}#EXPIRY#{session}")
 }
@@ -223,9 +250,6 @@ pub fn authorisation_sk(payment: &str) -> String {
 }
 pub const AUTHORISATION_SK_PREFIX: &str = "AUTH#";
 pub const CAPTURE_BEFORE_MS: &str = "capture_before_ms";
-pub fn authorisations_gsi1(merchant: &str) -> String {
-    format!("MER#{merchant}#AUTHS")
-}
 pub fn authorisation_index_pk(merchant: &str, payment: &str) -> String {
     format!("MER#{merchant}#AUTH#{payment}")
 }

@@ -242,7 +242,7 @@ impl DynamoStore {
         let mut it = item([
             (PK, s(session_pk(&session.merchant_id, &session.id))),
             (SK, s(SESSION_SK)),
-            (GSI1PK, s(sessions_gsi1(&session.merchant_id))),
+            (GSI1PK, s(sessions_gsi1(&session.merchant_id, &session.id))),
             (GSI1SK, s(created.clone())),
             (GSI2PK, s(customer_gsi2(&session.merchant_id, &session.spec.customer_id))),
             (GSI2SK, s(created)),
@@ -296,7 +296,7 @@ impl DynamoStore {
                 let it = item([
                     (PK, s(subject_pk.clone())),
                     (SK, s(sk(i))),
-                    (GSI1PK, s(events_gsi1(merchant))),
+                    (GSI1PK, s(events_gsi1(merchant, &ev.id))),
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
                     (GSI2PK, s(event_gsi2(merchant, &ev.id))),
                     (GSI2SK, s(EVENT_GSI2SK)),
@@ -405,37 +405,73 @@ impl DynamoStore {
         self.get_item(pk, SESSION_SK).await?.map(|it| parse_body(&it)).transpose()
     }
 
-    /// All items of a GSI partition in sort order (newest first when `forward` is false),
-    /// stopping once `want` items passed `keep`.
     /// A newest-first page of an index's items (created-time sort keys) below `after`: up to
     /// `limit` of those `keep` accepts, each parsed once, and whether more follow.
-    pub(crate) async fn newest_first<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn newest_first<T: serde::de::DeserializeOwned + Send>(
         &self,
         index: (&str, &str, &str),
         pk: String,
         after: Option<&paysession_app::ports::Cursor>,
         limit: usize,
-        keep: impl Fn(&T) -> bool,
+        keep: impl Fn(&T) -> bool + Sync,
     ) -> Result<Page<T>, StoreError> {
-        let below = after.map(|c| time_sort(ms(c.created_at), &c.id));
-        let mut parsed = Vec::new();
-        self.query_index(index, pk, below, false, limit + 1, |it| {
-            let item: T = parse_body(it)?;
-            let kept = keep(&item);
-            if kept {
-                parsed.push(item);
-            }
-            Ok(kept)
+        self.newest_first_merged(index, vec![pk], after, limit, |item| {
+            let parsed: T = parse_body(item)?;
+            Ok(keep(&parsed).then_some(parsed))
         })
-        .await?;
-        Ok(Page::from_overfetched(parsed, limit))
+        .await
     }
 
+    /// [`Self::newest_first`] over several partitions of one list (a sharded list's): each is
+    /// read concurrently for up to `limit + 1` kept items below the cursor, and the union is
+    /// merged by sort key. The first `limit` of the union are among the first `limit` of
+    /// each partition, so the page is exact, and more follow if the union holds more.
+    /// `keep` parses an item, or says it is not wanted.
+    pub(crate) async fn newest_first_merged<T: Send>(
+        &self,
+        index: (&str, &str, &str),
+        pks: Vec<String>,
+        after: Option<&paysession_app::ports::Cursor>,
+        limit: usize,
+        keep: impl Fn(&Item) -> Result<Option<T>, StoreError> + Sync,
+    ) -> Result<Page<T>, StoreError> {
+        let range = SortRange { below: after.map(|c| time_sort(ms(c.created_at), &c.id)), floor: None };
+        self.merged(index, pks, &range, limit, keep).await
+    }
+
+    /// The merge itself, for a sort-key range (see [`Self::newest_first_merged`]).
+    pub(crate) async fn merged<T: Send>(
+        &self,
+        index: (&str, &str, &str),
+        pks: Vec<String>,
+        range: &SortRange,
+        limit: usize,
+        keep: impl Fn(&Item) -> Result<Option<T>, StoreError> + Sync,
+    ) -> Result<Page<T>, StoreError> {
+        let keep = &keep;
+        let reads = pks.into_iter().map(|pk| async move {
+            let mut kept: Vec<(String, T)> = Vec::new();
+            self.query_index(index, pk, range, false, limit + 1, |it| {
+                let Some(parsed) = keep(it)? else { return Ok(false) };
+                kept.push((attr_str(it, index.2).unwrap_or_default().to_string(), parsed));
+                Ok(true)
+            })
+            .await?;
+            Ok::<_, StoreError>(kept)
+        });
+        let mut all: Vec<(String, T)> = futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(Page::from_overfetched(all.into_iter().map(|(_, t)| t).collect(), limit))
+    }
+
+    /// Items of one index partition within `range`, in sort order (newest first when
+    /// `forward` is false), until `want` of them passed `keep`. Pages are sized to `want`, so
+    /// a short list reads (and pays for) no more than it returns.
     pub(crate) async fn query_index(
         &self,
         (index, pk_attr, sk_attr): (&str, &str, &str),
         pk: String,
-        sk_below: Option<String>,
+        range: &SortRange,
         forward: bool,
         want: usize,
         mut keep: impl FnMut(&Item) -> Result<bool, StoreError>,
@@ -451,17 +487,30 @@ impl DynamoStore {
                 .expression_attribute_names("#pk", pk_attr)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .scan_index_forward(forward)
-                .limit(100)
+                .limit(want.clamp(1, 100) as i32)
                 .set_exclusive_start_key(start.take());
-            q = match &sk_below {
-                Some(below) => q
-                    .key_condition_expression("#pk = :pk AND #sk < :below")
-                    .expression_attribute_names("#sk", sk_attr)
-                    .expression_attribute_values(":below", s(below.clone())),
-                None => q.key_condition_expression("#pk = :pk"),
+            q = match (&range.floor, &range.below) {
+                (None, None) => q.key_condition_expression("#pk = :pk"),
+                (None, Some(below)) => {
+                    q.key_condition_expression("#pk = :pk AND #sk < :below").expression_attribute_values(":below", s(below))
+                }
+                (Some(floor), None) => {
+                    q.key_condition_expression("#pk = :pk AND #sk >= :floor").expression_attribute_values(":floor", s(floor))
+                }
+                // BETWEEN includes `below`, which the loop below skips.
+                (Some(floor), Some(below)) => q
+                    .key_condition_expression("#pk = :pk AND #sk BETWEEN :floor AND :below")
+                    .expression_attribute_values(":floor", s(floor))
+                    .expression_attribute_values(":below", s(below)),
             };
+            if range.floor.is_some() || range.below.is_some() {
+                q = q.expression_attribute_names("#sk", sk_attr);
+            }
             let page = q.send().await.map_err(|e| backend(crate::describe(&e)))?;
             for it in page.items.unwrap_or_default() {
+                if range.below.is_some() && attr_str(&it, sk_attr) == range.below.as_deref() {
+                    continue;
+                }
                 if keep(&it)? {
                     out.push(it);
                     if out.len() >= want {
@@ -475,6 +524,17 @@ impl DynamoStore {
             }
         }
     }
+}
+
+/// Bounds on an index's sort key: `floor` inclusive, `below` exclusive.
+#[derive(Debug, Default)]
+pub(crate) struct SortRange {
+    pub below: Option<String>,
+    pub floor: Option<String>,
+}
+
+impl SortRange {
+    pub const ALL: SortRange = SortRange { below: None, floor: None };
 }
 
 #[async_trait]
@@ -539,13 +599,17 @@ impl SessionStore for DynamoStore {
             let items = session.into_iter().filter(|s| matches_query(s, q)).collect();
             return Ok(Page { items, has_more: false });
         }
-        let (index, pk) = match &q.customer_id {
-            Some(c) => ((GSI2, GSI2PK, GSI2SK), customer_gsi2(merchant_id, c)),
-            None => ((GSI1, GSI1PK, GSI1SK), sessions_gsi1(merchant_id)),
+        let (index, pks) = match &q.customer_id {
+            Some(c) => ((GSI2, GSI2PK, GSI2SK), vec![customer_gsi2(merchant_id, c)]),
+            None => ((GSI1, GSI1PK, GSI1SK), sessions_gsi1_partitions(merchant_id)),
         };
         // Status is compared as of `now` with the domain's own rule, so it is filtered here
         // rather than in a filter expression that would have to restate that rule.
-        self.newest_first(index, pk, q.after.as_ref(), q.limit, |s| matches_query(s, q)).await
+        self.newest_first_merged(index, pks, q.after.as_ref(), q.limit, |it| {
+            let session: PaymentSession = parse_body(it)?;
+            Ok(matches_query(&session, q).then_some(session))
+        })
+        .await
     }
 
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
@@ -660,7 +724,7 @@ impl DynamoStore {
                 ]);
                 if self.emulated {
                     it.extend(item([
-                        (GSI1PK, s(authorisations_gsi1(m))),
+                        (GSI1PK, s(authorisation_index_pk(m, &a.id))),
                         (GSI1SK, s(time_sort(ms(before), &a.id))),
                         (GSI2PK, s(authorisation_index_pk(m, &a.id))),
                         (GSI2SK, s(AUTHORISATION_SK_PREFIX)),
@@ -684,7 +748,7 @@ fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
     ]);
     if emulated {
         it.extend(item([
-            (GSI1PK, s(expiries_gsi1(m))),
+            (GSI1PK, s(expiry_index_pk(m, id))),
             (GSI1SK, s(time_sort(ms(session.spec.expires_at), id))),
             (GSI2PK, s(expiry_index_pk(m, id))),
             (GSI2SK, s(EXPIRY_SK)),
@@ -825,7 +889,8 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
-        let items = self.query_index((GSI1, GSI1PK, GSI1SK), MERCHANTS_GSI1.into(), None, true, usize::MAX, |_| Ok(true)).await?;
+        let items =
+            self.query_index((GSI1, GSI1PK, GSI1SK), MERCHANTS_GSI1.into(), &SortRange::ALL, true, usize::MAX, |_| Ok(true)).await?;
         items.iter().map(parse_body).collect()
     }
 
@@ -834,7 +899,8 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn list_clients(&self, merchant_id: &str) -> Result<Vec<ApiClient>, StoreError> {
-        let items = self.query_index((GSI1, GSI1PK, GSI1SK), clients_gsi1(merchant_id), None, true, usize::MAX, |_| Ok(true)).await?;
+        let items =
+            self.query_index((GSI1, GSI1PK, GSI1SK), clients_gsi1(merchant_id), &SortRange::ALL, true, usize::MAX, |_| Ok(true)).await?;
         items.iter().map(parse_body).collect()
     }
 

@@ -10,7 +10,7 @@ use paysession_domain::webhook::{Delivery, WebhookEndpoint};
 
 use crate::DynamoStore;
 use crate::keys::*;
-use crate::store::{Item, backend, body, item, ms, n, parse_body, s};
+use crate::store::{Item, SortRange, attr_str, backend, body, item, ms, n, parse_body, s};
 
 /// Delivery records (with their attempt log) are kept this long after creation.
 const DELIVERY_RETENTION_DAYS: i64 = 30;
@@ -118,22 +118,16 @@ impl WebhookStore for DynamoStore {
     }
 
     async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
-        let below = q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id));
-        // Newest first: the first event at or before created_after ends the scan.
-        let floor = q.created_after.map(|t| time_sort(ms(t) + 1, ""));
-        let mut reached_floor = false;
-        let items = self
-            .query_index((GSI1, GSI1PK, GSI1SK), events_gsi1(merchant_id), below, false, q.limit + 1, |it| {
-                let sk = it.get(GSI1SK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
-                if floor.as_deref().is_some_and(|f| sk < f) {
-                    reached_floor = true;
-                }
-                let type_ok =
-                    q.event_type.as_deref().is_none_or(|t| it.get("type").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(t));
-                Ok(!reached_floor && type_ok)
-            })
-            .await?;
-        Ok(Page::from_overfetched(items.iter().map(parse_body).collect::<Result<_, _>>()?, q.limit))
+        let range = SortRange {
+            below: q.after.as_ref().map(|c| time_sort(ms(c.created_at), &c.id)),
+            // Strictly after created_after: the first sort key of the next millisecond.
+            floor: q.created_after.map(|t| time_sort(ms(t) + 1, "")),
+        };
+        self.merged((GSI1, GSI1PK, GSI1SK), events_gsi1_partitions(merchant_id), &range, q.limit, |it| {
+            let type_ok = q.event_type.as_deref().is_none_or(|t| attr_str(it, "type") == Some(t));
+            if type_ok { parse_body(it).map(Some) } else { Ok(None) }
+        })
+        .await
     }
 
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
