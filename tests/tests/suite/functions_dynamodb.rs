@@ -97,6 +97,14 @@ async fn every_function_on_dynamodb_local() {
     assert_eq!(resp.status(), 200);
     assert_eq!(lambda_json(&resp)["data"].as_array().unwrap().len(), 2);
     counts.insert("GET /v1/payment_sessions?customer_id", counter.take());
+    // The merchant's whole list: its 16 shards and the unsharded partition, merged.
+    let text = fixture("session-list", &[("token", &token), ("request_id", "r-1")]);
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    event["queryStringParameters"].as_object_mut().unwrap().remove("customer_id");
+    event["rawQueryString"] = Value::String("limit=10".into());
+    let resp = invoke(Route::ListSessions, &deps, from_str(&event.to_string()).unwrap()).await;
+    assert_eq!((resp.status().as_u16(), lambda_json(&resp)["data"].as_array().unwrap().len()), (200, 2));
+    counts.insert("GET /v1/payment_sessions", counter.take());
 
     let resp = call(Route::ConfirmSession, "session-confirm", v(&[("id", id.clone())])).await;
     assert_eq!(resp.status(), 409, "auto-confirmed sessions cannot be confirmed again");
@@ -163,6 +171,8 @@ async fn every_function_on_dynamodb_local() {
         ("POST /v1/payment_sessions", 1, "one TransactWriteItems"),
         ("POST /v1/payment_sessions (duplicate)", 1, "the TransactWriteItems its session's condition cancels"),
         ("GET /v1/payment_sessions/{id}", 1, "GetItem"),
+        ("GET /v1/payment_sessions?customer_id", 1, "Query of the customer's GSI2 partition"),
+        ("GET /v1/payment_sessions", 17, "Query of each of the 16 shards and the unsharded partition"),
         ("POST …/confirm (refused)", 1, "GetItem; the domain refuses"),
         ("POST …/cancel", 2, "GetItem + one TransactWriteItems"),
         ("POST …/expire", 2, "GetItem + one TransactWriteItems"),
