@@ -522,7 +522,7 @@ pub async fn webhook_endpoints_versioned_and_tenanted(st: Stores) {
 
 pub async fn deliveries_insert_once_and_update_by_version(st: Stores) {
     let w = &st.webhooks;
-    let make = |id: &str, at| Delivery::new(id.into(), "mer_1", "we_1", "evt_1", "payment_session.created", "{}".into(), false, at);
+    let make = |id: &str, at| Delivery::new(id.into(), "mer_1", "we_1", "evt_1", "payment_session.created", false, at);
     let first = make(&Delivery::fan_out_id("evt_1", "we_1"), t0());
     assert!(w.create_delivery(&first).await.unwrap().is_none());
     // The same (event, endpoint) again — a replayed stream record — finds the first.

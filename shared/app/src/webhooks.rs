@@ -139,7 +139,6 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
         // Most events of most merchants: no body to render.
         return Ok(0);
     }
-    let payload = event.to_api().to_json();
     let now = cx.clock.now();
     let mut queued = 0;
     for endpoint in receivers {
@@ -149,7 +148,6 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
             &endpoint.id,
             &event.id,
             &event.event_type,
-            payload.clone(),
             false,
             now,
         );
@@ -180,7 +178,7 @@ pub async fn redeliver<S: WebhookStore + ?Sized>(
     let now = cx.clock.now();
     let mut out = Vec::new();
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
-        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, event.to_api().to_json(), true, now);
+        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, true, now);
         if cx.store.create_delivery(&d).await?.is_none() {
             out.push(if queue.is_the_store() { d } else { enqueue_delivery(cx, queue, &d).await? });
         }
@@ -216,6 +214,9 @@ pub enum DispatchOutcome {
     DeadLettered,
 }
 
+/// How long a delivery whose event an index read did not find yet waits to look again.
+const EVENT_NOT_YET_READABLE: StdDuration = StdDuration::from_secs(5);
+
 fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> StdDuration {
     (t - now).to_std().unwrap_or(StdDuration::ZERO)
 }
@@ -248,7 +249,15 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
             races.lost()?;
             continue;
         };
-        let claimed = delivery.claim(now);
+        let mut claimed = delivery.claim(now);
+        if claimed.payload.is_empty() {
+            // The event is committed before its delivery exists, but an index read may not
+            // see it yet: look again shortly, nothing claimed.
+            let Some(event) = cx.store.get_event(merchant_id, &delivery.event_id).await? else {
+                return Ok(DispatchOutcome::RetryIn(EVENT_NOT_YET_READABLE));
+            };
+            claimed.payload = event.to_api().to_json();
+        }
         if won(cx.store.update_delivery(&claimed, delivery.version).await)?.is_some() {
             return attempt(cx, sender, wall, &endpoint, claimed).await;
         }

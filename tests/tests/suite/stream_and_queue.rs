@@ -176,15 +176,17 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
     rx.answer_always(500);
     let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
     let (endpoint, _) = webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap();
-    // A delivery that already failed seven times: the next failure is its last.
+    // A delivery of a stored event that already failed seven times: the next failure is its last.
     let now = deps.clock.now();
+    let session = paysession_tests::contract::session(MERCHANT, "cus_dead", "dead", now);
+    let events = paysession_domain::session::events_for(None, &session, now, || paysession_app::ids::new_id("evt"));
+    deps.store.create_session(&session, &events, None).await.unwrap();
     let mut d = paysession_domain::webhook::Delivery::new(
         "whd_dead".into(),
         MERCHANT,
         &endpoint.id,
-        "evt_x",
+        &events[0].id,
         "payment_session.created",
-        "{}".into(),
         false,
         now,
     );
