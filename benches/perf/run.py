@@ -62,6 +62,48 @@ def api_event(template: dict, method: str, path: str, headers: dict, body: str) 
     return ev
 
 
+def one_shot(perf: str, work: str, shipped: str, name: str, env: dict, event: dict) -> dict:
+    """Runs function `name` under a one-shot Runtime API emulator for `event`; its answer."""
+    import ddb_local
+    path = os.path.join(work, f"paysession-{name}-once.json")
+    with open(path, "w") as f:
+        json.dump(event, f)
+    emu = subprocess.Popen([sys.executable, os.path.join(perf, "runtime_api.py"), "--port", str(ddb_local.free_port()),
+                            "--event", path, "--count", "1"], stdout=subprocess.PIPE, text=True)
+    runtime_api = emu.stdout.readline().strip().split("=", 1)[1]
+    lambda_env = {"AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": name,
+                  "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                  "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}", "AWS_LAMBDA_LOG_STREAM_NAME": "perf"}
+    fn = subprocess.Popen([os.path.join(shipped, name)], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
+    answer = json.loads(emu.stdout.readline())
+    fn.kill()  # before the one-shot emulator goes away, or its next poll panics the runtime
+    fn.wait()
+    emu.wait(timeout=30)
+    return json.loads(answer["body"])
+
+
+def provision(work: str, perf: str, endpoint: str, release: str, shipped: str):
+    """paysession's table and a merchant on the DynamoDB Local at `endpoint`, and an access
+    token from the real oauth-token function: (env, the functions' env, the event template, token)."""
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    aws = {"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "perf", "AWS_SECRET_ACCESS_KEY": "perf"}
+    fn_env = {"PAYSESSION_TABLE": TABLE, "PAYSESSION_TOKEN_SIGNING_KEY": key,
+              "PAYSESSION_PUBLIC_URL": "https://pay.example.com", "PAYSESSION_SANDBOX": "false"}
+    env = {**os.environ, **aws, **fn_env}
+    admin = os.path.join(release, "paysession-admin")
+    sh([admin, "--table", TABLE, "init"], env=env)
+    merchant = json.loads(sh([admin, "--table", TABLE, "merchant", "create", "--name", "Perf Shop"], env=env, capture=True))
+    with open(os.path.join(perf, "events", "apigw-v2-post.json")) as f:
+        template = json.load(f)
+    basic = base64.b64encode(f"{merchant['client_id']}:{merchant['client_secret']}".encode()).decode()
+    token_event = api_event(template, "POST", "/oauth/token",
+                            {"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
+                            "grant_type=client_credentials")
+    token = json.loads(one_shot(perf, work, shipped, "oauth-token", env, token_event)["body"])["access_token"]
+    return env, fn_env, template, token
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=500, help="warm invocations per run")
@@ -111,37 +153,7 @@ def main() -> int:
     ddb = ddb_local.DynamoDBLocal(emulator, log_path=os.path.join(work, "ddb-local.log"))
     endpoint = ddb.start()
     try:
-        key = base64.b64encode(secrets.token_bytes(32)).decode()
-        aws = {"AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_ACCESS_KEY_ID": "perf", "AWS_SECRET_ACCESS_KEY": "perf"}
-        fn_env = {"PAYSESSION_TABLE": TABLE, "PAYSESSION_TOKEN_SIGNING_KEY": key,
-                  "PAYSESSION_PUBLIC_URL": "https://pay.example.com", "PAYSESSION_SANDBOX": "false"}
-        env = {**os.environ, **aws, **fn_env}
-        admin = os.path.join(release, "paysession-admin")
-        sh([admin, "--table", TABLE, "init"], env=env)
-        merchant = json.loads(sh([admin, "--table", TABLE, "merchant", "create", "--name", "Perf Shop"], env=env, capture=True))
-
-        with open(os.path.join(perf, "events", "apigw-v2-post.json")) as f:
-            template = json.load(f)
-        basic = base64.b64encode(f"{merchant['client_id']}:{merchant['client_secret']}".encode()).decode()
-        token_event = api_event(template, "POST", "/oauth/token",
-                                {"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
-                                "grant_type=client_credentials")
-        token_path = os.path.join(work, "paysession-token-event.json")
-        with open(token_path, "w") as f:
-            json.dump(token_event, f)
-        emu = subprocess.Popen([sys.executable, os.path.join(perf, "runtime_api.py"), "--port", str(ddb_local.free_port()),
-                                "--event", token_path, "--count", "1"], stdout=subprocess.PIPE, text=True)
-        runtime_api = emu.stdout.readline().strip().split("=", 1)[1]
-        lambda_env = {"AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_LAMBDA_FUNCTION_NAME": "oauth-token",
-                      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                      "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/oauth-token", "AWS_LAMBDA_LOG_STREAM_NAME": "perf"}
-        fn = subprocess.Popen([os.path.join(shipped, "oauth-token")], env={**env, **lambda_env}, stdout=subprocess.DEVNULL)
-        answer = json.loads(emu.stdout.readline())
-        fn.kill()  # before the one-shot emulator goes away, or its next poll panics the runtime
-        fn.wait()
-        emu.wait(timeout=30)
-        token = json.loads(json.loads(answer["body"])["body"])["access_token"]
+        env, fn_env, template, token = provision(work, perf, endpoint, release, shipped)
 
         # Same shape as the peer's event: a fresh reference and Idempotency-Key per call.
         body = json.dumps({"amount": 1050, "currency": "EUR", "customer_id": "cus_perf", "reference": "order-__UNIQUE__"})
