@@ -23,9 +23,10 @@ pub async fn fresh_table() -> DynamoStore {
 }
 
 /// No test keeps its table this long; an older one belongs to a finished test or run. The
-/// faults suites run for minutes on a loaded machine (over 4 under a parallel benchmark),
-/// so the margin is wide.
-const STALE_AFTER_MS: u64 = 20 * 60 * 1000;
+/// faults suites run 2–5 minutes (over 4 on a loaded machine), so 3 minutes swept tables
+/// still in use; much longer and a run's own tables slow DynamoDB Local down (the faults
+/// suites took 4× as long on an instance holding a few runs' tables).
+const STALE_AFTER_MS: u64 = 10 * 60 * 1000;
 
 /// Deletes test tables older than [`STALE_AFTER_MS`] (their names start with the creation
 /// time, see `new_id`). DynamoDB Local's TTL pass takes longer the more tables it holds:

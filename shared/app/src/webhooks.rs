@@ -142,7 +142,7 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
     let now = cx.clock.now();
     let mut queued = 0;
     for endpoint in receivers {
-        let fresh = Delivery::new(
+        let mut fresh = Delivery::new(
             Delivery::fan_out_id(&event.id, &endpoint.id),
             merchant_id,
             &endpoint.id,
@@ -151,16 +151,26 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
             false,
             now,
         );
-        let delivery = match cx.store.create_delivery(&fresh).await? {
-            None if queue.is_the_store() => {
-                queued += 1;
-                continue;
+        if queue.is_the_store() {
+            queued += usize::from(cx.store.create_delivery(&fresh).await?.is_none());
+            continue;
+        }
+        // A record says its message was sent, so a replayed record sends nothing. The message
+        // goes first and the record, already marked queued, second: one write, and a failure
+        // between them leaves a message that waits for its record (the stream's retry writes
+        // it), never a record without a message.
+        match cx.store.get_delivery(merchant_id, &fresh.id).await? {
+            Some(existing) if existing.queued => continue,
+            // Created by a release that marked it after sending: mark it as that one did.
+            Some(existing) => {
+                enqueue_delivery(cx, queue, &existing).await?;
             }
-            None => fresh,
-            Some(existing) if existing.queued || queue.is_the_store() => continue,
-            Some(existing) => existing,
-        };
-        enqueue_delivery(cx, queue, &delivery).await?;
+            None => {
+                queue.enqueue(merchant_id, &fresh.id, StdDuration::ZERO).await?;
+                fresh.queued = true;
+                cx.store.create_delivery(&fresh).await?;
+            }
+        }
         queued += 1;
     }
     Ok(queued)
@@ -214,6 +224,9 @@ pub enum DispatchOutcome {
     DeadLettered,
 }
 
+/// How long a message whose delivery record is not written yet waits to look again.
+const RECORD_NOT_YET_WRITTEN: StdDuration = StdDuration::from_millis(200);
+
 /// How long a delivery whose event an index read did not find yet waits to look again.
 const EVENT_NOT_YET_READABLE: StdDuration = StdDuration::from_secs(5);
 
@@ -234,7 +247,9 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
     let mut races = Races::new(format!("delivery {delivery_id}"));
     loop {
         let Some(delivery) = cx.store.get_delivery(merchant_id, delivery_id).await? else {
-            return Ok(DispatchOutcome::Finished);
+            // The fan-out sends the message before it writes the record: look again shortly.
+            // A record that never comes ends with the message's receive count (its DLQ).
+            return Ok(DispatchOutcome::RetryIn(RECORD_NOT_YET_WRITTEN));
         };
         let now = cx.clock.now();
         let Some(not_before) = delivery.not_before() else { return Ok(DispatchOutcome::Finished) };
