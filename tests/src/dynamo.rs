@@ -5,6 +5,16 @@ use paysession_aws::DynamoStore;
 
 /// A store on a new, empty table of the DynamoDB Local that `scripts/test` started.
 pub async fn fresh_table() -> DynamoStore {
+    table_named("test").await
+}
+
+/// [`fresh_table`] for a test that runs for minutes (the faults suites): swept only after
+/// [`LONG_STALE_AFTER_MS`].
+pub async fn fresh_table_for_a_long_test() -> DynamoStore {
+    table_named("long").await
+}
+
+async fn table_named(prefix: &str) -> DynamoStore {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| {
         panic!(
             "DynamoDB Local is not running: run the suite with scripts/test (it starts DynamoDB Local and sets AWS_ENDPOINT_URL_DYNAMODB)"
@@ -17,27 +27,34 @@ pub async fn fresh_table() -> DynamoStore {
     let config = paysession_aws::sdk_config().await.unwrap();
     let client = aws_sdk_dynamodb::Client::new(&config);
     drop_stale_tables(&client).await;
-    let table = paysession_app::ids::new_id("test");
+    let table = paysession_app::ids::new_id(prefix);
     paysession_aws::table::create_table(&client, &table).await.expect("create test table");
     DynamoStore::from_config(&config, table).await.unwrap()
 }
 
-/// No test keeps its table this long; an older one belongs to a finished test or run. The
-/// faults suites run 2–5 minutes (over 4 on a loaded machine), so 3 minutes swept tables
-/// still in use; much longer and a run's own tables slow DynamoDB Local down (the faults
-/// suites took 4× as long on an instance holding a few runs' tables).
-const STALE_AFTER_MS: u64 = 10 * 60 * 1000;
+/// No test keeps its table this long; an older one belongs to a finished test or run. Kept
+/// short: DynamoDB Local's TTL pass takes longer the more tables it holds, and the TTL tests
+/// wait on it.
+const STALE_AFTER_MS: u64 = 3 * 60 * 1000;
+/// The same for the faults suites' tables, which are in use for 2–5 minutes (a 3-minute
+/// sweep took them from under two tests on a loaded machine).
+const LONG_STALE_AFTER_MS: u64 = 15 * 60 * 1000;
 
-/// Deletes test tables older than [`STALE_AFTER_MS`] (their names start with the creation
-/// time, see `new_id`). DynamoDB Local's TTL pass takes longer the more tables it holds:
+/// Deletes test tables older than [`STALE_AFTER_MS`] or [`LONG_STALE_AFTER_MS`] (their
+/// names start with the creation time, see `new_id`). DynamoDB Local's TTL pass takes longer the more tables it holds:
 /// the TTL test took 10 s on an empty instance and 38 s after one run of the suite, and
 /// failed its 90 s bound on a second run against the same instance.
 async fn drop_stale_tables(client: &aws_sdk_dynamodb::Client) {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let Ok(names) = client.list_tables().into_paginator().items().send().collect::<Result<Vec<_>, _>>().await else { return };
     for name in names {
-        let created_ms = name.strip_prefix("test_").and_then(|rest| rest.get(..12)).and_then(|hex| u64::from_str_radix(hex, 16).ok());
-        if created_ms.is_some_and(|t| now_ms.saturating_sub(t) > STALE_AFTER_MS) {
+        let (rest, stale_after) = match (name.strip_prefix("test_"), name.strip_prefix("long_")) {
+            (Some(rest), _) => (rest, STALE_AFTER_MS),
+            (None, Some(rest)) => (rest, LONG_STALE_AFTER_MS),
+            (None, None) => continue,
+        };
+        let created_ms = rest.get(..12).and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        if created_ms.is_some_and(|t| now_ms.saturating_sub(t) > stale_after) {
             // Another test may be deleting it at the same time; either way it goes.
             let _ = client.delete_table().table_name(&name).send().await;
         }

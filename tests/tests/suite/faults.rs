@@ -38,7 +38,7 @@ async fn rig(seed: u64) -> Rig {
 
 /// `per_mille` of each fault on every call.
 async fn rig_at(seed: u64, per_mille: u32) -> Rig {
-    let clean = paysession_tests::dynamo::fresh_table().await;
+    let clean = paysession_tests::dynamo::fresh_table_for_a_long_test().await;
     let target = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap();
     let proxy = FaultProxy::start(&target, BTreeMap::from([("*".to_string(), Faults::each(per_mille))]), seed).await;
     let config = paysession_tests::faults::quick_retries(

@@ -63,7 +63,7 @@ async fn advance(s: &Server, token: &str, seconds: u64) {
 /// id and one webhook-id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_server_on_a_faulty_table_creates_pays_and_delivers() {
-    let clean = paysession_tests::dynamo::fresh_table().await;
+    let clean = paysession_tests::dynamo::fresh_table_for_a_long_test().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(), BTreeMap::new(), 51).await;
     let s = Server::start_on_table_with(clean.table(), Some(proxy.url.clone()), true).await;
     let t = s.token().await;

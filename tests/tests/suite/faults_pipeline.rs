@@ -59,7 +59,7 @@ async fn run_batch(cx: &Core<DynamoStore>, sinks: &StreamSinks<'_>, batch: &Valu
 /// failed record and the queue kept what failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_faults() {
-    let clean = paysession_tests::dynamo::fresh_table().await;
+    let clean = paysession_tests::dynamo::fresh_table_for_a_long_test().await;
     let (dynamodb, table) = (clean.client().clone(), clean.table().to_string());
     let each = || BTreeMap::from([("*".to_string(), Faults::each(50))]);
     let ddb_proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(), each(), 41).await;
