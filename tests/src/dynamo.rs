@@ -14,6 +14,12 @@ pub async fn fresh_table_for_a_long_test() -> DynamoStore {
     table_named("long").await
 }
 
+/// Deletes a long test's table when it is done with it: DynamoDB Local's TTL pass slows
+/// with every table it holds, and the TTL tests wait on that pass.
+pub async fn drop_table(store: &DynamoStore) {
+    let _ = store.client().delete_table().table_name(store.table()).send().await;
+}
+
 async fn table_named(prefix: &str) -> DynamoStore {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| {
         panic!(

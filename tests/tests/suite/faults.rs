@@ -186,6 +186,7 @@ async fn every_create_retried_with_its_key_ends_in_exactly_one_session() {
         let events = clean.session_events(m, &s.id).await.unwrap();
         assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.created").count(), 1, "{}", s.id);
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// 100 cancels through the session-cancel handler, each retried with its key on a 5xx:
@@ -215,6 +216,7 @@ async fn every_cancel_retried_with_its_key_cancels_once() {
         let events = clean.session_events(m, id).await.unwrap();
         assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.cancelled").count(), 1, "{id}");
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// 100 refunds through the refund-create handler and their reconciliation (the local
@@ -272,6 +274,7 @@ async fn every_refund_reaches_a_final_state_once() {
         let count = |t: &str| events.iter().filter(|e| e.event_type == t).count();
         assert_eq!((count("refund.created"), count("refund.succeeded")), (1, 1), "{session}");
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// Sessions of `r`'s merchant of customer `customer` (up to 100), read without faults.
@@ -379,6 +382,7 @@ async fn card_payments_converge(seed: u64, per_mille: u32, sessions: usize) {
         assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.succeeded").count(), 1, "{}", s.id);
         assert!(s.payments.iter().all(|a| a.sync_due().is_none()), "{}: an attempt still owed a sync", s.id);
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// 100 scheduled mandates (first payments made without faults), their first occurrence
@@ -435,6 +439,7 @@ async fn every_scheduled_occurrence_is_charged_exactly_once() {
         assert_eq!(calls(&r, &occurrences[0], "charge_saved"), 1, "{mandate_id}: charged once");
         assert!(occurrences[0].payments.iter().all(|a| a.sync_due().is_none()), "{mandate_id}: an attempt still owed a sync");
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// 100 on-demand charges: `next_in_series` creates through the session-create handler on
@@ -495,6 +500,7 @@ async fn every_on_demand_charge_retried_with_its_key_charges_once() {
         assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.succeeded").count(), 1, "{mandate_id}");
         assert!(found[0].payments.iter().all(|a| a.sync_due().is_none()), "{mandate_id}: an attempt still owed a sync");
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }
 
 /// 100 sessions past their expiry, 50 expired by `POST …/expire` through its handler
@@ -568,4 +574,5 @@ async fn every_due_session_expires_once() {
         let events = clean.session_events(m, id).await.unwrap();
         assert_eq!(events.iter().filter(|e| e.event_type == "payment_session.expired").count(), 1, "{id}");
     }
+    paysession_tests::dynamo::drop_table(&r.clean).await;
 }

@@ -65,7 +65,7 @@ async fn advance(s: &Server, token: &str, seconds: u64) {
 async fn the_local_server_on_a_faulty_table_creates_pays_and_delivers() {
     let clean = paysession_tests::dynamo::fresh_table_for_a_long_test().await;
     let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(), BTreeMap::new(), 51).await;
-    let s = Server::start_on_table_with(clean.table(), Some(proxy.url.clone()), true).await;
+    let mut s = Server::start_on_table_with(clean.table(), Some(proxy.url.clone()), true).await;
     let t = s.token().await;
     let rx = Receiver::start().await;
     let endpoint = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["*"]})).await;
@@ -170,4 +170,6 @@ async fn the_local_server_on_a_faulty_table_creates_pays_and_delivers() {
         committed.len(),
         rx.received().len()
     );
+    s.running.take().expect("running").stop().await;
+    paysession_tests::dynamo::drop_table(&clean).await;
 }

@@ -272,4 +272,5 @@ async fn every_committed_event_is_delivered_and_every_sync_scheduled_under_fault
         let count = names.iter().filter(|n| n.contains(mandate.as_str())).count();
         assert_eq!(count, usize::from(!revoked), "{mandate} (revoked: {revoked}): {names:?}");
     }
+    paysession_tests::dynamo::drop_table(&clean).await;
 }

@@ -283,7 +283,7 @@ async fn an_authorisation_is_voided_when_dynamodb_local_deletes_its_ttl_item() {
 
     // DynamoDB Local's TTL pass deletes the item; the stream schedules the void at once.
     let name = format!("av-{payment}");
-    consume_until(&mut poller, 180, run, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
+    consume_until(&mut poller, 300, run, async || schedules(&group).await.iter().any(|s| s.0 == name)).await;
     let all = schedules(&group).await;
     let (_, _, arn, input) = all.iter().find(|s| s.0 == name).unwrap();
     assert_eq!(arn, SYNC_ARN);
