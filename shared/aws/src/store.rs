@@ -720,7 +720,7 @@ impl DynamoStore {
                     ("session_id", s(id.clone())),
                     ("payment_id", s(a.id.clone())),
                     (CAPTURE_BEFORE_MS, n(ms(before))),
-                    (TTL, n(before.timestamp())),
+                    (TTL, n(ttl_at_or_after(before))),
                 ]);
                 if self.emulated {
                     it.extend(item([
@@ -737,6 +737,14 @@ impl DynamoStore {
     }
 }
 
+/// The TTL (epoch seconds) of an item whose deletion triggers work due at `at`: rounded up,
+/// so the deletion never comes before the moment the work checks for (a truncated second
+/// let DynamoDB Local delete an authorisation item up to a second early, and the void found
+/// nothing due yet).
+fn ttl_at_or_after(at: DateTime<Utc>) -> i64 {
+    at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0)
+}
+
 fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
     let (m, id) = (&session.merchant_id, &session.id);
     let mut it = item([
@@ -744,7 +752,7 @@ fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
         (SK, s(EXPIRY_SK)),
         ("merchant_id", s(m.clone())),
         ("session_id", s(id.clone())),
-        (TTL, n(session.spec.expires_at.timestamp())),
+        (TTL, n(ttl_at_or_after(session.spec.expires_at))),
     ]);
     if emulated {
         it.extend(item([
