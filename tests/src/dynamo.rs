@@ -79,9 +79,10 @@ use aws_sdk_dynamodb::error::BoxError;
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>, Arc<Mutex<Written>>, Arc<Mutex<std::collections::BTreeSet<String>>>);
 
-/// Items in `TransactWriteItems` requests, and their write units by DynamoDB's rule for
-/// transactions: 2 per started KB of each item (the sum of attribute name and value
-/// sizes), before any index writes. An Update counts its key and new values.
+/// Items in `TransactWriteItems` and `PutItem` requests, and their write units by
+/// DynamoDB's rule: 1 per started KB of each item (the sum of attribute name and value
+/// sizes), 2 in a transaction, before any index writes. An Update counts its key and new
+/// values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     pub items: usize,
@@ -142,9 +143,13 @@ fn attributes_size(attrs: Option<&serde_json::Map<String, serde_json::Value>>) -
     attrs.map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
 }
 
-fn transaction_written(body: &[u8]) -> Written {
+fn written(op: &str, body: &[u8]) -> Written {
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(body) else { return Written::default() };
     let mut w = Written::default();
+    if op == "PutItem" {
+        let size = attributes_size(req["Item"].as_object());
+        return Written { items: 1, write_units: size.div_ceil(1024).max(1), bytes: size, sizes: vec![size] };
+    }
     for entry in req["TransactItems"].as_array().into_iter().flatten() {
         let size = if let Some(put) = entry.get("Put") {
             attributes_size(put["Item"].as_object())
@@ -178,12 +183,12 @@ impl Intercept for RequestCounter {
 }
 
 impl RequestCounter {
-    /// Counts one request of `op`, and what a `TransactWriteItems` `body` writes.
+    /// Counts one request of `op`, and what a `TransactWriteItems` or `PutItem` `body` writes.
     fn count(&self, op: &str, body: Option<&[u8]>) {
-        if op == "TransactWriteItems"
+        if matches!(op, "TransactWriteItems" | "PutItem")
             && let Some(body) = body
         {
-            let w = transaction_written(body);
+            let w = written(op, body);
             let mut total = self.1.lock().unwrap();
             total.items += w.items;
             total.write_units += w.write_units;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paysession_app::clock::SystemClock;
 use paysession_app::ports::SweptLocally;
-use paysession_app::ports::{DeliveryQueue, StoreError};
+use paysession_app::ports::{DeliveryQueue, QueuedDelivery, StoreError};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
 use paysession_aws::stream::{StreamSinks, handle_stream_event};
 use paysession_aws::stream_poller::{StreamPoller, streams_client_at};
@@ -19,38 +19,36 @@ use tokio::sync::{mpsc, watch};
 
 use crate::local::Local as Deps;
 
-pub struct MemoryQueue(mpsc::UnboundedSender<(String, String)>);
+pub struct MemoryQueue(mpsc::UnboundedSender<QueuedDelivery>);
 
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
-    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, _delay: Duration) -> Result<(), StoreError> {
-        self.0
-            .send((merchant_id.to_string(), delivery_id.to_string()))
-            .map_err(|_| StoreError::Backend("the local delivery queue stopped".into()))
+    async fn enqueue(&self, message: &QueuedDelivery, _delay: Duration) -> Result<(), StoreError> {
+        self.0.send(message.clone()).map_err(|_| StoreError::Backend("the local delivery queue stopped".into()))
     }
 }
 
-pub fn memory_queue() -> (MemoryQueue, mpsc::UnboundedReceiver<(String, String)>) {
+pub fn memory_queue() -> (MemoryQueue, mpsc::UnboundedReceiver<QueuedDelivery>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (MemoryQueue(tx), rx)
 }
 
 /// Dispatches queued deliveries, re-checking a waiting one at least once a second so
 /// test-clock advances take effect.
-pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<(String, String)>, stop: watch::Receiver<bool>) {
-    while let Some((merchant_id, id)) = queue.recv().await {
+pub async fn run_dispatcher(deps: Deps, mut queue: mpsc::UnboundedReceiver<QueuedDelivery>, stop: watch::Receiver<bool>) {
+    while let Some(message) = queue.recv().await {
         let (deps, mut stop) = (deps.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
-                let dispatched = match deps.app.core.at_merchant(&merchant_id).await {
-                    Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await,
+                let dispatched = match deps.app.core.at_merchant(&message.merchant_id).await {
+                    Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &message).await,
                     Err(e) => Err(e),
                 };
                 let wait = match dispatched {
                     Ok(DispatchOutcome::RetryIn(d)) => d.min(Duration::from_secs(1)),
                     Ok(_) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, delivery_id = %id, "webhook dispatch failed; retrying");
+                        tracing::warn!(error = %e, delivery_id = %message.delivery_id, "webhook dispatch failed; retrying");
                         Duration::from_secs(1)
                     }
                 };

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
+use paysession_app::ports::QueuedDelivery;
 use paysession_app::webhooks::{BatchMerchants, dispatch, fan_out_to};
 use paysession_runtime::EmbeddedStore;
 
@@ -69,7 +70,9 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
                         tokio::spawn(async move {
                             // Each delivery's retries follow its merchant's clock.
                             let dispatched = match deps.app.core.at_merchant(&merchant_id).await {
-                                Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &merchant_id, &id).await.map(|_| ()),
+                                Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &QueuedDelivery::named(&merchant_id, &id))
+                                    .await
+                                    .map(|_| ()),
                                 Err(e) => Err(e),
                             };
                             if let Err(e) = dispatched {

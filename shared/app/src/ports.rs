@@ -287,11 +287,45 @@ pub trait WebhookStore: Send + Sync {
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
 }
 
-/// The wake-up queue of the webhook dispatcher (SQS in AWS). The delivery record is the
-/// truth; a message only says "look at this delivery after `delay`".
+/// What one message of the delivery queue carries. A fan-out's delivery travels whole in
+/// its message, with the body it sends (`first`), and nothing of it is stored before its
+/// first attempt's outcome: one record write per delivered webhook. From then on the
+/// stored record is the truth, and a message (a kept one, a redelivery's) only names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedDelivery {
+    pub merchant_id: String,
+    pub delivery_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<FirstAttempt>,
+}
+
+/// A delivery not yet stored, and the body its attempts send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstAttempt {
+    pub delivery: Delivery,
+    pub payload: String,
+}
+
+impl QueuedDelivery {
+    /// A message naming a stored delivery.
+    pub fn named(merchant_id: &str, delivery_id: &str) -> Self {
+        QueuedDelivery { merchant_id: merchant_id.to_string(), delivery_id: delivery_id.to_string(), first: None }
+    }
+
+    /// A message carrying a delivery that is not stored yet, and the body it sends.
+    pub fn carrying(delivery: Delivery, payload: String) -> Self {
+        QueuedDelivery {
+            merchant_id: delivery.merchant_id.clone(),
+            delivery_id: delivery.id.clone(),
+            first: Some(FirstAttempt { delivery, payload }),
+        }
+    }
+}
+
+/// The queue of the webhook dispatcher (SQS in AWS): "attempt this delivery after `delay`".
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: std::time::Duration) -> Result<(), StoreError>;
+    async fn enqueue(&self, message: &QueuedDelivery, delay: std::time::Duration) -> Result<(), StoreError>;
     /// The stored delivery is itself the queue entry: nothing to send or to note as sent.
     fn is_the_store(&self) -> bool {
         false
@@ -304,7 +338,7 @@ pub struct PolledQueue;
 
 #[async_trait]
 impl DeliveryQueue for PolledQueue {
-    async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), StoreError> {
+    async fn enqueue(&self, _: &QueuedDelivery, _: std::time::Duration) -> Result<(), StoreError> {
         Ok(())
     }
     fn is_the_store(&self) -> bool {

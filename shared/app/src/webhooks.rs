@@ -16,7 +16,7 @@ use paysession_domain::webhook::{
 use crate::clock::Clock;
 use crate::context::Core;
 use crate::ids::new_id;
-use crate::ports::{DeliveryQueue, SettingsStore, StoreError, WebhookSender, WebhookStore};
+use crate::ports::{DeliveryQueue, QueuedDelivery, SettingsStore, StoreError, WebhookSender, WebhookStore};
 use crate::retry::{Races, won};
 use crate::secret::Secret;
 
@@ -119,12 +119,12 @@ impl<S: WebhookStore + SettingsStore + ?Sized> BatchMerchants<S> {
     }
 }
 
-/// Creates one delivery per enabled endpoint of the merchant (`endpoints`, read once per
-/// batch: [`BatchMerchants`]) that subscribes to the event, and queues it. Safe to run again
-/// for the same event (a replayed stream batch or outbox pass): delivery ids derive from
-/// (event, endpoint), and a delivery already queued is not queued again. Independent per
-/// event, so a caller may fan out many events at once. Returns the number of deliveries
-/// this call queued.
+/// Queues one delivery per enabled endpoint of the merchant (`endpoints`, read once per
+/// batch: [`BatchMerchants`]) that subscribes to the event. Safe to run again for the same
+/// event (a replayed stream batch or outbox pass): delivery ids derive from (event,
+/// endpoint), and a delivery already attempted is not queued again. Independent per event,
+/// so a caller may fan out many events at once. Returns the number of deliveries this call
+/// queued.
 pub async fn fan_out_to<S: WebhookStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
@@ -140,6 +140,7 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
         return Ok(0);
     }
     let now = cx.clock.now();
+    let mut payload = None;
     let mut queued = 0;
     for endpoint in receivers {
         let mut fresh = Delivery::new(
@@ -155,20 +156,21 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
             queued += usize::from(cx.store.create_delivery(&fresh).await?.is_none());
             continue;
         }
-        // A record says its message was sent, so a replayed record sends nothing. The message
-        // goes first and the record, already marked queued, second: one write, and a failure
-        // between them leaves a message that waits for its record (the stream's retry writes
-        // it), never a record without a message.
+        // The delivery travels in its message and is stored by its first attempt's outcome
+        // (one write). A replayed record finds that record and sends nothing; one replayed
+        // while the first message still waits queues a twin, which finds the record when its
+        // turn comes (or, run at the same moment, sends the same webhook-id again: webhooks
+        // are at least once).
         match cx.store.get_delivery(merchant_id, &fresh.id).await? {
             Some(existing) if existing.queued => continue,
-            // Created by a release that marked it after sending: mark it as that one did.
+            // Created unqueued by an earlier release: queue it as that one did.
             Some(existing) => {
                 enqueue_delivery(cx, queue, &existing).await?;
             }
             None => {
-                queue.enqueue(merchant_id, &fresh.id, StdDuration::ZERO).await?;
                 fresh.queued = true;
-                cx.store.create_delivery(&fresh).await?;
+                let body = payload.get_or_insert_with(|| event.to_api().to_json()).clone();
+                queue.enqueue(&QueuedDelivery::carrying(fresh, body), StdDuration::ZERO).await?;
             }
         }
         queued += 1;
@@ -186,11 +188,18 @@ pub async fn redeliver<S: WebhookStore + ?Sized>(
 ) -> Result<Vec<Delivery>, StoreError> {
     let endpoints = cx.store.list_endpoints(merchant_id).await?;
     let now = cx.clock.now();
+    let payload = event.to_api().to_json();
     let mut out = Vec::new();
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
-        let d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, true, now);
+        let mut d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, true, now);
+        // Stored first, so the answer lists it; its id is new, so no fan-out replay looks
+        // for its queued mark, and the message carries the body.
+        d.queued = !queue.is_the_store();
         if cx.store.create_delivery(&d).await?.is_none() {
-            out.push(if queue.is_the_store() { d } else { enqueue_delivery(cx, queue, &d).await? });
+            if d.queued {
+                queue.enqueue(&QueuedDelivery::carrying(d.clone(), payload.clone()), StdDuration::ZERO).await?;
+            }
+            out.push(d);
         }
     }
     Ok(out)
@@ -202,7 +211,7 @@ async fn enqueue_delivery<S: WebhookStore + ?Sized>(
     queue: &dyn DeliveryQueue,
     delivery: &Delivery,
 ) -> Result<Delivery, StoreError> {
-    queue.enqueue(&delivery.merchant_id, &delivery.id, StdDuration::ZERO).await?;
+    queue.enqueue(&QueuedDelivery::named(&delivery.merchant_id, &delivery.id), StdDuration::ZERO).await?;
     let mut marked = delivery.clone();
     marked.queued = true;
     marked.version += 1;
@@ -234,23 +243,32 @@ fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> StdDuration {
     (t - now).to_std().unwrap_or(StdDuration::ZERO)
 }
 
-/// Makes the delivery's next attempt if it is due: takes the lease, signs and sends the
-/// payload, records the attempt and its verdict. `wall` stamps `webhook-timestamp`, which
+/// Makes the delivery's next attempt if it is due, signs and sends the payload, and records
+/// the attempt and its verdict. A delivery the message carries (its first attempt) is sent
+/// as it is and stored once, with the outcome; a stored one is leased first, so two
+/// messages of it never attempt at once. `wall` stamps `webhook-timestamp`, which
 /// receivers compare with their own clock, so it is never the sandbox test clock.
 pub async fn dispatch<S: WebhookStore + ?Sized>(
     cx: &Core<S>,
     sender: &dyn WebhookSender,
     wall: &dyn Clock,
-    merchant_id: &str,
-    delivery_id: &str,
+    message: &QueuedDelivery,
 ) -> Result<DispatchOutcome, StoreError> {
+    let (merchant_id, delivery_id) = (message.merchant_id.as_str(), message.delivery_id.as_str());
     let mut races = Races::new(format!("delivery {delivery_id}"));
     loop {
-        let Some(delivery) = cx.store.get_delivery(merchant_id, delivery_id).await? else {
-            // The fan-out sends the message before it writes the record: look again shortly.
-            // A record that never comes ends with the message's receive count (its DLQ).
-            return Ok(DispatchOutcome::RetryIn(RECORD_NOT_YET_WRITTEN));
+        let stored = cx.store.get_delivery(merchant_id, delivery_id).await?;
+        let unsaved = stored.is_none();
+        let mut delivery = match (stored, &message.first) {
+            (Some(stored), _) => stored,
+            (None, Some(first)) => first.delivery.clone(),
+            // Named by a message before its record is readable: look again shortly. A record
+            // that never comes ends with the message's receive count (its DLQ).
+            (None, None) => return Ok(DispatchOutcome::RetryIn(RECORD_NOT_YET_WRITTEN)),
         };
+        if let (true, Some(first)) = (delivery.payload.is_empty(), &message.first) {
+            delivery.payload = first.payload.clone();
+        }
         let now = cx.clock.now();
         let Some(not_before) = delivery.not_before() else { return Ok(DispatchOutcome::Finished) };
         if not_before > now {
@@ -258,25 +276,41 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
         }
         let endpoint = cx.store.get_endpoint(merchant_id, &delivery.endpoint_id).await?;
         let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
-            if won(cx.store.update_delivery(&delivery.cancel(now), delivery.version).await)?.is_some() {
+            if won(save(cx, &delivery.cancel(now), (!unsaved).then_some(delivery.version)).await)?.is_some() {
                 return Ok(DispatchOutcome::Finished);
             }
             races.lost()?;
             continue;
         };
-        let mut claimed = delivery.claim(now);
-        if claimed.payload.is_empty() {
+        if delivery.payload.is_empty() {
             // The event is committed before its delivery exists, but an index read may not
             // see it yet: look again shortly, nothing claimed.
             let Some(event) = cx.store.get_event(merchant_id, &delivery.event_id).await? else {
                 return Ok(DispatchOutcome::RetryIn(EVENT_NOT_YET_READABLE));
             };
-            claimed.payload = event.to_api().to_json();
+            delivery.payload = event.to_api().to_json();
         }
+        if unsaved {
+            return attempt(cx, sender, wall, &endpoint, delivery, true).await;
+        }
+        let claimed = delivery.claim(now);
         if won(cx.store.update_delivery(&claimed, delivery.version).await)?.is_some() {
-            return attempt(cx, sender, wall, &endpoint, claimed).await;
+            return attempt(cx, sender, wall, &endpoint, claimed, false).await;
         }
         races.lost()?;
+    }
+}
+
+/// Stores a delivery's new state over the version it had, or inserts it where it was
+/// never stored (`stored` = `None`); a twin message's attempt that stored it first makes
+/// that a version conflict too.
+async fn save<S: WebhookStore + ?Sized>(cx: &Core<S>, next: &Delivery, stored: Option<u64>) -> Result<(), StoreError> {
+    match stored {
+        Some(version) => cx.store.update_delivery(next, version).await,
+        None => match cx.store.create_delivery(next).await? {
+            None => Ok(()),
+            Some(_) => Err(StoreError::VersionConflict),
+        },
     }
 }
 
@@ -286,6 +320,7 @@ async fn attempt<S: WebhookStore + ?Sized>(
     wall: &dyn Clock,
     endpoint: &WebhookEndpoint,
     claimed: Delivery,
+    unsaved: bool,
 ) -> Result<DispatchOutcome, StoreError> {
     let attempted_at = cx.clock.now();
     let timestamp = wall.now().timestamp();
@@ -313,7 +348,13 @@ async fn attempt<S: WebhookStore + ?Sized>(
     if verdict == AttemptVerdict::Gone {
         disable(cx, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
     }
-    cx.store.update_delivery(&recorded, claimed.version).await?;
+    match save(cx, &recorded, (!unsaved).then_some(claimed.version)).await {
+        Ok(()) => {}
+        // A twin message's attempt stored the delivery first; it goes on from that record,
+        // and this message is done.
+        Err(StoreError::VersionConflict) if unsaved => return Ok(DispatchOutcome::Finished),
+        Err(e) => return Err(e),
+    }
     Ok(match verdict {
         AttemptVerdict::Delivered => DispatchOutcome::Finished,
         AttemptVerdict::RetryAt(t) => DispatchOutcome::RetryIn(until(t, now)),

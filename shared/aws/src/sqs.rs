@@ -1,33 +1,27 @@
-//! The webhook wake-up queue on SQS, and the dispatcher's handling of an SQS batch.
+//! The webhook delivery queue on SQS, and the dispatcher's handling of an SQS batch.
 //!
-//! A message only names a delivery; the delivery record in DynamoDB is the truth. Retries
-//! do not create new messages: the dispatcher keeps the message and sets its visibility
-//! timeout to the retry delay (SQS allows up to 12 h, the schedule's longest wait is 10 h),
-//! so a crash at any point leaves the message to come back, and exactly one message per
-//! delivery exists. Exhausted deliveries are copied to the dead-letter queue; the queue's
-//! own redrive policy is the backstop for messages that keep crashing the function.
+//! A fan-out's message carries its delivery and the body it sends
+//! ([`QueuedDelivery`]); the record is written once, with the first attempt's outcome. From
+//! then on the record in DynamoDB is the truth. Retries do not create new messages: the
+//! dispatcher keeps the message and sets its visibility timeout to the retry delay (SQS
+//! allows up to 12 h, the schedule's longest wait is 10 h), so a crash at any point leaves
+//! the message to come back. Exhausted deliveries are copied to the dead-letter queue; the
+//! queue's own redrive policy is the backstop for messages that keep crashing the function.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use paysession_app::Core;
 use paysession_app::clock::Clock;
-use paysession_app::ports::{DeliveryQueue, StoreError};
+use paysession_app::ports::{DeliveryQueue, QueuedDelivery, StoreError};
 use paysession_app::ports::{SettingsStore, WebhookSender, WebhookStore};
 use paysession_app::webhooks::{DispatchOutcome, dispatch};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// SQS caps message delay at 15 minutes.
 const MAX_DELAY: Duration = Duration::from_secs(900);
 /// …and visibility timeouts at 12 hours.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WakeUp {
-    pub merchant_id: String,
-    pub delivery_id: String,
-}
 
 fn sqs_error<E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     e: aws_sdk_sqs::error::SdkError<E, R>,
@@ -56,8 +50,8 @@ impl SqsQueue {
 
 #[async_trait]
 impl DeliveryQueue for SqsQueue {
-    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: Duration) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&WakeUp { merchant_id: merchant_id.into(), delivery_id: delivery_id.into() }).expect("serialises");
+    async fn enqueue(&self, message: &QueuedDelivery, delay: Duration) -> Result<(), StoreError> {
+        let body = serde_json::to_string(message).expect("serialises");
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -104,7 +98,7 @@ async fn handle_message<S: WebhookStore + SettingsStore + ?Sized>(
     let message_id = record["messageId"].as_str().unwrap_or_default();
     let receipt = record["receiptHandle"].as_str().unwrap_or_default();
     let body = record["body"].as_str().unwrap_or_default();
-    let Ok(wake) = serde_json::from_str::<WakeUp>(body) else {
+    let Ok(wake) = serde_json::from_str::<QueuedDelivery>(body) else {
         // Not ours and never will be: dropping it is the only way to stop it looping.
         tracing::error!(message_id, "unreadable webhook queue message dropped");
         return None;
@@ -117,7 +111,7 @@ async fn handle_message<S: WebhookStore + SettingsStore + ?Sized>(
             return Some(message_id.to_string());
         }
     };
-    let keep = match dispatch(&merchant_cx, sender, wall, &wake.merchant_id, &wake.delivery_id).await {
+    let keep = match dispatch(&merchant_cx, sender, wall, &wake).await {
         Ok(DispatchOutcome::Finished) => false,
         Ok(DispatchOutcome::RetryIn(wait)) => {
             let secs = wait.max(Duration::from_secs(1)).min(MAX_VISIBILITY).as_secs() as i32;

@@ -178,7 +178,7 @@ struct UnconfiguredQueue;
 
 #[async_trait::async_trait]
 impl DeliveryQueue for UnconfiguredQueue {
-    async fn enqueue(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), paysession_app::StoreError> {
+    async fn enqueue(&self, _: &paysession_app::ports::QueuedDelivery, _: std::time::Duration) -> Result<(), paysession_app::StoreError> {
         Err(paysession_app::StoreError::Backend("PAYSESSION_WEBHOOK_QUEUE_URL is not set for this function".into()))
     }
 }

@@ -196,7 +196,7 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
     }
     d.next_attempt_at = Some(now);
     assert!(deps.store.create_delivery(&d).await.unwrap().is_none());
-    deps.queue.enqueue(MERCHANT, "whd_dead", Duration::ZERO).await.unwrap();
+    deps.queue.enqueue(&paysession_app::ports::QueuedDelivery::named(MERCHANT, "whd_dead"), Duration::ZERO).await.unwrap();
     let event = receive_event(&queues, &queues.queue_url, 2).await.unwrap();
     assert_eq!(
         failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await),
@@ -340,26 +340,34 @@ struct FailingFor {
 
 #[async_trait::async_trait]
 impl paysession_app::ports::DeliveryQueue for FailingFor {
-    async fn enqueue(&self, merchant_id: &str, delivery_id: &str, delay: Duration) -> Result<(), paysession_app::ports::StoreError> {
-        if self.delivery_id.lock().unwrap().as_deref() == Some(delivery_id) {
+    async fn enqueue(
+        &self,
+        message: &paysession_app::ports::QueuedDelivery,
+        delay: Duration,
+    ) -> Result<(), paysession_app::ports::StoreError> {
+        if self.delivery_id.lock().unwrap().as_deref() == Some(message.delivery_id.as_str()) {
             return Err(paysession_app::ports::StoreError::Backend("injected queue failure".into()));
         }
-        self.inner.enqueue(merchant_id, delivery_id, delay).await
+        self.inner.enqueue(message, delay).await
     }
 }
 
+/// A stream batch whose queueing fails part-way, retried by Lambda from the failed record
+/// on: every (event, endpoint) is queued, those before the failure once; a delivery the
+/// retry queues again (it ran after the failed record in the first pass) is sent once, the
+/// twin finding the first's record. The fan-out writes nothing and each delivered webhook
+/// is one `PutItem` of at most one KB (issue 35: ≤ 2 write units per delivery).
 #[tokio::test]
-async fn overlapping_fan_outs_queue_each_delivery_once_across_a_failure() {
-    use paysession_domain::webhook::Delivery;
-    use paysession_tests::aws::{created_events_batch, drain_wake_ups};
-    let Rig { deps, queues, .. } = rig().await;
+async fn a_retried_fan_out_delivers_each_webhook_once_with_one_write() {
+    use paysession_domain::webhook::{Delivery, DeliveryStatus};
+    use paysession_tests::aws::created_events_batch;
+    let (store, counter) = paysession_tests::dynamo::counted_table().await;
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let receivers = [Receiver::start().await, Receiver::start().await];
     let mut endpoint_ids = Vec::new();
-    for path in ["a", "b"] {
-        let spec = parse_endpoint_create(
-            &json!({"url": format!("https://hooks.example/{path}"), "events": ["*"]}),
-            UrlPolicy { allow_private: false },
-        )
-        .unwrap();
+    for rx in &receivers {
+        let spec = parse_endpoint_create(&json!({"url": rx.url(), "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
         endpoint_ids.push(webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap().0.id);
     }
     let (events, batch) = created_events_batch(MERCHANT, 30, 1_000);
@@ -367,30 +375,54 @@ async fn overlapping_fan_outs_queue_each_delivery_once_across_a_failure() {
     let queue = FailingFor { inner: deps.queue.clone(), delivery_id: std::sync::Mutex::new(Some(failing)) };
     let sinks = StreamSinks { queue: &queue, scheduler: &SweptLocally, bus: None };
 
+    counter.take();
+    counter.take_written();
     let answer = paysession_aws::stream::handle_stream_event_with(&deps.core, &sinks, &batch, 16).await;
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": format!("{:021}", 1_011)}]}), "resumes at the 12th record");
-    let first = drain_wake_ups(&queues).await;
-    let expected = |range: std::ops::Range<usize>| -> Vec<String> {
-        range.flat_map(|i| endpoint_ids.iter().map(move |e| (i, e))).map(|(i, e)| Delivery::fan_out_id(&events[i].id, e)).collect()
-    };
-    for id in expected(0..11) {
-        assert!(first.iter().any(|(_, d)| *d == id), "records before the failure are queued");
-    }
-
     // Lambda retries from the failed record on; this time the queue takes everything.
     *queue.delivery_id.lock().unwrap() = None;
     let rest = json!({"Records": batch["Records"].as_array().unwrap()[11..]});
     assert_eq!(paysession_aws::stream::handle_stream_event_with(&deps.core, &sinks, &rest, 16).await, json!({"batchItemFailures": []}));
-    let mut all: Vec<String> = first
-        .into_iter()
-        .chain(drain_wake_ups(&queues).await)
-        .map(|(m, d)| {
-            assert_eq!(m, MERCHANT);
-            d
-        })
-        .collect();
-    all.sort();
-    let mut want = expected(0..30);
-    want.sort();
-    assert_eq!(all, want, "every (event, endpoint) queued exactly once, overlap and retry included");
+    let fan_out = counter.take();
+    assert_eq!(counter.take_written().items, 0, "the fan-out writes nothing: {fan_out:?}");
+
+    // Each message alone, in order, as a batch of one.
+    let mut queued: Vec<String> = Vec::new();
+    while let Some(event) = receive_event(&queues, &queues.queue_url, 1).await {
+        for record in event["Records"].as_array().unwrap() {
+            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+            assert_eq!(body["merchant_id"], MERCHANT);
+            queued.push(body["delivery_id"].as_str().unwrap().to_string());
+            let one = json!({"Records": [record]});
+            let answer = handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &one).await;
+            assert_eq!(failures(&answer), 0, "{answer}");
+            let receipt = record["receiptHandle"].as_str().unwrap();
+            queues.client.delete_message().queue_url(&queues.queue_url).receipt_handle(receipt).send().await.unwrap();
+        }
+    }
+    let id = |i: usize, e: &String| Delivery::fan_out_id(&events[i].id, e);
+    for i in 0..30 {
+        for e in &endpoint_ids {
+            let times = queued.iter().filter(|d| **d == id(i, e)).count();
+            assert!(times >= 1, "event {i} queued for {e}");
+            if i < 11 {
+                assert_eq!(times, 1, "event {i} came before the failure");
+            }
+            let stored = deps.store.get_delivery(MERCHANT, &id(i, e)).await.unwrap().unwrap();
+            assert_eq!((stored.status, stored.attempts.len()), (DeliveryStatus::Delivered, 1));
+        }
+    }
+    for rx in &receivers {
+        let mut got: Vec<String> = rx.received().iter().map(|r| r.header("webhook-id").unwrap().to_string()).collect();
+        got.sort();
+        let mut want: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        want.sort();
+        assert_eq!(got, want, "each event once at each endpoint ({} messages for 60 deliveries)", queued.len());
+    }
+    let requests = counter.take();
+    let written = counter.take_written();
+    println!("dispatching {} messages: requests {requests:?}, written {written:?}", queued.len());
+    assert_eq!((requests.get("PutItem"), requests.get("UpdateItem"), requests.get("TransactWriteItems")), (Some(&60), None, None));
+    assert!(written.sizes.iter().all(|&size| size <= 1024), "{written:?}");
+    assert_eq!(written.write_units, 60, "one unit per delivery record, before its index entry");
 }
