@@ -1,11 +1,12 @@
 //! Partition heat of one merchant at 10,000 creates per second, in two parts.
 //!
 //! 1. Measured: K creates (with an `Idempotency-Key`) through the local server on DynamoDB
-//!    Local behind the metering proxy, every item put recorded with its table and index
+//!    Local behind the metering proxy, with a webhook endpoint subscribed to
+//!    `payment_session.created` (a delivery per create), every item put recorded with its table and index
 //!    partition keys and its write units. A partition written by more than one create is a
 //!    shared one (a merchant's list partition); one written once is a create's own.
 //! 2. Simulated from the key design: 10,000 creates a second for 60 s, each with a session
-//!    id and a created event id made as the product makes them, each shared partition's
+//!    id, a created event id and its delivery id made as the product makes them, each shared partition's
 //!    key computed by the product's key functions (`paysession_aws::keys`: a sharded list's
 //!    shard from the id's hash; any other shared partition the same key for every create),
 //!    at the write units per write measured in part 1. Prints the maximum any partition takes
@@ -16,8 +17,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use paysession_aws::keys::{events_gsi1, sessions_gsi1};
+use std::time::{Duration, Instant};
+
+use paysession_aws::keys::{deliveries_gsi1, events_gsi1, sessions_gsi1};
+use paysession_domain::webhook::Delivery;
 use paysession_tests::capacity::{count_arg, metered_server};
+use paysession_tests::receiver::Receiver;
 use reqwest::Method;
 use serde_json::json;
 
@@ -30,6 +35,7 @@ const PARTITION_LIMIT: f64 = 1_000.0;
 enum Keyed {
     BySession,
     ByEvent,
+    ByDelivery,
     /// Not sharded: every create writes the one key.
     Same,
 }
@@ -49,12 +55,23 @@ async fn main() {
     let t = s.token().await;
     let core = &s.running.as_ref().expect("running").local.app.core;
     let merchant = core.store.get_client(&s.client_id).await.unwrap().expect("the demo client").merchant_id;
+    let rx = Receiver::start().await;
+    let ep = s.post("/v1/webhook_endpoints", &t, &json!({"url": rx.url(), "events": ["payment_session.created"]})).await;
+    assert_eq!(ep.status, 201, "{}", ep.text);
+    let endpoint = ep.json()["id"].as_str().unwrap().to_string();
     proxy.take();
     for i in 0..creates {
         let body = json!({"amount": 1050, "currency": "EUR", "customer_id": format!("cus_{}", i % 997), "reference": format!("heat-{i}")});
         let r = s.call(Method::POST, "/v1/payment_sessions", &t, Some(&body), &[("idempotency-key", &format!("heat-{i}"))]).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
+    // Every delivery made and recorded: the receiver has them all, then a moment for the records.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rx.received().len() < creates {
+        assert!(Instant::now() < deadline, "{} of {creates} webhooks within 120 s", rx.received().len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let metered = proxy.take();
 
     // Part 1: the shared partitions as measured, by family.
@@ -74,6 +91,7 @@ async fn main() {
     println!("{:<6} {:<56} {:>10} {:>12} {:>12}", "index", "family", "partitions", "writes", "units/write");
     let sessions_family = family(&sessions_gsi1(&merchant, "x")).to_string();
     let events_family = family(&events_gsi1(&merchant, "x")).to_string();
+    let deliveries_family = family(&deliveries_gsi1(&merchant, &endpoint, "x")).to_string();
     let mut shared = Vec::new();
     for ((index, fam), (units, writes, partitions)) in &families {
         println!("{index:<6} {fam:<56} {partitions:>10} {writes:>12} {:>12.2}", units / *writes as f64);
@@ -81,6 +99,8 @@ async fn main() {
             Keyed::BySession
         } else if *fam == events_family {
             Keyed::ByEvent
+        } else if *fam == deliveries_family {
+            Keyed::ByDelivery
         } else {
             Keyed::Same
         };
@@ -103,6 +123,7 @@ async fn main() {
                 let key = match keyed {
                     Keyed::BySession => sessions_gsi1(&merchant, &session),
                     Keyed::ByEvent => events_gsi1(&merchant, &event),
+                    Keyed::ByDelivery => deliveries_gsi1(&merchant, &endpoint, &Delivery::fan_out_id(&event, &endpoint)),
                     Keyed::Same => fam.clone(),
                 };
                 *load.entry(format!("{index} {key}")).or_default() += units_per_write * writes_per_create;

@@ -698,6 +698,30 @@ pub async fn lists_merge_in_order_across_pages(st: Stores) {
         .collect();
     assert_eq!(listed, want, "created events after a time, pages of 4");
     assert_eq!(want.len(), 60 - 32, "sessions created at milliseconds 8..14");
+
+    // An endpoint's deliveries, three to a millisecond, another endpoint's in between.
+    let mut deliveries = Vec::new();
+    for (i, event) in all_events.items.iter().enumerate().take(45) {
+        let at = t0() + Duration::milliseconds(i as i64 / 3);
+        for endpoint in ["we_merge", "we_other"] {
+            let d = Delivery::new(Delivery::fan_out_id(&event.id, endpoint), "mer_s", endpoint, &event.id, &event.event_type, false, at);
+            assert!(ws.create_delivery(&d).await.unwrap().is_none());
+            if endpoint == "we_merge" {
+                deliveries.push((d.created_at, d.id));
+            }
+        }
+    }
+    deliveries.sort();
+    deliveries.reverse();
+    let want: Vec<String> = deliveries.into_iter().map(|(_, id)| id).collect();
+    for limit in [4, 50] {
+        let listed = all_pages(
+            |after| async move { ws.list_deliveries("mer_s", "we_merge", limit, after.as_ref()).await.unwrap() },
+            |d: &Delivery| (d.created_at, d.id.clone()),
+        )
+        .await;
+        assert_eq!(listed, want, "deliveries, pages of {limit}");
+    }
 }
 
 /// Expands to one `#[tokio::test]` per contract body, each on fresh stores from `$make`.

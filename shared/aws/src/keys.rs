@@ -124,8 +124,13 @@ pub fn delivery_pk(merchant: &str, id: &str) -> String {
     format!("MER#{merchant}#DLV#{id}")
 }
 pub const DELIVERY_SK: &str = "DLV";
-pub fn deliveries_gsi1(merchant: &str, endpoint: &str) -> String {
-    format!("MER#{merchant}#WE#{endpoint}#DLV")
+/// An endpoint's deliveries, sharded as sessions and events are: an endpoint subscribed to
+/// `payment_session.created` gets one delivery per create.
+pub fn deliveries_gsi1(merchant: &str, endpoint: &str, delivery: &str) -> String {
+    sharded(merchant, &format!("WE#{endpoint}#DLV"), delivery)
+}
+pub fn deliveries_gsi1_partitions(merchant: &str, endpoint: &str) -> Vec<String> {
+    list_partitions(merchant, &format!("WE#{endpoint}#DLV"))
 }
 
 /// The session's expiry item: its TTL deletion drives the transition to `expired`. On

@@ -23,7 +23,7 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
     Ok(item([
         (PK, s(delivery_pk(&d.merchant_id, &d.id))),
         (SK, s(DELIVERY_SK)),
-        (GSI1PK, s(deliveries_gsi1(&d.merchant_id, &d.endpoint_id))),
+        (GSI1PK, s(deliveries_gsi1(&d.merchant_id, &d.endpoint_id, &d.id))),
         (GSI1SK, s(time_sort(ms(d.created_at), &d.id))),
         ("version", n(d.version as i64)),
         (TTL, n((d.created_at + Duration::days(DELIVERY_RETENTION_DAYS)).timestamp())),
@@ -114,7 +114,10 @@ impl WebhookStore for DynamoStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page<Delivery>, StoreError> {
-        self.newest_first((GSI1, GSI1PK, GSI1SK), deliveries_gsi1(merchant_id, endpoint_id), after, limit, |_: &Delivery| true).await
+        self.newest_first_merged((GSI1, GSI1PK, GSI1SK), deliveries_gsi1_partitions(merchant_id, endpoint_id), after, limit, |it| {
+            parse_body(it).map(Some)
+        })
+        .await
     }
 
     async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
