@@ -20,6 +20,9 @@ pub struct OpTotals {
     pub requests: u64,
     /// Write or read units as DynamoDB Local reported them (table and indexes).
     pub write_units: f64,
+    /// The write units AWS's published rule gives the same writes ([`aws_rule_units`]);
+    /// DynamoDB Local reports a transaction's differently (a one-item 500 B transaction: 4).
+    pub aws_write_units: f64,
     pub read_units: f64,
     pub request_bytes: u64,
     pub response_bytes: u64,
@@ -35,6 +38,8 @@ pub struct ItemTotals {
     /// Write units attributed to this type: a single-item write's reported units; a
     /// transaction's reported units split over its items by their sizes.
     pub write_units: f64,
+    /// By AWS's rule, for items put whole; an update's or delete's reported share otherwise.
+    pub aws_write_units: f64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -216,12 +221,36 @@ fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value
     let bytes = |put: Option<&Value>| put.map(item_size);
     let weight = |put: Option<&Value>| bytes(put).map_or(1.0, kb_units);
     let total_weight: f64 = written.iter().map(|(_, put)| weight(*put)).sum();
+    let mut aws_total = 0.0;
     for (key, put) in &written {
+        let reported = consumed * weight(*put) / total_weight;
+        let aws = put.map_or(reported, |item| aws_rule_units(item, table_factor));
+        aws_total += aws;
         let t = m.items.entry(item_type(key)).or_default();
         t.writes += 1;
         t.bytes += bytes(*put).unwrap_or(0);
-        t.write_units += consumed * weight(*put) / total_weight;
+        t.write_units += reported;
+        t.aws_write_units += aws;
     }
+    m.ops.entry(op.to_string()).or_default().aws_write_units += aws_total;
+}
+
+/// What AWS bills for putting `item` whole: a unit per started KB in the table (twice in a
+/// transaction), and in each index whose keys it carries a unit per started KB of what the
+/// index projects (GSI1 and GSI2 project all attributes, GSI3 only keys: one unit). The
+/// index keys of expiry and authorisation items are DynamoDB Local's alone (`keys.rs`).
+pub fn aws_rule_units(item: &Value, table_factor: f64) -> f64 {
+    let units = kb_units(item_size(item));
+    let mut total = units * table_factor;
+    let emulator_only = item["GSI1PK"]["S"].as_str().is_some_and(|pk| pk.contains("#EXPIRY#") || pk.contains("#AUTH#"));
+    if !emulator_only {
+        for (index, projected) in [("GSI1", units), ("GSI2", units), ("GSI3", 1.0)] {
+            if item[format!("{index}PK")]["S"].is_string() {
+                total += projected;
+            }
+        }
+    }
+    total
 }
 
 /// Units of an item of `bytes` at 1 KB per unit, at least one.
