@@ -103,7 +103,6 @@ pub fn event_insert(sequence: u64, merchant_id: &str, subject_id: &str, event: &
             "SequenceNumber": format!("{sequence:021}"),
             "Keys": {"PK": {"S": session_pk(merchant_id, subject_id)}, "SK": {"S": event_sk(1, 0)}},
             "NewImage": {
-                "merchant_id": {"S": merchant_id},
                 "type": {"S": event.event_type},
                 "body": {"S": serde_json::to_string(event).expect("an event serialises")},
             },

@@ -300,7 +300,6 @@ impl DynamoStore {
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
                     (GSI2PK, s(event_gsi2(merchant, &ev.id))),
                     (GSI2SK, s(EVENT_GSI2SK)),
-                    ("merchant_id", s(merchant)),
                     ("type", s(ev.event_type.clone())),
                     ("body", body(ev)?),
                 ]);

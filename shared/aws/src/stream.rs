@@ -20,7 +20,7 @@ use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
 
 use crate::bus::{BusEvent, EventBus};
-use crate::keys::{AUTHORISATION_SK_PREFIX, EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK, REFUND_SK_PREFIX, SESSION_SK, SYNC_MS};
+use crate::keys::{AUTHORISATION_SK_PREFIX, EVENT_SK_PREFIX, EXPIRY_SK, MANDATE_SK, REFUND_SK_PREFIX, SESSION_SK, SYNC_MS, merchant_of};
 
 /// The principal of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -97,7 +97,10 @@ pub fn classify(record: &Value) -> Result<StreamWork, String> {
         Some("INSERT") if sk.starts_with(EVENT_SK_PREFIX) => {
             let image = &change["NewImage"];
             let body = body_json(image)?.ok_or("event item without body")?;
-            let merchant_id = string_attr(image, "merchant_id").ok_or("event item without merchant_id")?;
+            // Items written before events stopped repeating it carry `merchant_id`.
+            let merchant_id = string_attr(image, "merchant_id")
+                .or_else(|| string_attr(&change["Keys"], "PK").and_then(merchant_of))
+                .ok_or("event item outside a merchant partition")?;
             let event: EventRecord = serde_json::from_slice(&body).map_err(|e| format!("corrupt event item: {e}"))?;
             Ok(StreamWork::FanOut { merchant_id: merchant_id.to_string(), event: Box::new(event) })
         }
@@ -355,5 +358,28 @@ mod tests {
         assert_eq!(body_json(&json!({"merchant_id": {"S": "mer_1"}})).unwrap(), None);
         assert!(body_json(&json!({"body": {"B": "not base64!"}})).unwrap_err().contains("base64"));
         assert!(body_json(&json!({"body": {"N": "1"}})).unwrap_err().contains("neither"));
+    }
+
+    #[test]
+    fn an_event_item_names_its_merchant_by_its_partition_or_as_written_before() {
+        let event = json!({"id": "evt_1", "type": "payment_session.created", "created_at": "2026-12-07T00:00:00Z", "session_id": "ps_1", "data": {"object": {}}});
+        let record = |merchant_attr: Option<&str>, pk: &str| {
+            let mut image = json!({"PK": {"S": pk}, "body": {"S": event.to_string()}});
+            if let Some(m) = merchant_attr {
+                image["merchant_id"] = json!({"S": m});
+            }
+            json!({"eventName": "INSERT", "dynamodb": {"Keys": {"PK": {"S": pk}, "SK": {"S": "EVT#1#0"}}, "NewImage": image}})
+        };
+        let merchant = |r: &Value| match classify(r) {
+            Ok(StreamWork::FanOut { merchant_id, .. }) => Ok(merchant_id),
+            Ok(_) => Err("not a fan-out".to_string()),
+            Err(e) => Err(e),
+        };
+        assert_eq!(merchant(&record(None, "MER#mer_a#SES#k1")), Ok("mer_a".into()));
+        assert_eq!(merchant(&record(None, "MER#mer_a#MD#md_1")), Ok("mer_a".into()));
+        assert_eq!(merchant(&record(Some("mer_b"), "MER#mer_b#SES#k1")), Ok("mer_b".into()), "an item written before");
+        assert!(merchant(&record(None, "CLIENT#c1")).unwrap_err().contains("outside a merchant partition"));
+        assert_eq!(merchant_of("MER#mer_a"), Some("mer_a"));
+        assert_eq!(merchant_of("MER##x"), None);
     }
 }
