@@ -3,9 +3,10 @@
 //! to every event; N sessions each created with an `Idempotency-Key`, opened and paid by
 //! card on the hosted page, until every event reached the receiver. Prints requests, write
 //! and read units and bytes per paid session by operation and by item type, and $ per
-//! million paid sessions at on-demand list prices (us-east-1). The local server's
-//! once-a-second sweepers are counted apart (their `Scan`s are the local path's, not the
-//! deployed one's).
+//! million paid sessions at on-demand list prices (us-east-1), both as DynamoDB Local reports
+//! them and by AWS's rule (`capacity::aws_rule_units`). The local server's once-a-second
+//! sweepers are the local path's, not the deployed one's: their idle reads are subtracted and
+//! any `Scan` is counted apart (none, once the due index was read once per kind at start).
 //!
 //! Needs DynamoDB Local (AWS_ENDPOINT_URL_DYNAMODB and AWS credentials and region in the
 //! environment, as `scripts/test` sets them).

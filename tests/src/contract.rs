@@ -53,7 +53,7 @@ impl Stores {
     }
 }
 
-fn t0() -> DateTime<Utc> {
+pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()
 }
 
@@ -1043,13 +1043,13 @@ pub fn refund(
 }
 
 /// A session of 1050 with a payment id that names it, and refund ids that do.
-fn paid(merchant: &str, reference: &str) -> (PaymentSession, String) {
+pub fn paid(merchant: &str, reference: &str) -> (PaymentSession, String) {
     let s = session(merchant, "cus_r", reference, t0());
     let payment = paysession_domain::session::child_id("pay", &s.id, "00000000000000aa");
     (s, payment)
 }
 
-fn refund_id(session: &PaymentSession, n: usize) -> String {
+pub fn refund_id(session: &PaymentSession, n: usize) -> String {
     paysession_domain::session::child_id("re", &session.id, &format!("{n:016x}"))
 }
 

@@ -42,6 +42,12 @@ pub const GSI2SK: &str = "GSI2SK";
 /// Keys only, partition key only, sparse: virtual-account numbers (see [`virtual_account_gsi3`]).
 pub const GSI3: &str = "GSI3";
 pub const GSI3PK: &str = "GSI3PK";
+/// The local server's due index: written on DynamoDB Local only (`store.rs`,
+/// `with_due_index`), so its sweeps read what is due rather than scan the table. Empty on
+/// AWS, where the stream, TTL and EventBridge Scheduler say what is due.
+pub const GSI4: &str = "GSI4";
+pub const GSI4PK: &str = "GSI4PK";
+pub const GSI4SK: &str = "GSI4SK";
 /// TTL attribute (epoch seconds). Garbage collection only: reads never trust it.
 pub const TTL: &str = "ttl";
 
@@ -214,6 +220,8 @@ pub fn mandate_pk(merchant: &str, id: &str) -> String {
     format!("MER#{merchant}#MD#{id}")
 }
 pub const MANDATE_SK: &str = "MANDATE";
+/// Set only while the mandate waits for a charge (the local server's sweep finds it by it).
+pub const NEXT_CHARGE_MS: &str = "next_charge_ms";
 pub fn mandates_gsi1(merchant: &str) -> String {
     format!("MER#{merchant}#MANDATES")
 }
@@ -265,4 +273,14 @@ pub const AUTHORISATION_SK_PREFIX: &str = "AUTH#";
 pub const CAPTURE_BEFORE_MS: &str = "capture_before_ms";
 pub fn authorisation_index_pk(merchant: &str, payment: &str) -> String {
     format!("MER#{merchant}#AUTH#{payment}")
+}
+
+/// What the local server sweeps for: items whose sort key starts with the first and that
+/// carry the second (a due time, epoch ms).
+pub const DUE_KINDS: [(&str, &str); 4] =
+    [(SESSION_SK, SYNC_MS), (REFUND_SK_PREFIX, SYNC_MS), (AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS), (MANDATE_SK, NEXT_CHARGE_MS)];
+
+/// The due index partition of one kind of [`DUE_KINDS`]; its sort key is `time_sort(due, PK)`.
+pub fn due_gsi4(sk_prefix: &str, due_attr: &str) -> String {
+    format!("DUE#{due_attr}#{sk_prefix}")
 }

@@ -12,10 +12,6 @@ use crate::DynamoStore;
 use crate::keys::*;
 use crate::store::{Item, backend, body, item, method_item, ms, n, parse_body, s};
 
-/// Set only while the mandate waits for a charge, so the local server's sweep (a filtered
-/// Scan) reads little; deployed functions never scan, Scheduler names the mandate.
-const NEXT_CHARGE_MS: &str = "next_charge_ms";
-
 fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
     let created = time_sort(ms(m.created_at), &m.id);
     let mut it = item([

@@ -2,6 +2,9 @@
 //! `TransactWriteItems` (new state + its events + guards + idempotency completion) with a
 //! condition on the version read.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue as AV, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
@@ -31,8 +34,11 @@ pub struct DynamoStore {
     /// The hot calls (`TransactWriteItems`, `GetItem`) without the SDK (`wire` module).
     wire: Wire,
     /// The endpoint is DynamoDB Local (a loopback address): expiry items carry index keys
-    /// for it ([`expiry_item`]).
+    /// for it ([`expiry_item`]), and due items the due index's ([`DynamoStore::with_due_index`]).
     emulated: bool,
+    /// The kinds of [`DUE_KINDS`] (by bit) whose sweep scanned once for items written
+    /// before the due index, which it cannot see.
+    swept_before_index: Arc<AtomicU8>,
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AV {
@@ -130,7 +136,7 @@ impl DynamoStore {
     pub async fn from_config(config: &aws_types::SdkConfig, table: impl Into<String>) -> Result<Self, String> {
         let wire = crate::sdk::wire_for(config).await?.ok_or("AWS configuration without a region or credentials")?;
         let emulated = is_loopback(wire.endpoint());
-        Ok(DynamoStore { client: Client::new(config), table: table.into(), wire, emulated })
+        Ok(DynamoStore { client: Client::new(config), table: table.into(), wire, emulated, swept_before_index: Arc::default() })
     }
 
     /// The same store with its SDK calls made by `client` (e.g. one with an interceptor).
@@ -153,10 +159,63 @@ impl DynamoStore {
         &self.table
     }
 
-    /// What the local server's sweeps find due (a filtered `Scan`; deployed functions never
-    /// scan): items whose sort key starts with `sk_prefix` and whose `due_attr` (epoch ms) is
-    /// at or before `now`, mapped by `pick` (`None`: not wanted), at most `limit`.
+    /// What the local server's sweeps find due: items whose sort key starts with `sk_prefix`
+    /// and whose `due_attr` (epoch ms) is at or before `now` (a kind of [`DUE_KINDS`]),
+    /// mapped by `pick` (`None`: not wanted), at most `limit`. On DynamoDB Local a `Query`
+    /// of the due index, after one filtered `Scan` per kind and process for items written
+    /// before it; elsewhere (a local server on AWS, which the due index is not written on)
+    /// the filtered `Scan`. Deployed functions never sweep.
     pub(crate) async fn scan_due<T>(
+        &self,
+        sk_prefix: &str,
+        due_attr: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let kind = DUE_KINDS.iter().position(|k| *k == (sk_prefix, due_attr)).map(|i| 1u8 << i);
+        match kind {
+            Some(bit) if self.emulated && self.swept_before_index.load(Ordering::Relaxed) & bit != 0 => {
+                let mut pick = pick;
+                match self.query_due(sk_prefix, due_attr, now, limit, &mut pick).await {
+                    Ok(due) => Ok(due),
+                    // A table of an earlier release, before `paysession-admin init` added the index.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the due index cannot be read; sweeping by Scan");
+                        self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await
+                    }
+                }
+            }
+            Some(bit) if self.emulated => {
+                let found = self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await?;
+                self.swept_before_index.fetch_or(bit, Ordering::Relaxed);
+                Ok(found)
+            }
+            _ => self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await,
+        }
+    }
+
+    async fn query_due<T>(
+        &self,
+        sk_prefix: &str,
+        due_attr: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        mut pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        // Every sort key of a due time up to `now` sorts below this one.
+        let range = SortRange { below: Some(time_sort(ms(now) + 1, "")), floor: None };
+        let mut due = Vec::new();
+        self.query_index((GSI4, GSI4PK, GSI4SK), due_gsi4(sk_prefix, due_attr), &range, true, limit, |it| {
+            let Some(found) = pick(it)? else { return Ok(false) };
+            due.push(found);
+            Ok(true)
+        })
+        .await?;
+        Ok(due)
+    }
+
+    async fn filtered_scan<T>(
         &self,
         sk_prefix: &str,
         due_attr: &str,
@@ -194,12 +253,30 @@ impl DynamoStore {
         }
     }
 
+    /// `item` with the due index's keys if it is a kind of [`DUE_KINDS`] with a due time, on
+    /// DynamoDB Local only (on AWS they would cost an index write per such write and put all
+    /// of a kind in one partition). Every put of a whole item passes here, so an item that is
+    /// no longer due leaves the index with the write that clears its due time.
+    pub(crate) fn with_due_index(&self, mut item: Item) -> Item {
+        if !self.emulated {
+            return item;
+        }
+        let sk = attr_str(&item, SK).unwrap_or_default();
+        let kind = DUE_KINDS.iter().find(|(prefix, attr)| sk.starts_with(prefix) && item.contains_key(*attr));
+        if let Some((prefix, attr)) = kind {
+            let (due, pk) = (attr_i64(&item, attr).unwrap_or_default(), attr_str(&item, PK).unwrap_or_default().to_string());
+            item.insert(GSI4PK.into(), s(due_gsi4(prefix, attr)));
+            item.insert(GSI4SK.into(), s(time_sort(due, &pk)));
+        }
+        item
+    }
+
     /// A `Put` replacing an item only while its stored `version` is still `expected_version`
     /// (the optimistic lock of every state change).
     pub(crate) fn versioned_put(&self, item: Item, expected_version: u64) -> Result<Put, StoreError> {
         Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(self.with_due_index(item)))
             .condition_expression("attribute_exists(PK) AND version = :expected")
             .expression_attribute_values(":expected", n(expected_version as i64))
             .build()
@@ -207,7 +284,7 @@ impl DynamoStore {
     }
 
     pub(crate) fn put(&self, item: Item, condition: Option<&str>) -> Put {
-        let mut p = Put::builder().table_name(&self.table).set_item(Some(item));
+        let mut p = Put::builder().table_name(&self.table).set_item(Some(self.with_due_index(item)));
         if let Some(c) = condition {
             p = p.condition_expression(c);
         }
@@ -760,6 +837,8 @@ fn expiry_item(session: &PaymentSession, emulated: bool) -> Item {
             (GSI2PK, s(expiry_index_pk(m, id))),
             (GSI2SK, s(EXPIRY_SK)),
             (GSI3PK, s(expiry_index_pk(m, id))),
+            (GSI4PK, s(expiry_index_pk(m, id))),
+            (GSI4SK, s(EXPIRY_SK)),
         ]));
     }
     it

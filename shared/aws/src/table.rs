@@ -25,9 +25,9 @@ fn gsi(name: &str, pk: &str, sk: &str) -> GlobalSecondaryIndex {
 }
 
 /// String key attributes of the table and its indexes.
-pub const KEY_ATTRIBUTES: [&str; 7] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK];
+pub const KEY_ATTRIBUTES: [&str; 9] = [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI4PK, GSI4SK, GSI3PK];
 /// (index, partition key, sort key), projecting every attribute.
-pub const INDEXES: [(&str, &str, &str); 2] = [(GSI1, GSI1PK, GSI1SK), (GSI2, GSI2PK, GSI2SK)];
+pub const INDEXES: [(&str, &str, &str); 3] = [(GSI1, GSI1PK, GSI1SK), (GSI2, GSI2PK, GSI2SK), (GSI4, GSI4PK, GSI4SK)];
 /// (index, partition key) of the one index without a sort key, projecting keys only.
 pub const KEYS_ONLY_INDEX: (&str, &str) = (GSI3, GSI3PK);
 

@@ -34,7 +34,7 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
 impl DynamoStore {
     /// A conditional put: `expected` = `None` inserts, `Some(v)` replaces version `v`.
     pub(crate) async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
-        let mut req = Put::builder().table_name(self.table()).set_item(Some(it));
+        let mut req = Put::builder().table_name(self.table()).set_item(Some(self.with_due_index(it)));
         req = match expected {
             None => req.condition_expression("attribute_not_exists(PK)"),
             Some(v) => req.condition_expression("version = :expected").expression_attribute_values(":expected", n(v as i64)),

@@ -38,3 +38,49 @@ async fn sessions_written_before_sharding_are_still_listed() {
     let listed: Vec<String> = store.list_sessions("mer_l", &q).await.unwrap().items.into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![new.id, old.id]);
 }
+
+/// Issue 35: the local server's sweeps read what is due, not the table. On DynamoDB Local a
+/// due item carries the due index's keys; a sweep is one `Query` of that index, after one
+/// filtered `Scan` per kind and process for items written before it. An item no longer due
+/// leaves the index with the write that clears its due time.
+#[tokio::test]
+async fn sweeps_query_only_what_is_due() {
+    use chrono::Duration;
+    use paysession_app::reconcile::DueMoney as _;
+    use paysession_tests::contract::{insert, paid, refund, refund_id, t0};
+    let (store, counter) = paysession_tests::dynamo::counted_table().await;
+    let store = std::sync::Arc::new(store);
+    let stores = Stores::from_arc(store.clone());
+    let mut refunds = Vec::new();
+    for i in 0..12 {
+        let (s, payment) = paid("mer_due", &format!("due-{i}"));
+        insert(&stores, &s).await.unwrap();
+        // Half due a minute after t0, half a day after.
+        let mut r = refund(&refund_id(&s, 1), "mer_due", &s.id, &payment, 10, t0());
+        if i % 2 == 1 {
+            r.next_sync_at = Some(t0() + Duration::days(1));
+        }
+        stores.refunds.create_refund(&r, 1050, &[], None).await.unwrap();
+        refunds.push(r);
+    }
+    counter.take();
+    assert!(store.due_refunds(None, t0(), 10).await.unwrap().is_empty(), "nothing due yet");
+    assert_eq!(counter.take().get("Scan"), Some(&1), "the first sweep of a kind scans once, for items older than the index");
+
+    let at = t0() + Duration::minutes(2);
+    let due = store.due_refunds(None, at, 10).await.unwrap();
+    let requests = counter.take();
+    assert_eq!((requests.get("Scan"), requests.get("Query")), (None, Some(&1)), "{requests:?}");
+    let want: std::collections::BTreeSet<String> = refunds.iter().step_by(2).map(|r| r.id.clone()).collect();
+    assert_eq!(due.iter().map(|(m, id)| (assert_eq!(m, "mer_due"), id.clone()).1).collect::<std::collections::BTreeSet<_>>(), want);
+    assert_eq!(store.due_refunds(None, at, 2).await.unwrap().len(), 2, "at most the limit");
+
+    // Settled: its write clears the due time, and it is no longer found.
+    let first = &refunds[0];
+    let settled = paysession_domain::refund::Refund { next_sync_at: None, version: 2, ..first.clone() };
+    stores.refunds.update_refund(&settled, first.version, Default::default(), &[]).await.unwrap();
+    let due = store.due_refunds(None, at, 10).await.unwrap();
+    assert_eq!(due.len(), 5);
+    assert!(due.iter().all(|(_, id)| *id != first.id));
+    assert_eq!(store.due_refunds(None, t0() + Duration::days(2), 20).await.unwrap().len(), 11);
+}

@@ -27,7 +27,7 @@ async fn init_creates_the_table_then_finds_it_complete() {
     let table = paysession_app::ids::new_id("test");
     let first = ensure_table(&client, &table).await.unwrap();
     assert!(first.created && first.added.is_empty(), "{first:?}");
-    assert_eq!(index_names(&client, &table).await, ["GSI1", "GSI2", "GSI3"]);
+    assert_eq!(index_names(&client, &table).await, ["GSI1", "GSI2", "GSI3", "GSI4"]);
     let again = ensure_table(&client, &table).await.unwrap();
     assert_eq!((again.created, again.added), (false, Vec::<String>::new()));
     client.delete_table().table_name(&table).send().await.unwrap();
@@ -37,7 +37,8 @@ async fn init_creates_the_table_then_finds_it_complete() {
 async fn init_adds_the_index_a_table_of_an_earlier_release_lacks() {
     let client = client().await;
     let table = paysession_app::ids::new_id("test");
-    // The table as the release before GSI3 (the virtual-account index) made it.
+    // The table as the release before GSI3 (the virtual-account index) and GSI4 (the local
+    // sweeps' due index) made it.
     let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
     let attribute =
         |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
@@ -68,8 +69,8 @@ async fn init_adds_the_index_a_table_of_an_earlier_release_lacks() {
     assert_eq!(index_names(&client, &table).await, ["GSI1", "GSI2"]);
 
     let Ensured { created, added, .. } = ensure_table(&client, &table).await.unwrap();
-    assert_eq!((created, added), (false, vec!["GSI3".to_string(), "ttl".to_string()]), "the old table had no TTL set either");
-    assert_eq!(index_names(&client, &table).await, ["GSI1", "GSI2", "GSI3"]);
+    assert_eq!((created, added), (false, vec!["GSI4".into(), "GSI3".into(), "ttl".into()]), "the old table had no TTL set either");
+    assert_eq!(index_names(&client, &table).await, ["GSI1", "GSI2", "GSI3", "GSI4"]);
     client.delete_table().table_name(&table).send().await.unwrap();
 }
 
