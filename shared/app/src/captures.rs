@@ -221,7 +221,7 @@ async fn change<S: SessionStore + ?Sized, R>(
         let now = cx.clock.now();
         let next = decide(&current, now)?;
         let view = ViewJson::of(&next, now);
-        let events = paysession_domain::session::events_with_view(Some(&current), &next, &view, now, || crate::ids::new_id("evt"));
+        let events = paysession_domain::session::events_with_view(Some(&current), &next, &view, now, || crate::ids::new_event_id(&next.id));
         let (answer, completion) = respond(&next, &view);
         if crate::retry::won(cx.store.update_session(&next, current.version, &events, completion.as_ref()).await)?.is_some() {
             tracing::info!(payment_id = id, "payment {}", if matches!(what, Change::Capture(_)) { "captured" } else { "voided" });

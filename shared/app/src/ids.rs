@@ -48,6 +48,12 @@ pub fn new_child_id(prefix: &str, session_id: &str) -> String {
     paysession_domain::session::child_id(prefix, session_id, &hex(&random_bytes::<8>()))
 }
 
+/// An event id naming its subject (`paysession_domain::event::subject_event_id`): the
+/// DynamoDB store finds the event in its subject's partition, with no by-id index entry.
+pub fn new_event_id(subject_id: &str) -> String {
+    paysession_domain::event::subject_event_id(subject_id, &hex(&random_bytes::<8>()))
+}
+
 /// 256 random bits, URL-safe base64: hosted-page tokens and client secrets.
 pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())

@@ -11,7 +11,7 @@ use paysession_domain::{FieldError, SessionSpec};
 
 use crate::context::{Core, Payments};
 use crate::entities::Merchant;
-use crate::ids::new_id;
+use crate::ids::new_event_id;
 use crate::payments;
 use crate::ports::{Cursor, MandateQuery, MandateStore, SessionStore, StoreError};
 use crate::retry::{Races, won};
@@ -46,7 +46,7 @@ pub async fn charge<S: SessionStore + MandateStore + ?Sized>(
         .ok_or_else(|| field("mandate_id", FieldCode::Inactive, "the mandate's payment method was detached"))?;
     let now = cx.clock.now();
     let session = PaymentSession::create(spec, merchant.id.clone(), now);
-    let events = events_for(None, &session, now, || new_id("evt"));
+    let events = events_for(None, &session, now, || new_event_id(&session.id));
     cx.store.create_session(&session, &events, None).await?;
     tracing::info!(session_id = %session.id, mandate_id = %mandate.id, "next_in_series session created");
     payments::charge_off_session(cx, pay, session, &method, true).await.map_err(|f| match f {
@@ -79,7 +79,7 @@ pub async fn update_with<S: MandateStore + ?Sized>(
         let current = cx.store.get_mandate(merchant_id, id).await?.ok_or_else(|| MandateError::NotFound(id.to_string()))?;
         let now = cx.clock.now();
         let Some(next) = change(&current, now)? else { return Ok(None) };
-        let events = mandate_events(&current, &next, now, || new_id("evt"));
+        let events = mandate_events(&current, &next, now, || new_event_id(&next.id));
         if won(cx.store.update_mandate(&next, current.version, &events).await)?.is_some() {
             tracing::info!(mandate_id = id, status = next.status.as_str(), "mandate updated");
             return Ok(Some(next));
@@ -111,7 +111,7 @@ pub async fn detach<S: MandateStore + SessionStore + ?Sized>(
     let Some(method) = methods.into_iter().find(|m| m.id == method_id) else { return Ok(None) };
     let now = cx.clock.now();
     let detached = EventRecord {
-        id: new_id("evt"),
+        id: new_event_id(&method.id),
         event_type: "payment_method.detached".into(),
         session_id: method.id.clone(),
         created_at: now,

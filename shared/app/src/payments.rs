@@ -11,7 +11,7 @@ use paysession_domain::payment::{AttemptStatus, CardSummary, PaymentAttempt, Pay
 use paysession_domain::session::{EventData, EventRecord, PaymentSession, events_for};
 
 use crate::context::{Core, Payments};
-use crate::ids::{new_id, sha256_hex};
+use crate::ids::{new_event_id, new_id, sha256_hex};
 use crate::ports::{MandateStore, SessionStore, StoreError};
 use crate::processor::{Answer, Outcome, PaymentCall, PaymentProcessor, RedirectMethod, SavedCharge};
 use crate::retry::{Races, won};
@@ -385,10 +385,10 @@ async fn complete_first_payment<S: SessionStore + MandateStore + ?Sized>(
         );
         next.payment_method_id = Some(pm.id.clone());
         next.spec.mandate_id = Some(mandate.id.clone());
-        let mut events = events_for(Some(&current), &next, now, || new_id("evt"));
+        let mut events = events_for(Some(&current), &next, now, || new_event_id(&next.id));
         for (event_type, data) in [("payment_method.attached", pm.to_api()), ("mandate.created", mandate.to_api())] {
             events.push(EventRecord {
-                id: new_id("evt"),
+                id: new_event_id(&current.id),
                 event_type: event_type.into(),
                 created_at: now,
                 session_id: current.id.clone(),

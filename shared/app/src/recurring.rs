@@ -23,7 +23,7 @@ use paysession_domain::{SessionStatus, parse_create_session};
 use serde_json::json;
 
 use crate::context::{Core, Payments};
-use crate::ids::new_id;
+use crate::ids::new_event_id;
 use crate::mandates::{self, MandateError};
 use crate::payments::{self, PaymentFailure};
 use crate::ports::{ChargeScheduler, ChargeTrigger, MandateStore, MerchantStore, SessionQuery, SessionStore, SettingsStore, StoreError};
@@ -99,7 +99,7 @@ async fn occurrence_session<S: SessionStore + MerchantStore + ?Sized>(
     let spec = parse_create_session(&body, now, &merchant.policy())
         .map_err(|e| StoreError::Backend(format!("occurrence {n} of mandate {}: {e:?}", mandate.id)))?;
     let session = PaymentSession::create(spec, merchant.id.clone(), now);
-    let events = events_for(None, &session, now, || new_id("evt"));
+    let events = events_for(None, &session, now, || new_event_id(&session.id));
     match cx.store.create_session(&session, &events, None).await {
         Ok(()) => Ok(session),
         // Another trigger of the same occurrence created it first: use that one.

@@ -13,7 +13,7 @@ use paysession_domain::refund::{MoneyDelta, PaymentMoney, Refund, RefundRequest,
 use paysession_domain::session::{PaymentSession, owning_session_id};
 
 use crate::context::{Core, Payments};
-use crate::ids::{new_child_id, new_id};
+use crate::ids::{new_child_id, new_event_id};
 use crate::payments::payment_call;
 use crate::ports::{IdempotencyCompletion, RefundStore, SessionStore, StoreError};
 use crate::processor::{RefundAnswer, RefundCall, RefundOutcome};
@@ -157,7 +157,7 @@ pub async fn create<S: SessionStore + RefundStore + ?Sized, R>(
         updated_at: now,
         version: 1,
     };
-    let events = refund.events(None, now, || new_id("evt"));
+    let events = refund.events(None, now, || new_event_id(&refund.id));
     let (answer, completion) = respond(&refund);
     match cx.store.create_refund(&refund, received, &events, completion.as_ref()).await {
         Ok(()) => {}
@@ -252,7 +252,7 @@ pub async fn apply<S: RefundStore + ?Sized>(
             next.version += 1;
             next.updated_at = now;
         }
-        let events = next.events(Some(&refund), now, || new_id("evt"));
+        let events = next.events(Some(&refund), now, || new_event_id(&next.id));
         if won(cx.store.update_refund(&next, refund.version, delta, &events).await)?.is_some() {
             if next.status != refund.status {
                 tracing::info!(refund_id = %next.id, from = refund.status.as_str(), to = next.status.as_str(), "refund updated");

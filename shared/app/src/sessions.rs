@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::context::Core;
 use crate::entities::Merchant;
-use crate::ids::{new_id, new_token, sha256_hex};
+use crate::ids::{new_event_id, new_id, new_token, sha256_hex};
 use crate::ports::{IdempotencyCompletion, MerchantStore, SessionStore, StoreError};
 use crate::retry::{Races, won};
 
@@ -76,7 +76,7 @@ pub async fn create<S: SessionStore + ?Sized, R>(
     loop {
         add_instructions(&mut session, draw);
         let view = ViewJson::of(&session, now);
-        let events = events_with_view(None, &session, &view, now, || new_id("evt"));
+        let events = events_with_view(None, &session, &view, now, || new_event_id(&session.id));
         let (answer, completion) = respond(&session, &view);
         match cx.store.create_session(&session, &events, completion.as_ref()).await {
             Ok(()) => {
@@ -116,7 +116,7 @@ pub async fn act<S: SessionStore + ?Sized, R>(
         let now = cx.clock.now();
         let next = current.apply(action.clone(), now)?;
         let view = ViewJson::of(&next, now);
-        let events = events_with_view(Some(&current), &next, &view, now, || new_id("evt"));
+        let events = events_with_view(Some(&current), &next, &view, now, || new_event_id(&next.id));
         let (answer, completion) = respond(&next, &view);
         if won(cx.store.update_session(&next, current.version, &events, completion.as_ref()).await)?.is_some() {
             tracing::info!(session_id = %id, status = next.status.as_str(), "payment session updated");
@@ -159,7 +159,7 @@ pub async fn update_with<S: SessionStore + ?Sized, E>(
     loop {
         let now = cx.clock.now();
         let Some(next) = change(&current, now).map_err(UpdateError::Refused)? else { return Ok(None) };
-        let events = if emit_events { events_for(Some(&current), &next, now, || new_id("evt")) } else { Vec::new() };
+        let events = if emit_events { events_for(Some(&current), &next, now, || new_event_id(&next.id)) } else { Vec::new() };
         if won(cx.store.update_session(&next, current.version, &events, None).await)?.is_some() {
             return Ok(Some(next));
         }

@@ -115,9 +115,24 @@ pub fn events_gsi1_partitions(merchant: &str) -> Vec<String> {
     list_partitions(merchant, "EVENTS")
 }
 
-/// Finds an event by id (`GET /v1/events/{id}`).
+/// Finds an event by id (`GET /v1/events/{id}`) whose id does not name its partition
+/// ([`event_partition`]): those written before ids named their subject.
 pub fn event_gsi2(merchant: &str, id: &str) -> String {
     format!("MER#{merchant}#EVT#{id}")
+}
+
+/// The partition an event is stored in, from the subject its id names
+/// (`paysession_domain::event::event_subject`): a session's or a refund's (its session's),
+/// a mandate's, a payment method's.
+pub fn event_partition(merchant: &str, event_id: &str) -> Option<String> {
+    let subject = paysession_domain::event::event_subject(event_id)?;
+    match subject.split_once('_')?.0 {
+        "ps" => id_reference_key(subject).map(|_| session_pk(merchant, subject)),
+        "re" => paysession_domain::session::owning_session_id(subject).map(|session| session_pk(merchant, &session)),
+        "md" => Some(mandate_pk(merchant, subject)),
+        "pm" => Some(payment_method_events_pk(merchant, subject)),
+        _ => None,
+    }
 }
 pub const EVENT_GSI2SK: &str = "EVENT";
 

@@ -370,16 +370,19 @@ impl DynamoStore {
             .iter()
             .enumerate()
             .map(|(i, ev)| {
-                let it = item([
+                let mut it = item([
                     (PK, s(subject_pk.clone())),
                     (SK, s(sk(i))),
                     (GSI1PK, s(events_gsi1(merchant, &ev.id))),
                     (GSI1SK, s(time_sort(ms(ev.created_at), &ev.id))),
-                    (GSI2PK, s(event_gsi2(merchant, &ev.id))),
-                    (GSI2SK, s(EVENT_GSI2SK)),
                     ("type", s(ev.event_type.clone())),
                     ("body", body(ev)?),
                 ]);
+                // An id that names this partition is found by it (`get_event`); any other
+                // keeps a by-id index entry, an index write more.
+                if event_partition(merchant, &ev.id).as_ref() != Some(&subject_pk) {
+                    it.extend(item([(GSI2PK, s(event_gsi2(merchant, &ev.id))), (GSI2SK, s(EVENT_GSI2SK))]));
+                }
                 Ok(TransactWriteItem::builder().put(self.put(it, Some("attribute_not_exists(PK)"))).build())
             })
             .collect()
@@ -513,6 +516,35 @@ impl DynamoStore {
     ) -> Result<Page<T>, StoreError> {
         let range = SortRange { below: after.map(|c| time_sort(ms(c.created_at), &c.id)), floor: None };
         self.merged(index, pks, &range, limit, keep).await
+    }
+
+    /// The events of partition `pk` in sort-key order (strongly consistent), each handed to
+    /// `visit` until it says stop (`true`).
+    pub(crate) async fn partition_events(&self, pk: String, mut visit: impl FnMut(EventRecord) -> bool) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :evt)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":evt", s(EVENT_SK_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend(crate::describe(&e)))?;
+            for it in page.items.unwrap_or_default() {
+                if visit(parse_body(&it)?) {
+                    return Ok(());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// The merge itself, for a sort-key range (see [`Self::newest_first_merged`]).
@@ -690,32 +722,15 @@ impl SessionStore for DynamoStore {
 
     async fn session_events(&self, merchant_id: &str, session_id: &str) -> Result<Vec<EventRecord>, StoreError> {
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :evt)")
-                .expression_attribute_values(":pk", s(session_pk(merchant_id, session_id)))
-                .expression_attribute_values(":evt", s(EVENT_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend(crate::describe(&e)))?;
-            // The partition is the reference's: only this id's events are this session's.
-            for it in page.items.unwrap_or_default() {
-                let event: EventRecord = parse_body(&it)?;
-                if event.session_id == session_id {
-                    out.push(event);
-                }
+        // The partition is the reference's: only this id's events are this session's.
+        self.partition_events(session_pk(merchant_id, session_id), |event| {
+            if event.session_id == session_id {
+                out.push(event);
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+            false
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn find_by_virtual_account(&self, number: &str) -> Result<Option<PaymentSession>, StoreError> {

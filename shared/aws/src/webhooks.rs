@@ -32,6 +32,21 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
 }
 
 impl DynamoStore {
+    /// The event `id` among the events of partition `pk` (a subject's few; a strongly
+    /// consistent read, so an event is found as soon as its write is).
+    async fn event_in_partition(&self, pk: String, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let mut found = None;
+        self.partition_events(pk, |event| {
+            let this = event.id == id;
+            if this {
+                found = Some(event);
+            }
+            this
+        })
+        .await?;
+        Ok(found)
+    }
+
     /// A conditional put: `expected` = `None` inserts, `Some(v)` replaces version `v`.
     pub(crate) async fn put_versioned(&self, it: Item, expected: Option<u64>) -> Result<(), StoreError> {
         let mut req = Put::builder().table_name(self.table()).set_item(Some(self.with_due_index(it)));
@@ -134,6 +149,12 @@ impl WebhookStore for DynamoStore {
     }
 
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        if let Some(pk) = event_partition(merchant_id, id) {
+            if let Some(found) = self.event_in_partition(pk, id).await? {
+                return Ok(Some(found));
+            }
+        }
+        // Written before ids named their partition, or under another one: the by-id index.
         let page = self
             .client()
             .query()

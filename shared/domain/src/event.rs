@@ -119,3 +119,42 @@ mod tests {
         assert!(in_write_order(Vec::new()).is_empty());
     }
 }
+
+/// Hex digits of randomness after an event id's subject.
+pub const EVENT_RANDOM_LEN: usize = 16;
+
+/// The id of an event of `subject_id` (a session, refund, mandate or payment method):
+/// `evt_`, the subject's id, `_`, [`EVENT_RANDOM_LEN`] hex digits of `random`. It names the
+/// partition the event is stored in, so a read by id needs no index of its own.
+pub fn subject_event_id(subject_id: &str, random: &str) -> String {
+    debug_assert_eq!(random.len(), EVENT_RANDOM_LEN);
+    format!("evt_{subject_id}_{random}")
+}
+
+/// The subject an event id of [`subject_event_id`]'s shape names; `None` for the random ids
+/// of events written before (`evt_` + 32 hex digits), or anything else.
+pub fn event_subject(id: &str) -> Option<&str> {
+    let (subject, random) = id.strip_prefix("evt_")?.rsplit_once('_')?;
+    let random_ok = random.len() == EVENT_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let subject_ok = ["ps_", "re_", "md_", "pm_"].iter().any(|p| subject.len() > p.len() && subject.starts_with(p));
+    (random_ok && subject_ok).then_some(subject)
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_names_its_subject() {
+        let id = subject_event_id("ps_01m913v5ywbzee2gg0pkbcxkq46an8", "0123456789abcdef");
+        assert_eq!(id, "evt_ps_01m913v5ywbzee2gg0pkbcxkq46an8_0123456789abcdef");
+        assert_eq!(event_subject(&id), Some("ps_01m913v5ywbzee2gg0pkbcxkq46an8"));
+        assert_eq!(event_subject("evt_md_1_0123456789abcdef"), Some("md_1"));
+        // The random ids of before, and malformed ones.
+        assert_eq!(event_subject("evt_019af3c2d1e0a1b2c3d4e5f6a7b8c9d0e1f2"), None);
+        assert_eq!(event_subject("evt_ps__0123456789abcdef"), None);
+        assert_eq!(event_subject("evt_xx_1_0123456789abcdef"), None);
+        assert_eq!(event_subject("evt_ps_1_0123456789abcdeg"), None);
+        assert_eq!(event_subject("ps_1_0123456789abcdef"), None);
+    }
+}

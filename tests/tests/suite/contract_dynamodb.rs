@@ -84,3 +84,43 @@ async fn sweeps_query_only_what_is_due() {
     assert!(due.iter().all(|(_, id)| *id != first.id));
     assert_eq!(store.due_refunds(None, t0() + Duration::days(2), 20).await.unwrap().len(), 11);
 }
+
+/// Issue 35: an event id names its subject, so `get_event` finds it in the subject's
+/// partition and the item has no by-id index entry (one index write less per event). An
+/// event whose id names nothing (written before) keeps the entry and is found by it; another
+/// merchant finds neither.
+#[tokio::test]
+async fn events_are_found_by_the_subject_their_id_names() {
+    use aws_sdk_dynamodb::types::AttributeValue as AV;
+    use paysession_app::ids::{new_event_id, new_id};
+    use paysession_aws::keys::{GSI2PK, PK, SK, event_sk, session_pk};
+    use paysession_domain::session::{MerchantAction, events_for};
+    use paysession_tests::contract::{insert, session, t0};
+    let store = paysession_tests::dynamo::fresh_table().await;
+    let stores = Stores::from(store.clone());
+    let s = session("mer_ev", "cus_1", "named", t0());
+    let named = events_for(None, &s, t0(), || new_event_id(&s.id));
+    stores.sessions.create_session(&s, &named, None).await.unwrap();
+    assert!(named[0].id.starts_with(&format!("evt_{}_", s.id)));
+    let cancelled = s.apply(MerchantAction::Cancel { reason: paysession_domain::model::CancellationReason::Abandoned }, t0()).unwrap();
+    let legacy = events_for(Some(&s), &cancelled, t0(), || new_id("evt"));
+    stores.sessions.update_session(&cancelled, s.version, &legacy, None).await.unwrap();
+    insert(&stores, &session("mer_ev", "cus_1", "other", t0())).await.unwrap();
+
+    let raw = |version: u64, i: usize| {
+        let (client, table) = (store.client().clone(), store.table().to_string());
+        let pk = session_pk("mer_ev", &s.id);
+        async move {
+            client.get_item().table_name(table).key(PK, AV::S(pk)).key(SK, AV::S(event_sk(version, i))).send().await.unwrap().item.unwrap()
+        }
+    };
+    assert!(!raw(s.version, 0).await.contains_key(GSI2PK), "a subject-named event has no by-id entry");
+    assert!(raw(cancelled.version, 0).await.contains_key(GSI2PK), "a random id keeps it");
+    for e in named.iter().chain(&legacy) {
+        assert_eq!(stores.webhooks.get_event("mer_ev", &e.id).await.unwrap().map(|f| f.id), Some(e.id.clone()));
+        assert_eq!(stores.webhooks.get_event("mer_other", &e.id).await.unwrap(), None, "another merchant's");
+    }
+    let unknown = new_event_id(&s.id);
+    assert_eq!(stores.webhooks.get_event("mer_ev", &unknown).await.unwrap(), None);
+    assert_eq!(stores.sessions.session_events("mer_ev", &s.id).await.unwrap().len(), named.len() + legacy.len());
+}
