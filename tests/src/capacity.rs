@@ -178,8 +178,9 @@ fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value
     } else {
         totals.read_units += consumed;
     }
-    // Items written: their key or whole item, and the item when it is sent whole (a put).
-    let one = |action: &'a str, v: &'a Value| if action == "Put" { (&v["Item"], Some(&v["Item"])) } else { (&v["Key"], None) };
+    // Items written: their key or whole item, and the put (item and condition) when it is
+    // sent whole.
+    let one = |action: &'a str, v: &'a Value| if action == "Put" { (&v["Item"], Some(v)) } else { (&v["Key"], None) };
     let written: Vec<(&Value, Option<&Value>)> = match op {
         "PutItem" => vec![one("Put", sent)],
         "UpdateItem" | "DeleteItem" => vec![one("Update", sent)],
@@ -199,7 +200,7 @@ fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value
     let table_factor = if op == "TransactWriteItems" { 2.0 } else { 1.0 };
     // Units by partition in this request; a partition counts one write per request.
     let mut touched: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for item in written.iter().filter_map(|(_, put)| *put) {
+    for item in written.iter().filter_map(|(_, put)| put.map(|p| &p["Item"])) {
         let units = kb_units(item_size(item));
         if let Some(pk) = item["PK"]["S"].as_str() {
             *touched.entry(("table".into(), pk.to_string())).or_default() += units * table_factor;
@@ -218,13 +219,13 @@ fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value
         return;
     }
     // A transaction reports one total: split it by size (an item without a size counts 1 KB).
-    let bytes = |put: Option<&Value>| put.map(item_size);
+    let bytes = |put: Option<&Value>| put.map(|p| item_size(&p["Item"]));
     let weight = |put: Option<&Value>| bytes(put).map_or(1.0, kb_units);
     let total_weight: f64 = written.iter().map(|(_, put)| weight(*put)).sum();
     let mut aws_total = 0.0;
     for (key, put) in &written {
         let reported = consumed * weight(*put) / total_weight;
-        let aws = put.map_or(reported, |item| aws_rule_units(item, table_factor));
+        let aws = put.map_or(reported, |p| aws_rule_units(p, table_factor));
         aws_total += aws;
         let t = m.items.entry(item_type(key)).or_default();
         t.writes += 1;
@@ -235,13 +236,17 @@ fn record<'a>(metered: &Mutex<Metered>, op: &str, sent: &'a Value, reply: &Value
     m.ops.entry(op.to_string()).or_default().aws_write_units += aws_total;
 }
 
-/// What AWS bills for putting `item` whole: a unit per started KB in the table (twice in a
-/// transaction), and in each index whose keys it carries a unit per started KB of what the
-/// index projects (GSI1 and GSI2 project all attributes, GSI3 only keys: one unit). Keys
-/// written on DynamoDB Local alone are left out, of the size too: the due index's (GSI4,
-/// the local server's sweeps) and the index keys of expiry and authorisation items
-/// (`keys.rs`).
-pub fn aws_rule_units(item: &Value, table_factor: f64) -> f64 {
+/// What AWS bills for `put` (a `PutItem` request or a transaction's `Put`): a unit per
+/// started KB of its item in the table (twice in a transaction), and in each index whose keys
+/// the item carries a unit per started KB of what the index projects. GSI1 and GSI2 project
+/// all attributes, so every put of an item in them writes them; GSI3 projects keys only, so
+/// only an insert (`attribute_not_exists` condition) writes it, a rewrite with the same key
+/// does not (as DynamoDB Local reports too). Keys written on DynamoDB Local alone are left
+/// out, of the size too: the due index's (GSI4, the local server's sweeps) and the index
+/// keys of expiry and authorisation items (`keys.rs`).
+pub fn aws_rule_units(put: &Value, table_factor: f64) -> f64 {
+    let item = &put["Item"];
+    let inserts = put["ConditionExpression"].as_str().is_some_and(|c| c.contains("attribute_not_exists"));
     let mut on_aws = item.clone();
     if let Some(attrs) = on_aws.as_object_mut() {
         attrs.remove("GSI4PK");
@@ -251,7 +256,7 @@ pub fn aws_rule_units(item: &Value, table_factor: f64) -> f64 {
     let mut total = units * table_factor;
     let emulator_only = item["GSI1PK"]["S"].as_str().is_some_and(|pk| pk.contains("#EXPIRY#") || pk.contains("#AUTH#"));
     if !emulator_only {
-        for (index, projected) in [("GSI1", units), ("GSI2", units), ("GSI3", 1.0)] {
+        for (index, projected) in [("GSI1", units), ("GSI2", units), ("GSI3", if inserts { 1.0 } else { 0.0 })] {
             if item[format!("{index}PK")]["S"].is_string() {
                 total += projected;
             }
