@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Duration;
+#[cfg(feature = "aws")]
 use paysession_app::Payments;
 use paysession_app::auth::TokenSigner;
 use paysession_app::clock::LEGACY_TEST_CLOCK_SETTING;
@@ -283,6 +284,7 @@ pub async fn open_store(choice: &StoreChoice) -> Result<OpenedStore, String> {
 }
 
 /// [`open_store`], a DynamoDB table at `dynamodb_endpoint` when one is given.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub async fn open_store_at(choice: &StoreChoice, dynamodb_endpoint: Option<&str>) -> Result<OpenedStore, String> {
     Ok(match choice {
         #[cfg(feature = "embedded")]
