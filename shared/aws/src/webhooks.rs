@@ -149,10 +149,10 @@ impl WebhookStore for DynamoStore {
     }
 
     async fn get_event(&self, merchant_id: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        if let Some(pk) = event_partition(merchant_id, id) {
-            if let Some(found) = self.event_in_partition(pk, id).await? {
-                return Ok(Some(found));
-            }
+        if let Some(pk) = event_partition(merchant_id, id)
+            && let Some(found) = self.event_in_partition(pk, id).await?
+        {
+            return Ok(Some(found));
         }
         // Written before ids named their partition, or under another one: the by-id index.
         let page = self
