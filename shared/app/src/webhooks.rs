@@ -258,7 +258,8 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
     let mut races = Races::new(format!("delivery {delivery_id}"));
     loop {
         let stored = cx.store.get_delivery(merchant_id, delivery_id).await?;
-        let unsaved = stored.is_none();
+        // The version a write replaces; `None` while the delivery lives in its message.
+        let stored_version = stored.as_ref().map(|d| d.version);
         let mut delivery = match (stored, &message.first) {
             (Some(stored), _) => stored,
             (None, Some(first)) => first.delivery.clone(),
@@ -276,7 +277,7 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
         }
         let endpoint = cx.store.get_endpoint(merchant_id, &delivery.endpoint_id).await?;
         let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
-            if won(save(cx, &delivery.cancel(now), (!unsaved).then_some(delivery.version)).await)?.is_some() {
+            if won(save(cx, &delivery.cancel(now), stored_version).await)?.is_some() {
                 return Ok(DispatchOutcome::Finished);
             }
             races.lost()?;
@@ -290,12 +291,13 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
             };
             delivery.payload = event.to_api().to_json();
         }
-        if unsaved {
-            return attempt(cx, sender, wall, &endpoint, delivery, true).await;
-        }
+        let Some(version) = stored_version else {
+            return attempt(cx, sender, wall, &endpoint, delivery, None).await;
+        };
         let claimed = delivery.claim(now);
-        if won(cx.store.update_delivery(&claimed, delivery.version).await)?.is_some() {
-            return attempt(cx, sender, wall, &endpoint, claimed, false).await;
+        if won(cx.store.update_delivery(&claimed, version).await)?.is_some() {
+            let claimed_version = claimed.version;
+            return attempt(cx, sender, wall, &endpoint, claimed, Some(claimed_version)).await;
         }
         races.lost()?;
     }
@@ -320,7 +322,7 @@ async fn attempt<S: WebhookStore + ?Sized>(
     wall: &dyn Clock,
     endpoint: &WebhookEndpoint,
     claimed: Delivery,
-    unsaved: bool,
+    stored_version: Option<u64>,
 ) -> Result<DispatchOutcome, StoreError> {
     let attempted_at = cx.clock.now();
     let timestamp = wall.now().timestamp();
@@ -348,11 +350,11 @@ async fn attempt<S: WebhookStore + ?Sized>(
     if verdict == AttemptVerdict::Gone {
         disable(cx, &endpoint.merchant_id, &endpoint.id, "the receiver answered 410 Gone").await?;
     }
-    match save(cx, &recorded, (!unsaved).then_some(claimed.version)).await {
+    match save(cx, &recorded, stored_version).await {
         Ok(()) => {}
         // A twin message's attempt stored the delivery first; it goes on from that record,
         // and this message is done.
-        Err(StoreError::VersionConflict) if unsaved => return Ok(DispatchOutcome::Finished),
+        Err(StoreError::VersionConflict) if stored_version.is_none() => return Ok(DispatchOutcome::Finished),
         Err(e) => return Err(e),
     }
     Ok(match verdict {

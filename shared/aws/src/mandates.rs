@@ -35,7 +35,7 @@ fn mandate_item(m: &Mandate) -> Result<Item, StoreError> {
 #[async_trait]
 impl paysession_app::recurring::DueMandates for DynamoStore {
     async fn due_mandates(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        self.scan_due(MANDATE_SK, NEXT_CHARGE_MS, now, limit, |it| {
+        self.sweep_due((MANDATE_SK, NEXT_CHARGE_MS), now, limit, |it| {
             let m: Mandate = parse_body(it)?;
             Ok(merchant.is_none_or(|wanted| wanted == m.merchant_id).then_some((m.merchant_id, m.id)))
         })

@@ -217,12 +217,12 @@ fn of_merchant(it: &Item, wanted: Option<&str>) -> Option<String> {
 }
 
 /// The local server on DynamoDB (Local) sweeps for due refunds and authorisations as it does
-/// on SQLite: a filtered `Scan`. Deployed functions never scan: the stream schedules syncs
-/// and TTL voids authorisations.
+/// on SQLite, through the due index (`DynamoStore::sweep_due`). Deployed functions never
+/// sweep: the stream schedules syncs and TTL voids authorisations.
 #[async_trait]
 impl paysession_app::reconcile::DueMoney for DynamoStore {
     async fn due_refunds(&self, merchant: Option<&str>, now: DateTime<Utc>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        self.scan_due(REFUND_SK_PREFIX, SYNC_MS, now, limit, |it| {
+        self.sweep_due((REFUND_SK_PREFIX, SYNC_MS), now, limit, |it| {
             Ok(of_merchant(it, merchant).and_then(|m| Some((m, attr_str(it, SK)?.strip_prefix(REFUND_SK_PREFIX)?.to_string()))))
         })
         .await
@@ -234,7 +234,7 @@ impl paysession_app::reconcile::DueMoney for DynamoStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        self.scan_due(AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS, now, limit, |it| {
+        self.sweep_due((AUTHORISATION_SK_PREFIX, CAPTURE_BEFORE_MS), now, limit, |it| {
             Ok(of_merchant(it, merchant)
                 .and_then(|m| Some((m, attr_str(it, "session_id")?.to_string(), attr_str(it, "payment_id")?.to_string()))))
         })
@@ -247,7 +247,7 @@ impl paysession_app::reconcile::DueMoney for DynamoStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
-        self.scan_due(SESSION_SK, SYNC_MS, now, limit, |it| {
+        self.sweep_due((SESSION_SK, SYNC_MS), now, limit, |it| {
             let session: PaymentSession = parse_body(it)?;
             if merchant.is_some_and(|m| m != session.merchant_id) {
                 return Ok(None);

@@ -159,46 +159,39 @@ impl DynamoStore {
         &self.table
     }
 
-    /// What the local server's sweeps find due: items whose sort key starts with `sk_prefix`
-    /// and whose `due_attr` (epoch ms) is at or before `now` (a kind of [`DUE_KINDS`]),
-    /// mapped by `pick` (`None`: not wanted), at most `limit`. On DynamoDB Local a `Query`
-    /// of the due index, after one filtered `Scan` per kind and process for items written
-    /// before it; elsewhere (a local server on AWS, which the due index is not written on)
-    /// the filtered `Scan`. Deployed functions never sweep.
-    pub(crate) async fn scan_due<T>(
+    /// What the local server's sweeps find due: items of `kind` (one of [`DUE_KINDS`]: a
+    /// sort-key prefix and the due-time attribute, epoch ms) due at or before `now`, mapped
+    /// by `pick` (`None`: not wanted), at most `limit`. On DynamoDB Local a `Query` of the due
+    /// index, after one filtered `Scan` per kind and process for items written before it (and
+    /// instead of it on a table without it); elsewhere (a local server on AWS, which the due
+    /// index is not written on) the filtered `Scan`. Deployed functions never sweep.
+    pub(crate) async fn sweep_due<T>(
         &self,
-        sk_prefix: &str,
-        due_attr: &str,
+        kind: (&str, &str),
         now: DateTime<Utc>,
         limit: usize,
-        pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+        mut pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let kind = DUE_KINDS.iter().position(|k| *k == (sk_prefix, due_attr)).map(|i| 1u8 << i);
-        match kind {
-            Some(bit) if self.emulated && self.swept_before_index.load(Ordering::Relaxed) & bit != 0 => {
-                let mut pick = pick;
-                match self.query_due(sk_prefix, due_attr, now, limit, &mut pick).await {
-                    Ok(due) => Ok(due),
-                    // A table of an earlier release, before `paysession-admin init` added the index.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "the due index cannot be read; sweeping by Scan");
-                        self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await
-                    }
-                }
+        let bit = DUE_KINDS.iter().position(|k| *k == kind).map(|i| 1u8 << i).filter(|_| self.emulated);
+        let Some(bit) = bit else { return self.filtered_scan(kind, now, limit, pick).await };
+        if self.swept_before_index.load(Ordering::Relaxed) & bit == 0 {
+            let found = self.filtered_scan(kind, now, limit, pick).await?;
+            self.swept_before_index.fetch_or(bit, Ordering::Relaxed);
+            return Ok(found);
+        }
+        match self.query_due(kind, now, limit, &mut pick).await {
+            Ok(due) => Ok(due),
+            // A table of an earlier release, before `paysession-admin init` added the index.
+            Err(e) => {
+                tracing::debug!(error = %e, "the due index cannot be read; sweeping by Scan");
+                self.filtered_scan(kind, now, limit, pick).await
             }
-            Some(bit) if self.emulated => {
-                let found = self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await?;
-                self.swept_before_index.fetch_or(bit, Ordering::Relaxed);
-                Ok(found)
-            }
-            _ => self.filtered_scan(sk_prefix, due_attr, now, limit, pick).await,
         }
     }
 
     async fn query_due<T>(
         &self,
-        sk_prefix: &str,
-        due_attr: &str,
+        (sk_prefix, due_attr): (&str, &str),
         now: DateTime<Utc>,
         limit: usize,
         mut pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
@@ -217,8 +210,7 @@ impl DynamoStore {
 
     async fn filtered_scan<T>(
         &self,
-        sk_prefix: &str,
-        due_attr: &str,
+        (sk_prefix, due_attr): (&str, &str),
         now: DateTime<Utc>,
         limit: usize,
         mut pick: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
