@@ -153,6 +153,51 @@ pub async fn drain_wake_ups(queues: &DispatcherQueues) -> Vec<(String, String)> 
 
 /// Drains a table's stream through `run` (the stream-consumer handler) until `done` holds or
 /// `seconds` pass (DynamoDB Local publishes within a second); every batch must succeed.
+/// The stream consumer's event filters in template.yaml (`FilterCriteria`), parsed once.
+pub fn stream_filters() -> &'static [Value] {
+    static FILTERS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    FILTERS.get_or_init(|| {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+        let t: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+        let consumer = &t["Resources"]["StreamConsumerFunction"]["Properties"]["Events"];
+        let stream = consumer.as_mapping().expect("its events").values().find(|e| e["Type"] == "DynamoDB").expect("a stream source");
+        stream["Properties"]["FilterCriteria"]["Filters"]
+            .as_sequence()
+            .expect("filters")
+            .iter()
+            .map(|f| serde_json::from_str(f["Pattern"].as_str().expect("a pattern")).expect("a JSON pattern"))
+            .collect()
+    })
+}
+
+/// Whether `record` passes one of `filters` as Lambda's event filtering decides (the subset
+/// of the pattern syntax the template uses): every key of a pattern matches; a list matches
+/// a value equal to one of its strings, or passing one of its `prefix` or `exists` tests.
+pub fn passes(filters: &[Value], record: &Value) -> bool {
+    fn matches(pattern: &Value, value: Option<&Value>) -> bool {
+        match pattern {
+            Value::Object(keys) => keys.iter().all(|(k, p)| matches(p, value.and_then(|v| v.get(k)))),
+            Value::Array(options) => options.iter().any(|o| match (o, value) {
+                (Value::Object(test), _) if test.contains_key("exists") => test["exists"].as_bool() == Some(value.is_some()),
+                (Value::Object(test), Some(Value::String(v))) => test["prefix"].as_str().is_some_and(|p| v.starts_with(p)),
+                (wanted, Some(v)) => wanted == v,
+                _ => false,
+            }),
+            _ => false,
+        }
+    }
+    filters.iter().any(|f| matches(f, Some(record)))
+}
+
+/// The records of a batch the template's filters let through, as the event source mapping
+/// hands them; `None` when none is left (no invocation).
+pub fn filtered(batch: &Value) -> Option<Value> {
+    let records: Vec<Value> = batch["Records"].as_array()?.iter().filter(|r| passes(stream_filters(), r)).cloned().collect();
+    (!records.is_empty()).then(|| json!({ "Records": records }))
+}
+
+/// Hands each batch the poller reads, filtered as the template's event source mapping
+/// filters it, to `run` until `done`.
 pub async fn consume_until(
     poller: &mut paysession_aws::stream_poller::StreamPoller,
     seconds: u64,
@@ -162,7 +207,7 @@ pub async fn consume_until(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let mut batches = Vec::new();
     loop {
-        if let Some(batch) = poller.poll().await.unwrap() {
+        if let Some(batch) = poller.poll().await.unwrap().as_ref().and_then(filtered) {
             let response = run(&batch).await;
             assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{response}");
             batches.push(batch);

@@ -284,3 +284,96 @@ pub async fn metered_server() -> (CapacityProxy, crate::Server, paysession_aws::
 pub fn count_arg(default: usize) -> usize {
     std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
+
+/// On-demand list prices, us-east-1: $ per million write and read request units.
+pub const WRU_PRICE: f64 = 0.625;
+pub const RRU_PRICE: f64 = 0.125;
+
+/// What a report subtracts: the local server's sweepers' reads while idle, `scale` times.
+pub struct Baseline<'a> {
+    pub idle: &'a Metered,
+    pub scale: f64,
+}
+
+/// A report's totals per paid session.
+#[derive(Debug, Default)]
+pub struct ReportTotals {
+    pub requests: f64,
+    pub write_units: f64,
+    pub aws_write_units: f64,
+    pub read_units: f64,
+    pub scans: f64,
+    pub dollars_per_million: f64,
+}
+
+/// Prints what `run` metered per paid session: requests, units and bytes by operation and
+/// by item type, and $ per million paid sessions. With a `baseline` (the local path), its
+/// reads are subtracted and `Scan`s (the local sweepers') are shown apart; without one
+/// (the deployed path), every request counts.
+pub fn print_report(sessions: usize, deliveries: usize, run: &Metered, baseline: Option<Baseline<'_>>) -> ReportTotals {
+    let n = sessions as f64;
+    let (empty, scale) = (Metered::default(), baseline.as_ref().map_or(0.0, |b| b.scale));
+    let idle = baseline.as_ref().map_or(&empty, |b| b.idle);
+    let local = baseline.is_some();
+    println!("lifecycle cost: {sessions} paid sessions, {deliveries} webhook deliveries ({:.1} per session)", deliveries as f64 / n);
+    if local {
+        println!("\nby operation, per paid session (Scans apart; the sweepers' idle reads subtracted, scaled to the run's length)");
+    } else {
+        println!("\nby operation, per paid session");
+    }
+    println!("WRU as DynamoDB Local reports them; AWS WRU by AWS's published rule for the same items (tests/src/capacity.rs)");
+    println!("{:<20} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}", "operation", "requests", "WRU", "AWS WRU", "RRU", "req bytes", "resp bytes");
+    let mut t_all = ReportTotals::default();
+    for (op, t) in run.ops.iter().filter(|(op, _)| !local || op.as_str() != "Scan") {
+        let i = idle.ops.get(op).cloned().unwrap_or_default();
+        let requests = (t.requests as f64 - i.requests as f64 * scale).max(0.0) / n;
+        let w = (t.write_units - i.write_units * scale).max(0.0) / n;
+        let aw = (t.aws_write_units - i.aws_write_units * scale).max(0.0) / n;
+        let r = (t.read_units - i.read_units * scale).max(0.0) / n;
+        t_all.requests += requests;
+        t_all.write_units += w;
+        t_all.aws_write_units += aw;
+        t_all.read_units += r;
+        println!(
+            "{op:<20} {requests:>9.2} {w:>9.2} {aw:>9.2} {r:>9.2} {:>10.0} {:>10.0}",
+            t.request_bytes as f64 / n,
+            t.response_bytes as f64 / n
+        );
+    }
+    let ReportTotals { requests, write_units: wru, aws_write_units: aws_wru, read_units: rru, .. } = t_all;
+    println!("{:<20} {requests:>9.2} {wru:>9.2} {aws_wru:>9.2} {rru:>9.2}", "total");
+    println!("\nwrites by item type, per paid session (a transaction's reported units split over its items by size)");
+    println!("{:<12} {:>8} {:>10} {:>9} {:>9}", "item", "writes", "bytes", "WRU", "AWS WRU");
+    for (kind, t) in &run.items {
+        println!(
+            "{kind:<12} {:>8.2} {:>10.0} {:>9.2} {:>9.2}",
+            t.writes as f64 / n,
+            t.bytes as f64 / n,
+            t.write_units / n,
+            t.aws_write_units / n
+        );
+    }
+    let scans = run.ops.get("Scan").cloned().unwrap_or_default();
+    t_all.scans = scans.requests as f64 / n;
+    if local {
+        println!(
+            "\nlocal sweepers' Scans (the local server's, not the deployed path's): {:.2} per paid session, {:.2} RRU per paid session",
+            t_all.scans,
+            scans.read_units / n
+        );
+    } else {
+        println!("\nScans: {:.2} per paid session", t_all.scans);
+    }
+    let dollars = |w: f64| w * WRU_PRICE + rru * RRU_PRICE;
+    t_all.dollars_per_million = dollars(aws_wru);
+    println!(
+        "DynamoDB $ per million paid sessions (on demand, us-east-1: ${WRU_PRICE}/M WRU, ${RRU_PRICE}/M RRU{}): \
+         as reported ${:.2} (writes ${:.2}, reads ${:.2}); by AWS's rule ${:.2}",
+        if local { "; Scans apart" } else { "" },
+        dollars(wru),
+        wru * WRU_PRICE,
+        rru * RRU_PRICE,
+        dollars(aws_wru)
+    );
+    t_all
+}

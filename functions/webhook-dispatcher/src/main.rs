@@ -10,6 +10,6 @@ static WALL: paysession_runtime::SystemClock = paysession_runtime::SystemClock;
 fn main() -> Result<(), paysession_http::lambda_http::Error> {
     paysession_runtime::events(&["PAYSESSION_WEBHOOK_QUEUE_URL", "PAYSESSION_WEBHOOK_DLQ_URL"], |f, event| {
         let queues = dispatcher_queues(f).expect("both queue URLs are checked at init");
-        Box::pin(async move { Ok(handle_sqs_event(&f.core, webhook_sender(), &WALL, queues, event).await) })
+        Box::pin(async move { Ok(handle_sqs_event(&f.core, webhook_sender(f.env.allow_private_webhooks), &WALL, queues, event).await) })
     })
 }

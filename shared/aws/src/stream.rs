@@ -90,6 +90,31 @@ fn newly_due(change: &Value) -> Option<i64> {
     due(&change["NewImage"]).filter(|d| Some(*d) != due(&change["OldImage"]))
 }
 
+impl StreamWork {
+    /// The due time of a sync this work would schedule.
+    fn sync_due(&self) -> Option<i64> {
+        match self {
+            StreamWork::ScheduleSync { due_ms, .. } | StreamWork::ScheduleAttemptSync { due_ms, .. } => Some(*due_ms),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a later record of the batch rewrote the item of `records[i]` so that the sync
+/// due at `due_ms` it asked for is no longer owed: the attempt or refund was answered (or
+/// its due moved, which that record schedules itself). A card payment writes its attempt
+/// ahead and its outcome a moment later, so the pair almost always shares a batch; the
+/// write-ahead's schedule would cost a `CreateSchedule`, an invocation and a sync that
+/// finds nothing due.
+fn superseded(records: &[Value], i: usize, due_ms: i64) -> bool {
+    fn key(r: &Value) -> (Option<&str>, Option<&str>) {
+        (string_attr(&r["dynamodb"]["Keys"], "PK"), string_attr(&r["dynamodb"]["Keys"], "SK"))
+    }
+    let item = key(&records[i]);
+    let due = |r: &Value| string_attr(&r["dynamodb"]["NewImage"], SYNC_MS).and_then(|v| v.parse::<i64>().ok());
+    records[i + 1..].iter().any(|later| key(later) == item && due(later) != Some(due_ms))
+}
+
 pub fn classify(record: &Value) -> Result<StreamWork, String> {
     let change = &record["dynamodb"];
     let sk = string_attr(&change["Keys"], "SK").unwrap_or_default();
@@ -278,10 +303,12 @@ pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsS
     concurrency: usize,
 ) -> Value {
     let mut works: Vec<(&str, StreamWork)> = Vec::new();
-    for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    let records = event["Records"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (i, record) in records.iter().enumerate() {
         let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
         match classify(record) {
             Ok(StreamWork::Ignore) => {}
+            Ok(work) if work.sync_due().is_some_and(|due| superseded(records, i, due)) => {}
             Ok(work) => works.push((sequence, work)),
             // A record we cannot read will not improve on retry; blocking the shard would
             // stop every later event, so it is logged loudly and skipped.
@@ -346,6 +373,30 @@ pub async fn handle_stream_event_with<S: SessionStore + WebhookStore + SettingsS
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn a_sync_is_superseded_only_by_a_later_write_of_its_item_that_no_longer_owes_it() {
+        let record = |sk: &str, due: Option<&str>| {
+            let mut image = json!({"PK": {"S": "MER#m#SES#k"}, "SK": {"S": sk}});
+            if let Some(d) = due {
+                image[SYNC_MS] = json!({"N": d});
+            }
+            json!({"eventName": "MODIFY", "dynamodb": {"Keys": {"PK": {"S": "MER#m#SES#k"}, "SK": {"S": sk}}, "NewImage": image}})
+        };
+        let ahead = record(SESSION_SK, Some("1000"));
+        // The outcome written after: nothing owed.
+        assert!(superseded(&[ahead.clone(), record(SESSION_SK, None)], 0, 1000));
+        // Moved: the later record schedules its own.
+        assert!(superseded(&[ahead.clone(), record(SESSION_SK, Some("2000"))], 0, 1000));
+        // A later write that kept the due (another attempt's event, say): still owed.
+        assert!(!superseded(&[ahead.clone(), record(SESSION_SK, Some("1000"))], 0, 1000));
+        // Another item, or nothing after it: still owed.
+        assert!(!superseded(&[ahead.clone(), record("RE#re_1", None)], 0, 1000));
+        assert!(!superseded(&[record(SESSION_SK, None), ahead.clone()], 1, 1000));
+        // Deleted after (no new image): nothing owed.
+        let removed = json!({"eventName": "REMOVE", "dynamodb": {"Keys": {"PK": {"S": "MER#m#SES#k"}, "SK": {"S": SESSION_SK}}}});
+        assert!(superseded(&[ahead, removed], 0, 1000));
+    }
 
     #[test]
     fn a_body_reads_from_a_record_in_both_forms() {

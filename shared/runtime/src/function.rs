@@ -61,6 +61,11 @@ pub struct FunctionEnv {
     pub webhook_queue_url: Option<String>,
     /// `PAYSESSION_WEBHOOK_DLQ_URL`: where the dispatcher puts exhausted deliveries.
     pub webhook_dlq_url: Option<String>,
+    /// `PAYSESSION_ALLOW_PRIVATE_WEBHOOKS`: `true` lets endpoints and deliveries reach
+    /// private and loopback addresses over plain http, as the local server does. Off unless
+    /// set (template.yaml never sets it): for running the functions offline on one machine
+    /// (`benches/perf/lifecycle.py`), never for a deployment merchants can reach.
+    pub allow_private_webhooks: bool,
 }
 
 impl FunctionEnv {
@@ -78,15 +83,17 @@ impl FunctionEnv {
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err("PAYSESSION_PUBLIC_URL must be an absolute http(s) URL".into());
         }
-        let sandbox = match get("PAYSESSION_SANDBOX").as_deref() {
-            Some("true") => true,
-            Some("false") | None => false,
-            Some(other) => return Err(format!("PAYSESSION_SANDBOX must be true or false, not {other:?}")),
+        let flag = |k: &str| match get(k).as_deref() {
+            Some("true") => Ok(true),
+            Some("false") | None => Ok(false),
+            Some(other) => Err(format!("{k} must be true or false, not {other:?}")),
         };
+        let sandbox = flag("PAYSESSION_SANDBOX")?;
+        let allow_private_webhooks = flag("PAYSESSION_ALLOW_PRIVATE_WEBHOOKS")?;
         let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let webhook_queue_url = optional("PAYSESSION_WEBHOOK_QUEUE_URL");
         let webhook_dlq_url = optional("PAYSESSION_WEBHOOK_DLQ_URL");
-        Ok(FunctionEnv { table, signing_key, public_url, sandbox, webhook_queue_url, webhook_dlq_url })
+        Ok(FunctionEnv { table, signing_key, public_url, sandbox, webhook_queue_url, webhook_dlq_url, allow_private_webhooks })
     }
 }
 
@@ -108,7 +115,11 @@ impl Function {
         let aws = paysession_aws::sdk_config().await?;
         let key = load_key(&env.signing_key, &aws).await?;
         let store = DynamoStore::from_config(&aws, env.table.clone()).await?;
-        let core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
+        let mut core = build_core(Arc::new(store), key, env.public_url.clone(), env.sandbox).await?;
+        if env.allow_private_webhooks {
+            tracing::warn!("PAYSESSION_ALLOW_PRIVATE_WEBHOOKS=true: webhooks may reach private addresses");
+            core.config.allow_private_webhooks = true;
+        }
         Ok(Function { core, aws, env, scheduler: OnceLock::new(), bus: OnceLock::new() })
     }
 

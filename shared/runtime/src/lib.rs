@@ -120,10 +120,11 @@ pub fn processor_directory(
     Arc::new(processors::MerchantProcessors::new(settings, Box::new(processors::DefaultSecrets::default()), options))
 }
 
-/// The webhook sender of the dispatcher: SSRF-guarded, built once.
-pub fn webhook_sender() -> &'static outbound::GuardedSender {
+/// The webhook sender of the dispatcher: SSRF-guarded (private addresses refused unless
+/// `allow_private`, the function's `PAYSESSION_ALLOW_PRIVATE_WEBHOOKS`), built once.
+pub fn webhook_sender(allow_private: bool) -> &'static outbound::GuardedSender {
     static SENDER: OnceLock<outbound::GuardedSender> = OnceLock::new();
-    SENDER.get_or_init(|| outbound::GuardedSender::new(paysession_domain::webhook::UrlPolicy { allow_private: false }))
+    SENDER.get_or_init(|| outbound::GuardedSender::new(paysession_domain::webhook::UrlPolicy { allow_private }))
 }
 
 /// A store's core: business clock (restoring the sandbox test clock from the store), keys

@@ -170,16 +170,7 @@ fn template_wires_the_event_functions() {
     assert_eq!(allowed[1].0, ["sqs:SendMessage"]);
     let _ = function(&t, "recurring-charge");
     let _ = function(&t, "processor-sync");
-    let refunds = patterns
-        .iter()
-        .find(|p| p["dynamodb"]["Keys"]["SK"]["S"][0]["prefix"] == paysession_aws::keys::REFUND_SK_PREFIX)
-        .expect("a refund filter");
-    assert!(!refunds["dynamodb"]["NewImage"][paysession_aws::keys::SYNC_MS].is_null(), "only refunds with a sync due");
-    let voids = patterns
-        .iter()
-        .find(|p| p["dynamodb"]["Keys"]["SK"]["S"][0]["prefix"] == paysession_aws::keys::AUTHORISATION_SK_PREFIX)
-        .expect("an authorisation filter");
-    assert_eq!(voids["userIdentity"]["principalId"][0], paysession_aws::stream::TTL_PRINCIPAL);
+    // Which records reach it: `the_stream_filters_pass_what_the_consumer_acts_on`.
 
     // The optional bus: configured by a parameter, put on by that bus's ARN only.
     assert_eq!(yaml(&env[paysession_aws::bus::ENV]), "!Ref EventBusName");
@@ -351,5 +342,43 @@ fn no_module_imports_another_that_imports_it_back() {
                 assert!(!seen.contains(from), "{krate}: {from} imports {to}, which imports {from} back");
             }
         }
+    }
+}
+
+/// The stream consumer's filters (template.yaml) let through exactly the records it acts
+/// on, within Lambda's default quota of five filters per event source mapping.
+#[test]
+fn the_stream_filters_pass_what_the_consumer_acts_on() {
+    use paysession_tests::aws::{passes, stream_filters};
+    let filters = stream_filters();
+    assert!(filters.len() <= 5, "{} filters: Lambda's default quota is 5", filters.len());
+    let ttl = serde_json::json!({"type": "Service", "principalId": paysession_aws::stream::TTL_PRINCIPAL});
+    let record = |name: &str, sk: &str, new: serde_json::Value, old: serde_json::Value, identity: Option<&serde_json::Value>| {
+        let mut r = serde_json::json!({"eventName": name, "dynamodb": {"Keys": {"PK": {"S": "MER#m#SES#k"}, "SK": {"S": sk}}, "NewImage": new, "OldImage": old}});
+        if let Some(i) = identity {
+            r["userIdentity"] = i.clone();
+        }
+        r
+    };
+    let (none, due) = (serde_json::json!({}), serde_json::json!({"sync_ms": {"N": "1"}}));
+    let cases = [
+        ("an event", record("INSERT", "EVT#0000000001#000", none.clone(), none.clone(), None), true),
+        ("an event rewritten", record("MODIFY", "EVT#0000000001#000", none.clone(), none.clone(), None), false),
+        ("a delivery", record("INSERT", "DLV", none.clone(), none.clone(), None), false),
+        ("a session owing a sync", record("MODIFY", "SESSION", due.clone(), none.clone(), None), true),
+        ("a session created owing one", record("INSERT", "SESSION", due.clone(), none.clone(), None), true),
+        ("a session answering its sync", record("MODIFY", "SESSION", none.clone(), due.clone(), None), true),
+        ("a session owing none", record("MODIFY", "SESSION", none.clone(), none.clone(), None), false),
+        ("a refund owing a sync", record("INSERT", "RE#re_1", due.clone(), none.clone(), None), true),
+        ("a refund answering its sync", record("MODIFY", "RE#re_1", none.clone(), due.clone(), None), true),
+        ("a refund owing none", record("MODIFY", "RE#re_1", none.clone(), none.clone(), None), false),
+        ("an expiry deleted by TTL", record("REMOVE", "EXPIRY", none.clone(), none.clone(), Some(&ttl)), true),
+        ("an expiry deleted by hand", record("REMOVE", "EXPIRY", none.clone(), none.clone(), None), false),
+        ("an authorisation deleted by TTL", record("REMOVE", "AUTH#pay_1", none.clone(), none.clone(), Some(&ttl)), true),
+        ("a mandate written", record("INSERT", "MANDATE", none.clone(), none.clone(), None), true),
+        ("an idempotency record", record("INSERT", "IDEM", none.clone(), none.clone(), None), false),
+    ];
+    for (what, r, expected) in cases {
+        assert_eq!(passes(filters, &r), expected, "{what}");
     }
 }

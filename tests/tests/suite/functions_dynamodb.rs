@@ -224,6 +224,23 @@ async fn function_configuration_is_checked_at_init() {
     .unwrap();
     assert!(matches!(ok.signing_key, KeySource::SsmParameter(ref p) if p == "/paysession/key"));
     assert!(ok.sandbox);
+    assert!(!ok.allow_private_webhooks, "private webhook addresses only when asked for");
+    let open = FunctionEnv::from_lookup(env(&[
+        ("PAYSESSION_TABLE", "t"),
+        ("PAYSESSION_TOKEN_SIGNING_KEY", KEY_B64),
+        ("PAYSESSION_PUBLIC_URL", "https://pay.example"),
+        ("PAYSESSION_ALLOW_PRIVATE_WEBHOOKS", "true"),
+    ]))
+    .unwrap();
+    assert!(open.allow_private_webhooks);
+    let err = FunctionEnv::from_lookup(env(&[
+        ("PAYSESSION_TABLE", "t"),
+        ("PAYSESSION_TOKEN_SIGNING_KEY", KEY_B64),
+        ("PAYSESSION_PUBLIC_URL", "https://pay.example"),
+        ("PAYSESSION_ALLOW_PRIVATE_WEBHOOKS", "yes"),
+    ]))
+    .unwrap_err();
+    assert!(err.contains("PAYSESSION_ALLOW_PRIVATE_WEBHOOKS must be true or false"), "{err}");
 }
 
 trait BasicAuth {

@@ -170,6 +170,33 @@ async fn refund_syncs_are_scheduled_from_the_stream_and_run_by_processor_sync() 
 /// (its own sandbox instance on the same ledger in the table), asks by our id and writes
 /// the true outcome: the first session succeeds with its one authorisation, the second
 /// attempt fails (the processor never saw it) and the customer may pay again.
+/// A card payment writes its attempt ahead (a sync due) and its answer a moment later: the
+/// two records reach the consumer in one batch through the template's filters, and no
+/// schedule is created for a sync that is no longer owed (the test below shows one is when
+/// the answer never comes).
+#[tokio::test]
+async fn a_payment_answered_within_the_batch_schedules_no_sync() {
+    let (store, _counter) = counted_table().await;
+    let (dynamodb, table) = (store.client().clone(), store.table().to_string());
+    let queues = fresh_queues().await;
+    let d = deps(store, &queues).await;
+    let cx = &d.core;
+    let group = paysession_app::ids::new_id("paysession-sync");
+    let scheduler = scheduler(&group).await;
+    let sinks = StreamSinks { queue: d.queue.as_ref(), scheduler: &scheduler as &dyn ChargeScheduler, bus: None };
+    let mut poller = StreamPoller::for_table(&dynamodb, streams_client().await.unwrap(), &table).await.unwrap();
+    let run = async |batch: &Value| handle_stream_event(cx, &sinks, batch).await;
+
+    let (_, session) = paid(cx, &Payments::sandbox(), "4242424242424242", false).await;
+    assert_eq!(session.payments[0].status, AttemptStatus::Succeeded);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batches = consume_until(&mut poller, 5, run, async || true).await;
+    let session_records: Vec<&Value> =
+        batches.iter().flat_map(|b| b["Records"].as_array().unwrap()).filter(|r| r["dynamodb"]["Keys"]["SK"]["S"] == "SESSION").collect();
+    assert_eq!(session_records.len(), 2, "the write-ahead and the answer, in one batch: {session_records:?}");
+    assert!(schedules(&group).await.is_empty(), "a sync no longer owed was scheduled");
+}
+
 #[tokio::test]
 async fn a_pending_attempt_is_synced_by_processor_sync_from_the_stream() {
     let (store, _counter) = counted_table().await;
