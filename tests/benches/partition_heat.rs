@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use std::time::{Duration, Instant};
 
-use paysession_aws::keys::{deliveries_gsi1, events_gsi1, sessions_gsi1};
+use paysession_aws::keys::{deliveries_partition, events_gsi1, sessions_gsi1};
 use paysession_domain::webhook::Delivery;
 use paysession_tests::capacity::{count_arg, metered_server};
 use paysession_tests::receiver::Receiver;
@@ -91,7 +91,7 @@ async fn main() {
     println!("{:<6} {:<56} {:>10} {:>12} {:>12}", "index", "family", "partitions", "writes", "units/write");
     let sessions_family = family(&sessions_gsi1(&merchant, "x")).to_string();
     let events_family = family(&events_gsi1(&merchant, "x")).to_string();
-    let deliveries_family = family(&deliveries_gsi1(&merchant, &endpoint, "x")).to_string();
+    let deliveries_family = family(&deliveries_partition(&merchant, &endpoint, "x")).to_string();
     let mut shared = Vec::new();
     for ((index, fam), (units, writes, partitions)) in &families {
         println!("{index:<6} {fam:<56} {partitions:>10} {writes:>12} {:>12.2}", units / *writes as f64);
@@ -123,7 +123,7 @@ async fn main() {
                 let key = match keyed {
                     Keyed::BySession => sessions_gsi1(&merchant, &session),
                     Keyed::ByEvent => events_gsi1(&merchant, &event),
-                    Keyed::ByDelivery => deliveries_gsi1(&merchant, &endpoint, &Delivery::fan_out_id(&event, &endpoint)),
+                    Keyed::ByDelivery => deliveries_partition(&merchant, &endpoint, &Delivery::fan_out_id(&event, at, &endpoint)),
                     Keyed::Same => fam.clone(),
                 };
                 *load.entry(format!("{index} {key}")).or_default() += units_per_write * writes_per_create;

@@ -139,13 +139,20 @@ fn units(consumed: &Value) -> f64 {
     }
 }
 
-/// The item type a key names: its sort key's first segment, or for the items outside any
-/// merchant partition (`SBX#…`, `PEV#…`) the partition key's.
+/// The item type a key names: its sort key's first segment; for the items outside any
+/// merchant partition (`SBX#…`, `PEV#…`) the partition key's; `DLV` for a delivery kept in
+/// its endpoint's list (sort key `created#id`).
 fn item_type(key: &Value) -> String {
     let s = |name: &str| key[name]["S"].as_str().unwrap_or("").to_string();
     let (pk, sk) = (s("PK"), s("SK"));
     let first = |v: &str| v.split('#').next().unwrap_or("").to_string();
-    if sk.is_empty() || first(&pk) == sk { first(&pk) } else { first(&sk) }
+    if pk.contains("#WE#") && pk.contains("#DLV") {
+        "DLV".into()
+    } else if sk.is_empty() || first(&pk) == sk {
+        first(&pk)
+    } else {
+        first(&sk)
+    }
 }
 
 /// DynamoDB's item size: attribute names plus values (numbers approximated as their text).

@@ -523,7 +523,9 @@ pub async fn webhook_endpoints_versioned_and_tenanted(st: Stores) {
 pub async fn deliveries_insert_once_and_update_by_version(st: Stores) {
     let w = &st.webhooks;
     let make = |id: &str, at| Delivery::new(id.into(), "mer_1", "we_1", "evt_1", "payment_session.created", false, at);
-    let first = make(&Delivery::fan_out_id("evt_1", "we_1"), t0());
+    // An id naming its time (stored in the endpoint's list on DynamoDB), then ids of before
+    // (`whd_0`…, stored by id with an index entry): one list, in order.
+    let first = make(&Delivery::fan_out_id("evt_1", t0(), "we_1"), t0());
     assert!(w.create_delivery(&first).await.unwrap().is_none());
     // The same (event, endpoint) again — a replayed stream record — finds the first.
     let again = w.create_delivery(&make(&first.id, t0() + Duration::seconds(9))).await.unwrap().unwrap();
@@ -533,9 +535,10 @@ pub async fn deliveries_insert_once_and_update_by_version(st: Stores) {
     assert!(matches!(w.update_delivery(&first.claim(t0()), first.version).await, Err(StoreError::VersionConflict)), "one claim wins");
     let (recorded, _) = claimed.record(t0(), AttemptResult { status_code: Some(500), duration_ms: 3, error: None }, t0());
     w.update_delivery(&recorded, claimed.version).await.unwrap();
-    let stored = w.get_delivery("mer_1", &first.id).await.unwrap().unwrap();
+    let stored = w.get_delivery("mer_1", "we_1", &first.id).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts.len()), (DeliveryStatus::Pending, 1));
-    assert_eq!(w.get_delivery("mer_2", &first.id).await.unwrap(), None);
+    assert_eq!(w.get_delivery("mer_2", "we_1", &first.id).await.unwrap(), None);
+    assert_eq!(w.get_delivery("mer_1", "we_2", &first.id).await.unwrap(), None, "another endpoint's");
     for i in 0..4 {
         w.create_delivery(&make(&format!("whd_{i}"), t0() + Duration::seconds(i + 1))).await.unwrap();
     }
@@ -548,6 +551,8 @@ pub async fn deliveries_insert_once_and_update_by_version(st: Stores) {
     let ids: Vec<&str> = rest.items.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["whd_0", first.id.as_str()]);
     assert!(!rest.has_more);
+    assert_eq!(w.get_delivery("mer_1", "we_1", "whd_2").await.unwrap().unwrap().created_at, t0() + Duration::seconds(3));
+    assert_eq!(w.get_delivery("mer_1", "we_2", "whd_2").await.unwrap(), None);
     assert!(w.list_deliveries("mer_2", "we_1", 10, None).await.unwrap().items.is_empty());
 }
 
@@ -704,7 +709,8 @@ pub async fn lists_merge_in_order_across_pages(st: Stores) {
     for (i, event) in all_events.items.iter().enumerate().take(45) {
         let at = t0() + Duration::milliseconds(i as i64 / 3);
         for endpoint in ["we_merge", "we_other"] {
-            let d = Delivery::new(Delivery::fan_out_id(&event.id, endpoint), "mer_s", endpoint, &event.id, &event.event_type, false, at);
+            let id = Delivery::fan_out_id(&event.id, at, endpoint);
+            let d = Delivery::new(id, "mer_s", endpoint, &event.id, &event.event_type, false, at);
             assert!(ws.create_delivery(&d).await.unwrap().is_none());
             if endpoint == "we_merge" {
                 deliveries.push((d.created_at, d.id));

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use paysession_app::StoreError;
 use paysession_app::clock::SystemClock;
-use paysession_app::ports::QueuedDelivery;
 use paysession_app::webhooks::{BatchMerchants, dispatch, fan_out_to};
 use paysession_runtime::EmbeddedStore;
 
@@ -61,7 +60,8 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
         for (merchant, now) in clocks {
             match store.due_deliveries(merchant.as_deref(), now, 64).await {
                 Ok(due) => {
-                    for (merchant_id, id) in due {
+                    for message in due {
+                        let (merchant_id, id) = (message.merchant_id.clone(), message.delivery_id.clone());
                         if !in_flight.lock().expect("lock").insert(id.clone()) {
                             continue;
                         }
@@ -70,9 +70,7 @@ async fn dispatch_stage(deps: Deps, store: Arc<EmbeddedStore>, mut stop: watch::
                         tokio::spawn(async move {
                             // Each delivery's retries follow its merchant's clock.
                             let dispatched = match deps.app.core.at_merchant(&merchant_id).await {
-                                Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &QueuedDelivery::named(&merchant_id, &id))
-                                    .await
-                                    .map(|_| ()),
+                                Ok(cx) => dispatch(&cx, deps.sender.as_ref(), &SystemClock, &message).await.map(|_| ()),
                                 Err(e) => Err(e),
                             };
                             if let Err(e) = dispatched {

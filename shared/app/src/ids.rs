@@ -2,7 +2,7 @@
 
 use base64::Engine;
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     getrandom::getrandom(&mut buf).expect("the OS random source is available");
     buf

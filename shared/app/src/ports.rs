@@ -271,7 +271,8 @@ pub trait WebhookStore: Send + Sync {
 
     /// Inserts a delivery unless one with its id exists; returns the existing one then.
     async fn create_delivery(&self, delivery: &Delivery) -> Result<Option<Delivery>, StoreError>;
-    async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// The delivery `id` of the merchant's endpoint `endpoint_id` (none of another endpoint).
+    async fn get_delivery(&self, merchant_id: &str, endpoint_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
     /// Replaces a delivery if its stored version is still `expected_version`.
     async fn update_delivery(&self, delivery: &Delivery, expected_version: u64) -> Result<(), StoreError>;
     /// An endpoint's deliveries, newest first.
@@ -294,6 +295,10 @@ pub trait WebhookStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedDelivery {
     pub merchant_id: String,
+    /// The delivery's endpoint (a store may keep deliveries by endpoint); absent from
+    /// messages sent before, which name deliveries stored by id alone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint_id: String,
     pub delivery_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first: Option<FirstAttempt>,
@@ -308,14 +313,20 @@ pub struct FirstAttempt {
 
 impl QueuedDelivery {
     /// A message naming a stored delivery.
-    pub fn named(merchant_id: &str, delivery_id: &str) -> Self {
-        QueuedDelivery { merchant_id: merchant_id.to_string(), delivery_id: delivery_id.to_string(), first: None }
+    pub fn named(delivery: &Delivery) -> Self {
+        QueuedDelivery {
+            merchant_id: delivery.merchant_id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            delivery_id: delivery.id.clone(),
+            first: None,
+        }
     }
 
     /// A message carrying a delivery that is not stored yet, and the body it sends.
     pub fn carrying(delivery: Delivery, payload: String) -> Self {
         QueuedDelivery {
             merchant_id: delivery.merchant_id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
             delivery_id: delivery.id.clone(),
             first: Some(FirstAttempt { delivery, payload }),
         }
@@ -326,6 +337,15 @@ impl QueuedDelivery {
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     async fn enqueue(&self, message: &QueuedDelivery, delay: std::time::Duration) -> Result<(), StoreError>;
+    /// Sends `messages` now, as few requests as the queue allows (SQS: ten a request); one
+    /// result per message, in order.
+    async fn enqueue_all(&self, messages: &[QueuedDelivery]) -> Vec<Result<(), StoreError>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.enqueue(m, std::time::Duration::ZERO).await);
+        }
+        out
+    }
     /// The stored delivery is itself the queue entry: nothing to send or to note as sent.
     fn is_the_store(&self) -> bool {
         false

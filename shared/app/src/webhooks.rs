@@ -143,15 +143,7 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
     let mut payload = None;
     let mut queued = 0;
     for endpoint in receivers {
-        let mut fresh = Delivery::new(
-            Delivery::fan_out_id(&event.id, &endpoint.id),
-            merchant_id,
-            &endpoint.id,
-            &event.id,
-            &event.event_type,
-            false,
-            now,
-        );
+        let mut fresh = Delivery::fan_out(merchant_id, &endpoint.id, event, now);
         if queue.is_the_store() {
             queued += usize::from(cx.store.create_delivery(&fresh).await?.is_none());
             continue;
@@ -161,7 +153,7 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
         // while the first message still waits queues a twin, which finds the record when its
         // turn comes (or, run at the same moment, sends the same webhook-id again: webhooks
         // are at least once).
-        match cx.store.get_delivery(merchant_id, &fresh.id).await? {
+        match cx.store.get_delivery(merchant_id, &endpoint.id, &fresh.id).await? {
             Some(existing) if existing.queued => continue,
             // Created unqueued by an earlier release: queue it as that one did.
             Some(existing) => {
@@ -178,6 +170,41 @@ pub async fn fan_out_to<S: WebhookStore + ?Sized>(
     Ok(queued)
 }
 
+/// A queue for one fan-out: it holds the messages that carry new deliveries, for the caller
+/// to send with others in as few requests as the queue allows
+/// ([`DeliveryQueue::enqueue_all`]), and passes every other message straight on.
+pub struct Collecting<'a> {
+    inner: &'a dyn DeliveryQueue,
+    held: std::sync::Mutex<Vec<QueuedDelivery>>,
+}
+
+impl<'a> Collecting<'a> {
+    pub fn new(inner: &'a dyn DeliveryQueue) -> Self {
+        Collecting { inner, held: Default::default() }
+    }
+
+    /// The messages held, in the order they came.
+    pub fn take(self) -> Vec<QueuedDelivery> {
+        self.held.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for Collecting<'_> {
+    async fn enqueue(&self, message: &QueuedDelivery, delay: StdDuration) -> Result<(), StoreError> {
+        // A message naming a stored delivery is sent before the record notes it queued.
+        if delay.is_zero() && message.first.is_some() {
+            self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(message.clone());
+            return Ok(());
+        }
+        self.inner.enqueue(message, delay).await
+    }
+
+    fn is_the_store(&self) -> bool {
+        self.inner.is_the_store()
+    }
+}
+
 /// Queues a new delivery of an event that already happened (`POST /v1/events/{id}/redeliver`)
 /// to every enabled endpoint subscribed to its type. The `webhook-id` stays the event id.
 pub async fn redeliver<S: WebhookStore + ?Sized>(
@@ -191,7 +218,8 @@ pub async fn redeliver<S: WebhookStore + ?Sized>(
     let payload = event.to_api().to_json();
     let mut out = Vec::new();
     for endpoint in endpoints.iter().filter(|e| e.wants(&event.event_type)) {
-        let mut d = Delivery::new(new_id("whd"), merchant_id, &endpoint.id, &event.id, &event.event_type, true, now);
+        let id = Delivery::id_at(now, &crate::ids::random_bytes());
+        let mut d = Delivery::new(id, merchant_id, &endpoint.id, &event.id, &event.event_type, true, now);
         // Stored first, so the answer lists it; its id is new, so no fan-out replay looks
         // for its queued mark, and the message carries the body.
         d.queued = !queue.is_the_store();
@@ -211,7 +239,7 @@ async fn enqueue_delivery<S: WebhookStore + ?Sized>(
     queue: &dyn DeliveryQueue,
     delivery: &Delivery,
 ) -> Result<Delivery, StoreError> {
-    queue.enqueue(&QueuedDelivery::named(&delivery.merchant_id, &delivery.id), StdDuration::ZERO).await?;
+    queue.enqueue(&QueuedDelivery::named(delivery), StdDuration::ZERO).await?;
     let mut marked = delivery.clone();
     marked.queued = true;
     marked.version += 1;
@@ -255,9 +283,10 @@ pub async fn dispatch<S: WebhookStore + ?Sized>(
     message: &QueuedDelivery,
 ) -> Result<DispatchOutcome, StoreError> {
     let (merchant_id, delivery_id) = (message.merchant_id.as_str(), message.delivery_id.as_str());
+    let endpoint_id = message.first.as_ref().map_or(message.endpoint_id.as_str(), |f| f.delivery.endpoint_id.as_str());
     let mut races = Races::new(format!("delivery {delivery_id}"));
     loop {
-        let stored = cx.store.get_delivery(merchant_id, delivery_id).await?;
+        let stored = cx.store.get_delivery(merchant_id, endpoint_id, delivery_id).await?;
         // The version a write replaces; `None` while the delivery lives in its message.
         let stored_version = stored.as_ref().map(|d| d.version);
         let mut delivery = match (stored, &message.first) {

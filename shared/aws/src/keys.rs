@@ -6,7 +6,8 @@
 //! | session (GSI3: `VA#number`, if it shows a virtual account; `sync_ms` while an attempt's sync is due) | `MER#m#SES#key` (the reference key its id carries) | `SESSION` | `MER#m#SESSIONS#shard` / `created#id` | `MER#m#CUS#customer` / `created#id` |
 //! | session event | `MER#m#SES#id` | `EVT#version#index` | `MER#m#EVENTS#shard` / `created#evt` | `MER#m#EVT#evt` / `EVENT` |
 //! | webhook endpoint | `MER#m` | `WE#id` | | |
-//! | webhook delivery | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV` / `created#id` | |
+//! | webhook delivery (its id names its time) | `MER#m#WE#we#DLV#shard` | `created#id` | | |
+//! | webhook delivery, id naming no time (before) | `MER#m#DLV#id` | `DLV` | `MER#m#WE#we#DLV[#shard]` / `created#id` | |
 //! | expiry item (TTL = expires_at; the index keys on DynamoDB Local only) | `MER#m#SES#id` | `EXPIRY` | `MER#m#EXPIRY#id` / `expires#id` | `MER#m#EXPIRY#id` / `EXPIRY` |
 //! | payment refund counters | `MER#m#SES#key` (its session's) | `PAY#payment` | | |
 //! | refund (`sync_ms` while a sync is due) | `MER#m#SES#key` (its session's) | `RE#refund` | `MER#m#REFUNDS` / `created#id` | |
@@ -33,6 +34,8 @@ use paysession_domain::session::{id_reference_key, reference_key};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
+/// The table itself where a read names an index (`store.rs`, `query_index`).
+pub const TABLE: &str = "";
 pub const GSI1: &str = "GSI1";
 pub const GSI1PK: &str = "GSI1PK";
 pub const GSI1SK: &str = "GSI1SK";
@@ -141,16 +144,20 @@ pub fn endpoint_sk(id: &str) -> String {
 }
 pub const ENDPOINT_SK_PREFIX: &str = "WE#";
 
+/// Where a delivery whose id names no time is stored (those made before ids named it).
 pub fn delivery_pk(merchant: &str, id: &str) -> String {
     format!("MER#{merchant}#DLV#{id}")
 }
 pub const DELIVERY_SK: &str = "DLV";
-/// An endpoint's deliveries, sharded as sessions and events are: an endpoint subscribed to
-/// `payment_session.created` gets one delivery per create.
-pub fn deliveries_gsi1(merchant: &str, endpoint: &str, delivery: &str) -> String {
+/// An endpoint's deliveries, sharded as sessions and events are (an endpoint subscribed to
+/// `payment_session.created` gets one delivery per create). A delivery whose id names its
+/// time (`Delivery::created_ms_of`) is stored in its shard, sort key `time_sort`, so the
+/// list needs no index entry; the others sit in GSI1 under the same partition names.
+pub fn deliveries_partition(merchant: &str, endpoint: &str, delivery: &str) -> String {
     sharded(merchant, &format!("WE#{endpoint}#DLV"), delivery)
 }
-pub fn deliveries_gsi1_partitions(merchant: &str, endpoint: &str) -> Vec<String> {
+/// The shards of an endpoint's deliveries and, in GSI1, the unsharded partition too.
+pub fn deliveries_partitions(merchant: &str, endpoint: &str) -> Vec<String> {
     list_partitions(merchant, &format!("WE#{endpoint}#DLV"))
 }
 

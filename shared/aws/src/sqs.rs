@@ -62,6 +62,69 @@ impl DeliveryQueue for SqsQueue {
             .map_err(sqs_error)?;
         Ok(())
     }
+
+    async fn enqueue_all(&self, messages: &[QueuedDelivery]) -> Vec<Result<(), StoreError>> {
+        let bodies: Vec<String> = messages.iter().map(|m| serde_json::to_string(m).expect("serialises")).collect();
+        let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+        let sends = batches(&sizes).into_iter().map(|run| self.send_batch(&bodies[run]));
+        futures_util::future::join_all(sends).await.into_iter().flatten().collect()
+    }
+}
+
+/// SQS's limits on one `SendMessageBatch`: ten entries, 256 KiB of bodies in all.
+const BATCH_ENTRIES: usize = 10;
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Consecutive runs of `sizes` that each fit one `SendMessageBatch`; a body too large for
+/// any batch goes alone (and SQS refuses it, as it would a single send).
+fn batches(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && (i - start == BATCH_ENTRIES || bytes + size > BATCH_BYTES) {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+impl SqsQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Vec<Result<(), StoreError>> {
+        let entries: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        match self.client.send_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send().await {
+            Err(e) => {
+                let text = match sqs_error(e) {
+                    StoreError::Backend(text) => text,
+                    other => other.to_string(),
+                };
+                bodies.iter().map(|_| Err(StoreError::Backend(text.clone()))).collect()
+            }
+            Ok(out) => {
+                let mut results: Vec<Result<(), StoreError>> = bodies.iter().map(|_| Ok(())).collect();
+                for failed in out.failed() {
+                    if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                        *slot = Err(StoreError::Backend(format!("SQS {}: {}", failed.code(), failed.message().unwrap_or("no message"))));
+                    }
+                }
+                results
+            }
+        }
+    }
 }
 
 /// The queues the dispatcher function reads and dead-letters to.
@@ -143,4 +206,18 @@ async fn handle_message<S: WebhookStore + SettingsStore + ?Sized>(
         }
     };
     keep.then(|| message_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_ten_messages_and_256_kib_at_most() {
+        assert_eq!(batches(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(batches(&[100; 25]), [0..10, 10..20, 20..25]);
+        assert_eq!(batches(&[200 * 1024, 100 * 1024, 10]), [0..1, 1..3], "the second would pass 256 KiB");
+        assert_eq!(batches(&[128 * 1024, 128 * 1024, 1]), [0..2, 2..3], "exactly 256 KiB fits");
+        assert_eq!(batches(&[300 * 1024, 1]), [0..1, 1..2], "too large for any batch: alone, for SQS to refuse");
+    }
 }

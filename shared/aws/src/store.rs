@@ -548,8 +548,20 @@ impl DynamoStore {
         limit: usize,
         keep: impl Fn(&Item) -> Result<Option<T>, StoreError> + Sync,
     ) -> Result<Page<T>, StoreError> {
+        self.merged_sources(pks.into_iter().map(|pk| (index, pk)).collect(), range, limit, keep).await
+    }
+
+    /// [`Self::merged`] over partitions of several indexes (or the table, [`TABLE`]) whose
+    /// sort keys share one order.
+    pub(crate) async fn merged_sources<T: Send>(
+        &self,
+        sources: Vec<((&str, &str, &str), String)>,
+        range: &SortRange,
+        limit: usize,
+        keep: impl Fn(&Item) -> Result<Option<T>, StoreError> + Sync,
+    ) -> Result<Page<T>, StoreError> {
         let keep = &keep;
-        let reads = pks.into_iter().map(|pk| async move {
+        let reads = sources.into_iter().map(|(index, pk)| async move {
             let mut kept: Vec<(String, T)> = Vec::new();
             self.query_index(index, pk, range, false, limit + 1, |it| {
                 let Some(parsed) = keep(it)? else { return Ok(false) };
@@ -583,7 +595,7 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(index)
+                .set_index_name((index != TABLE).then(|| index.to_string()))
                 .expression_attribute_names("#pk", pk_attr)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .scan_index_forward(forward)

@@ -11,10 +11,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use paysession_app::Core;
 use paysession_app::expiry::expire_if_due;
+use paysession_app::ports::QueuedDelivery;
 use paysession_app::ports::StoreError;
 use paysession_app::ports::{ChargeScheduler, DeliveryQueue, SessionStore, SettingsStore, WebhookStore};
 use paysession_app::recurring::reschedule;
-use paysession_app::webhooks::{BatchMerchants, fan_out_to};
+use paysession_app::webhooks::{BatchMerchants, Collecting, fan_out_to};
 use paysession_domain::mandate::Mandate;
 use paysession_domain::session::EventRecord;
 use serde_json::{Value, json};
@@ -223,9 +224,11 @@ async fn run<S: SessionStore + WebhookStore + SettingsStore + ?Sized>(
 pub const FAN_OUT_CONCURRENCY: usize = 16;
 
 /// Fans out a run of consecutive `FanOut` records, up to `concurrency` at once, each on its
-/// merchant's clock and endpoints (read once per merchant per batch). One result per record, in
+/// merchant's clock and endpoints (read once per merchant per batch), then sends the
+/// messages of new deliveries they made, ten to a request. One result per record, in
 /// order, except that a record whose merchant could not be read ends the list with its
-/// error: the records after it are not started (the batch resumes there anyway).
+/// error: the records after it are not started (the batch resumes there anyway). A record
+/// fails if a message of its own was refused.
 async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
     cx: &Core<S>,
     queue: &dyn DeliveryQueue,
@@ -233,6 +236,41 @@ async fn fan_out_run<S: WebhookStore + SettingsStore + ?Sized>(
     run: &[(&str, &EventRecord)],
     concurrency: usize,
 ) -> Vec<Result<(), StoreError>> {
+    let held = fan_out_holding(cx, queue, merchants, run, concurrency).await;
+    send_held(queue, held).await
+}
+
+/// Sends what each record's fan-out held in one `enqueue_all`, and folds each message's
+/// result into its record's.
+async fn send_held(queue: &dyn DeliveryQueue, held: Vec<Result<Vec<QueuedDelivery>, StoreError>>) -> Vec<Result<(), StoreError>> {
+    let mut owners = Vec::new();
+    let mut messages = Vec::new();
+    let mut out = Vec::with_capacity(held.len());
+    for (i, result) in held.into_iter().enumerate() {
+        out.push(result.map(|mine| {
+            owners.extend(std::iter::repeat_n(i, mine.len()));
+            messages.extend(mine);
+        }));
+    }
+    if messages.is_empty() {
+        return out;
+    }
+    for (i, sent) in owners.into_iter().zip(queue.enqueue_all(&messages).await) {
+        if let (Err(e), Ok(())) = (sent, &out[i]) {
+            out[i] = Err(e);
+        }
+    }
+    out
+}
+
+/// [`fan_out_run`]'s fan-outs, each holding the messages of the deliveries it made.
+async fn fan_out_holding<S: WebhookStore + SettingsStore + ?Sized>(
+    cx: &Core<S>,
+    queue: &dyn DeliveryQueue,
+    merchants: &mut BatchMerchants<S>,
+    run: &[(&str, &EventRecord)],
+    concurrency: usize,
+) -> Vec<Result<Vec<QueuedDelivery>, StoreError>> {
     let mut ready = run.len();
     let mut unreadable = None;
     for (i, &(merchant_id, _)) in run.iter().enumerate() {
@@ -265,9 +303,13 @@ async fn fan_out_one<S: WebhookStore + ?Sized>(
     queue: &dyn DeliveryQueue,
     merchant_id: &str,
     event: &EventRecord,
-) -> Result<(), StoreError> {
+) -> Result<Vec<QueuedDelivery>, StoreError> {
     match merchants.get(merchant_id) {
-        Some((at, theirs)) => fan_out_to(at, queue, theirs, merchant_id, event).await.map(|_| ()),
+        Some((at, theirs)) => {
+            let holding = Collecting::new(queue);
+            fan_out_to(at, &holding, theirs, merchant_id, event).await?;
+            Ok(holding.take())
+        }
         None => Err(StoreError::Backend(format!("merchant {merchant_id} of the batch was not read"))),
     }
 }

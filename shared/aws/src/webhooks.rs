@@ -19,16 +19,31 @@ fn endpoint_item(e: &WebhookEndpoint) -> Result<Item, StoreError> {
     Ok(item([(PK, s(merchant_pk(&e.merchant_id))), (SK, s(endpoint_sk(&e.id))), ("version", n(e.version as i64)), ("body", body(e)?)]))
 }
 
+/// Where a delivery is stored: in its endpoint's list shard when its id names its time (one
+/// write, no index entry), else by id with a GSI1 list entry (deliveries made before).
+fn delivery_key(merchant: &str, endpoint: &str, id: &str) -> (String, String) {
+    match Delivery::created_ms_of(id) {
+        Some(created) => (deliveries_partition(merchant, endpoint, id), time_sort(created, id)),
+        None => (delivery_pk(merchant, id), DELIVERY_SK.to_string()),
+    }
+}
+
 fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
-    Ok(item([
-        (PK, s(delivery_pk(&d.merchant_id, &d.id))),
-        (SK, s(DELIVERY_SK)),
-        (GSI1PK, s(deliveries_gsi1(&d.merchant_id, &d.endpoint_id, &d.id))),
-        (GSI1SK, s(time_sort(ms(d.created_at), &d.id))),
+    let (pk, sk) = delivery_key(&d.merchant_id, &d.endpoint_id, &d.id);
+    let mut it = item([
+        (PK, s(pk)),
+        (SK, s(sk)),
         ("version", n(d.version as i64)),
         (TTL, n((d.created_at + Duration::days(DELIVERY_RETENTION_DAYS)).timestamp())),
         ("body", body(d)?),
-    ]))
+    ]);
+    if Delivery::created_ms_of(&d.id).is_none() {
+        it.extend(item([
+            (GSI1PK, s(deliveries_partition(&d.merchant_id, &d.endpoint_id, &d.id))),
+            (GSI1SK, s(time_sort(ms(d.created_at), &d.id))),
+        ]));
+    }
+    Ok(it)
 }
 
 impl DynamoStore {
@@ -106,7 +121,7 @@ impl WebhookStore for DynamoStore {
     async fn create_delivery(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
         match self.put_versioned(delivery_item(d)?, None).await {
             Ok(()) => Ok(None),
-            Err(StoreError::AlreadyExists) => match self.get_delivery(&d.merchant_id, &d.id).await? {
+            Err(StoreError::AlreadyExists) => match self.get_delivery(&d.merchant_id, &d.endpoint_id, &d.id).await? {
                 Some(existing) => Ok(Some(existing)),
                 None => Err(backend("delivery vanished right after a conflicting insert")),
             },
@@ -114,8 +129,10 @@ impl WebhookStore for DynamoStore {
         }
     }
 
-    async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.get_item(delivery_pk(merchant_id, id), DELIVERY_SK).await?.map(|it| parse_body(&it)).transpose()
+    async fn get_delivery(&self, merchant_id: &str, endpoint_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let (pk, sk) = delivery_key(merchant_id, endpoint_id, id);
+        let found: Option<Delivery> = self.get_item(pk, &sk).await?.map(|it| parse_body(&it)).transpose()?;
+        Ok(found.filter(|d| d.endpoint_id == endpoint_id))
     }
 
     async fn update_delivery(&self, d: &Delivery, expected_version: u64) -> Result<(), StoreError> {
@@ -129,10 +146,13 @@ impl WebhookStore for DynamoStore {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page<Delivery>, StoreError> {
-        self.newest_first_merged((GSI1, GSI1PK, GSI1SK), deliveries_gsi1_partitions(merchant_id, endpoint_id), after, limit, |it| {
-            parse_body(it).map(Some)
-        })
-        .await
+        // The shards in the table, and in GSI1 those of deliveries made before ids named their
+        // time (kept 30 days).
+        let partitions = deliveries_partitions(merchant_id, endpoint_id);
+        let table = partitions[..LIST_SHARDS as usize].iter().map(|pk| ((TABLE, PK, SK), pk.clone()));
+        let sources = table.chain(partitions.iter().map(|pk| ((GSI1, GSI1PK, GSI1SK), pk.clone()))).collect();
+        let range = SortRange { below: after.map(|c| time_sort(ms(c.created_at), &c.id)), floor: None };
+        self.merged_sources(sources, &range, limit, |it| parse_body(it).map(Some)).await
     }
 
     async fn list_events(&self, merchant_id: &str, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {

@@ -520,14 +520,46 @@ pub struct Delivery {
 /// How long a dispatcher may hold a delivery: longer than an attempt can take.
 pub const LEASE_SECONDS: i64 = 60;
 
+/// Hex digits of a delivery id that names its creation time (`Delivery::id_at`): 12 of
+/// milliseconds, 24 of the rest. Ids of 32 digits are older, and name no time.
+const TIMED_DELIVERY_ID_HEX: usize = 36;
+
 impl Delivery {
-    /// The delivery of `event_id` to `endpoint_id` created by the fan-out. Its id is derived
-    /// from the pair, so creating it twice (a replayed stream batch) finds the first.
-    pub fn fan_out_id(event_id: &str, endpoint_id: &str) -> String {
+    /// The id of a delivery created at `created`: `whd_`, its millisecond (12 hex digits),
+    /// then `tail` (24). A store may keep the delivery under a key made from its id alone
+    /// (its time orders an endpoint's list), see [`Delivery::created_ms_of`].
+    pub fn id_at(created: DateTime<Utc>, tail: &[u8; 12]) -> String {
+        let mut id = format!("whd_{:012x}", created.timestamp_millis().max(0));
+        id.extend(tail.iter().map(|b| format!("{b:02x}")));
+        id
+    }
+
+    /// The creation millisecond an id made by [`Delivery::id_at`] names; `None` for ids of
+    /// another shape (those made before ids named their time).
+    pub fn created_ms_of(id: &str) -> Option<i64> {
+        let hex = id.strip_prefix("whd_")?;
+        if hex.len() != TIMED_DELIVERY_ID_HEX || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        i64::from_str_radix(&hex[..12], 16).ok()
+    }
+
+    /// The delivery of `event` (of `event_created`) to `endpoint_id` made by the fan-out: it
+    /// is created at the event's time and its id derives from the pair, so making it twice
+    /// (a replayed stream batch) names the same delivery.
+    pub fn fan_out_id(event_id: &str, event_created: DateTime<Utc>, endpoint_id: &str) -> String {
         use sha2::Digest;
         let digest = Sha256::digest(format!("{event_id}\n{endpoint_id}").as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("whd_{hex}")
+        let tail: [u8; 12] = digest[..12].try_into().expect("a SHA-256 digest has 32 bytes");
+        Self::id_at(event_created, &tail)
+    }
+
+    /// The fan-out's delivery of an event to an endpoint, due at `now`.
+    pub fn fan_out(merchant_id: &str, endpoint_id: &str, event: &crate::event::EventRecord, now: DateTime<Utc>) -> Self {
+        let id = Self::fan_out_id(&event.id, event.created_at, endpoint_id);
+        let mut d = Self::new(id, merchant_id, endpoint_id, &event.id, &event.event_type, false, now);
+        d.created_at = event.created_at;
+        d
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -629,6 +661,24 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn delivery_ids_name_their_creation_time() {
+        use super::Delivery;
+        let at = chrono::DateTime::from_timestamp_millis(1_797_000_123_456).unwrap() + chrono::Duration::microseconds(789);
+        let id = Delivery::id_at(at, &[0xab; 12]);
+        assert_eq!(id.len(), 4 + 36);
+        assert_eq!(Delivery::created_ms_of(&id), Some(1_797_000_123_456));
+        let fan_out = Delivery::fan_out_id("evt_ps_1_00", at, "we_1");
+        assert_eq!(Delivery::created_ms_of(&fan_out), Some(1_797_000_123_456));
+        assert_eq!(fan_out, Delivery::fan_out_id("evt_ps_1_00", at, "we_1"), "a replayed fan-out names the same delivery");
+        assert_ne!(fan_out, Delivery::fan_out_id("evt_ps_1_00", at, "we_2"));
+        // Ids of before (32 hex digits: a hash, or time and randomness) name no time.
+        assert_eq!(Delivery::created_ms_of("whd_019ae3f2a1c4aaaaaaaaaaaaaaaaaaaa"), None);
+        assert_eq!(Delivery::created_ms_of("whd_dead"), None);
+        assert_eq!(Delivery::created_ms_of(&id.to_uppercase().replace("WHD_", "whd_")), None);
+        assert_eq!(Delivery::created_ms_of(&id.replace("whd_", "evt_")), None);
+    }
 
     #[test]
     fn v1a_signs_with_ed25519_per_rfc_8032() {

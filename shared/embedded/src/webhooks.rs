@@ -3,13 +3,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use paysession_app::ports::{Cursor, EventQuery, Page, StoreError, WebhookStore};
+use paysession_app::ports::{Cursor, EventQuery, Page, QueuedDelivery, StoreError, WebhookStore};
 use paysession_domain::session::EventRecord;
 use paysession_domain::webhook::{Delivery, MAX_ENDPOINTS, WebhookEndpoint};
 use rusqlite::{OptionalExtension, params};
 
 use crate::cached::Cached;
-use crate::{EmbeddedStore, all, backend, from_json, id_pairs, ms, one, to_json};
+use crate::{EmbeddedStore, all, backend, from_json, ms, one, to_json};
 
 /// An event with its place in the outbox and its merchant.
 pub struct OutboxEvent {
@@ -23,7 +23,7 @@ fn due(d: &Delivery) -> Option<i64> {
 }
 
 /// Pending deliveries due at ?1 (of merchant ?3, or of anyone), soonest first.
-const DUE_SQL: &str = "SELECT merchant_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1
+const DUE_SQL: &str = "SELECT merchant_id, endpoint_id, id FROM deliveries WHERE due_at_ms IS NOT NULL AND due_at_ms <= ?1
      AND (?3 IS NULL OR merchant_id = ?3) ORDER BY due_at_ms LIMIT ?2";
 /// `IS NOT NULL` adds nothing to MIN, but without it SQLite cannot use the partial index
 /// `deliveries_due` and reads every delivery, bodies and all, on each wake of the local
@@ -53,9 +53,18 @@ impl EmbeddedStore {
         merchant: Option<&str>,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<QueuedDelivery>, StoreError> {
         let merchant = merchant.map(str::to_string);
-        self.with(move |c| id_pairs(c, DUE_SQL, params![ms(now), limit as i64, merchant])).await
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(DUE_SQL).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![ms(now), limit as i64, merchant], |r| {
+                    Ok(QueuedDelivery { merchant_id: r.get(0)?, endpoint_id: r.get(1)?, delivery_id: r.get(2)?, first: None })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
     }
 
     /// When the next pending delivery falls due, if any.
@@ -141,9 +150,10 @@ impl WebhookStore for EmbeddedStore {
         .await
     }
 
-    async fn get_delivery(&self, merchant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
-        let (m, id) = (merchant_id.to_string(), id.to_string());
-        self.lookup(move |c| one(c, "SELECT body FROM deliveries WHERE id = ?1 AND merchant_id = ?2", [id, m])).await
+    async fn get_delivery(&self, merchant_id: &str, endpoint_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let (m, e, id) = (merchant_id.to_string(), endpoint_id.to_string(), id.to_string());
+        self.lookup(move |c| one(c, "SELECT body FROM deliveries WHERE id = ?1 AND merchant_id = ?2 AND endpoint_id = ?3", [id, m, e]))
+            .await
     }
 
     async fn update_delivery(&self, d: &Delivery, expected_version: u64) -> Result<(), StoreError> {

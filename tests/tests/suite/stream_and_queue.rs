@@ -196,7 +196,7 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
     }
     d.next_attempt_at = Some(now);
     assert!(deps.store.create_delivery(&d).await.unwrap().is_none());
-    deps.queue.enqueue(&paysession_app::ports::QueuedDelivery::named(MERCHANT, "whd_dead"), Duration::ZERO).await.unwrap();
+    deps.queue.enqueue(&paysession_app::ports::QueuedDelivery::named(&d), Duration::ZERO).await.unwrap();
     let event = receive_event(&queues, &queues.queue_url, 2).await.unwrap();
     assert_eq!(
         failures(&handle_sqs_event(&deps.core, deps.sender.as_ref(), &paysession_app::clock::SystemClock, &queues, &event).await),
@@ -204,7 +204,7 @@ async fn exhausted_delivery_goes_to_the_dead_letter_queue() {
     );
     let dead = receive_event(&queues, &queues.dead_letter_url, 2).await.expect("dead-lettered");
     assert!(dead["Records"][0]["body"].as_str().unwrap().contains("whd_dead"));
-    let stored = deps.store.get_delivery(MERCHANT, "whd_dead").await.unwrap().unwrap();
+    let stored = deps.store.get_delivery(MERCHANT, &endpoint.id, "whd_dead").await.unwrap().unwrap();
     assert_eq!(stored.status, paysession_domain::webhook::DeliveryStatus::Failed);
     assert_eq!(stored.attempts.len(), 8);
     assert!(receive_event(&queues, &queues.queue_url, 1).await.is_none());
@@ -352,6 +352,73 @@ impl paysession_app::ports::DeliveryQueue for FailingFor {
     }
 }
 
+/// Counts how a queue is asked to send: message by message, or many at once.
+#[derive(Default)]
+struct Calls {
+    one: std::sync::atomic::AtomicUsize,
+    many: std::sync::Mutex<Vec<usize>>,
+}
+
+struct Counting {
+    inner: std::sync::Arc<dyn paysession_app::ports::DeliveryQueue>,
+    calls: std::sync::Arc<Calls>,
+}
+
+#[async_trait::async_trait]
+impl paysession_app::ports::DeliveryQueue for Counting {
+    async fn enqueue(
+        &self,
+        message: &paysession_app::ports::QueuedDelivery,
+        delay: Duration,
+    ) -> Result<(), paysession_app::ports::StoreError> {
+        self.calls.one.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.enqueue(message, delay).await
+    }
+
+    async fn enqueue_all(&self, messages: &[paysession_app::ports::QueuedDelivery]) -> Vec<Result<(), paysession_app::ports::StoreError>> {
+        self.calls.many.lock().unwrap().push(messages.len());
+        self.inner.enqueue_all(messages).await
+    }
+}
+
+/// A stream batch's new deliveries are sent together (`SendMessageBatch`, ten a request on
+/// SQS), not one request each: 30 events to 2 endpoints, one `enqueue_all` of 60 messages,
+/// every one of which arrives on moto's queue once.
+#[tokio::test]
+async fn a_batch_sends_its_deliveries_ten_to_a_request() {
+    use paysession_domain::webhook::Delivery;
+    use paysession_tests::aws::created_events_batch;
+    let (store, _counter) = paysession_tests::dynamo::counted_table().await;
+    let queues = fresh_queues().await;
+    let deps = deps(store, &queues).await;
+    let mut endpoint_ids = Vec::new();
+    for _ in 0..2 {
+        let spec =
+            parse_endpoint_create(&json!({"url": "http://127.0.0.1:9/hooks", "events": ["*"]}), UrlPolicy { allow_private: true }).unwrap();
+        endpoint_ids.push(webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap().0.id);
+    }
+    let (events, batch) = created_events_batch(MERCHANT, 30, 5_000);
+    let calls = std::sync::Arc::new(Calls::default());
+    let queue = Counting { inner: deps.queue.clone(), calls: calls.clone() };
+    let sinks = StreamSinks { queue: &queue, scheduler: &SweptLocally, bus: None };
+    let answer = paysession_aws::stream::handle_stream_event(&deps.core, &sinks, &batch).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(calls.one.load(std::sync::atomic::Ordering::SeqCst), 0, "no message sent alone");
+    assert_eq!(*calls.many.lock().unwrap(), [60]);
+    let mut arrived = std::collections::BTreeSet::new();
+    while let Some(event) = receive_event(&queues, &queues.queue_url, 1).await {
+        for record in event["Records"].as_array().unwrap() {
+            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+            assert!(arrived.insert(body["delivery_id"].as_str().unwrap().to_string()), "a message twice");
+            let receipt = record["receiptHandle"].as_str().unwrap();
+            queues.client.delete_message().queue_url(&queues.queue_url).receipt_handle(receipt).send().await.unwrap();
+        }
+    }
+    let want: std::collections::BTreeSet<String> =
+        events.iter().flat_map(|e| endpoint_ids.iter().map(|w| Delivery::fan_out_id(&e.id, e.created_at, w))).collect();
+    assert_eq!(arrived, want);
+}
+
 /// A stream batch whose queueing fails part-way, retried by Lambda from the failed record
 /// on: every (event, endpoint) is queued, those before the failure once; a delivery the
 /// retry queues again (it ran after the failed record in the first pass) is sent once, the
@@ -371,7 +438,7 @@ async fn a_retried_fan_out_delivers_each_webhook_once_with_one_write() {
         endpoint_ids.push(webhooks::create_endpoint(&deps.core, MERCHANT, spec).await.unwrap().0.id);
     }
     let (events, batch) = created_events_batch(MERCHANT, 30, 1_000);
-    let failing = Delivery::fan_out_id(&events[11].id, &endpoint_ids[0]);
+    let failing = Delivery::fan_out_id(&events[11].id, events[11].created_at, &endpoint_ids[0]);
     let queue = FailingFor { inner: deps.queue.clone(), delivery_id: std::sync::Mutex::new(Some(failing)) };
     let sinks = StreamSinks { queue: &queue, scheduler: &SweptLocally, bus: None };
 
@@ -400,7 +467,7 @@ async fn a_retried_fan_out_delivers_each_webhook_once_with_one_write() {
             queues.client.delete_message().queue_url(&queues.queue_url).receipt_handle(receipt).send().await.unwrap();
         }
     }
-    let id = |i: usize, e: &String| Delivery::fan_out_id(&events[i].id, e);
+    let id = |i: usize, e: &String| Delivery::fan_out_id(&events[i].id, events[i].created_at, e);
     for i in 0..30 {
         for e in &endpoint_ids {
             let times = queued.iter().filter(|d| **d == id(i, e)).count();
@@ -408,7 +475,7 @@ async fn a_retried_fan_out_delivers_each_webhook_once_with_one_write() {
             if i < 11 {
                 assert_eq!(times, 1, "event {i} came before the failure");
             }
-            let stored = deps.store.get_delivery(MERCHANT, &id(i, e)).await.unwrap().unwrap();
+            let stored = deps.store.get_delivery(MERCHANT, e, &id(i, e)).await.unwrap().unwrap();
             assert_eq!((stored.status, stored.attempts.len()), (DeliveryStatus::Delivered, 1));
         }
     }
@@ -424,5 +491,21 @@ async fn a_retried_fan_out_delivers_each_webhook_once_with_one_write() {
     println!("dispatching {} messages: requests {requests:?}, written {written:?}", queued.len());
     assert_eq!((requests.get("PutItem"), requests.get("UpdateItem"), requests.get("TransactWriteItems")), (Some(&60), None, None));
     assert!(written.sizes.iter().all(|&size| size <= 1024), "{written:?}");
-    assert_eq!(written.write_units, 60, "one unit per delivery record, before its index entry");
+    assert_eq!(written.write_units, 60, "one unit per delivery record");
+    // Each record sits in its endpoint's list under `created#id`: no index entry to pay for.
+    let (first, endpoint) = (id(0, &endpoint_ids[0]), &endpoint_ids[0]);
+    let created = Delivery::created_ms_of(&first).expect("a fan-out id names its time");
+    let raw = deps
+        .store
+        .client()
+        .get_item()
+        .table_name(deps.store.table())
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(paysession_aws::keys::deliveries_partition(MERCHANT, endpoint, &first)))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S(paysession_aws::keys::time_sort(created, &first)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the record under its list key");
+    assert!(raw.keys().all(|k| !k.starts_with("GSI")), "no index key: {:?}", raw.keys().collect::<Vec<_>>());
 }

@@ -92,7 +92,8 @@ pub async fn deliveries<S: WebhookStore + ?Sized>(cx: &Core<S>, p: &Principal, c
     let mut e = Errors::new();
     let params = ListParams::parse(call, &[], &mut e)?;
     let id = call.param("id");
-    let find = async |d: &str| Ok(cx.store.get_delivery(&p.merchant_id, d).await?.map(|d| Cursor { created_at: d.created_at, id: d.id }));
+    let find =
+        async |d: &str| Ok(cx.store.get_delivery(&p.merchant_id, id, d).await?.map(|d| Cursor { created_at: d.created_at, id: d.id }));
     let after = params.after(Some("whd_"), find, " or a delivery id", &mut e).await?;
     checked(e)?;
     cx.store.get_endpoint(&p.merchant_id, id).await?.ok_or_else(|| not_found(id))?;
