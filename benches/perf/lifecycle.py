@@ -13,8 +13,8 @@ behind the Runtime API emulator of ../shared/perf, and are fed what AWS would fe
 
 and a webhook receiver (one endpoint subscribed to every event) answers 200. Each step's
 stream records and queued messages are handed on before the next step, as at low traffic
-(every write its own stream batch; at high traffic batches of up to 100 make the stream
-consumer's share smaller). DynamoDB requests pass the metering proxy of tests/src/capacity.rs
+(every write its own stream batch); `--traffic high` hands them on at the end, in batches
+as full as the template allows (100 stream records, 10 messages), as under steady load. DynamoDB requests pass the metering proxy of tests/src/capacity.rs
 (AWS's write-unit rule; `metering_proxy` bench), SQS and Scheduler requests a counting proxy
 in front of moto. Prints, per paid session: DynamoDB requests and units by operation and item
 type; per function invocations, CPU per call, modelled billed duration at the template's
@@ -26,13 +26,12 @@ the call's wait (its wall time minus its CPU, DynamoDB Local's and the receiver'
 
 Usage (PERFWORK: scratch directory outside the repo; run with a Python that has boto3 and
 moto, as scripts/test installs: scripts/cost --deployed does):
-  PERFWORK=/tmp/perfwork benches/perf/lifecycle.py [-n 20] [--no-build] [--perf-dir ../shared/perf]
+  PERFWORK=/tmp/perfwork benches/perf/lifecycle.py [-n 20] [--traffic low|high] [--no-build] [--perf-dir ../shared/perf]
 """
 from __future__ import annotations
 
 import argparse
 import base64
-import glob
 import http.client
 import json
 import math
@@ -47,7 +46,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, api_event, sh, target_dir  # noqa: E402
+from run import ROOT, api_event, common_args, sh, target_dir, workplace  # noqa: E402
 
 TABLE = "paysession-lifecycle"
 SHOP = "https://shop.example"
@@ -406,9 +405,10 @@ def modelled_ms(cpu: float, wall: float, memory: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=20, help="paid sessions")
-    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
-    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
-    p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
+    p.add_argument("--traffic", choices=("low", "high"), default="low",
+                   help="low: each step's stream records and messages are handed on before the next (every write its "
+                        "own batch); high: all at the end, in batches as full as the template allows (100 records, 10 messages)")
+    common_args(p)
     p.add_argument("--bin", action="append", default=[], metavar="FUNCTION=PATH",
                    help="run this bootstrap for FUNCTION instead of the one built (e.g. an earlier build, for a before/after)")
     a = p.parse_args()
@@ -420,17 +420,8 @@ def main() -> int:
         import boto3
     except ImportError:
         sys.exit("boto3 is needed: run with the Python scripts/test installs (scripts/cost --deployed does)")
-    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
-    os.makedirs(work, exist_ok=True)
-    perf = os.path.abspath(a.perf_dir)
-    sys.path.insert(0, perf)
+    work, perf, emulator = workplace(a)
     import ddb_local  # the instrument's own DynamoDB Local launcher
-
-    tools = os.environ.get("PAYSESSION_TOOLS_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "paysession-tools")
-    emulator = a.emulator_dir or next(iter(sorted(glob.glob(os.path.join(tools, "dynamodb-local-*/package/emulator")))), None)
-    if not emulator:
-        sys.exit("no DynamoDB Local: run scripts/test once (it installs it) or pass --emulator-dir")
     moto_server = os.path.join(os.path.dirname(sys.executable), "moto_server")
     if not os.path.exists(moto_server):
         sys.exit(f"no moto_server beside {sys.executable}: run with the Python scripts/test installs")
@@ -527,7 +518,8 @@ def main() -> int:
                 "authorization": f"Bearer {token}", "content-type": "application/json", "idempotency-key": f"cost-{i}"}, body))
             if r["statusCode"] != 201:
                 sys.exit(f"create: {r}")
-            pipeline.drain()
+            if a.traffic == "low":
+                pipeline.drain()
             path = json.loads(r["body"])["url"][len(PUBLIC_URL):]
             page_token = path.split("/")[2]
             page = fns["hosted-page"].invoke(page_event(template, "GET", "/pay/{token}", path, page_token,
@@ -541,7 +533,9 @@ def main() -> int:
                                                         {"content-type": "application/x-www-form-urlencoded"}, form))
             if paid["statusCode"] != 303:
                 sys.exit(f"pay: {paid}")
-            pipeline.drain()
+            if a.traffic == "low":
+                pipeline.drain()
+        pipeline.drain()
 
         deliveries = len(receiver.ids)
         meter.stdin.write(f"report {a.n} {deliveries}\n")

@@ -23,7 +23,6 @@ Usage (PERFWORK: scratch directory outside the repo, as run.py):
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -33,7 +32,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, api_event, one_shot, provision, sh, target_dir  # noqa: E402
+from run import api_event, common_args, one_shot, provision, sh, target_dir, workplace  # noqa: E402
 
 MEMORY_SIZES = (128, 256, 512, 1024)
 FULL_VCPU_MB = 1769
@@ -59,18 +58,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=300, help="warm invocations per run")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--no-build", action="store_true")
-    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    common_args(p)
     a = p.parse_args()
-    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
-    os.makedirs(work, exist_ok=True)
-    perf = os.path.abspath(a.perf_dir)
-    sys.path.insert(0, perf)
+    work, perf, emulator = workplace(a)
     import ddb_local
-
-    emulator = next(iter(sorted(glob.glob(os.path.expanduser("~/.cache/paysession-tools/dynamodb-local-*/package/emulator")))), None)
-    if not emulator:
-        sys.exit("no DynamoDB Local: run scripts/test once (it installs it)")
     target = target_dir()
     if not a.no_build:
         packages = [arg for f in (*FUNCTIONS, "oauth-token") for arg in ("-p", f"fn-{f}")]

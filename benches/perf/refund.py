@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import glob
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, api_event, sh, target_dir  # noqa: E402
+from run import api_event, common_args, sh, target_dir, workplace  # noqa: E402
 
 TABLE = "paysession-perf-refunds"
 SHOP = "https://shop.example"
@@ -72,18 +71,10 @@ def paid_payment(base, token) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--no-build", action="store_true")
-    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    common_args(p)
     a = p.parse_args()
-    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
-    os.makedirs(work, exist_ok=True)
-    perf = os.path.abspath(a.perf_dir)
-    sys.path.insert(0, perf)
+    work, perf, emulator = workplace(a)
     import ddb_local
-
-    emulator = next(iter(sorted(glob.glob(os.path.expanduser("~/.cache/paysession-tools/dynamodb-local-*/package/emulator")))), None)
-    if not emulator:
-        sys.exit("no DynamoDB Local: run scripts/test once (it installs it)")
     target = target_dir()
     if not a.no_build:
         sh(["cargo", "build", "--profile", "lambda-release", "-p", "fn-refund-create", "-p", "fn-session-create"])

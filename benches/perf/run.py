@@ -40,6 +40,28 @@ def sh(argv, env=None, cwd=ROOT, capture=False):
     return r.stdout if capture else None
 
 
+def common_args(p: argparse.ArgumentParser) -> None:
+    """The options every bench here takes: --no-build, --perf-dir, --emulator-dir."""
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
+
+
+def workplace(a: argparse.Namespace) -> tuple[str, str, str]:
+    """(PERFWORK, ../shared/perf, DynamoDB Local's emulator folder) for the options of
+    `common_args`; ../shared/perf goes on sys.path (its ddb_local, runtime_api, lambda_bench)."""
+    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
+    os.makedirs(work, exist_ok=True)
+    perf = os.path.abspath(a.perf_dir)
+    sys.path.insert(0, perf)
+    tools = os.environ.get("PAYSESSION_TOOLS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "paysession-tools")
+    emulator = a.emulator_dir or next(iter(sorted(glob.glob(os.path.join(tools, "dynamodb-local-*/package/emulator")))), None)
+    if not emulator:
+        sys.exit("no DynamoDB Local: run scripts/test once (it installs it) or pass --emulator-dir")
+    return work, perf, emulator
+
+
 def target_dir() -> str:
     meta = json.loads(sh(["cargo", "metadata", "--format-version", "1", "--no-deps"], capture=True))
     return meta["target_directory"]
@@ -108,13 +130,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=500, help="warm invocations per run")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
-    p.add_argument("--perf-dir", default=os.path.join(ROOT, "..", "shared", "perf"))
+    common_args(p)
     p.add_argument("--alt", action="append", default=[], metavar="NAME=PATH",
                    help="another session-create bootstrap (a build variant) run beside it, reported as NAME/session-create")
     p.add_argument("--alt-env", action="append", default=[], metavar="NAME:KEY=VALUE",
                    help="an environment variable for one --alt subject (e.g. quiet:RUST_LOG=warn)")
-    p.add_argument("--emulator-dir", help="DynamoDB Local's emulator folder (default: the one scripts/test installed)")
     a = p.parse_args()
     alts = dict(spec.split("=", 1) for spec in a.alt)
     for name, path in alts.items():
@@ -127,16 +147,8 @@ def main() -> int:
         if name not in alts or not key or not eq:
             sys.exit(f"--alt-env {spec}: expected NAME:KEY=VALUE with NAME one of the --alt names")
         alt_env.setdefault(name, {})[key] = value
-    work = os.environ.get("PERFWORK") or sys.exit("set PERFWORK to a scratch directory outside the repo")
-    os.makedirs(work, exist_ok=True)
-    perf = os.path.abspath(a.perf_dir)
-    sys.path.insert(0, perf)
+    work, perf, emulator = workplace(a)
     import ddb_local  # the instrument's own DynamoDB Local launcher
-
-    emulator = a.emulator_dir or next(iter(sorted(glob.glob(os.path.expanduser(
-        "~/.cache/paysession-tools/dynamodb-local-*/package/emulator")))), None)
-    if not emulator:
-        sys.exit("no DynamoDB Local: run scripts/test once (it installs it) or pass --emulator-dir")
 
     target = target_dir()
     if not a.no_build:
