@@ -30,6 +30,8 @@ fn delivery_key(merchant: &str, endpoint: &str, id: &str) -> (String, String) {
 
 fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
     let (pk, sk) = delivery_key(&d.merchant_id, &d.endpoint_id, &d.id);
+    // Kept by id: the list reads it through its GSI1 entry.
+    let by_id = sk == DELIVERY_SK;
     let mut it = item([
         (PK, s(pk)),
         (SK, s(sk)),
@@ -37,7 +39,7 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
         (TTL, n((d.created_at + Duration::days(DELIVERY_RETENTION_DAYS)).timestamp())),
         ("body", body(d)?),
     ]);
-    if Delivery::created_ms_of(&d.id).is_none() {
+    if by_id {
         it.extend(item([
             (GSI1PK, s(deliveries_partition(&d.merchant_id, &d.endpoint_id, &d.id))),
             (GSI1SK, s(time_sort(ms(d.created_at), &d.id))),
