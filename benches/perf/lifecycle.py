@@ -468,7 +468,8 @@ def main() -> int:
         merchant = json.loads(sh([admin, "--table", TABLE, "merchant", "create", "--name", "Lifecycle Shop"], env=admin_env, capture=True))
 
         fn_env = {**aws, "PATH": os.environ.get("PATH", ""), "PAYSESSION_TABLE": TABLE, "PAYSESSION_TOKEN_SIGNING_KEY": key,
-                  "PAYSESSION_PUBLIC_URL": PUBLIC_URL, "PAYSESSION_SANDBOX": "true", "RUST_LOG": "warn",
+                  "PAYSESSION_PUBLIC_URL": PUBLIC_URL, "PAYSESSION_SANDBOX": "true",
+                  "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",  # template.yaml's LoggingConfig
                   "AWS_ENDPOINT_URL_DYNAMODB": meter_url, "AWS_ENDPOINT_URL_SQS": counting.url,
                   "AWS_ENDPOINT_URL_SCHEDULER": counting.url, "AWS_ENDPOINT_URL_EVENTBRIDGE": counting.url,
                   "PAYSESSION_WEBHOOK_QUEUE_URL": queue_url, "PAYSESSION_WEBHOOK_DLQ_URL": dlq_url,

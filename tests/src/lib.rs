@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod faults;
+pub mod lambda_process;
 pub mod logs;
 pub mod loopback;
 pub mod page;

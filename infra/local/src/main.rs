@@ -64,11 +64,16 @@ enum LogFormat {
 /// Colour codes only where a person reads them: never in a file or a pipe.
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        // The Lambda functions' shape (`paysession_http::lambda`), so one parser reads both.
+        LogFormat::Json => registry.with(paysession_http::lambda::json_layer("paysession-local")).init(),
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal())).init()
+        }
     }
 }
 

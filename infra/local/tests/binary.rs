@@ -318,7 +318,10 @@ async fn logs_are_plain_in_a_pipe_and_json_on_request() {
         cmd.args(["--port", "0", "--data-dir", dir.path().to_str().unwrap(), "--log-format", format]);
         let s = spawn_logging(cmd, "info", move |line| sink.lock().unwrap().push(line));
         let http = reqwest::Client::new();
-        assert_eq!(http.get(format!("{}/health", s.base)).send().await.unwrap().status(), 200);
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let health = http.get(format!("{}/health", s.base)).header("traceparent", parent).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let request_id = health.headers()["x-request-id"].to_str().unwrap().to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !seen.lock().unwrap().iter().any(|l| l.contains("/health")) {
             assert!(std::time::Instant::now() < deadline, "no request log line: {:?}", seen.lock().unwrap());
@@ -329,9 +332,20 @@ async fn logs_are_plain_in_a_pipe_and_json_on_request() {
         assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{format}: colour codes in a pipe: {lines:?}");
         let request = lines.iter().find(|l| l.contains("/health")).unwrap();
         if format == "json" {
+            // Lambda's JSON log shape: everything at the top level, the request's span included.
             let v: Value = serde_json::from_str(request).unwrap_or_else(|e| panic!("not JSON ({e}): {request}"));
-            assert_eq!(v["fields"]["route"], "/health");
-            assert_eq!(v["fields"]["status"], 200);
+            assert_eq!(
+                (&v["level"], &v["message"], &v["function"]),
+                (&json!("INFO"), &json!("request"), &json!("paysession-local")),
+                "{v}"
+            );
+            assert!(chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).is_ok(), "{v}");
+            assert_eq!((&v["route"], &v["status"]), (&json!("/health"), &json!(200)), "{v}");
+            assert_eq!(v["request_id"], json!(request_id), "{v}");
+            assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "the caller's trace is continued: {v}");
+            let span = v["span_id"].as_str().unwrap();
+            assert!(span.len() == 16 && span != "00f067aa0ba902b7", "a span of its own: {v}");
+            assert!(v["cold_start"].is_boolean() && v.get("fields").is_none(), "{v}");
         }
     }
 }

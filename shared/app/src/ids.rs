@@ -8,6 +8,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// `N` random bytes as lowercase hex (trace and span ids).
+pub fn random_hex<const N: usize>() -> String {
+    hex(&random_bytes::<N>())
+}
+
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     push_hex(&mut out, bytes);

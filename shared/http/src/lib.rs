@@ -11,6 +11,7 @@ pub mod problem;
 pub mod reply;
 pub mod request;
 pub mod routes;
+pub mod trace;
 
 pub use lambda_http;
 pub use routes::Route;

@@ -18,6 +18,7 @@ use crate::problem::ApiError;
 use crate::reply::Reply;
 use crate::request::{Call, MAX_BODY, body_bytes, request_id};
 use crate::routes::{Access, Route, RouteInfo};
+use crate::trace::TraceContext;
 
 /// Path parameters of a matched route: `("id", "ps_…")`.
 pub type Params = Vec<(&'static str, String)>;
@@ -77,14 +78,14 @@ pub async fn api<C: AtMerchant>(
     serve(info, params, &req, async |call| match authenticate(keys, call, info.access) {
         Ok(Some(p)) => {
             if let Err(e) = cx.check_signature(&p.merchant_id, &request_parts(call.req)).await {
-                return render(call, Err(e));
+                return render(Err(e));
             }
             match cx.at_merchant(&p.merchant_id).await {
-                Ok(merchant_cx) => render(call, handler(&merchant_cx, &p, call).await),
-                Err(e) => render(call, Err(e.into())),
+                Ok(merchant_cx) => render(handler(&merchant_cx, &p, call).await),
+                Err(e) => render(Err(e.into())),
             }
         }
-        Ok(None) => render(call, Err(ApiError::Internal("an authenticated route was declared public".into()))),
+        Ok(None) => render(Err(ApiError::Internal("an authenticated route was declared public".into()))),
         Err(e) => e.to_response(),
     })
     .await
@@ -98,7 +99,7 @@ pub async fn public<C: ?Sized>(
     req: Request,
     handler: impl for<'a> Fn(&'a C, &'a Call<'a>) -> ApiFuture<'a>,
 ) -> Response<Body> {
-    serve(info, params, &req, async |call| render(call, handler(cx, call).await)).await
+    serve(info, params, &req, async |call| render(handler(cx, call).await)).await
 }
 
 /// A route whose handler answers in its own format (HTML pages, the OAuth token endpoint).
@@ -115,25 +116,45 @@ pub async fn raw<C: ?Sized>(
 async fn serve(info: &RouteInfo, params: Params, req: &Request, respond: impl AsyncFnOnce(&Call<'_>) -> Response<Body>) -> Response<Body> {
     let started = Instant::now();
     let call = Call { request_id: request_id(req), req, params };
-    let mut resp = if body_bytes(req.body()).len() > MAX_BODY { ApiError::PayloadTooLarge.to_response() } else { respond(&call).await };
-    finish(&mut resp, &call.request_id, info.route);
-    tracing::info!(
-        request_id = %call.request_id,
-        method = %req.method(),
-        route = info.path,
-        status = resp.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    resp
+    let span = request_span(&call);
+    let served = async {
+        let mut resp = if body_bytes(req.body()).len() > MAX_BODY { ApiError::PayloadTooLarge.to_response() } else { respond(&call).await };
+        finish(&mut resp, &call.request_id, info.route);
+        tracing::info!(
+            method = %req.method(),
+            route = info.path,
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        resp
+    };
+    tracing::Instrument::instrument(served, span).await
 }
 
-fn render(call: &Call<'_>, result: Result<Reply, ApiError>) -> Response<Body> {
+/// The span every line logged while serving a request carries (flattened onto JSON lines,
+/// `lambda.rs`). At error level so it exists whatever level lines are filtered at: a warning
+/// without its request id would be of little use.
+fn request_span(call: &Call<'_>) -> tracing::Span {
+    static SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let cold_start = !SERVED.swap(true, std::sync::atomic::Ordering::Relaxed);
+    let trace = TraceContext::continue_from(call.header("traceparent"), call.header("x-amzn-trace-id"));
+    tracing::error_span!(
+        "request",
+        request_id = %call.request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        cold_start,
+        merchant_id = tracing::field::Empty,
+    )
+}
+
+fn render(result: Result<Reply, ApiError>) -> Response<Body> {
     match result {
         Ok(reply) => reply.into_response(),
         Err(e) => {
             if let ApiError::Internal(detail) = &e {
-                tracing::error!(request_id = %call.request_id, detail, "internal error");
+                tracing::error!(detail, "internal error");
             }
             e.to_response()
         }
@@ -158,6 +179,7 @@ pub fn authenticate(keys: &TokenSigner, call: &Call<'_>, access: Access) -> Resu
             TokenError::Malformed | TokenError::BadSignature => "the access token is invalid".into(),
         }))
     })?;
+    tracing::Span::current().record("merchant_id", principal.merchant_id.as_str());
     if let Access::Scope(scope) = access
         && !principal.has(scope)
     {

@@ -261,14 +261,33 @@ where
             return Err(e.into());
         }
         let (f, handler) = (&f, &handler);
+        let served = std::sync::atomic::AtomicBool::new(false);
+        let served = &served;
         lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
-            handler(f, &ev.payload).await.map_err(|e| {
-                tracing::error!(error = %e, "invocation failed");
-                lambda_runtime::Error::from(e)
-            })
+            let span = invocation_span(&ev.context, !served.swap(true, std::sync::atomic::Ordering::Relaxed));
+            let invoked = async {
+                handler(f, &ev.payload).await.map_err(|e| {
+                    tracing::error!(error = %e, "invocation failed");
+                    lambda_runtime::Error::from(e)
+                })
+            };
+            tracing::Instrument::instrument(invoked, span).await
         }))
         .await
     })
+}
+
+/// The span of an event function's invocation, as an HTTP request's (`pipeline.rs`):
+/// Lambda's request id, and the trace X-Ray started for it (or a new one).
+fn invocation_span(context: &lambda_http::lambda_runtime::Context, cold_start: bool) -> tracing::Span {
+    let trace = paysession_http::trace::TraceContext::continue_from(None, context.xray_trace_id.as_deref());
+    tracing::error_span!(
+        "invocation",
+        request_id = %context.request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        cold_start,
+    )
 }
 
 /// `PAYSESSION_WEBHOOK_QUEUE_URL` and `PAYSESSION_WEBHOOK_DLQ_URL`, which the dispatcher

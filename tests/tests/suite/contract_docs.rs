@@ -102,6 +102,22 @@ fn template_declares_every_routed_function() {
     assert_eq!(packages, declared, "functions/ packages vs route table and event functions");
 }
 
+/// Every function logs as `lambda.rs` expects Lambda to configure it: JSON lines, the
+/// application level from `LoggingConfig` (not a RUST_LOG a function could drift from).
+#[test]
+fn template_configures_every_functions_logging() {
+    let t = template();
+    let logging = &t["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{logging:?}");
+    assert!(["WARN", "INFO", "ERROR"].contains(&logging["ApplicationLogLevel"].as_str().unwrap_or_default()), "{logging:?}");
+    assert!(t["Globals"]["Function"]["Environment"]["Variables"].get("RUST_LOG").is_none(), "AWS_LAMBDA_LOG_LEVEL sets the level");
+    for (name, f) in resources_of_type(&t, "AWS::Serverless::Function") {
+        let own = &f["Properties"]["LoggingConfig"];
+        assert!(own.is_null() || own["LogFormat"].as_str() == Some("JSON"), "{name} logs in another format: {own:?}");
+        assert!(f["Properties"]["Environment"]["Variables"].get("RUST_LOG").is_none(), "{name} sets RUST_LOG");
+    }
+}
+
 fn function<'a>(t: &'a serde_yaml::Value, package: &str) -> &'a serde_yaml::Value {
     resources_of_type(t, "AWS::Serverless::Function")
         .into_iter()

@@ -11,26 +11,7 @@ const FUNCTIONS: [&str; 6] = ["session-get", "session-create", "hosted-page", "o
 
 /// Builds the functions' binaries and returns their paths by name.
 fn build() -> HashMap<String, PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args(["build", "--quiet", "--message-format=json"]);
-    for f in FUNCTIONS {
-        cmd.args(["-p", &format!("fn-{f}")]);
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(out.status.success(), "building the functions failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let mut paths = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str()) {
-            paths.insert(name.to_string(), PathBuf::from(exe));
-        }
-    }
-    for f in FUNCTIONS {
-        assert!(paths.contains_key(f), "no executable reported for {f}");
-    }
-    paths
+    paysession_tests::lambda_process::function_binaries(&FUNCTIONS)
 }
 
 /// Demangled names of the functions and data a binary defines.

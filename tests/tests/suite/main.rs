@@ -17,6 +17,7 @@ mod functions_dynamodb;
 mod hosted_page;
 mod idempotency;
 mod lambda_events;
+mod lambda_logs;
 mod lifecycle;
 mod mandates;
 mod oauth;
