@@ -86,6 +86,13 @@ where
     layer
 }
 
+/// Whether this is the process's first request or invocation: the `cold_start` field of its
+/// span (`pipeline.rs`, and the event functions' in `paysession_runtime`).
+pub fn cold_start() -> bool {
+    static SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    !SERVED.swap(true, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Logging of a Lambda function, as its environment (template.yaml's `LoggingConfig`) asks.
 pub fn init_logging() {
     let config = LogConfig::from_lookup(|k| std::env::var(k).ok());

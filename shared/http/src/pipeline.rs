@@ -136,8 +136,7 @@ async fn serve(info: &RouteInfo, params: Params, req: &Request, respond: impl As
 /// `lambda.rs`). At error level so it exists whatever level lines are filtered at: a warning
 /// without its request id would be of little use.
 fn request_span(call: &Call<'_>) -> tracing::Span {
-    static SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let cold_start = !SERVED.swap(true, std::sync::atomic::Ordering::Relaxed);
+    let cold_start = crate::lambda::cold_start();
     let trace = TraceContext::continue_from(call.header("traceparent"), call.header("x-amzn-trace-id"));
     tracing::error_span!(
         "request",

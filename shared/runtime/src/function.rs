@@ -261,10 +261,8 @@ where
             return Err(e.into());
         }
         let (f, handler) = (&f, &handler);
-        let served = std::sync::atomic::AtomicBool::new(false);
-        let served = &served;
         lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
-            let span = invocation_span(&ev.context, !served.swap(true, std::sync::atomic::Ordering::Relaxed));
+            let span = invocation_span(&ev.context, paysession_http::lambda::cold_start());
             let invoked = async {
                 handler(f, &ev.payload).await.map_err(|e| {
                     tracing::error!(error = %e, "invocation failed");
